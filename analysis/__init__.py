@@ -1,0 +1,1 @@
+"""vae-sweep analysis package: reads stored results only (never retrains, never loads a model)."""

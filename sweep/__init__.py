@@ -1,0 +1,1 @@
+"""vae-sweep training package: data, models, losses, training, evaluation, results I/O."""

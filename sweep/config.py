@@ -1,0 +1,129 @@
+"""Hydra glue: the ``run_name`` resolver, family shorthands, and config checks before training.
+
+Importing this module registers:
+* the OmegaConf resolver ``${run_name:}`` used by ``hydra.run.dir`` and ``hydra.sweep.subdir``: it
+  validates the whole job config (so a bad value is rejected before Hydra creates any directory) and
+  returns :func:`sweep.names.run_name_of` of it, the one place names are made;
+* family shorthands ``encoder=conv4`` / ``decoder=dense16`` in Hydra's ConfigStore, built in a loop
+  from ``conf/{encoder,decoder}/{dense,conv}.yaml`` plus a depth, so a grid can sweep
+  ``encoder: dense1,dense4,conv1,conv2,conv4`` while ``encoder=conv encoder.depth=4`` keeps working.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+from sweep import names
+from sweep.data import LIKELIHOODS
+from sweep.losses import REDUCTIONS
+from sweep.models import CONV_MAX_DEPTH, Spec, validate_latent
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+FAMILY_DEPTHS = {"dense": range(1, 17), "conv": range(1, CONV_MAX_DEPTH + 1)}
+# Keys that do not change what a run trains: they may differ between a stored run and a relaunch.
+NON_IDENTITY_KEYS = ("results_dir", "sweep_name", "progress", "device", "eval")
+
+
+class ConfigError(ValueError):
+    """A config value is invalid; the message names the key, the value and what is valid."""
+
+
+def _run_name_resolver(*, _root_: DictConfig) -> str:
+    cfg = {
+        k: OmegaConf.to_container(v, resolve=True) if isinstance(v, DictConfig) else v
+        for k, v in _root_.items()
+        if k != "hydra"
+    }
+    return names.run_name_of(validate(cfg))
+
+
+def _register() -> None:
+    if not OmegaConf.has_resolver("run_name"):
+        OmegaConf.register_new_resolver("run_name", _run_name_resolver)
+    cs = ConfigStore.instance()
+    for group in ("encoder", "decoder"):
+        for kind, depths in FAMILY_DEPTHS.items():
+            base = OmegaConf.to_container(OmegaConf.load(CONF_DIR / group / f"{kind}.yaml"))
+            for depth in depths:
+                cs.store(group=group, name=f"{kind}{depth}", node={**base, "depth": depth})
+
+
+def to_plain(cfg: DictConfig | dict) -> dict[str, Any]:
+    """The resolved config as plain Python containers, without the ``hydra`` node."""
+    if isinstance(cfg, DictConfig):
+        cfg = OmegaConf.to_container(cfg, resolve=True)
+    return {k: v for k, v in cfg.items() if k != "hydra"}
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} → {"a.b": 1}; lists become their string form (parquet-friendly scalars)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = str(v) if isinstance(v, list | tuple) else v
+    return out
+
+
+def identity(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The flattened config keys that determine what a run trains."""
+    flat = flatten(cfg)
+    return {k: v for k, v in flat.items() if k.split(".")[0] not in NON_IDENTITY_KEYS}
+
+
+def config_diff(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """Keys whose values differ between two configs' identities, as ``key: a -> b``."""
+    ia, ib = identity(a), identity(b)
+    return [
+        f"{k}: {ia.get(k)!r} -> {ib.get(k)!r}" for k in sorted(set(ia) | set(ib)) if ia.get(k) != ib.get(k)
+    ]
+
+
+def _number(cfg: dict, key: str, kind: type, lo: float, lo_open: bool = False) -> None:
+    section, _, leaf = key.rpartition(".")
+    value = cfg[section][leaf] if section else cfg[leaf]
+    ok_type = isinstance(value, kind) or (kind is float and isinstance(value, int))
+    if isinstance(value, bool) or not ok_type or (kind is float and not math.isfinite(value)):
+        raise ConfigError(f"{key}={value!r} must be {'an integer' if kind is int else 'a finite number'}")
+    if value < lo or (lo_open and value == lo):
+        raise ConfigError(f"{key}={value!r} is out of range; valid: {'>' if lo_open else '>='} {lo}")
+
+
+def validate(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Reject a bad config before any training, naming the bad value and the valid range."""
+    validate_latent(cfg["latent_dim"])
+    for role in ("encoder", "decoder"):
+        Spec(**cfg[role]).validate(role)
+    _number(cfg, "seed", int, 0)
+    _number(cfg, "epochs", int, 1)
+    _number(cfg, "batch_size", int, 1)
+    _number(cfg, "lr", float, 0, lo_open=True)
+    _number(cfg, "loss.beta", float, 0)
+    _number(cfg, "loss.warmup_epochs", float, 0)
+    _number(cfg, "loss.free_bits", float, 0)
+    if cfg["loss"]["reduction"] not in REDUCTIONS:
+        raise ConfigError(
+            f"loss.reduction={cfg['loss']['reduction']!r} is unknown; valid: {', '.join(REDUCTIONS)}"
+        )
+    if cfg["data"]["likelihood"] not in LIKELIHOODS:
+        raise ConfigError(
+            f"data.likelihood={cfg['data']['likelihood']!r} is unknown; valid: {', '.join(LIKELIHOODS)}"
+        )
+    if cfg["data"]["subset"] is not None:
+        _number(cfg, "data.subset", int, 1)
+    n_train = min(60_000 - cfg["data"]["val_size"], cfg["data"]["subset"] or 60_000)
+    if cfg["batch_size"] > n_train:
+        raise ConfigError(
+            f"batch_size={cfg['batch_size']} is larger than the training set ({n_train} images)"
+        )
+    return cfg
+
+
+_register()

@@ -1,0 +1,167 @@
+"""MNIST, bundled and checksummed, held whole as tensors on the training device.
+
+The repository carries the four genuine MNIST files (``data/mnist/*.gz``, CC BY-SA 3.0) with their
+SHA-256 sums. On first load they are checked, decompressed into ``data/mnist/.cache/MNIST/raw`` and
+read with torchvision's own MNIST reader; nothing is ever downloaded.
+
+Splits: the 60k training images are split 50k/10k into train/validation by a seeded permutation
+(``split_seed``, the same for every run so all runs see the same split); the 10k test images are the
+test split. Likelihoods: ``bernoulli`` resamples a binarisation of each training batch
+(:func:`binarize`) and uses one fixed seeded binarisation for validation and test; ``bce`` keeps the
+continuous pixels (the paper's setting).
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+BUNDLED_ROOT = Path(__file__).resolve().parent.parent / "data" / "mnist"
+FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+LIKELIHOODS = ("bernoulli", "bce")
+
+
+class DataError(ValueError):
+    """The data files are missing, corrupted or the data config is invalid."""
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split, resident on the device. ``x``: (N, 1, 28, 28) float32 in [0, 1]; ``y``: (N,) int64;
+    ``target``: what the decoder must reconstruct for evaluation — ``x`` itself for ``bce``, a fixed
+    seeded binarisation of it for ``bernoulli`` (training batches are re-binarised each step instead)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    target: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+
+@dataclass(frozen=True)
+class MNIST:
+    train: Split
+    val: Split
+    test: Split
+    split_seed: int
+    likelihood: str
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _read_sums(path: Path) -> dict[str, str]:
+    sums = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            digest, name = line.split()
+            sums[name] = digest
+    return sums
+
+
+def verify_and_extract(root: Path = BUNDLED_ROOT) -> Path:
+    """Check every bundled ``.gz`` against ``SHA256SUMS``, decompress it (atomically) into the cache,
+    check the result against ``SHA256SUMS.raw``, and return the cache root that torchvision reads."""
+    root = Path(root)
+    sums_gz, sums_raw = root / "SHA256SUMS", root / "SHA256SUMS.raw"
+    if not sums_gz.is_file() or not sums_raw.is_file():
+        raise DataError(f"MNIST checksum files missing under {root} (expected SHA256SUMS and SHA256SUMS.raw)")
+    want_gz, want_raw = _read_sums(sums_gz), _read_sums(sums_raw)
+    raw_dir = root / ".cache" / "MNIST" / "raw"
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    for name in [n for pair in FILES.values() for n in pair]:
+        raw = raw_dir / name
+        if raw.is_file() and _sha256(raw) == want_raw[name]:
+            continue
+        gz = root / f"{name}.gz"
+        if not gz.is_file():
+            raise DataError(f"MNIST file missing: {gz}")
+        got = _sha256(gz)
+        if got != want_gz[f"{name}.gz"]:
+            raise DataError(
+                f"checksum mismatch for {gz}: sha256 {got}, expected {want_gz[f'{name}.gz']} "
+                f"(from {sums_gz}); restore the file from the repository"
+            )
+        fd, tmp = tempfile.mkstemp(dir=raw_dir, prefix=f".{name}.")
+        try:
+            with os.fdopen(fd, "wb") as out, gzip.open(gz, "rb") as src:
+                out.write(src.read())
+            if _sha256(Path(tmp)) != want_raw[name]:
+                raise DataError(f"decompressed {gz} does not match SHA256SUMS.raw")
+            os.replace(tmp, raw)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return root / ".cache"
+
+
+@functools.lru_cache(maxsize=2)
+def _load_uint8(root: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Read both MNIST splits with torchvision (cached per process; the tensors are never mutated)."""
+    from torchvision.datasets import MNIST as TVMNIST
+
+    cache = verify_and_extract(Path(root))
+    tr = TVMNIST(str(cache), train=True, download=False)
+    te = TVMNIST(str(cache), train=False, download=False)
+    return tr.data, tr.targets, te.data, te.targets
+
+
+def binarize(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Dynamic binarisation: each pixel is 1 with probability equal to its intensity."""
+    return torch.bernoulli(x, generator=generator)
+
+
+def load_mnist(
+    device: torch.device | str = "cpu",
+    *,
+    likelihood: str = "bernoulli",
+    val_size: int = 10_000,
+    split_seed: int = 0,
+    binarize_seed: int = 0,
+    subset: int | None = None,
+    root: str | Path | None = None,
+) -> MNIST:
+    """Load MNIST onto ``device``. ``subset=N`` keeps the first N images of each split (after the seeded
+    split), for smoke runs and tests."""
+    if likelihood not in LIKELIHOODS:
+        raise DataError(f"unknown likelihood {likelihood!r}; valid: {', '.join(LIKELIHOODS)}")
+    if not 0 < val_size < 60_000:
+        raise DataError(f"data.val_size={val_size} is out of range; valid: 1..59999")
+    if subset is not None and subset < 1:
+        raise DataError(f"data.subset={subset} is out of range; valid: null or an integer >= 1")
+    xtr, ytr, xte, yte = _load_uint8(str(Path(root) if root is not None else BUNDLED_ROOT))
+    perm = torch.randperm(xtr.shape[0], generator=torch.Generator().manual_seed(split_seed))
+    idx = {"train": perm[val_size:], "val": perm[:val_size]}
+    gen = torch.Generator().manual_seed(binarize_seed)
+    device = torch.device(device)
+
+    def make(x8: torch.Tensor, y: torch.Tensor) -> Split:
+        if subset is not None:
+            x8, y = x8[:subset], y[:subset]
+        x = (x8.float() / 255.0).unsqueeze(1)
+        target = binarize(x, gen) if likelihood == "bernoulli" else x
+        return Split(x.to(device), y.long().to(device), target.to(device))
+
+    return MNIST(
+        train=make(xtr[idx["train"]], ytr[idx["train"]]),
+        val=make(xtr[idx["val"]], ytr[idx["val"]]),
+        test=make(xte, yte),
+        split_seed=split_seed,
+        likelihood=likelihood,
+    )

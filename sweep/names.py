@@ -1,0 +1,84 @@
+"""Run names: the one place a name is made from a config and parsed back into one.
+
+Grammar: ``L{latent}_{enc}{n}_{dec}{n}_s{seed}``, e.g. ``L25_dense1_conv4_s0``, where enc/dec are
+``dense`` or ``conv``. The paper's spelling ``L25_DNN1_CNN4`` (DNN = dense, CNN = conv, any case, the
+seed suffix optional and 0 when absent) is accepted on input and always written canonically.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+PAPER_KINDS = {"dnn": "dense", "cnn": "conv", "dense": "dense", "conv": "conv"}
+GRAMMAR = (
+    "L{latent}_{enc}{depth}_{dec}{depth}[_s{seed}] with enc/dec in dense|conv (or the paper's DNN|CNN), "
+    "e.g. L25_dense1_conv4_s0 or L25_DNN1_CNN4"
+)
+_PATTERN = re.compile(r"^L(\d+)_([A-Za-z]+?)(\d+)_([A-Za-z]+?)(\d+)(?:_s(\d+))?$")
+
+
+class RunNameError(ValueError):
+    """A run name does not follow the grammar."""
+
+
+@dataclass(frozen=True)
+class RunId:
+    latent_dim: int
+    enc_kind: str
+    enc_depth: int
+    dec_kind: str
+    dec_depth: int
+    seed: int = 0
+
+    @property
+    def name(self) -> str:
+        return run_name(
+            self.latent_dim, self.enc_kind, self.enc_depth, self.dec_kind, self.dec_depth, self.seed
+        )
+
+    def overrides(self) -> list[str]:
+        """Hydra overrides that select this configuration."""
+        return [
+            f"latent_dim={self.latent_dim}",
+            f"encoder={self.enc_kind}",
+            f"encoder.depth={self.enc_depth}",
+            f"decoder={self.dec_kind}",
+            f"decoder.depth={self.dec_depth}",
+            f"seed={self.seed}",
+        ]
+
+
+def run_name(latent_dim, enc_kind, enc_depth, dec_kind, dec_depth, seed) -> str:
+    return f"L{latent_dim}_{enc_kind}{enc_depth}_{dec_kind}{dec_depth}_s{seed}"
+
+
+def paper_label(latent_dim, enc_kind, enc_depth, dec_kind, dec_depth) -> str:
+    """The paper's label, ``L25_DNN1_CNN4``, for figures."""
+    k = {"dense": "DNN", "conv": "CNN"}
+    return f"L{latent_dim}_{k[enc_kind]}{enc_depth}_{k[dec_kind]}{dec_depth}"
+
+
+def run_name_of(cfg) -> str:
+    """The run name of a (resolved or plain-dict) config with latent_dim, encoder, decoder, seed."""
+    return run_name(
+        cfg["latent_dim"],
+        cfg["encoder"]["kind"],
+        cfg["encoder"]["depth"],
+        cfg["decoder"]["kind"],
+        cfg["decoder"]["depth"],
+        cfg["seed"],
+    )
+
+
+def parse_run_name(name: str) -> RunId:
+    m = _PATTERN.match(name.strip())
+    if not m:
+        raise RunNameError(f"cannot parse run name {name!r}; grammar: {GRAMMAR}")
+    latent, enc, enc_n, dec, dec_n, seed = m.groups()
+    kinds = []
+    for k in (enc, dec):
+        if k.lower() not in PAPER_KINDS:
+            raise RunNameError(f"unknown layer kind {k!r} in run name {name!r}; grammar: {GRAMMAR}")
+        kinds.append(PAPER_KINDS[k.lower()])
+    return RunId(int(latent), kinds[0], int(enc_n), kinds[1], int(dec_n), int(seed or 0))

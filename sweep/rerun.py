@@ -1,0 +1,108 @@
+"""Rerun one configuration, named by its run name.
+
+    python -m sweep.rerun L25_dense1_conv4_s0                 # retrain that configuration
+    python -m sweep.rerun L25_DNN1_CNN4 epochs=100            # the paper's spelling; seed 0 if absent
+    python -m sweep.rerun L25_dense1_conv4_s1 --from results/sweeps/paper/L25_dense1_conv4_s1
+
+If a run of that name exists under the results directory (``results_dir=…``, default ``results``),
+its exact stored config (``.hydra/config.yaml``) is reused with the overrides applied on top;
+otherwise the config is composed from the name. The run trains into ``results/runs/<run_name>/``
+(or ``--out DIR``), with the same skip/resume rules as ``python -m sweep.train``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from sweep import results
+from sweep.config import CONF_DIR, ConfigError, flatten, to_plain
+from sweep.names import RunNameError, parse_run_name, run_name_of
+
+_ABSENT = object()
+
+
+def find_runs(results_dir: Path, name: str) -> list[Path]:
+    """Run directories called ``name`` anywhere under ``results_dir`` that hold a stored config."""
+    if not results_dir.is_dir():
+        return []
+    return sorted(p for p in results_dir.glob(f"**/{name}") if (p / ".hydra" / "config.yaml").is_file())
+
+
+def apply_overrides(cfg: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key=value`` overrides to a stored, resolved config; unknown keys are errors."""
+    conf = OmegaConf.create(cfg)
+    OmegaConf.set_struct(conf, True)
+    for o in OverridesParser.create().parse_overrides(overrides):
+        key = o.key_or_group
+        current = OmegaConf.select(conf, key, default=_ABSENT)
+        if current is _ABSENT:
+            raise ConfigError(
+                f"override {o.input_line!r}: key {key!r} does not exist; valid keys: {', '.join(flatten(cfg))}"
+            )
+        if isinstance(current, DictConfig) and not isinstance(o.value(), dict):
+            raise ConfigError(
+                f"override {o.input_line!r}: {key!r} is a config group; on a stored config override its keys "
+                f"instead (e.g. {key}.kind=conv {key}.depth=4)"
+            )
+        try:
+            OmegaConf.update(conf, key, o.value(), merge=True)
+        except OmegaConfBaseException as exc:
+            raise ConfigError(f"override {o.input_line!r} does not apply: {exc}") from exc
+    return to_plain(conf)
+
+
+def build_config(name: str, overrides: list[str], results_dir: Path, source: Path | None = None):
+    """(config, where it came from) for run ``name``."""
+    rid = parse_run_name(name)
+    if source is None:
+        found = find_runs(results_dir, rid.name)
+        if len(found) > 1:
+            raise ConfigError(
+                f"{len(found)} runs are named {rid.name} under {results_dir}: "
+                + ", ".join(map(str, found))
+                + "; pick one with --from DIR"
+            )
+        source = found[0] if found else None
+    if source is not None:
+        stored = results.read_stored_config(source)
+        if stored is None:
+            raise ConfigError(f"--from {source}: no stored config (.hydra/config.yaml) there")
+        return apply_overrides(stored, overrides), str(source)
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=rid.overrides() + overrides)
+    return to_plain(cfg), "composed from the run name"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m sweep.rerun", description=__doc__.split("\n\n")[0])
+    p.add_argument("name", help="run name, e.g. L25_dense1_conv4_s0 or L25_DNN1_CNN4")
+    p.add_argument("overrides", nargs="*", help="Hydra-style key=value overrides, e.g. epochs=100")
+    p.add_argument("--from", dest="source", type=Path, help="the run directory whose config to reuse")
+    p.add_argument("--out", type=Path, help="output directory (default results/runs/<run_name>)")
+    args = p.parse_intermixed_args(argv)
+    results_dir = Path(
+        next((o.split("=", 1)[1] for o in args.overrides if o.startswith("results_dir=")), "results")
+    )
+    try:
+        cfg, origin = build_config(args.name, args.overrides, results_dir, args.source)
+    except (RunNameError, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out = args.out or Path(cfg["results_dir"]) / "runs" / run_name_of(cfg)
+    print(f"config: {origin}; training into {out}")
+    from sweep.train import train  # imported late: it is heavy and not needed for bad names
+
+    row = train(cfg, out, overrides=args.overrides)
+    return 0 if row["status"] != "failed" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

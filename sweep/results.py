@@ -1,0 +1,153 @@
+"""Per-run result files, each written atomically (temp file in the same directory, fsync, rename).
+
+A run directory holds (see ``results/README.md`` for the full schemas):
+``epochs.parquet`` (one row per epoch × split), ``run.parquet`` (one row), ``last.pt`` (resume state),
+``best.pt`` (best-validation weights), ``.hydra/`` (config snapshot), and ``COMPLETE`` written last.
+Every parquet file carries ``schema_version`` as a column and in its metadata.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+import yaml
+
+SCHEMA_VERSION = 1
+COMPLETE = "COMPLETE"
+EPOCH_COLUMNS = [
+    "schema_version",
+    "run_name",
+    "epoch",
+    "split",
+    "loss",
+    "recon",
+    "kl",
+    "neg_elbo",
+    "seconds",
+    "lr",
+    "beta",
+]
+# run.parquet always has these, then the flattened config (``encoder.depth``, ``loss.reduction``, …).
+RUN_COLUMNS = [
+    "schema_version",
+    "run_name",
+    "status",
+    "error",
+    "diverged_epoch",
+    "epochs_done",
+    "params/encoder",
+    "params/decoder",
+    "params/total",
+    "best/epoch",
+    "val/loss",
+    "val/recon",
+    "val/kl",
+    "val/neg_elbo",
+    "test/loss",
+    "test/recon",
+    "test/kl",
+    "test/neg_elbo",
+    "wall_seconds",
+    "device",
+    "torch_version",
+    "python_version",
+    "hostname",
+    "git_commit",
+    "git_dirty",
+    "overrides",
+    "started_at",
+    "finished_at",
+]
+STATUSES = ("ok", "diverged", "failed")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_parquet(path: Path, rows: list[dict[str, Any]], columns: list[str] | None = None) -> None:
+    """Rows → one parquet file with ``schema_version`` in every row and in the file metadata."""
+    rows = [{"schema_version": SCHEMA_VERSION, **r} for r in rows]
+    if columns is not None:
+        extra = [k for r in rows for k in r if k not in columns]
+        columns = columns + list(dict.fromkeys(extra))
+        rows = [{c: r.get(c) for c in columns} for r in rows]
+    table = pa.Table.from_pylist(rows)
+    table = table.replace_schema_metadata(
+        {**(table.schema.metadata or {}), b"vae_sweep.schema_version": str(SCHEMA_VERSION).encode()}
+    )
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def write_yaml(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, yaml.safe_dump(obj, sort_keys=False).encode())
+
+
+def save_torch(path: Path, obj: Any) -> None:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def write_complete(run_dir: Path, status: str) -> None:
+    atomic_write_bytes(
+        Path(run_dir) / COMPLETE, json.dumps({"status": status, "schema_version": SCHEMA_VERSION}).encode()
+    )
+
+
+def is_complete(run_dir: Path) -> bool:
+    return (Path(run_dir) / COMPLETE).is_file()
+
+
+def read_stored_config(run_dir: Path) -> dict[str, Any] | None:
+    path = Path(run_dir) / ".hydra" / "config.yaml"
+    return yaml.safe_load(path.read_text()) if path.is_file() else None
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", *args], cwd=Path(__file__).resolve().parent, capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def provenance() -> dict[str, Any]:
+    """Where and with what a run was made: git commit and dirty flag, versions, host."""
+    status = _git("status", "--porcelain")
+    return {
+        "git_commit": _git("rev-parse", "HEAD"),
+        "git_dirty": None if status is None else bool(status),
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "hostname": socket.gethostname(),
+        "argv": " ".join(sys.argv),
+    }

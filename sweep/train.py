@@ -1,0 +1,285 @@
+"""Train one VAE into its own run directory; with ``experiment=<grid>``, a whole grid as a Hydra multirun.
+
+    python -m sweep.train encoder=dense encoder.depth=1 decoder=conv decoder.depth=4 latent_dim=25
+    python -m sweep.train experiment=paper        # 300 runs into results/sweeps/paper/<run_name>/
+
+A run is idempotent: relaunching skips it when its ``COMPLETE`` marker exists (for the same config),
+resumes it from ``last.pt`` when it was interrupted, and refuses to touch a directory that holds a run
+of a different config. ``train(cfg, out_dir)`` is the plain function that tests and other entry points
+call; ``main`` is the thin Hydra edge.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import sys
+import time
+import traceback
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+from tqdm.auto import tqdm
+
+from sweep import results
+from sweep.config import config_diff, flatten, to_plain, validate
+from sweep.data import binarize, load_mnist
+from sweep.evaluate import split_losses
+from sweep.losses import beta_at, kl_per_dim, objective, recon_per_image
+from sweep.models import VAE, Spec, count_params
+from sweep.names import run_name_of
+
+
+class ConfigMismatchError(RuntimeError):
+    """The run directory already holds a run of a different configuration."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed every global RNG at the start of each run: jobs of one multirun share a process."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _show_progress(setting) -> bool:
+    if setting == "auto":
+        return sys.stderr.isatty() and not os.environ.get("CI")
+    return bool(setting)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def train_epoch(model, opt, data, cfg, epoch: int, g_data, g_noise) -> dict[str, float]:
+    """One pass over the shuffled training split; sums stay on the device (one host sync per epoch)."""
+    x_all, bs = data.train.x, cfg["batch_size"]
+    n = x_all.shape[0]
+    steps = math.ceil(n / bs)
+    loss_cfg = cfg["loss"]
+    bernoulli = cfg["data"]["likelihood"] == "bernoulli"
+    perm = torch.randperm(n, generator=g_data, device=x_all.device)
+    sums = torch.zeros(3, dtype=torch.float64, device=x_all.device)
+    beta = loss_cfg["beta"]
+    for step in range(steps):
+        x = x_all[perm[step * bs : (step + 1) * bs]]
+        if bernoulli:
+            x = binarize(x, g_data)
+        logits, mu, logvar = model(x, generator=g_noise)
+        recon, kl_d = recon_per_image(logits, x), kl_per_dim(mu, logvar)
+        beta = beta_at(loss_cfg["beta"], loss_cfg["warmup_epochs"], epoch + step / steps)
+        loss = objective(
+            recon, kl_d, reduction=loss_cfg["reduction"], beta=beta, free_bits=loss_cfg["free_bits"]
+        )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sums += torch.stack([loss.detach() * x.shape[0], recon.detach().sum(), kl_d.detach().sum()]).double()
+    loss, recon, kl = (sums / n).tolist()
+    return {"loss": loss, "recon": recon, "kl": kl, "neg_elbo": recon + kl, "beta": beta}
+
+
+def _eval(model, split, cfg, beta: float) -> dict[str, float]:
+    lc = cfg["loss"]
+    return split_losses(
+        model, split, seed=cfg["seed"], reduction=lc["reduction"], beta=beta, free_bits=lc["free_bits"]
+    )
+
+
+def _load_run_row(out_dir: Path) -> dict[str, Any]:
+    return pq.read_table(out_dir / "run.parquet").to_pylist()[0]
+
+
+def train(
+    cfg: DictConfig | dict, out_dir: str | Path, overrides: list[str] | None = None, hydra_cfg: Any = None
+) -> dict[str, Any]:
+    """Train (or skip, or resume) the run ``cfg`` in ``out_dir``; return its ``run.parquet`` row."""
+    cfg = validate(to_plain(cfg))
+    name = run_name_of(cfg)
+    out_dir = Path(out_dir)
+    stored = results.read_stored_config(out_dir)
+    if stored is not None:
+        diff = config_diff(stored, cfg)
+        if diff:
+            raise ConfigMismatchError(
+                f"{out_dir} already holds a run of a different configuration ({'; '.join(diff)}); "
+                "choose another results_dir / --out, or move that run away"
+            )
+        if results.is_complete(out_dir):
+            row = _load_run_row(out_dir)
+            print(f"{name}: already complete ({row['status']}), skipped: {out_dir}")
+            return row
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if stored is None:  # the snapshot is written once, before anything else, and never rewritten
+        results.write_yaml(out_dir / ".hydra" / "config.yaml", cfg)
+        results.write_yaml(out_dir / ".hydra" / "overrides.yaml", list(overrides or []))
+        if hydra_cfg is not None:
+            results.atomic_write_bytes(
+                out_dir / ".hydra" / "hydra.yaml", OmegaConf.to_yaml(hydra_cfg).encode()
+            )
+
+    prov = results.provenance()
+    device = resolve_device(cfg["device"])
+    row: dict[str, Any] = {
+        "run_name": name,
+        "status": "failed",
+        "error": None,
+        "diverged_epoch": None,
+        "epochs_done": 0,
+        "device": str(device),
+        "overrides": " ".join(overrides or []),
+        "started_at": _now(),
+        **{k: prov[k] for k in ("torch_version", "python_version", "hostname", "git_commit", "git_dirty")},
+    }
+    t_start = time.perf_counter()
+    history: list[dict[str, Any]] = []
+    try:
+        row.update(_fit(cfg, out_dir, device, history, row))
+    except Exception as exc:  # recorded, not fatal: the sweep goes on and a relaunch retries it
+        row["error"] = (
+            "".join(traceback.format_exception_only(exc)).strip() + "\n" + traceback.format_exc(limit=-3)
+        )
+        print(f"{name}: FAILED: {exc}", file=sys.stderr)
+    row["wall_seconds"] = time.perf_counter() - t_start + row.pop("_resumed_seconds", 0.0)
+    row["finished_at"] = _now()
+    flat = flatten(cfg)
+    flat["device.requested"] = flat.pop("device")  # the row's ``device`` is the one actually used
+    row.update(flat)
+    results.write_parquet(out_dir / "run.parquet", [row], results.RUN_COLUMNS)
+    if row["status"] in ("ok", "diverged"):
+        results.write_complete(out_dir, row["status"])
+        (out_dir / "last.pt").unlink(missing_ok=True)  # resume state is not needed once complete
+    print(f"{name}: {row['status']}; results in {out_dir}")
+    return row
+
+
+def _fit(cfg, out_dir: Path, device: torch.device, history: list, row: dict) -> dict[str, Any]:
+    seed = cfg["seed"]
+    seed_everything(seed)
+    dc = cfg["data"]
+    data = load_mnist(
+        device,
+        likelihood=dc["likelihood"],
+        val_size=dc["val_size"],
+        split_seed=dc["split_seed"],
+        binarize_seed=dc["binarize_seed"],
+        subset=dc["subset"],
+    )
+    model = VAE(Spec(**cfg["encoder"]), Spec(**cfg["decoder"]), cfg["latent_dim"]).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
+    g_data = torch.Generator(device).manual_seed(seed)
+    g_noise = torch.Generator(device).manual_seed(seed + 1_000_003)
+    out = {
+        "params/encoder": count_params(model.encoder),
+        "params/decoder": count_params(model.decoder),
+        "params/total": count_params(model),
+    }
+    start, best = 0, {"epoch": None, "neg_elbo": math.inf}
+    last = out_dir / "last.pt"
+    if last.is_file():
+        state = torch.load(last, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        g_data.set_state(state["g_data"])
+        g_noise.set_state(state["g_noise"])
+        history.extend(state["history"])
+        start, best = state["epoch"], state["best"]
+        row["_resumed_seconds"] = state["seconds"]
+        print(f"{row['run_name']}: resuming after epoch {start}")
+    t0 = time.perf_counter() - row.get("_resumed_seconds", 0.0)
+    bar = tqdm(
+        range(start, cfg["epochs"]),
+        desc=row["run_name"],
+        disable=not _show_progress(cfg["progress"]),
+        leave=False,
+    )
+    for epoch in bar:
+        t = time.perf_counter()
+        tr = train_epoch(model, opt, data, cfg, epoch, g_data, g_noise)
+        rows = [{"epoch": epoch + 1, "split": "train", **tr, "seconds": time.perf_counter() - t}]
+        splits = (
+            {"val": data.val, "test": data.test}
+            if cfg["train"]["eval_test_each_epoch"]
+            else {"val": data.val}
+        )
+        for split_name, split in splits.items():
+            t = time.perf_counter()
+            rows.append(
+                {
+                    "epoch": epoch + 1,
+                    "split": split_name,
+                    **_eval(model, split, cfg, tr["beta"]),
+                    "beta": tr["beta"],
+                    "seconds": time.perf_counter() - t,
+                }
+            )
+        for r in rows:
+            r.update(run_name=row["run_name"], lr=opt.param_groups[0]["lr"])
+        history.extend(rows)
+        results.write_parquet(out_dir / "epochs.parquet", history, results.EPOCH_COLUMNS)
+        if not all(math.isfinite(r[k]) for r in rows for k in ("loss", "recon", "kl")):
+            out.update(
+                status="diverged",
+                diverged_epoch=epoch + 1,
+                epochs_done=epoch + 1,
+                error=f"non-finite loss in epoch {epoch + 1}",
+            )
+            return out
+        val = rows[1]["neg_elbo"]
+        if val < best["neg_elbo"]:
+            best = {"epoch": epoch + 1, "neg_elbo": val}
+            results.save_torch(
+                out_dir / "best.pt", {"model": model.state_dict(), "epoch": epoch + 1, "val/neg_elbo": val}
+            )
+        results.save_torch(
+            last,
+            {
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "g_data": g_data.get_state(),
+                "g_noise": g_noise.get_state(),
+                "history": history,
+                "epoch": epoch + 1,
+                "best": best,
+                "seconds": time.perf_counter() - t0,
+            },
+        )
+        bar.set_postfix(val_neg_elbo=f"{val:.2f}")
+    model.load_state_dict(torch.load(out_dir / "best.pt", map_location=device, weights_only=False)["model"])
+    beta = history[-1]["beta"]
+    for split_name, split in (("val", data.val), ("test", data.test)):
+        out.update({f"{split_name}/{k}": v for k, v in _eval(model, split, cfg, beta).items()})
+    out.update(status="ok", epochs_done=cfg["epochs"], **{"best/epoch": best["epoch"]})
+    return out
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    hc = HydraConfig.get()
+    row = train(cfg, hc.runtime.output_dir, overrides=list(hc.overrides.task), hydra_cfg=hc)
+    if row["status"] == "failed" and hc.mode == RunMode.RUN:
+        sys.exit(1)
+    return row.get("val/neg_elbo")
+
+
+if __name__ == "__main__":
+    main()
