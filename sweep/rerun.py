@@ -23,7 +23,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from sweep import results
-from sweep.config import CONF_DIR, ConfigError, flatten, to_plain
+from sweep.config import CONF_DIR, ConfigError, flatten, to_plain, validate
+from sweep.models import SpecError
 from sweep.names import RunNameError, parse_run_name, run_name_of
 
 _ABSENT = object()
@@ -93,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         cfg, origin = build_config(args.name, args.overrides, results_dir, args.source)
-    except (RunNameError, ConfigError) as exc:
+        validate(cfg)
+    except (RunNameError, ConfigError, SpecError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     out = args.out or Path(cfg["results_dir"]) / "runs" / run_name_of(cfg)

@@ -163,7 +163,7 @@ def train(
     row["finished_at"] = _now()
     flat = flatten(cfg)
     flat["device.requested"] = flat.pop("device")  # the row's ``device`` is the one actually used
-    row.update(flat)
+    row = {**dict.fromkeys(results.RUN_COLUMNS), **row, **flat}
     results.write_parquet(out_dir / "run.parquet", [row], results.RUN_COLUMNS)
     if row["status"] in ("ok", "diverged"):
         results.write_complete(out_dir, row["status"])

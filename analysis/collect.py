@@ -1,0 +1,94 @@
+"""Gather the per-run parquet files of a results directory into one table (pyarrow).
+
+    python -m analysis.collect results/sweeps/paper            # prints a summary
+    python -m analysis.collect results/sweeps/paper --out runs.parquet
+
+Every ``<run dir>/run.parquet`` (or ``epochs.parquet`` with ``--table epochs``) below the directory is
+read; a missing, partial or unreadable file, or one written by an incompatible schema version, is
+skipped with one warning line naming it, and listed in the returned ``skipped``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from sweep.results import SCHEMA_VERSION, atomic_write_bytes
+
+TABLES = ("run", "epochs")
+
+
+@dataclass
+class Collected:
+    table: pa.Table
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+
+    def to_pandas(self) -> pd.DataFrame:
+        return self.table.to_pandas()
+
+
+def _schema_version(t: pa.Table) -> int | None:
+    meta = t.schema.metadata or {}
+    raw = meta.get(b"vae_sweep.schema_version")
+    return int(raw) if raw is not None else None
+
+
+def collect(root: str | Path, table: str = "run") -> Collected:
+    """All ``{table}.parquet`` files below ``root`` as one table, rows sorted by run name."""
+    if table not in TABLES:
+        raise ValueError(f"table={table!r} is unknown; valid: {', '.join(TABLES)}")
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"results directory {root} does not exist")
+    parts, skipped = [], []
+    for path in sorted(root.glob(f"**/{table}.parquet")):
+        try:
+            t = pq.read_table(path)
+        except Exception as exc:  # a torn or foreign file must not stop the analysis of the rest
+            skipped.append((str(path), f"unreadable: {exc}"))
+            print(f"warning: skipped {path}: unreadable ({exc})", file=sys.stderr)
+            continue
+        version = _schema_version(t)
+        if version != SCHEMA_VERSION:
+            reason = f"schema version {version}, this code reads {SCHEMA_VERSION}"
+            skipped.append((str(path), reason))
+            print(f"warning: skipped {path}: {reason}", file=sys.stderr)
+            continue
+        parts.append(t.replace_schema_metadata(None))
+    if not parts:
+        return Collected(pa.table({}), skipped)
+    out = pa.concat_tables(parts, promote_options="permissive")
+    return Collected(out.sort_by("run_name"), skipped)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m analysis.collect", description=__doc__.split("\n\n")[0])
+    p.add_argument("root", type=Path)
+    p.add_argument("--table", choices=TABLES, default="run")
+    p.add_argument("--out", type=Path, help="write the gathered table to this parquet file")
+    args = p.parse_args(argv)
+    got = collect(args.root, args.table)
+    print(f"{got.table.num_rows} rows from {args.root} ({len(got.skipped)} files skipped)")
+    if args.out:
+        sink = pa.BufferOutputStream()
+        pq.write_table(got.table, sink)
+        atomic_write_bytes(args.out, sink.getvalue().to_pybytes())
+        print(f"wrote {args.out}")
+    elif got.table.num_rows and args.table == "run":
+        cols = [
+            c
+            for c in ("run_name", "status", "test/neg_elbo", "test/kl", "params/total")
+            if c in got.table.column_names
+        ]
+        print(got.to_pandas()[cols].to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

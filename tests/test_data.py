@@ -1,0 +1,94 @@
+"""The bundled MNIST: checksums, torchvision reading, the seeded split, binarisation, subsets."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from sweep.data import BUNDLED_ROOT, DataError, binarize, load_mnist, verify_and_extract
+
+# From data/mnist/README.md (counted independently when the files were bundled).
+TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    return load_mnist("cpu", likelihood="bernoulli")
+
+
+def test_splits_are_50k_10k_10k_disjoint_and_complete(mnist):
+    assert (len(mnist.train), len(mnist.val), len(mnist.test)) == (50_000, 10_000, 10_000)
+    assert mnist.train.x.shape == (50_000, 1, 28, 28) and mnist.train.x.dtype == torch.float32
+    counts = torch.bincount(torch.cat([mnist.train.y, mnist.val.y]), minlength=10).tolist()
+    assert counts == TRAIN_COUNTS
+    assert torch.bincount(mnist.test.y, minlength=10).tolist() == TEST_COUNTS
+    assert mnist.train.x.mean().item() * 60_000 / 50_000 == pytest.approx(0.1307 * 60_000 / 50_000, abs=0.003)
+    flat = lambda s: {bytes(r.to(torch.uint8).numpy()) for r in (s.x * 255).round().flatten(1)[:2000]}  # noqa: E731
+    assert not flat(mnist.val) & flat(mnist.train)
+
+
+def test_split_is_seeded_and_independent_of_the_run(mnist):
+    again = load_mnist("cpu", likelihood="bernoulli")
+    assert torch.equal(again.val.x, mnist.val.x) and torch.equal(again.val.target, mnist.val.target)
+    other = load_mnist("cpu", likelihood="bernoulli", split_seed=1)
+    assert not torch.equal(other.val.y, mnist.val.y)
+
+
+def test_bernoulli_targets_are_a_fixed_binarisation_and_bce_targets_are_pixels(mnist):
+    t = mnist.test.target
+    assert set(t.unique().tolist()) == {0.0, 1.0}
+    assert (t.mean() - mnist.test.x.mean()).abs() < 0.002  # E[bernoulli(x)] = x
+    bce = load_mnist("cpu", likelihood="bce", subset=100)
+    assert torch.equal(bce.test.target, bce.test.x)
+    g = torch.Generator().manual_seed(0)
+    a, b = binarize(mnist.test.x[:50], g), binarize(mnist.test.x[:50], g)
+    assert not torch.equal(a, b)  # dynamic: a new draw every batch
+
+
+def test_subset_keeps_the_first_n_of_each_split(mnist):
+    small = load_mnist("cpu", likelihood="bernoulli", subset=123)
+    assert (len(small.train), len(small.val), len(small.test)) == (123, 123, 123)
+    assert torch.equal(small.train.x, mnist.train.x[:123])
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"likelihood": "gauss"}, "unknown likelihood 'gauss'; valid: bernoulli, bce"),
+        ({"val_size": 0}, "data.val_size=0 is out of range; valid: 1..59999"),
+        ({"subset": 0}, "data.subset=0 is out of range"),
+    ],
+)
+def test_bad_data_config_is_named(kwargs, message):
+    with pytest.raises(DataError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_mnist("cpu", **kwargs)
+
+
+def test_a_corrupted_file_fails_its_checksum_with_the_file_named(tmp_path):
+    root = tmp_path / "mnist"
+    shutil.copytree(BUNDLED_ROOT, root, ignore=shutil.ignore_patterns(".cache"))
+    verify_and_extract(root)  # a good copy passes
+    bad = root / "t10k-labels-idx1-ubyte.gz"
+    data = bytearray(bad.read_bytes())
+    data[100] ^= 0xFF
+    bad.write_bytes(bytes(data))
+    shutil.rmtree(root / ".cache")
+    with pytest.raises(
+        DataError,
+        match=r"checksum mismatch for .*t10k-labels-idx1-ubyte\.gz: sha256 [0-9a-f]{64}, expected b91679",
+    ):
+        verify_and_extract(root)
+    assert not (root / ".cache" / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").exists()
+
+
+def test_a_tampered_decompressed_cache_is_rebuilt_from_the_bundled_file(tmp_path):
+    root = tmp_path / "mnist"
+    shutil.copytree(BUNDLED_ROOT, root, ignore=shutil.ignore_patterns(".cache"))
+    raw = verify_and_extract(root) / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"
+    good = raw.read_bytes()
+    raw.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))
+    verify_and_extract(root)
+    assert raw.read_bytes() == good

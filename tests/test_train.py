@@ -1,0 +1,170 @@
+"""Training end to end, in process: files and columns, skip, resume, determinism, divergence, failure."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+import sweep.train as train_mod
+from sweep import results
+from sweep.config import CONF_DIR, to_plain
+from sweep.train import ConfigMismatchError, train
+
+README = Path(__file__).resolve().parent.parent / "results" / "README.md"
+
+
+SMALL = ["encoder=dense", "encoder.width=32", "decoder=conv", "decoder.depth=2", "latent_dim=4"]
+
+
+def make_cfg(*overrides: str, arch: list[str] = SMALL) -> dict:
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        common = ["epochs=1", "batch_size=50", "data.subset=200", "device=cpu", "progress=false"]
+        cfg = compose("config", overrides=[*arch, *common, *overrides])
+    return to_plain(cfg)
+
+
+def metrics(run_dir: Path) -> tuple[pd.DataFrame, dict]:
+    epochs = pd.read_parquet(run_dir / "epochs.parquet").drop(columns="seconds")
+    row = pq.read_table(run_dir / "run.parquet").to_pylist()[0]
+    keep = {k: v for k, v in row.items() if re.match(r"(val|test|best|params)/", k)}
+    return epochs, keep
+
+
+def documented_columns(heading: str) -> list[str]:
+    """Column names from the table under ``heading`` in results/README.md (first column, in backticks)."""
+    text = README.read_text().split(heading, 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"^\| `([^`]+)` \|", text, flags=re.M)
+
+
+def test_one_epoch_writes_every_file_with_the_documented_columns(tmp_path):
+    cfg = make_cfg()
+    row = train(cfg, tmp_path / "run", overrides=["latent_dim=4"])
+    run = tmp_path / "run"
+    assert row["status"] == "ok"
+    for name in (
+        "epochs.parquet",
+        "run.parquet",
+        "best.pt",
+        "COMPLETE",
+        ".hydra/config.yaml",
+        ".hydra/overrides.yaml",
+    ):
+        assert (run / name).is_file(), name
+    assert not (run / "last.pt").exists()  # resume state is dropped once complete
+    assert not list(run.glob("**/*.tmp"))
+    epochs = pq.read_table(run / "epochs.parquet")
+    assert epochs.column_names == results.EPOCH_COLUMNS == documented_columns("## `epochs.parquet`")
+    assert epochs.column("split").to_pylist() == ["train", "val"]
+    run_t = pq.read_table(run / "run.parquet")
+    assert run_t.column_names[: len(results.RUN_COLUMNS)] == results.RUN_COLUMNS
+    assert documented_columns("## `run.parquet`") == results.RUN_COLUMNS
+    for key in ("encoder.kind", "decoder.depth", "latent_dim", "loss.reduction", "data.likelihood", "seed"):
+        assert key in run_t.column_names
+    assert run_t.schema.metadata[b"vae_sweep.schema_version"] == str(results.SCHEMA_VERSION).encode()
+    got = run_t.to_pylist()[0]
+    assert got["run_name"] == "L4_dense1_conv2_s0" and got["device"] == "cpu" and got["epochs_done"] == 1
+    assert got["test/neg_elbo"] == pytest.approx(got["test/recon"] + got["test/kl"])
+    assert 0 < got["test/kl"] and 100 < got["test/neg_elbo"] < 800  # nats per image, not per pixel
+
+
+def test_second_identical_launch_skips_the_finished_run(tmp_path):
+    cfg = make_cfg()
+    first = train(cfg, tmp_path)
+    stamp = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
+    again = train(cfg, tmp_path)
+    assert again["finished_at"] == first["finished_at"]
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()} == stamp
+
+
+def test_a_different_config_in_the_same_directory_is_refused_and_nothing_changes(tmp_path):
+    train(make_cfg(), tmp_path)
+    stamp = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
+    with pytest.raises(ConfigMismatchError, match=r"epochs: 1 -> 2"):
+        train(make_cfg("epochs=2"), tmp_path)
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()} == stamp
+
+
+def test_same_seed_gives_identical_metrics_and_another_seed_does_not(tmp_path):
+    cfg = make_cfg("epochs=2")
+    train(cfg, tmp_path / "a")
+    train(cfg, tmp_path / "b")
+    train(make_cfg("epochs=2", "seed=1"), tmp_path / "c")
+    ea, ma = metrics(tmp_path / "a")
+    eb, mb = metrics(tmp_path / "b")
+    _, mc = metrics(tmp_path / "c")
+    pd.testing.assert_frame_equal(ea, eb)
+    assert ma == mb
+    assert ma["test/neg_elbo"] != mc["test/neg_elbo"]
+
+
+def test_interrupted_run_resumes_from_its_checkpoint_with_the_same_metrics(tmp_path, monkeypatch):
+    cfg = make_cfg("epochs=3", "data.likelihood=bernoulli")
+    train(cfg, tmp_path / "straight")
+
+    real_epoch = train_mod.train_epoch
+    done = []
+
+    def killed_in_third_epoch(model, opt, data, cfg, epoch, *gens):
+        if epoch == 2:
+            raise KeyboardInterrupt  # like Ctrl-C or SIGINT mid-epoch: not caught, not recorded
+        done.append(epoch)
+        return real_epoch(model, opt, data, cfg, epoch, *gens)
+
+    monkeypatch.setattr(train_mod, "train_epoch", killed_in_third_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "resumed")
+    assert done == [0, 1]
+    assert (tmp_path / "resumed" / "last.pt").is_file() and not (tmp_path / "resumed" / "COMPLETE").exists()
+    assert torch.load(tmp_path / "resumed" / "last.pt", weights_only=False)["epoch"] == 2
+
+    monkeypatch.setattr(train_mod, "train_epoch", real_epoch)
+    calls = []
+    monkeypatch.setattr(train_mod, "train_epoch", lambda *a: calls.append(a[4]) or real_epoch(*a))
+    train(cfg, tmp_path / "resumed")
+    assert calls == [2]  # only the unfinished epoch is trained
+    es, ms = metrics(tmp_path / "straight")
+    er, mr = metrics(tmp_path / "resumed")
+    pd.testing.assert_frame_equal(es, er)
+    assert ms == mr
+
+
+def test_forced_nan_records_diverged_and_the_next_run_still_trains(tmp_path, monkeypatch):
+    real = train_mod.recon_per_image
+    monkeypatch.setattr(train_mod, "recon_per_image", lambda logits, x: real(logits, x) * float("nan"))
+    row = train(make_cfg("epochs=3"), tmp_path / "nan")
+    assert row["status"] == "diverged" and row["diverged_epoch"] == 1 and row["epochs_done"] == 1
+    assert "non-finite" in row["error"]
+    assert row["test/neg_elbo"] is None  # a diverged run is not evaluated
+    assert (tmp_path / "nan" / "COMPLETE").read_text().count("diverged") == 1
+    monkeypatch.setattr(train_mod, "recon_per_image", real)
+    nxt = train(make_cfg("seed=1"), tmp_path / "next")
+    assert nxt["status"] == "ok" and nxt["test/neg_elbo"] > 0
+
+
+def test_an_exception_records_failed_without_a_marker_so_a_relaunch_retries(tmp_path, monkeypatch):
+    def boom(*a, **k):
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(train_mod, "train_epoch", boom)
+    row = train(make_cfg(), tmp_path)
+    assert row["status"] == "failed" and "CUDA out of memory (simulated)" in row["error"]
+    assert pq.read_table(tmp_path / "run.parquet").to_pylist()[0]["status"] == "failed"
+    assert not (tmp_path / "COMPLETE").exists()
+    monkeypatch.undo()
+    assert train(make_cfg(), tmp_path)["status"] == "ok"
+
+
+def test_ref_pytorch_example_trains_its_784_400_20_model_with_test_rows(tmp_path):
+    cfg = make_cfg("experiment=ref_pytorch_example", "epochs=1", "data.subset=300", arch=[])
+    row = train(cfg, tmp_path)
+    # 784-400-20 (+ log-variance head) and 20-400-784, as pytorch/examples vae/main.py
+    assert row["params/encoder"] == 784 * 400 + 400 + 400 * 40 + 40
+    assert row["params/decoder"] == 20 * 400 + 400 + 400 * 784 + 784
+    splits = pq.read_table(tmp_path / "epochs.parquet").column("split").to_pylist()
+    assert splits == ["train", "val", "test"]
