@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from sweep import names
 from sweep.data import LIKELIHOODS
@@ -86,6 +88,32 @@ def config_diff(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     ]
 
 
+_ABSENT = object()
+
+
+def apply_overrides(cfg: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key=value`` overrides to a stored, resolved config; unknown keys are errors."""
+    conf = OmegaConf.create(cfg)
+    OmegaConf.set_struct(conf, True)
+    for o in OverridesParser.create().parse_overrides(overrides):
+        key = o.key_or_group
+        current = OmegaConf.select(conf, key, default=_ABSENT)
+        if current is _ABSENT:
+            raise ConfigError(
+                f"override {o.input_line!r}: key {key!r} does not exist; valid keys: {', '.join(flatten(cfg))}"
+            )
+        if isinstance(current, DictConfig) and not isinstance(o.value(), dict):
+            raise ConfigError(
+                f"override {o.input_line!r}: {key!r} is a config group; on a stored config override its keys "
+                f"instead (e.g. {key}.kind=conv {key}.depth=4)"
+            )
+        try:
+            OmegaConf.update(conf, key, o.value(), merge=True)
+        except OmegaConfBaseException as exc:
+            raise ConfigError(f"override {o.input_line!r} does not apply: {exc}") from exc
+    return to_plain(conf)
+
+
 def _number(cfg: dict, key: str, kind: type, lo: float, lo_open: bool = False) -> None:
     section, _, leaf = key.rpartition(".")
     value = cfg[section][leaf] if section else cfg[leaf]
@@ -118,6 +146,15 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
         )
     if cfg["data"]["subset"] is not None:
         _number(cfg, "data.subset", int, 1)
+    ec = cfg.get("eval", {})
+    if ec.get("iwae_k") is not None:
+        _number(cfg, "eval.iwae_k", int, 1)
+    for key in ("iwae_image_chunk", "iwae_sample_chunk", "mi_chunk", "probe_train", "knn_k", "latents_n"):
+        if key in ec:
+            _number(cfg, f"eval.{key}", int, 1)
+    _number(cfg, "data.val_size", int, 1)
+    if cfg["data"]["val_size"] >= 60_000:
+        raise ConfigError(f"data.val_size={cfg['data']['val_size']} is out of range; valid: 1..59999")
     n_train = min(60_000 - cfg["data"]["val_size"], cfg["data"]["subset"] or 60_000)
     if cfg["batch_size"] > n_train:
         raise ConfigError(

@@ -1,0 +1,285 @@
+"""Encoders, decoders and the VAE against the architecture definitions in PROTOCOL.md.
+
+Expected parameter counts and sizes are computed here from the protocol's formulas, not read from
+sweep.models, so a change to the architecture shows up as a failure.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+from torch import nn
+
+from sweep.models import VAE, Spec, SpecError, count_params
+
+# PROTOCOL.md, Architectures: conv channels at width 32, spatial sizes after each stride-2 block.
+CONV_CHANNELS_W32 = (32, 64, 128, 256, 256)
+SIZES = (28, 14, 7, 4, 2, 1)  # SIZES[i] = spatial size after i blocks
+DENSE_DEPTHS = (1, 2, 4, 16)
+CONV_DEPTHS = (1, 2, 3, 4, 5)
+LATENTS = (1, 25, 200)
+KIND_DEPTHS = [("dense", d) for d in DENSE_DEPTHS] + [("conv", d) for d in CONV_DEPTHS]
+WIDTH = {"dense": 512, "conv": 32}  # the defaults in conf/{encoder,decoder}/*.yaml
+B = 3
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny batches: OpenMP thread start-up costs far more than the maths on a small shared CPU.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def spec(kind: str, depth: int, width: int | None = None, activation: str = "leaky_relu") -> Spec:
+    return Spec(kind, depth, WIDTH[kind] if width is None else width, activation)
+
+
+def n_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def conv_channels(depth: int, width: int = 32) -> list[int]:
+    return [c * width // 32 for c in CONV_CHANNELS_W32[:depth]]
+
+
+def linear(n_in: int, n_out: int) -> int:
+    return n_in * n_out + n_out
+
+
+def conv5x5(c_in: int, c_out: int) -> int:
+    return c_in * c_out * 25 + c_out
+
+
+def dense_encoder_params(depth: int, width: int, latent: int) -> int:
+    return 784 * width + width + (depth - 1) * (width * width + width) + width * 2 * latent + 2 * latent
+
+
+def dense_decoder_params(depth: int, width: int, latent: int) -> int:
+    return latent * width + width + (depth - 1) * (width**2 + width) + width * 784 + 784
+
+
+def conv_encoder_params(depth: int, width: int, latent: int) -> int:
+    chans = [1] + conv_channels(depth, width)
+    body = sum(conv5x5(a, b) for a, b in zip(chans[:-1], chans[1:], strict=True))
+    s = SIZES[depth]
+    return body + linear(chans[-1] * s * s, 2 * latent)
+
+
+def conv_decoder_params(depth: int, width: int, latent: int) -> int:
+    chans = conv_channels(depth, width)
+    s = SIZES[depth]
+    dec = chans[::-1] + [1]  # mirror of the encoder, ending in one logit channel
+    convs = sum(conv5x5(a, b) for a, b in zip(dec[:-1], dec[1:], strict=True))
+    return linear(latent, chans[-1] * s * s) + convs
+
+
+ENC_PARAMS = {"dense": dense_encoder_params, "conv": conv_encoder_params}
+DEC_PARAMS = {"dense": dense_decoder_params, "conv": conv_decoder_params}
+
+
+def build(kind: str, depth: int, latent: int, width: int | None = None, activation: str = "leaky_relu"):
+    s = spec(kind, depth, width, activation)
+    return VAE(s, s, latent)
+
+
+# ---------------------------------------------------------------- shapes
+
+
+@pytest.mark.parametrize("latent", LATENTS)
+@pytest.mark.parametrize(("kind", "depth"), KIND_DEPTHS)
+def test_encoder_decoder_shapes(kind, depth, latent):
+    torch.manual_seed(0)
+    vae = build(kind, depth, latent)
+    x = torch.rand(B, 1, 28, 28)
+    with torch.no_grad():
+        mu, logvar = vae.encoder(x)
+        logits = vae.decoder(torch.randn(B, latent))
+    assert mu.shape == (B, latent)
+    assert logvar.shape == (B, latent)
+    assert logits.shape == (B, 1, 28, 28)
+    assert torch.isfinite(mu).all() and torch.isfinite(logvar).all() and torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("latent", LATENTS)
+@pytest.mark.parametrize(("dec_kind", "dec_depth"), [("dense", 1), ("dense", 4), ("conv", 1), ("conv", 5)])
+@pytest.mark.parametrize(("enc_kind", "enc_depth"), KIND_DEPTHS)
+def test_vae_forward_shapes(enc_kind, enc_depth, dec_kind, dec_depth, latent):
+    torch.manual_seed(0)
+    vae = VAE(spec(enc_kind, enc_depth), spec(dec_kind, dec_depth), latent)
+    assert vae.latent_dim == latent
+    with torch.no_grad():
+        logits, mu, logvar = vae(torch.rand(B, 1, 28, 28))
+    assert logits.shape == (B, 1, 28, 28)
+    assert mu.shape == (B, latent) and logvar.shape == (B, latent)
+
+
+def test_vae_forward_uses_the_generator():
+    vae = build("dense", 1, 4)
+    x = torch.rand(2, 1, 28, 28)
+    with torch.no_grad():
+        a = vae(x, generator=torch.Generator().manual_seed(1))[0]
+        b = vae(x, generator=torch.Generator().manual_seed(1))[0]
+        c = vae(x, generator=torch.Generator().manual_seed(2))[0]
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+# ---------------------------------------------------------------- parameter counts
+
+
+@pytest.mark.parametrize("latent", LATENTS)
+@pytest.mark.parametrize(("kind", "depth"), KIND_DEPTHS)
+def test_parameter_counts(kind, depth, latent):
+    vae = build(kind, depth, latent)
+    w = WIDTH[kind]
+    assert n_params(vae.encoder) == ENC_PARAMS[kind](depth, w, latent)
+    assert n_params(vae.decoder) == DEC_PARAMS[kind](depth, w, latent)
+    assert count_params(vae) == ENC_PARAMS[kind](depth, w, latent) + DEC_PARAMS[kind](depth, w, latent)
+
+
+@pytest.mark.parametrize(("kind", "depth", "width"), [("dense", 3, 64), ("conv", 3, 8), ("conv", 5, 16)])
+def test_parameter_counts_follow_width(kind, depth, width):
+    vae = build(kind, depth, 7, width=width)
+    assert n_params(vae.encoder) == ENC_PARAMS[kind](depth, width, 7)
+    assert n_params(vae.decoder) == DEC_PARAMS[kind](depth, width, 7)
+
+
+def test_conv_capacity_is_not_monotone_in_depth():
+    # PROTOCOL.md: a CNN1 encoder's heads dominate at L=200 (14·14·32·400 weights).
+    # conv1: 32·14·14·400 head weights; conv2: 64·7·7·400
+    assert n_params(build("conv", 1, 200).encoder) > n_params(build("conv", 2, 200).encoder)
+
+
+def test_iwae_reference_parameter_count():
+    s = Spec("dense", 2, 200, "tanh")
+    vae = VAE(s, s, 50)
+    # encoder 784-200-200-(2×50), decoder 50-200-200-784
+    expected = linear(784, 200) + linear(200, 200) + linear(200, 100)
+    expected += linear(50, 200) + linear(200, 200) + linear(200, 784)
+    assert n_params(vae) == expected
+    assert all(not isinstance(m, nn.LeakyReLU) for m in vae.modules())
+    assert sum(isinstance(m, nn.Tanh) for m in vae.modules()) == 4
+
+
+# ---------------------------------------------------------------- intermediate sizes
+
+
+def _record(modules, kind):
+    seen = []
+    for m in modules:
+        if isinstance(m, kind):
+            m.register_forward_hook(
+                lambda mod, inp, out: seen.append((tuple(inp[0].shape), tuple(out.shape)))
+            )
+    return seen
+
+
+@pytest.mark.parametrize("depth", CONV_DEPTHS)
+def test_conv_encoder_feature_maps(depth):
+    vae = build("conv", depth, 5)
+    seen = _record(vae.encoder.modules(), nn.Conv2d)
+    with torch.no_grad():
+        vae.encoder(torch.zeros(2, 1, 28, 28))
+    assert [out[2:] for _, out in seen] == [(s, s) for s in SIZES[1 : depth + 1]]
+    assert [out[1] for _, out in seen] == conv_channels(depth)
+    for m in vae.encoder.modules():
+        if isinstance(m, nn.Conv2d):
+            assert m.kernel_size == (5, 5) and m.stride == (2, 2) and m.padding == (2, 2)
+
+
+@pytest.mark.parametrize("depth", CONV_DEPTHS)
+def test_conv_decoder_mirrors_encoder_sizes(depth):
+    vae = build("conv", depth, 5)
+    seen = _record(vae.decoder.modules(), nn.ConvTranspose2d)
+    with torch.no_grad():
+        vae.decoder(torch.zeros(2, 5))
+    assert len(seen) == depth
+    sizes = [seen[0][0][2]] + [out[2] for _, out in seen]
+    assert sizes == list(SIZES[: depth + 1][::-1])  # e.g. depth 5: 1, 2, 4, 7, 14, 28
+    assert all(out[2] == out[3] for _, out in seen)
+    channels = [seen[0][0][1]] + [out[1] for _, out in seen]
+    assert channels == conv_channels(depth)[::-1] + [1]
+    for m in vae.decoder.modules():
+        if isinstance(m, nn.ConvTranspose2d):
+            assert m.kernel_size == (5, 5) and m.stride == (2, 2) and m.padding == (2, 2)
+
+
+def test_decoder_outputs_are_unbounded_logits():
+    # No activation after the last layer: logits can be negative and > 1.
+    for kind in ("dense", "conv"):
+        dec = build(kind, 2, 3).decoder
+        with torch.no_grad():
+            for p in dec.parameters():
+                p.fill_(0.0)
+            last = [m for m in dec.modules() if isinstance(m, nn.Linear | nn.ConvTranspose2d)][-1]
+            last.bias.fill_(-3.0)
+            assert torch.allclose(dec(torch.randn(2, 3)), torch.full((2, 1, 28, 28), -3.0))
+
+
+# ---------------------------------------------------------------- width and activation
+
+
+def test_dense_width_and_activation_are_configurable():
+    s = Spec("dense", 1, 400, "relu")
+    vae = VAE(s, s, 20)
+    enc_linears = [m for m in vae.encoder.modules() if isinstance(m, nn.Linear)]
+    assert (enc_linears[0].in_features, enc_linears[0].out_features) == (784, 400)
+    assert (enc_linears[-1].in_features, enc_linears[-1].out_features) == (400, 40)
+    dec_linears = [m for m in vae.decoder.modules() if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in dec_linears] == [(20, 400), (400, 784)]
+    acts = [m for m in vae.modules() if isinstance(m, nn.ReLU | nn.LeakyReLU | nn.Tanh)]
+    assert len(acts) == 2 and all(type(m) is nn.ReLU for m in acts)
+    # pytorch/examples vae/main.py: 784-400-(20, 20) and 20-400-784
+    assert n_params(vae) == linear(784, 400) + linear(400, 40) + linear(20, 400) + linear(400, 784)
+
+
+def test_default_activation_is_leaky_relu_0_2():
+    vae = build("conv", 3, 4)
+    acts = [m for m in vae.modules() if isinstance(m, nn.LeakyReLU)]
+    # 3 after encoder convs; decoder: after the Linear and between the 3 transposed convs (2)
+    assert len(acts) == 3 + 1 + 2
+    assert all(m.negative_slope == pytest.approx(0.2) for m in acts)
+
+
+def test_conv_activation_is_configurable():
+    vae = build("conv", 2, 4, activation="tanh")
+    assert not any(isinstance(m, nn.LeakyReLU) for m in vae.modules())
+    assert sum(isinstance(m, nn.Tanh) for m in vae.modules()) == 2 + 1 + 1
+
+
+# ---------------------------------------------------------------- invalid specs
+
+GOOD = Spec("dense", 1, 512)
+
+
+@pytest.mark.parametrize(
+    ("enc", "dec", "latent", "needles"),
+    [
+        (Spec("conv", 6, 32), GOOD, 25, ["encoder.depth=6", "1..5"]),
+        (GOOD, Spec("conv", 6, 32), 25, ["decoder.depth=6", "1..5"]),
+        (Spec("dense", 0, 512), GOOD, 25, ["encoder.depth=0", ">= 1"]),
+        (GOOD, Spec("conv", 0, 32), 25, ["decoder.depth=0", ">= 1"]),
+        (GOOD, GOOD, 0, ["latent_dim=0", ">= 1"]),
+        (GOOD, GOOD, -3, ["latent_dim=-3", ">= 1"]),
+        (GOOD, GOOD, 2.5, ["latent_dim=2.5", "integer"]),
+        (Spec("rnn", 1, 32), GOOD, 25, ["encoder.kind='rnn'", "dense", "conv"]),
+        (GOOD, Spec("dense", 1, 512, "swishy"), 25, ["decoder.activation='swishy'", "leaky_relu", "tanh"]),
+        (Spec("dense", 1, 0), GOOD, 25, ["encoder.width=0", ">= 1"]),
+        (GOOD, Spec("conv", 2, 0), 25, ["decoder.width=0", ">= 1"]),
+    ],
+)
+def test_invalid_specs_raise_spec_error(enc, dec, latent, needles):
+    with pytest.raises(SpecError) as err:
+        VAE(enc, dec, latent)
+    for needle in needles:
+        assert needle in str(err.value), (needle, str(err.value))
+
+
+def test_spec_validate_returns_spec_and_checks_integer_depth():
+    assert Spec("conv", 5, 32).validate("encoder") == Spec("conv", 5, 32)
+    with pytest.raises(SpecError, match=re.escape("encoder.depth=2.0")):
+        Spec("dense", 2.0, 512).validate("encoder")
