@@ -15,19 +15,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 from hydra import compose, initialize_config_dir
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 from sweep import results
-from sweep.config import CONF_DIR, ConfigError, flatten, to_plain, validate
+from sweep.config import CONF_DIR, ConfigError, apply_overrides, to_plain, validate
 from sweep.models import SpecError
 from sweep.names import RunNameError, parse_run_name, run_name_of
-
-_ABSENT = object()
 
 
 def find_runs(results_dir: Path, name: str) -> list[Path]:
@@ -35,29 +29,6 @@ def find_runs(results_dir: Path, name: str) -> list[Path]:
     if not results_dir.is_dir():
         return []
     return sorted(p for p in results_dir.glob(f"**/{name}") if (p / ".hydra" / "config.yaml").is_file())
-
-
-def apply_overrides(cfg: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``key=value`` overrides to a stored, resolved config; unknown keys are errors."""
-    conf = OmegaConf.create(cfg)
-    OmegaConf.set_struct(conf, True)
-    for o in OverridesParser.create().parse_overrides(overrides):
-        key = o.key_or_group
-        current = OmegaConf.select(conf, key, default=_ABSENT)
-        if current is _ABSENT:
-            raise ConfigError(
-                f"override {o.input_line!r}: key {key!r} does not exist; valid keys: {', '.join(flatten(cfg))}"
-            )
-        if isinstance(current, DictConfig) and not isinstance(o.value(), dict):
-            raise ConfigError(
-                f"override {o.input_line!r}: {key!r} is a config group; on a stored config override its keys "
-                f"instead (e.g. {key}.kind=conv {key}.depth=4)"
-            )
-        try:
-            OmegaConf.update(conf, key, o.value(), merge=True)
-        except OmegaConfBaseException as exc:
-            raise ConfigError(f"override {o.input_line!r} does not apply: {exc}") from exc
-    return to_plain(conf)
 
 
 def build_config(name: str, overrides: list[str], results_dir: Path, source: Path | None = None):

@@ -71,6 +71,8 @@ RUN_COLUMNS = [
     "finished_at",
 ]
 STATUSES = ("ok", "diverged", "failed")
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -82,6 +84,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -89,19 +92,25 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
-def write_parquet(path: Path, rows: list[dict[str, Any]], columns: list[str] | None = None) -> None:
-    """Rows → one parquet file with ``schema_version`` in every row and in the file metadata."""
-    rows = [{"schema_version": SCHEMA_VERSION, **r} for r in rows]
-    if columns is not None:
-        extra = [k for r in rows for k in r if k not in columns]
-        columns = columns + list(dict.fromkeys(extra))
-        rows = [{c: r.get(c) for c in columns} for r in rows]
-    table = pa.Table.from_pylist(rows)
+def write_parquet(
+    path: Path, rows: list[dict[str, Any]] | pa.Table, columns: list[str] | None = None
+) -> None:
+    """Rows (or a table) → one parquet file with ``schema_version`` in every row and in the metadata.
+    ``columns`` puts those first, in that order, missing ones as nulls."""
+    if isinstance(rows, pa.Table):
+        table = rows.add_column(0, "schema_version", pa.array([SCHEMA_VERSION] * rows.num_rows, pa.int64()))
+    else:
+        rows = [{"schema_version": SCHEMA_VERSION, **r} for r in rows]
+        if columns is not None:
+            extra = [k for r in rows for k in r if k not in columns]
+            columns = columns + list(dict.fromkeys(extra))
+            rows = [{c: r.get(c) for c in columns} for r in rows]
+        table = pa.Table.from_pylist(rows)
     table = table.replace_schema_metadata(
         {**(table.schema.metadata or {}), b"vae_sweep.schema_version": str(SCHEMA_VERSION).encode()}
     )
     buf = io.BytesIO()
-    pq.write_table(table, buf)
+    pq.write_table(table, buf, compression="zstd")
     atomic_write_bytes(path, buf.getvalue())
 
 
@@ -119,6 +128,10 @@ def write_complete(run_dir: Path, status: str) -> None:
     atomic_write_bytes(
         Path(run_dir) / COMPLETE, json.dumps({"status": status, "schema_version": SCHEMA_VERSION}).encode()
     )
+
+
+def read_complete(run_dir: Path) -> dict[str, Any]:
+    return json.loads((Path(run_dir) / COMPLETE).read_text())
 
 
 def is_complete(run_dir: Path) -> bool:

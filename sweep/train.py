@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from sweep import results
 from sweep.config import config_diff, flatten, to_plain, validate
 from sweep.data import binarize, load_mnist
-from sweep.evaluate import split_losses
+from sweep.evaluate import evaluate_run, skip_evaluation, split_losses
 from sweep.losses import beta_at, kl_per_dim, objective, recon_per_image
 from sweep.models import VAE, Spec, count_params
 from sweep.names import run_name_of
@@ -172,11 +172,13 @@ def train(
     return row
 
 
-def _fit(cfg, out_dir: Path, device: torch.device, history: list, row: dict) -> dict[str, Any]:
-    seed = cfg["seed"]
-    seed_everything(seed)
+def build_model(cfg: dict[str, Any]) -> VAE:
+    return VAE(Spec(**cfg["encoder"]), Spec(**cfg["decoder"]), cfg["latent_dim"])
+
+
+def load_data(cfg: dict[str, Any], device: torch.device):
     dc = cfg["data"]
-    data = load_mnist(
+    return load_mnist(
         device,
         likelihood=dc["likelihood"],
         val_size=dc["val_size"],
@@ -184,7 +186,13 @@ def _fit(cfg, out_dir: Path, device: torch.device, history: list, row: dict) -> 
         binarize_seed=dc["binarize_seed"],
         subset=dc["subset"],
     )
-    model = VAE(Spec(**cfg["encoder"]), Spec(**cfg["decoder"]), cfg["latent_dim"]).to(device)
+
+
+def _fit(cfg, out_dir: Path, device: torch.device, history: list, row: dict) -> dict[str, Any]:
+    seed = cfg["seed"]
+    seed_everything(seed)
+    data = load_data(cfg, device)
+    model = build_model(cfg).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
     g_data = torch.Generator(device).manual_seed(seed)
     g_noise = torch.Generator(device).manual_seed(seed + 1_000_003)
@@ -243,6 +251,7 @@ def _fit(cfg, out_dir: Path, device: torch.device, history: list, row: dict) -> 
                 epochs_done=epoch + 1,
                 error=f"non-finite loss in epoch {epoch + 1}",
             )
+            skip_evaluation(out_dir, row["run_name"], f"run diverged in epoch {epoch + 1}")
             return out
         val = rows[1]["neg_elbo"]
         if val < best["neg_elbo"]:
@@ -268,6 +277,7 @@ def _fit(cfg, out_dir: Path, device: torch.device, history: list, row: dict) -> 
     beta = history[-1]["beta"]
     for split_name, split in (("val", data.val), ("test", data.test)):
         out.update({f"{split_name}/{k}": v for k, v in _eval(model, split, cfg, beta).items()})
+    evaluate_run(model, data, cfg, out_dir, row["run_name"])
     out.update(status="ok", epochs_done=cfg["epochs"], **{"best/epoch": best["epoch"]})
     return out
 

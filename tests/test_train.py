@@ -9,24 +9,13 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
+from runs import make_cfg
 
 import sweep.train as train_mod
 from sweep import results
-from sweep.config import CONF_DIR, to_plain
 from sweep.train import ConfigMismatchError, train
 
 README = Path(__file__).resolve().parent.parent / "results" / "README.md"
-
-
-SMALL = ["encoder=dense", "encoder.width=32", "decoder=conv", "decoder.depth=2", "latent_dim=4"]
-
-
-def make_cfg(*overrides: str, arch: list[str] = SMALL) -> dict:
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        common = ["epochs=1", "batch_size=50", "data.subset=200", "device=cpu", "progress=false"]
-        cfg = compose("config", overrides=[*arch, *common, *overrides])
-    return to_plain(cfg)
 
 
 def metrics(run_dir: Path) -> tuple[pd.DataFrame, dict]:
