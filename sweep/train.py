@@ -150,16 +150,16 @@ def train(
         "started_at": _now(),
         **{k: prov[k] for k in ("torch_version", "python_version", "hostname", "git_commit", "git_dirty")},
     }
-    t_start = time.perf_counter()
-    history: list[dict[str, Any]] = []
+    row["wall_seconds"] = -time.perf_counter()
     try:
-        row.update(_fit(cfg, out_dir, device, history, row))
+        row.update(_fit(cfg, out_dir, device, name))
     except Exception as exc:  # recorded, not fatal: the sweep goes on and a relaunch retries it
         row["error"] = (
             "".join(traceback.format_exception_only(exc)).strip() + "\n" + traceback.format_exc(limit=-3)
         )
         print(f"{name}: FAILED: {exc}", file=sys.stderr)
-    row["wall_seconds"] = time.perf_counter() - t_start + row.pop("_resumed_seconds", 0.0)
+    if row["wall_seconds"] < 0:  # _fit did not return: this session's time only
+        row["wall_seconds"] += time.perf_counter()
     row["finished_at"] = _now()
     flat = flatten(cfg)
     flat["device.requested"] = flat.pop("device")  # the row's ``device`` is the one actually used
@@ -188,7 +188,9 @@ def load_data(cfg: dict[str, Any], device: torch.device):
     )
 
 
-def _fit(cfg, out_dir: Path, device: torch.device, history: list, row: dict) -> dict[str, Any]:
+def _fit(cfg, out_dir: Path, device: torch.device, name: str) -> dict[str, Any]:
+    """The training loop: resume from ``last.pt`` if present, checkpoint every epoch, keep the best
+    validation weights, then evaluate them. Returns the run's result columns."""
     seed = cfg["seed"]
     seed_everything(seed)
     data = load_data(cfg, device)
@@ -201,22 +203,22 @@ def _fit(cfg, out_dir: Path, device: torch.device, history: list, row: dict) -> 
         "params/decoder": count_params(model.decoder),
         "params/total": count_params(model),
     }
-    start, best = 0, {"epoch": None, "neg_elbo": math.inf}
+    start, best, history, resumed_seconds = 0, {"epoch": None, "neg_elbo": math.inf}, [], 0.0
     last = out_dir / "last.pt"
     if last.is_file():
-        state = torch.load(last, map_location=device, weights_only=False)
+        state = torch.load(last, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         g_data.set_state(state["g_data"])
         g_noise.set_state(state["g_noise"])
         history.extend(state["history"])
         start, best = state["epoch"], state["best"]
-        row["_resumed_seconds"] = state["seconds"]
-        print(f"{row['run_name']}: resuming after epoch {start}")
-    t0 = time.perf_counter() - row.get("_resumed_seconds", 0.0)
+        resumed_seconds = state["seconds"]
+        print(f"{name}: resuming after epoch {start}")
+    t0 = time.perf_counter() - resumed_seconds  # wall time counts every session of the run
     bar = tqdm(
         range(start, cfg["epochs"]),
-        desc=row["run_name"],
+        desc=name,
         disable=not _show_progress(cfg["progress"]),
         leave=False,
     )
@@ -241,7 +243,7 @@ def _fit(cfg, out_dir: Path, device: torch.device, history: list, row: dict) -> 
                 }
             )
         for r in rows:
-            r.update(run_name=row["run_name"], lr=opt.param_groups[0]["lr"])
+            r.update(run_name=name, lr=opt.param_groups[0]["lr"])
         history.extend(rows)
         results.write_parquet(out_dir / "epochs.parquet", history, results.EPOCH_COLUMNS)
         if not all(math.isfinite(r[k]) for r in rows for k in ("loss", "recon", "kl")):
@@ -250,8 +252,9 @@ def _fit(cfg, out_dir: Path, device: torch.device, history: list, row: dict) -> 
                 diverged_epoch=epoch + 1,
                 epochs_done=epoch + 1,
                 error=f"non-finite loss in epoch {epoch + 1}",
+                wall_seconds=time.perf_counter() - t0,
             )
-            skip_evaluation(out_dir, row["run_name"], f"run diverged in epoch {epoch + 1}")
+            skip_evaluation(out_dir, name, f"run diverged in epoch {epoch + 1}")
             return out
         val = rows[1]["neg_elbo"]
         if val < best["neg_elbo"]:
@@ -273,12 +276,13 @@ def _fit(cfg, out_dir: Path, device: torch.device, history: list, row: dict) -> 
             },
         )
         bar.set_postfix(val_neg_elbo=f"{val:.2f}")
-    model.load_state_dict(torch.load(out_dir / "best.pt", map_location=device, weights_only=False)["model"])
+    model.load_state_dict(torch.load(out_dir / "best.pt", map_location=device, weights_only=True)["model"])
     beta = history[-1]["beta"]
     for split_name, split in (("val", data.val), ("test", data.test)):
         out.update({f"{split_name}/{k}": v for k, v in _eval(model, split, cfg, beta).items()})
-    evaluate_run(model, data, cfg, out_dir, row["run_name"])
-    out.update(status="ok", epochs_done=cfg["epochs"], **{"best/epoch": best["epoch"]})
+    evaluate_run(model, data, cfg, out_dir, name)
+    out.update(status="ok", epochs_done=cfg["epochs"], wall_seconds=time.perf_counter() - t0)
+    out["best/epoch"] = best["epoch"]
     return out
 
 
