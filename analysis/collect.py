@@ -15,13 +15,14 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sweep.results import SCHEMA_VERSION, atomic_write_bytes
 
-TABLES = ("run", "epochs")
+TABLES = ("run", "epochs", "eval", "dims", "latents")
 
 
 @dataclass
@@ -65,6 +66,54 @@ def collect(root: str | Path, table: str = "run") -> Collected:
         return Collected(pa.table({}), skipped)
     out = pa.concat_tables(parts, promote_options="permissive")
     return Collected(out.sort_by("run_name"), skipped)
+
+
+@dataclass
+class Sweep:
+    """Everything analysis reads from a results directory. ``runs``: one row per run, ``run.parquet``
+    joined with ``eval.parquet`` on ``run_name`` (eval columns null where a run has no evaluation),
+    plus ``label`` (the paper's spelling, e.g. ``L25_DNN1_CNN4``), ``family/encoder`` (``dense1``…) and
+    ``family/decoder``. ``dims``: one row per run × latent dimension. ``skipped``: (path, reason) of
+    every file that could not be used."""
+
+    root: Path
+    runs: pd.DataFrame
+    dims: pd.DataFrame
+    skipped: list[tuple[str, str]]
+
+    def latents(self, run_name: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """(μ (n, L) float32, labels (n,)) of the stored test subset of one run, or None."""
+        paths = list(self.root.glob(f"**/{run_name}/latents.parquet"))
+        if not paths:
+            return None
+        try:
+            t = pq.read_table(paths[0], columns=["label", "mu"])
+        except Exception as exc:
+            print(f"warning: skipped {paths[0]}: unreadable ({exc})", file=sys.stderr)
+            return None
+        mu = np.stack(t.column("mu").to_numpy(zero_copy_only=False)).astype(np.float32)
+        return mu, t.column("label").to_numpy()
+
+
+def load_sweep(root: str | Path) -> Sweep:
+    """Read a sweep (or any results directory) for analysis; never loads a model."""
+    from sweep.names import paper_label
+
+    runs = collect(root, "run")
+    evals = collect(root, "eval")
+    dims = collect(root, "dims")
+    df = runs.to_pandas()
+    if len(df):
+        ev = evals.to_pandas().drop(columns=["schema_version"], errors="ignore")
+        dup = [c for c in ev.columns if c in df.columns and c != "run_name"]
+        df = df.merge(ev.drop(columns=dup), on="run_name", how="left") if len(ev) else df
+        df["family/encoder"] = df["encoder.kind"] + df["encoder.depth"].astype(str)
+        df["family/decoder"] = df["decoder.kind"] + df["decoder.depth"].astype(str)
+        df["label"] = [
+            paper_label(r["latent_dim"], r["encoder.kind"], r["encoder.depth"], r["decoder.kind"], r["decoder.depth"])
+            for _, r in df.iterrows()
+        ]
+    return Sweep(Path(root), df, dims.to_pandas(), runs.skipped + evals.skipped + dims.skipped)
 
 
 def main(argv: list[str] | None = None) -> int:
