@@ -28,7 +28,7 @@ from sweep.models import CONV_MAX_DEPTH, Spec, validate_latent
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 FAMILY_DEPTHS = {"dense": range(1, 17), "conv": range(1, CONV_MAX_DEPTH + 1)}
 # Keys that do not change what a run trains: they may differ between a stored run and a relaunch.
-NON_IDENTITY_KEYS = ("results_dir", "sweep_name", "progress", "device", "eval")
+NON_IDENTITY_KEYS = ("results_dir", "sweep_name", "progress", "device", "eval", "num_threads", "search")
 
 
 class ConfigError(ValueError):
@@ -130,9 +130,13 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
     for role in ("encoder", "decoder"):
         Spec(**cfg[role]).validate(role)
     _number(cfg, "seed", int, 0)
+    if cfg.get("trial") is not None:
+        _number(cfg, "trial", int, 0)
     _number(cfg, "epochs", int, 1)
     _number(cfg, "batch_size", int, 1)
     _number(cfg, "lr", float, 0, lo_open=True)
+    if cfg.get("num_threads") is not None:
+        _number(cfg, "num_threads", int, 1)
     _number(cfg, "loss.beta", float, 0)
     _number(cfg, "loss.warmup_epochs", float, 0)
     _number(cfg, "loss.free_bits", float, 0)

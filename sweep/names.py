@@ -1,7 +1,7 @@
 """Run names: the one place a name is made from a config and parsed back into one.
 
 Grammar: ``L{latent}_{enc}{n}_{dec}{n}_s{seed}``, e.g. ``L25_dense1_conv4_s0``, where enc/dec are
-``dense`` or ``conv``. The paper's spelling ``L25_DNN1_CNN4`` (DNN = dense, CNN = conv, any case, the
+``dense`` or ``conv``; runs of an Optuna search add their trial number, ``L25_dense1_conv4_s0_t12``. The paper's spelling ``L25_DNN1_CNN4`` (DNN = dense, CNN = conv, any case, the
 seed suffix optional and 0 when absent) is accepted on input and always written canonically.
 """
 
@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 PAPER_KINDS = {"dnn": "dense", "cnn": "conv", "dense": "dense", "conv": "conv"}
 GRAMMAR = (
-    "L{latent}_{enc}{depth}_{dec}{depth}[_s{seed}] with enc/dec in dense|conv (or the paper's DNN|CNN), "
-    "e.g. L25_dense1_conv4_s0 or L25_DNN1_CNN4"
+    "L{latent}_{enc}{depth}_{dec}{depth}[_s{seed}][_t{trial}] with enc/dec in dense|conv (or the paper's "
+    "DNN|CNN), e.g. L25_dense1_conv4_s0 or L25_DNN1_CNN4"
 )
-_PATTERN = re.compile(r"^L(\d+)_([A-Za-z]+?)(\d+)_([A-Za-z]+?)(\d+)(?:_s(\d+))?$")
+_PATTERN = re.compile(r"^L(\d+)_([A-Za-z]+?)(\d+)_([A-Za-z]+?)(\d+)(?:_s(\d+))?(?:_t(\d+))?$")
 
 
 class RunNameError(ValueError):
@@ -30,11 +30,18 @@ class RunId:
     dec_kind: str
     dec_depth: int
     seed: int = 0
+    trial: int | None = None
 
     @property
     def name(self) -> str:
         return run_name(
-            self.latent_dim, self.enc_kind, self.enc_depth, self.dec_kind, self.dec_depth, self.seed
+            self.latent_dim,
+            self.enc_kind,
+            self.enc_depth,
+            self.dec_kind,
+            self.dec_depth,
+            self.seed,
+            self.trial,
         )
 
     def overrides(self) -> list[str]:
@@ -46,11 +53,13 @@ class RunId:
             f"decoder={self.dec_kind}",
             f"decoder.depth={self.dec_depth}",
             f"seed={self.seed}",
+            *([f"trial={self.trial}"] if self.trial is not None else []),
         ]
 
 
-def run_name(latent_dim, enc_kind, enc_depth, dec_kind, dec_depth, seed) -> str:
-    return f"L{latent_dim}_{enc_kind}{enc_depth}_{dec_kind}{dec_depth}_s{seed}"
+def run_name(latent_dim, enc_kind, enc_depth, dec_kind, dec_depth, seed, trial=None) -> str:
+    name = f"L{latent_dim}_{enc_kind}{enc_depth}_{dec_kind}{dec_depth}_s{seed}"
+    return name if trial is None else f"{name}_t{trial}"
 
 
 def paper_label(latent_dim, enc_kind, enc_depth, dec_kind, dec_depth) -> str:
@@ -68,6 +77,7 @@ def run_name_of(cfg) -> str:
         cfg["decoder"]["kind"],
         cfg["decoder"]["depth"],
         cfg["seed"],
+        cfg.get("trial"),
     )
 
 
@@ -75,10 +85,18 @@ def parse_run_name(name: str) -> RunId:
     m = _PATTERN.match(name.strip())
     if not m:
         raise RunNameError(f"cannot parse run name {name!r}; grammar: {GRAMMAR}")
-    latent, enc, enc_n, dec, dec_n, seed = m.groups()
+    latent, enc, enc_n, dec, dec_n, seed, trial = m.groups()
     kinds = []
     for k in (enc, dec):
         if k.lower() not in PAPER_KINDS:
             raise RunNameError(f"unknown layer kind {k!r} in run name {name!r}; grammar: {GRAMMAR}")
         kinds.append(PAPER_KINDS[k.lower()])
-    return RunId(int(latent), kinds[0], int(enc_n), kinds[1], int(dec_n), int(seed or 0))
+    return RunId(
+        int(latent),
+        kinds[0],
+        int(enc_n),
+        kinds[1],
+        int(dec_n),
+        int(seed or 0),
+        None if trial is None else int(trial),
+    )

@@ -70,7 +70,7 @@ RUN_COLUMNS = [
     "started_at",
     "finished_at",
 ]
-STATUSES = ("ok", "diverged", "failed")
+STATUSES = ("ok", "diverged", "failed", "pruned")
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 

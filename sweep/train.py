@@ -17,6 +17,7 @@ import random
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,9 +32,10 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from sweep import results
-from sweep.config import config_diff, flatten, to_plain, validate
+from sweep.config import CONF_DIR, config_diff, flatten, to_plain, validate
 from sweep.data import binarize, load_mnist
 from sweep.evaluate import evaluate_run, skip_evaluation, split_losses
+from sweep.lock import holder, run_lock
 from sweep.losses import beta_at, kl_per_dim, objective, recon_per_image
 from sweep.models import VAE, Spec, count_params
 from sweep.names import run_name_of
@@ -41,6 +43,14 @@ from sweep.names import run_name_of
 
 class ConfigMismatchError(RuntimeError):
     """The run directory already holds a run of a different configuration."""
+
+
+class StopRun(Exception):
+    """Raised by an ``on_epoch`` callback to end a run early with a final status (e.g. ``pruned``)."""
+
+    def __init__(self, message: str, *, epoch: int, status: str = "pruned"):
+        super().__init__(message)
+        self.epoch, self.status = epoch, status
 
 
 def resolve_device(name: str) -> torch.device:
@@ -110,33 +120,51 @@ def _load_run_row(out_dir: Path) -> dict[str, Any]:
 
 
 def train(
-    cfg: DictConfig | dict, out_dir: str | Path, overrides: list[str] | None = None, hydra_cfg: Any = None
+    cfg: DictConfig | dict,
+    out_dir: str | Path,
+    overrides: list[str] | None = None,
+    hydra_cfg: Any = None,
+    on_epoch: Callable[[int, float], None] | None = None,
 ) -> dict[str, Any]:
-    """Train (or skip, or resume) the run ``cfg`` in ``out_dir``; return its ``run.parquet`` row."""
+    """Train (or skip, or resume) the run ``cfg`` in ``out_dir``; return its ``run.parquet`` row.
+
+    ``on_epoch(epoch, val_neg_elbo)`` is called after each epoch's checkpoint; it may raise
+    :class:`StopRun` to end the run early (a search pruning a hopeless trial). A run that another
+    process is training is skipped at once with status ``locked`` (nothing is written)."""
     cfg = validate(to_plain(cfg))
     name = run_name_of(cfg)
     out_dir = Path(out_dir)
     stored = results.read_stored_config(out_dir)
-    if stored is not None:
-        diff = config_diff(stored, cfg)
-        if diff:
-            raise ConfigMismatchError(
-                f"{out_dir} already holds a run of a different configuration ({'; '.join(diff)}); "
-                "choose another results_dir / --out, or move that run away"
-            )
+    if stored is not None and (diff := config_diff(stored, cfg)):
+        raise ConfigMismatchError(
+            f"{out_dir} already holds a run of a different configuration ({'; '.join(diff)}); "
+            "choose another results_dir / --out, or move that run away"
+        )
+    with run_lock(out_dir) as locked:
+        if not locked:
+            print(f"{name}: being trained by another process ({holder(out_dir)}), skipped: {out_dir}")
+            return {**dict.fromkeys(results.RUN_COLUMNS), "run_name": name, "status": "locked"}
         if results.is_complete(out_dir):
             row = _load_run_row(out_dir)
             print(f"{name}: already complete ({row['status']}), skipped: {out_dir}")
             return row
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if stored is None:  # the snapshot is written once, before anything else, and never rewritten
-        results.write_yaml(out_dir / ".hydra" / "config.yaml", cfg)
-        results.write_yaml(out_dir / ".hydra" / "overrides.yaml", list(overrides or []))
-        if hydra_cfg is not None:
-            results.atomic_write_bytes(
-                out_dir / ".hydra" / "hydra.yaml", OmegaConf.to_yaml(hydra_cfg).encode()
-            )
+        if results.read_stored_config(out_dir) is None:  # written once, before anything else
+            results.write_yaml(out_dir / ".hydra" / "config.yaml", cfg)
+            results.write_yaml(out_dir / ".hydra" / "overrides.yaml", list(overrides or []))
+            if hydra_cfg is not None:
+                yaml_text = OmegaConf.to_yaml(hydra_cfg)
+                results.atomic_write_bytes(out_dir / ".hydra" / "hydra.yaml", yaml_text.encode())
+        threads = torch.get_num_threads()
+        try:  # jobs of one multirun share a process: the thread count must not leak into the next
+            if cfg["num_threads"]:
+                torch.set_num_threads(cfg["num_threads"])
+            return _run(cfg, out_dir, name, overrides, on_epoch)
+        finally:
+            torch.set_num_threads(threads)
 
+
+def _run(cfg, out_dir: Path, name: str, overrides, on_epoch) -> dict[str, Any]:
+    """Train under the run's lock and write ``run.parquet`` (and ``COMPLETE`` unless it failed)."""
     prov = results.provenance()
     device = resolve_device(cfg["device"])
     row: dict[str, Any] = {
@@ -152,7 +180,10 @@ def train(
     }
     row["wall_seconds"] = -time.perf_counter()
     try:
-        row.update(_fit(cfg, out_dir, device, name))
+        row.update(_fit(cfg, out_dir, device, name, on_epoch))
+    except StopRun as stop:
+        row.update(status=stop.status, error=str(stop), epochs_done=stop.epoch)
+        skip_evaluation(out_dir, name, f"run {stop.status} after epoch {stop.epoch}: {stop}")
     except Exception as exc:  # recorded, not fatal: the sweep goes on and a relaunch retries it
         row["error"] = (
             "".join(traceback.format_exception_only(exc)).strip() + "\n" + traceback.format_exc(limit=-3)
@@ -165,7 +196,7 @@ def train(
     flat["device.requested"] = flat.pop("device")  # the row's ``device`` is the one actually used
     row = {**dict.fromkeys(results.RUN_COLUMNS), **row, **flat}
     results.write_parquet(out_dir / "run.parquet", [row], results.RUN_COLUMNS)
-    if row["status"] in ("ok", "diverged"):
+    if row["status"] != "failed":
         results.write_complete(out_dir, row["status"])
         (out_dir / "last.pt").unlink(missing_ok=True)  # resume state is not needed once complete
     print(f"{name}: {row['status']}; results in {out_dir}")
@@ -188,7 +219,7 @@ def load_data(cfg: dict[str, Any], device: torch.device):
     )
 
 
-def _fit(cfg, out_dir: Path, device: torch.device, name: str) -> dict[str, Any]:
+def _fit(cfg, out_dir: Path, device: torch.device, name: str, on_epoch=None) -> dict[str, Any]:
     """The training loop: resume from ``last.pt`` if present, checkpoint every epoch, keep the best
     validation weights, then evaluate them. Returns the run's result columns."""
     seed = cfg["seed"]
@@ -276,6 +307,8 @@ def _fit(cfg, out_dir: Path, device: torch.device, name: str) -> dict[str, Any]:
             },
         )
         bar.set_postfix(val_neg_elbo=f"{val:.2f}")
+        if on_epoch is not None:
+            on_epoch(epoch + 1, val)
     model.load_state_dict(torch.load(out_dir / "best.pt", map_location=device, weights_only=True)["model"])
     beta = history[-1]["beta"]
     for split_name, split in (("val", data.val), ("test", data.test)):
@@ -286,9 +319,23 @@ def _fit(cfg, out_dir: Path, device: torch.device, name: str) -> dict[str, Any]:
     return out
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def launcher_threads(hc) -> int | None:
+    """CPU threads for one run under the job's launcher, so parallel runs do not oversubscribe cores:
+    a submitit task gets its ``cpus_per_task``; joblib's ``n_jobs`` workers split this machine."""
+    cpus = OmegaConf.select(hc, "launcher.cpus_per_task", default=None)
+    if isinstance(cpus, int) and cpus > 0:
+        return cpus
+    n_jobs = OmegaConf.select(hc, "launcher.n_jobs", default=None)
+    if isinstance(n_jobs, int) and n_jobs > 1:
+        return max(1, (os.cpu_count() or 1) // n_jobs)
+    return None
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> float | None:
     hc = HydraConfig.get()
+    if cfg.num_threads is None:
+        cfg.num_threads = launcher_threads(hc)
     row = train(cfg, hc.runtime.output_dir, overrides=list(hc.overrides.task), hydra_cfg=hc)
     if row["status"] == "failed" and hc.mode == RunMode.RUN:
         sys.exit(1)
@@ -296,4 +343,8 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    # Call the importable module's ``main``, not this ``__main__`` copy: process launchers (joblib,
+    # submitit) pickle the task function, and only a module-level one pickles cleanly.
+    from sweep.train import main as _main
+
+    _main()

@@ -1,0 +1,217 @@
+"""Optuna search over the architecture space, through Hydra's compose API and the same ``train``.
+
+    python -m sweep.search experiment=search_arch                 # single objective: val −ELBO (TPE)
+    python -m sweep.search experiment=search_pareto search.n_trials=40   # distortion vs rate (NSGA-II)
+
+The ``search`` node of the experiment says what to search (``space``: Hydra override keys →
+distributions), what to optimise (``objectives``: columns of the run's ``run.parquet`` /
+``eval.parquet`` rows, with ``directions``), the sampler, the pruner and ``n_trials``. Each trial is an
+ordinary run in ``<results_dir>/searches/<sweep_name>/<run_name>_t<trial>/`` with the same files as a
+grid run, so every analysis works on a search. The study lives in SQLite beside the trials
+(``study.db``): relaunching the same command continues it, finishes trials a killed process left
+running (resuming their checkpoints), and never grows the study beyond ``n_trials``. Trials that
+diverge or fail are recorded as failed; hopeless ones are pruned by intermediate validation −ELBO.
+(The released Hydra Optuna sweeper pins optuna < 3, hence this direct use of Optuna.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pyarrow.parquet as pq
+from hydra import compose, initialize_config_dir
+from optuna.trial import TrialState
+
+from sweep.config import CONF_DIR, ConfigError, to_plain, validate
+from sweep.lock import run_lock
+from sweep.models import SpecError
+from sweep.names import run_name_of
+
+SAMPLERS = ("tpe", "nsga2", "random")
+PRUNERS = ("median", "none")
+DISTRIBUTIONS = ("categorical", "int", "float")
+
+
+def compose_cfg(overrides: list[str]) -> dict[str, Any]:
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return to_plain(compose("config", overrides=overrides))
+
+
+def search_dir(cfg: dict[str, Any]) -> Path:
+    return Path(cfg["results_dir"]) / "searches" / cfg["sweep_name"]
+
+
+def check_search(sc: dict[str, Any] | None) -> dict[str, Any]:
+    """Reject a malformed ``search`` node, naming the bad value and what is valid."""
+    if not sc:
+        raise ConfigError("no `search` node: pick a search experiment, e.g. experiment=search_arch")
+    if not isinstance(sc.get("n_trials"), int) or sc["n_trials"] < 1:
+        raise ConfigError(f"search.n_trials={sc.get('n_trials')!r} is out of range; valid: an integer >= 1")
+    if len(sc["objectives"]) != len(sc["directions"]) or not sc["objectives"]:
+        raise ConfigError(
+            f"search.objectives {sc['objectives']} and search.directions {sc['directions']} must pair up"
+        )
+    for d in sc["directions"]:
+        if d not in ("minimize", "maximize"):
+            raise ConfigError(f"search.directions has {d!r}; valid: minimize, maximize")
+    if sc["sampler"] not in SAMPLERS:
+        raise ConfigError(f"search.sampler={sc['sampler']!r} is unknown; valid: {', '.join(SAMPLERS)}")
+    if sc["pruner"] not in PRUNERS:
+        raise ConfigError(f"search.pruner={sc['pruner']!r} is unknown; valid: {', '.join(PRUNERS)}")
+    if sc["pruner"] != "none" and len(sc["directions"]) > 1:
+        raise ConfigError(
+            "search.pruner must be none for a multi-objective search (Optuna cannot prune those)"
+        )
+    for key, dist in sc["space"].items():
+        if dist.get("type") not in DISTRIBUTIONS:
+            raise ConfigError(
+                f"search.space.{key}.type={dist.get('type')!r}; valid: {', '.join(DISTRIBUTIONS)}"
+            )
+    return sc
+
+
+def suggest(trial: optuna.Trial, space: dict[str, Any]) -> list[str]:
+    """Sample every key of the space; return them as Hydra overrides."""
+    out = []
+    for key, d in space.items():
+        if d["type"] == "categorical":
+            value = trial.suggest_categorical(key, list(d["choices"]))
+        elif d["type"] == "int":
+            value = trial.suggest_int(key, d["low"], d["high"], log=d.get("log", False))
+        else:
+            value = trial.suggest_float(key, d["low"], d["high"], log=d.get("log", False))
+        out.append(f"{key}={value}")
+    return out
+
+
+def make_study(cfg: dict[str, Any]) -> optuna.Study:
+    sc = cfg["search"]
+    root = search_dir(cfg)
+    root.mkdir(parents=True, exist_ok=True)
+    sampler = {
+        "tpe": lambda: optuna.samplers.TPESampler(seed=sc["seed"], multivariate=True),
+        "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=sc["seed"]),
+        "random": lambda: optuna.samplers.RandomSampler(seed=sc["seed"]),
+    }[sc["sampler"]]()
+    pruner = (
+        optuna.pruners.MedianPruner(n_startup_trials=sc.get("pruner_startup_trials", 5), n_warmup_steps=0)
+        if sc["pruner"] == "median"
+        else optuna.pruners.NopPruner()
+    )
+    return optuna.create_study(
+        study_name=cfg["sweep_name"],
+        storage=f"sqlite:///{(root / 'study.db').resolve()}",
+        directions=list(sc["directions"]),
+        sampler=sampler,
+        pruner=pruner,
+        load_if_exists=True,
+    )
+
+
+def run_trial(
+    study: optuna.Study, trial: optuna.Trial, base: list[str], sc: dict[str, Any]
+) -> TrialState | None:
+    """Train one trial and tell the study how it ended; None if another process holds it."""
+    from sweep.train import StopRun, train
+
+    overrides = [*base, *suggest(trial, sc["space"]), f"trial={trial.number}"]
+    try:
+        cfg = validate(compose_cfg(overrides))
+    except (ConfigError, SpecError, ValueError) as exc:  # a sampled point outside the valid space
+        print(f"trial {trial.number}: invalid config, failed: {exc}", file=sys.stderr)
+        study.tell(trial, state=TrialState.FAIL)
+        return TrialState.FAIL
+    out_dir = search_dir(cfg) / run_name_of(cfg)
+
+    def report(epoch: int, val: float) -> None:  # intermediate values exist for one objective only
+        trial.report(val, epoch)
+        if trial.should_prune():
+            raise StopRun(f"pruned by {sc['pruner']} at validation -ELBO {val:.3f}", epoch=epoch)
+
+    row = train(cfg, out_dir, overrides=overrides, on_epoch=report if len(sc["directions"]) == 1 else None)
+    if row["status"] == "locked":
+        return None
+    if row["status"] == "pruned":
+        study.tell(trial, state=TrialState.PRUNED)
+        return TrialState.PRUNED
+    values = objective_values(out_dir, row, sc["objectives"]) if row["status"] == "ok" else None
+    if values is None:
+        print(f"trial {trial.number}: {row['status']}, recorded as failed", file=sys.stderr)
+        study.tell(trial, state=TrialState.FAIL)
+        return TrialState.FAIL
+    study.tell(trial, values)
+    return TrialState.COMPLETE
+
+
+def objective_values(run_dir: Path, row: dict[str, Any], objectives: list[str]) -> list[float] | None:
+    """The objectives from the run's row and its evaluation row; None if any is missing or not finite."""
+    merged = dict(row)
+    if (run_dir / "eval.parquet").is_file():
+        merged.update(pq.read_table(run_dir / "eval.parquet").to_pylist()[0])
+    values = [merged.get(k) for k in objectives]
+    if any(v is None or not math.isfinite(float(v)) for v in values):
+        return None
+    return [float(v) for v in values]
+
+
+def stale_trials(study: optuna.Study, cfg: dict[str, Any], base: list[str]) -> list[optuna.trial.FrozenTrial]:
+    """RUNNING trials whose run no live process holds: a killed search left them; they are resumed.
+    (A trial another live search has asked for but not yet locked would look stale too: run one
+    search process per study.)"""
+    out = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        overrides = [f"{k}={v}" for k, v in t.params.items()] + [f"trial={t.number}"]
+        run_dir = search_dir(cfg) / run_name_of(compose_cfg([*base, *overrides]))
+        with run_lock(run_dir) as free:
+            if free:
+                out.append(t)
+    return out
+
+
+def search(overrides: list[str]) -> optuna.Study:
+    cfg = compose_cfg(overrides)
+    sc = check_search(cfg.get("search"))
+    study = make_study(cfg)
+    for frozen in stale_trials(study, cfg, overrides):
+        print(f"trial {frozen.number}: left running by a stopped search, resuming it")
+        # re-suggesting on the same trial returns its stored parameters
+        run_trial(study, optuna.Trial(study, frozen._trial_id), overrides, sc)
+    # study.ask() hands out enqueued (WAITING) trials first; they count towards n_trials like the rest
+    while len(study.trials) < sc["n_trials"] or study.get_trials(
+        deepcopy=False, states=(TrialState.WAITING,)
+    ):
+        run_trial(study, study.ask(), overrides, sc)
+    return study
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m sweep.search", description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "overrides", nargs="*", help="Hydra overrides, e.g. experiment=search_arch search.n_trials=20"
+    )
+    args = p.parse_args(argv)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = search(args.overrides)
+    except (ConfigError, SpecError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    states = [t.state.name for t in study.trials]
+    print(
+        f"{len(states)} trials in {study.study_name}: "
+        + ", ".join(f"{states.count(s)} {s.lower()}" for s in sorted(set(states)))
+    )
+    if len(study.directions) == 1 and any(t.state == TrialState.COMPLETE for t in study.trials):
+        print(f"best: trial {study.best_trial.number} {study.best_trial.params} value {study.best_value:.4f}")
+    else:
+        print(f"Pareto front: {len(study.best_trials)} trials")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""Scale-out: parallel launchers, relaunch, concurrent launches on one directory, dead lock holders."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from analysis.collect import collect
+from sweep.lock import run_lock
+from sweep.train import launcher_threads
+
+ROOT = Path(__file__).resolve().parent.parent
+SMALL = ["experiment=smoke", "epochs=1", "data.subset=200", "eval.iwae_k=2", "eval.latents_n=50", "eval.probe_train=200"]
+RUNS = {"L8_dense2_dense2_s0", "L8_dense2_conv5_s0", "L8_conv5_dense2_s0", "L8_conv5_conv5_s0"}
+
+
+def launch(*args: str) -> subprocess.Popen:
+    env = {**os.environ, "CI": "true"}
+    return subprocess.Popen([sys.executable, "-m", "sweep.train", *SMALL, *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(p: subprocess.Popen) -> str:
+    out, err = p.communicate(timeout=600)
+    assert p.returncode == 0, err[-3000:]
+    return out
+
+
+def trained(out: str) -> list[str]:
+    return [line.split(":")[0] for line in out.splitlines() if ": ok; results in" in line]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", [["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+                                      ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10"]])
+def test_parallel_launcher_trains_the_grid_and_a_relaunch_skips_it(tmp_path, launcher):
+    out = finish(launch(f"results_dir={tmp_path}", *launcher))
+    runs = collect(tmp_path / "sweeps" / "smoke").to_pandas()
+    assert set(runs["run_name"]) == RUNS and (runs["status"] == "ok").all()
+    if "joblib" in launcher[0]:
+        assert sorted(trained(out)) == sorted(RUNS)  # joblib workers' prints reach our stdout
+    again = finish(launch(f"results_dir={tmp_path}", *launcher))
+    assert trained(again) == []
+    assert set(collect(tmp_path / "sweeps" / "smoke").to_pandas()["finished_at"]) == set(runs["finished_at"])
+
+
+@pytest.mark.slow
+def test_two_launches_at_once_train_each_run_exactly_once(tmp_path):
+    a, b = launch(f"results_dir={tmp_path}"), launch(f"results_dir={tmp_path}")
+    out_a, out_b = finish(a), finish(b)
+    both = trained(out_a) + trained(out_b)
+    assert sorted(both) == sorted(RUNS)  # each run trained by exactly one of them
+    runs = collect(tmp_path / "sweeps" / "smoke").to_pandas()
+    assert len(runs) == 4 and (runs["status"] == "ok").all()
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_the_lock_of_a_killed_holder_is_reclaimed(tmp_path):
+    code = ("import sys, time; from sweep.lock import run_lock\n"
+            "with run_lock(sys.argv[1]) as got:\n    print(got, flush=True); time.sleep(60)\n")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "True"
+    with run_lock(tmp_path) as got:
+        assert got is False  # held by a live process
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(timeout=10)
+    deadline = time.time() + 5
+    while True:
+        with run_lock(tmp_path) as got:
+            if got or time.time() > deadline:
+                break
+    assert got is True
+
+
+def test_parallel_launchers_split_the_cores_instead_of_oversubscribing():
+    assert launcher_threads(OmegaConf.create({"launcher": {"cpus_per_task": 8}})) == 8
+    assert launcher_threads(OmegaConf.create({"launcher": {"n_jobs": 2}})) == max(1, (os.cpu_count() or 1) // 2)
+    assert launcher_threads(OmegaConf.create({"launcher": {"n_jobs": 1}})) is None
+    assert launcher_threads(OmegaConf.create({"launcher": {}})) is None

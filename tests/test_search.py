@@ -1,0 +1,132 @@
+"""sweep.search: Optuna through Hydra's compose API; resumable, exact n_trials, failures and pruning."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+import sweep.train as train_mod
+from analysis.collect import load_sweep
+from sweep import search as search_mod
+
+TINY = [
+    "epochs=2",
+    "data.subset=200",
+    "batch_size=50",
+    "eval.iwae_k=4",
+    "eval.latents_n=50",
+    "eval.probe_train=200",
+    "progress=false",
+    "device=cpu",
+]
+SPACE = [
+    "search.space={latent_dim:{type:categorical,choices:[2,4]},"
+    "encoder:{type:categorical,choices:[dense1,conv1]},decoder:{type:categorical,choices:[dense1,conv1]}}"
+]
+
+
+def args(tmp_path, experiment="search_arch", *more):
+    return [f"experiment={experiment}", f"results_dir={tmp_path}", *TINY, *SPACE, *more]
+
+
+def test_an_interrupted_search_continues_and_ends_with_exactly_n_trials(tmp_path, monkeypatch):
+    real = train_mod.train_epoch
+    seen = []
+
+    def interrupt_third_trial(model, opt, data, cfg, epoch, *gens):
+        seen.append((cfg["trial"], epoch))
+        if cfg["trial"] == 2 and epoch == 1:
+            raise KeyboardInterrupt
+        return real(model, opt, data, cfg, epoch, *gens)
+
+    monkeypatch.setattr(train_mod, "train_epoch", interrupt_third_trial)
+    with pytest.raises(KeyboardInterrupt):
+        search_mod.search(args(tmp_path, "search_arch", "search.n_trials=4", "search.pruner=none"))
+    study = optuna.load_study(
+        study_name="search_arch", storage=f"sqlite:///{tmp_path}/searches/search_arch/study.db"
+    )
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2 + [TrialState.RUNNING]
+
+    monkeypatch.setattr(train_mod, "train_epoch", real)
+    resumed = []
+    monkeypatch.setattr(
+        train_mod, "train_epoch", lambda *a: resumed.append((a[3]["trial"], a[4])) or real(*a)
+    )
+    study = search_mod.search(args(tmp_path, "search_arch", "search.n_trials=4", "search.pruner=none"))
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 4
+    assert resumed[0] == (2, 1)  # trial 2 resumed from its checkpoint after epoch 1, not retrained
+    assert [r for r in resumed if r[0] == 2] == [(2, 1)]
+    assert search_mod.search(args(tmp_path, "search_arch", "search.n_trials=4")).trials.__len__() == 4
+    runs = load_sweep(tmp_path / "searches" / "search_arch").runs
+    assert sorted(runs["trial"]) == [0, 1, 2, 3] and (runs["status"] == "ok").all()
+    assert all(name.endswith(f"_t{t}") for name, t in zip(runs["run_name"], runs["trial"], strict=True))
+
+
+def test_multi_objective_search_yields_a_pareto_set(tmp_path):
+    study = search_mod.search(args(tmp_path, "search_pareto", "search.n_trials=3"))
+    assert len(study.directions) == 2 and len(study.trials) == 3
+    front = study.best_trials
+    assert front and all(len(t.values) == 2 for t in front)
+    vals = [t.values for t in study.trials if t.state == TrialState.COMPLETE]
+    for t in front:  # nothing completed dominates a Pareto point
+        assert not any(v[0] <= t.values[0] and v[1] <= t.values[1] and v != t.values for v in vals)
+
+
+def test_diverging_and_invalid_trials_are_failed_not_fatal_and_hopeless_ones_are_pruned(
+    tmp_path, monkeypatch
+):
+    base = args(tmp_path, "search_arch", "search.n_trials=4", "search.pruner_startup_trials=1", "epochs=3")
+    study = search_mod.make_study(search_mod.compose_cfg(base))
+    study.enqueue_trial({"latent_dim": 4, "encoder": "dense1", "decoder": "dense1"})  # good
+    study.enqueue_trial({"latent_dim": 4, "encoder": "dense1", "decoder": "conv1"})  # will be made to diverge
+    study.enqueue_trial({"latent_dim": 2, "encoder": "conv1", "decoder": "conv1"})  # made hopeless: pruned
+    study.enqueue_trial({"latent_dim": 2, "encoder": "dense1", "decoder": "conv1"})  # invalid batch size
+    real_recon = train_mod.recon_per_image
+
+    def faults(logits, x):
+        trial = faults.cfg["trial"]
+        return real_recon(logits, x) * (float("nan") if trial == 1 else 50.0 if trial == 2 else 1.0)
+
+    real_run = search_mod.run_trial
+
+    def run_trial(study, trial, base_, sc):
+        if trial.number == 3:
+            base_ = [*base_, "batch_size=500"]
+        return real_run(study, trial, base_, sc)
+
+    real_epoch = train_mod.train_epoch
+
+    def epoch(model, opt, data, cfg, *a):
+        faults.cfg = cfg
+        return real_epoch(model, opt, data, cfg, *a)
+
+    monkeypatch.setattr(train_mod, "recon_per_image", faults)
+    monkeypatch.setattr(train_mod, "train_epoch", epoch)
+    monkeypatch.setattr(search_mod, "run_trial", run_trial)
+    study = search_mod.search(base)
+    states = [t.state for t in study.trials]
+    assert states == [TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED, TrialState.FAIL]
+    runs = load_sweep(tmp_path / "searches" / "search_arch").runs.set_index("trial")
+    assert runs.loc[1, "status"] == "diverged" and runs.loc[2, "status"] == "pruned"
+    assert 1 <= runs.loc[2, "epochs_done"] < 3  # stopped before its 3 epochs
+    assert 3 not in runs.index  # rejected before anything was written
+
+
+@pytest.mark.parametrize(
+    "more, message",
+    [
+        (["search.sampler=grid"], "search.sampler='grid' is unknown; valid: tpe, nsga2, random"),
+        (["search.n_trials=0"], "search.n_trials=0 is out of range"),
+        (["search.directions=[minimize,maximize]"], "must pair up"),
+    ],
+)
+def test_bad_search_config_is_named(tmp_path, more, message, capsys):
+    assert search_mod.main(args(tmp_path, "search_arch", *more)) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "searches").exists()
+
+
+def test_a_non_search_experiment_is_refused(tmp_path, capsys):
+    assert search_mod.main([f"results_dir={tmp_path}"]) == 2
+    assert "no `search` node" in capsys.readouterr().err
