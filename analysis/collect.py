@@ -110,7 +110,9 @@ def load_sweep(root: str | Path) -> Sweep:
         df["family/encoder"] = df["encoder.kind"] + df["encoder.depth"].astype(str)
         df["family/decoder"] = df["decoder.kind"] + df["decoder.depth"].astype(str)
         df["label"] = [
-            paper_label(r["latent_dim"], r["encoder.kind"], r["encoder.depth"], r["decoder.kind"], r["decoder.depth"])
+            paper_label(
+                r["latent_dim"], r["encoder.kind"], r["encoder.depth"], r["decoder.kind"], r["decoder.depth"]
+            )
             for _, r in df.iterrows()
         ]
     return Sweep(Path(root), df, dims.to_pandas(), runs.skipped + evals.skipped + dims.skipped)

@@ -56,6 +56,8 @@ def test_one_epoch_writes_every_file_with_the_documented_columns(tmp_path):
     for key in ("encoder.kind", "decoder.depth", "latent_dim", "loss.reduction", "data.likelihood", "seed"):
         assert key in run_t.column_names
     assert run_t.schema.metadata[b"vae_sweep.schema_version"] == str(results.SCHEMA_VERSION).encode()
+    assert run_t.column("schema_version").to_pylist() == [results.SCHEMA_VERSION]
+    assert epochs.column("schema_version").to_pylist() == [results.SCHEMA_VERSION] * 2
     got = run_t.to_pylist()[0]
     assert got["run_name"] == "L4_dense1_conv2_s0" and got["device"] == "cpu" and got["epochs_done"] == 1
     assert got["test/neg_elbo"] == pytest.approx(got["test/recon"] + got["test/kl"])

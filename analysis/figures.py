@@ -1,0 +1,118 @@
+"""Regenerate the paper's figures (and ours), the analysis tables and the report from a stored sweep.
+
+    python -m analysis.figures results/sweeps/paper                  # → results/sweeps/paper/figures/
+    python -m analysis.figures results/sweeps/paper --out /tmp/report
+
+Reads only stored result files (``analysis.collect.load_sweep``); never trains or loads a model. Each
+figure is one function ``fig_<name>(sweep_or_runs, out_dir) -> [png, pdf]``; each is headless (Agg),
+deterministic (same inputs → same bytes) and writes its files atomically. A figure whose inputs are
+empty still writes a file saying so. Runs that failed, diverged or were not evaluated are counted and
+named in a note under each per-run figure, never dropped silently.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pandas as pd  # noqa: E402
+
+from analysis import report  # noqa: E402
+from analysis.collect import Sweep, load_sweep  # noqa: E402
+from analysis.diagnostics import (  # noqa: E402
+    fig_active_units,
+    fig_collapse_by_factor,
+    fig_iwae_heatmap,
+    fig_rate_distortion,
+)
+from analysis.paper_figures import (  # noqa: E402
+    fig1_rate_sorted,
+    fig2_recon_sorted,
+    fig3_top_recon_vs_kl,
+    fig4_top_counts,
+    fig5_top_by_latent,
+    fig6_pca_top25,
+    fig7_pca_top50,
+)
+from analysis.plotting import (  # noqa: E402
+    RC,
+    message_figure,
+    save,
+)
+from analysis.tables import build_tables  # noqa: E402
+from sweep.results import atomic_write_bytes  # noqa: E402
+
+FIGURES = (
+    fig1_rate_sorted,
+    fig2_recon_sorted,
+    fig3_top_recon_vs_kl,
+    fig4_top_counts,
+    fig5_top_by_latent,
+    fig6_pca_top25,
+    fig7_pca_top50,
+    fig_rate_distortion,
+    fig_iwae_heatmap,
+    fig_active_units,
+    fig_collapse_by_factor,
+)
+
+
+def _guarded(what: str, make: Callable, fallback: Callable[[str], object]):
+    """``make()``, or, if it raises, one warning line and ``fallback(reason)``: one broken figure or
+    table must not cost the rest of the report."""
+    try:
+        return make()
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        print(f"warning: could not make {what}: {reason}", file=sys.stderr)
+        return fallback(reason)
+
+
+def write_all(sweep: Sweep, out_dir: str | Path) -> tuple[dict[str, Path], dict[str, pd.DataFrame]]:
+    """Every figure (PNG + PDF), every table (CSV + markdown) and the report into ``out_dir``;
+    returns {figure name: PNG path} and {table name: table}."""
+    out_dir = Path(out_dir)
+    figures = {}
+    for draw in FIGURES:
+        name = draw.figure_name
+
+        def broken(reason, name=name) -> list[Path]:
+            with matplotlib.rc_context(RC):
+                return save(message_figure(name, f"This figure could not be drawn: {reason}"), out_dir, name)
+
+        figures[name] = _guarded(f"figure {name}", lambda draw=draw: draw(sweep, out_dir), broken)[0]
+    tables = {}
+    for name, make in build_tables(sweep.runs).items():
+        df = _guarded(f"table {name}", make, lambda reason: pd.DataFrame({"error": [reason]}))
+        atomic_write_bytes(out_dir / f"{name}.csv", df.to_csv(index=False).encode())
+        atomic_write_bytes(out_dir / f"{name}.md", report.markdown_table(report.display(name, df)).encode())
+        tables[name] = df
+    report.write_report(sweep, out_dir, figures, tables)
+    return figures, tables
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m analysis.figures", description=__doc__.split("\n\n")[0])
+    p.add_argument("sweep_dir", type=Path, help="a sweep (or any results directory) to analyse")
+    p.add_argument("--out", type=Path, help="output directory (default: <sweep_dir>/figures)")
+    args = p.parse_args(argv)
+    if not args.sweep_dir.is_dir():
+        p.error(f"{args.sweep_dir} is not a directory")
+    out = args.out or args.sweep_dir / "figures"
+    sweep = load_sweep(args.sweep_dir)  # prints one warning line per skipped file
+    figures, tables = write_all(sweep, out)
+    print(
+        f"{len(sweep.runs)} runs, {len(sweep.skipped)} files skipped; wrote {len(figures)} figures "
+        f"(PNG + PDF), {len(tables)} tables (CSV + markdown) and report.md/report.html to {out}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""Every analysis table by name (rankings, seed aggregates, win rates, collapse counts, cut-off
+sensitivity, the claims check), computed from the run table by ``analysis.rank``, ``analysis.collapse``
+and ``analysis.claims``."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pandas as pd  # noqa: E402
+
+from analysis import claims, collapse, rank  # noqa: E402
+from analysis.plotting import (  # noqa: E402
+    COLLAPSE_FACTORS,
+    collapse_factors,
+)
+
+# ---------------------------------------------------------------- tables and the command
+
+RANK_DISPLAY = [
+    "rank", "run_name", "label", "latent_dim", "family/encoder", "family/decoder", "seed",
+    "test/distortion", "test/rate", "test/neg_elbo", "test/iwae_nll", "test/active_units", "collapsed",
+    "latent/linear_probe_acc",
+]  # fmt: skip
+SEED_METRICS = [
+    "test/distortion", "test/rate", "test/neg_elbo", "test/iwae_nll", "test/active_units",
+    "test/mutual_information", "latent/linear_probe_acc", "latent/knn_acc", "latent/pca_silhouette", "test/psnr",
+]  # fmt: skip
+SHORT = {"latent_dim": "latent", "family/encoder": "encoder", "family/decoder": "decoder"}
+
+
+def _short(factor: str) -> str:
+    return SHORT.get(factor, factor.replace(".", "_").replace("/", "_"))
+
+
+def build_tables(runs: pd.DataFrame) -> dict[str, Callable[[], pd.DataFrame]]:
+    """Every analysis table, by name, as a thunk (``write_all`` computes each one, guarded)."""
+    runs = runs.sort_values("run_name").reset_index(drop=True) if "run_name" in runs.columns else runs
+    t: dict[str, Callable[[], pd.DataFrame]] = {"runs": lambda: runs}
+    for crit in rank.CRITERIA:
+
+        def ranked(crit=crit) -> pd.DataFrame:
+            r = rank.ranking(runs, crit)
+            return r[[c for c in RANK_DISPLAY if c in r.columns]]
+
+        t[f"ranking_{crit}"] = ranked
+    t["seed_aggregates"] = lambda: rank.aggregate_seeds(runs, [m for m in SEED_METRICS if m in runs.columns])
+    best = functools.cache(lambda: rank.top_set(runs))
+    for by in COLLAPSE_FACTORS:
+        t[f"win_rates_{_short(by)}"] = lambda by=by: rank.base_rates(runs, best(), by)
+    t["collapse_counts"] = lambda: collapse.collapse_table(runs)
+    for factor in collapse_factors(runs) if len(runs) else COLLAPSE_FACTORS:
+        t[f"collapse_by_{_short(factor)}"] = lambda f=factor: collapse.collapse_by_factor(runs, f)
+    for by in COLLAPSE_FACTORS:
+        t[f"cutoff_sensitivity_{_short(by)}"] = lambda by=by: rank.cutoff_sensitivity(runs, "recon", by)
+    t["claims"] = lambda: claims.verdicts_table(claims.check_claims(runs))
+    return t

@@ -1,0 +1,200 @@
+"""Fake sweeps for analysis tests: run directories with the real file schemas, no training.
+
+``make_sweep(tmp_path)`` writes ``<root>/sweeps/synthetic/<run_name>/`` with ``run.parquet``,
+``eval.parquet``, ``dims.parquet``, ``latents.parquet`` and ``COMPLETE``, through the harness's own
+writers (``sweep.results.write_parquet`` with ``RUN_COLUMNS`` / ``EVAL_COLUMNS``), so analysis reads
+exactly what a real sweep would give it. Everything is a function of the arguments and ``rng_seed``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from sweep import metrics, results
+from sweep.evaluate import EVAL_COLUMNS
+from sweep.names import run_name
+
+N_IMAGES = 60  # stored test latents per run
+N_DIGITS = 10
+_FAMILY = re.compile(r"^(dense|conv)(\d+)$")
+
+
+def _family(name: str) -> tuple[str, int]:
+    m = _FAMILY.match(name)
+    if not m:
+        raise ValueError(f"family {name!r} is not dense<n> or conv<n>")
+    return m.group(1), int(m.group(2))
+
+
+def _config(latent, enc, dec, seed, likelihood, sweep_name, root) -> dict:
+    (ek, ed), (dk, dd) = _family(enc), _family(dec)
+    return {
+        "encoder.kind": ek,
+        "encoder.depth": ed,
+        "encoder.width": 512 if ek == "dense" else 32,
+        "encoder.activation": "leaky_relu",
+        "decoder.kind": dk,
+        "decoder.depth": dd,
+        "decoder.width": 512 if dk == "dense" else 32,
+        "decoder.activation": "leaky_relu",
+        "data.likelihood": likelihood,
+        "data.val_size": 10000,
+        "data.split_seed": 0,
+        "data.binarize_seed": 0,
+        "data.subset": None,
+        "latent_dim": latent,
+        "seed": seed,
+        "epochs": 2,
+        "batch_size": 128,
+        "lr": 1e-3,
+        "loss.reduction": "sum",
+        "loss.beta": 1.0,
+        "loss.warmup_epochs": 0,
+        "loss.free_bits": 0.0,
+        "results_dir": str(root),
+        "sweep_name": sweep_name,
+        "device.requested": "cpu",
+    }
+
+
+def make_sweep(
+    root: str | Path,
+    *,
+    seeds=(0, 1, 2),
+    latents=(25, 50),
+    encoders=("dense1", "conv2"),
+    decoders=("dense1", "conv2"),
+    failed=(),
+    diverged=(),
+    collapsed_fraction: float = 0.3,
+    likelihood: str = "bernoulli",
+    rng_seed: int = 0,
+    sweep_name: str = "synthetic",
+) -> Path:
+    """Write a fake sweep; returns its directory. ``failed`` / ``diverged``: run names (e.g.
+    ``L25_dense1_conv2_s0``) given that status. About ``collapsed_fraction`` of the other runs are
+    collapsed (rate below the paper's floor, no active unit); the rest have every second-to-all units
+    active and latent means clustered by digit."""
+    rng = np.random.default_rng(rng_seed)
+    out = Path(root) / "sweeps" / sweep_name
+    labels = np.arange(N_IMAGES) % N_DIGITS
+    for latent in latents:
+        centres = rng.normal(0.0, 2.0, size=(N_DIGITS, latent))
+        for enc in encoders:
+            for dec in decoders:
+                for seed in seeds:
+                    _write_run(
+                        out, rng, centres, labels, latent, enc, dec, seed, failed, diverged,
+                        collapsed_fraction, likelihood, sweep_name, root,
+                    )  # fmt: skip
+    return out
+
+
+def _write_run(
+    out, rng, centres, labels, latent, enc, dec, seed, failed, diverged, collapsed_fraction, likelihood,
+    sweep_name, root,
+):  # fmt: skip
+    (ek, ed), (dk, dd) = _family(enc), _family(dec)
+    name = run_name(latent, ek, ed, dk, dd, seed)
+    run_dir = out / name
+    status = "failed" if name in failed else "diverged" if name in diverged else "ok"
+    collapsed = status == "ok" and rng.random() < collapsed_fraction
+    # Depth-1 dense encoders and conv decoders get a lower distortion, so rankings have a signal.
+    distortion = 90.0 + 5.0 * (ek != "dense") + 4.0 * (dk != "conv") + 0.02 * latent + rng.normal(0, 2)
+    distortion += 60.0 if collapsed else 0.0
+    rate = float(rng.uniform(1e-8, 5e-7)) if collapsed else float(rng.uniform(15.0, 30.0))
+    active = 0 if collapsed else int(rng.integers(max(1, latent // 2), latent + 1))
+    row = {
+        "run_name": name,
+        "status": status,
+        "error": {"ok": None, "failed": "RuntimeError: out of memory", "diverged": "non-finite loss"}[status],
+        "diverged_epoch": 2 if status == "diverged" else None,
+        "epochs_done": 0 if status == "failed" else 2,
+        "params/encoder": 1000 * ed * latent,
+        "params/decoder": 1000 * dd * latent,
+        "params/total": 1000 * (ed + dd) * latent,
+        "test/recon": None if status != "ok" else distortion,
+        "test/kl": None if status != "ok" else rate,
+        "test/neg_elbo": None if status != "ok" else distortion + rate,
+        "wall_seconds": 1.0,
+        "device": "cpu",
+        "started_at": "2025-01-01T00:00:00+00:00",
+        "finished_at": "2025-01-01T00:00:01+00:00",
+        **_config(latent, enc, dec, seed, likelihood, sweep_name, root),
+    }
+    results.write_parquet(run_dir / "run.parquet", [row], results.RUN_COLUMNS)
+    if status == "failed":
+        return  # a failed run writes run.parquet only (and no COMPLETE, so a relaunch retries it)
+    if status == "diverged":
+        ev = {"run_name": name, "eval/status": "skipped", "eval/reason": "run status is diverged"}
+        results.write_parquet(run_dir / "eval.parquet", [{**ev, **metrics.THRESHOLDS}], EVAL_COLUMNS)
+        results.write_complete(run_dir, "diverged")
+        return
+    bernoulli = likelihood == "bernoulli"
+    ev = {
+        "run_name": name,
+        "eval/status": "ok",
+        "eval/seconds": 0.1,
+        "test/neg_elbo": distortion + rate,
+        "test/rate": rate,
+        "test/distortion": distortion,
+        "test/bce_pixel_mean": None if bernoulli else distortion / 784,
+        "test/iwae_nll": distortion + rate - 3.0 + rng.normal(0, 0.5) if bernoulli else None,
+        "test/iwae_k": 100 if bernoulli else None,
+        "test/iwae_null_reason": None if bernoulli else "bce likelihood is not a normalised density",
+        "test/active_units": active,
+        "test/mutual_information": min(rate, np.log(10000)),
+        "collapsed": collapsed,
+        "partial": 0 < active < latent,
+        "paper_collapsed": rate < metrics.PAPER_COLLAPSE_THRESHOLD,
+        "latent/linear_probe_acc": 0.1 if collapsed else 0.9,
+        "latent/knn_acc": 0.1 if collapsed else 0.9,
+        "latent/pca_silhouette": 0.0 if collapsed else 0.3,
+        "test/psnr": 12.0 if collapsed else 18.0,
+        "params/encoder": row["params/encoder"],
+        "params/decoder": row["params/decoder"],
+        "flops/encoder": 2000 * ed * latent,
+        "flops/decoder": 2000 * dd * latent,
+        **metrics.THRESHOLDS,
+    }
+    results.write_parquet(run_dir / "eval.parquet", [ev], EVAL_COLUMNS)
+    mu_var = np.zeros(latent) if collapsed else np.where(np.arange(latent) < active, 1.0, 1e-4)
+    dims = [
+        {
+            "run_name": name,
+            "dim": d,
+            "kl": rate / latent,
+            "mu_var": float(mu_var[d]),
+            "active": bool(mu_var[d] > metrics.ACTIVE_UNIT_THRESHOLD),
+        }
+        for d in range(latent)
+    ]
+    results.write_parquet(run_dir / "dims.parquet", dims)
+    mu = (
+        np.zeros((N_IMAGES, latent))
+        if collapsed
+        else centres[labels] + rng.normal(0, 0.7, (N_IMAGES, latent))
+    )
+    mu = mu * np.sqrt(mu_var)
+    flat = pa.array(mu.astype(np.float16).ravel(), pa.float16())
+    latents = pa.table(
+        {
+            "run_name": pa.array([name] * N_IMAGES),
+            "index": pa.array(np.arange(N_IMAGES, dtype=np.int64)),
+            "label": pa.array(labels.astype(np.int64)),
+            "mu": pa.FixedSizeListArray.from_arrays(flat, latent),
+        }
+    )
+    results.write_parquet(run_dir / "latents.parquet", latents)
+    results.write_complete(run_dir, "ok")
+
+
+def corrupt(path: str | Path) -> Path:
+    """Overwrite a parquet file with bytes that start like parquet but are not (a torn write)."""
+    path = Path(path)
+    path.write_bytes(b"PAR1" + b"\x00garbage, not a parquet footer\x00" * 4)
+    return path

@@ -1,0 +1,190 @@
+"""Figures, PCA projections and the ``python -m analysis.figures`` command, on small synthetic sweeps."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+from synthetic import corrupt, make_sweep
+
+from analysis import figures, pca, plotting
+from analysis.collect import load_sweep
+
+PNG, PDF = b"\x89PNG\r\n\x1a\n", b"%PDF"
+SMALL = {"latents": (4, 8), "encoders": ("dense1", "conv2"), "decoders": ("dense1", "conv2")}
+BAD = {"failed": ("L4_dense1_conv2_s0",), "diverged": ("L8_conv2_dense1_s1",)}
+
+
+def texts(fig) -> str:
+    """Every string drawn on a figure (titles, labels, notes), for asserting on content."""
+    from matplotlib.text import Text
+
+    return "\n".join(t.get_text() for t in fig.findobj(Text))
+
+
+def assert_written(paths):
+    png, pdf = paths
+    assert png.suffix == ".png" and png.read_bytes().startswith(PNG) and png.stat().st_size > 1000
+    assert pdf.suffix == ".pdf" and pdf.read_bytes().startswith(PDF) and pdf.stat().st_size > 1000
+
+
+@pytest.fixture(scope="module")
+def sweep_dir(tmp_path_factory):
+    """2 latents × 2 encoders × 2 decoders × 2 seeds, one failed, one diverged, ~40 % collapsed."""
+    return make_sweep(tmp_path_factory.mktemp("sweep"), seeds=(0, 1), collapsed_fraction=0.4, **SMALL, **BAD)
+
+
+@pytest.fixture(scope="module")
+def sweep(sweep_dir):
+    return load_sweep(sweep_dir)
+
+
+@pytest.fixture(scope="module")
+def main_out(sweep_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("out")
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert figures.main([str(sweep_dir), "--out", str(out)]) == 0
+    assert "warning" not in err.getvalue()  # no figure or table fell back to its error placeholder
+    return out
+
+
+# ---------------------------------------------------------------- PCA
+
+
+def test_project_known_answer_and_sign():
+    # points on the line t·(1, 2) plus a small orthogonal wiggle: PC1 is ±(1, 2)/√5, flipped positive
+    t = np.linspace(-2, 2, 9)
+    wiggle = 0.1 * (t**2 - (t**2).mean())  # zero mean, uncorrelated with t
+    mu = np.outer(t, [1.0, 2.0]) / np.sqrt(5) + np.outer(wiggle, [-2.0, 1.0]) / np.sqrt(5)
+    xy, ratio = pca.project(mu)
+    np.testing.assert_allclose(xy[:, 0], t - t.mean(), atol=1e-9)
+    np.testing.assert_allclose(np.abs(xy[:, 1]), np.abs(wiggle - wiggle.mean()), atol=1e-9)
+    np.testing.assert_allclose(ratio, np.array([t.var(), wiggle.var()]) / (t.var() + wiggle.var()))
+    # negating μ gives the same picture: signs are fixed by the loadings, not by the SVD
+    np.testing.assert_allclose(pca.project(-mu)[0], -xy, atol=1e-9)
+
+
+def test_project_edge_cases():
+    rng = np.random.default_rng(0)
+    xy, ratio = pca.project(rng.normal(size=(20, 1)))  # L = 1: one component
+    assert xy.shape == (20, 2) and np.all(xy[:, 1] == 0) and ratio.tolist() == [1.0, 0.0]
+    xy, ratio = pca.project(np.ones((5, 3), np.float32))  # fully collapsed: no variance at all
+    assert np.all(xy == 0) and np.all(ratio == 0)
+    assert pca.project(np.zeros((0, 4)))[0].shape == (0, 2)
+    with pytest.raises(ValueError, match="shape"):
+        pca.project(np.zeros(4))
+
+
+# ---------------------------------------------------------------- every figure function
+
+
+def test_every_figure_writes_png_and_pdf(sweep, main_out, tmp_path):
+    assert len(sweep.runs) == 16 and sweep.runs["collapsed"].fillna(False).any()
+    assert len(figures.FIGURES) == 11
+    for draw in figures.FIGURES:  # the command called every figure function on this sweep
+        assert_written([main_out / f"{draw.figure_name}.png", main_out / f"{draw.figure_name}.pdf"])
+    paths = figures.fig1_rate_sorted(sweep, tmp_path)
+    assert paths == [tmp_path / "fig1_rate_sorted.png", tmp_path / "fig1_rate_sorted.pdf"]
+    assert_written(paths)
+
+
+def test_failed_and_diverged_runs_are_named_not_dropped(sweep):
+    fig = figures.fig1_rate_sorted.__wrapped__(sweep)
+    shown = texts(fig)
+    assert "1 failed: L4_DNN1_CNN2_s0" in shown and "1 diverged: L8_CNN2_DNN1_s1" in shown
+    ev = plotting.evaluated_mask(sweep.runs)
+    assert ev.sum() == 14  # every other run is drawn: one tick label per evaluated run
+    labels = {t.get_text() for t in fig.axes[0].get_yticklabels()}
+    assert len(labels) == 14 and "L4_DNN1_DNN1_s0" in labels  # several seeds: labels carry _s{seed}
+    assert any(s.startswith("collapsed") for s in shown.split("\n"))  # collapsed runs in the legend
+
+
+def test_figures_from_a_run_table_and_from_nothing(sweep, tmp_path):
+    # a bare run table works too: the PCA panels then say that there are no stored latents
+    assert_written(figures.fig6_pca_top25(sweep.runs, tmp_path / "table"))
+    assert "no stored\nlatents" in texts(figures.fig6_pca_top25.__wrapped__(sweep.runs))
+    empty = pd.DataFrame()
+    for draw in figures.FIGURES:
+        assert_written(draw(empty, tmp_path / "empty"))
+        assert "No " in texts(draw.__wrapped__(empty))
+
+
+def test_all_runs_failed_still_draws_every_figure(tmp_path):
+    names = tuple(f"L4_{e}_{d}_s0" for e in ("dense1", "conv2") for d in ("dense1", "conv2"))
+    sw = load_sweep(make_sweep(tmp_path, seeds=(0,), latents=(4,), failed=names))
+    for draw in figures.FIGURES:
+        assert_written(draw(sw, tmp_path / "out"))
+    assert "4 failed" in texts(figures.fig2_recon_sorted.__wrapped__(sw))
+
+
+def test_bce_sweep_heatmap_says_why_it_is_empty(tmp_path):
+    sw = load_sweep(make_sweep(tmp_path, seeds=(0,), latents=(4,), likelihood="bce"))
+    assert sw.runs["test/iwae_nll"].isna().all()
+    assert_written(figures.fig_iwae_heatmap(sw, tmp_path / "out"))
+    shown = texts(figures.fig_iwae_heatmap.__wrapped__(sw))
+    assert "No IWAE NLL values" in shown and "bce likelihood" in shown
+
+
+def test_labels_have_no_seed_suffix_with_one_seed(tmp_path):
+    sw = load_sweep(make_sweep(tmp_path, seeds=(3,), latents=(4,)))
+    assert set(plotting.run_labels(sw.runs)) == set(sw.runs["label"])
+
+
+# ---------------------------------------------------------------- the command
+
+
+def test_main_writes_figures_tables_and_report(main_out):
+    for name in ("runs", "ranking_recon", "ranking_neg_elbo", "ranking_iwae", "seed_aggregates", "claims"):
+        assert (main_out / f"{name}.csv").stat().st_size > 0 and (main_out / f"{name}.md").stat().st_size > 0
+    for name in ("win_rates_encoder", "collapse_counts", "collapse_by_latent", "cutoff_sensitivity_encoder"):
+        assert (main_out / f"{name}.csv").is_file()
+    runs = pd.read_csv(main_out / "runs.csv")
+    assert len(runs) == 16 and set(runs["status"]) == {"ok", "failed", "diverged"}
+    cut = pd.read_csv(main_out / "cutoff_sensitivity_encoder.csv")
+    assert sorted(cut["cutoff"].unique()) == [0.1, 0.25, 0.5]
+    assert (main_out / "report.md").is_file() and (main_out / "report.html").is_file()
+
+
+def test_main_is_deterministic(sweep_dir, main_out, tmp_path):
+    assert figures.main([str(sweep_dir), "--out", str(tmp_path)]) == 0
+    for name in ["report.md", "report.html", "claims.csv", "runs.md"] + [
+        f"{d.figure_name}.{ext}" for d in figures.FIGURES for ext in ("png", "pdf")
+    ]:
+        assert (tmp_path / name).read_bytes() == (main_out / name).read_bytes(), name
+
+
+@pytest.fixture(scope="module")
+def single_seed_corrupt(tmp_path_factory):
+    """One seed, 4 runs, one of them with a torn run.parquet; analysed by the command."""
+    root = tmp_path_factory.mktemp("single")
+    sweep_dir = make_sweep(root, seeds=(0,), latents=(4,))
+    bad = corrupt(sweep_dir / "L4_conv2_conv2_s0" / "run.parquet")
+    return sweep_dir, bad
+
+
+def test_single_seed_and_corrupted_file(single_seed_corrupt, capsys):
+    sweep_dir, bad = single_seed_corrupt
+    assert figures.main([str(sweep_dir)]) == 0  # default output: <sweep dir>/figures
+    captured = capsys.readouterr()
+    warnings = [line for line in captured.err.splitlines() if line.startswith("warning:")]
+    assert warnings == [warnings[0]] and str(bad) in warnings[0] and "skipped" in warnings[0]
+    out = sweep_dir / "figures"
+    assert str(out) in captured.out.strip().splitlines()[-1]
+    for draw in figures.FIGURES:
+        assert_written([out / f"{draw.figure_name}.png", out / f"{draw.figure_name}.pdf"])
+    report = (out / "report.md").read_text()
+    assert "intervals across seeds are unavailable" in report
+    assert "L4_conv2_conv2_s0/run.parquet" in report.split("## Skipped files")[1]
+    assert "runs: 3 (3 ok)" in report
+
+
+def test_labels_name_an_ablation_pooled_with_its_baseline(sweep):
+    runs = sweep.runs.copy()
+    runs["loss.reduction"] = np.where(runs.index % 2 == 0, "paper", "sum")
+    labels = plotting.run_labels(runs)
+    assert labels.is_unique
+    assert labels.iloc[0].endswith(" loss.reduction=paper") and "_s" in labels.iloc[0]

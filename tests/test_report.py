@@ -1,0 +1,97 @@
+"""The analysis report: table formatting, and report.md / report.html contents on a synthetic sweep."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+from synthetic import make_sweep
+
+from analysis import figures, report
+from analysis.collect import load_sweep
+
+
+def test_markdown_table_formats_cells():
+    df = pd.DataFrame(
+        {"a": [1.23456789, np.nan, 3.0], "b": ["x|y", None, "two\nlines"], "c": [True, False, None]}
+    )
+    lines = report.markdown_table(df).splitlines()
+    assert lines[0] == "| a | b | c |" and lines[1] == "| --- | --- | --- |"
+    assert lines[2] == "| 1.235 | x\\|y | True |"
+    assert lines[3] == "|  |  | False |"
+    assert lines[4] == "| 3 | two lines |  |"
+    assert "(no rows)" in report.markdown_table(pd.DataFrame(columns=["a"]))
+    assert "(no rows)" in report.markdown_table(pd.DataFrame())
+
+
+def test_seed_aggregates_shown_as_mean_ci_n():
+    df = pd.DataFrame(
+        {
+            "config": ["A", "B", "C"],
+            "m/mean": [91.234, 80.0, np.nan],
+            "m/ci95": [1.27, np.nan, np.nan],
+            "m/n": [3, 1, 0],
+        }
+    )
+    shown = report.display("seed_aggregates", df)
+    assert list(shown.columns) == ["config", "m"]
+    assert shown["m"].tolist() == ["91.23 ± 1.27 (n=3)", "80 (n=1)", ""]
+
+
+def test_notes_carry_the_constants():
+    assert "25%" in report.note_for("win_rates_encoder", report.TABLE_NOTES)
+    assert "10%, 25%, 50%" in report.note_for("cutoff_sensitivity_latent", report.TABLE_NOTES)
+    assert "rate < 0.1 nats" in report.note_for("collapse_by_loss_reduction", report.TABLE_NOTES)
+    assert "1e-08" in report.note_for("fig1_rate_sorted", report.FIGURE_NOTES)
+    assert set(report.FIGURE_NOTES) == {d.figure_name for d in figures.FIGURES}
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rep")
+    sweep = load_sweep(
+        make_sweep(root, seeds=(0, 1), latents=(4,), failed=("L4_dense1_conv2_s1",), collapsed_fraction=0.5)
+    )
+    buf = io.BytesIO()
+    Figure(figsize=(1, 1)).savefig(buf, format="png")
+    out = root / "out"
+    out.mkdir()
+    pngs = {}
+    for d in figures.FIGURES:  # stand-in pictures: the report only embeds and links them
+        pngs[d.figure_name] = out / f"{d.figure_name}.png"
+        pngs[d.figure_name].write_bytes(buf.getvalue())
+    tables = {name: make() for name, make in figures.build_tables(sweep.runs).items()}
+    paths = report.write_report(sweep, out, pngs, tables)
+    return sweep, out, pngs, tables, paths
+
+
+def test_report_has_everything(written):
+    sweep, out, pngs, tables, paths = written
+    assert paths == [out / "report.md", out / "report.html"]
+    md = paths[0].read_text()
+    for name in pngs:
+        assert f"### {name}\n" in md and f"]({name}.png)" in md
+    for name in tables:
+        assert f"### {name}\n" in md
+    claims = md.split("## Claims check")[1].split("## Figures")[0]
+    for c in ("C1", "C2", "C3", "C4", "C5", "C6"):
+        assert f"**{c}: " in claims
+    assert "Test: " in claims and "Why: " in claims
+    assert "runs: 8 (1 failed, 7 ok)" in md
+    assert "`L4_dense1_conv2_s1`: failed" in md.split("## Runs without test metrics")[1]
+    assert "intervals across seeds are unavailable" not in md  # two seeds
+    assert "collapse_rate_threshold = 0.1" in md and "rank.TOP_FRACTION = 0.25" in md
+
+
+def test_html_is_self_contained_and_deterministic(written):
+    sweep, out, pngs, tables, paths = written
+    page = paths[1].read_text()
+    assert page.count('src="data:image/png;base64,') == len(pngs)
+    assert "http://" not in page and "https://" not in page and "<link" not in page
+    assert page.count("<table") >= len(tables)
+    before = [p.read_bytes() for p in paths]
+    report.write_report(sweep, out, pngs, tables)
+    assert [p.read_bytes() for p in paths] == before
