@@ -61,17 +61,20 @@ def collect(root: str | Path, table: str = "run") -> Collected:
             skipped.append((str(path), reason))
             print(f"warning: skipped {path}: {reason}", file=sys.stderr)
             continue
-        parts.append(t.replace_schema_metadata(None))
+        run_dir = str(path.parent.relative_to(root))  # unique, unlike run_name across ablation variants
+        t = t.replace_schema_metadata(None)
+        parts.append(t.append_column("run_dir", pa.array([run_dir] * t.num_rows, pa.string())))
     if not parts:
         return Collected(pa.table({}), skipped)
     out = pa.concat_tables(parts, promote_options="permissive")
-    return Collected(out.sort_by("run_name"), skipped)
+    return Collected(out.sort_by([("run_dir", "ascending")]), skipped)
 
 
 @dataclass
 class Sweep:
     """Everything analysis reads from a results directory. ``runs``: one row per run, ``run.parquet``
-    joined with ``eval.parquet`` on ``run_name`` (eval columns null where a run has no evaluation),
+    joined with ``eval.parquet`` on ``run_dir`` (the run directory relative to the root: unique even
+    where ablation variants share a run name; eval columns null where a run has no evaluation),
     plus ``label`` (the paper's spelling, e.g. ``L25_DNN1_CNN4``), ``family/encoder`` (``dense1``…) and
     ``family/decoder``. ``dims``: one row per run × latent dimension. ``skipped``: (path, reason) of
     every file that could not be used."""
@@ -81,15 +84,15 @@ class Sweep:
     dims: pd.DataFrame
     skipped: list[tuple[str, str]]
 
-    def latents(self, run_name: str) -> tuple[np.ndarray, np.ndarray] | None:
-        """(μ (n, L) float32, labels (n,)) of the stored test subset of one run, or None."""
-        paths = list(self.root.glob(f"**/{run_name}/latents.parquet"))
-        if not paths:
+    def latents(self, run_dir: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """(μ (n, L) float32, labels (n,)) of the stored test subset of one run (its ``run_dir``), or None."""
+        path = self.root / run_dir / "latents.parquet"
+        if not path.is_file():
             return None
         try:
-            t = pq.read_table(paths[0], columns=["label", "mu"])
+            t = pq.read_table(path, columns=["label", "mu"])
         except Exception as exc:
-            print(f"warning: skipped {paths[0]}: unreadable ({exc})", file=sys.stderr)
+            print(f"warning: skipped {path}: unreadable ({exc})", file=sys.stderr)
             return None
         mu = np.stack(t.column("mu").to_numpy(zero_copy_only=False)).astype(np.float32)
         return mu, t.column("label").to_numpy()
@@ -105,8 +108,8 @@ def load_sweep(root: str | Path) -> Sweep:
     df = runs.to_pandas()
     if len(df):
         ev = evals.to_pandas().drop(columns=["schema_version"], errors="ignore")
-        dup = [c for c in ev.columns if c in df.columns and c != "run_name"]
-        df = df.merge(ev.drop(columns=dup), on="run_name", how="left") if len(ev) else df
+        dup = [c for c in ev.columns if c in df.columns and c != "run_dir"]
+        df = df.merge(ev.drop(columns=dup), on="run_dir", how="left") if len(ev) else df
         df["family/encoder"] = df["encoder.kind"] + df["encoder.depth"].astype(str)
         df["family/decoder"] = df["decoder.kind"] + df["decoder.depth"].astype(str)
         df["label"] = [

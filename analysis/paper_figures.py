@@ -260,7 +260,7 @@ def _pca_figure(data, fraction: float, title: str) -> Figure:
     cmap = ListedColormap([colormaps["tab10"](i) for i in range(N_DIGITS)])
     norm = BoundaryNorm(np.arange(-0.5, N_DIGITS + 0.5), N_DIGITS)
     for ax, (_, r) in zip(axes, best.iterrows(), strict=False):
-        got = data.latents(r["run_name"]) if isinstance(data, Sweep) else None
+        got = data.latents(r["run_dir"]) if isinstance(data, Sweep) else None
         ax.set_title(f"#{r['rank']} {r[LABEL]}", fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])

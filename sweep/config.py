@@ -36,12 +36,7 @@ class ConfigError(ValueError):
 
 
 def _run_name_resolver(*, _root_: DictConfig) -> str:
-    cfg = {
-        k: OmegaConf.to_container(v, resolve=True) if isinstance(v, DictConfig) else v
-        for k, v in _root_.items()
-        if k != "hydra"
-    }
-    return names.run_name_of(validate(cfg))
+    return names.run_name_of(validate(to_plain(_root_)))
 
 
 def _register() -> None:
@@ -56,9 +51,14 @@ def _register() -> None:
 
 
 def to_plain(cfg: DictConfig | dict) -> dict[str, Any]:
-    """The resolved config as plain Python containers, without the ``hydra`` node."""
+    """The resolved config as plain Python containers, without the ``hydra`` node (never resolved:
+    outside a running job some of its values do not exist)."""
     if isinstance(cfg, DictConfig):
-        cfg = OmegaConf.to_container(cfg, resolve=True)
+        return {
+            k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
+            for k, v in cfg.items()
+            if k != "hydra"
+        }
     return {k: v for k, v in cfg.items() if k != "hydra"}
 
 

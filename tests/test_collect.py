@@ -1,0 +1,32 @@
+"""analysis.collect: gathering run files, joining evaluations by run directory, skipping bad files."""
+
+from __future__ import annotations
+
+import pyarrow.parquet as pq
+from synthetic import corrupt, make_sweep
+
+from analysis.collect import collect, load_sweep
+
+
+def test_ablation_variants_sharing_run_names_stay_separate_rows_with_their_own_evaluations(tmp_path):
+    make_sweep(tmp_path / "loss.reduction=sum", seeds=(0,), latents=(25,), sweep_name="x", rng_seed=1)
+    make_sweep(tmp_path / "loss.reduction=paper", seeds=(0,), latents=(25,), sweep_name="x", rng_seed=2)
+    got = load_sweep(tmp_path)
+    runs = got.runs
+    assert len(runs) == 8 and runs["run_name"].nunique() == 4 and runs["run_dir"].nunique() == 8
+    for _, r in runs.iterrows():  # each row carries the evaluation stored beside its own run.parquet
+        ev = pq.read_table(tmp_path / r["run_dir"] / "eval.parquet").to_pylist()[0]
+        assert r["test/rate"] == ev["test/rate"]
+    mu, labels = got.latents(runs["run_dir"].iloc[0])
+    assert mu.shape[0] == labels.shape[0] and mu.dtype.name == "float32"
+    assert len(got.dims) == sum(runs["latent_dim"])
+
+
+def test_a_corrupted_file_is_skipped_with_one_warning_naming_it(tmp_path, capsys):
+    root = make_sweep(tmp_path, seeds=(0,), latents=(25,))
+    bad = sorted(root.glob("*/run.parquet"))[0]
+    corrupt(bad)
+    got = collect(root)
+    assert got.table.num_rows == 3 and [p for p, _ in got.skipped] == [str(bad)]
+    err = capsys.readouterr().err
+    assert err.count("warning: skipped") == 1 and str(bad) in err

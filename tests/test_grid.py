@@ -1,0 +1,69 @@
+"""sweep.grid: the whole grid is checked before its first job starts."""
+
+from __future__ import annotations
+
+import pytest
+from hydra import compose, initialize_config_dir
+from runs import make_cfg
+
+from sweep.config import CONF_DIR
+from sweep.grid import GridError, check_grid, job_overrides
+from sweep.train import train
+
+
+def check(*overrides: str):
+    """check_grid on the multirun config of ``overrides`` (sweeps like a=1,2 only reach the sweeper)."""
+    plain = [o for o in overrides if "," not in o]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=plain, return_hydra_config=True)
+        cfg.hydra.overrides.task = list(overrides)
+        return check_grid(cfg), job_overrides(cfg)
+
+
+def test_paper_grid_jobs_are_enumerated_as_hydra_launches_them(tmp_path):
+    got, jobs = check("experiment=paper", f"results_dir={tmp_path}")
+    assert got["runs"] == len(jobs) == 300 and got["complete"] == 0
+    assert jobs[0][:4] == ["latent_dim=25", "encoder=dense1", "decoder=dense1", "seed=0"]
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())  # checking writes nothing
+
+
+def test_a_variant_the_run_name_does_not_show_is_a_collision_naming_the_key(tmp_path):
+    with pytest.raises(
+        GridError, match=r"would both write .*L8_dense2_dense2_s0: the run name does not show loss.reduction"
+    ):
+        check("experiment=smoke", f"results_dir={tmp_path}", "loss.reduction=sum,paper")
+
+
+def test_the_ablation_experiment_gives_each_variant_its_own_directory(tmp_path):
+    got, jobs = check("experiment=paper_loss_ablation", f"results_dir={tmp_path}", "latent_dim=25", "seed=0")
+    assert got["runs"] == len(jobs) == 50
+
+
+def test_an_invalid_grid_member_is_named_before_anything_runs(tmp_path):
+    with pytest.raises(
+        GridError,
+        match=r"encoder.depth=6\] is invalid: encoder.depth=6 is out of range for conv; valid: 1..5",
+    ):
+        check("experiment=smoke", f"results_dir={tmp_path}", "encoder=conv", "encoder.depth=4,6")
+
+
+def test_existing_runs_are_counted_and_a_changed_config_is_refused(tmp_path):
+    args = [
+        "experiment=smoke",
+        f"results_dir={tmp_path}",
+        "epochs=1",
+        "data.subset=200",
+        "eval.iwae_k=2",
+        "eval.latents_n=50",
+        "eval.probe_train=200",
+        "progress=false",
+    ]
+    cfg = make_cfg(*args, "encoder=dense2", "decoder=dense2", arch=[])
+    train(cfg, tmp_path / "sweeps" / "smoke" / "L8_dense2_dense2_s0")
+    got, _ = check(*args)
+    assert got == {"runs": 4, "complete": 1, "sweep_dir": tmp_path / "sweeps" / "smoke"}
+    with pytest.raises(
+        GridError,
+        match=r"L8_dense2_dense2_s0 already holds a run of a different configuration \(epochs: 1 -> 2\)",
+    ):
+        check(*[a if a != "epochs=1" else "epochs=2" for a in args])
