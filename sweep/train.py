@@ -11,6 +11,7 @@ call; ``main`` is the thin Hydra edge.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
@@ -80,8 +81,34 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Adam:
+    """Adam, fused into one kernel over all parameters where this torch has one for their device (CPU
+    and CUDA since torch 2.4): +10-20 % samples/s for small dense models on CPU, fewer launches on a
+    GPU. It rounds differently from the per-tensor loop (last float32 bits), and is as deterministic."""
+    try:
+        return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
+    except (RuntimeError, ValueError):  # no fused kernel for this device in this torch
+        return torch.optim.Adam(model.parameters(), lr=lr)
+
+
+@contextlib.contextmanager
+def tf32_on_cuda(device: torch.device):
+    """TF32 matmuls and convolutions while training on CUDA; the previous flags come back afterwards
+    (jobs of one multirun share a process). Elsewhere a no-op."""
+    if device.type != "cuda":
+        yield
+        return
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
 def train_epoch(model, opt, data, cfg, epoch: int, g_data, g_noise) -> dict[str, float]:
-    """One pass over the shuffled training split; sums stay on the device (one host sync per epoch)."""
+    """One pass over the shuffled training split. Nothing in the loop waits for the device: β is a
+    Python float and the sums stay on the device (one host sync per epoch)."""
     x_all, bs = data.train.x, cfg["batch_size"]
     n = x_all.shape[0]
     steps = math.ceil(n / bs)
@@ -90,20 +117,22 @@ def train_epoch(model, opt, data, cfg, epoch: int, g_data, g_noise) -> dict[str,
     perm = torch.randperm(n, generator=g_data, device=x_all.device)
     sums = torch.zeros(3, dtype=torch.float64, device=x_all.device)
     beta = loss_cfg["beta"]
-    for step in range(steps):
-        x = x_all[perm[step * bs : (step + 1) * bs]]
-        if bernoulli:
-            x = binarize(x, g_data)
-        logits, mu, logvar = model(x, generator=g_noise)
-        recon, kl_d = recon_per_image(logits, x), kl_per_dim(mu, logvar)
-        beta = beta_at(loss_cfg["beta"], loss_cfg["warmup_epochs"], epoch + step / steps)
-        loss = objective(
-            recon, kl_d, reduction=loss_cfg["reduction"], beta=beta, free_bits=loss_cfg["free_bits"]
-        )
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sums += torch.stack([loss.detach() * x.shape[0], recon.detach().sum(), kl_d.detach().sum()]).double()
+    with tf32_on_cuda(x_all.device):
+        for step in range(steps):
+            x = x_all[perm[step * bs : (step + 1) * bs]]
+            if bernoulli:
+                x = binarize(x, g_data)
+            logits, mu, logvar = model(x, generator=g_noise)
+            recon, kl_d = recon_per_image(logits, x), kl_per_dim(mu, logvar)
+            beta = beta_at(loss_cfg["beta"], loss_cfg["warmup_epochs"], epoch + step / steps)
+            loss = objective(
+                recon, kl_d, reduction=loss_cfg["reduction"], beta=beta, free_bits=loss_cfg["free_bits"]
+            )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            # float64 += float32 promotes before adding, exactly as an explicit .double() would
+            sums += torch.stack([loss.detach() * x.shape[0], recon.detach().sum(), kl_d.detach().sum()])
     loss, recon, kl = (sums / n).tolist()
     return {"loss": loss, "recon": recon, "kl": kl, "neg_elbo": recon + kl, "beta": beta}
 

@@ -53,6 +53,7 @@ def test_existing_runs_are_counted_and_a_changed_config_is_refused(tmp_path):
         f"results_dir={tmp_path}",
         "epochs=1",
         "data.subset=200",
+        "batch_size=50",
         "eval.iwae_k=2",
         "eval.latents_n=50",
         "eval.probe_train=200",
