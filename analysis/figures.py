@@ -45,6 +45,7 @@ from analysis.plotting import (  # noqa: E402
     message_figure,
     save,
 )
+from analysis.search import search_outputs  # noqa: E402
 from analysis.tables import build_tables  # noqa: E402
 from sweep.results import atomic_write_bytes  # noqa: E402
 
@@ -92,6 +93,14 @@ def write_all(sweep: Sweep, out_dir: str | Path) -> tuple[dict[str, Path], dict[
         df = _guarded(f"table {name}", make, lambda reason: pd.DataFrame({"error": [reason]}))
         atomic_write_bytes(out_dir / f"{name}.csv", df.to_csv(index=False).encode())
         atomic_write_bytes(out_dir / f"{name}.md", report.markdown_table(report.display(name, df)).encode())
+        tables[name] = df
+    search_figures, search_tables = _guarded(
+        "the search figures", lambda: search_outputs(sweep.root, out_dir), lambda reason: ({}, {})
+    )
+    figures.update(search_figures)
+    for name, df in search_tables.items():
+        atomic_write_bytes(out_dir / f"{name}.csv", df.to_csv(index=False).encode())
+        atomic_write_bytes(out_dir / f"{name}.md", report.markdown_table(df).encode())
         tables[name] = df
     report.write_report(sweep, out_dir, figures, tables)
     return figures, tables

@@ -34,6 +34,11 @@ FLOOR = (
 )
 # How each figure was computed (keys: figure names of analysis.figures.FIGURES).
 FIGURE_NOTES = {
+    "search_front": (
+        "Optuna search (study.db). Two objectives: every finished trial in the objective plane, the "
+        "Pareto front (trials no other trial beats on both) joined in red. One objective: each trial's "
+        "value and the best so far."
+    ),
     "fig1_rate_sorted": (
         "Paper Fig. 1. Test-set KL term (rate, nats per image) of every evaluated run, ascending, log axis; "
         "colour = collapse state ({floor}). Rates at or below {rate_floor:g} nats are drawn at that floor."
@@ -82,6 +87,11 @@ FIGURE_NOTES = {
 }
 # How each table was computed (keys: table names, or their prefix before the factor).
 TABLE_NOTES = {
+    "search_trials": "Every trial of the Optuna study (study.db): state, objective values, sampled parameters.",
+    "search_importance": (
+        "Optuna's fANOVA importance of each searched parameter for each objective, over finished trials "
+        "(random forest with a fixed seed)."
+    ),
     "runs": (
         "Every run (any status): run.parquet joined with eval.parquet. The CSV has every column; the "
         "markdown and this report show the main ones."

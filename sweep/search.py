@@ -103,7 +103,7 @@ def make_study(cfg: dict[str, Any]) -> optuna.Study:
         if sc["pruner"] == "median"
         else optuna.pruners.NopPruner()
     )
-    return optuna.create_study(
+    study = optuna.create_study(
         study_name=cfg["sweep_name"],
         storage=f"sqlite:///{(root / 'study.db').resolve()}",
         directions=list(sc["directions"]),
@@ -111,6 +111,8 @@ def make_study(cfg: dict[str, Any]) -> optuna.Study:
         pruner=pruner,
         load_if_exists=True,
     )
+    study.set_metric_names(list(sc["objectives"]))
+    return study
 
 
 def run_trial(

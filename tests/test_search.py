@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import optuna
+import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
 import sweep.train as train_mod
+from analysis import figures
 from analysis.collect import load_sweep
 from sweep import search as search_mod
 
@@ -71,6 +73,16 @@ def test_multi_objective_search_yields_a_pareto_set(tmp_path):
     vals = [t.values for t in study.trials if t.state == TrialState.COMPLETE]
     for t in front:  # nothing completed dominates a Pareto point
         assert not any(v[0] <= t.values[0] and v[1] <= t.values[1] and v != t.values for v in vals)
+    # analysis of a search directory adds the Pareto front figure and the importance table
+    root = tmp_path / "searches" / "search_pareto"
+    assert figures.main([str(root)]) == 0
+    out = root / "figures"
+    assert (out / "search_front.png").stat().st_size > 0 and (out / "search_front.pdf").stat().st_size > 0
+    imp = pd.read_csv(out / "search_importance.csv")
+    assert set(imp["objective"]) == {"val/recon", "val/kl"}
+    assert set(imp["parameter"]) == set(study.trials[0].params)
+    assert imp.groupby("objective")["importance"].sum().round(6).eq(1.0).all()
+    assert "search_front" in (out / "report.md").read_text()
 
 
 def test_diverging_and_invalid_trials_are_failed_not_fatal_and_hopeless_ones_are_pruned(
