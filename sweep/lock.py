@@ -30,14 +30,18 @@ def run_lock(run_dir: str | Path) -> Iterator[bool]:
         except BlockingIOError:
             yield False
             return
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{socket.gethostname()} {os.getpid()}\n".encode())  # who holds it, for humans
         try:
             yield True
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def note_holder(run_dir: str | Path) -> None:
+    """Write 'host pid' into the lock file, for humans, once a process has decided to train the run
+    (not on a relaunch that only finds it complete: that must leave every file untouched)."""
+    (Path(run_dir) / LOCK_NAME).write_text(f"{socket.gethostname()} {os.getpid()}\n")
 
 
 def holder(run_dir: str | Path) -> str:

@@ -54,5 +54,5 @@ def objective(
         rate = kl_d.sum(1).mean()
     distortion = recon.mean()
     if reduction == "paper":
-        distortion = distortion / recon.new_tensor(784.0)
+        distortion = distortion / 784.0
     return distortion + beta * rate

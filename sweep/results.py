@@ -100,7 +100,10 @@ def write_parquet(
     if isinstance(rows, pa.Table):
         table = rows.add_column(0, "schema_version", pa.array([SCHEMA_VERSION] * rows.num_rows, pa.int64()))
     else:
-        rows = [{"schema_version": SCHEMA_VERSION, **{k: v for k, v in r.items() if k != "schema_version"}} for r in rows]
+        rows = [
+            {"schema_version": SCHEMA_VERSION, **{k: v for k, v in r.items() if k != "schema_version"}}
+            for r in rows
+        ]
         if columns is not None:
             extra = [k for r in rows for k in r if k not in columns]
             columns = columns + list(dict.fromkeys(extra))

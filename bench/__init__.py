@@ -1,0 +1,1 @@
+"""Benchmarks of the harness: ``python -m bench.throughput`` (training throughput against the stock loop)."""

@@ -1,0 +1,314 @@
+"""Training throughput of the harness against the stock PyTorch loop, in one process on one device.
+
+    python -m bench.throughput                                    # default sample → bench/results/<device>.json
+    python -m bench.throughput --configs L25_dense1_dense1 L25_conv5_conv5 --steps 40 --repeats 5
+    python -m bench.throughput --device cuda --out /tmp/gpu.json
+    python -m bench.throughput --quick --out /tmp/quick.json      # a tiny sample in seconds (the test)
+
+Each config of the sample is trained two ways with the same architecture (``sweep.models``), the same
+initial weights, batch 128 and Adam (lr 1e-3); the two alternate, ``--repeats`` times, each timing
+``--steps`` steps after ``--warmup`` untimed ones:
+
+* ``stock`` (a): the loop users write, as pytorch/examples ``vae/main.py`` does: torchvision
+  ``datasets.MNIST`` over the bundled files, ``transforms.ToTensor()``, ``DataLoader(batch_size=128,
+  shuffle=True)``, continuous-pixel BCE + KL summed over the batch, Adam, ``loss.item()`` every step;
+* ``harness`` (b): :func:`sweep.train.train_epoch`, what every run trains with, over
+  :func:`sweep.data.load_mnist` (the dataset resident on the device, one host sync per epoch), with
+  :func:`sweep.train.make_optimizer` (fused Adam);
+* ``stacked`` (c, a prototype, ``--stacked S``, on by default on CUDA only): S seeds of the config as
+  one ``torch.func`` vmap-batched model (:func:`stacked_train_epoch`); each seed draws its data order,
+  binarisation and noise as its own run would (tests/test_bench.py checks it trains what S separate
+  runs train, to float32 rounding). On CPU it is slower than (b), so it is not part of the harness.
+
+Both paths run with the same ``torch.get_num_threads()`` (``--threads``; torch's default otherwise).
+On a shared machine pass ``--threads 1``: when other processes hold the cores, two OpenMP threads
+wait on each other at every op and both paths slow down 10-40x, which measures the load, not the loop.
+
+Throughput is model-samples per second (images through one model's training step), the median over
+repeats. The JSON holds per config both rates and their ratio b/a, the geometric means and aggregates
+(total samples / total time), device, torch version, threads, settings and the load average, and an
+estimate of the wall time of ``experiment=full`` (:func:`estimate_full`), drawn next to the JSON as
+``<name>_full_estimate.png``. No path compiles or captures anything, so ``compile_seconds`` is 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import re
+import statistics
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.estimate import estimate_full, plot_estimate
+from bench.loops import (
+    BATCH,
+    DEFAULT_CONFIGS,
+    DEFAULTS,
+    LR,
+    QUICK,
+    QUICK_CONFIGS,
+    RESULTS_DIR,
+    SCHEMA_VERSION,
+    SEED,
+    HarnessLoop,
+    StackedLoop,
+    StockLoop,
+    harness_cfg,
+    model_flops,
+    sync,
+)
+from sweep import results
+from sweep.data import verify_and_extract
+from sweep.evaluate import iwae_k_for
+from sweep.models import count_params
+from sweep.train import (
+    build_model,
+    load_data,
+    resolve_device,
+)
+
+
+def _timed(loop, steps: int, device: torch.device) -> tuple[int, float]:
+    sync(device)
+    t = time.perf_counter()
+    n = loop.run(steps)
+    sync(device)
+    return n, time.perf_counter() - t
+
+
+def stock_loader(device: torch.device):
+    from torchvision import datasets, transforms
+
+    kwargs = {"num_workers": 1, "pin_memory": True} if device.type == "cuda" else {}
+    ds = datasets.MNIST(
+        str(verify_and_extract()), train=True, download=False, transform=transforms.ToTensor()
+    )
+    return torch.utils.data.DataLoader(ds, batch_size=BATCH, shuffle=True, **kwargs)
+
+
+def loader_ms_per_batch(loader, batches: int) -> float:
+    """What the stock loop's data loading alone costs per batch (for the profile), in ms."""
+    it = iter(loader)
+    next(it)
+    t = time.perf_counter()
+    for _ in range(batches):
+        next(it)
+    return (time.perf_counter() - t) / batches * 1e3
+
+
+def measure_config(name, device, loader, data_cache, *, steps, warmup, repeats, stacked=0) -> dict[str, Any]:
+    """Both paths (and the stacked prototype when ``stacked`` > 1 seeds) on one config, alternating;
+    rates are medians over ``repeats``."""
+    cfg = harness_cfg(name)
+    key = json.dumps(cfg["data"], sort_keys=True)
+    if key not in data_cache:
+        data_cache[key] = load_data(cfg, device)
+    torch.manual_seed(cfg["seed"])
+    stock_model = build_model(cfg).to(device)
+    torch.manual_seed(cfg["seed"])  # the same initial weights for both paths
+    loops = {
+        "stock": StockLoop(stock_model, loader, device),
+        "harness": HarnessLoop(build_model(cfg).to(device), cfg, data_cache[key], device),
+    }
+    if stacked > 1:
+        loops["stacked"] = StackedLoop(cfg, data_cache[key], device, stacked)
+    out: dict[str, Any] = {
+        "config": name,
+        "params": count_params(stock_model),
+        "flops_per_image": sum(model_flops(cfg)),
+        "load_average": list(os.getloadavg()),
+    }
+    rates: dict[str, list[float]] = {k: [] for k in loops}
+    warm: dict[str, float] = {}
+    for k, loop in loops.items():
+        warm[k] = _timed(loop, warmup, device)[1]
+    for _ in range(repeats):
+        for k, loop in loops.items():
+            n, dt = _timed(loop, steps, device)
+            rates[k].append(n / dt)
+    for k in loops:
+        out[k] = {
+            "samples_per_s": statistics.median(rates[k]),
+            "runs_samples_per_s": rates[k],
+            "warmup_seconds": warm[k],
+            "compile_seconds": 0.0,
+        }
+    out["harness"]["fused_adam"] = bool(loops["harness"].opt.defaults.get("fused"))
+    out["ratio"] = out["harness"]["samples_per_s"] / out["stock"]["samples_per_s"]
+    if stacked > 1:
+        out["stacked"]["seeds"] = stacked
+        out["stacked_ratio"] = out["stacked"]["samples_per_s"] / out["stock"]["samples_per_s"]
+    return out
+
+
+def overall(configs: list[dict[str, Any]]) -> dict[str, float]:
+    """Geometric means of the per-config rates and ratios; aggregate = total images / total time
+    (every config trained for the same number of images)."""
+    gm = lambda xs: math.exp(statistics.fmean(math.log(x) for x in xs))  # noqa: E731
+    out: dict[str, float] = {}
+    for k in ("stock", "harness"):
+        r = [c[k]["samples_per_s"] for c in configs]
+        out[f"{k}_geomean_samples_per_s"] = gm(r)
+        out[f"{k}_aggregate_samples_per_s"] = len(r) / sum(1.0 / x for x in r)
+    out["ratio_geomean"] = gm([c["ratio"] for c in configs])
+    out["ratio_aggregate"] = out["harness_aggregate_samples_per_s"] / out["stock_aggregate_samples_per_s"]
+    if all("stacked" in c for c in configs):
+        r = [c["stacked"]["samples_per_s"] for c in configs]
+        out["stacked_geomean_samples_per_s"] = gm(r)
+        out["stacked_ratio_geomean"] = gm([c["stacked_ratio"] for c in configs])
+    return out
+
+
+# ---------------------------------------------------------------------------------------- report
+def device_info(device: torch.device) -> dict[str, Any]:
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = platform.processor() or platform.machine()
+        cpuinfo = Path("/proc/cpuinfo")
+        if cpuinfo.is_file() and (m := re.search(r"model name\s*:\s*(.+)", cpuinfo.read_text())):
+            name = m.group(1).strip()
+    import torchvision
+
+    return {
+        "type": device.type,
+        "name": name,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "threads": torch.get_num_threads(),
+        "interop_threads": torch.get_num_interop_threads(),
+        "cpu_count": os.cpu_count(),
+        "tf32_in_harness_training": device.type == "cuda",
+    }
+
+
+def default_out(device: torch.device) -> Path:
+    if device.type == "cuda":
+        slug = re.sub(r"[^a-z0-9]+", "-", torch.cuda.get_device_name(device).lower()).strip("-")
+        return RESULTS_DIR / f"{slug}.json"
+    return RESULTS_DIR / f"{device.type}.json"
+
+
+def table(report: dict[str, Any]) -> str:
+    stacked = "stacked_geomean_samples_per_s" in report["overall"]
+    head = f"{'config':<22}{'stock/s':>10}{'harness/s':>11}{'b/a':>7}"
+    lines = [head + (f"{'stacked/s':>11}{'c/a':>7}" if stacked else "") + "  load avg (1 min)"]
+    for c in report["configs"]:
+        extra = f"{c['stacked']['samples_per_s']:>11.0f}{c['stacked_ratio']:>7.2f}" if stacked else ""
+        lines.append(
+            f"{c['config']:<22}{c['stock']['samples_per_s']:>10.0f}{c['harness']['samples_per_s']:>11.0f}"
+            f"{c['ratio']:>7.2f}{extra}  {c['load_average'][0]:.2f}"
+        )
+    o = report["overall"]
+    for k in ("geomean", "aggregate"):
+        extra = ""
+        if stacked and k == "geomean":
+            extra = f"{o['stacked_geomean_samples_per_s']:>11.0f}{o['stacked_ratio_geomean']:>7.2f}"
+        lines.append(
+            f"{k:<22}{o[f'stock_{k}_samples_per_s']:>10.0f}{o[f'harness_{k}_samples_per_s']:>11.0f}"
+            f"{o[f'ratio_{k}']:>7.2f}{extra}"
+        )
+    d, s = report["device"], report["settings"]
+    lines.append(
+        f"{d['name']} · torch {d['torch']} · {d['threads']} threads · {s['steps']} steps × "
+        f"{s['repeats']} repeats after {s['warmup']} warm-up · batch {s['batch_size']}"
+    )
+    est = report["full_estimate"]
+    lines.append(
+        f"experiment=full ({est['runs']} runs × {est['epochs']} epochs) training + validation: "
+        f"stock {est['stock_hours']:.1f} h, harness {est['harness_hours']:.1f} h "
+        f"(+ IWAE K={est['iwae_k']}: {est['harness_iwae_hours']:.1f} h)"
+    )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.throughput", description=__doc__.split("\n\n")[0])
+    p.add_argument("--configs", nargs="+", metavar="SPEC", help="run names, e.g. L25_dense1_conv4")
+    p.add_argument("--steps", type=int, help=f"timed steps per repeat (default {DEFAULTS['steps']})")
+    p.add_argument("--warmup", type=int, help=f"untimed steps first (default {DEFAULTS['warmup']})")
+    p.add_argument("--repeats", type=int, help=f"alternating repeats (default {DEFAULTS['repeats']})")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | any torch device (default auto)")
+    p.add_argument("--threads", type=int, help="torch CPU threads for both paths (default: torch's)")
+    p.add_argument(
+        "--stacked",
+        type=int,
+        help="also time S seeds trained as one vmap-batched model (prototype; default 3 on cuda, off on cpu)",
+    )
+    p.add_argument("--out", type=Path, help="JSON path (default bench/results/<device>.json)")
+    p.add_argument("--note", default="", help="free text stored with the settings (why these settings)")
+    p.add_argument("--quick", action="store_true", help="a tiny sample in a few seconds (for the test)")
+    args = p.parse_args(argv)
+    preset = QUICK if args.quick else DEFAULTS
+    steps, warmup, repeats = (getattr(args, k) or preset[k] for k in ("steps", "warmup", "repeats"))
+    names = args.configs or list(QUICK_CONFIGS if args.quick else DEFAULT_CONFIGS)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    stacked = args.stacked if args.stacked is not None else (3 if device.type == "cuda" else 0)
+    out_path = args.out or default_out(device)
+
+    load_before = list(os.getloadavg())
+    t0 = time.perf_counter()
+    loader = stock_loader(device)
+    report: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": " ".join(["python -m bench.throughput", *(sys.argv[1:] if argv is None else argv)]),
+        "device": device_info(device),
+        "settings": {
+            "batch_size": BATCH,
+            "lr": LR,
+            "seed": SEED,
+            "steps": steps,
+            "warmup": warmup,
+            "repeats": repeats,
+            "quick": args.quick,
+            "stacked_seeds": stacked,
+            "note": args.note,
+            "stock": "torchvision MNIST + ToTensor + DataLoader(batch_size=128, shuffle=True), "
+            "continuous BCE + KL (sum), Adam, loss.item() each step",
+            "harness": "sweep.train.train_epoch over sweep.data.load_mnist (bernoulli likelihood), "
+            "optimizer sweep.train.make_optimizer (fused Adam where available)",
+            "stock_loader_ms_per_batch": loader_ms_per_batch(loader, max(steps, 5)),
+        },
+    }
+    cache: dict[str, Any] = {}
+    configs = []
+    for name in names:
+        configs.append(
+            measure_config(
+                name, device, loader, cache, steps=steps, warmup=warmup, repeats=repeats, stacked=stacked
+            )
+        )
+        c = configs[-1]
+        print(
+            f"{name}: stock {c['stock']['samples_per_s']:.0f}/s, harness {c['harness']['samples_per_s']:.0f}/s",
+            file=sys.stderr,
+        )
+    report["configs"] = configs
+    report["overall"] = overall(configs)
+    report["full_estimate"] = estimate_full(configs, iwae_k=iwae_k_for({"iwae_k": None}, device))
+    report["settings"]["load_average_before"] = load_before
+    report["settings"]["load_average_after"] = list(os.getloadavg())
+    report["settings"]["bench_seconds"] = time.perf_counter() - t0
+    png = out_path.with_name(f"{out_path.stem}_full_estimate.png")
+    report["full_estimate"]["figure"] = png.name
+    results.atomic_write_bytes(out_path, (json.dumps(report, indent=1) + "\n").encode())
+    results.atomic_write_bytes(png, plot_estimate(report))
+    print(table(report))
+    print(f"wrote {out_path} and {png.name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
