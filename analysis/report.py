@@ -287,8 +287,9 @@ def _blocks(sweep: Sweep, out_dir: Path, figures: dict[str, Path], tables: dict[
         for _, v in verdicts.iterrows():
             ci = f" [{fmt(v['ci_low'])}, {fmt(v['ci_high'])}]" if fmt(v["ci_low"]) else ""
             p = f", p = {fmt(v['p_value'])}" if fmt(v["p_value"]) else ""
+            arm = f" ({v['arm']})" if v.get("arm", "all") != "all" else ""
             items.append(
-                f"**{v['claim']}: {v['verdict']}.** {v['statement']} Test: {v['test']} "
+                f"**{v['claim']}{arm}: {v['verdict']}.** {v['statement']} Test: {v['test']} "
                 f"Statistic: {fmt(v['statistic']) or 'n/a'}{ci}{p}, n = {v['n']}. Why: {v['why']}"
             )
         b.append(("ul", items))

@@ -57,5 +57,26 @@ def build_tables(runs: pd.DataFrame) -> dict[str, Callable[[], pd.DataFrame]]:
         t[f"collapse_by_{_short(factor)}"] = lambda f=factor: collapse.collapse_by_factor(runs, f)
     for by in COLLAPSE_FACTORS:
         t[f"cutoff_sensitivity_{_short(by)}"] = lambda by=by: rank.cutoff_sensitivity(runs, "recon", by)
-    t["claims"] = lambda: claims.verdicts_table(claims.check_claims(runs))
+    t["claims"] = lambda: claims_table(runs)
     return t
+
+
+def claims_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """The claims check. Where the sweep holds ablation arms (config keys that tell apart runs of one
+    label, e.g. ``loss.reduction=sum|paper``), C1–C6 are decided within each arm, since pooling two
+    different losses would mix two experiments; the ablation verdict compares the arms. An ``arm``
+    column names the arm (``all`` for the verdicts over the whole sweep)."""
+    verdicts = claims.check_claims(runs)
+    arms = rank.id_columns(runs) if len(runs) else []
+    if not arms:
+        return claims.verdicts_table(verdicts).assign(arm="all")
+    frames = []
+    for values, part in runs.groupby(arms, sort=True):
+        values = values if isinstance(values, tuple) else (values,)
+        arm = " ".join(f"{k}={v}" for k, v in zip(arms, values, strict=True))
+        per_arm = [v for v in claims.check_claims(part) if v.claim != "ablation"]
+        frames.append(claims.verdicts_table(per_arm).assign(arm=arm))
+    across = [v for v in verdicts if v.claim == "ablation"]
+    if across:
+        frames.append(claims.verdicts_table(across).assign(arm="all"))
+    return pd.concat(frames, ignore_index=True)

@@ -30,3 +30,26 @@ def test_a_corrupted_file_is_skipped_with_one_warning_naming_it(tmp_path, capsys
     assert got.table.num_rows == 3 and [p for p, _ in got.skipped] == [str(bad)]
     err = capsys.readouterr().err
     assert err.count("warning: skipped") == 1 and str(bad) in err
+
+
+def test_claims_are_decided_within_each_ablation_arm_and_the_ablation_across_them(tmp_path):
+    import pandas as pd
+
+    from analysis.tables import claims_table
+
+    make_sweep(tmp_path / "a", seeds=(0, 1), latents=(25, 50), sweep_name="x", rng_seed=1)
+    runs = load_sweep(tmp_path / "a").runs
+    paper = runs.assign(**{"loss.reduction": "paper", "run_dir": "p/" + runs["run_dir"]})
+    both = pd.concat([runs.assign(**{"loss.reduction": "sum"}), paper], ignore_index=True)
+    table = claims_table(both)
+    assert sorted(set(table["arm"])) == ["all", "loss.reduction=paper", "loss.reduction=sum"]
+    for arm in ("loss.reduction=paper", "loss.reduction=sum"):
+        assert list(table.loc[table["arm"] == arm, "claim"]) == ["C1", "C2", "C3", "C4", "C5", "C6"]
+    assert list(table.loc[table["arm"] == "all", "claim"]) == ["ablation"]
+    # identical arms: each arm's verdicts equal the verdicts of that arm alone
+    alone = claims_table(runs.assign(**{"loss.reduction": "sum"}))
+    assert list(alone["arm"]) == ["all"] * 6
+    cols = ["claim", "verdict", "statistic"]
+    pd.testing.assert_frame_equal(
+        table.loc[table["arm"] == "loss.reduction=sum", cols].reset_index(drop=True), alone[cols]
+    )
