@@ -124,6 +124,21 @@ def _number(cfg: dict, key: str, kind: type, lo: float, lo_open: bool = False) -
         raise ConfigError(f"{key}={value!r} is out of range; valid: {'>' if lo_open else '>='} {lo}")
 
 
+def _check_results_dir(value) -> None:
+    """The nearest existing ancestor of ``results_dir`` (itself included) must be a directory."""
+    if value is None:
+        return
+    path = Path(str(value))
+    for p in (path, *path.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise ConfigError(
+                    f"results_dir={str(value)!r} is not usable: {p} is a file; valid: a directory, "
+                    "or a path that does not exist yet"
+                )
+            return
+
+
 def validate(cfg: dict[str, Any]) -> dict[str, Any]:
     """Reject a bad config before any training, naming the bad value and the valid range."""
     validate_latent(cfg["latent_dim"])
@@ -156,6 +171,7 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
     for key in ("iwae_image_chunk", "iwae_sample_chunk", "mi_chunk", "probe_train", "knn_k", "latents_n"):
         if key in ec:
             _number(cfg, f"eval.{key}", int, 1)
+    _check_results_dir(cfg.get("results_dir"))
     _number(cfg, "data.val_size", int, 1)
     if cfg["data"]["val_size"] >= 60_000:
         raise ConfigError(f"data.val_size={cfg['data']['val_size']} is out of range; valid: 1..59999")

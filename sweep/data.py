@@ -122,6 +122,12 @@ def _load_uint8(root: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, to
     return tr.data, tr.targets, te.data, te.targets
 
 
+def check_data() -> None:
+    """Verify the bundled files' checksums (raises :class:`DataError`); cached per process, and the
+    cache is the one :func:`load_mnist` reads, so a run pays for it once."""
+    _load_uint8(str(BUNDLED_ROOT))
+
+
 def binarize(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Dynamic binarisation: each pixel is 1 with probability equal to its intensity."""
     return torch.bernoulli(x, generator=generator)

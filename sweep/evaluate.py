@@ -114,6 +114,38 @@ def iwae_k_for(ec: dict[str, Any], device: torch.device) -> int:
     return ec["iwae_k"] or (IWAE_K_GPU if device.type == "cuda" else IWAE_K_CPU)
 
 
+def _is_oom(exc: BaseException) -> bool:
+    oom = getattr(torch, "OutOfMemoryError", ())
+    return isinstance(exc, oom) or (isinstance(exc, RuntimeError) and "out of memory" in str(exc))
+
+
+def iwae_with_retry(model: VAE, x: torch.Tensor, *, k: int, gen, chunks: tuple[int, int]):
+    """:func:`metrics.iwae_nll`, retried with halved chunks (sample chunk first, then image chunk,
+    down to 1 × 1) while the device runs out of memory. ``gen()`` makes a fresh seeded generator for
+    each try, so the result does not depend on how many tries it took (up to float rounding).
+    Returns (nll per image, the (image_chunk, sample_chunk) that succeeded)."""
+    image_chunk, sample_chunk = chunks
+    while True:
+        try:
+            nll = metrics.iwae_nll(
+                model, x, k=k, generator=gen(), image_chunk=image_chunk, sample_chunk=sample_chunk
+            )
+            return nll, (image_chunk, sample_chunk)
+        except Exception as exc:
+            if not _is_oom(exc) or (image_chunk, sample_chunk) == (1, 1):
+                raise
+            if x.device.type == "cuda":
+                torch.cuda.empty_cache()
+            if sample_chunk > 1:
+                sample_chunk = max(1, sample_chunk // 2)
+            else:
+                image_chunk = max(1, image_chunk // 2)
+            print(
+                f"IWAE ran out of memory; retrying with image_chunk={image_chunk}, sample_chunk={sample_chunk}",
+                file=sys.stderr,
+            )
+
+
 @torch.no_grad()
 def evaluate_run(model: VAE, data, cfg: dict[str, Any], run_dir: Path, run_name: str) -> dict[str, Any]:
     """Compute every metric of the test set and write the evaluation files of ``run_dir``."""
@@ -135,15 +167,16 @@ def evaluate_run(model: VAE, data, cfg: dict[str, Any], run_dir: Path, run_name:
     }
     if data.likelihood == "bernoulli":
         k = iwae_k_for(ec, device)
-        nll = metrics.iwae_nll(
+        nll, chunks = iwae_with_retry(
             model,
             test.target,
             k=k,
-            generator=gen(1),
-            image_chunk=ec["iwae_image_chunk"],
-            sample_chunk=ec["iwae_sample_chunk"],
+            gen=lambda: gen(1),
+            chunks=(ec["iwae_image_chunk"], ec["iwae_sample_chunk"]),
         )
         row.update({"test/iwae_nll": float(nll.mean()), "test/iwae_k": k})
+        if chunks != (ec["iwae_image_chunk"], ec["iwae_sample_chunk"]):
+            print(f"{run_name}: IWAE evaluated with image_chunk={chunks[0]}, sample_chunk={chunks[1]}")
     else:
         row["test/iwae_null_reason"] = "bce on continuous pixels is not a normalised likelihood"
 

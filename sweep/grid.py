@@ -6,7 +6,8 @@ For every job of a multirun this resolves the job's run directory, which validat
 * two jobs would write the same run directory: they differ only in keys the run name does not show
   (an ablation such as ``loss.reduction=sum,paper``); the error names those keys and how to give
   each variant its own directory (``experiment=paper_loss_ablation`` does so);
-* a run directory already holds a run of a different configuration.
+* a run directory already holds a run of a different configuration, or one written by a version of
+  the harness with another result schema (``results.SCHEMA_VERSION``).
 It then prints how many runs are already complete. Composition is done once per distinct group
 choice (encoder × decoder …), with plain key overrides applied on top, so a 768-run grid checks in
 seconds. Sweepers other than Hydra's basic one are left alone.
@@ -95,6 +96,10 @@ def check_grid(config: DictConfig) -> dict[str, Any]:
                 "does), or launch each value under its own sweep_name"
             )
         seen[run_dir] = overrides
+        try:
+            results.check_schema_version(run_dir)
+        except results.SchemaVersionError as exc:
+            raise GridError(str(exc)) from None
         stored = results.read_stored_config(run_dir)
         if stored is not None and (diff := config_diff(stored, to_plain(cfg))):
             raise GridError(f"{run_dir} already holds a run of a different configuration ({'; '.join(diff)})")

@@ -81,8 +81,15 @@ def _conv_channels(spec: Spec) -> list[int]:
     return [spec.width * m for m in CONV_CHANNEL_MULT[: spec.depth]]
 
 
+# log σ² is clamped to this range in the Gaussian head: σ² in [9e-14, 4.9e8]. An exploding encoder
+# then gives a huge but finite KL (reported as such) instead of exp overflowing to inf metrics;
+# values inside the range pass through bit for bit (the gradient is zero outside it).
+LOGVAR_MIN, LOGVAR_MAX = -30.0, 20.0
+
+
 class GaussianHead(nn.Module):
-    """The one Gaussian head: features (B, F) → (mu, logvar), each (B, L)."""
+    """The one Gaussian head: features (B, F) → (mu, logvar), each (B, L); logvar clamped to
+    [``LOGVAR_MIN``, ``LOGVAR_MAX``]."""
 
     def __init__(self, features: int, latent_dim: int):
         super().__init__()
@@ -90,7 +97,7 @@ class GaussianHead(nn.Module):
 
     def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = self.linear(h).chunk(2, dim=-1)
-        return mu, logvar
+        return mu, logvar.clamp(LOGVAR_MIN, LOGVAR_MAX)
 
 
 class Encoder(nn.Module):

@@ -73,23 +73,89 @@ RUN_COLUMNS = [
 STATUSES = ("ok", "diverged", "failed", "pruned")
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+# Fault-injection hook for tests/test_kill.py, inert unless the variable is set:
+# VAE_SWEEP_KILL_AT=<file name>:<n>:<before|after> SIGKILLs this process right before or after the
+# rename of the n-th atomic write (in this process) of a file of that name (``*`` = any file).
+KILL_AT_ENV = "VAE_SWEEP_KILL_AT"
+TMP_SUFFIX = ".tmp"
+_kill_count = 0
+
+
+class SchemaVersionError(RuntimeError):
+    """A run directory was written by a version of the harness with another result schema."""
+
+
+def _maybe_kill(name: str, moment: str) -> None:
+    global _kill_count
+    spec = os.environ.get(KILL_AT_ENV)
+    if not spec:
+        return
+    target, n, when = spec.rsplit(":", 2)
+    if target not in ("*", name):
+        return
+    if moment == "before":
+        _kill_count += 1
+    if when == moment and _kill_count == int(n):
+        os.kill(os.getpid(), 9)  # SIGKILL: no cleanup, no finally blocks
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
+        _maybe_kill(path.name, "before")
         os.replace(tmp, path)
-    except BaseException:
+        _maybe_kill(path.name, "after")
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno is not None and exc.filename is None:
+            # e.g. ENOSPC from write/fsync names no file: say which one (the old version is kept)
+            raise type(exc)(
+                exc.errno, f"{exc.strerror} (writing {path}; its previous version is intact)", str(path)
+            ) from exc
         raise
+
+
+def remove_stale_temps(run_dir: Path) -> list[Path]:
+    """Delete the temporary files (``.<name>.*.tmp``) a killed writer left in ``run_dir`` and its
+    ``.hydra/``. Call only while holding the run's lock: no live process is writing there then."""
+    stale = [p for d in (Path(run_dir), Path(run_dir) / ".hydra") for p in d.glob(f".*{TMP_SUFFIX}")]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
+def check_schema_version(run_dir: Path) -> None:
+    """Raise :class:`SchemaVersionError` if ``run_dir``'s ``COMPLETE`` or ``run.parquet`` was written
+    with another ``SCHEMA_VERSION``: this code must neither skip nor overwrite such a run."""
+    run_dir = Path(run_dir)
+    found = []
+    if is_complete(run_dir):
+        try:
+            found.append(("COMPLETE", read_complete(run_dir).get("schema_version")))
+        except (OSError, ValueError, AttributeError) as exc:
+            found.append(("COMPLETE", f"unreadable ({exc})"))
+    if (run_dir / "run.parquet").is_file():
+        try:
+            meta = pq.read_schema(run_dir / "run.parquet").metadata or {}
+            raw = meta.get(b"vae_sweep.schema_version")
+            found.append(("run.parquet", int(raw) if raw is not None else None))
+        except Exception:  # unreadable: not a version question; a run that trains rewrites it
+            pass
+    bad = [f"{name}: schema version {v}" for name, v in found if v != SCHEMA_VERSION]
+    if bad:
+        raise SchemaVersionError(
+            f"{run_dir} was written by an incompatible version of vae-sweep ({'; '.join(bad)}; this code "
+            f"writes schema version {SCHEMA_VERSION}); it is neither skipped nor overwritten: move it away "
+            "or use another results_dir / sweep_name"
+        )
 
 
 def write_parquet(

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from sweep import results
 from sweep.config import CONF_DIR, config_diff, flatten, to_plain, validate
-from sweep.data import binarize, load_mnist
+from sweep.data import binarize, check_data, load_mnist
 from sweep.evaluate import evaluate_run, skip_evaluation, split_losses
 from sweep.lock import holder, note_holder, run_lock
 from sweep.losses import beta_at, kl_per_dim, objective, recon_per_image
@@ -165,12 +165,15 @@ def train(
     cfg = validate(to_plain(cfg))
     name = run_name_of(cfg)
     out_dir = Path(out_dir)
+    results.check_schema_version(out_dir)  # a run of another schema version is neither skipped nor touched
     stored = results.read_stored_config(out_dir)
     if stored is not None and (diff := config_diff(stored, cfg)):
         raise ConfigMismatchError(
             f"{out_dir} already holds a run of a different configuration ({'; '.join(diff)}); "
             "choose another results_dir / --out, or move that run away"
         )
+    if not results.is_complete(out_dir):
+        check_data()  # checksums before anything is written (cached per process: load_data reuses it)
     with run_lock(out_dir) as locked:
         if not locked:
             print(f"{name}: being trained by another process ({holder(out_dir)}), skipped: {out_dir}")
@@ -180,6 +183,7 @@ def train(
             print(f"{name}: already complete ({row['status']}), skipped: {out_dir}")
             return row
         note_holder(out_dir)
+        results.remove_stale_temps(out_dir)  # left by a process killed mid-write; we hold the lock
         if results.read_stored_config(out_dir) is None:  # written once, before anything else
             results.write_yaml(out_dir / ".hydra" / "config.yaml", cfg)
             results.write_yaml(out_dir / ".hydra" / "overrides.yaml", list(overrides or []))
@@ -251,6 +255,16 @@ def load_data(cfg: dict[str, Any], device: torch.device):
     )
 
 
+def _move_aside(path: Path) -> Path:
+    """Rename ``path`` to ``<name>.corrupt`` (``.corrupt1``, … if taken), never overwriting a file."""
+    for i in range(1000):
+        aside = path.with_name(f"{path.name}.corrupt{i or ''}")
+        if not aside.exists():
+            os.replace(path, aside)
+            return aside
+    raise FileExistsError(f"too many {path.name}.corrupt* files next to {path}")
+
+
 def _fit(cfg, out_dir: Path, device: torch.device, name: str, on_epoch=None) -> dict[str, Any]:
     """The training loop: resume from ``last.pt`` if present, checkpoint every epoch, keep the best
     validation weights, then evaluate them. Returns the run's result columns."""
@@ -269,7 +283,14 @@ def _fit(cfg, out_dir: Path, device: torch.device, name: str, on_epoch=None) -> 
     start, best, history, resumed_seconds = 0, {"epoch": None, "neg_elbo": math.inf}, [], 0.0
     last = out_dir / "last.pt"
     if last.is_file():
-        state = torch.load(last, map_location=device, weights_only=True)
+        try:
+            state = torch.load(last, map_location=device, weights_only=True)
+        except Exception as exc:  # corrupted on disk (atomic writes never tear it): fail, keep it aside
+            aside = _move_aside(last)
+            raise RuntimeError(
+                f"cannot resume: checkpoint {last} is unreadable ({type(exc).__name__}: {exc}); moved it to "
+                f"{aside.name}, so a relaunch trains this run from the start"
+            ) from exc
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         g_data.set_state(state["g_data"])

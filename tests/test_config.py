@@ -9,6 +9,7 @@ import math
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 import sweep.config
 from sweep.config import config_diff, identity, to_plain, validate
@@ -78,8 +79,8 @@ def test_experiment_composes_validates_and_builds(hydra_compose, experiment):
             if key in ("encoder", "decoder"):
                 kind = value.rstrip("0123456789")
                 assert (plain[key]["kind"], plain[key]["depth"]) == (kind, int(value[len(kind) :]))
-            else:
-                assert str(plain[key]) == value
+            else:  # a dotted key (loss.reduction) addresses a nested value
+                assert str(OmegaConf.select(OmegaConf.create(plain), key)) == value
         build_and_run(plain)
 
 

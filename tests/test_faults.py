@@ -1,0 +1,443 @@
+"""Faults: bad input (guarantee 2), numerical faults (3) and resources (4) of issue 7.
+
+Every bad input must be refused with a message naming the value and what is valid, before anything
+on disk changes (a snapshot of every file and its mtime is compared). Numerical faults end a run as
+``diverged`` with its epoch; an exploding log-variance is clamped; running out of disk keeps the
+previous good files and a relaunch finishes the run; IWAE retries with smaller chunks on OOM.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+from faults import TINY, assert_same_results, cli, results_of, snapshot
+from hydra.errors import MissingConfigException
+from runs import make_cfg
+
+import sweep.data as data_mod
+import sweep.train as train_mod
+from analysis.collect import collect
+from sweep import evaluate, metrics, rerun, results
+from sweep.config import ConfigError
+from sweep.data import DataError
+from sweep.models import LOGVAR_MAX, LOGVAR_MIN, GaussianHead, SpecError
+from sweep.train import train
+
+FILE = "<a file>"  # placeholder: replaced by the path of an existing regular file
+
+
+@pytest.fixture(scope="module")
+def populated(tmp_path_factory) -> Path:
+    """A results directory holding one finished run, so 'nothing changed' has something to protect."""
+    root = tmp_path_factory.mktemp("results")
+    assert train(make_cfg("num_threads=1"), root / "runs" / "L4_dense1_conv2_s0")["status"] == "ok"
+    (root / "a_file").write_text("not a directory\n")
+    return root
+
+
+# ---------------------------------------------------------------- guarantee 2: bad input, in process
+
+
+BAD_CONFIGS = [
+    (["latent_dim=0"], "latent_dim=0 is out of range; valid: an integer >= 1"),
+    (["latent_dim=-3"], "latent_dim=-3 is out of range; valid: an integer >= 1"),
+    (["latent_dim=2.5"], "latent_dim=2.5 is out of range; valid: an integer >= 1"),
+    (["batch_size=abc"], "batch_size='abc' must be an integer"),
+    (["batch_size=201"], "batch_size=201 is larger than the training set (200 images)"),
+    (["encoder.depth=0"], "encoder.depth=0 is out of range; valid: >= 1"),
+    (["decoder.depth=6"], "decoder.depth=6 is out of range for conv; valid: 1..5"),
+    (["encoder.depth=1.5"], "encoder.depth=1.5 must be an integer >= 1"),
+    (["encoder.width=0"], "encoder.width=0 is out of range; valid: >= 1"),
+    (["encoder.kind=rnn"], "encoder.kind='rnn' is unknown; valid: dense, conv"),
+    (["decoder.kind=rnn"], "decoder.kind='rnn' is unknown; valid: dense, conv"),
+    (
+        ["decoder.activation=swish"],
+        "decoder.activation='swish' is unknown; valid: leaky_relu, relu, tanh, elu, gelu, silu",
+    ),
+    (["data.likelihood=gauss"], "data.likelihood='gauss' is unknown; valid: bernoulli, bce"),
+    (["loss.reduction=mean"], "loss.reduction='mean' is unknown; valid: sum, paper"),
+    (["lr=-0.1"], "lr=-0.1 is out of range; valid: > 0"),
+    (["lr=0"], "lr=0 is out of range; valid: > 0"),
+    (["loss.beta=-1"], "loss.beta=-1 is out of range; valid: >= 0"),
+    (["loss.free_bits=-0.5"], "loss.free_bits=-0.5 is out of range; valid: >= 0"),
+    (["epochs=-1"], "epochs=-1 is out of range; valid: >= 1"),
+    (["epochs=0"], "epochs=0 is out of range; valid: >= 1"),
+    (["eval.iwae_k=0"], "eval.iwae_k=0 is out of range; valid: >= 1"),
+    (["eval.iwae_sample_chunk=0"], "eval.iwae_sample_chunk=0 is out of range; valid: >= 1"),
+    (["seed=-1"], "seed=-1 is out of range; valid: >= 0"),
+    (["num_threads=0"], "num_threads=0 is out of range; valid: >= 1"),
+    (["data.subset=0"], "data.subset=0 is out of range; valid: >= 1"),
+    (["data.val_size=60000"], "data.val_size=60000 is out of range; valid: 1..59999"),
+    ([f"results_dir={FILE}"], "is a file; valid: a directory, or a path that does not exist yet"),
+]
+
+
+@pytest.mark.parametrize("overrides, message", BAD_CONFIGS, ids=[" ".join(o) for o, _ in BAD_CONFIGS])
+def test_bad_config_is_refused_by_name_and_nothing_on_disk_changes(populated, overrides, message):
+    overrides = [o.replace(FILE, str(populated / "a_file")) for o in overrides]
+    before = snapshot(populated)
+    cfg = make_cfg(*overrides)
+    with pytest.raises((ConfigError, SpecError)) as got:
+        train(cfg, populated / "runs" / "bad")
+    assert message in str(got.value)
+    assert snapshot(populated) == before
+
+
+# ------------------------------------------------------------- guarantee 2: bad input, on the CLI
+
+BAD_COMMANDS = [
+    (["experiment=nope"], ["Could not find 'experiment/nope'", "Available options in 'experiment'", "smoke"]),
+    (["encoder=nope"], ["Could not find 'encoder/nope'", "Available options in 'encoder'", "dense"]),
+    (["decoder=nope"], ["Could not find 'decoder/nope'", "Available options in 'decoder'", "conv"]),
+    (["hydra/launcher=nope"], ["Could not find 'hydra/launcher/nope'", "joblib", "submitit_local"]),
+    (["nokey=1"], ["Could not override 'nokey'", "Key 'nokey' is not in struct", "use +nokey=1"]),
+    (["latent_dim=2.5"], ["latent_dim=2.5 is out of range; valid: an integer >= 1"]),
+    ([f"results_dir={FILE}"], ["is a file; valid: a directory, or a path that does not exist yet"]),
+    (
+        ["experiment=smoke", "encoder.width=0"],
+        ["is invalid: encoder.width=0 is out of range; valid: >= 1"],
+    ),
+]
+
+
+@pytest.mark.parametrize("args, needles", BAD_COMMANDS, ids=[" ".join(a) for a, _ in BAD_COMMANDS])
+def test_bad_command_line_is_refused_by_name_and_nothing_on_disk_changes(populated, args, needles):
+    args = [a.replace(FILE, str(populated / "a_file")) for a in args]
+    if not any(a.startswith("results_dir=") for a in args):
+        args.append(f"results_dir={populated}")
+    before = snapshot(populated)
+    done = cli("sweep.train", *args, *TINY)
+    assert done.returncode != 0
+    for needle in needles:
+        assert needle in done.stderr + done.stdout, (needle, done.stderr[-2000:])
+    assert snapshot(populated) == before
+
+
+def test_an_unparseable_run_name_is_refused_with_the_grammar(populated, capsys):
+    before = snapshot(populated)
+    for name, message in [
+        ("L25_dense1", "cannot parse run name 'L25_dense1'; grammar: L{latent}_{enc}{depth}_{dec}{depth}"),
+        ("L25_rnn1_conv4_s0", "unknown layer kind 'rnn' in run name 'L25_rnn1_conv4_s0'; grammar:"),
+        ("L0_dense1_conv4_s0", "latent_dim=0 is out of range; valid: an integer >= 1"),
+    ]:
+        assert rerun.main([name, f"results_dir={populated}"]) == 2
+        assert message in capsys.readouterr().err
+    assert snapshot(populated) == before
+
+
+def test_a_missing_config_group_in_process_names_the_options():
+    with pytest.raises(MissingConfigException, match="Could not find 'experiment/papers'"):
+        make_cfg("experiment=papers")
+
+
+def test_a_read_only_results_directory_is_refused_with_the_path(tmp_path, monkeypatch):
+    """As root, chmod does not stop writes: the denial is then simulated at the OS calls a run makes
+    (mkdir, open, mkstemp) for paths below the directory, which is what a read-only mount does."""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    if os.geteuid() == 0:
+        real_mkdir, real_open = os.mkdir, os.open
+
+        def deny(path):
+            if str(path).startswith(str(ro)):
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+
+        monkeypatch.setattr(os, "mkdir", lambda p, *a, **k: deny(p) or real_mkdir(p, *a, **k))
+        monkeypatch.setattr(os, "open", lambda p, *a, **k: deny(p) or real_open(p, *a, **k))
+    else:
+        ro.chmod(0o555)
+    try:
+        with pytest.raises(PermissionError) as got:
+            train(make_cfg("num_threads=1"), ro / "runs" / "L4_dense1_conv2_s0")
+    finally:
+        ro.chmod(0o755)
+    assert "Permission denied" in str(got.value) and str(ro) in str(got.value)
+    monkeypatch.undo()
+    assert snapshot(ro) == {} and list(ro.iterdir()) == []
+
+
+def test_a_checksum_mismatch_of_the_data_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    root = tmp_path / "mnist"
+    shutil.copytree(data_mod.BUNDLED_ROOT, root, ignore=shutil.ignore_patterns(".cache"))
+    bad = root / "train-images-idx3-ubyte.gz"
+    bad.write_bytes(bad.read_bytes()[:-10] + b"0123456789")
+    monkeypatch.setattr(data_mod, "BUNDLED_ROOT", root)
+    with pytest.raises(DataError) as got:
+        train(make_cfg("num_threads=1"), tmp_path / "run")
+    assert f"checksum mismatch for {bad}: sha256 " in str(got.value)
+    assert "expected" in str(got.value) and "restore the file from the repository" in str(got.value)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_corrupted_checkpoint_fails_the_run_names_the_file_and_is_moved_aside(tmp_path, monkeypatch):
+    """Decision: a truncated ``last.pt`` cannot be resumed from. The run is recorded ``failed`` with an
+    error naming the file; the file is renamed to ``last.pt.corrupt`` (kept for inspection, never
+    overwritten); nothing else is touched; the relaunch trains the run from the start."""
+    cfg = make_cfg("epochs=2", "num_threads=1")
+    run = tmp_path / "a" / "run"
+    real = train_mod.train_epoch
+
+    def stop_in_second_epoch(model, opt, data, c, epoch, *gens):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return real(model, opt, data, c, epoch, *gens)
+
+    monkeypatch.setattr(train_mod, "train_epoch", stop_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, run)
+    monkeypatch.undo()
+    last = run / "last.pt"
+    truncated = last.read_bytes()[: last.stat().st_size // 2]
+    last.write_bytes(truncated)
+    before = snapshot(run, skip=("last.pt", ".lock"))
+
+    row = train(cfg, run)
+    assert row["status"] == "failed"
+    assert f"cannot resume: checkpoint {last} is unreadable" in row["error"]
+    assert "moved it to last.pt.corrupt, so a relaunch trains this run from the start" in row["error"]
+    assert (run / "last.pt.corrupt").read_bytes() == truncated and not last.exists()
+    assert not (run / "COMPLETE").exists()
+    after = snapshot(run, skip=("last.pt.corrupt", ".lock"))
+    changed = {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
+    assert changed == {"run.parquet"}  # only the record of the failure
+
+    row = train(cfg, run)
+    assert row["status"] == "ok" and row["epochs_done"] == 2
+    assert (run / "last.pt.corrupt").read_bytes() == truncated
+    train(cfg, tmp_path / "b" / "run")
+    assert_same_results(results_of(tmp_path / "a"), results_of(tmp_path / "b"))
+
+
+def _write_foreign_run(run_dir: Path, version: int = 999) -> None:
+    run_dir.mkdir(parents=True)
+    table = pa.table({"schema_version": [version], "run_name": ["L4_dense1_conv2_s0"], "status": ["ok"]})
+    table = table.replace_schema_metadata({b"vae_sweep.schema_version": str(version).encode()})
+    pq.write_table(table, run_dir / "run.parquet")
+    (run_dir / results.COMPLETE).write_text(json.dumps({"status": "ok", "schema_version": version}))
+
+
+def test_a_run_of_an_incompatible_schema_version_is_skipped_by_collect_and_refused_by_train(
+    populated, tmp_path, capsys
+):
+    sweep = tmp_path / "sweep"
+    shutil.copytree(populated / "runs", sweep)
+    _write_foreign_run(sweep / "old" / "L4_dense1_conv2_s0")
+    got = collect(sweep)
+    assert got.table.num_rows == 1
+    assert got.skipped == [
+        (str(sweep / "old" / "L4_dense1_conv2_s0" / "run.parquet"), "schema version 999, this code reads 1")
+    ]
+    assert "warning: skipped" in capsys.readouterr().err
+
+    before = snapshot(sweep)
+    with pytest.raises(results.SchemaVersionError) as err:
+        train(make_cfg("num_threads=1"), sweep / "old" / "L4_dense1_conv2_s0")
+    message = str(err.value)
+    assert "was written by an incompatible version of vae-sweep" in message
+    assert "COMPLETE: schema version 999; run.parquet: schema version 999" in message
+    assert f"this code writes schema version {results.SCHEMA_VERSION}" in message
+    assert snapshot(sweep) == before
+
+
+def test_relaunching_a_sweep_over_an_incompatible_run_is_refused_before_anything_is_written(tmp_path):
+    run_dir = tmp_path / "sweeps" / "smoke" / "L8_dense2_dense2_s0"
+    _write_foreign_run(run_dir)
+    before = snapshot(tmp_path)
+    done = cli("sweep.train", "experiment=smoke", f"results_dir={tmp_path}", *TINY)
+    assert done.returncode != 0
+    assert f"{run_dir} was written by an incompatible version of vae-sweep" in done.stderr
+    assert snapshot(tmp_path) == before
+
+
+# ---------------------------------------------------------------- guarantee 3: numerical faults
+
+
+def test_a_nan_gradient_with_a_finite_loss_marks_the_run_diverged_in_that_epoch(tmp_path, monkeypatch):
+    """The hook poisons one parameter's gradient at the last step of epoch 2 (the loss of every step
+    is finite). Adam turns the NaN gradient into NaN weights; the validation pass at the end of the
+    same epoch sees a NaN loss, so the run is ``diverged`` in epoch 2 — no epoch late."""
+    real_build = train_mod.build_model
+    steps = []
+
+    def build_with_poison(cfg):
+        model = real_build(cfg)
+        param = next(model.decoder.parameters())
+        steps_per_epoch = math.ceil(200 / cfg["batch_size"])
+
+        def hook(grad):
+            steps.append(1)
+            return grad * float("nan") if len(steps) == 2 * steps_per_epoch else grad
+
+        param.register_hook(hook)
+        return model
+
+    monkeypatch.setattr(train_mod, "build_model", build_with_poison)
+    row = train(make_cfg("epochs=3", "num_threads=1"), tmp_path / "nan")
+    assert row["status"] == "diverged" and row["diverged_epoch"] == 2 and row["epochs_done"] == 2
+    assert row["error"] == "non-finite loss in epoch 2"
+    epochs = pq.read_table(tmp_path / "nan" / "epochs.parquet").to_pylist()
+    train_rows = [r for r in epochs if r["split"] == "train"]
+    assert all(math.isfinite(r["loss"]) for r in train_rows)  # the loss never saw the NaN
+    assert math.isnan([r for r in epochs if r["split"] == "val"][-1]["loss"])
+    ev = pq.read_table(tmp_path / "nan" / "eval.parquet").to_pylist()[0]
+    assert ev["eval/status"] == "skipped" and ev["eval/reason"] == "run diverged in epoch 2"
+    assert results.read_complete(tmp_path / "nan")["status"] == "diverged"
+    monkeypatch.undo()
+    assert train(make_cfg("seed=1", "num_threads=1"), tmp_path / "next")["status"] == "ok"  # sweep goes on
+
+
+def test_an_inf_loss_is_diverged_and_its_evaluation_is_skipped_with_the_reason(tmp_path, monkeypatch):
+    real = train_mod.recon_per_image
+    monkeypatch.setattr(train_mod, "recon_per_image", lambda logits, x: real(logits, x) * float("inf"))
+    row = train(make_cfg("num_threads=1"), tmp_path)
+    assert row["status"] == "diverged" and row["diverged_epoch"] == 1
+    ev = pq.read_table(tmp_path / "eval.parquet").to_pylist()[0]
+    assert ev["eval/status"] == "skipped" and ev["eval/reason"] == "run diverged in epoch 1"
+    assert all(ev[k] is None for k in ("test/neg_elbo", "test/iwae_nll", "test/rate"))
+
+
+def test_an_exploding_log_variance_is_clamped_never_inf():
+    head = GaussianHead(3, 2)
+    with torch.no_grad():
+        head.linear.weight.zero_()
+        head.linear.bias.copy_(torch.tensor([0.0, 0.0, 200.0, -200.0]))
+    mu, logvar = head(torch.ones(5, 3))
+    assert logvar[:, 0].eq(LOGVAR_MAX).all() and logvar[:, 1].eq(LOGVAR_MIN).all()
+    from sweep.losses import kl_per_dim
+
+    kl = kl_per_dim(mu, logvar)
+    assert torch.isfinite(kl).all() and float(kl[0, 0].detach()) == pytest.approx(
+        0.5 * (math.exp(20) - 1 - 20), rel=1e-5
+    )
+    inside = torch.tensor([[0.5, -1.0, 19.5, -29.5]])
+    with torch.no_grad():
+        head.linear.weight.zero_()
+        head.linear.bias.copy_(inside[0])
+    assert torch.equal(head(torch.zeros(1, 3))[1], inside[:, 2:])  # values in range pass bit for bit
+
+
+def test_a_run_whose_encoder_explodes_reports_finite_metrics(tmp_path, monkeypatch):
+    real_build = train_mod.build_model
+
+    def exploding(cfg):
+        model = real_build(cfg)
+        with torch.no_grad():
+            model.encoder.head.linear.bias[cfg["latent_dim"] :] = 200.0  # logvar = +200 at init
+        return model
+
+    monkeypatch.setattr(train_mod, "build_model", exploding)
+    row = train(make_cfg("num_threads=1"), tmp_path)
+    assert row["status"] == "ok"
+    assert math.isfinite(row["test/kl"]) and row["test/kl"] > 1e8  # huge, reported, not inf
+    ev = pq.read_table(tmp_path / "eval.parquet").to_pylist()[0]
+    for k in ("test/neg_elbo", "test/rate", "test/iwae_nll", "test/mutual_information", "test/psnr"):
+        assert math.isfinite(ev[k]), k
+
+
+# ---------------------------------------------------------------- guarantee 4: resources
+
+
+def _enospc_on(monkeypatch, name: str, nth: int | None) -> list[int]:
+    """Make fsync of the temp file of ``name`` raise ENOSPC (the ``nth`` time only, or always)."""
+    real, seen = os.fsync, []
+
+    def fsync(fd):
+        if Path(os.readlink(f"/proc/self/fd/{fd}")).name.startswith(f".{name}."):
+            seen.append(fd)
+            if nth is None or len(seen) == nth:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return seen
+
+
+def test_out_of_disk_at_a_checkpoint_keeps_the_previous_one_and_a_relaunch_finishes(tmp_path, monkeypatch):
+    """Decision: an ENOSPC while checkpointing ends the run as ``failed`` (the error names the file and
+    'No space left on device'); the previous ``last.pt`` is intact and a relaunch resumes from it."""
+    cfg = make_cfg("epochs=2", "num_threads=1")
+    run = tmp_path / "run"
+    _enospc_on(monkeypatch, "last.pt", nth=2)
+    row = train(cfg, run)
+    monkeypatch.undo()
+    assert row["status"] == "failed" and "No space left on device" in row["error"]
+    assert f"writing {run / 'last.pt'}; its previous version is intact" in row["error"]
+    assert torch.load(run / "last.pt", weights_only=False)["epoch"] == 1  # the previous good one
+    assert pq.read_table(run / "epochs.parquet").num_rows == 4 and not (run / "COMPLETE").exists()
+    assert not list(run.rglob("*.tmp"))
+    assert train(cfg, run)["status"] == "ok"  # space freed: resumes from epoch 1
+    train(cfg, tmp_path / "straight" / "run")
+    assert_same_results(results_of(tmp_path), results_of(tmp_path / "straight"))
+
+
+def test_out_of_disk_while_recording_the_result_propagates_and_a_relaunch_finishes(tmp_path, monkeypatch):
+    """When even ``run.parquet`` cannot be written, the OSError propagates (a sweep cannot go on with
+    a full disk); no ``COMPLETE``, every earlier file readable, and the relaunch completes the run."""
+    cfg = make_cfg("num_threads=1")
+    _enospc_on(monkeypatch, "run.parquet", nth=None)
+    with pytest.raises(OSError, match="No space left on device") as got:
+        train(cfg, tmp_path)
+    monkeypatch.undo()
+    assert got.value.errno == errno.ENOSPC and got.value.filename == str(tmp_path / "run.parquet")
+    assert not (tmp_path / "COMPLETE").exists() and not (tmp_path / "run.parquet").exists()
+    assert not list(tmp_path.rglob("*.tmp"))
+    for p in tmp_path.glob("*.parquet"):
+        pq.read_table(p)
+    assert train(cfg, tmp_path)["status"] == "ok" and (tmp_path / "COMPLETE").is_file()
+
+
+def test_iwae_retries_with_halved_chunks_after_out_of_memory(monkeypatch):
+    torch.manual_seed(0)
+    model = train_mod.build_model(make_cfg())
+    x = torch.bernoulli(torch.rand(6, 1, 28, 28), generator=torch.Generator().manual_seed(0))
+    real, calls = metrics.iwae_nll, []
+
+    def flaky(*a, **k):
+        calls.append((k["image_chunk"], k["sample_chunk"]))
+        if len(calls) <= 4:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (fake)")
+        return real(*a, **k)
+
+    monkeypatch.setattr(metrics, "iwae_nll", flaky)
+    gen = lambda: torch.Generator().manual_seed(1)  # noqa: E731
+    nll, used = evaluate.iwae_with_retry(model, x, k=8, gen=gen, chunks=(4, 4))
+    assert calls == [(4, 4), (4, 2), (4, 1), (2, 1), (1, 1)] and used == (1, 1)
+    want = real(model, x, k=8, generator=gen(), image_chunk=4, sample_chunk=4)
+    torch.testing.assert_close(nll, want)
+
+    calls.clear()
+    monkeypatch.setattr(
+        metrics, "iwae_nll", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("out of memory"))
+    )
+    with pytest.raises(RuntimeError, match="out of memory"):  # 1 x 1 still does not fit: give up
+        evaluate.iwae_with_retry(model, x, k=8, gen=gen, chunks=(2, 2))
+    monkeypatch.setattr(metrics, "iwae_nll", lambda *a, **k: (_ for _ in ()).throw(ValueError("other")))
+    with pytest.raises(ValueError, match="other"):  # not an OOM: no retry
+        evaluate.iwae_with_retry(model, x, k=8, gen=gen, chunks=(2, 2))
+
+
+def test_a_run_whose_evaluation_runs_out_of_memory_completes_with_smaller_chunks(
+    tmp_path, monkeypatch, capsys
+):
+    real, calls = metrics.iwae_nll, []
+
+    def flaky(*a, **k):
+        calls.append((k["image_chunk"], k["sample_chunk"]))
+        if len(calls) <= 2:
+            raise RuntimeError("CUDA out of memory (fake)")
+        return real(*a, **k)
+
+    monkeypatch.setattr(metrics, "iwae_nll", flaky)
+    row = train(make_cfg("num_threads=1", "eval.iwae_image_chunk=8", "eval.iwae_sample_chunk=8"), tmp_path)
+    assert row["status"] == "ok" and calls == [(8, 8), (8, 4), (8, 2)]
+    assert "IWAE evaluated with image_chunk=8, sample_chunk=2" in capsys.readouterr().out
+    assert math.isfinite(pq.read_table(tmp_path / "eval.parquet").to_pylist()[0]["test/iwae_nll"])
