@@ -94,7 +94,10 @@ def test_rerun_of_an_unknown_run_composes_it_from_the_name(tmp_path):
             "encoder.activation='swish2' is unknown; valid: leaky_relu, relu",
         ),
         (["sweep.train", "experiment=papers"], "Could not find 'experiment/papers'"),
-        (["sweep.train", "experiment=smoke", "loss.reduction=sum,paper"], "the run name does not show loss.reduction"),
+        (
+            ["sweep.train", "experiment=smoke", "loss.reduction=sum,paper"],
+            "the run name does not show loss.reduction",
+        ),
     ],
 )
 def test_bad_input_is_rejected_before_anything_is_written(tmp_path, args, message):

@@ -17,14 +17,27 @@ from sweep.lock import run_lock
 from sweep.train import launcher_threads
 
 ROOT = Path(__file__).resolve().parent.parent
-SMALL = ["experiment=smoke", "epochs=1", "data.subset=200", "eval.iwae_k=2", "eval.latents_n=50", "eval.probe_train=200"]
+SMALL = [
+    "experiment=smoke",
+    "epochs=1",
+    "data.subset=200",
+    "eval.iwae_k=2",
+    "eval.latents_n=50",
+    "eval.probe_train=200",
+]
 RUNS = {"L8_dense2_dense2_s0", "L8_dense2_conv5_s0", "L8_conv5_dense2_s0", "L8_conv5_conv5_s0"}
 
 
 def launch(*args: str) -> subprocess.Popen:
     env = {**os.environ, "CI": "true"}
-    return subprocess.Popen([sys.executable, "-m", "sweep.train", *SMALL, *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "sweep.train", *SMALL, *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def finish(p: subprocess.Popen) -> str:
@@ -38,8 +51,13 @@ def trained(out: str) -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("launcher", [["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
-                                      ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10"]])
+@pytest.mark.parametrize(
+    "launcher",
+    [
+        ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+        ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10"],
+    ],
+)
 def test_parallel_launcher_trains_the_grid_and_a_relaunch_skips_it(tmp_path, launcher):
     out = finish(launch(f"results_dir={tmp_path}", *launcher))
     runs = collect(tmp_path / "sweeps" / "smoke").to_pandas()
@@ -63,8 +81,10 @@ def test_two_launches_at_once_train_each_run_exactly_once(tmp_path):
 
 
 def test_the_lock_of_a_killed_holder_is_reclaimed(tmp_path):
-    code = ("import sys, time; from sweep.lock import run_lock\n"
-            "with run_lock(sys.argv[1]) as got:\n    print(got, flush=True); time.sleep(60)\n")
+    code = (
+        "import sys, time; from sweep.lock import run_lock\n"
+        "with run_lock(sys.argv[1]) as got:\n    print(got, flush=True); time.sleep(60)\n"
+    )
     holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "True"
     with run_lock(tmp_path) as got:
@@ -81,6 +101,8 @@ def test_the_lock_of_a_killed_holder_is_reclaimed(tmp_path):
 
 def test_parallel_launchers_split_the_cores_instead_of_oversubscribing():
     assert launcher_threads(OmegaConf.create({"launcher": {"cpus_per_task": 8}})) == 8
-    assert launcher_threads(OmegaConf.create({"launcher": {"n_jobs": 2}})) == max(1, (os.cpu_count() or 1) // 2)
+    assert launcher_threads(OmegaConf.create({"launcher": {"n_jobs": 2}})) == max(
+        1, (os.cpu_count() or 1) // 2
+    )
     assert launcher_threads(OmegaConf.create({"launcher": {"n_jobs": 1}})) is None
     assert launcher_threads(OmegaConf.create({"launcher": {}})) is None
