@@ -147,14 +147,22 @@ def iwae_with_retry(model: VAE, x: torch.Tensor, *, k: int, gen, chunks: tuple[i
 
 
 @torch.no_grad()
-def evaluate_run(model: VAE, data, cfg: dict[str, Any], run_dir: Path, run_name: str) -> dict[str, Any]:
+def evaluate_run(
+    model: VAE,
+    data,
+    cfg: dict[str, Any],
+    run_dir: Path,
+    run_name: str,
+    test_losses: dict[str, float] | None = None,
+) -> dict[str, Any]:
     """Compute every metric of the test set and write the evaluation files of ``run_dir``."""
     t0 = time.perf_counter()
     model.eval()
     ec, test = cfg["eval"], data.test
     device = test.x.device
     gen = lambda offset: torch.Generator(device).manual_seed(ec["seed"] + offset)  # noqa: E731
-    losses = split_losses(model, test, seed=cfg["seed"])
+    # training has just computed these (same seed, same noise): no second pass over the test set
+    losses = test_losses or split_losses(model, test, seed=cfg["seed"])
     row: dict[str, Any] = {
         "run_name": run_name,
         "eval/status": "ok",

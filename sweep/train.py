@@ -366,7 +366,8 @@ def _fit(cfg, out_dir: Path, device: torch.device, name: str, on_epoch=None) -> 
     beta = history[-1]["beta"]
     for split_name, split in (("val", data.val), ("test", data.test)):
         out.update({f"{split_name}/{k}": v for k, v in _eval(model, split, cfg, beta).items()})
-    evaluate_run(model, data, cfg, out_dir, name)
+    test = {k.split("/", 1)[1]: v for k, v in out.items() if k.startswith("test/")}
+    evaluate_run(model, data, cfg, out_dir, name, test_losses=test)
     out.update(status="ok", epochs_done=cfg["epochs"], wall_seconds=time.perf_counter() - t0)
     out["best/epoch"] = best["epoch"]
     return out
