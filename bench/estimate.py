@@ -54,6 +54,7 @@ def estimate_full(
     xs = np.log([c["flops_per_image"] for c in measured])
     by_name = {c["config"]: c for c in configs}
     per_epoch_images = grid["train_images"] + grid["val_images"] / 3
+    paths = [k for k in ("stock", "harness", "graph", "cohort") if all(k in c for c in configs)]
     per_config = []
     for name in grid["names"]:
         enc, dec = model_flops(arch_cfg(name))
@@ -63,7 +64,7 @@ def estimate_full(
             "flops_per_image": enc + dec,
             "decoder_flops_per_image": dec,
         }
-        for k in ("stock", "harness"):
+        for k in paths:
             if name in by_name:
                 rate = by_name[name][k]["samples_per_s"]
             else:
@@ -85,11 +86,11 @@ def estimate_full(
         "val_images": grid["val_images"],
         "test_images": test_images,
         "iwae_k": iwae_k,
-        "stock_hours": hours("stock_train_seconds_per_run"),
-        "harness_hours": hours("harness_train_seconds_per_run"),
+        "paths": paths,
+        **{f"{k}_hours": hours(f"{k}_train_seconds_per_run") for k in paths},
         "harness_iwae_hours": hours("iwae_seconds_per_run"),
         "assumption": (
-            "runs one after another; a forward pass = 1/3 of a training step; unmeasured configs "
+            "runs one after another (the cohort path: at its measured rate, which counts all members); a forward pass = 1/3 of a training step; unmeasured configs "
             "interpolated in log FLOPs/image -> log samples/s between measured ones (clamped outside); "
             "IWAE at the training FLOP rate; probes, pictures and I/O not counted"
         ),
@@ -108,7 +109,8 @@ def plot_estimate(report: dict[str, Any]) -> bytes:
     est = report["full_estimate"]
     fig = Figure(figsize=(10, 4), dpi=120)
     ax, bx = fig.subplots(1, 2, gridspec_kw={"width_ratios": [2, 1]})
-    colors = {"stock": "tab:gray", "harness": "tab:blue"}
+    palette = {"stock": "tab:gray", "harness": "tab:blue", "graph": "tab:purple", "cohort": "tab:green"}
+    colors = {k: palette[k] for k in est["paths"]}
     for k, color in colors.items():
         rows = sorted(est["per_config"], key=lambda r: r["flops_per_image"])
         ax.plot(
@@ -131,10 +133,8 @@ def plot_estimate(report: dict[str, Any]) -> bytes:
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.legend(fontsize=8)
     ax.set_title(f"{report['device']['name']} · torch {report['device']['torch']}", fontsize=9)
-    hours = [est["stock_hours"], est["harness_hours"]]
-    bars = bx.bar(
-        ["stock loop", "harness"], hours, color=list(colors.values()), label="training + validation"
-    )
+    hours = [est[f"{k}_hours"] for k in colors]
+    bars = bx.bar(list(colors), hours, color=list(colors.values()), label="training + validation")
     bx.bar_label(bars, labels=[f"{h:.1f} h" for h in hours], fontsize=8, label_type="center")
     iwae = bx.bar(["harness"], [est["harness_iwae_hours"]], bottom=[est["harness_hours"]], color="tab:orange")
     iwae.set_label(f"+ IWAE K={est['iwae_k']} (at training FLOP rate)")

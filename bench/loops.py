@@ -1,10 +1,9 @@
 """The training loops the benchmark compares: ``StockLoop`` (as pytorch/examples vae/main.py: torchvision
-dataset, DataLoader, ``.item()`` per step), ``HarnessLoop`` (``sweep.train.train_epoch``) and the
-``torch.func`` vmap prototype ``StackedLoop`` that trains several seeds as one batched model."""
+dataset, DataLoader, ``.item()`` per step) and ``CohortLoop``, the harness's own path
+(:class:`sweep.cohort.Cohort`) with one model, one graphed model, or stacked cohorts."""
 
-import copy
 import dataclasses
-import math
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -12,18 +11,12 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
+from sweep.cohort import Cohort, on_stream
 from sweep.config import CONF_DIR, to_plain, validate
-from sweep.data import Split, binarize
-from sweep.losses import beta_at, kl_per_dim, objective, recon_per_image
+from sweep.data import Split
 from sweep.metrics import flops_per_image
 from sweep.models import VAE, Spec
 from sweep.names import parse_run_name
-from sweep.train import (
-    build_model,
-    make_optimizer,
-    tf32_on_cuda,
-    train_epoch,
-)
 
 SCHEMA_VERSION = 1
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -116,99 +109,61 @@ class StockLoop:
         return n
 
 
-class HarnessLoop:
-    """(b) The harness's own path: ``train_epoch`` over a slice of the resident training split."""
-
-    def __init__(self, model: VAE, cfg: dict[str, Any], data, device: torch.device):
-        self.model, self.cfg, self.data = model, cfg, data
-        self.opt = make_optimizer(model.parameters(), cfg["lr"])
-        self.g_data = torch.Generator(device).manual_seed(cfg["seed"])
-        self.g_noise = torch.Generator(device).manual_seed(cfg["seed"] + 1_000_003)
-        self.epoch = 0
-
-    def run(self, steps: int) -> int:
-        t = self.data.train
-        n = min(steps * self.cfg["batch_size"], len(t))
-        part = dataclasses.replace(self.data, train=Split(t.x[:n], t.y[:n], t.target[:n]))
-        train_epoch(self.model, self.opt, part, self.cfg, self.epoch, self.g_data, self.g_noise)
-        self.epoch += 1
-        return n
+def _head(data, n: int):
+    """``data`` with its training split cut to the first ``n`` images (an "epoch" of n images)."""
+    t = data.train
+    return dataclasses.replace(data, train=Split(t.x[:n], t.y[:n], t.target[:n]))
 
 
-def stack_models(models: list[VAE]) -> tuple[VAE, dict[str, torch.Tensor]]:
-    """S models of one architecture → (a weightless copy on the meta device, their parameters stacked
-    along a new leading dim of size S, as leaf tensors for one optimizer)."""
-    params, _ = torch.func.stack_module_state(models)  # the VAE has no buffers
-    return copy.deepcopy(models[0]).to("meta"), params
+class CohortLoop:
+    """The harness's own path, :class:`sweep.cohort.Cohort` (what every run trains with), on ``members``
+    seeds of the config at once: (b) ``harness`` is one member, eager; (c) ``graph`` one member with
+    its step captured as a CUDA graph; (d) ``cohort`` ``members`` members stacked, graphed on CUDA,
+    ``slots`` such cohorts training at once, each in its own thread on its own CUDA stream (as
+    :mod:`sweep.engine` runs a grid). Each ``run(steps)`` is one epoch of ``steps`` batches."""
 
+    def __init__(self, cfg: dict[str, Any], data, device: torch.device, *, members=1, graphs=False, slots=1):
+        self.cfg, self.data, self.device, self.members, self.graphs = cfg, data, device, members, graphs
+        self.slots, self.cohorts, self.epoch = slots, {}, 0
 
-def _seed_losses(base: VAE, params, x, eps, loss_cfg, beta):
-    """One model's step, for ``vmap`` over seeds: x (B, 1, 28, 28), eps (B, L) → (objective, Σ recon, Σ KL)."""
-    part = lambda prefix: {k.removeprefix(prefix): v for k, v in params.items() if k.startswith(prefix)}  # noqa: E731
-    mu, logvar = torch.func.functional_call(base.encoder, part("encoder."), (x,))
-    z = mu + eps * torch.exp(0.5 * logvar)  # as VAE.forward, with the seed's noise drawn outside vmap
-    logits = torch.func.functional_call(base.decoder, part("decoder."), (z,))
-    recon, kl_d = recon_per_image(logits, x), kl_per_dim(mu, logvar)
-    loss = objective(recon, kl_d, reduction=loss_cfg["reduction"], beta=beta, free_bits=loss_cfg["free_bits"])
-    return loss, recon.sum(), kl_d.sum()
-
-
-def stacked_train_epoch(base, params, opt, data, cfg, epoch: int, gens) -> list[dict[str, float]]:
-    """``train_epoch`` for S seeds at once (prototype): ``gens`` holds each seed's (g_data, g_noise),
-    which draw its data order, binarisation and noise exactly as its own ``train_epoch`` would; the
-    forward and backward passes of all seeds run as one ``vmap``-batched model and one optimizer steps
-    the stacked weights (Adam is elementwise). Returns one ``train_epoch`` result per seed."""
-    x_all, bs = data.train.x, cfg["batch_size"]
-    n = x_all.shape[0]
-    steps = math.ceil(n / bs)
-    loss_cfg = cfg["loss"]
-    bernoulli = cfg["data"]["likelihood"] == "bernoulli"
-    perms = [torch.randperm(n, generator=g_data, device=x_all.device) for g_data, _ in gens]
-    sums = torch.zeros(len(gens), 3, dtype=torch.float64, device=x_all.device)
-    step_fn = torch.func.vmap(_seed_losses, in_dims=(None, 0, 0, 0, None, None))
-    beta = loss_cfg["beta"]
-    with tf32_on_cuda(x_all.device):
-        for step in range(steps):
-            xs, eps = [], []
-            for perm, (g_data, g_noise) in zip(perms, gens, strict=True):
-                x = x_all[perm[step * bs : (step + 1) * bs]]
-                xs.append(binarize(x, g_data) if bernoulli else x)
-                eps.append(torch.randn((x.shape[0], base.latent_dim), generator=g_noise, device=x.device))
-            x = torch.stack(xs)
-            beta = beta_at(loss_cfg["beta"], loss_cfg["warmup_epochs"], epoch + step / steps)
-            loss, recon, kl = step_fn(base, params, x, torch.stack(eps), loss_cfg, beta)
-            opt.zero_grad(set_to_none=True)
-            loss.sum().backward()  # seeds share no weights: each gets its own gradient
-            opt.step()
-            sums += torch.stack([loss.detach() * x.shape[1], recon.detach(), kl.detach()], dim=1)
-    return [
-        {"loss": lo, "recon": r, "kl": k, "neg_elbo": r + k, "beta": beta} for lo, r, k in (sums / n).tolist()
-    ]
-
-
-class StackedLoop:
-    """(c) Prototype: ``seeds`` seeds of the config as one batched model (:func:`stacked_train_epoch`)."""
-
-    def __init__(self, cfg: dict[str, Any], data, device: torch.device, seeds: int):
-        models = []
-        for s in range(seeds):
-            torch.manual_seed(cfg["seed"] + s)
-            models.append(build_model(cfg).to(device))
-        self.base, self.params = stack_models(models)
-        self.opt = make_optimizer(self.params.values(), cfg["lr"])
-        self.gens = [
-            (
-                torch.Generator(device).manual_seed(cfg["seed"] + s),
-                torch.Generator(device).manual_seed(cfg["seed"] + s + 1_000_003),
-            )
-            for s in range(seeds)
-        ]
-        self.cfg, self.data, self.epoch = cfg, data, 0
+    def _cohort(self, k: int) -> Cohort:
+        if k not in self.cohorts:
+            cfgs = [
+                {**self.cfg, "seed": self.cfg["seed"] + k * self.members + s} for s in range(self.members)
+            ]
+            part = _head(self.data, min(self.steps * self.cfg["batch_size"], len(self.data.train)))
+            self.cohorts[k] = Cohort(cfgs, part, self.device, graphs=self.graphs)
+        return self.cohorts[k]
 
     def run(self, steps: int) -> int:
-        t = self.data.train
-        n = min(steps * self.cfg["batch_size"], len(t))
-        part = dataclasses.replace(self.data, train=Split(t.x[:n], t.y[:n], t.target[:n]))
-        stacked_train_epoch(self.base, self.params, self.opt, part, self.cfg, self.epoch, self.gens)
-        self.epoch += 1
-        return n * len(self.gens)
+        """Train one epoch of ``steps`` batches on every member of every slot; returns model-samples.
+        The epoch length is fixed by the first call (the captured graphs belong to one epoch shape),
+        so a warm-up call trains a whole epoch and captures the step."""
+        self.steps = getattr(self, "steps", None) or steps
+        cohorts = [self._cohort(k) for k in range(self.slots)]
+        epoch, self.epoch = self.epoch, self.epoch + 1
+        if self.slots == 1:
+            with on_stream(self.device):
+                cohorts[0].train_epoch(epoch)
+        else:
+            errors = []
+
+            def one(c):
+                try:
+                    with on_stream(self.device):
+                        c.train_epoch(epoch)
+                except BaseException as exc:  # noqa: BLE001 - re-raised below
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=one, args=(c,)) for c in cohorts]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            if errors:
+                raise errors[0]
+        return sum(c.n * c.size for c in cohorts)
+
+    @property
+    def fused(self) -> bool:
+        return any(bool(c.opt.defaults.get("fused")) for c in self.cohorts.values())

@@ -5,35 +5,37 @@
     python -m bench.throughput --device cuda --out /tmp/gpu.json
     python -m bench.throughput --quick --out /tmp/quick.json      # a tiny sample in seconds (the test)
 
-Each config of the sample is trained two ways with the same architecture (``sweep.models``), the same
-initial weights, batch 128 and Adam (lr 1e-3); the two alternate, ``--repeats`` times, each timing
-``--steps`` steps after ``--warmup`` untimed ones:
+Each config of the sample is trained several ways with the same architecture (``sweep.models``),
+batch 128 and Adam (lr 1e-3); the ways alternate, ``--repeats`` times, each timing ``--steps`` steps
+after ``--warmup`` untimed ones:
 
 * ``stock`` (a): the loop users write, as pytorch/examples ``vae/main.py`` does: torchvision
   ``datasets.MNIST`` over the bundled files, ``transforms.ToTensor()``, ``DataLoader(batch_size=128,
   shuffle=True)``, continuous-pixel BCE + KL summed over the batch, Adam, ``loss.item()`` every step;
-* ``harness`` (b): :func:`sweep.train.train_epoch`, what every run trains with, over
-  :func:`sweep.data.load_mnist` (the dataset resident on the device, one host sync per epoch), with
-  :func:`sweep.train.make_optimizer` (fused Adam);
-* ``stacked`` (c, a prototype, ``--stacked S``, on by default on CUDA only): S seeds of the config as
-  one ``torch.func`` vmap-batched model (:func:`stacked_train_epoch`); each seed draws its data order,
-  binarisation and noise as its own run would (tests/test_bench.py checks it trains what S separate
-  runs train, to float32 rounding). On CPU it is slower than (b), so it is not part of the harness.
+* ``harness`` (b): :class:`sweep.cohort.Cohort` with one member, eager: what a single run trains
+  with (the dataset resident on the device, the epoch's randomness drawn up front, fused Adam, one
+  host sync per epoch);
+* ``graph`` (c, CUDA only): the same with its training step captured once as a CUDA graph;
+* ``cohort`` (d): ``--members`` seeds of the config stacked into one cohort (graphed on CUDA), and
+  ``--slots`` such cohorts at once, each in its own thread on its own CUDA stream: how
+  ``hydra/launcher=cohort`` trains a grid. Its rate counts every member's samples.
 
 Both paths run with the same ``torch.get_num_threads()`` (``--threads``; torch's default otherwise).
 On a shared machine pass ``--threads 1``: when other processes hold the cores, two OpenMP threads
 wait on each other at every op and both paths slow down 10-40x, which measures the load, not the loop.
 
 Throughput is model-samples per second (images through one model's training step), the median over
-repeats. The JSON holds per config both rates and their ratio b/a, the geometric means and aggregates
-(total samples / total time), device, torch version, threads, settings and the load average, and an
-estimate of the wall time of ``experiment=full`` (:func:`estimate_full`), drawn next to the JSON as
-``<name>_full_estimate.png``. No path compiles or captures anything, so ``compile_seconds`` is 0.
+repeats. The JSON holds per config each path's rate and the ratios (b/a, d/a, d/b), the geometric
+means and aggregates (total samples / total time), device, torch version, threads, settings and the
+load average, and an estimate of the wall time of ``experiment=full`` (:func:`estimate_full`), drawn
+next to the JSON as ``<name>_full_estimate.png``. The harness paths train one untimed epoch first
+(``first_epoch_seconds``: building the cohort and capturing its graphs).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -59,8 +61,7 @@ from bench.loops import (
     RESULTS_DIR,
     SCHEMA_VERSION,
     SEED,
-    HarnessLoop,
-    StackedLoop,
+    CohortLoop,
     StockLoop,
     harness_cfg,
     model_flops,
@@ -70,11 +71,7 @@ from sweep import results
 from sweep.data import verify_and_extract
 from sweep.evaluate import iwae_k_for
 from sweep.models import count_params
-from sweep.train import (
-    build_model,
-    load_data,
-    resolve_device,
-)
+from sweep.train import build_model, load_data, resolve_device, tf32_on_cuda
 
 
 def _timed(loop, steps: int, device: torch.device) -> tuple[int, float]:
@@ -105,22 +102,27 @@ def loader_ms_per_batch(loader, batches: int) -> float:
     return (time.perf_counter() - t) / batches * 1e3
 
 
-def measure_config(name, device, loader, data_cache, *, steps, warmup, repeats, stacked=0) -> dict[str, Any]:
-    """Both paths (and the stacked prototype when ``stacked`` > 1 seeds) on one config, alternating;
-    rates are medians over ``repeats``."""
+def measure_config(
+    name, device, loader, data_cache, *, steps, warmup, repeats, members=1, slots=1
+) -> dict[str, Any]:
+    """Every path on one config, alternating; rates are medians over ``repeats``."""
     cfg = harness_cfg(name)
     key = json.dumps(cfg["data"], sort_keys=True)
     if key not in data_cache:
         data_cache[key] = load_data(cfg, device)
-    torch.manual_seed(cfg["seed"])
+    data = data_cache[key]
+    torch.manual_seed(cfg["seed"])  # the same initial weights as the harness's first member
     stock_model = build_model(cfg).to(device)
-    torch.manual_seed(cfg["seed"])  # the same initial weights for both paths
-    loops = {
+    loops: dict[str, Any] = {
         "stock": StockLoop(stock_model, loader, device),
-        "harness": HarnessLoop(build_model(cfg).to(device), cfg, data_cache[key], device),
+        "harness": CohortLoop(cfg, data, device),
     }
-    if stacked > 1:
-        loops["stacked"] = StackedLoop(cfg, data_cache[key], device, stacked)
+    if device.type == "cuda":
+        loops["graph"] = CohortLoop(cfg, data, device, graphs=True)
+    if members > 1 or slots > 1:
+        loops["cohort"] = CohortLoop(
+            cfg, data, device, members=members, graphs=device.type == "cuda", slots=slots
+        )
     out: dict[str, Any] = {
         "config": name,
         "params": count_params(stock_model),
@@ -129,11 +131,16 @@ def measure_config(name, device, loader, data_cache, *, steps, warmup, repeats, 
     }
     rates: dict[str, list[float]] = {k: [] for k in loops}
     warm: dict[str, float] = {}
-    for k, loop in loops.items():
-        warm[k] = _timed(loop, warmup, device)[1]
+    first: dict[str, float] = {}
+    for k, loop in loops.items():  # the harness's paths train in TF32 on CUDA, as sweep.engine does
+        with contextlib.nullcontext() if k == "stock" else tf32_on_cuda(device):
+            if k != "stock":  # the first epoch fixes its length (steps) and captures the graphs
+                first[k] = _timed(loop, steps, device)[1]
+            warm[k] = _timed(loop, warmup, device)[1]
     for _ in range(repeats):
         for k, loop in loops.items():
-            n, dt = _timed(loop, steps, device)
+            with contextlib.nullcontext() if k == "stock" else tf32_on_cuda(device):
+                n, dt = _timed(loop, steps, device)
             rates[k].append(n / dt)
     for k in loops:
         out[k] = {
@@ -142,12 +149,20 @@ def measure_config(name, device, loader, data_cache, *, steps, warmup, repeats, 
             "warmup_seconds": warm[k],
             "compile_seconds": 0.0,
         }
-    out["harness"]["fused_adam"] = bool(loops["harness"].opt.defaults.get("fused"))
+        if k in first:
+            out[k]["first_epoch_seconds"] = first[k]  # includes building the cohort and graph capture
+    out["harness"]["fused_adam"] = loops["harness"].fused
     out["ratio"] = out["harness"]["samples_per_s"] / out["stock"]["samples_per_s"]
-    if stacked > 1:
-        out["stacked"]["seeds"] = stacked
-        out["stacked_ratio"] = out["stacked"]["samples_per_s"] / out["stock"]["samples_per_s"]
+    if "graph" in out:
+        out["graph_ratio"] = out["graph"]["samples_per_s"] / out["stock"]["samples_per_s"]
+    if "cohort" in out:
+        out["cohort"].update(members=members, slots=slots, graphs=device.type == "cuda")
+        out["cohort_ratio"] = out["cohort"]["samples_per_s"] / out["stock"]["samples_per_s"]
+        out["cohort_vs_eager"] = out["cohort"]["samples_per_s"] / out["harness"]["samples_per_s"]
     return out
+
+
+PATHS = ("stock", "harness", "graph", "cohort")
 
 
 def overall(configs: list[dict[str, Any]]) -> dict[str, float]:
@@ -155,16 +170,18 @@ def overall(configs: list[dict[str, Any]]) -> dict[str, float]:
     (every config trained for the same number of images)."""
     gm = lambda xs: math.exp(statistics.fmean(math.log(x) for x in xs))  # noqa: E731
     out: dict[str, float] = {}
-    for k in ("stock", "harness"):
-        r = [c[k]["samples_per_s"] for c in configs]
-        out[f"{k}_geomean_samples_per_s"] = gm(r)
-        out[f"{k}_aggregate_samples_per_s"] = len(r) / sum(1.0 / x for x in r)
+    for k in PATHS:
+        if all(k in c for c in configs):
+            r = [c[k]["samples_per_s"] for c in configs]
+            out[f"{k}_geomean_samples_per_s"] = gm(r)
+            out[f"{k}_aggregate_samples_per_s"] = len(r) / sum(1.0 / x for x in r)
     out["ratio_geomean"] = gm([c["ratio"] for c in configs])
     out["ratio_aggregate"] = out["harness_aggregate_samples_per_s"] / out["stock_aggregate_samples_per_s"]
-    if all("stacked" in c for c in configs):
-        r = [c["stacked"]["samples_per_s"] for c in configs]
-        out["stacked_geomean_samples_per_s"] = gm(r)
-        out["stacked_ratio_geomean"] = gm([c["stacked_ratio"] for c in configs])
+    for k in ("graph_ratio", "cohort_ratio", "cohort_vs_eager"):
+        if all(k in c for c in configs):
+            out[f"{k}_geomean"] = gm([c[k] for c in configs])
+    if "cohort_vs_eager_geomean" in out:
+        out["cohort_vs_eager_min"] = min(c["cohort_vs_eager"] for c in configs)
     return out
 
 
@@ -199,34 +216,34 @@ def default_out(device: torch.device) -> Path:
 
 
 def table(report: dict[str, Any]) -> str:
-    stacked = "stacked_geomean_samples_per_s" in report["overall"]
-    head = f"{'config':<22}{'stock/s':>10}{'harness/s':>11}{'b/a':>7}"
-    lines = [head + (f"{'stacked/s':>11}{'c/a':>7}" if stacked else "") + "  load avg (1 min)"]
+    paths = [k for k in PATHS if f"{k}_geomean_samples_per_s" in report["overall"]]
+    head = f"{'config':<22}" + "".join(f"{k + '/s':>12}" for k in paths) + f"{'b/a':>7}"
+    extra = "cohort_ratio" in report["configs"][0]
+    lines = [head + (f"{'d/a':>8}{'d/b':>7}" if extra else "") + "  load avg (1 min)"]
     for c in report["configs"]:
-        extra = f"{c['stacked']['samples_per_s']:>11.0f}{c['stacked_ratio']:>7.2f}" if stacked else ""
-        lines.append(
-            f"{c['config']:<22}{c['stock']['samples_per_s']:>10.0f}{c['harness']['samples_per_s']:>11.0f}"
-            f"{c['ratio']:>7.2f}{extra}  {c['load_average'][0]:.2f}"
-        )
+        cells = "".join(f"{c[k]['samples_per_s']:>12.0f}" for k in paths)
+        more = f"{c['cohort_ratio']:>8.1f}{c['cohort_vs_eager']:>7.1f}" if extra else ""
+        lines.append(f"{c['config']:<22}{cells}{c['ratio']:>7.2f}{more}  {c['load_average'][0]:.2f}")
     o = report["overall"]
     for k in ("geomean", "aggregate"):
-        extra = ""
-        if stacked and k == "geomean":
-            extra = f"{o['stacked_geomean_samples_per_s']:>11.0f}{o['stacked_ratio_geomean']:>7.2f}"
-        lines.append(
-            f"{k:<22}{o[f'stock_{k}_samples_per_s']:>10.0f}{o[f'harness_{k}_samples_per_s']:>11.0f}"
-            f"{o[f'ratio_{k}']:>7.2f}{extra}"
+        cells = "".join(f"{o[f'{p}_{k}_samples_per_s']:>12.0f}" for p in paths)
+        more = (
+            f"{o['cohort_ratio_geomean']:>8.1f}{o['cohort_vs_eager_geomean']:>7.1f}"
+            if extra and k == "geomean"
+            else ""
         )
+        lines.append(f"{k:<22}{cells}{o[f'ratio_{k}']:>7.2f}{more}")
     d, s = report["device"], report["settings"]
     lines.append(
         f"{d['name']} · torch {d['torch']} · {d['threads']} threads · {s['steps']} steps × "
         f"{s['repeats']} repeats after {s['warmup']} warm-up · batch {s['batch_size']}"
+        + (f" · cohort: {s['members']} members × {s['slots']} slots" if extra else "")
     )
     est = report["full_estimate"]
     lines.append(
         f"experiment=full ({est['runs']} runs × {est['epochs']} epochs) training + validation: "
-        f"stock {est['stock_hours']:.1f} h, harness {est['harness_hours']:.1f} h "
-        f"(+ IWAE K={est['iwae_k']}: {est['harness_iwae_hours']:.1f} h)"
+        + ", ".join(f"{k} {est[f'{k}_hours']:.1f} h" for k in est["paths"])
+        + f" (+ IWAE K={est['iwae_k']}: {est['harness_iwae_hours']:.1f} h)"
     )
     return "\n".join(lines)
 
@@ -240,9 +257,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | any torch device (default auto)")
     p.add_argument("--threads", type=int, help="torch CPU threads for both paths (default: torch's)")
     p.add_argument(
-        "--stacked",
-        type=int,
-        help="also time S seeds trained as one vmap-batched model (prototype; default 3 on cuda, off on cpu)",
+        "--members", type=int, help="cohort path: seeds stacked per cohort (default 16 on cuda, 3 on cpu)"
+    )
+    p.add_argument(
+        "--slots", type=int, help="cohort path: cohorts training at once (default 4 on cuda, 1 on cpu)"
     )
     p.add_argument("--out", type=Path, help="JSON path (default bench/results/<device>.json)")
     p.add_argument("--note", default="", help="free text stored with the settings (why these settings)")
@@ -254,7 +272,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    stacked = args.stacked if args.stacked is not None else (3 if device.type == "cuda" else 0)
+    cuda = device.type == "cuda"
+    members = args.members if args.members is not None else (16 if cuda else 3)
+    slots = args.slots if args.slots is not None else (4 if cuda else 1)
     out_path = args.out or default_out(device)
 
     load_before = list(os.getloadavg())
@@ -273,12 +293,16 @@ def main(argv: list[str] | None = None) -> int:
             "warmup": warmup,
             "repeats": repeats,
             "quick": args.quick,
-            "stacked_seeds": stacked,
+            "members": members,
+            "slots": slots,
             "note": args.note,
             "stock": "torchvision MNIST + ToTensor + DataLoader(batch_size=128, shuffle=True), "
             "continuous BCE + KL (sum), Adam, loss.item() each step",
-            "harness": "sweep.train.train_epoch over sweep.data.load_mnist (bernoulli likelihood), "
-            "optimizer sweep.train.make_optimizer (fused Adam where available)",
+            "harness": "sweep.cohort.Cohort with one member, eager, over sweep.data.load_mnist (bernoulli "
+            "likelihood), fused Adam where available",
+            "graph": "the harness with its training step captured as one CUDA graph (CUDA only)",
+            "cohort": "members seeds stacked into one Cohort (torch.func vmap; graphed on CUDA), slots cohorts at "
+            "once, each in its own thread and CUDA stream; the rate counts every member's samples",
             "stock_loader_ms_per_batch": loader_ms_per_batch(loader, max(steps, 5)),
         },
     }
@@ -287,12 +311,20 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         configs.append(
             measure_config(
-                name, device, loader, cache, steps=steps, warmup=warmup, repeats=repeats, stacked=stacked
+                name,
+                device,
+                loader,
+                cache,
+                steps=steps,
+                warmup=warmup,
+                repeats=repeats,
+                members=members,
+                slots=slots,
             )
         )
         c = configs[-1]
         print(
-            f"{name}: stock {c['stock']['samples_per_s']:.0f}/s, harness {c['harness']['samples_per_s']:.0f}/s",
+            f"{name}: " + ", ".join(f"{k} {c[k]['samples_per_s']:.0f}/s" for k in PATHS if k in c),
             file=sys.stderr,
         )
     report["configs"] = configs

@@ -28,7 +28,16 @@ from sweep.models import CONV_MAX_DEPTH, Spec, validate_latent
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 FAMILY_DEPTHS = {"dense": range(1, 17), "conv": range(1, CONV_MAX_DEPTH + 1)}
 # Keys that do not change what a run trains: they may differ between a stored run and a relaunch.
-NON_IDENTITY_KEYS = ("results_dir", "sweep_name", "progress", "device", "eval", "num_threads", "search")
+NON_IDENTITY_KEYS = (
+    "results_dir",
+    "sweep_name",
+    "progress",
+    "device",
+    "eval",
+    "num_threads",
+    "search",
+    "engine",
+)
 
 
 class ConfigError(ValueError):
@@ -171,6 +180,13 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
     for key in ("iwae_image_chunk", "iwae_sample_chunk", "mi_chunk", "probe_train", "knn_k", "latents_n"):
         if key in ec:
             _number(cfg, f"eval.{key}", int, 1)
+    for key in ("max_members", "slots", "eval_workers"):
+        value = (cfg.get("engine") or {}).get(key, "auto")
+        if value != "auto":
+            _number(cfg, f"engine.{key}", int, 0 if key == "eval_workers" else 1)
+    graphs = (cfg.get("engine") or {}).get("cuda_graphs", True)
+    if not isinstance(graphs, bool):
+        raise ConfigError(f"engine.cuda_graphs={graphs!r} must be true or false")
     _check_results_dir(cfg.get("results_dir"))
     _number(cfg, "data.val_size", int, 1)
     if cfg["data"]["val_size"] >= 60_000:

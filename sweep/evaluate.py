@@ -17,9 +17,11 @@ so a metric can be added or K raised after a sweep without retraining. Files per
 from __future__ import annotations
 
 import argparse
+import copy
 import io
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +32,9 @@ from torchvision.utils import make_grid, save_image
 
 from sweep import metrics, results
 from sweep.data import Split, binarize
-from sweep.losses import kl_per_dim, objective, recon_per_image
-from sweep.models import N_PIXELS, VAE, count_params
+from sweep.losses import Knobs
+from sweep.models import IMAGE_SHAPE, N_PIXELS, VAE, build_model, count_params
+from sweep.stack import Stack
 
 EVAL_BATCH = 1000
 EVAL_FILES = ("eval.parquet", "dims.parquet", "latents.parquet", "recon.png", "samples.png")
@@ -69,39 +72,52 @@ EVAL_COLUMNS = [
 
 @torch.no_grad()
 def split_losses(
-    model: VAE,
+    stack: Stack,
     split: Split,
     *,
-    seed: int,
-    reduction: str = "sum",
-    beta: float = 1.0,
-    free_bits: float = 0.0,
+    seeds: Sequence[int],
+    knobs: Knobs,
     batch: int = EVAL_BATCH,
-) -> dict[str, float]:
-    """Mean over ``split`` of loss (the training objective), recon, kl and neg_elbo, in nats per image,
-    with one seeded reparameterised sample per image (deterministic given ``seed``). Inputs and
-    targets are ``split.target`` (the fixed binarisation for ``bernoulli``, pixels for ``bce``)."""
-    was_training = model.training
-    model.eval()
+) -> list[dict[str, float]]:
+    """Per member of ``stack``: the mean over ``split`` of loss (its training objective with its
+    ``knobs``), recon, kl and neg_elbo, in nats per image, with one seeded reparameterised sample per
+    image: member i's noise is one ``randn((N, L))`` draw of a generator seeded with ``seeds[i]``, so
+    its numbers do not depend on the other members or on ``batch``. Inputs and targets are
+    ``split.target`` (the fixed binarisation for ``bernoulli``, pixels for ``bce``), shared by all
+    members. One host sync."""
     device = split.x.device
-    gen = torch.Generator(device).manual_seed(seed)
-    tot = torch.zeros(3, dtype=torch.float64, device=device)
-    for i in range(0, len(split), batch):
+    n = len(split)
+    eps = torch.stack(
+        [
+            torch.randn(
+                (n, stack.latent_dim), device=device, generator=torch.Generator(device).manual_seed(s)
+            )
+            for s in seeds
+        ]
+    )
+    tot = torch.zeros(stack.size, 3, dtype=torch.float64, device=device)
+    for i in range(0, n, batch):
         x = split.target[i : i + batch]
-        logits, mu, logvar = model(x, generator=gen)
-        recon, kl_d = recon_per_image(logits, x), kl_per_dim(mu, logvar)
-        loss = objective(recon, kl_d, reduction=reduction, beta=beta, free_bits=free_bits)
-        tot += torch.stack([loss * x.shape[0], recon.sum(), kl_d.sum()]).double()
-    model.train(was_training)
-    loss, recon, kl = (tot / len(split)).tolist()
-    return {"loss": loss, "recon": recon, "kl": kl, "neg_elbo": recon + kl}
+        loss, recon, kl = stack.losses(
+            x, eps[:, i : i + batch], knobs.beta, knobs.free_bits, knobs.divisor, shared_x=True
+        )
+        tot += torch.stack([loss * x.shape[0], recon, kl], dim=1)
+    return [{"loss": lo, "recon": r, "kl": k, "neg_elbo": r + k} for lo, r, k in (tot / n).tolist()]
 
 
 @torch.no_grad()
-def encode(model: VAE, x: torch.Tensor, batch: int = EVAL_BATCH) -> tuple[torch.Tensor, torch.Tensor]:
-    """x (N, 1, 28, 28) → (μ, log σ²), each (N, L)."""
-    parts = [model.encoder(x[i : i + batch]) for i in range(0, x.shape[0], batch)]
-    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+def encode(stack: Stack, x: torch.Tensor, batch: int = EVAL_BATCH) -> tuple[torch.Tensor, torch.Tensor]:
+    """x (N, 1, 28, 28) → (μ, log σ²), each (S, N, L)."""
+    parts = [stack.encode(x[i : i + batch]) for i in range(0, x.shape[0], batch)]
+    return torch.cat([p[0] for p in parts], dim=1), torch.cat([p[1] for p in parts], dim=1)
+
+
+@torch.no_grad()
+def decode_probs(stack: Stack, z: torch.Tensor, batch: int = EVAL_BATCH) -> torch.Tensor:
+    """z (S, N, L) → decoder means sigmoid(logits), (S, N, 1, 28, 28)."""
+    return torch.cat(
+        [torch.sigmoid(stack.decode(z[:, i : i + batch])) for i in range(0, z.shape[1], batch)], 1
+    )
 
 
 def _png(tensor: torch.Tensor, nrow: int) -> bytes:
@@ -119,11 +135,11 @@ def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, oom) or (isinstance(exc, RuntimeError) and "out of memory" in str(exc))
 
 
-def iwae_with_retry(model: VAE, x: torch.Tensor, *, k: int, gen, chunks: tuple[int, int]):
-    """:func:`metrics.iwae_nll`, retried with halved chunks (sample chunk first, then image chunk,
-    down to 1 × 1) while the device runs out of memory. ``gen()`` makes a fresh seeded generator for
-    each try, so the result does not depend on how many tries it took (up to float rounding).
-    Returns (nll per image, the (image_chunk, sample_chunk) that succeeded)."""
+def iwae_with_retry(model, x: torch.Tensor, *, k: int, gen, chunks: tuple[int, int]):
+    """:func:`metrics.iwae_nll` (of a model or a stack), retried with halved chunks (sample chunk
+    first, then image chunk, down to 1 × 1) while the device runs out of memory. ``gen()`` makes a
+    fresh seeded generator for each try, so the result does not depend on how many tries it took (up
+    to float rounding). Returns (NLL per image, the (image_chunk, sample_chunk) that succeeded)."""
     image_chunk, sample_chunk = chunks
     while True:
         try:
@@ -146,7 +162,170 @@ def iwae_with_retry(model: VAE, x: torch.Tensor, *, k: int, gen, chunks: tuple[i
             )
 
 
+def cpu_metrics(mu_train, y_train, mu_test, y_test, pick, *, seed: int, knn_k: int) -> dict[str, float]:
+    """The CPU side of one run's evaluation (NumPy in, floats out; runs in a worker process when the
+    engine has a pool): the linear and kNN probes and the silhouette of the PCA of μ[pick]."""
+    out = {
+        f"latent/{k}": v
+        for k, v in metrics.probe_accuracies(
+            mu_train, y_train, mu_test, y_test, seed=seed, knn_k=knn_k
+        ).items()
+    }
+    _, out["latent/pca_silhouette"] = metrics.pca_silhouette(mu_test[pick], y_test[pick])
+    return out
+
+
+class Inline:
+    """A stand-in for an executor that runs each call at once, in this process."""
+
+    class _Done:
+        def __init__(self, value):
+            self.value = value
+
+        def result(self):
+            return self.value
+
+    def submit(self, fn, *args, **kwargs):
+        return self._Done(fn(*args, **kwargs))
+
+
 @torch.no_grad()
+def evaluate_stack(
+    stack: Stack,
+    data,
+    cfg: dict[str, Any],
+    run_dirs: Sequence[Path],
+    names: Sequence[str],
+    test_losses: Sequence[dict[str, float]] | None = None,
+    pool=None,
+) -> list[dict[str, Any]]:
+    """Compute every test metric of each member of ``stack`` (runs of one architecture and one ``eval``
+    config, e.g. the members of a cohort) and write each run's evaluation files. The device work (IWAE,
+    encodings, MI, pictures) runs once for all members; the CPU side (probes, silhouette) goes to
+    ``pool`` (an executor; None runs it here). ``test_losses``: each member's test losses if training
+    has just computed them (same seed, same noise), so the test set is not passed twice."""
+    t0 = time.perf_counter()
+    ec, test = cfg["eval"], data.test
+    device, size = test.x.device, stack.size
+    gen = lambda offset: torch.Generator(device).manual_seed(ec["seed"] + offset)  # noqa: E731
+    if test_losses is None:
+        test_losses = split_losses(
+            stack,
+            test,
+            seeds=[cfg["seed"]] * size,
+            knobs=Knobs.of([{"beta": 1.0, "free_bits": 0.0, "reduction": "sum"}] * size, device),
+        )
+    rows: list[dict[str, Any]] = [
+        {
+            "run_name": name,
+            "eval/status": "ok",
+            "eval/reason": None,
+            "test/neg_elbo": losses["neg_elbo"],
+            "test/rate": losses["kl"],
+            "test/distortion": losses["recon"],
+            "test/bce_pixel_mean": losses["recon"] / N_PIXELS if data.likelihood == "bce" else None,
+            **metrics.THRESHOLDS,
+        }
+        for name, losses in zip(names, test_losses, strict=True)
+    ]
+    if data.likelihood == "bernoulli":
+        k = iwae_k_for(ec, device)
+        chunks = (ec["iwae_image_chunk"], max(1, ec["iwae_sample_chunk"] // size))  # memory as for one run
+        nll, used = iwae_with_retry(stack, test.target, k=k, gen=lambda: gen(1), chunks=chunks)
+        for row, v in zip(rows, nll.mean(1).tolist(), strict=True):
+            row.update({"test/iwae_nll": v, "test/iwae_k": k})
+        if used != chunks:
+            print(
+                f"{names[0]}{f' (+{size - 1})' if size > 1 else ''}: IWAE evaluated with image_chunk={used[0]}, sample_chunk={used[1]}"
+            )
+    else:
+        for row in rows:
+            row["test/iwae_null_reason"] = "bce on continuous pixels is not a normalised likelihood"
+
+    mu, logvar = encode(stack, test.target)  # (S, N, L)
+    n_probe = min(ec["probe_train"], len(data.train))
+    x_probe = data.train.x[:n_probe]
+    x_probe = binarize(x_probe, gen(3)) if data.likelihood == "bernoulli" else x_probe
+    mu_train, _ = encode(stack, x_probe)
+    pick = torch.randperm(len(test), generator=torch.Generator().manual_seed(ec["seed"]))[: ec["latents_n"]]
+    pick = pick.sort().values
+    y_probe, y_test = data.train.y[:n_probe].cpu().numpy(), test.y.cpu().numpy()
+    mu_np, mu_train_np = mu.cpu().numpy(), mu_train.cpu().numpy()
+    cpu_jobs = [
+        (pool or Inline()).submit(
+            cpu_metrics,
+            mu_train_np[i],
+            y_probe,
+            mu_np[i],
+            y_test,
+            pick.numpy(),
+            seed=ec["seed"],
+            knn_k=ec["knn_k"],
+        )
+        for i in range(size)
+    ]
+    probs = decode_probs(stack, mu)  # (S, N, 1, 28, 28)
+    prior = torch.randn((64, stack.latent_dim), generator=gen(4), device=device)
+    samples = torch.sigmoid(stack.decode(prior.expand(size, -1, -1)))
+    arch = {
+        "params/encoder": count_params(stack.base.encoder),
+        "params/decoder": count_params(stack.base.decoder),
+        **model_flops(stack.base),
+    }
+    for i, (row, run_dir, name) in enumerate(zip(rows, run_dirs, names, strict=True)):
+        kl_d, mu_var = metrics.kl_per_dim_mean(mu[i], logvar[i]), metrics.mu_variance(mu[i])
+        active = mu_var > metrics.ACTIVE_UNIT_THRESHOLD
+        n_active = int(active.sum())
+        row.update(
+            {
+                "test/active_units": n_active,
+                "test/mutual_information": metrics.mutual_information(
+                    mu[i], logvar[i], generator=gen(2), chunk=ec["mi_chunk"]
+                ),
+                **metrics.collapse_flags(row["test/rate"], n_active, mu.shape[2]),
+                "test/psnr": metrics.psnr(probs[i], test.x),
+                **arch,
+            }
+        )
+        row.update(cpu_jobs[i].result())
+        latents = pa.table(
+            {
+                "run_name": [name] * len(pick),
+                "index": pick.numpy(),
+                "label": y_test[pick.numpy()],
+                "mu": pa.FixedSizeListArray.from_arrays(
+                    pa.array(mu_np[i][pick.numpy()].astype(np.float16).ravel()), mu.shape[2]
+                ),
+            }
+        )
+        kl_l, var_l, act_l = kl_d.tolist(), mu_var.tolist(), active.tolist()
+        dims = [
+            {"run_name": name, "dim": d, "kl": kl_l[d], "mu_var": var_l[d], "active": act_l[d]}
+            for d in range(mu.shape[2])
+        ]
+        row["eval/seconds"] = time.perf_counter() - t0
+        results.write_parquet(run_dir / "dims.parquet", dims)
+        results.write_parquet(run_dir / "latents.parquet", latents)
+        results.atomic_write_bytes(
+            run_dir / "recon.png", _png(torch.cat([test.x[:16], probs[i, :16]]), nrow=16)
+        )
+        results.atomic_write_bytes(run_dir / "samples.png", _png(samples[i], nrow=8))
+        results.write_parquet(run_dir / "eval.parquet", [row], EVAL_COLUMNS)
+    return rows
+
+
+def model_flops(model) -> dict[str, int]:
+    """Forward FLOPs per image of a VAE's encoder and decoder, counted on the meta device (no weights
+    are touched, so the architecture of a stack, ``stack.base``, will do)."""
+    with torch.device("meta"):
+        x, z = torch.empty(1, *IMAGE_SHAPE), torch.empty(1, model.latent_dim)
+    meta = copy.deepcopy(model).to("meta")
+    return {
+        "flops/encoder": metrics.flops_per_image(meta.encoder, x),
+        "flops/decoder": metrics.flops_per_image(meta.decoder, z),
+    }
+
+
 def evaluate_run(
     model: VAE,
     data,
@@ -155,110 +334,11 @@ def evaluate_run(
     run_name: str,
     test_losses: dict[str, float] | None = None,
 ) -> dict[str, Any]:
-    """Compute every metric of the test set and write the evaluation files of ``run_dir``."""
-    t0 = time.perf_counter()
-    model.eval()
-    ec, test = cfg["eval"], data.test
-    device = test.x.device
-    gen = lambda offset: torch.Generator(device).manual_seed(ec["seed"] + offset)  # noqa: E731
-    # training has just computed these (same seed, same noise): no second pass over the test set
-    losses = test_losses or split_losses(model, test, seed=cfg["seed"])
-    row: dict[str, Any] = {
-        "run_name": run_name,
-        "eval/status": "ok",
-        "eval/reason": None,
-        "test/neg_elbo": losses["neg_elbo"],
-        "test/rate": losses["kl"],
-        "test/distortion": losses["recon"],
-        "test/bce_pixel_mean": losses["recon"] / N_PIXELS if data.likelihood == "bce" else None,
-        **metrics.THRESHOLDS,
-    }
-    if data.likelihood == "bernoulli":
-        k = iwae_k_for(ec, device)
-        nll, chunks = iwae_with_retry(
-            model,
-            test.target,
-            k=k,
-            gen=lambda: gen(1),
-            chunks=(ec["iwae_image_chunk"], ec["iwae_sample_chunk"]),
-        )
-        row.update({"test/iwae_nll": float(nll.mean()), "test/iwae_k": k})
-        if chunks != (ec["iwae_image_chunk"], ec["iwae_sample_chunk"]):
-            print(f"{run_name}: IWAE evaluated with image_chunk={chunks[0]}, sample_chunk={chunks[1]}")
-    else:
-        row["test/iwae_null_reason"] = "bce on continuous pixels is not a normalised likelihood"
-
-    mu, logvar = encode(model, test.target)
-    kl_d, mu_var = metrics.kl_per_dim_mean(mu, logvar), metrics.mu_variance(mu)
-    active = mu_var > metrics.ACTIVE_UNIT_THRESHOLD
-    n_active = int(active.sum())
-    row.update(
-        {
-            "test/active_units": n_active,
-            "test/mutual_information": metrics.mutual_information(
-                mu, logvar, generator=gen(2), chunk=ec["mi_chunk"]
-            ),
-            **metrics.collapse_flags(losses["kl"], n_active, mu.shape[1]),
-            "test/psnr": metrics.psnr(
-                torch.sigmoid(torch.cat([model.decoder(m) for m in mu.split(EVAL_BATCH)])), test.x
-            ),
-        }
-    )
-
-    n_probe = min(ec["probe_train"], len(data.train))
-    x_probe = data.train.x[:n_probe]
-    x_probe = binarize(x_probe, gen(3)) if data.likelihood == "bernoulli" else x_probe
-    mu_train, _ = encode(model, x_probe)
-    row.update(
-        {
-            f"latent/{k}": v
-            for k, v in metrics.probe_accuracies(
-                mu_train, data.train.y[:n_probe], mu, test.y, seed=ec["seed"], knn_k=ec["knn_k"]
-            ).items()
-        }
-    )
-
-    pick = torch.randperm(len(test), generator=torch.Generator().manual_seed(ec["seed"]))[: ec["latents_n"]]
-    pick = pick.sort().values.to(device)
-    _, row["latent/pca_silhouette"] = metrics.pca_silhouette(mu[pick], test.y[pick])
-    row.update(
-        {
-            "params/encoder": count_params(model.encoder),
-            "params/decoder": count_params(model.decoder),
-            "flops/encoder": metrics.flops_per_image(model.encoder, test.target[:1]),
-            "flops/decoder": metrics.flops_per_image(model.decoder, mu[:1]),
-        }
-    )
-
-    latents = pa.table(
-        {
-            "run_name": [run_name] * len(pick),
-            "index": pick.cpu().numpy(),
-            "label": test.y[pick].cpu().numpy(),
-            "mu": pa.FixedSizeListArray.from_arrays(
-                pa.array(mu[pick].cpu().numpy().astype(np.float16).ravel()), mu.shape[1]
-            ),
-        }
-    )
-    dims = [
-        {
-            "run_name": run_name,
-            "dim": d,
-            "kl": float(kl_d[d]),
-            "mu_var": float(mu_var[d]),
-            "active": bool(active[d]),
-        }
-        for d in range(mu.shape[1])
-    ]
-    recon = torch.sigmoid(model.decoder(mu[:16]))
-    prior = torch.randn((64, mu.shape[1]), generator=gen(4), device=device)
-    row["eval/seconds"] = time.perf_counter() - t0
-    results.write_parquet(run_dir / "dims.parquet", dims)
-    results.write_parquet(run_dir / "latents.parquet", latents)
-    results.atomic_write_bytes(run_dir / "recon.png", _png(torch.cat([test.x[:16], recon]), nrow=16))
-    results.atomic_write_bytes(run_dir / "samples.png", _png(torch.sigmoid(model.decoder(prior)), nrow=8))
-    results.write_parquet(run_dir / "eval.parquet", [row], EVAL_COLUMNS)
-    return row
+    """:func:`evaluate_stack` for one model."""
+    stack = Stack.of([model], trainable=False)
+    return evaluate_stack(
+        stack, data, cfg, [run_dir], [run_name], None if test_losses is None else [test_losses]
+    )[0]
 
 
 def skip_evaluation(run_dir: Path, run_name: str, reason: str) -> dict[str, Any]:
@@ -279,7 +359,7 @@ def reevaluate(run_dir: Path, overrides: list[str]) -> dict[str, Any]:
     """Recompute the evaluation of one finished run from its stored config and ``best.pt``."""
     from sweep.config import apply_overrides
     from sweep.names import run_name_of
-    from sweep.train import build_model, load_data, resolve_device
+    from sweep.train import load_data, resolve_device
 
     stored = results.read_stored_config(run_dir)
     if stored is None:

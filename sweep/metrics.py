@@ -38,9 +38,38 @@ def _numpy(a) -> np.ndarray:
     return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
 
 
+# IWAE noise is drawn for this many images at a time (one randn((block, K, L)) call), so the draws do
+# not depend on the image or sample chunks the computation uses (bounds the noise memory at K·L·block).
+IWAE_NOISE_BLOCK = 10
+
+
+class _NoiseStream:
+    """Standard-normal IWAE noise for consecutive images, (n, K, L) at a time, drawn in blocks of
+    ``IWAE_NOISE_BLOCK`` images from one generator whatever the n asked for."""
+
+    def __init__(self, k: int, latent: int, generator, device, dtype):
+        self.shape, self.generator, self.device, self.dtype = (k, latent), generator, device, dtype
+        self.left: torch.Tensor | None = None
+
+    def take(self, n: int) -> torch.Tensor:
+        parts, have = [], 0
+        while have < n:
+            if self.left is None or len(self.left) == 0:
+                self.left = torch.randn(
+                    (IWAE_NOISE_BLOCK, *self.shape),
+                    device=self.device,
+                    dtype=self.dtype,
+                    generator=self.generator,
+                )
+            part, self.left = self.left[: n - have], self.left[n - have :]
+            parts.append(part)
+            have += len(part)
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
 @torch.no_grad()
 def iwae_nll(
-    model: nn.Module,
+    model,
     x: torch.Tensor,
     *,
     k: int,
@@ -52,51 +81,60 @@ def iwae_nll(
 
     ``−log (1/K) Σ_k p(x|z_k) p(z_k) / q(z_k|x)`` with z_k ~ q(z|x) = N(μ(x), σ²(x)), where
     ``log p(x|z) = −Σ_pixels BCE-with-logits(decoder(z), x)``, p(z) = N(0, I) and q is the encoder's
-    diagonal Gaussian. x: (N, 1, 28, 28) binary targets → (N,) float64 nats on x's device.
-    It upper-bounds −log p(x) in expectation and tightens as K grows (K=1 is a one-sample −ELBO).
+    diagonal Gaussian. ``model``: a module with ``encoder`` and ``decoder`` (→ (N,) float64 nats on x's
+    device), or a :class:`~sweep.stack.Stack` of S models (→ (S, N), all members evaluated at once).
+    x: (N, 1, 28, 28) binary targets. It upper-bounds −log p(x) in expectation and tightens as K grows
+    (K=1 is a one-sample −ELBO).
 
-    Noise: for each image in order, one ``randn((K, L), generator=generator)`` draw, so z for image i,
-    sample k depends only on the generator's state, never on ``image_chunk`` or ``sample_chunk``
+    Noise: standard-normal ε, (K, L) per image, drawn for ``IWAE_NOISE_BLOCK`` images at a time in
+    image order, shared by the members of a stack (z = μ + ε·σ per member), so z for image i, sample k
+    depends only on the generator's state, never on ``image_chunk``, ``sample_chunk`` or the stack
     (results agree across chunk sizes up to float rounding). ``generator`` must live on x's device.
 
-    Memory: the decoder runs on image_chunk × sample_chunk latents at a time, so logits take about
-    image_chunk·sample_chunk·784 floats (plus the decoder's own activations); the noise for an image
-    chunk takes image_chunk·K·L floats. log w is summed per chunk with ``torch.logsumexp`` and chunks
-    are combined with ``torch.logaddexp`` in float64.
+    Memory: the decoder runs on S · image_chunk · sample_chunk latents at a time, so logits take about
+    that many times 784 floats (plus the decoder's own activations); the noise for an image chunk takes
+    max(image_chunk, IWAE_NOISE_BLOCK)·K·L floats. log w is summed per chunk with ``torch.logsumexp``
+    and chunks are combined with ``torch.logaddexp`` in float64.
     """
+    from sweep.stack import ModelAsStack, Stack
+
     _positive_int("k", k)
     _positive_int("image_chunk", image_chunk)
     _positive_int("sample_chunk", sample_chunk)
-    was_training = model.training
-    model.eval()
-    out = []
+    is_stack = isinstance(model, Stack)
+    stack = model if is_stack else ModelAsStack(model)
+    was_training = getattr(model, "training", False)
+    if not is_stack:
+        model.eval()
+    noise, out = None, []
     for i in range(0, x.shape[0], image_chunk):
         xc = x[i : i + image_chunk]
         n = xc.shape[0]
         target = xc.flatten(1)  # (n, P)
-        mu, logvar = model.encoder(xc)  # (n, L) each
+        mu, logvar = stack.encode(xc)  # (S, n, L) each
+        s_, latent = mu.shape[0], mu.shape[2]
+        if noise is None:
+            noise = _NoiseStream(k, latent, generator, mu.device, mu.dtype)
+        eps = noise.take(n)  # (n, K, L)
         std = torch.exp(0.5 * logvar)
-        eps = torch.stack(
-            [
-                torch.randn((k, mu.shape[1]), device=mu.device, dtype=mu.dtype, generator=generator)
-                for _ in range(n)
-            ]
-        )  # (n, K, L)
-        acc = torch.full((n,), -math.inf, dtype=torch.float64, device=mu.device)
+        acc = torch.full((s_, n), -math.inf, dtype=torch.float64, device=mu.device)
         for s in range(0, k, sample_chunk):
-            e = eps[:, s : s + sample_chunk]  # (n, S, L)
-            z = mu[:, None] + e * std[:, None]
-            logits = model.decoder(z.reshape(-1, z.shape[-1])).reshape(n, e.shape[1], -1)  # (n, S, P)
+            e = eps[:, s : s + sample_chunk]  # (n, m, L)
+            m = e.shape[1]
+            z = mu[:, :, None] + e * std[:, :, None]  # (S, n, m, L)
+            logits = stack.decode(z.reshape(s_, n * m, latent)).reshape(s_, n, m, -1)  # (S, n, m, P)
             log_px_z = -F.binary_cross_entropy_with_logits(
-                logits, target[:, None].expand_as(logits), reduction="none"
+                logits.float(), target[None, :, None].expand_as(logits), reduction="none"
             ).sum(-1)
             log_pz = -0.5 * (z.pow(2) + _LOG_2PI).sum(-1)
-            log_qz_x = -0.5 * (e.pow(2) + _LOG_2PI + logvar[:, None]).sum(-1)  # (z−μ)/σ = eps exactly
-            log_w = (log_px_z + log_pz - log_qz_x).double()  # (n, S)
-            acc = torch.logaddexp(acc, torch.logsumexp(log_w, dim=1))
+            log_qz_x = -0.5 * (e.pow(2) + _LOG_2PI + logvar[:, :, None]).sum(-1)  # (z−μ)/σ = ε exactly
+            log_w = (log_px_z + log_pz - log_qz_x).double()  # (S, n, m)
+            acc = torch.logaddexp(acc, torch.logsumexp(log_w, dim=2))
         out.append(math.log(k) - acc)
-    model.train(was_training)
-    return torch.cat(out)
+    if not is_stack:
+        model.train(was_training)
+    nll = torch.cat(out, dim=1)
+    return nll if is_stack else nll[0]
 
 
 def kl_per_dim_mean(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

@@ -182,8 +182,17 @@ class VAE(nn.Module):
         """x (B, 1, 28, 28) → (logits (B, 1, 28, 28), mu (B, L), logvar (B, L)), one reparameterised z."""
         mu, logvar = self.encoder(x)
         eps = torch.randn(mu.shape, device=mu.device, dtype=mu.dtype, generator=generator)
-        z = mu + eps * torch.exp(0.5 * logvar)
-        return self.decoder(z), mu, logvar
+        return self.decoder(reparameterise(mu, logvar, eps)), mu, logvar
+
+
+def reparameterise(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """z = μ + ε·σ, σ = exp(½ log σ²), for standard-normal noise ε of μ's shape."""
+    return mu + eps * torch.exp(0.5 * logvar)
+
+
+def build_model(cfg) -> VAE:
+    """The VAE of a run config (``encoder``, ``decoder``, ``latent_dim``), on the default device."""
+    return VAE(Spec(**cfg["encoder"]), Spec(**cfg["decoder"]), cfg["latent_dim"])
 
 
 def count_params(module: nn.Module) -> int:

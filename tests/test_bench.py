@@ -3,7 +3,6 @@ path's speed changes train exactly what the plain loop trained."""
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import subprocess
@@ -14,9 +13,10 @@ import pytest
 import torch
 from runs import make_cfg
 
+from sweep.cohort import Cohort
 from sweep.data import binarize
 from sweep.losses import beta_at, kl_per_dim, objective, recon_per_image
-from sweep.train import build_model, load_data, make_optimizer, tf32_on_cuda, train_epoch
+from sweep.train import build_model, load_data, make_optimizer, tf32_on_cuda
 
 REPO = Path(__file__).resolve().parent.parent
 PATH_KEYS = {"samples_per_s", "runs_samples_per_s", "warmup_seconds", "compile_seconds"}
@@ -46,16 +46,22 @@ def test_quick_benchmark_writes_its_json_table_and_figure(tmp_path):
     s = report["settings"]
     assert s["batch_size"] == 128 and s["quick"] is True and s["steps"] >= 1 and s["repeats"] >= 1
     assert len(s["load_average_before"]) == 3 and s["stock_loader_ms_per_batch"] > 0
-    assert len(report["configs"]) >= 2
+    assert len(report["configs"]) >= 2 and s["members"] == 3 and s["slots"] == 1
     for c in report["configs"]:
         assert c["params"] > 0 and c["flops_per_image"] > 0
-        for path in ("stock", "harness"):
+        assert "graph" not in c  # CUDA only
+        for path in ("stock", "harness", "cohort"):
             assert PATH_KEYS <= set(c[path])
             assert c[path]["samples_per_s"] > 0 and c[path]["compile_seconds"] >= 0
             assert len(c[path]["runs_samples_per_s"]) == s["repeats"]
         assert c["ratio"] == pytest.approx(c["harness"]["samples_per_s"] / c["stock"]["samples_per_s"])
+        assert c["cohort_ratio"] == pytest.approx(c["cohort"]["samples_per_s"] / c["stock"]["samples_per_s"])
+        assert c["cohort_vs_eager"] == pytest.approx(
+            c["cohort"]["samples_per_s"] / c["harness"]["samples_per_s"]
+        )
+        assert c["cohort"]["members"] == 3 and c["cohort"]["graphs"] is False
     o = report["overall"]
-    rates = {k: [c[k]["samples_per_s"] for c in report["configs"]] for k in ("stock", "harness")}
+    rates = {k: [c[k]["samples_per_s"] for c in report["configs"]] for k in ("stock", "harness", "cohort")}
     for k, r in rates.items():
         assert o[f"{k}_geomean_samples_per_s"] == pytest.approx(math.prod(r) ** (1 / len(r)))
         assert min(r) <= o[f"{k}_aggregate_samples_per_s"] <= max(r)
@@ -64,7 +70,9 @@ def test_quick_benchmark_writes_its_json_table_and_figure(tmp_path):
     )
     est = report["full_estimate"]
     assert est["runs"] == 768 and len(est["per_config"]) == 256 and est["epochs"] == 50
+    assert est["paths"] == ["stock", "harness", "cohort"]
     assert 0 < est["harness_hours"] and 0 < est["stock_hours"] and 0 < est["harness_iwae_hours"]
+    assert est["cohort_hours"] > 0
     png = out.with_name(est["figure"])
     assert png.name == "cpu_full_estimate.png" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "geomean" in proc.stdout and "aggregate" in proc.stdout
@@ -72,20 +80,25 @@ def test_quick_benchmark_writes_its_json_table_and_figure(tmp_path):
 
 
 def reference_train_epoch(model, opt, data, cfg, epoch: int, g_data, g_noise) -> dict[str, float]:
-    """``sweep.train.train_epoch`` as it was before the speed work, kept verbatim as the reference."""
+    """One epoch as PROTOCOL-level pseudo-code, written independently of the harness: the epoch's
+    randomness drawn up front from the run's two generators (data order, then the binarisation of the
+    training images in that order, from ``g_data``; the reparameterisation noise from ``g_noise``),
+    then plain steps over slices of it through the ordinary ``VAE`` modules."""
     x_all, bs = data.train.x, cfg["batch_size"]
     n = x_all.shape[0]
     steps = math.ceil(n / bs)
     loss_cfg = cfg["loss"]
-    bernoulli = cfg["data"]["likelihood"] == "bernoulli"
-    perm = torch.randperm(n, generator=g_data, device=x_all.device)
-    sums = torch.zeros(3, dtype=torch.float64, device=x_all.device)
+    perm = torch.randperm(n, generator=g_data)
+    xs = x_all[perm]
+    if cfg["data"]["likelihood"] == "bernoulli":
+        xs = binarize(xs, g_data)
+    eps_all = torch.randn((n, model.latent_dim), generator=g_noise)
+    sums = torch.zeros(3, dtype=torch.float64)
     beta = loss_cfg["beta"]
     for step in range(steps):
-        x = x_all[perm[step * bs : (step + 1) * bs]]
-        if bernoulli:
-            x = binarize(x, g_data)
-        logits, mu, logvar = model(x, generator=g_noise)
+        x, eps = xs[step * bs : (step + 1) * bs], eps_all[step * bs : (step + 1) * bs]
+        mu, logvar = model.encoder(x)
+        logits = model.decoder(mu + eps * torch.exp(0.5 * logvar))
         recon, kl_d = recon_per_image(logits, x), kl_per_dim(mu, logvar)
         beta = beta_at(loss_cfg["beta"], loss_cfg["warmup_epochs"], epoch + step / steps)
         loss = objective(
@@ -99,28 +112,30 @@ def reference_train_epoch(model, opt, data, cfg, epoch: int, g_data, g_noise) ->
     return {"loss": loss, "recon": recon, "kl": kl, "neg_elbo": recon + kl, "beta": beta}
 
 
-def _train(cfg, epoch_fn, make_opt, epochs=2, state=None):
-    """Train ``epochs`` epochs as ``_fit`` does; returns (per-epoch results, model, opt, generators)."""
+def _reference(cfg, make_opt, epochs=2):
+    """Train ``epochs`` epochs with the reference loop; returns (per-epoch results, model)."""
     torch.manual_seed(cfg["seed"])
     data = load_data(cfg, torch.device("cpu"))
     model = build_model(cfg)
-    opt = make_opt(model)
+    opt = make_opt(model.parameters())
     g_data = torch.Generator().manual_seed(cfg["seed"])
     g_noise = torch.Generator().manual_seed(cfg["seed"] + 1_000_003)
-    start = 0
-    if state is not None:  # resume, as _fit does from last.pt
-        state = torch.load(io.BytesIO(state), weights_only=True)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        g_data.set_state(state["g_data"])
-        g_noise.set_state(state["g_noise"])
-        start = state["epoch"]
-    out = [epoch_fn(model, opt, data, cfg, e, g_data, g_noise) for e in range(start, epochs)]
-    return out, model, opt, (g_data, g_noise)
+    return [reference_train_epoch(model, opt, data, cfg, e, g_data, g_noise) for e in range(epochs)], model
 
 
-def _plain_adam(model):
-    return torch.optim.Adam(model.parameters(), lr=1e-3)
+def _harness(cfg, epochs=2):
+    """Train ``epochs`` epochs as a run does: a cohort of one."""
+    cohort = Cohort([cfg], load_data(cfg, torch.device("cpu")), torch.device("cpu"))
+    got = [cohort.train_epoch(e)[0] for e in range(epochs)]
+    return got, cohort.member_checkpoint(0)["model"]
+
+
+def _fused(params):
+    return make_optimizer(params, 1e-3)
+
+
+def _plain(params):
+    return torch.optim.Adam(params, lr=1e-3)
 
 
 @pytest.mark.parametrize(
@@ -131,37 +146,27 @@ def _plain_adam(model):
         ("loss.warmup_epochs=1.5", "loss.free_bits=0.05", "loss.beta=2"),
     ],
 )
-def test_train_epoch_trains_bitwise_what_the_reference_loop_trained(overrides):
-    cfg = make_cfg(*overrides)
-    got, model, _, _ = _train(cfg, train_epoch, _plain_adam)
-    want, ref_model, _, _ = _train(cfg, reference_train_epoch, _plain_adam)
+def test_the_harness_trains_bitwise_what_the_reference_loop_trains(overrides):
+    cfg = make_cfg("epochs=2", *overrides)
+    got, weights = _harness(cfg)
+    want, ref_model = _reference(cfg, _fused)
     assert got == want  # every float of every epoch, exactly
-    for p, q in zip(model.parameters(), ref_model.parameters(), strict=True):
-        assert torch.equal(p, q)
+    for name, p in ref_model.state_dict().items():
+        assert torch.equal(weights[name], p), name
 
 
-def test_fused_adam_matches_plain_adam_within_float32_rounding_and_resumes_exactly():
+def test_fused_adam_matches_plain_adam_within_float32_rounding():
     cfg = make_cfg("epochs=2")
-    fused = lambda model: make_optimizer(model.parameters(), cfg["lr"])  # noqa: E731
-    got, model, opt, gens = _train(cfg, train_epoch, fused)
-    assert opt.defaults["fused"]  # this torch has fused Adam on CPU
-    want, ref_model, _, _ = _train(cfg, train_epoch, _plain_adam)
+    got, fused_model = _reference(cfg, _fused)
+    want, ref_model = _reference(cfg, _plain)
+    assert make_optimizer([torch.zeros(1, requires_grad=True)], 1e-3).defaults["fused"]  # CPU has fused Adam
     # tolerance: fused Adam rounds differently in the last float32 bits; after 8 steps the losses agree
     # to 1e-6 relative and the weights to 1e-5 absolute (measured: 9e-8 and 1.2e-7 at most)
     for g, w in zip(got, want, strict=True):
         for k in ("loss", "recon", "kl"):
             assert g[k] == pytest.approx(w[k], rel=1e-6)
-    for p, q in zip(model.parameters(), ref_model.parameters(), strict=True):
+    for p, q in zip(fused_model.parameters(), ref_model.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=0, atol=1e-5)
-    # resuming a fused optimizer from a checkpoint after epoch 1 gives the uninterrupted run exactly
-    first, m1, o1, (gd, gn) = _train(cfg, train_epoch, fused, epochs=1)
-    buf = io.BytesIO()
-    state = {"model": m1.state_dict(), "optimizer": o1.state_dict(), "epoch": 1}
-    torch.save({**state, "g_data": gd.get_state(), "g_noise": gn.get_state()}, buf)
-    second, m2, _, _ = _train(cfg, train_epoch, fused, epochs=2, state=buf.getvalue())
-    assert first + second == got
-    for p, q in zip(m2.parameters(), model.parameters(), strict=True):
-        assert torch.equal(p, q)
 
 
 def test_tf32_is_on_only_while_training_on_cuda_and_restored_after():
@@ -174,37 +179,3 @@ def test_tf32_is_on_only_while_training_on_cuda_and_restored_after():
             assert flags() == (True, True)
             raise KeyboardInterrupt
     assert flags() == before
-
-
-CONV = ["encoder=conv", "encoder.depth=2", "decoder=conv", "decoder.depth=3", "latent_dim=4"]
-
-
-@pytest.mark.parametrize("arch", [None, CONV], ids=["dense-conv", "conv-conv"])
-def test_stacked_seeds_train_what_separate_runs_train_within_float32_tolerance(arch):
-    """The vmap prototype: S seeds as one batched model against S separate ``train_epoch`` runs with the
-    same initial weights, data order, binarisation and noise. Tolerance: batched matmuls and grouped
-    convolutions round differently from the per-model kernels, so after 8 steps losses agree to 1e-5
-    relative and weights to 1e-4 absolute (float32), not bitwise (measured: 7e-7 and 2e-5 at most)."""
-    sys.path.insert(0, str(REPO))  # bench/ is run from the repository root, not installed
-    from bench.loops import stack_models, stacked_train_epoch
-
-    cfg = make_cfg("epochs=2") if arch is None else make_cfg("epochs=2", arch=arch)
-    seeds = [0, 1, 2]
-    separate = [_train({**cfg, "seed": s}, train_epoch, _plain_adam) for s in seeds]
-    models = []
-    for s in seeds:
-        torch.manual_seed(s)
-        models.append(build_model(cfg))
-    base, params = stack_models(models)
-    opt = torch.optim.Adam(params.values(), lr=cfg["lr"])
-    gens = [(torch.Generator().manual_seed(s), torch.Generator().manual_seed(s + 1_000_003)) for s in seeds]
-    data = load_data(cfg, torch.device("cpu"))
-    stacked = [stacked_train_epoch(base, params, opt, data, cfg, e, gens) for e in range(2)]
-    for i, (want, model, _, _) in enumerate(separate):
-        for e in range(2):
-            got = stacked[e][i]
-            assert got["beta"] == want[e]["beta"]
-            for k in ("loss", "recon", "kl", "neg_elbo"):
-                assert got[k] == pytest.approx(want[e][k], rel=1e-5), (i, e, k)
-        for name, p in model.named_parameters():
-            torch.testing.assert_close(params[name][i], p, rtol=0, atol=1e-4)

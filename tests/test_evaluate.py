@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from runs import make_cfg
 
-import sweep.train as train_mod
+import sweep.stack as stack_mod
 from sweep import evaluate, metrics
 from sweep.train import train
 
@@ -88,8 +88,8 @@ def test_bce_runs_have_no_iwae_and_report_the_per_pixel_scale(tmp_path):
 
 
 def test_a_diverged_run_is_not_evaluated_and_says_why(tmp_path, monkeypatch):
-    real = train_mod.recon_per_image
-    monkeypatch.setattr(train_mod, "recon_per_image", lambda logits, x: real(logits, x) * float("inf"))
+    real = stack_mod.recon_per_image
+    monkeypatch.setattr(stack_mod, "recon_per_image", lambda logits, x: real(logits, x) * float("inf"))
     train(make_cfg(), tmp_path)
     row = eval_row(tmp_path)
     assert row["eval/status"] == "skipped" and row["eval/reason"] == "run diverged in epoch 1"

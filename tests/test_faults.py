@@ -23,7 +23,10 @@ from faults import TINY, assert_same_results, cli, results_of, snapshot
 from hydra.errors import MissingConfigException
 from runs import make_cfg
 
+import sweep.cohort as cohort_mod
 import sweep.data as data_mod
+import sweep.engine as engine_mod
+import sweep.stack as stack_mod
 import sweep.train as train_mod
 from analysis.collect import collect
 from sweep import evaluate, metrics, rerun, results
@@ -184,14 +187,14 @@ def test_a_corrupted_checkpoint_fails_the_run_names_the_file_and_is_moved_aside(
     overwritten); nothing else is touched; the relaunch trains the run from the start."""
     cfg = make_cfg("epochs=2", "num_threads=1")
     run = tmp_path / "a" / "run"
-    real = train_mod.train_epoch
+    real = engine_mod.train_epoch
 
-    def stop_in_second_epoch(model, opt, data, c, epoch, *gens):
+    def stop_in_second_epoch(cohort, epoch):
         if epoch == 1:
             raise KeyboardInterrupt
-        return real(model, opt, data, c, epoch, *gens)
+        return real(cohort, epoch)
 
-    monkeypatch.setattr(train_mod, "train_epoch", stop_in_second_epoch)
+    monkeypatch.setattr(engine_mod, "train_epoch", stop_in_second_epoch)
     with pytest.raises(KeyboardInterrupt):
         train(cfg, run)
     monkeypatch.undo()
@@ -265,23 +268,25 @@ def test_a_nan_gradient_with_a_finite_loss_marks_the_run_diverged_in_that_epoch(
     """The hook poisons one parameter's gradient at the last step of epoch 2 (the loss of every step
     is finite). Adam turns the NaN gradient into NaN weights; the validation pass at the end of the
     same epoch sees a NaN loss, so the run is ``diverged`` in epoch 2 — no epoch late."""
-    real_build = train_mod.build_model
+    cfg = make_cfg("epochs=3", "num_threads=1")
+    real_of = cohort_mod.Stack.of
     steps = []
 
-    def build_with_poison(cfg):
-        model = real_build(cfg)
-        param = next(model.decoder.parameters())
-        steps_per_epoch = math.ceil(200 / cfg["batch_size"])
+    def stack_with_poison(models, *, trainable=True):
+        stack = real_of(models, trainable=trainable)
+        if trainable:  # the weights the cohort trains (not an evaluation's copy)
+            param = next(v for k, v in stack.params.items() if k.startswith("decoder."))
+            steps_per_epoch = math.ceil(200 / cfg["batch_size"])
 
-        def hook(grad):
-            steps.append(1)
-            return grad * float("nan") if len(steps) == 2 * steps_per_epoch else grad
+            def hook(grad):
+                steps.append(1)
+                return grad * float("nan") if len(steps) == 2 * steps_per_epoch else grad
 
-        param.register_hook(hook)
-        return model
+            param.register_hook(hook)
+        return stack
 
-    monkeypatch.setattr(train_mod, "build_model", build_with_poison)
-    row = train(make_cfg("epochs=3", "num_threads=1"), tmp_path / "nan")
+    monkeypatch.setattr(cohort_mod.Stack, "of", stack_with_poison)
+    row = train(cfg, tmp_path / "nan")
     assert row["status"] == "diverged" and row["diverged_epoch"] == 2 and row["epochs_done"] == 2
     assert row["error"] == "non-finite loss in epoch 2"
     epochs = pq.read_table(tmp_path / "nan" / "epochs.parquet").to_pylist()
@@ -296,8 +301,8 @@ def test_a_nan_gradient_with_a_finite_loss_marks_the_run_diverged_in_that_epoch(
 
 
 def test_an_inf_loss_is_diverged_and_its_evaluation_is_skipped_with_the_reason(tmp_path, monkeypatch):
-    real = train_mod.recon_per_image
-    monkeypatch.setattr(train_mod, "recon_per_image", lambda logits, x: real(logits, x) * float("inf"))
+    real = stack_mod.recon_per_image
+    monkeypatch.setattr(stack_mod, "recon_per_image", lambda logits, x: real(logits, x) * float("inf"))
     row = train(make_cfg("num_threads=1"), tmp_path)
     assert row["status"] == "diverged" and row["diverged_epoch"] == 1
     ev = pq.read_table(tmp_path / "eval.parquet").to_pylist()[0]
@@ -326,7 +331,7 @@ def test_an_exploding_log_variance_is_clamped_never_inf():
 
 
 def test_a_run_whose_encoder_explodes_reports_finite_metrics(tmp_path, monkeypatch):
-    real_build = train_mod.build_model
+    real_build = cohort_mod.build_model
 
     def exploding(cfg):
         model = real_build(cfg)
@@ -334,7 +339,7 @@ def test_a_run_whose_encoder_explodes_reports_finite_metrics(tmp_path, monkeypat
             model.encoder.head.linear.bias[cfg["latent_dim"] :] = 200.0  # logvar = +200 at init
         return model
 
-    monkeypatch.setattr(train_mod, "build_model", exploding)
+    monkeypatch.setattr(cohort_mod, "build_model", exploding)
     row = train(make_cfg("num_threads=1"), tmp_path)
     assert row["status"] == "ok"
     assert math.isfinite(row["test/kl"]) and row["test/kl"] > 1e8  # huge, reported, not inf

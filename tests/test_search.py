@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
-import sweep.train as train_mod
+import sweep.engine as engine_mod
+import sweep.stack as stack_mod
 from analysis import figures
 from analysis.collect import load_sweep
 from sweep import search as search_mod
@@ -33,16 +34,17 @@ def args(tmp_path, experiment="search_arch", *more):
 
 
 def test_an_interrupted_search_continues_and_ends_with_exactly_n_trials(tmp_path, monkeypatch):
-    real = train_mod.train_epoch
+    real = engine_mod.train_epoch
     seen = []
 
-    def interrupt_third_trial(model, opt, data, cfg, epoch, *gens):
+    def interrupt_third_trial(cohort, epoch):
+        (cfg,) = cohort.cfgs
         seen.append((cfg["trial"], epoch))
         if cfg["trial"] == 2 and epoch == 1:
             raise KeyboardInterrupt
-        return real(model, opt, data, cfg, epoch, *gens)
+        return real(cohort, epoch)
 
-    monkeypatch.setattr(train_mod, "train_epoch", interrupt_third_trial)
+    monkeypatch.setattr(engine_mod, "train_epoch", interrupt_third_trial)
     with pytest.raises(KeyboardInterrupt):
         search_mod.search(args(tmp_path, "search_arch", "search.n_trials=4", "search.pruner=none"))
     study = optuna.load_study(
@@ -50,10 +52,10 @@ def test_an_interrupted_search_continues_and_ends_with_exactly_n_trials(tmp_path
     )
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2 + [TrialState.RUNNING]
 
-    monkeypatch.setattr(train_mod, "train_epoch", real)
+    monkeypatch.setattr(engine_mod, "train_epoch", real)
     resumed = []
     monkeypatch.setattr(
-        train_mod, "train_epoch", lambda *a: resumed.append((a[3]["trial"], a[4])) or real(*a)
+        engine_mod, "train_epoch", lambda c, e: resumed.append((c.cfgs[0]["trial"], e)) or real(c, e)
     )
     study = search_mod.search(args(tmp_path, "search_arch", "search.n_trials=4", "search.pruner=none"))
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 4
@@ -94,7 +96,7 @@ def test_diverging_and_invalid_trials_are_failed_not_fatal_and_hopeless_ones_are
     study.enqueue_trial({"latent_dim": 4, "encoder": "dense1", "decoder": "conv1"})  # will be made to diverge
     study.enqueue_trial({"latent_dim": 2, "encoder": "conv1", "decoder": "conv1"})  # made hopeless: pruned
     study.enqueue_trial({"latent_dim": 2, "encoder": "dense1", "decoder": "conv1"})  # invalid batch size
-    real_recon = train_mod.recon_per_image
+    real_recon = stack_mod.recon_per_image
 
     def faults(logits, x):
         trial = faults.cfg["trial"]
@@ -107,14 +109,14 @@ def test_diverging_and_invalid_trials_are_failed_not_fatal_and_hopeless_ones_are
             base_ = [*base_, "batch_size=500"]
         return real_run(study, trial, base_, sc)
 
-    real_epoch = train_mod.train_epoch
+    real_epoch = engine_mod.train_epoch
 
-    def epoch(model, opt, data, cfg, *a):
-        faults.cfg = cfg
-        return real_epoch(model, opt, data, cfg, *a)
+    def epoch(cohort, e):
+        (faults.cfg,) = cohort.cfgs
+        return real_epoch(cohort, e)
 
-    monkeypatch.setattr(train_mod, "recon_per_image", faults)
-    monkeypatch.setattr(train_mod, "train_epoch", epoch)
+    monkeypatch.setattr(stack_mod, "recon_per_image", faults)
+    monkeypatch.setattr(engine_mod, "train_epoch", epoch)
     monkeypatch.setattr(search_mod, "run_trial", run_trial)
     study = search_mod.search(base)
     states = [t.state for t in study.trials]

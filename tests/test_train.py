@@ -11,7 +11,8 @@ import pytest
 import torch
 from runs import make_cfg
 
-import sweep.train as train_mod
+import sweep.engine as engine_mod
+import sweep.stack as stack_mod
 from sweep import results
 from sweep.train import ConfigMismatchError, train
 
@@ -98,25 +99,25 @@ def test_interrupted_run_resumes_from_its_checkpoint_with_the_same_metrics(tmp_p
     cfg = make_cfg("epochs=3", "data.likelihood=bernoulli")
     train(cfg, tmp_path / "straight")
 
-    real_epoch = train_mod.train_epoch
+    real_epoch = engine_mod.train_epoch
     done = []
 
-    def killed_in_third_epoch(model, opt, data, cfg, epoch, *gens):
+    def killed_in_third_epoch(cohort, epoch):
         if epoch == 2:
             raise KeyboardInterrupt  # like Ctrl-C or SIGINT mid-epoch: not caught, not recorded
         done.append(epoch)
-        return real_epoch(model, opt, data, cfg, epoch, *gens)
+        return real_epoch(cohort, epoch)
 
-    monkeypatch.setattr(train_mod, "train_epoch", killed_in_third_epoch)
+    monkeypatch.setattr(engine_mod, "train_epoch", killed_in_third_epoch)
     with pytest.raises(KeyboardInterrupt):
         train(cfg, tmp_path / "resumed")
     assert done == [0, 1]
     assert (tmp_path / "resumed" / "last.pt").is_file() and not (tmp_path / "resumed" / "COMPLETE").exists()
     assert torch.load(tmp_path / "resumed" / "last.pt", weights_only=False)["epoch"] == 2
 
-    monkeypatch.setattr(train_mod, "train_epoch", real_epoch)
+    monkeypatch.setattr(engine_mod, "train_epoch", real_epoch)
     calls = []
-    monkeypatch.setattr(train_mod, "train_epoch", lambda *a: calls.append(a[4]) or real_epoch(*a))
+    monkeypatch.setattr(engine_mod, "train_epoch", lambda *a: calls.append(a[1]) or real_epoch(*a))
     train(cfg, tmp_path / "resumed")
     assert calls == [2]  # only the unfinished epoch is trained
     es, ms = metrics(tmp_path / "straight")
@@ -126,14 +127,14 @@ def test_interrupted_run_resumes_from_its_checkpoint_with_the_same_metrics(tmp_p
 
 
 def test_forced_nan_records_diverged_and_the_next_run_still_trains(tmp_path, monkeypatch):
-    real = train_mod.recon_per_image
-    monkeypatch.setattr(train_mod, "recon_per_image", lambda logits, x: real(logits, x) * float("nan"))
+    real = stack_mod.recon_per_image
+    monkeypatch.setattr(stack_mod, "recon_per_image", lambda logits, x: real(logits, x) * float("nan"))
     row = train(make_cfg("epochs=3"), tmp_path / "nan")
     assert row["status"] == "diverged" and row["diverged_epoch"] == 1 and row["epochs_done"] == 1
     assert "non-finite" in row["error"]
     assert row["test/neg_elbo"] is None  # a diverged run is not evaluated
     assert (tmp_path / "nan" / "COMPLETE").read_text().count("diverged") == 1
-    monkeypatch.setattr(train_mod, "recon_per_image", real)
+    monkeypatch.setattr(stack_mod, "recon_per_image", real)
     nxt = train(make_cfg("seed=1"), tmp_path / "next")
     assert nxt["status"] == "ok" and nxt["test/neg_elbo"] > 0
 
@@ -142,7 +143,7 @@ def test_an_exception_records_failed_without_a_marker_so_a_relaunch_retries(tmp_
     def boom(*a, **k):
         raise RuntimeError("CUDA out of memory (simulated)")
 
-    monkeypatch.setattr(train_mod, "train_epoch", boom)
+    monkeypatch.setattr(engine_mod, "train_epoch", boom)
     row = train(make_cfg(), tmp_path)
     assert row["status"] == "failed" and "CUDA out of memory (simulated)" in row["error"]
     assert pq.read_table(tmp_path / "run.parquet").to_pylist()[0]["status"] == "failed"

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The GPU measurements behind bench/results/h200*.json, in one session on the lent device (an NVIDIA
+# H200 with torch 2.11 preinstalled), run from the repository root:
+#
+#   OUT=/some/dir bash bench/device_session.sh
+#
+# Hydra is not on that machine: its wheels travel in .whl/ (git-ignored), made here with
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --platform any -d .whl \
+#       hydra-core==1.3.8 omegaconf==2.3.1
+#   pip wheel --no-deps -w .whl antlr4-python3-runtime==4.9.3   # no wheel on PyPI
+# Every step is bounded by `timeout`, and the whole by DEADLINE seconds: a step that would start
+# with less than its own budget left is skipped and says so.
+set -u
+export PYTHONUNBUFFERED=1
+OUT=${OUT:-/tmp/device_out}
+DEADLINE=${DEADLINE:-560}
+mkdir -p "$OUT"
+START=$(date +%s)
+LOG="$OUT/log.txt"
+python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl || exit 1
+export PYTHONPATH=/tmp/site:$PWD
+
+step() {  # step <seconds> <command...>
+    local budget=$1; shift
+    local left=$((DEADLINE - ($(date +%s) - START)))
+    if [ "$left" -lt "$budget" ]; then
+        echo "== SKIPPED (only ${left}s left, needs ${budget}s): $*" | tee -a "$LOG"
+        return
+    fi
+    echo "== $(date +%T) [$((left))s left] $*" | tee -a "$LOG"
+    timeout "$budget" "$@" >>"$LOG" 2>&1
+    echo "== rc=$? after $(( $(date +%s) - START ))s" | tee -a "$LOG"
+}
+
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee -a "$LOG"
+python3 -c "import torch, torchvision, hydra; print('torch', torch.__version__, 'torchvision', torchvision.__version__, 'hydra', hydra.__version__, 'cpus', __import__('os').cpu_count())" | tee -a "$LOG"
+
+# 1. the CUDA-only tests (graph capture against the eager step)
+step 90 python3 -m pytest -q -p no:cacheprovider tests/test_cohort.py -k cuda
+# 2. the launch, end to end: 100 runs of the paper grid, seed 0, 10 epochs, IWAE K=1000
+step 300 python3 -m bench.grid --out "$OUT/h200_grid.json" -- experiment=paper seed=0 epochs=10 \
+    eval.iwae_k=1000 hydra/launcher=cohort results_dir=/tmp/res
+tail -3 "$LOG"
+# 3. training throughput: stock loop, one model eager, one model graphed, 16 stacked x 4 slots
+step 150 python3 -m bench.throughput --device cuda --out "$OUT/h200.json"
+# 4. IWAE NLL in float32 / TF32 / bf16 on runs the grid just trained
+step 90 python3 -m bench.precision /tmp/res/sweeps/paper --runs 10 --images 1000 --k 1000 \
+    --out "$OUT/h200_precision.json"
+# 5. the same 8 runs trained alone and stacked in cohorts of 4, 10 epochs each
+AGREE="-m latent_dim=25 encoder=dense1,conv2 decoder=conv2 seed=0,1,2,3 epochs=10 eval.iwae_k=100 hydra/launcher=cohort results_dir=/tmp/agree"
+step 70 python3 -m sweep.train $AGREE engine.max_members=1 sweep_name=alone
+step 70 python3 -m sweep.train $AGREE engine.max_members=4 sweep_name=stacked
+step 30 python3 -m bench.agreement /tmp/agree/sweeps/alone /tmp/agree/sweeps/stacked --out "$OUT/h200_agreement.json"
+grep -E "^== |passed|failed|bench.grid:|geomean|max \|stacked|Error|error" "$LOG" | tail -40

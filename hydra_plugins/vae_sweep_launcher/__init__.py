@@ -1,0 +1,1 @@
+"""vae-sweep's Hydra launcher plugin (``hydra/launcher=cohort``); the logic lives in :mod:`sweep.launcher`."""

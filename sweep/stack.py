@@ -1,0 +1,113 @@
+"""S VAEs of one architecture as one batched model: the one implementation of the step math.
+
+A :class:`Stack` holds the weights of S runs stacked along a leading *member* dimension (leaf
+tensors, so one optimizer steps them all) and a weightless copy of the architecture on the meta
+device. Every computation is written once, for one member, as a function of that member's weights
+(``torch.func.functional_call``), and batched over members with ``torch.func.vmap``; with S = 1 the
+same function is called directly, with no vmap. A single run is a stack of one, so a run trained
+alone and a run trained in a cohort go through the same code.
+
+Shapes: S members, B images, L latent dimensions. Images are (…, 1, 28, 28); inputs either carry the
+member dimension (S, B, …) or are shared by all members (B, …). Members share no weights, so a
+member's NaN never reaches another's gradient.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+
+import torch
+from torch.func import functional_call, stack_module_state, vmap
+
+from sweep.losses import kl_per_dim, objective, recon_per_image
+from sweep.models import VAE, reparameterise
+
+
+class Stack:
+    """S models of one architecture; ``params[name]`` is (S, *shape) for each parameter ``name`` of
+    the :class:`~sweep.models.VAE`."""
+
+    def __init__(self, base: VAE, params: dict[str, torch.Tensor]):
+        self.base = base  # on the meta device: the architecture only
+        self.params = params
+        self.size = next(iter(params.values())).shape[0]
+        self.latent_dim = base.latent_dim
+        self._vmapped: dict[tuple, Callable] = {}
+
+    @classmethod
+    def of(cls, models: Sequence[VAE], *, trainable: bool = True) -> Stack:
+        """Copy the weights of ``models`` (one architecture, one device) into a new stack."""
+        params, buffers = stack_module_state(list(models))
+        if buffers:
+            raise ValueError(f"a stacked VAE has no buffers; got {sorted(buffers)}")
+        if not trainable:
+            params = {k: v.detach() for k, v in params.items()}
+        return cls(copy.deepcopy(models[0]).to("meta"), params)
+
+    def member_state(self, i: int) -> dict[str, torch.Tensor]:
+        """Member ``i``'s weights as a ``VAE.state_dict()`` (copies, on the CPU)."""
+        return {k: v[i].detach().cpu().clone() for k, v in self.params.items()}
+
+    # ------------------------------------------------------------------ per-member functions
+    def _split(self, params: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+        return {k[len(prefix) :]: v for k, v in params.items() if k.startswith(prefix)}
+
+    def _encode_one(self, params, x):
+        return functional_call(self.base.encoder, self._split(params, "encoder."), (x,))
+
+    def _decode_one(self, params, z):
+        return functional_call(self.base.decoder, self._split(params, "decoder."), (z,))
+
+    def _losses_one(self, params, x, eps, beta, free_bits, divisor):
+        """One member's training objective and its sums over the batch: x (B, 1, 28, 28), eps (B, L)
+        → (objective, Σ_images recon, Σ_images Σ_d KL_d), nats."""
+        mu, logvar = self._encode_one(params, x)
+        logits = self._decode_one(params, reparameterise(mu, logvar, eps))
+        recon, kl_d = recon_per_image(logits, x), kl_per_dim(mu, logvar)
+        loss = objective(recon, kl_d, beta=beta, free_bits=free_bits, divisor=divisor)
+        return loss, recon.sum(), kl_d.sum()
+
+    def _batched(self, fn: Callable, in_dims: tuple, *args):
+        """``fn(params, *args)`` for every member: vmapped for S > 1, called directly for S = 1 (the
+        member dimension is indexed away and put back). ``in_dims``: 0 for per-member arguments, None
+        for shared ones."""
+        if self.size == 1:
+            one = {k: v[0] for k, v in self.params.items()}
+            out = fn(one, *(a[0] if d == 0 else a for a, d in zip(args, in_dims, strict=True)))
+            return tuple(o.unsqueeze(0) for o in out) if isinstance(out, tuple) else out.unsqueeze(0)
+        key = (fn.__name__, in_dims)
+        if key not in self._vmapped:
+            self._vmapped[key] = vmap(fn, in_dims=(0, *in_dims))
+        return self._vmapped[key](self.params, *args)
+
+    # ------------------------------------------------------------------ batched over members
+    def losses(self, x, eps, beta, free_bits, divisor, *, shared_x: bool = False):
+        """Per-member (objective, Σ recon, Σ KL), each (S,). x (S, B, …) or, with ``shared_x``, (B, …);
+        eps (S, B, L); beta, free_bits, divisor (S,) tensors."""
+        dims = (None if shared_x else 0, 0, 0, 0, 0)
+        return self._batched(self._losses_one, dims, x, eps, beta, free_bits, divisor)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images shared by all members (N, 1, 28, 28) → (μ, log σ²), each (S, N, L)."""
+        return self._batched(self._encode_one, (None,), x)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Latents (S, M, L) → Bernoulli logits (S, M, 1, 28, 28)."""
+        return self._batched(self._decode_one, (0,), z)
+
+
+class ModelAsStack(Stack):
+    """A view of one ordinary :class:`torch.nn.Module` with ``encoder`` and ``decoder`` attributes as a
+    stack of one, without copying its weights (for evaluating any such model, e.g. in tests)."""
+
+    def __init__(self, model):
+        self.model, self.size = model, 1
+        self.latent_dim = getattr(model, "latent_dim", None)
+
+    def encode(self, x):
+        mu, logvar = self.model.encoder(x)
+        return mu.unsqueeze(0), logvar.unsqueeze(0)
+
+    def decode(self, z):
+        return self.model.decoder(z[0]).unsqueeze(0)

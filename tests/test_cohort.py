@@ -1,0 +1,251 @@
+"""Cohorts: runs of one architecture trained as one stacked model train what they train alone, keep
+their own randomness, files, status and resume, and leave without disturbing the others."""
+
+from __future__ import annotations
+
+import math
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+from runs import make_cfg
+
+import sweep.cohort as cohort_mod
+import sweep.engine as engine_mod
+from sweep import results
+from sweep.cohort import Cohort
+from sweep.engine import Job, Settings, train_jobs
+from sweep.train import load_data
+
+CONV = ["encoder=conv", "encoder.depth=2", "decoder=conv", "decoder.depth=3", "latent_dim=4"]
+CPU = torch.device("cpu")
+# three members of one architecture whose loss knobs all differ: each must train as it does alone
+KNOBS = [{}, {"beta": 2.0, "warmup_epochs": 1.5}, {"free_bits": 0.05, "reduction": "paper"}]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def members(*overrides, arch=None, seeds=(0, 1, 2)):
+    base = make_cfg(*overrides) if arch is None else make_cfg(*overrides, arch=arch)
+    return [{**base, "seed": s, "loss": {**base["loss"], **k}} for s, k in zip(seeds, KNOBS, strict=False)]
+
+
+def test_each_member_draws_exactly_the_randomness_it_draws_alone():
+    cfgs = members()
+    data = load_data(cfgs[0], CPU)
+    cohort = Cohort(cfgs, data, CPU)
+    for epoch in range(2):  # the generators carry on from epoch to epoch
+        cohort.draw_epoch()
+        for i, cfg in enumerate(cfgs):
+            alone = Cohort([cfg], data, CPU)
+            for _ in range(epoch + 1):
+                alone.draw_epoch()
+            assert torch.equal(cohort.order[i], alone.order[0])
+            assert torch.equal(cohort.bits[i], alone.bits[0])
+            assert torch.equal(cohort.eps[i], alone.eps[0])
+    assert not torch.equal(cohort.eps[0], cohort.eps[1])  # and the members' streams differ
+
+
+@pytest.mark.parametrize("arch", [None, CONV], ids=["dense-conv", "conv-conv"])
+def test_a_member_trains_what_it_trains_alone_to_float32_rounding_over_its_first_epoch(arch):
+    """Same initial weights, data order, binarisation, noise and knobs; only the batched kernels differ
+    (bmm and grouped convolutions sum in another order than the one-model kernels). Compared over the
+    first epoch (4 steps), before Adam can amplify a last-bit difference: an element whose gradient is
+    ~0 may step by ±lr either way, so elementwise weight bounds depend on the CPU's kernels (seen:
+    3e-4 on one Intel machine after 8 steps). The norm-relative weight difference and the per-member
+    losses are what float32 rounding bounds: a reduction of n ≤ 6400 terms errs by about √n·u ≈ 5e-6
+    relative (u = 6e-8). Tolerances 1e-5 (losses) and 1e-4 (weights, norm-relative); measured on an
+    AMD EPYC: 1.5e-7 and 2.5e-7."""
+    cfgs = members("epochs=1", arch=CONV if arch else None)
+    data = load_data(cfgs[0], CPU)
+    cohort = Cohort(cfgs, data, CPU)
+    got = cohort.train_epoch(0)
+    for i, cfg in enumerate(cfgs):
+        alone = Cohort([cfg], data, CPU)
+        want = alone.train_epoch(0)[0]
+        assert got[i]["beta"] == want["beta"]
+        for k in ("loss", "recon", "kl", "neg_elbo"):
+            assert got[i][k] == pytest.approx(want[k], rel=1e-5), (i, k)
+        a, b = cohort.member_checkpoint(i), alone.member_checkpoint(0)
+        diff = math.sqrt(sum(float((a["model"][n] - b["model"][n]).pow(2).sum()) for n in a["model"]))
+        norm = math.sqrt(sum(float(b["model"][n].pow(2).sum()) for n in a["model"]))
+        assert diff / norm < 1e-4, (i, diff / norm)
+        assert torch.equal(a["g_data"], b["g_data"]) and torch.equal(a["g_noise"], b["g_noise"])
+        assert a["optimizer"]["state"].keys() == b["optimizer"]["state"].keys()
+
+
+def test_a_cohort_rebuilt_from_member_checkpoints_continues_exactly():
+    cfgs = members("epochs=2")
+    data = load_data(cfgs[0], CPU)
+    straight = Cohort(cfgs, data, CPU)
+    first = straight.train_epoch(0)
+    states = [straight.member_checkpoint(i) for i in range(3)]
+    second = straight.train_epoch(1)
+    rebuilt = Cohort(cfgs, data, CPU, states)
+    assert rebuilt.train_epoch(1) == second
+    for i in range(3):
+        a, b = rebuilt.member_checkpoint(i), straight.member_checkpoint(i)
+        assert all(torch.equal(a["model"][n], b["model"][n]) for n in a["model"])
+    assert first != second
+
+
+def test_a_member_with_nan_weights_spoils_no_other_member():
+    cfgs = members("epochs=1")
+    data = load_data(cfgs[0], CPU)
+    clean = Cohort(cfgs, data, CPU)
+    poisoned = Cohort(cfgs, data, CPU)
+    with torch.no_grad():
+        for v in poisoned.stack.params.values():
+            v[1].fill_(float("nan"))
+    want, got = clean.train_epoch(0), poisoned.train_epoch(0)
+    assert math.isnan(got[1]["loss"])
+    for i in (0, 2):
+        assert got[i] == want[i]  # the same batched kernels: bit for bit
+        a, b = poisoned.member_checkpoint(i), clean.member_checkpoint(i)
+        assert all(torch.equal(a["model"][n], b["model"][n]) for n in a["model"])
+
+
+# ---------------------------------------------------------------------------------------- engine
+def jobs_of(tmp_path, cfgs):
+    return [Job(c, tmp_path / f"s{c['seed']}") for c in cfgs]
+
+
+STACKED = Settings(max_members=8, slots=1, graphs=False, eval_workers=0)
+ALONE = Settings(max_members=1, slots=1, graphs=False, eval_workers=0)
+
+
+def epochs_table(run_dir):
+    return pq.read_table(run_dir / "epochs.parquet").to_pandas().drop(columns=["seconds"])
+
+
+def test_the_engine_stacks_members_and_each_run_ends_as_it_does_alone(tmp_path):
+    cfgs = members("epochs=2")
+    calls = []
+    real = engine_mod.train_epoch
+    engine_mod_train = lambda cohort, epoch: calls.append(cohort.size) or real(cohort, epoch)  # noqa: E731
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(engine_mod, "train_epoch", engine_mod_train)
+        stacked = train_jobs(jobs_of(tmp_path / "stacked", cfgs), STACKED)
+    assert calls == [3, 3]  # one cohort of three, two epochs
+    alone = train_jobs(jobs_of(tmp_path / "alone", cfgs), ALONE)
+    for row_s, row_a in zip(stacked, alone, strict=True):
+        assert row_s["status"] == row_a["status"] == "ok" and row_s["run_name"] == row_a["run_name"]
+        for k in ("val/neg_elbo", "test/neg_elbo", "test/kl"):
+            assert row_s[k] == pytest.approx(row_a[k], rel=1e-4), k  # 8 steps: see the tolerance above
+    for c in cfgs:
+        s, a = tmp_path / "stacked" / f"s{c['seed']}", tmp_path / "alone" / f"s{c['seed']}"
+        assert sorted(p.name for p in s.iterdir()) == sorted(p.name for p in a.iterdir())
+        assert not (s / "last.pt").exists() and results.read_complete(s)["status"] == "ok"
+        ts, ta = epochs_table(s), epochs_table(a)
+        assert list(ts["split"]) == list(ta["split"]) and list(ts["beta"]) == list(ta["beta"])
+        assert ts["loss"].to_numpy() == pytest.approx(ta["loss"].to_numpy(), rel=1e-4)
+
+
+def test_a_diverging_member_is_marked_and_dropped_and_the_others_finish(tmp_path, monkeypatch):
+    cfgs = members("epochs=2")
+    real_build = cohort_mod.build_model
+
+    def nan_for_seed_1(cfg):
+        model = real_build(cfg)
+        if cfg["seed"] == 1:
+            with torch.no_grad():
+                next(model.decoder.parameters()).fill_(float("nan"))
+        return model
+
+    monkeypatch.setattr(cohort_mod, "build_model", nan_for_seed_1)
+    sizes = []
+    real = engine_mod.train_epoch
+    monkeypatch.setattr(engine_mod, "train_epoch", lambda c, e: sizes.append(c.size) or real(c, e))
+    rows = train_jobs(jobs_of(tmp_path, cfgs), STACKED)
+    assert [r["status"] for r in rows] == ["ok", "diverged", "ok"]
+    assert rows[1]["diverged_epoch"] == 1 and rows[1]["epochs_done"] == 1
+    assert sizes == [3, 2]  # the diverged member left after epoch 1
+    assert pq.read_table(tmp_path / "s1" / "eval.parquet").to_pylist()[0]["eval/status"] == "skipped"
+    monkeypatch.undo()
+    alone = train_jobs(jobs_of(tmp_path / "alone", [cfgs[0], cfgs[2]]), ALONE)
+    for got, want in zip([rows[0], rows[2]], alone, strict=True):
+        assert got["test/neg_elbo"] == pytest.approx(want["test/neg_elbo"], rel=1e-4)
+
+
+def test_members_with_different_lengths_leave_as_they_finish(tmp_path):
+    short, long_ = members("epochs=1")[0], {**members("epochs=3")[1]}
+    rows = train_jobs(jobs_of(tmp_path, [short, long_]), STACKED)
+    assert [r["status"] for r in rows] == ["ok", "ok"] and [r["epochs_done"] for r in rows] == [1, 3]
+    alone = train_jobs(jobs_of(tmp_path / "alone", [short, long_]), ALONE)
+    for got, want in zip(rows, alone, strict=True):
+        assert got["test/neg_elbo"] == pytest.approx(want["test/neg_elbo"], rel=1e-4)
+
+
+def test_an_interrupted_cohort_resumes_each_member_from_its_own_checkpoint(tmp_path, monkeypatch):
+    cfgs = members("epochs=3")
+    straight = train_jobs(jobs_of(tmp_path / "straight", cfgs), STACKED)
+    real = engine_mod.train_epoch
+
+    def interrupted(cohort, epoch):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return real(cohort, epoch)
+
+    monkeypatch.setattr(engine_mod, "train_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_jobs(jobs_of(tmp_path / "resumed", cfgs), STACKED)
+    for c in cfgs:
+        assert (
+            torch.load(tmp_path / "resumed" / f"s{c['seed']}" / "last.pt", weights_only=False)["epoch"] == 2
+        )
+    resumed_epochs = []
+    monkeypatch.setattr(
+        engine_mod, "train_epoch", lambda c, e: resumed_epochs.append((c.size, e)) or real(c, e)
+    )
+    rows = train_jobs(jobs_of(tmp_path / "resumed", cfgs), STACKED)
+    assert resumed_epochs == [(3, 2)]  # one cohort, only the unfinished epoch
+    drop = {"wall_seconds", "started_at", "finished_at"}
+    for got, want in zip(rows, straight, strict=True):
+        assert {k: v for k, v in got.items() if k not in drop} == {
+            k: v for k, v in want.items() if k not in drop
+        }
+
+
+def test_slots_train_cohorts_in_threads_with_the_same_results(tmp_path):
+    cfgs = members("epochs=1", seeds=(0,)) + members("epochs=1", arch=CONV, seeds=(0,))
+    jobs = lambda root: [Job(c, root / str(i)) for i, c in enumerate(cfgs)]  # noqa: E731
+    one = train_jobs(jobs(tmp_path / "one"), ALONE)
+    both = train_jobs(jobs(tmp_path / "two"), Settings(max_members=1, slots=2, graphs=False, eval_workers=0))
+    drop = {"wall_seconds", "started_at", "finished_at"}
+    for got, want in zip(both, one, strict=True):
+        assert got["status"] == "ok"
+        assert {k: v for k, v in got.items() if k not in drop} == {
+            k: v for k, v in want.items() if k not in drop
+        }
+
+
+def test_jobs_refused_before_training_keep_their_error_and_the_others_train(tmp_path):
+    good = members("epochs=1", seeds=(0,))[0]
+    bad = {**good, "seed": -1}
+    rows = train_jobs([Job(good, tmp_path / "good"), Job(bad, tmp_path / "bad")], STACKED)
+    assert rows[0]["status"] == "ok"
+    assert isinstance(rows[1], ValueError) and "seed=-1" in str(rows[1])
+    assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
+def test_a_graphed_cohort_trains_what_the_eager_one_trains_on_cuda():
+    """Replaying the captured step runs the same kernels as the eager step; cuDNN's backward may use
+    atomics, so compare to float32 rounding (as on CPU)."""
+    cuda = torch.device("cuda")
+    cfgs = members("epochs=2", "device=cuda", arch=CONV)
+    data = load_data(cfgs[0], cuda)
+    with engine_mod.tf32_on_cuda(cuda), cohort_mod.on_stream(cuda):
+        eager, graphed = Cohort(cfgs, data, cuda), Cohort(cfgs, data, cuda, graphs=True)
+        for epoch in range(2):
+            want, got = eager.train_epoch(epoch), graphed.train_epoch(epoch)
+            for g, w in zip(got, want, strict=True):
+                for k in ("loss", "recon", "kl"):
+                    assert g[k] == pytest.approx(w[k], rel=1e-4), (epoch, k)
+        assert graphed._graphs  # the step was captured and replayed
