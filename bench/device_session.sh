@@ -38,7 +38,7 @@ python3 -c "import torch, torchvision, hydra; print('torch', torch.__version__, 
 # 1. the CUDA-only tests (graph capture against the eager step)
 step 90 python3 -m pytest -q -p no:cacheprovider tests/test_cohort.py -k cuda
 # 2. the issue's launch, end to end: 100 runs of the paper grid, seed 0, 10 epochs, IWAE K=1000
-step 300 python3 -m bench.grid --out "$OUT/h200_grid.json" -- experiment=paper seed=0 epochs=10 \
+step 300 python3 -m bench.grid --timeout 280 --out "$OUT/h200_grid.json" -- experiment=paper seed=0 epochs=10 \
     eval.iwae_k=1000 hydra/launcher=cohort results_dir=/tmp/res
 tail -3 "$LOG"
 # 3. training throughput: stock loop, one model eager, one model graphed, 16 stacked x 4 slots

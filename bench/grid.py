@@ -105,6 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True, help="JSON path")
     p.add_argument("--interval", type=float, default=0.2, help="GPU sampling period in seconds (default 0.2)")
     p.add_argument("--note", default="", help="free text stored with the result")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        help="stop the launch (SIGTERM) after this many seconds and report what finished",
+    )
     args, train_args = p.parse_args(argv[:cut]), argv[cut + 1 :]
     sweep_dir = sweep_dir_of(train_args)
     cmd = [sys.executable, "-m", "sweep.train", *train_args]
@@ -115,6 +120,17 @@ def main(argv: list[str] | None = None) -> int:
         cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
+    timed_out = threading.Event()
+    if args.timeout:
+
+        def stop() -> None:
+            if proc.poll() is None:
+                timed_out.set()
+                proc.terminate()
+
+        timer = threading.Timer(args.timeout, stop)
+        timer.daemon = True
+        timer.start()
     tail: list[str] = []
     for line in proc.stdout:
         sys.stdout.write(line)
@@ -140,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python -m sweep.train " + " ".join(train_args),
         "bench_command": "python -m bench.grid " + " ".join(argv),
         "returncode": rc,
+        "timed_out": timed_out.is_set(),
         "note": args.note,
         "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
         "torch": torch.__version__,
