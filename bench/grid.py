@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -118,34 +119,47 @@ def main(argv: list[str] | None = None) -> int:
     finished: list[float] = []
     proc = subprocess.Popen(
         cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True,
     )  # fmt: skip
-    timed_out = threading.Event()
-    if args.timeout:
-
-        def stop() -> None:
-            if proc.poll() is None:
-                timed_out.set()
-                proc.terminate()
-
-        timer = threading.Timer(args.timeout, stop)
-        timer.daemon = True
-        timer.start()
     tail: list[str] = []
-    for line in proc.stdout:
-        sys.stdout.write(line)
-        tail = (tail + [line])[-40:]
-        if "; results in " in line:
-            finished.append(time.perf_counter() - t0)
-    rc = proc.wait()
+
+    def read() -> None:  # the launch's worker processes may hold the pipe open after it exits
+        nonlocal tail
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            tail = (tail + [line])[-40:]
+            if "; results in " in line:
+                finished.append(time.perf_counter() - t0)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        rc = proc.wait(timeout=args.timeout)
+        timed_out = False
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGTERM)  # the launch and its evaluation workers
+        rc, timed_out = proc.wait(), True
+    reader.join(timeout=5)
     wall = time.perf_counter() - t0
     gpu = sampler.stop()
-    rows = []
+    rows, timing = [], []
     for path in sorted(sweep_dir.glob(f"**/{results.COMPLETE}")):
         try:
-            rows.append(pq.read_table(path.parent / "run.parquet").to_pylist()[0])
+            row = pq.read_table(path.parent / "run.parquet").to_pylist()[0]
         except Exception:  # noqa: BLE001 - a run another process is writing: not counted
             continue
+        rows.append(row)
+        entry = {"run": path.parent.name, "status": row["status"], "wall_seconds": row["wall_seconds"]}
+        try:
+            ep = pq.read_table(path.parent / "epochs.parquet").to_pandas()
+            entry["train_seconds"] = float(ep.loc[ep["split"] == "train", "seconds"].sum())
+            entry["val_seconds"] = float(ep.loc[ep["split"] == "val", "seconds"].sum())
+            entry["eval_seconds"] = (
+                pq.read_table(path.parent / "eval.parquet").to_pylist()[0].get("eval/seconds")
+            )
+        except Exception:  # noqa: BLE001 - a diverged run has no eval seconds
+            pass
+        timing.append(entry)
     statuses: dict[str, int] = {}
     for r in rows:
         statuses[r["status"]] = statuses.get(r["status"], 0) + 1
@@ -156,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python -m sweep.train " + " ".join(train_args),
         "bench_command": "python -m bench.grid " + " ".join(argv),
         "returncode": rc,
-        "timed_out": timed_out.is_set(),
+        "timed_out": timed_out,
         "note": args.note,
         "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
         "torch": torch.__version__,
@@ -173,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             "sum": sum(r["wall_seconds"] for r in rows),
         },
         "gpu": gpu,
+        "per_run": timing,
         "output_tail": "".join(tail),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -44,6 +44,7 @@ NOISE_SEED_OFFSET = 1_000_003  # g_noise is seeded with seed + this (g_data with
 EAGER_STEPS = {"full": 3, "tail": 1}  # eager steps of each batch shape before it is captured
 # Seeding the global RNGs and drawing initial weights must not interleave between threads.
 _INIT_LOCK = threading.Lock()
+_CAPTURE_LOCK = threading.Lock()
 
 
 def seed_everything(seed: int) -> None:
@@ -227,11 +228,12 @@ class Cohort:
         # whole device and empty the cache first, stalling the cohorts other threads are running.
         graph = torch.cuda.CUDAGraph()
         try:
-            graph.capture_begin(capture_error_mode="thread_local")
-            try:
-                self._step(batch)
-            finally:
-                graph.capture_end()
+            with _CAPTURE_LOCK:  # one capture at a time in this process
+                graph.capture_begin(capture_error_mode="thread_local")
+                try:
+                    self._step(batch)
+                finally:
+                    graph.capture_end()
         except RuntimeError as exc:  # nothing of the step ran: train on without graphs
             warnings.warn(f"CUDA graph capture failed, this cohort trains eagerly: {exc}", stacklevel=2)
             self.graphs = False

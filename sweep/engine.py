@@ -49,7 +49,7 @@ from sweep import results
 from sweep.cohort import Cohort, on_stream
 from sweep.config import config_diff, flatten, to_plain, validate
 from sweep.data import check_data, load_mnist
-from sweep.evaluate import evaluate_stack, model_flops, skip_evaluation, split_losses
+from sweep.evaluate import evaluate_stack, limit_worker_threads, model_flops, skip_evaluation, split_losses
 from sweep.lock import holder, note_holder, run_lock
 from sweep.losses import Knobs
 from sweep.models import build_model, count_params
@@ -208,8 +208,8 @@ def tf32_on_cuda(device: torch.device):
 class Member:
     """One run inside a cohort: its directory, lock, history, best checkpoint and result row."""
 
-    def __init__(self, job: Job, name: str, prov: dict[str, Any], device: torch.device):
-        self.job, self.cfg, self.name, self.out_dir = job, job.cfg, name, Path(job.out_dir)
+    def __init__(self, job: Job, name: str, prov: dict[str, Any], device: torch.device, index: int = 0):
+        self.job, self.cfg, self.name, self.out_dir, self.index = job, job.cfg, name, Path(job.out_dir), index
         self.row: dict[str, Any] = {
             "run_name": name,
             "status": "failed",
@@ -361,18 +361,18 @@ class Member:
 
 # ---------------------------------------------------------------------------------------- launch
 class _Context:
-    """What the slots of one launch share: settings, data on the device, the evaluation pool."""
+    """What the slots of one launch share: settings, results, data on the device, the evaluation pool."""
 
-    def __init__(self, settings: Settings, prov: dict[str, Any]):
-        self.settings, self.prov = settings, prov
+    def __init__(self, settings: Settings, prov: dict[str, Any], out: list):
+        self.settings, self.prov, self.out = settings, prov, out
         self.halt = threading.Event()
         self._data: dict[str, Any] = {}
-        self._data_lock = threading.Lock()
+        self._lock = threading.Lock()
         self._pool: ProcessPoolExecutor | None = None
 
     def data(self, cfg: dict[str, Any], device: torch.device):
         key = json.dumps([cfg["data"], str(device)], sort_keys=True)
-        with self._data_lock:
+        with self._lock:
             if key not in self._data:
                 self._data[key] = load_data(cfg, device)
             return self._data[key]
@@ -380,14 +380,52 @@ class _Context:
     def pool(self):
         if self.settings.eval_workers <= 0:
             return None
-        with self._data_lock:
+        with self._lock:
             if self._pool is None:
-                self._pool = ProcessPoolExecutor(self.settings.eval_workers, mp_context=get_context("spawn"))
+                self._pool = ProcessPoolExecutor(
+                    self.settings.eval_workers,
+                    mp_context=get_context("spawn"),
+                    initializer=limit_worker_threads,
+                )
             return self._pool
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
+
+
+class _Finisher:
+    """A slot's evaluations whose CPU side still runs in the pool: their runs are finalized (result
+    row, ``COMPLETE``, lock released) when it is done, while the slot trains its next cohort."""
+
+    def __init__(self, ctx: _Context):
+        self.ctx, self.items = ctx, []
+
+    def add(self, members: list[Member], pending) -> None:
+        self.items.append((members, pending))
+        self.poll()
+
+    def poll(self, wait: bool = False) -> None:
+        keep = []
+        for members, pending in self.items:
+            if not (wait or pending.done()):
+                keep.append((members, pending))
+                continue
+            try:
+                pending.finish()
+            except Exception as exc:
+                for m in members:
+                    m.fail(exc)
+            for m in members:
+                self.ctx.out[m.index] = m.finalize()
+        self.items = keep
+
+    def abandon(self) -> None:
+        """Release the locks of runs whose evaluation will not be finished (a relaunch redoes it)."""
+        for members, _ in self.items:
+            for m in members:
+                m.release()
+        self.items = []
 
 
 def prepare(job: Job) -> Job:
@@ -422,44 +460,53 @@ def train_jobs(jobs: Sequence[Job], settings: Settings | None = None) -> list[di
     """Train (or skip, or resume) every job; returns per job its ``run.parquet`` row, a ``locked``
     row, or the exception that refused it before anything was written."""
     out: list[dict[str, Any] | BaseException | None] = [None] * len(jobs)
-    ready: list[int] = []
-    prepared: list[Job | None] = [None] * len(jobs)
+    prepared: dict[int, Job] = {}
     for i, job in enumerate(jobs):
         try:
             prepared[i] = prepare(job)
-            ready.append(i)
         except Exception as exc:
             out[i] = exc
-    if not ready:
+    if not prepared:
         return out  # type: ignore[return-value]
-    first = prepared[ready[0]].cfg
-    devices = {resolve_device(prepared[i].cfg["device"]) for i in ready}
+    first = next(iter(prepared.values())).cfg
+    devices = {resolve_device(j.cfg["device"]) for j in prepared.values()}
     settings = settings or Settings.of(first, resolve_device(first["device"]))
-    ctx = _Context(settings, results.provenance())
+    ctx = _Context(settings, results.provenance(), out)
+    ready = list(prepared)
     todo = [[ready[i] for i in chunk] for chunk in plan([prepared[i] for i in ready], settings.max_members)]
     tasks: queue.Queue = queue.Queue()
     for chunk in todo:
         tasks.put(chunk)
 
     def slot() -> None:
-        while not ctx.halt.is_set():
-            try:
-                chunk = tasks.get_nowait()
-            except queue.Empty:
-                return
-            device = resolve_device(prepared[chunk[0]].cfg["device"])
-            with on_stream(device):
-                for i, row in _run_chunk([prepared[i] for i in chunk], device, ctx).items():
-                    out[chunk[i]] = row
+        finisher = _Finisher(ctx)
+        try:
+            while not ctx.halt.is_set():
+                try:
+                    chunk = tasks.get_nowait()
+                except queue.Empty:
+                    break
+                device = resolve_device(prepared[chunk[0]].cfg["device"])
+                with on_stream(device):
+                    _run_chunk([(i, prepared[i]) for i in chunk], device, ctx, finisher)
+            finisher.poll(wait=not ctx.halt.is_set())
+        finally:
+            finisher.abandon()
 
     cuda = next((d for d in devices if d.type == "cuda"), torch.device("cpu"))
+    threads = torch.get_num_threads()
     with tf32_on_cuda(cuda):
         try:
             if settings.slots <= 1 or len(todo) == 1:
                 slot()
             else:
+                # Each slot thread would start its own team of OpenMP threads for its few CPU tensor
+                # ops (checkpoint copies): with 8 slots that is 8 teams spinning on the cores the
+                # slots need to feed the GPU. One intra-op thread per slot instead.
+                torch.set_num_threads(1)
                 _run_threads(slot, min(settings.slots, len(todo)), ctx)
         finally:
+            torch.set_num_threads(threads)
             ctx.close()
     return out  # type: ignore[return-value]
 
@@ -493,55 +540,58 @@ def _run_threads(slot: Callable[[], None], n: int, ctx: _Context) -> None:
         raise real[0]
 
 
-def _run_chunk(jobs: Sequence[Job], device: torch.device, ctx: _Context) -> dict[int, dict[str, Any]]:
+def _run_chunk(
+    jobs: Sequence[tuple[int, Job]], device: torch.device, ctx: _Context, finisher: _Finisher
+) -> None:
     """Open every job of one planned cohort, then train its members (grouped by their resume epoch)."""
-    rows: dict[int, dict[str, Any]] = {}
-    members: dict[int, Member] = {}
+    members: list[Member] = []
     try:
-        for i, job in enumerate(jobs):
-            member = Member(job, run_name_of(job.cfg), ctx.prov, device)
+        for index, job in jobs:
+            member = Member(job, run_name_of(job.cfg), ctx.prov, device, index)
             done = member.open()
             if done is not None:
-                rows[i] = done
+                ctx.out[index] = done
                 continue
-            members[i] = member
             try:
                 member.resume()
             except Exception as exc:
                 member.fail(exc)
-                rows[i] = member.finalize()
-                del members[i]
-        by_epoch: dict[int, list[int]] = {}
-        for i, m in members.items():
-            by_epoch.setdefault(m.epoch, []).append(i)
-        for idx in by_epoch.values():
-            rows.update(_train_cohort({i: members[i] for i in idx}, device, ctx))
+                ctx.out[index] = member.finalize()
+                continue
+            members.append(member)
+        by_epoch: dict[int, list[Member]] = {}
+        for m in members:
+            by_epoch.setdefault(m.epoch, []).append(m)
+        for group in by_epoch.values():
+            _train_cohort(group, device, ctx, finisher)
     finally:
-        for m in members.values():
-            m.release()
-    return rows
+        pending = {id(m) for ms, _ in finisher.items for m in ms}
+        for m in members:
+            if id(m) not in pending:
+                m.release()
 
 
-def _train_cohort(
-    members: dict[int, Member], device: torch.device, ctx: _Context
-) -> dict[int, dict[str, Any]]:
+def _train_cohort(members: list[Member], device: torch.device, ctx: _Context, finisher: _Finisher) -> None:
     """Train members that start at the same epoch as one cohort, each to its last epoch, then evaluate
     it. Members leave as they finish, diverge, are pruned or fail; the others go on."""
-    rows: dict[int, dict[str, Any]] = {}
-    active = dict(members)
-    cfg0 = next(iter(active.values())).cfg
+    active = list(members)
+    cfg0 = active[0].cfg
     threads = torch.get_num_threads()
     set_threads = ctx.settings.slots <= 1 and cfg0["num_threads"]
     if set_threads:  # jobs of one launch share a process: the thread count must not leak into the next
         torch.set_num_threads(cfg0["num_threads"])
     cohort: Cohort | None = None
     bar = tqdm(
-        total=max(m.cfg["epochs"] for m in active.values()),
-        initial=next(iter(active.values())).epoch,
-        desc=next(iter(active.values())).name + (f" +{len(active) - 1}" if len(active) > 1 else ""),
+        total=max(m.cfg["epochs"] for m in active),
+        initial=active[0].epoch,
+        desc=active[0].name + (f" +{len(active) - 1}" if len(active) > 1 else ""),
         disable=not _show_progress(cfg0["progress"]),
         leave=False,
     )
+
+    def end(m: Member) -> None:
+        ctx.out[m.index] = m.finalize()
+
     try:
         with torch.device("meta"):
             arch = build_model(cfg0)
@@ -550,20 +600,22 @@ def _train_cohort(
             "params/decoder": count_params(arch.decoder),
             "params/total": count_params(arch),
         }
-        for m in active.values():
+        for m in active:
             m.start()
             m.out.update(counts)
         try:
             data = ctx.data(cfg0, device)
         except Exception as exc:
-            for i, m in active.items():
+            for m in active:
                 m.fail(exc)
-                rows[i] = m.finalize()
-            return rows
+                end(m)
+            return
         while active:
-            finished = [i for i, m in active.items() if m.epoch >= m.cfg["epochs"]]
+            finisher.poll()
+            finished = [m for m in active if m.epoch >= m.cfg["epochs"]]
             if finished:  # evaluated from their best checkpoints, together
-                rows.update(_evaluate({i: active.pop(i) for i in finished}, data, device, ctx))
+                active = [m for m in active if m not in finished]
+                _evaluate(finished, data, device, ctx, finisher)
                 if cohort is not None:
                     cohort.release()
                     cohort = None
@@ -571,24 +623,24 @@ def _train_cohort(
                 break
             if ctx.halt.is_set():
                 raise _Halt()
-            mem = list(active.items())
             try:
                 if cohort is None:  # (re)built from the members' checkpoints when its membership changes
                     cohort = Cohort(
-                        [m.cfg for _, m in mem],
+                        [m.cfg for m in active],
                         data,
                         device,
-                        [m.state for _, m in mem],
+                        [m.state for m in active],
                         graphs=ctx.settings.graphs,
                     )
-                epoch = mem[0][1].epoch
-                epoch_rows, checkpoints = _epoch(cohort, epoch, data, [m for _, m in mem])
+                epoch = active[0].epoch
+                epoch_rows, checkpoints = _epoch(cohort, epoch, data, active)
             except Exception as exc:  # the cohort's step failed: every member records it, a relaunch retries
-                for i, m in mem:
+                for m in active:
                     m.fail(exc)
-                    rows[i] = m.finalize()
-                return rows
-            for (i, m), member_rows, ckpt in zip(mem, epoch_rows, checkpoints, strict=True):
+                    end(m)
+                return
+            going = []
+            for m, member_rows, ckpt in zip(active, epoch_rows, checkpoints, strict=True):
                 try:
                     outcome = m.end_epoch(epoch, member_rows, ckpt)
                 except StopRun as stop:
@@ -597,14 +649,16 @@ def _train_cohort(
                 except Exception as exc:
                     m.fail(exc)
                     outcome = "failed"
-                if outcome not in ("continue", "done"):
-                    rows[i] = active.pop(i).finalize()
-            if len(active) != len(mem) and cohort is not None:
+                if outcome in ("continue", "done"):
+                    going.append(m)
+                else:
+                    end(m)
+            if len(going) != len(active) and cohort is not None:
                 cohort.release()
                 cohort = None
+            active = going
             bar.update(1)
             bar.set_postfix(val_neg_elbo=f"{epoch_rows[0][1]['neg_elbo']:.2f}")
-        return rows
     finally:
         bar.close()
         if cohort is not None:
@@ -619,17 +673,11 @@ def _epoch(cohort: Cohort, epoch: int, data, members: Sequence[Member]):
     t = time.perf_counter()
     trs = train_epoch(cohort, epoch)
     t_train = time.perf_counter() - t
-    knobs = Knobs(
-        torch.tensor([tr["beta"] for tr in trs], dtype=torch.float32, device=cohort.device),
-        cohort.free_bits,
-        cohort.divisor,
-    )
+    betas = torch.tensor([tr["beta"] for tr in trs], dtype=torch.float32, device=cohort.device)
+    knobs = Knobs(betas, cohort.free_bits, cohort.divisor)
     seeds = [m.cfg["seed"] for m in members]
-    splits = (
-        {"val": data.val, "test": data.test}
-        if cohort.cfgs[0]["train"]["eval_test_each_epoch"]
-        else {"val": data.val}
-    )
+    test_too = cohort.cfgs[0]["train"]["eval_test_each_epoch"]
+    splits = {"val": data.val, "test": data.test} if test_too else {"val": data.val}
     evals = {}
     for split_name, split in splits.items():
         t = time.perf_counter()
@@ -648,40 +696,40 @@ def _epoch(cohort: Cohort, epoch: int, data, members: Sequence[Member]):
     return rows, [cohort.member_checkpoint(s) for s in range(cohort.size)]
 
 
-def _evaluate(
-    members: dict[int, Member], data, device: torch.device, ctx: _Context
-) -> dict[int, dict[str, Any]]:
-    """Evaluate members that finished training, from their best checkpoints, as one stack."""
-    mem = list(members.items())
+def _evaluate(members: list[Member], data, device: torch.device, ctx: _Context, finisher: _Finisher) -> None:
+    """Evaluate members that finished training, from their best checkpoints, as one stack. The CPU
+    side finishes in the pool; the finisher records the runs when it has."""
     try:
         models = []
-        for _, m in mem:
+        for m in members:
             with torch.device("meta"):
                 model = build_model(m.cfg)
             state = torch.load(m.out_dir / "best.pt", map_location=device, weights_only=True)["model"]
             model.load_state_dict(state, assign=True)
             models.append(model)
         stack = Stack.of(models, trainable=False)
-        cfgs = [m.cfg for _, m in mem]
-        knobs = Knobs.of([c["loss"] for c in cfgs], device, [m.history[-1]["beta"] for _, m in mem])
+        cfgs = [m.cfg for m in members]
+        knobs = Knobs.of([c["loss"] for c in cfgs], device, [m.history[-1]["beta"] for m in members])
         seeds = [c["seed"] for c in cfgs]
         losses = {s: split_losses(stack, getattr(data, s), seeds=seeds, knobs=knobs) for s in ("val", "test")}
-        for s, (_, m) in enumerate(mem):
+        for s, m in enumerate(members):
             for split_name in ("val", "test"):
                 m.out.update({f"{split_name}/{k}": v for k, v in losses[split_name][s].items()})
-        evaluate_stack(
+        pending = evaluate_stack(
             stack,
             data,
             cfgs[0],
-            [m.out_dir for _, m in mem],
-            [m.name for _, m in mem],
+            [m.out_dir for m in members],
+            [m.name for m in members],
             losses["test"],
             ctx.pool(),
         )
-        for _, m in mem:
+        for m in members:
             m.out.update(status="ok", epochs_done=m.cfg["epochs"], wall_seconds=time.perf_counter() - m.t0)
             m.out["best/epoch"] = m.best["epoch"]
     except Exception as exc:
-        for _, m in mem:
+        for m in members:
             m.fail(exc)
-    return {i: m.finalize() for i, m in mem}
+            ctx.out[m.index] = m.finalize()
+        return
+    finisher.add(members, pending)

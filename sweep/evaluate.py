@@ -164,7 +164,9 @@ def iwae_with_retry(model, x: torch.Tensor, *, k: int, gen, chunks: tuple[int, i
 
 def cpu_metrics(mu_train, y_train, mu_test, y_test, pick, *, seed: int, knn_k: int) -> dict[str, float]:
     """The CPU side of one run's evaluation (NumPy in, floats out; runs in a worker process when the
-    engine has a pool): the linear and kNN probes and the silhouette of the PCA of μ[pick]."""
+    engine has a pool): the linear and kNN probes and the silhouette of the PCA of μ[pick]. Returns
+    the columns and, under ``_seconds``, what they took."""
+    t0 = time.perf_counter()
     out = {
         f"latent/{k}": v
         for k, v in metrics.probe_accuracies(
@@ -172,7 +174,17 @@ def cpu_metrics(mu_train, y_train, mu_test, y_test, pick, *, seed: int, knn_k: i
         ).items()
     }
     _, out["latent/pca_silhouette"] = metrics.pca_silhouette(mu_test[pick], y_test[pick])
+    out["_seconds"] = time.perf_counter() - t0
     return out
+
+
+def limit_worker_threads() -> None:
+    """Initializer of the evaluation pool's processes: one BLAS/OpenMP thread each, so W workers use W
+    cores and leave the rest to the processes that feed the GPU."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+    torch.set_num_threads(1)
 
 
 class Inline:
@@ -182,11 +194,34 @@ class Inline:
         def __init__(self, value):
             self.value = value
 
+        def done(self) -> bool:
+            return True
+
         def result(self):
             return self.value
 
     def submit(self, fn, *args, **kwargs):
         return self._Done(fn(*args, **kwargs))
+
+
+class PendingEval:
+    """The evaluation of a stack's members whose CPU side may still be running in a pool: ``done()``
+    says whether it has finished, ``finish()`` waits for it, completes each row and writes each run's
+    ``eval.parquet`` (its other evaluation files are written already)."""
+
+    def __init__(self, rows, run_dirs, jobs, device_seconds: float):
+        self.rows, self.run_dirs, self.jobs, self.device_seconds = rows, run_dirs, jobs, device_seconds
+
+    def done(self) -> bool:
+        return all(j.done() for j in self.jobs)
+
+    def finish(self) -> list[dict[str, Any]]:
+        for row, run_dir, job in zip(self.rows, self.run_dirs, self.jobs, strict=True):
+            cpu = dict(job.result())
+            row["eval/seconds"] = self.device_seconds + cpu.pop("_seconds")
+            row.update(cpu)
+            results.write_parquet(run_dir / "eval.parquet", [row], EVAL_COLUMNS)
+        return self.rows
 
 
 @torch.no_grad()
@@ -198,12 +233,14 @@ def evaluate_stack(
     names: Sequence[str],
     test_losses: Sequence[dict[str, float]] | None = None,
     pool=None,
-) -> list[dict[str, Any]]:
+) -> PendingEval:
     """Compute every test metric of each member of ``stack`` (runs of one architecture and one ``eval``
     config, e.g. the members of a cohort) and write each run's evaluation files. The device work (IWAE,
     encodings, MI, pictures) runs once for all members; the CPU side (probes, silhouette) goes to
-    ``pool`` (an executor; None runs it here). ``test_losses``: each member's test losses if training
-    has just computed them (same seed, same noise), so the test set is not passed twice."""
+    ``pool`` (an executor; None runs it here), so the result is a :class:`PendingEval` whose
+    ``finish()`` writes ``eval.parquet``. ``test_losses``: each member's test losses if training has
+    just computed them (same seed, same noise), so the test set is not passed twice.
+    ``eval/seconds`` is the time the device part took plus the CPU part's own compute time."""
     t0 = time.perf_counter()
     ec, test = cfg["eval"], data.test
     device, size = test.x.device, stack.size
@@ -287,7 +324,6 @@ def evaluate_stack(
                 **arch,
             }
         )
-        row.update(cpu_jobs[i].result())
         latents = pa.table(
             {
                 "run_name": [name] * len(pick),
@@ -303,15 +339,13 @@ def evaluate_stack(
             {"run_name": name, "dim": d, "kl": kl_l[d], "mu_var": var_l[d], "active": act_l[d]}
             for d in range(mu.shape[2])
         ]
-        row["eval/seconds"] = time.perf_counter() - t0
         results.write_parquet(run_dir / "dims.parquet", dims)
         results.write_parquet(run_dir / "latents.parquet", latents)
         results.atomic_write_bytes(
             run_dir / "recon.png", _png(torch.cat([test.x[:16], probs[i, :16]]), nrow=16)
         )
         results.atomic_write_bytes(run_dir / "samples.png", _png(samples[i], nrow=8))
-        results.write_parquet(run_dir / "eval.parquet", [row], EVAL_COLUMNS)
-    return rows
+    return PendingEval(rows, list(run_dirs), cpu_jobs, time.perf_counter() - t0)
 
 
 def model_flops(model) -> dict[str, int]:
@@ -336,9 +370,10 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """:func:`evaluate_stack` for one model."""
     stack = Stack.of([model], trainable=False)
-    return evaluate_stack(
+    pending = evaluate_stack(
         stack, data, cfg, [run_dir], [run_name], None if test_losses is None else [test_losses]
-    )[0]
+    )
+    return pending.finish()[0]
 
 
 def skip_evaluation(run_dir: Path, run_name: str, reason: str) -> dict[str, Any]:
