@@ -14,7 +14,6 @@ evaluation only where that stays under 0.01 nats. Needs CUDA (on CPU all three a
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
 import time
@@ -24,7 +23,7 @@ from pathlib import Path
 import torch
 
 from sweep import metrics, results
-from sweep.engine import load_data, resolve_device
+from sweep.engine import load_data, resolve_device, tf32_on_cuda
 from sweep.models import build_model
 from sweep.stack import Stack
 
@@ -40,16 +39,6 @@ class Bf16Decoder(Stack):
     def decode(self, z):
         with torch.autocast("cuda", dtype=torch.bfloat16):
             return super().decode(z).float()
-
-
-@contextlib.contextmanager
-def tf32(on: bool):
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = on
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 def pick_runs(sweep: Path, n: int) -> list[Path]:
@@ -99,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             ("bf16", Bf16Decoder(stack), True),
         ):
             gen = torch.Generator(device).manual_seed(ec["seed"] + 1)
-            with tf32(flags):
+            with tf32_on_cuda(device, enabled=flags):
                 t = time.perf_counter()
                 nll = metrics.iwae_nll(
                     model_,

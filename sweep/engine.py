@@ -190,14 +190,15 @@ def _move_aside(path: Path) -> Path:
 
 
 @contextlib.contextmanager
-def tf32_on_cuda(device: torch.device):
-    """TF32 matmuls and convolutions on CUDA (training and evaluation); the previous flags come back
-    afterwards. Elsewhere a no-op. The flags are process-wide, so the engine sets them once per launch."""
+def tf32_on_cuda(device: torch.device, enabled: bool = True):
+    """TF32 matmuls and convolutions on CUDA (training and evaluation), or with ``enabled=False`` plain
+    float32 for both; the previous flags come back afterwards. Elsewhere a no-op. The flags are
+    process-wide, so the engine sets them once per launch."""
     if device.type != "cuda":
         yield
         return
     saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
     try:
         yield
     finally:

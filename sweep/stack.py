@@ -72,8 +72,8 @@ class Stack:
         """``fn(params, *args)`` for every member: vmapped for S > 1, called directly for S = 1 (the
         member dimension is indexed away and put back). ``in_dims``: 0 for per-member arguments, None
         for shared ones."""
-        if self.size == 1:
-            one = {k: v[0] for k, v in self.params.items()}
+        if self.size == 1:  # squeeze, not [0]: its backward is a view, not a zero-filled copy
+            one = {k: v.squeeze(0) for k, v in self.params.items()}
             out = fn(one, *(a[0] if d == 0 else a for a, d in zip(args, in_dims, strict=True)))
             return tuple(o.unsqueeze(0) for o in out) if isinstance(out, tuple) else out.unsqueeze(0)
         key = (fn.__name__, in_dims)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -179,3 +180,37 @@ def test_tf32_is_on_only_while_training_on_cuda_and_restored_after():
             assert flags() == (True, True)
             raise KeyboardInterrupt
     assert flags() == before
+
+
+@pytest.mark.slow
+def test_grid_benchmark_times_a_real_launch_and_reports_each_run(tmp_path):
+    out = tmp_path / "grid.json"
+    train_args = [
+        "experiment=smoke",
+        "hydra/launcher=cohort",
+        f"results_dir={tmp_path / 'res'}",
+        "epochs=1",
+        "data.subset=200",
+        "eval.iwae_k=2",
+        "eval.latents_n=50",
+        "eval.probe_train=200",
+        "device=cpu",
+    ]
+    cmd = [sys.executable, "-m", "bench.grid", "--out", str(out), "--", *train_args]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    report = json.loads(out.read_text())
+    assert report["command"] == "python -m sweep.train " + " ".join(train_args)
+    assert report["returncode"] == 0 and report["timed_out"] is False
+    assert report["runs_finished_in_launch"] == report["runs_complete"] == 4 and report["statuses"] == {
+        "ok": 4
+    }
+    assert 0 < report["first_run_finished_seconds"] <= report["wall_seconds"]
+    assert report["runs_per_hour"] == pytest.approx(3600 * 4 / report["wall_seconds"])
+    assert report["sweep_dir"] == str(tmp_path / "res" / "sweeps" / "smoke")
+    assert len(report["per_run"]) == 4
+    for r in report["per_run"]:
+        assert r["status"] == "ok" and r["train_seconds"] > 0 and r["eval_seconds"] > 0
+        assert r["wall_seconds"] >= r["train_seconds"]
+    assert report["gpu"]["available"] is (shutil.which("nvidia-smi") is not None)
+    assert "bench.grid: 4 runs in" in proc.stdout

@@ -56,22 +56,24 @@ def trained(out: str) -> list[str]:
     [
         ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
         ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10"],
+        ["hydra/launcher=cohort", "engine.slots=2"],
     ],
 )
 def test_parallel_launcher_trains_the_grid_and_a_relaunch_skips_it(tmp_path, launcher):
     out = finish(launch(f"results_dir={tmp_path}", *launcher))
     runs = collect(tmp_path / "sweeps" / "smoke").to_pandas()
     assert set(runs["run_name"]) == RUNS and (runs["status"] == "ok").all()
-    if "joblib" in launcher[0]:
-        assert sorted(trained(out)) == sorted(RUNS)  # joblib workers' prints reach our stdout
+    if "submitit" not in launcher[0]:
+        assert sorted(trained(out)) == sorted(RUNS)  # joblib workers' and cohort slots' prints reach us
     again = finish(launch(f"results_dir={tmp_path}", *launcher))
     assert trained(again) == []
     assert set(collect(tmp_path / "sweeps" / "smoke").to_pandas()["finished_at"]) == set(runs["finished_at"])
 
 
 @pytest.mark.slow
-def test_two_launches_at_once_train_each_run_exactly_once(tmp_path):
-    a, b = launch(f"results_dir={tmp_path}"), launch(f"results_dir={tmp_path}")
+@pytest.mark.parametrize("second", [[], ["hydra/launcher=cohort"]], ids=["basic+basic", "basic+cohort"])
+def test_two_launches_at_once_train_each_run_exactly_once(tmp_path, second):
+    a, b = launch(f"results_dir={tmp_path}"), launch(f"results_dir={tmp_path}", *second)
     out_a, out_b = finish(a), finish(b)
     both = trained(out_a) + trained(out_b)
     assert sorted(both) == sorted(RUNS)  # each run trained by exactly one of them
@@ -106,3 +108,20 @@ def test_parallel_launchers_split_the_cores_instead_of_oversubscribing():
     )
     assert launcher_threads(OmegaConf.create({"launcher": {"n_jobs": 1}})) is None
     assert launcher_threads(OmegaConf.create({"launcher": {}})) is None
+
+
+@pytest.mark.slow
+def test_the_cohort_launcher_stacks_seeds_and_matches_the_basic_launcher(tmp_path):
+    """Two seeds of each architecture train as one cohort (engine.max_members=2 on CPU); every run
+    ends where the same run launched one by one ends, to float32 rounding (tests/test_cohort.py)."""
+    seeds = ["seed=0,1", "hydra.sweeper.params.encoder=dense2"]  # x decoders dense2, conv5: 4 runs
+    stacked = finish(
+        launch(f"results_dir={tmp_path / 'c'}", *seeds, "hydra/launcher=cohort", "engine.max_members=2")
+    )
+    finish(launch(f"results_dir={tmp_path / 'b'}", *seeds))
+    assert "cohort launcher: 4 jobs in one process" in stacked
+    c = collect(tmp_path / "c" / "sweeps" / "smoke").to_pandas().set_index("run_name").sort_index()
+    b = collect(tmp_path / "b" / "sweeps" / "smoke").to_pandas().set_index("run_name").sort_index()
+    assert list(c.index) == list(b.index) and len(c) == 4 and (c["status"] == "ok").all()
+    for k in ("val/neg_elbo", "test/neg_elbo"):
+        assert c[k].to_numpy() == pytest.approx(b[k].to_numpy(), rel=1e-4), k
