@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 from omegaconf import OmegaConf
 
-from bench.loops import arch_cfg, model_flops
+from bench.loops import arch_cfg
 from sweep.config import CONF_DIR
+from sweep.metrics import vae_flops
 
 
 # ---------------------------------------------------------------------------------------- full estimate
@@ -57,7 +58,7 @@ def estimate_full(
     paths = [k for k in ("stock", "harness", "graph", "cohort") if all(k in c for c in configs)]
     per_config = []
     for name in grid["names"]:
-        enc, dec = model_flops(arch_cfg(name))
+        enc, dec = vae_flops(arch_cfg(name))
         row: dict[str, Any] = {
             "config": name,
             "measured": name in by_name,

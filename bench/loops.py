@@ -14,8 +14,7 @@ from omegaconf import OmegaConf
 from sweep.cohort import Cohort, on_stream
 from sweep.config import CONF_DIR, to_plain, validate
 from sweep.data import Split
-from sweep.metrics import flops_per_image
-from sweep.models import VAE, Spec
+from sweep.models import VAE
 from sweep.names import parse_run_name
 
 SCHEMA_VERSION = 1
@@ -62,14 +61,6 @@ def arch_cfg(name: str) -> dict[str, Any]:
         "decoder": group("decoder", rid.dec_kind, rid.dec_depth),
         "latent_dim": rid.latent_dim,
     }
-
-
-def model_flops(cfg: dict[str, Any]) -> tuple[int, int]:
-    """Forward FLOPs per image of the run's (encoder, decoder), counted on the meta device."""
-    with torch.device("meta"):
-        model = VAE(Spec(**cfg["encoder"]), Spec(**cfg["decoder"]), cfg["latent_dim"])
-        x, z = torch.empty(1, 1, 28, 28), torch.empty(1, cfg["latent_dim"])
-    return flops_per_image(model.encoder, x), flops_per_image(model.decoder, z)
 
 
 def stock_loss(logits, x, mu, logvar) -> torch.Tensor:

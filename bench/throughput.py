@@ -64,12 +64,12 @@ from bench.loops import (
     CohortLoop,
     StockLoop,
     harness_cfg,
-    model_flops,
     sync,
 )
 from sweep import results
 from sweep.data import verify_and_extract
 from sweep.evaluate import iwae_k_for
+from sweep.metrics import vae_flops
 from sweep.models import count_params
 from sweep.train import build_model, load_data, resolve_device, tf32_on_cuda
 
@@ -126,7 +126,7 @@ def measure_config(
     out: dict[str, Any] = {
         "config": name,
         "params": count_params(stock_model),
-        "flops_per_image": sum(model_flops(cfg)),
+        "flops_per_image": sum(vae_flops(cfg)),
         "load_average": list(os.getloadavg()),
     }
     rates: dict[str, list[float]] = {k: [] for k in loops}

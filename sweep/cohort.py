@@ -17,7 +17,7 @@ The training step reads its batch from the epoch's draws through a device step c
 no host input at all: on CUDA (``graphs=True``) it is captured once as a CUDA graph after a few eager
 steps, and replayed for every later step (one graph for full batches, one for the last partial
 batch). Nothing waits for the device inside an epoch; the per-member loss sums stay on it until the
-epoch ends. ``member_checkpoint(i)`` gives member i's state in the format a run trained alone saves
+epoch ends. ``checkpoints()`` gives each member's state in the format a run trained alone saves
 (its ``VAE.state_dict()``, a one-model Adam state dict, its generators), and a cohort can be rebuilt
 from such states, which is how a relaunch resumes and how a finished or diverged member leaves.
 """
@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from sweep.data import binarize
-from sweep.losses import beta_at, recon_divisor
+from sweep.losses import Knobs, beta_at
 from sweep.models import N_PIXELS, build_model
 from sweep.stack import Stack
 
@@ -71,8 +71,8 @@ class Cohort:
     """S runs of one architecture, data config, batch size and learning rate, at the same epoch.
 
     ``cfgs``: the members' validated run configs; ``states``: per member None (fresh) or a checkpoint
-    as :meth:`member_checkpoint` returns it (and ``last.pt`` holds); ``data``: the dataset on
-    ``device``; ``stream``: the CUDA stream everything runs on (the current one if None)."""
+    as :meth:`checkpoints` returns it (and ``last.pt`` holds); ``data``: the dataset on ``device``.
+    Everything runs on the current CUDA stream (:func:`on_stream` gives a slot its own)."""
 
     def __init__(
         self,
@@ -108,15 +108,10 @@ class Cohort:
                 g_noise.set_state(state["g_noise"])
             self.gens.append((g_data, g_noise))
 
-        f64 = lambda vals: torch.tensor(vals, dtype=torch.float64, device=device)  # noqa: E731
-        f32 = lambda vals: torch.tensor(vals, dtype=torch.float32, device=device)  # noqa: E731
         loss_cfgs = [c["loss"] for c in cfgs]
-        self.beta64, self.warmup64 = (
-            f64([c["beta"] for c in loss_cfgs]),
-            f64([c["warmup_epochs"] for c in loss_cfgs]),
-        )
-        self.free_bits = f32([c["free_bits"] for c in loss_cfgs])
-        self.divisor = f32([recon_divisor(c["reduction"]) for c in loss_cfgs])
+        self.knobs = Knobs.of(loss_cfgs, device)  # β is replaced by its warmed-up value each step
+        f64 = lambda key: torch.tensor([c[key] for c in loss_cfgs], dtype=torch.float64, device=device)  # noqa: E731
+        self.beta64, self.warmup64 = f64("beta"), f64("warmup_epochs")
 
         x_all = data.train.x
         self.n, self.bs = x_all.shape[0], cfg0["batch_size"]
@@ -155,24 +150,30 @@ class Cohort:
             }
         self.opt.load_state_dict({"state": state, "param_groups": current["param_groups"]})
 
-    def member_checkpoint(self, i: int) -> dict[str, Any]:
-        """Member ``i``'s model, optimizer (as a one-model Adam's ``state_dict()``) and generators, as
-        copies on the CPU: what ``last.pt`` stores and what a cohort is rebuilt from."""
+    def checkpoints(self) -> list[dict[str, Any]]:
+        """Each member's model, optimizer (as a one-model Adam's ``state_dict()``) and generators, as
+        copies on the CPU: what ``last.pt`` stores and what a cohort is rebuilt from. Each stacked
+        tensor crosses to the CPU once, then is sliced per member."""
         sd = self.opt.state_dict()
         group = {k: v for k, v in sd["param_groups"][0].items() if k != "params"}
-        opt_state = {
-            j: {k: (v if k == "step" else v[i]).detach().cpu().clone() for k, v in st.items()}
-            for j, st in sd["state"].items()
-        }
-        return {
-            "model": self.stack.member_state(i),
-            "optimizer": {
-                "state": opt_state,
-                "param_groups": [{**group, "params": list(range(len(self.stack.params)))}],
-            },
-            "g_data": self.gens[i][0].get_state(),
-            "g_noise": self.gens[i][1].get_state(),
-        }
+        weights = {k: v.detach().cpu() for k, v in self.stack.params.items()}
+        moments = {j: {k: v.detach().cpu() for k, v in st.items()} for j, st in sd["state"].items()}
+        n_params = len(self.stack.params)
+        return [
+            {
+                "model": {k: v[i].clone() for k, v in weights.items()},
+                "optimizer": {
+                    "state": {
+                        j: {k: (v.clone() if k == "step" else v[i].clone()) for k, v in st.items()}
+                        for j, st in moments.items()
+                    },
+                    "param_groups": [{**group, "params": list(range(n_params))}],
+                },
+                "g_data": g_data.get_state(),
+                "g_noise": g_noise.get_state(),
+            }
+            for i, (g_data, g_noise) in enumerate(self.gens)
+        ]
 
     # ------------------------------------------------------------------ one epoch
     def draw_epoch(self) -> None:
@@ -203,7 +204,7 @@ class Cohort:
             x = self.data.train.x[self.order.index_select(1, idx)]  # (S, B, 1, 28, 28)
         eps = self.eps.index_select(1, idx)
         beta = self._beta(self.epoch_t + self.counter.to(torch.float64) / self.steps)
-        loss, recon, kl = self.stack.losses(x, eps, beta, self.free_bits, self.divisor)
+        loss, recon, kl = self.stack.losses(x, eps, beta, self.knobs.free_bits, self.knobs.divisor)
         loss.sum().backward()  # members share no weights: each gets its own gradient
         self.opt.step()
         with torch.no_grad():

@@ -6,10 +6,10 @@
 * **prepare** (before anything is written): validate each config, refuse a directory of another
   schema version or another config, check the data's checksums. A job that fails here gets its
   exception as its result; the others go on.
-* **members**: when its cohort starts, each run takes its directory's lock (a run another process
-  holds is skipped, status ``locked``; a complete one is skipped untouched), writes its ``.hydra/``
-  snapshot once, and loads its ``last.pt`` if it has one. From then on it has its own files, history,
-  best checkpoint and status exactly as if it trained alone.
+* **members** (:mod:`sweep.member`): when its cohort starts, each run takes its directory's lock (a
+  run another process holds is skipped, status ``locked``; a complete one is skipped untouched),
+  writes its ``.hydra/`` snapshot once, and loads its ``last.pt`` if it has one. From then on it has
+  its own files, history, best checkpoint and status exactly as if it trained alone.
 * **cohorts**: runs that differ only in seed, loss knobs (β, warm-up, free bits, reduction) and
   epoch count, at the same epoch, are stacked into one :class:`~sweep.cohort.Cohort` of at most
   ``engine.max_members``. A member that diverges, is pruned, fails or finishes leaves it; the rest
@@ -25,63 +25,35 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import queue
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from multiprocessing import get_context
-from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
 import torch
-from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
 from sweep import results
 from sweep.cohort import Cohort, on_stream
-from sweep.config import config_diff, flatten, to_plain, validate
-from sweep.data import check_data, load_mnist
-from sweep.evaluate import evaluate_stack, limit_worker_threads, model_flops, skip_evaluation, split_losses
-from sweep.lock import holder, note_holder, run_lock
+from sweep.config import flatten
+from sweep.data import load_mnist
+from sweep.evaluate import evaluate_stack, limit_worker_threads, split_losses
 from sweep.losses import Knobs
+from sweep.member import Job, Member, StopRun, prepare
+from sweep.metrics import vae_flops
 from sweep.models import build_model, count_params
 from sweep.names import run_name_of
 from sweep.stack import Stack
 
 
-class ConfigMismatchError(RuntimeError):
-    """The run directory already holds a run of a different configuration."""
-
-
-class StopRun(Exception):
-    """Raised by an ``on_epoch`` callback to end a run early with a final status (e.g. ``pruned``)."""
-
-    def __init__(self, message: str, *, epoch: int, status: str = "pruned"):
-        super().__init__(message)
-        self.epoch, self.status = epoch, status
-
-
 class _Halt(BaseException):
     """Another slot failed or the launch was interrupted: stop at the next epoch boundary."""
-
-
-@dataclass
-class Job:
-    """One run to train: its validated config, its directory, and what its record keeps."""
-
-    cfg: dict[str, Any]
-    out_dir: Path
-    overrides: list[str] = field(default_factory=list)
-    hydra_cfg: Any = None
-    on_epoch: Callable[[int, float], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -163,30 +135,13 @@ def cohort_key(cfg: dict[str, Any]) -> str:
 
 def cohort_cost(cfgs: Sequence[dict[str, Any]]) -> float:
     """Forward FLOPs of all members' training, for ordering (biggest first)."""
-    with torch.device("meta"):
-        model = build_model(cfgs[0])
-    flops = sum(model_flops(model).values())
-    return flops * sum(c["epochs"] for c in cfgs)
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    return sum(vae_flops(cfgs[0])) * sum(c["epochs"] for c in cfgs)
 
 
 def _show_progress(setting) -> bool:
     if setting == "auto":
         return sys.stderr.isatty() and not os.environ.get("CI")
     return bool(setting)
-
-
-def _move_aside(path: Path) -> Path:
-    """Rename ``path`` to ``<name>.corrupt`` (``.corrupt1``, … if taken), never overwriting a file."""
-    for i in range(1000):
-        aside = path.with_name(f"{path.name}.corrupt{i or ''}")
-        if not aside.exists():
-            os.replace(path, aside)
-            return aside
-    raise FileExistsError(f"too many {path.name}.corrupt* files next to {path}")
 
 
 @contextlib.contextmanager
@@ -203,161 +158,6 @@ def tf32_on_cuda(device: torch.device, enabled: bool = True):
         yield
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
-
-
-# ---------------------------------------------------------------------------------------- members
-class Member:
-    """One run inside a cohort: its directory, lock, history, best checkpoint and result row."""
-
-    def __init__(self, job: Job, name: str, prov: dict[str, Any], device: torch.device, index: int = 0):
-        self.job, self.cfg, self.name, self.out_dir, self.index = job, job.cfg, name, Path(job.out_dir), index
-        self.row: dict[str, Any] = {
-            "run_name": name,
-            "status": "failed",
-            "error": None,
-            "diverged_epoch": None,
-            "epochs_done": 0,
-            "device": str(device),
-            "overrides": " ".join(job.overrides or []),
-            "started_at": _now(),
-            **{
-                k: prov[k] for k in ("torch_version", "python_version", "hostname", "git_commit", "git_dirty")
-            },
-        }
-        self.out: dict[str, Any] = {}
-        self.history: list[dict[str, Any]] = []
-        self.best: dict[str, Any] = {"epoch": None, "neg_elbo": math.inf}
-        self.epoch, self.resumed_seconds = 0, 0.0
-        self.state: dict[str, Any] | None = None  # the last checkpoint, in memory
-        self.session_start = self.t0 = time.perf_counter()
-        self._lock: contextlib.AbstractContextManager | None = None
-
-    # -------------------------------------------------------------- lock and directory
-    def open(self) -> dict[str, Any] | None:
-        """Take the run's lock. Returns the final row when there is nothing to train (locked by
-        another process, or already complete), else None with the lock held."""
-        self._lock = run_lock(self.out_dir)
-        if not self._lock.__enter__():
-            self.release()
-            print(
-                f"{self.name}: being trained by another process ({holder(self.out_dir)}), skipped: {self.out_dir}"
-            )
-            return {**dict.fromkeys(results.RUN_COLUMNS), "run_name": self.name, "status": "locked"}
-        if results.is_complete(self.out_dir):
-            row = pq.read_table(self.out_dir / "run.parquet").to_pylist()[0]
-            self.release()
-            print(f"{self.name}: already complete ({row['status']}), skipped: {self.out_dir}")
-            return row
-        note_holder(self.out_dir)
-        results.remove_stale_temps(self.out_dir)  # left by a process killed mid-write; we hold the lock
-        if results.read_stored_config(self.out_dir) is None:  # written once, before anything else
-            results.write_yaml(self.out_dir / ".hydra" / "config.yaml", self.cfg)
-            results.write_yaml(self.out_dir / ".hydra" / "overrides.yaml", list(self.job.overrides or []))
-            if self.job.hydra_cfg is not None:
-                yaml_text = OmegaConf.to_yaml(self.job.hydra_cfg)
-                results.atomic_write_bytes(self.out_dir / ".hydra" / "hydra.yaml", yaml_text.encode())
-        return None
-
-    def release(self) -> None:
-        if self._lock is not None:
-            self._lock.__exit__(None, None, None)
-            self._lock = None
-
-    def resume(self) -> None:
-        """Load ``last.pt`` if the run was interrupted; an unreadable one is moved aside and raises."""
-        last = self.out_dir / "last.pt"
-        if not last.is_file():
-            return
-        try:
-            state = torch.load(last, map_location="cpu", weights_only=True)
-        except Exception as exc:  # corrupted on disk (atomic writes never tear it): fail, keep it aside
-            aside = _move_aside(last)
-            raise RuntimeError(
-                f"cannot resume: checkpoint {last} is unreadable ({type(exc).__name__}: {exc}); moved it to "
-                f"{aside.name}, so a relaunch trains this run from the start"
-            ) from exc
-        self.state = {k: state[k] for k in ("model", "optimizer", "g_data", "g_noise")}
-        self.history = list(state["history"])
-        self.epoch, self.best, self.resumed_seconds = state["epoch"], state["best"], state["seconds"]
-        print(f"{self.name}: resuming after epoch {self.epoch}")
-
-    def start(self) -> None:
-        self.session_start = time.perf_counter()
-        self.t0 = self.session_start - self.resumed_seconds  # wall time counts every session of the run
-
-    # -------------------------------------------------------------- per epoch
-    def end_epoch(self, epoch: int, rows: list[dict[str, Any]], checkpoint: dict[str, Any]) -> str:
-        """Record one epoch (``rows``: train, val[, test]); returns 'diverged', 'done' or 'continue'.
-        May raise :class:`StopRun` (from ``on_epoch``) or an ``OSError`` (a file it could not write)."""
-        for r in rows:
-            r.update(run_name=self.name, lr=self.cfg["lr"])
-        self.history.extend(rows)
-        results.write_parquet(self.out_dir / "epochs.parquet", self.history, results.EPOCH_COLUMNS)
-        if not all(math.isfinite(r[k]) for r in rows for k in ("loss", "recon", "kl")):
-            self.out.update(
-                status="diverged",
-                diverged_epoch=epoch + 1,
-                epochs_done=epoch + 1,
-                error=f"non-finite loss in epoch {epoch + 1}",
-                wall_seconds=time.perf_counter() - self.t0,
-            )
-            skip_evaluation(self.out_dir, self.name, f"run diverged in epoch {epoch + 1}")
-            return "diverged"
-        val = rows[1]["neg_elbo"]
-        if val < self.best["neg_elbo"]:
-            self.best = {"epoch": epoch + 1, "neg_elbo": val}
-            results.save_torch(
-                self.out_dir / "best.pt",
-                {"model": checkpoint["model"], "epoch": epoch + 1, "val/neg_elbo": val},
-            )
-        results.save_torch(
-            self.out_dir / "last.pt",
-            {
-                **checkpoint,
-                "history": self.history,
-                "epoch": epoch + 1,
-                "best": self.best,
-                "seconds": time.perf_counter() - self.t0,
-            },
-        )
-        self.epoch, self.state = epoch + 1, checkpoint
-        if self.job.on_epoch is not None:
-            self.job.on_epoch(epoch + 1, val)
-        return "done" if self.epoch >= self.cfg["epochs"] else "continue"
-
-    # -------------------------------------------------------------- endings
-    def fail(self, exc: BaseException) -> None:
-        self.out["status"] = "failed"
-        self.row["error"] = (
-            "".join(traceback.format_exception_only(exc)).strip()
-            + "\n"
-            + "".join(traceback.format_exception(exc, limit=-3))
-        )
-        print(f"{self.name}: FAILED: {exc}", file=sys.stderr)
-
-    def stop(self, stop: StopRun) -> None:
-        self.out.update(status=stop.status, error=str(stop), epochs_done=stop.epoch)
-        skip_evaluation(self.out_dir, self.name, f"run {stop.status} after epoch {stop.epoch}: {stop}")
-
-    def finalize(self) -> dict[str, Any]:
-        """Write ``run.parquet`` (and ``COMPLETE`` unless it failed), release the lock, return the row.
-        An error writing ``run.parquet`` propagates: a sweep cannot go on with a full disk."""
-        try:
-            row = {**self.row, **self.out}
-            if "wall_seconds" not in self.out:  # it did not get to the end: this session's time only
-                row["wall_seconds"] = time.perf_counter() - self.session_start
-            row["finished_at"] = _now()
-            flat = flatten(self.cfg)
-            flat["device.requested"] = flat.pop("device")  # the row's ``device`` is the one actually used
-            row = {**dict.fromkeys(results.RUN_COLUMNS), **row, **flat}
-            results.write_parquet(self.out_dir / "run.parquet", [row], results.RUN_COLUMNS)
-            if row["status"] != "failed":
-                results.write_complete(self.out_dir, row["status"])
-                (self.out_dir / "last.pt").unlink(missing_ok=True)  # resume state is not needed once complete
-            print(f"{self.name}: {row['status']}; results in {self.out_dir}")
-            return row
-        finally:
-            self.release()
 
 
 # ---------------------------------------------------------------------------------------- launch
@@ -427,23 +227,6 @@ class _Finisher:
             for m in members:
                 m.release()
         self.items = []
-
-
-def prepare(job: Job) -> Job:
-    """Validate a job before anything is written (raises on a bad value, a directory of another schema
-    version or of another config, or corrupted data files)."""
-    cfg = validate(to_plain(job.cfg))
-    out_dir = Path(job.out_dir)
-    results.check_schema_version(out_dir)  # a run of another schema version is neither skipped nor touched
-    stored = results.read_stored_config(out_dir)
-    if stored is not None and (diff := config_diff(stored, cfg)):
-        raise ConfigMismatchError(
-            f"{out_dir} already holds a run of a different configuration ({'; '.join(diff)}); "
-            "choose another results_dir / --out, or move that run away"
-        )
-    if not results.is_complete(out_dir):
-        check_data()  # checksums before anything is written (cached per process: load_data reuses it)
-    return Job(cfg, out_dir, list(job.overrides or []), job.hydra_cfg, job.on_epoch)
 
 
 def plan(jobs: Sequence[Job], max_members: int) -> list[list[int]]:
@@ -675,7 +458,7 @@ def _epoch(cohort: Cohort, epoch: int, data, members: Sequence[Member]):
     trs = train_epoch(cohort, epoch)
     t_train = time.perf_counter() - t
     betas = torch.tensor([tr["beta"] for tr in trs], dtype=torch.float32, device=cohort.device)
-    knobs = Knobs(betas, cohort.free_bits, cohort.divisor)
+    knobs = Knobs(betas, cohort.knobs.free_bits, cohort.knobs.divisor)
     seeds = [m.cfg["seed"] for m in members]
     test_too = cohort.cfgs[0]["train"]["eval_test_each_epoch"]
     splits = {"val": data.val, "test": data.test} if test_too else {"val": data.val}
@@ -694,7 +477,7 @@ def _epoch(cohort: Cohort, epoch: int, data, members: Sequence[Member]):
                 {"epoch": epoch + 1, "split": split_name, **losses[s], "beta": tr["beta"], "seconds": seconds}
             )
         rows.append(member_rows)
-    return rows, [cohort.member_checkpoint(s) for s in range(cohort.size)]
+    return rows, cohort.checkpoints()
 
 
 def _evaluate(members: list[Member], data, device: torch.device, ctx: _Context, finisher: _Finisher) -> None:

@@ -17,7 +17,6 @@ so a metric can be added or K raised after a sweep without retraining. Files per
 from __future__ import annotations
 
 import argparse
-import copy
 import io
 import sys
 import time
@@ -33,7 +32,7 @@ from torchvision.utils import make_grid, save_image
 from sweep import metrics, results
 from sweep.data import Split, binarize
 from sweep.losses import Knobs
-from sweep.models import IMAGE_SHAPE, N_PIXELS, VAE, build_model, count_params
+from sweep.models import N_PIXELS, VAE, build_model, count_params
 from sweep.stack import Stack
 
 EVAL_BATCH = 1000
@@ -304,10 +303,12 @@ def evaluate_stack(
     probs = decode_probs(stack, mu)  # (S, N, 1, 28, 28)
     prior = torch.randn((64, stack.latent_dim), generator=gen(4), device=device)
     samples = torch.sigmoid(stack.decode(prior.expand(size, -1, -1)))
+    flops = metrics.vae_flops(cfg)
     arch = {
         "params/encoder": count_params(stack.base.encoder),
         "params/decoder": count_params(stack.base.decoder),
-        **model_flops(stack.base),
+        "flops/encoder": flops[0],
+        "flops/decoder": flops[1],
     }
     for i, (row, run_dir, name) in enumerate(zip(rows, run_dirs, names, strict=True)):
         kl_d, mu_var = metrics.kl_per_dim_mean(mu[i], logvar[i]), metrics.mu_variance(mu[i])
@@ -346,18 +347,6 @@ def evaluate_stack(
         )
         results.atomic_write_bytes(run_dir / "samples.png", _png(samples[i], nrow=8))
     return PendingEval(rows, list(run_dirs), cpu_jobs, time.perf_counter() - t0)
-
-
-def model_flops(model) -> dict[str, int]:
-    """Forward FLOPs per image of a VAE's encoder and decoder, counted on the meta device (no weights
-    are touched, so the architecture of a stack, ``stack.base``, will do)."""
-    with torch.device("meta"):
-        x, z = torch.empty(1, *IMAGE_SHAPE), torch.empty(1, model.latent_dim)
-    meta = copy.deepcopy(model).to("meta")
-    return {
-        "flops/encoder": metrics.flops_per_image(meta.encoder, x),
-        "flops/decoder": metrics.flops_per_image(meta.decoder, z),
-    }
 
 
 def evaluate_run(

@@ -21,8 +21,9 @@ from hydra.core.utils import JobReturn, JobStatus, configure_log, setup_globals
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from sweep.config import to_plain
-from sweep.engine import Job, train_jobs
+from sweep.engine import train_jobs
 from sweep.grid import job_config
+from sweep.member import Job
 
 
 def launch(

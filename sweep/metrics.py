@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from sweep.losses import kl_per_dim
+from sweep.models import IMAGE_SHAPE, build_model
+from sweep.stack import ModelAsStack, Stack
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Var_x(μ_d) above this → unit d active (Burda et al. 2016)
 COLLAPSE_RATE_THRESHOLD = 0.1  # nats per image; `collapsed` needs a rate below this
@@ -96,8 +98,6 @@ def iwae_nll(
     max(image_chunk, IWAE_NOISE_BLOCK)·K·L floats. log w is summed per chunk with ``torch.logsumexp``
     and chunks are combined with ``torch.logaddexp`` in float64.
     """
-    from sweep.stack import ModelAsStack, Stack
-
     _positive_int("k", k)
     _positive_int("image_chunk", image_chunk)
     _positive_int("sample_chunk", sample_chunk)
@@ -294,3 +294,12 @@ def flops_per_image(module: nn.Module, example_input: torch.Tensor) -> int:
     with counter:
         module(example_input)
     return int(counter.get_total_flops()) // int(example_input.shape[0])
+
+
+def vae_flops(cfg) -> tuple[int, int]:
+    """Forward FLOPs per image of a run's (encoder, decoder), from its config (``encoder``, ``decoder``,
+    ``latent_dim``), counted on the meta device: no weights are made or touched."""
+    with torch.device("meta"):
+        model = build_model(cfg)
+        x, z = torch.empty(1, *IMAGE_SHAPE), torch.empty(1, cfg["latent_dim"])
+    return flops_per_image(model.encoder, x), flops_per_image(model.decoder, z)

@@ -45,10 +45,6 @@ class Stack:
             params = {k: v.detach() for k, v in params.items()}
         return cls(copy.deepcopy(models[0]).to("meta"), params)
 
-    def member_state(self, i: int) -> dict[str, torch.Tensor]:
-        """Member ``i``'s weights as a ``VAE.state_dict()`` (copies, on the CPU)."""
-        return {k: v[i].detach().cpu().clone() for k, v in self.params.items()}
-
     # ------------------------------------------------------------------ per-member functions
     def _split(self, params: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
         return {k[len(prefix) :]: v for k, v in params.items() if k.startswith(prefix)}

@@ -24,15 +24,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from sweep.cohort import make_optimizer, seed_everything
 from sweep.config import CONF_DIR, to_plain
-from sweep.engine import (
-    ConfigMismatchError,
-    Job,
-    StopRun,
-    load_data,
-    resolve_device,
-    tf32_on_cuda,
-    train_jobs,
-)
+from sweep.engine import load_data, resolve_device, tf32_on_cuda, train_jobs
+from sweep.member import ConfigMismatchError, Job, StopRun
 from sweep.models import build_model
 
 __all__ = [

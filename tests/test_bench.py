@@ -128,7 +128,7 @@ def _harness(cfg, epochs=2):
     """Train ``epochs`` epochs as a run does: a cohort of one."""
     cohort = Cohort([cfg], load_data(cfg, torch.device("cpu")), torch.device("cpu"))
     got = [cohort.train_epoch(e)[0] for e in range(epochs)]
-    return got, cohort.member_checkpoint(0)["model"]
+    return got, cohort.checkpoints()[0]["model"]
 
 
 def _fused(params):

@@ -8,13 +8,14 @@ import math
 import pyarrow.parquet as pq
 import pytest
 import torch
-from runs import make_cfg
+from runs import interrupt_in_epoch, make_cfg, spy_epochs
 
 import sweep.cohort as cohort_mod
 import sweep.engine as engine_mod
 from sweep import results
 from sweep.cohort import Cohort
-from sweep.engine import Job, Settings, train_jobs
+from sweep.engine import Settings, train_jobs
+from sweep.member import Job
 from sweep.train import load_data
 
 CONV = ["encoder=conv", "encoder.depth=2", "decoder=conv", "decoder.depth=3", "latent_dim=4"]
@@ -72,7 +73,7 @@ def test_a_member_trains_what_it_trains_alone_to_float32_rounding_over_its_first
         assert got[i]["beta"] == want["beta"]
         for k in ("loss", "recon", "kl", "neg_elbo"):
             assert got[i][k] == pytest.approx(want[k], rel=1e-5), (i, k)
-        a, b = cohort.member_checkpoint(i), alone.member_checkpoint(0)
+        a, b = cohort.checkpoints()[i], alone.checkpoints()[0]
         diff = math.sqrt(sum(float((a["model"][n] - b["model"][n]).pow(2).sum()) for n in a["model"]))
         norm = math.sqrt(sum(float(b["model"][n].pow(2).sum()) for n in a["model"]))
         assert diff / norm < 1e-4, (i, diff / norm)
@@ -85,12 +86,12 @@ def test_a_cohort_rebuilt_from_member_checkpoints_continues_exactly():
     data = load_data(cfgs[0], CPU)
     straight = Cohort(cfgs, data, CPU)
     first = straight.train_epoch(0)
-    states = [straight.member_checkpoint(i) for i in range(3)]
+    states = straight.checkpoints()
     second = straight.train_epoch(1)
     rebuilt = Cohort(cfgs, data, CPU, states)
     assert rebuilt.train_epoch(1) == second
     for i in range(3):
-        a, b = rebuilt.member_checkpoint(i), straight.member_checkpoint(i)
+        a, b = rebuilt.checkpoints()[i], straight.checkpoints()[i]
         assert all(torch.equal(a["model"][n], b["model"][n]) for n in a["model"])
     assert first != second
 
@@ -107,7 +108,7 @@ def test_a_member_with_nan_weights_spoils_no_other_member():
     assert math.isnan(got[1]["loss"])
     for i in (0, 2):
         assert got[i] == want[i]  # the same batched kernels: bit for bit
-        a, b = poisoned.member_checkpoint(i), clean.member_checkpoint(i)
+        a, b = poisoned.checkpoints()[i], clean.checkpoints()[i]
         assert all(torch.equal(a["model"][n], b["model"][n]) for n in a["model"])
 
 
@@ -125,19 +126,22 @@ def epochs_table(run_dir):
 
 
 def test_the_engine_stacks_members_and_each_run_ends_as_it_does_alone(tmp_path):
+    """Whole runs (8-12 steps in these engine tests) end within 1e-4 relative of their lone twins.
+    Why rounding stays that small: Adam divides each gradient by its own magnitude, so a per-step
+    gradient difference of ~√n·u ≈ 5e-6 relative moves a weight by ~5e-6·lr per step, ~1e-7 over 12
+    steps; the elements whose ~0 gradient flips sign step by ±lr, but the loss is stationary in them,
+    so they change it only at second order (lr² ≈ 1e-6 times the curvature). Measured on an AMD
+    EPYC: at most 1.3e-7 relative, on neg_elbo and on the much smaller KL alike."""
     cfgs = members("epochs=2")
-    calls = []
-    real = engine_mod.train_epoch
-    engine_mod_train = lambda cohort, epoch: calls.append(cohort.size) or real(cohort, epoch)  # noqa: E731
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(engine_mod, "train_epoch", engine_mod_train)
+        calls = spy_epochs(mp)
         stacked = train_jobs(jobs_of(tmp_path / "stacked", cfgs), STACKED)
-    assert calls == [3, 3]  # one cohort of three, two epochs
+    assert calls == [(3, 0), (3, 1)]  # one cohort of three, two epochs
     alone = train_jobs(jobs_of(tmp_path / "alone", cfgs), ALONE)
     for row_s, row_a in zip(stacked, alone, strict=True):
         assert row_s["status"] == row_a["status"] == "ok" and row_s["run_name"] == row_a["run_name"]
         for k in ("val/neg_elbo", "test/neg_elbo", "test/kl"):
-            assert row_s[k] == pytest.approx(row_a[k], rel=1e-4), k  # 8 steps: see the tolerance above
+            assert row_s[k] == pytest.approx(row_a[k], rel=1e-4), k
     for c in cfgs:
         s, a = tmp_path / "stacked" / f"s{c['seed']}", tmp_path / "alone" / f"s{c['seed']}"
         assert sorted(p.name for p in s.iterdir()) == sorted(p.name for p in a.iterdir())
@@ -159,13 +163,11 @@ def test_a_diverging_member_is_marked_and_dropped_and_the_others_finish(tmp_path
         return model
 
     monkeypatch.setattr(cohort_mod, "build_model", nan_for_seed_1)
-    sizes = []
-    real = engine_mod.train_epoch
-    monkeypatch.setattr(engine_mod, "train_epoch", lambda c, e: sizes.append(c.size) or real(c, e))
+    sizes = spy_epochs(monkeypatch)
     rows = train_jobs(jobs_of(tmp_path, cfgs), STACKED)
     assert [r["status"] for r in rows] == ["ok", "diverged", "ok"]
     assert rows[1]["diverged_epoch"] == 1 and rows[1]["epochs_done"] == 1
-    assert sizes == [3, 2]  # the diverged member left after epoch 1
+    assert sizes == [(3, 0), (2, 1)]  # the diverged member left after epoch 1
     assert pq.read_table(tmp_path / "s1" / "eval.parquet").to_pylist()[0]["eval/status"] == "skipped"
     monkeypatch.undo()
     alone = train_jobs(jobs_of(tmp_path / "alone", [cfgs[0], cfgs[2]]), ALONE)
@@ -185,24 +187,15 @@ def test_members_with_different_lengths_leave_as_they_finish(tmp_path):
 def test_an_interrupted_cohort_resumes_each_member_from_its_own_checkpoint(tmp_path, monkeypatch):
     cfgs = members("epochs=3")
     straight = train_jobs(jobs_of(tmp_path / "straight", cfgs), STACKED)
-    real = engine_mod.train_epoch
-
-    def interrupted(cohort, epoch):
-        if epoch == 2:
-            raise KeyboardInterrupt
-        return real(cohort, epoch)
-
-    monkeypatch.setattr(engine_mod, "train_epoch", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        train_jobs(jobs_of(tmp_path / "resumed", cfgs), STACKED)
+    with pytest.MonkeyPatch.context() as mp:
+        interrupt_in_epoch(mp, 2)
+        with pytest.raises(KeyboardInterrupt):
+            train_jobs(jobs_of(tmp_path / "resumed", cfgs), STACKED)
     for c in cfgs:
         assert (
             torch.load(tmp_path / "resumed" / f"s{c['seed']}" / "last.pt", weights_only=False)["epoch"] == 2
         )
-    resumed_epochs = []
-    monkeypatch.setattr(
-        engine_mod, "train_epoch", lambda c, e: resumed_epochs.append((c.size, e)) or real(c, e)
-    )
+    resumed_epochs = spy_epochs(monkeypatch)
     rows = train_jobs(jobs_of(tmp_path / "resumed", cfgs), STACKED)
     assert resumed_epochs == [(3, 2)]  # one cohort, only the unfinished epoch
     drop = {"wall_seconds", "started_at", "finished_at"}

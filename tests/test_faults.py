@@ -21,11 +21,10 @@ import pytest
 import torch
 from faults import TINY, assert_same_results, cli, results_of, snapshot
 from hydra.errors import MissingConfigException
-from runs import make_cfg
+from runs import interrupt_in_epoch, make_cfg
 
 import sweep.cohort as cohort_mod
 import sweep.data as data_mod
-import sweep.engine as engine_mod
 import sweep.stack as stack_mod
 import sweep.train as train_mod
 from analysis.collect import collect
@@ -187,14 +186,7 @@ def test_a_corrupted_checkpoint_fails_the_run_names_the_file_and_is_moved_aside(
     overwritten); nothing else is touched; the relaunch trains the run from the start."""
     cfg = make_cfg("epochs=2", "num_threads=1")
     run = tmp_path / "a" / "run"
-    real = engine_mod.train_epoch
-
-    def stop_in_second_epoch(cohort, epoch):
-        if epoch == 1:
-            raise KeyboardInterrupt
-        return real(cohort, epoch)
-
-    monkeypatch.setattr(engine_mod, "train_epoch", stop_in_second_epoch)
+    interrupt_in_epoch(monkeypatch, 1)
     with pytest.raises(KeyboardInterrupt):
         train(cfg, run)
     monkeypatch.undo()

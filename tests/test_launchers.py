@@ -113,7 +113,8 @@ def test_parallel_launchers_split_the_cores_instead_of_oversubscribing():
 @pytest.mark.slow
 def test_the_cohort_launcher_stacks_seeds_and_matches_the_basic_launcher(tmp_path):
     """Two seeds of each architecture train as one cohort (engine.max_members=2 on CPU); every run
-    ends where the same run launched one by one ends, to float32 rounding (tests/test_cohort.py)."""
+    ends where the same run launched one by one ends, to float32 rounding (1e-4 relative: the argument
+    is in tests/test_cohort.py's engine test)."""
     seeds = ["seed=0,1", "hydra.sweeper.params.encoder=dense2"]  # x decoders dense2, conv5: 4 runs
     stacked = finish(
         launch(f"results_dir={tmp_path / 'c'}", *seeds, "hydra/launcher=cohort", "engine.max_members=2")

@@ -1,0 +1,241 @@
+"""One run's life inside the engine: its directory, lock, resume, per-epoch records and result.
+
+A :class:`Job` is what to train and where; :func:`prepare` refuses it before anything is written; a
+:class:`Member` is the run once its cohort starts: it takes the run's lock, writes the ``.hydra/``
+snapshot once, loads ``last.pt``, records each epoch (``epochs.parquet``, ``best.pt``, ``last.pt``),
+and ends the run (``run.parquet``, then ``COMPLETE`` unless it failed) exactly as a run trained alone
+always has. :mod:`sweep.engine` decides which members train together; this module never touches a
+model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import torch
+from omegaconf import OmegaConf
+
+from sweep import results
+from sweep.config import config_diff, flatten, to_plain, validate
+from sweep.data import check_data
+from sweep.evaluate import skip_evaluation
+from sweep.lock import holder, note_holder, run_lock
+
+
+class ConfigMismatchError(RuntimeError):
+    """The run directory already holds a run of a different configuration."""
+
+
+class StopRun(Exception):
+    """Raised by an ``on_epoch`` callback to end a run early with a final status (e.g. ``pruned``)."""
+
+    def __init__(self, message: str, *, epoch: int, status: str = "pruned"):
+        super().__init__(message)
+        self.epoch, self.status = epoch, status
+
+
+@dataclass
+class Job:
+    """One run to train: its validated config, its directory, and what its record keeps."""
+
+    cfg: dict[str, Any]
+    out_dir: Path
+    overrides: list[str] = field(default_factory=list)
+    hydra_cfg: Any = None
+    on_epoch: Callable[[int, float], None] | None = None
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _move_aside(path: Path) -> Path:
+    """Rename ``path`` to ``<name>.corrupt`` (``.corrupt1``, … if taken), never overwriting a file."""
+    for i in range(1000):
+        aside = path.with_name(f"{path.name}.corrupt{i or ''}")
+        if not aside.exists():
+            os.replace(path, aside)
+            return aside
+    raise FileExistsError(f"too many {path.name}.corrupt* files next to {path}")
+
+
+class Member:
+    """One run inside a cohort: its directory, lock, history, best checkpoint and result row."""
+
+    def __init__(self, job: Job, name: str, prov: dict[str, Any], device: torch.device, index: int = 0):
+        self.job, self.cfg, self.name, self.out_dir, self.index = job, job.cfg, name, Path(job.out_dir), index
+        self.row: dict[str, Any] = {
+            "run_name": name,
+            "status": "failed",
+            "error": None,
+            "diverged_epoch": None,
+            "epochs_done": 0,
+            "device": str(device),
+            "overrides": " ".join(job.overrides or []),
+            "started_at": _now(),
+            **{
+                k: prov[k] for k in ("torch_version", "python_version", "hostname", "git_commit", "git_dirty")
+            },
+        }
+        self.out: dict[str, Any] = {}
+        self.history: list[dict[str, Any]] = []
+        self.best: dict[str, Any] = {"epoch": None, "neg_elbo": math.inf}
+        self.epoch, self.resumed_seconds = 0, 0.0
+        self.state: dict[str, Any] | None = None  # the last checkpoint, in memory
+        self.session_start = self.t0 = time.perf_counter()
+        self._lock: contextlib.AbstractContextManager | None = None
+
+    # -------------------------------------------------------------- lock and directory
+    def open(self) -> dict[str, Any] | None:
+        """Take the run's lock. Returns the final row when there is nothing to train (locked by
+        another process, or already complete), else None with the lock held."""
+        self._lock = run_lock(self.out_dir)
+        if not self._lock.__enter__():
+            self.release()
+            print(
+                f"{self.name}: being trained by another process ({holder(self.out_dir)}), skipped: {self.out_dir}"
+            )
+            return {**dict.fromkeys(results.RUN_COLUMNS), "run_name": self.name, "status": "locked"}
+        if results.is_complete(self.out_dir):
+            row = pq.read_table(self.out_dir / "run.parquet").to_pylist()[0]
+            self.release()
+            print(f"{self.name}: already complete ({row['status']}), skipped: {self.out_dir}")
+            return row
+        note_holder(self.out_dir)
+        results.remove_stale_temps(self.out_dir)  # left by a process killed mid-write; we hold the lock
+        if results.read_stored_config(self.out_dir) is None:  # written once, before anything else
+            results.write_yaml(self.out_dir / ".hydra" / "config.yaml", self.cfg)
+            results.write_yaml(self.out_dir / ".hydra" / "overrides.yaml", list(self.job.overrides or []))
+            if self.job.hydra_cfg is not None:
+                yaml_text = OmegaConf.to_yaml(self.job.hydra_cfg)
+                results.atomic_write_bytes(self.out_dir / ".hydra" / "hydra.yaml", yaml_text.encode())
+        return None
+
+    def release(self) -> None:
+        if self._lock is not None:
+            self._lock.__exit__(None, None, None)
+            self._lock = None
+
+    def resume(self) -> None:
+        """Load ``last.pt`` if the run was interrupted; an unreadable one is moved aside and raises."""
+        last = self.out_dir / "last.pt"
+        if not last.is_file():
+            return
+        try:
+            state = torch.load(last, map_location="cpu", weights_only=True)
+        except Exception as exc:  # corrupted on disk (atomic writes never tear it): fail, keep it aside
+            aside = _move_aside(last)
+            raise RuntimeError(
+                f"cannot resume: checkpoint {last} is unreadable ({type(exc).__name__}: {exc}); moved it to "
+                f"{aside.name}, so a relaunch trains this run from the start"
+            ) from exc
+        self.state = {k: state[k] for k in ("model", "optimizer", "g_data", "g_noise")}
+        self.history = list(state["history"])
+        self.epoch, self.best, self.resumed_seconds = state["epoch"], state["best"], state["seconds"]
+        print(f"{self.name}: resuming after epoch {self.epoch}")
+
+    def start(self) -> None:
+        self.session_start = time.perf_counter()
+        self.t0 = self.session_start - self.resumed_seconds  # wall time counts every session of the run
+
+    # -------------------------------------------------------------- per epoch
+    def end_epoch(self, epoch: int, rows: list[dict[str, Any]], checkpoint: dict[str, Any]) -> str:
+        """Record one epoch (``rows``: train, val[, test]); returns 'diverged', 'done' or 'continue'.
+        May raise :class:`StopRun` (from ``on_epoch``) or an ``OSError`` (a file it could not write)."""
+        for r in rows:
+            r.update(run_name=self.name, lr=self.cfg["lr"])
+        self.history.extend(rows)
+        results.write_parquet(self.out_dir / "epochs.parquet", self.history, results.EPOCH_COLUMNS)
+        if not all(math.isfinite(r[k]) for r in rows for k in ("loss", "recon", "kl")):
+            self.out.update(
+                status="diverged",
+                diverged_epoch=epoch + 1,
+                epochs_done=epoch + 1,
+                error=f"non-finite loss in epoch {epoch + 1}",
+                wall_seconds=time.perf_counter() - self.t0,
+            )
+            skip_evaluation(self.out_dir, self.name, f"run diverged in epoch {epoch + 1}")
+            return "diverged"
+        val = rows[1]["neg_elbo"]
+        if val < self.best["neg_elbo"]:
+            self.best = {"epoch": epoch + 1, "neg_elbo": val}
+            results.save_torch(
+                self.out_dir / "best.pt",
+                {"model": checkpoint["model"], "epoch": epoch + 1, "val/neg_elbo": val},
+            )
+        results.save_torch(
+            self.out_dir / "last.pt",
+            {
+                **checkpoint,
+                "history": self.history,
+                "epoch": epoch + 1,
+                "best": self.best,
+                "seconds": time.perf_counter() - self.t0,
+            },
+        )
+        self.epoch, self.state = epoch + 1, checkpoint
+        if self.job.on_epoch is not None:
+            self.job.on_epoch(epoch + 1, val)
+        return "done" if self.epoch >= self.cfg["epochs"] else "continue"
+
+    # -------------------------------------------------------------- endings
+    def fail(self, exc: BaseException) -> None:
+        self.out["status"] = "failed"
+        self.row["error"] = (
+            "".join(traceback.format_exception_only(exc)).strip()
+            + "\n"
+            + "".join(traceback.format_exception(exc, limit=-3))
+        )
+        print(f"{self.name}: FAILED: {exc}", file=sys.stderr)
+
+    def stop(self, stop: StopRun) -> None:
+        self.out.update(status=stop.status, error=str(stop), epochs_done=stop.epoch)
+        skip_evaluation(self.out_dir, self.name, f"run {stop.status} after epoch {stop.epoch}: {stop}")
+
+    def finalize(self) -> dict[str, Any]:
+        """Write ``run.parquet`` (and ``COMPLETE`` unless it failed), release the lock, return the row.
+        An error writing ``run.parquet`` propagates: a sweep cannot go on with a full disk."""
+        try:
+            row = {**self.row, **self.out}
+            if "wall_seconds" not in self.out:  # it did not get to the end: this session's time only
+                row["wall_seconds"] = time.perf_counter() - self.session_start
+            row["finished_at"] = _now()
+            flat = flatten(self.cfg)
+            flat["device.requested"] = flat.pop("device")  # the row's ``device`` is the one actually used
+            row = {**dict.fromkeys(results.RUN_COLUMNS), **row, **flat}
+            results.write_parquet(self.out_dir / "run.parquet", [row], results.RUN_COLUMNS)
+            if row["status"] != "failed":
+                results.write_complete(self.out_dir, row["status"])
+                (self.out_dir / "last.pt").unlink(missing_ok=True)  # resume state is not needed once complete
+            print(f"{self.name}: {row['status']}; results in {self.out_dir}")
+            return row
+        finally:
+            self.release()
+
+
+def prepare(job: Job) -> Job:
+    """Validate a job before anything is written (raises on a bad value, a directory of another schema
+    version or of another config, or corrupted data files)."""
+    cfg = validate(to_plain(job.cfg))
+    out_dir = Path(job.out_dir)
+    results.check_schema_version(out_dir)  # a run of another schema version is neither skipped nor touched
+    stored = results.read_stored_config(out_dir)
+    if stored is not None and (diff := config_diff(stored, cfg)):
+        raise ConfigMismatchError(
+            f"{out_dir} already holds a run of a different configuration ({'; '.join(diff)}); "
+            "choose another results_dir / --out, or move that run away"
+        )
+    if not results.is_complete(out_dir):
+        check_data()  # checksums before anything is written (cached per process: load_data reuses it)
+    return Job(cfg, out_dir, list(job.overrides or []), job.hydra_cfg, job.on_epoch)
