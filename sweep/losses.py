@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-REDUCTIONS = ("sum", "paper")
 # distortion divisor per reduction: "paper" is the per-pixel mean BCE (784 pixels)
 RECON_DIVISORS = {"sum": 1.0, "paper": 784.0}
+REDUCTIONS = tuple(RECON_DIVISORS)
 
 
 def kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
