@@ -37,7 +37,9 @@ NON_IDENTITY_KEYS = (
     "num_threads",
     "search",
     "engine",
+    "logger",
 )
+LOGGERS = ("tensorboard", "none")
 
 
 class ConfigError(ValueError):
@@ -188,6 +190,8 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(graphs, bool):
         raise ConfigError(f"engine.cuda_graphs={graphs!r} must be true or false")
     _check_results_dir(cfg.get("results_dir"))
+    if cfg.get("logger", "tensorboard") not in LOGGERS:
+        raise ConfigError(f"logger={cfg['logger']!r} is unknown; valid: {', '.join(LOGGERS)}")
     _number(cfg, "data.val_size", int, 1)
     if cfg["data"]["val_size"] >= 60_000:
         raise ConfigError(f"data.val_size={cfg['data']['val_size']} is out of range; valid: 1..59999")

@@ -121,6 +121,7 @@ _MEMBER_KEYS = (
     "progress",
     "search",
     "engine",
+    "logger",
 )
 
 

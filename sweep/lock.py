@@ -38,15 +38,70 @@ def run_lock(run_dir: str | Path) -> Iterator[bool]:
         os.close(fd)
 
 
-def note_holder(run_dir: str | Path) -> None:
-    """Write 'host pid' into the lock file, for humans, once a process has decided to train the run
-    (not on a relaunch that only finds it complete: that must leave every file untouched)."""
-    (Path(run_dir) / LOCK_NAME).write_text(f"{socket.gethostname()} {os.getpid()}\n")
+NOTE_SIZE = 96  # bytes: the holder note is one fixed-size record, rewritten in place by one pwrite
+
+
+def note_holder(run_dir: str | Path, epoch: int | None = None, epochs: int | None = None) -> None:
+    """Write 'host pid epoch epochs' into the lock file, for humans and ``python -m sweep.status``,
+    once a process has decided to train the run (not on a relaunch that only finds it complete: that
+    must leave every file untouched), and again after every epoch (a heartbeat: the file's mtime).
+
+    The lock file cannot be replaced by an atomic rename (the flock is on its inode), so the note is
+    one fixed-size record written at offset 0 by a single ``pwrite``, never truncated: a reader sees
+    the previous note or the new one (or, at worst, a garbled line it reports as unknown)."""
+    fields = [socket.gethostname(), str(os.getpid())]
+    if epoch is not None:
+        fields += [str(epoch), str(epochs if epochs is not None else "?")]
+    record = " ".join(fields).encode()[: NOTE_SIZE - 1].ljust(NOTE_SIZE - 1) + b"\n"
+    fd = os.open(Path(run_dir) / LOCK_NAME, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        os.pwrite(fd, record, 0)
+    finally:
+        os.close(fd)
+
+
+def read_note(run_dir: str | Path) -> dict[str, str | int | None] | None:
+    """The holder note as {'host', 'pid', 'epoch', 'epochs'} (ints where known), or None if there is
+    none or it cannot be parsed."""
+    try:
+        text = (Path(run_dir) / LOCK_NAME).read_text(errors="replace")
+    except OSError:
+        return None
+    parts = text.split()
+    if len(parts) < 2 or not parts[1].isdigit():
+        return None
+    num = lambda i: int(parts[i]) if len(parts) > i and parts[i].isdigit() else None  # noqa: E731
+    return {"host": parts[0], "pid": int(parts[1]), "epoch": num(2), "epochs": num(3)}
 
 
 def holder(run_dir: str | Path) -> str:
     """'host pid' of the last process that took the lock (informational only)."""
+    note = read_note(run_dir)
+    return "unknown" if note is None else f"{note['host']} {note['pid']}"
+
+
+def held_locally(run_dir: str | Path) -> bool | None:
+    """Whether a process on this machine holds the run's lock, read from ``/proc/locks`` (which lists
+    every flock by inode) without touching the lock: probing it with ``flock`` could make a launch
+    that tries it at that instant skip the run. None where ``/proc/locks`` does not exist."""
     try:
-        return (Path(run_dir) / LOCK_NAME).read_text().strip()
+        inode = os.stat(Path(run_dir) / LOCK_NAME).st_ino
     except OSError:
-        return "unknown"
+        return False
+    table = local_locks()
+    return None if table is None else inode in table
+
+
+def local_locks() -> set[int] | None:
+    """Inodes of every file locked on this machine (``/proc/locks``), or None without procfs."""
+    try:
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return None
+    out = set()
+    for line in lines:
+        parts = line.split()
+        dev = next((p for p in parts if p.count(":") == 2), None)  # maj:min:inode
+        if dev is not None and ("FLOCK" in parts or "POSIX" in parts):
+            out.add(int(dev.rsplit(":", 1)[1]))
+    return out

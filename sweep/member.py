@@ -31,6 +31,7 @@ from sweep.config import config_diff, flatten, to_plain, validate
 from sweep.data import check_data
 from sweep.evaluate import skip_evaluation
 from sweep.lock import holder, note_holder, run_lock
+from sweep.tblog import RunLogger
 
 
 class ConfigMismatchError(RuntimeError):
@@ -95,6 +96,7 @@ class Member:
         self.state: dict[str, Any] | None = None  # the last checkpoint, in memory
         self.session_start = self.t0 = time.perf_counter()
         self._lock: contextlib.AbstractContextManager | None = None
+        self.tb: RunLogger | None = None  # TensorBoard, from start() on
 
     # -------------------------------------------------------------- lock and directory
     def open(self) -> dict[str, Any] | None:
@@ -123,6 +125,8 @@ class Member:
         return None
 
     def release(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
         if self._lock is not None:
             self._lock.__exit__(None, None, None)
             self._lock = None
@@ -143,11 +147,14 @@ class Member:
         self.state = {k: state[k] for k in ("model", "optimizer", "g_data", "g_noise")}
         self.history = list(state["history"])
         self.epoch, self.best, self.resumed_seconds = state["epoch"], state["best"], state["seconds"]
+        note_holder(self.out_dir, self.epoch, self.cfg["epochs"])
         print(f"{self.name}: resuming after epoch {self.epoch}")
 
     def start(self) -> None:
         self.session_start = time.perf_counter()
         self.t0 = self.session_start - self.resumed_seconds  # wall time counts every session of the run
+        self.tb = RunLogger(self.out_dir, self.cfg, self.name)
+        self.tb.open(self.epoch, self.history)
 
     # -------------------------------------------------------------- per epoch
     def end_epoch(self, epoch: int, rows: list[dict[str, Any]], checkpoint: dict[str, Any]) -> str:
@@ -157,6 +164,8 @@ class Member:
             r.update(run_name=self.name, lr=self.cfg["lr"])
         self.history.extend(rows)
         results.write_parquet(self.out_dir / "epochs.parquet", self.history, results.EPOCH_COLUMNS)
+        if self.tb is not None:
+            self.tb.epoch(epoch + 1, rows)
         if not all(math.isfinite(r[k]) for r in rows for k in ("loss", "recon", "kl")):
             self.out.update(
                 status="diverged",
@@ -185,6 +194,7 @@ class Member:
             },
         )
         self.epoch, self.state = epoch + 1, checkpoint
+        note_holder(self.out_dir, self.epoch, self.cfg["epochs"])  # heartbeat for sweep.status
         if self.job.on_epoch is not None:
             self.job.on_epoch(epoch + 1, val)
         return "done" if self.epoch >= self.cfg["epochs"] else "continue"
@@ -215,6 +225,8 @@ class Member:
             flat["device.requested"] = flat.pop("device")  # the row's ``device`` is the one actually used
             row = {**dict.fromkeys(results.RUN_COLUMNS), **row, **flat}
             results.write_parquet(self.out_dir / "run.parquet", [row], results.RUN_COLUMNS)
+            if self.tb is not None:
+                self.tb.end(row)
             if row["status"] != "failed":
                 results.write_complete(self.out_dir, row["status"])
                 (self.out_dir / "last.pt").unlink(missing_ok=True)  # resume state is not needed once complete

@@ -21,7 +21,6 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import torch
 import yaml
 
 SCHEMA_VERSION = 1
@@ -188,6 +187,8 @@ def write_yaml(path: Path, obj: Any) -> None:
 
 
 def save_torch(path: Path, obj: Any) -> None:
+    import torch  # here, not at the top: sweep.status reads results without paying torch's import
+
     buf = io.BytesIO()
     torch.save(obj, buf)
     atomic_write_bytes(path, buf.getvalue())
@@ -224,6 +225,8 @@ def _git(*args: str) -> str | None:
 
 def provenance() -> dict[str, Any]:
     """Where and with what a run was made: git commit and dirty flag, versions, host."""
+    import torch
+
     status = _git("status", "--porcelain")
     return {
         "git_commit": _git("rev-parse", "HEAD"),
