@@ -8,15 +8,21 @@ For every job of a multirun this resolves the job's run directory, which validat
   each variant its own directory (``experiment=paper_loss_ablation`` does so);
 * a run directory already holds a run of a different configuration, or one written by a version of
   the harness with another result schema (``results.SCHEMA_VERSION``).
-It then prints how many runs are already complete. Composition is done once per distinct group
-choice (encoder × decoder …), with plain key overrides applied on top, so a 768-run grid checks in
-seconds. Sweepers other than Hydra's basic one are left alone.
+It then prints how many runs are already complete and writes the grid's run directories to
+``<sweep dir>/grid.json`` (atomically), which ``python -m sweep.status`` compares the sweep with.
+Composition is done once per distinct group choice (encoder × decoder …), with plain key overrides
+applied on top, so a 768-run grid checks in seconds. Sweepers other than Hydra's basic one are left
+alone. :class:`SweepProgress`, the other callback here, draws the whole sweep's progress line.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
+import shlex
 import sys
+import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +35,7 @@ from omegaconf.errors import InterpolationResolutionError
 
 from sweep import results
 from sweep.config import CONF_DIR, config_diff, to_plain
+from sweep.status import COMPLETE_STATES, GRID_FILE, Scanner, Status, hms
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
@@ -104,7 +111,19 @@ def check_grid(config: DictConfig) -> dict[str, Any]:
         if stored is not None and (diff := config_diff(stored, to_plain(cfg))):
             raise GridError(f"{run_dir} already holds a run of a different configuration ({'; '.join(diff)})")
         complete += results.is_complete(run_dir)
-    return {"runs": len(seen), "complete": complete, "sweep_dir": sweep_dir}
+    return {"runs": len(seen), "complete": complete, "sweep_dir": sweep_dir, "run_dirs": list(seen)}
+
+
+def write_grid_file(sweep_dir: Path, run_dirs: list[Path], argv: list[str]) -> None:
+    """Record the launched grid for ``python -m sweep.status``: every run directory (relative to the
+    sweep directory), the command and the time. Each launch replaces it (like Hydra's multirun.yaml)."""
+    record = {
+        "schema_version": results.SCHEMA_VERSION,
+        "launched_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": "python -m sweep.train " + shlex.join(argv[1:]),
+        "runs": [str(Path(d).relative_to(sweep_dir)) for d in run_dirs],
+    }
+    results.atomic_write_bytes(Path(sweep_dir) / GRID_FILE, json.dumps(record, indent=1).encode())
 
 
 class GridCheck(Callback):
@@ -123,3 +142,76 @@ class GridCheck(Callback):
             f"grid: {got['runs']} runs in {got['sweep_dir']}: {got['complete']} already complete, "
             f"{got['runs'] - got['complete']} to train or resume"
         )
+        write_grid_file(got["sweep_dir"], got["run_dirs"], sys.argv)
+
+
+class SweepProgress(Callback):
+    """Hydra callback (``hydra.callbacks.sweep_progress`` in conf/config.yaml): while a multirun
+    trains, one progress line for the whole sweep (runs finished / total, training now, ETA), polled
+    from the sweep directory in a background thread, so it works with every launcher. On a terminal
+    only (``progress``: ``auto`` = a terminal outside CI), like the per-run bars."""
+
+    def __init__(self, interval: float = 5.0):
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.bar = None
+        self.scanner: Scanner | None = None
+
+    def on_multirun_start(self, config, **kwargs: Any) -> None:
+        from sweep.engine import _show_progress  # the launch has torch loaded anyway
+
+        if not _show_progress(config.get("progress", "auto")):
+            return
+        self.start(Path(str(config.hydra.sweep.dir)))
+
+    def start(self, sweep_dir: Path, disable: bool = False) -> None:
+        from tqdm.auto import tqdm
+
+        self.scanner = Scanner(sweep_dir)
+        self.bar = tqdm(
+            total=0,
+            desc="sweep",
+            unit="run",
+            position=0,
+            dynamic_ncols=True,
+            disable=disable,
+            bar_format="{desc}: {n}/{total} runs finished |{bar}| {postfix}",
+        )
+        self.poll()
+        self._thread = threading.Thread(target=self._loop, name="sweep-progress", daemon=True)
+        self._thread.start()
+
+    def poll(self) -> Status | None:
+        if self.scanner is None or self.bar is None:
+            return None
+        st = self.scanner.scan()
+        finished = st.count(*COMPLETE_STATES, "failed")
+        eta = st.eta_seconds()
+        self.bar.total = len(st.runs)
+        self.bar.n = finished
+        self.bar.set_postfix_str(
+            f"{st.count('training')} training, {st.count('failed')} failed"
+            + (f", ETA {hms(eta)}" if eta is not None else ""),
+            refresh=False,
+        )
+        self.bar.refresh()
+        return st
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.poll()
+            except Exception:  # noqa: BLE001 - a progress line never stops a launch
+                pass
+
+    def on_multirun_end(self, config=None, **kwargs: Any) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.interval + 5)
+        if self.bar is not None:
+            try:
+                self.poll()
+            except Exception:  # noqa: BLE001
+                pass
+            self.bar.close()

@@ -3,11 +3,17 @@
     python -m sweep.rerun L25_dense1_conv4_s0                 # retrain that configuration
     python -m sweep.rerun L25_DNN1_CNN4 epochs=100            # the paper's spelling; seed 0 if absent
     python -m sweep.rerun L25_dense1_conv4_s1 --from results/sweeps/paper/L25_dense1_conv4_s1
+    python -m sweep.rerun --failed results/sweeps/paper       # retry every failed run of a sweep, in place
 
 If a run of that name exists under the results directory (``results_dir=…``, default ``results``),
 its exact stored config (``.hydra/config.yaml``) is reused with the overrides applied on top;
 otherwise the config is composed from the name. The run trains into ``results/runs/<run_name>/``
 (or ``--out DIR``), with the same skip/resume rules as ``python -m sweep.train``.
+
+``--failed SWEEP_DIR`` retrains, each in its own directory with its stored config and overrides,
+exactly the runs that ``python -m sweep.status`` lists as failed (one process, one engine launch);
+runs another process is training are skipped as always. Diverged runs are final: the same seed
+diverges again.
 """
 
 from __future__ import annotations
@@ -53,13 +59,53 @@ def build_config(name: str, overrides: list[str], results_dir: Path, source: Pat
     return to_plain(cfg), "composed from the run name"
 
 
+def retry_failed(sweep_dir: Path) -> int:
+    """Retrain every failed run of ``sweep_dir`` in place; 0 if none fails again."""
+    import yaml
+
+    from sweep.member import Job
+    from sweep.status import scan
+
+    failed = [r.name for r in scan(sweep_dir).runs if r.state == "failed"]
+    if not failed:
+        print(f"no failed run in {sweep_dir}")
+        return 0
+    jobs = []
+    for name in failed:
+        run_dir = sweep_dir / name
+        overrides = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text()) or []
+        jobs.append(Job(results.read_stored_config(run_dir), run_dir, list(overrides)))
+    print(f"retrying {len(jobs)} failed runs of {sweep_dir}: {', '.join(failed)}")
+    from sweep.engine import train_jobs
+
+    rows = train_jobs(jobs)
+    bad = [
+        n
+        for n, r in zip(failed, rows, strict=True)
+        if isinstance(r, BaseException) or r["status"] == "failed"
+    ]
+    for n, r in zip(failed, rows, strict=True):
+        if isinstance(r, BaseException):
+            print(f"{n}: refused: {r}", file=sys.stderr)
+    return 1 if bad else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m sweep.rerun", description=__doc__.split("\n\n")[0])
-    p.add_argument("name", help="run name, e.g. L25_dense1_conv4_s0 or L25_DNN1_CNN4")
+    p.add_argument("name", nargs="?", help="run name, e.g. L25_dense1_conv4_s0 or L25_DNN1_CNN4")
     p.add_argument("overrides", nargs="*", help="Hydra-style key=value overrides, e.g. epochs=100")
     p.add_argument("--from", dest="source", type=Path, help="the run directory whose config to reuse")
     p.add_argument("--out", type=Path, help="output directory (default results/runs/<run_name>)")
+    p.add_argument(
+        "--failed", type=Path, metavar="SWEEP_DIR", help="retry every failed run of a sweep, in place"
+    )
     args = p.parse_intermixed_args(argv)
+    if args.failed is not None:
+        if args.name or args.overrides or not args.failed.is_dir():
+            p.error(f"--failed takes one existing sweep directory and nothing else (got {args.failed})")
+        return retry_failed(args.failed)
+    if args.name is None:
+        p.error("a run name is required (or --failed SWEEP_DIR)")
     results_dir = Path(
         next((o.split("=", 1)[1] for o in args.overrides if o.startswith("results_dir=")), "results")
     )

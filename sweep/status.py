@@ -1,0 +1,329 @@
+"""Where a sweep stands: one table of its runs against the grid it was launched with.
+
+    python -m sweep.status results/sweeps/paper            # the table once
+    python -m sweep.status results/sweeps/paper --watch    # refreshed until no run is left to train
+
+Each run of the grid (``grid.json``, written by the launch's grid check; for a sweep launched before
+that file existed, the run directories found on disk) is one of: ``ok``, ``diverged``, ``pruned``
+(complete: its ``COMPLETE`` marker), ``failed`` (``run.parquet`` says so; a relaunch retries it),
+``training`` (a live process holds its lock: host, pid and epoch from the holder note),
+``interrupted`` (started, no live holder: a relaunch resumes it), ``not started``, or ``unreadable``
+(a file that cannot be parsed; named). Below the counts: the median wall seconds of the runs that
+finished ok and an ETA for what is left at the current number of runs training at once, each failed
+or diverged run with the first line of its error, and the commands that retry the failed runs and
+resume the rest.
+
+It only reads: files that are written atomically (``COMPLETE``, ``run.parquet``, ``grid.json``), the
+holder note (one fixed-size record, :func:`sweep.lock.note_holder`) and ``/proc/locks``; it never
+takes a lock, so it is safe beside running launches. A holder on this machine is live if the kernel
+lists its lock; a holder on another machine (a Slurm node, shared filesystem) is live while its note,
+rewritten after every epoch, is younger than ``--stale-after`` seconds. Exit code 0 when every run of
+the grid finished ``ok``, 1 otherwise, 2 on bad usage: ``until python -m sweep.status DIR; do sleep
+60; done`` waits for a sweep. It imports neither torch nor Hydra, so it answers in well under a
+second (``bench/status.py``).
+
+:class:`sweep.grid.SweepProgress` shows the same counts as one progress line while a multirun trains.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import socket
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from sweep import results
+from sweep.lock import LOCK_NAME, local_locks, read_note
+
+GRID_FILE = "grid.json"  # as sweep.grid writes it (that module imports Hydra: not imported here)
+STATES = ("ok", "diverged", "pruned", "failed", "training", "interrupted", "not started", "unreadable")
+COMPLETE_STATES = ("ok", "diverged", "pruned")
+STALE_AFTER = 1800.0  # seconds without a heartbeat before a holder on another machine counts as gone
+SHOW_TRAINING = 20  # training runs listed by name; the rest are counted
+
+
+@dataclass
+class Run:
+    """One run of the grid as the files say it is now."""
+
+    name: str  # its directory relative to the sweep directory
+    state: str
+    detail: str | None = None  # first line of the error / who holds it / what is unreadable
+    seconds: float | None = None  # wall seconds (finished runs)
+    epoch: int | None = None
+    epochs: int | None = None
+
+
+@dataclass
+class Status:
+    sweep_dir: Path
+    runs: list[Run]
+    source: str  # where the grid came from
+    command: str | None = None  # the launch command, when grid.json has it
+    outside: list[str] = field(default_factory=list)  # run directories on disk not in the grid
+
+    def count(self, *states: str) -> int:
+        return sum(r.state in states for r in self.runs)
+
+    def of(self, state: str) -> list[Run]:
+        return [r for r in self.runs if r.state == state]
+
+    @property
+    def all_ok(self) -> bool:
+        return bool(self.runs) and self.count("ok") == len(self.runs)
+
+    @property
+    def settled(self) -> bool:
+        """Nothing is training and nothing is left that a launch would still train by itself."""
+        return self.count("training", "interrupted", "not started") == 0
+
+    def median_seconds(self) -> float | None:
+        done = [r.seconds for r in self.of("ok") if r.seconds is not None]
+        return statistics.median(done) if done else None
+
+    def eta_seconds(self) -> float | None:
+        """Seconds until the runs training, interrupted or not started are done, at the median
+        seconds per run with as many runs at once as are training now (None if none is)."""
+        median, training = self.median_seconds(), self.of("training")
+        if median is None or not training:
+            return None
+        left = self.count("interrupted", "not started")
+        for r in training:
+            left += 1 - (r.epoch or 0) / r.epochs if r.epochs else 1
+        return median * left / len(training)
+
+
+def _first_line(text: Any) -> str | None:
+    if not isinstance(text, str) or not text.strip():
+        return None
+    return text.strip().splitlines()[0]
+
+
+def _read_row(run_dir: Path) -> dict[str, Any]:
+    cols = ["status", "error", "wall_seconds"]  # ParquetFile: a tenth of read_table's cost per file
+    with pq.ParquetFile(run_dir / "run.parquet") as f:
+        return f.read(columns=cols).to_pylist()[0]
+
+
+def _holder_live(run_dir: Path, note: dict | None, locks: set[int] | None, now: float, stale_after: float):
+    """Whether the run's holder is alive (see the module docstring)."""
+    if note is None:
+        return False
+    if note["host"] == socket.gethostname():
+        if locks is not None:
+            try:
+                return os.stat(run_dir / LOCK_NAME).st_ino in locks
+            except OSError:
+                return False
+        try:  # no /proc/locks (not Linux): is the pid alive?
+            os.kill(note["pid"], 0)
+            return True
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+    try:
+        return now - os.stat(run_dir / LOCK_NAME).st_mtime < stale_after
+    except OSError:
+        return False
+
+
+def scan_run(
+    sweep_dir: Path, name: str, locks: set[int] | None, now: float, stale_after: float = STALE_AFTER
+) -> Run:
+    """The state of run ``name`` (a directory relative to ``sweep_dir``)."""
+    run_dir = sweep_dir / name
+    try:
+        if results.is_complete(run_dir):
+            try:
+                marker = results.read_complete(run_dir)
+                state = marker["status"]
+            except (ValueError, KeyError, TypeError) as exc:
+                return Run(name, "unreadable", f"COMPLETE: {type(exc).__name__}: {exc}")
+            if state not in COMPLETE_STATES:
+                return Run(name, "unreadable", f"COMPLETE: unknown status {state!r}")
+            try:
+                row = _read_row(run_dir)
+            except Exception as exc:  # noqa: BLE001 - any parse error: the run is reported, not fatal
+                return Run(name, "unreadable", f"run.parquet: {type(exc).__name__}: {_first_line(str(exc))}")
+            return Run(name, state, _first_line(row["error"]) if state != "ok" else None, row["wall_seconds"])
+        note = read_note(run_dir)
+        if _holder_live(run_dir, note, locks, now, stale_after):
+            return Run(
+                name,
+                "training",
+                f"{note['host']} pid {note['pid']}",
+                epoch=note["epoch"],
+                epochs=note["epochs"],
+            )
+        if (run_dir / "run.parquet").is_file():
+            try:
+                row = _read_row(run_dir)
+            except Exception as exc:  # noqa: BLE001
+                return Run(name, "unreadable", f"run.parquet: {type(exc).__name__}: {_first_line(str(exc))}")
+            if row["status"] == "failed":
+                return Run(
+                    name, "failed", _first_line(row["error"]) or "(no error recorded)", row["wall_seconds"]
+                )
+        started = any((run_dir / f).exists() for f in ("last.pt", "epochs.parquet", ".hydra/config.yaml"))
+        if started:
+            was = f"last held by {note['host']} pid {note['pid']}, not running" if note else None
+            return Run(name, "interrupted", was, epoch=note and note["epoch"], epochs=note and note["epochs"])
+        return Run(name, "not started")
+    except OSError as exc:
+        return Run(name, "unreadable", f"{type(exc).__name__}: {exc}")
+
+
+def runs_on_disk(sweep_dir: Path) -> list[str]:
+    """Run directories below ``sweep_dir`` (one or two levels down: ablations nest them), by the
+    config snapshot every started run writes first."""
+    found = {
+        p.parent.parent
+        for pat in ("*/.hydra/config.yaml", "*/*/.hydra/config.yaml")
+        for p in sweep_dir.glob(pat)
+    }
+    return sorted(str(p.relative_to(sweep_dir)) for p in found)
+
+
+def read_grid(sweep_dir: Path) -> tuple[list[str], str, str | None]:
+    """(run directories, where they came from, launch command)."""
+    path = sweep_dir / GRID_FILE
+    try:
+        record = json.loads(path.read_text())
+        runs = [str(r) for r in record["runs"]]
+        return runs, f"{GRID_FILE} of the launch at {record.get('launched_at', '?')}", record.get("command")
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"warning: {path} is unreadable ({exc}); using the run directories on disk", file=sys.stderr)
+    return runs_on_disk(sweep_dir), f"the run directories on disk (no readable {GRID_FILE})", None
+
+
+class Scanner:
+    """Scans a sweep again and again; complete runs are final, so each is read once."""
+
+    def __init__(self, sweep_dir: str | Path, stale_after: float = STALE_AFTER):
+        self.sweep_dir, self.stale_after = Path(sweep_dir), stale_after
+        self._final: dict[str, Run] = {}
+
+    def scan(self) -> Status:
+        names, source, command = read_grid(self.sweep_dir)
+        locks, now = local_locks(), time.time()
+        runs = []
+        for name in names:
+            run = self._final.get(name) or scan_run(self.sweep_dir, name, locks, now, self.stale_after)
+            if run.state in COMPLETE_STATES:
+                self._final[name] = run
+            runs.append(run)
+        outside = []
+        if source.startswith(GRID_FILE):
+            grid = set(names)
+            outside = [n for n in runs_on_disk(self.sweep_dir) if n not in grid]
+        return Status(self.sweep_dir, runs, source, command, outside)
+
+
+def scan(sweep_dir: str | Path, stale_after: float = STALE_AFTER) -> Status:
+    return Scanner(sweep_dir, stale_after).scan()
+
+
+def hms(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def _epoch(r: Run) -> str:
+    return f"epoch {r.epoch if r.epoch is not None else '?'}/{r.epochs if r.epochs is not None else '?'}"
+
+
+def render(st: Status) -> str:
+    """The status table as text."""
+    n = len(st.runs)
+    lines = [f"sweep {st.sweep_dir}: {n} runs in the grid (from {st.source})"]
+    if st.command:
+        lines.append(f"  launched with: {st.command}")
+    complete = st.count(*COMPLETE_STATES)
+    parts = " · ".join(f"{s} {st.count(s)}" for s in COMPLETE_STATES)
+    rows = [
+        ("complete", complete, parts),
+        ("failed", st.count("failed"), "a relaunch retries them"),
+        ("training now", st.count("training"), ""),
+        ("interrupted", st.count("interrupted"), "a relaunch resumes them"),
+        ("not started", st.count("not started"), ""),
+    ]
+    if st.count("unreadable"):
+        rows.append(("unreadable", st.count("unreadable"), "named below"))
+    for label, count, note in rows:
+        lines.append(f"  {label:<13}{count:>6}   {note}".rstrip())
+    median, eta = st.median_seconds(), st.eta_seconds()
+    timing = (
+        f"median {median:.1f} s per ok run ({st.count('ok')} runs)"
+        if median is not None
+        else "no run finished ok yet"
+    )
+    if eta is not None:
+        timing += f" · ETA {hms(eta)} at {st.count('training')} runs at a time"
+    elif st.count("interrupted", "not started") and not st.count("training"):
+        timing += " · no run is training now: no ETA"
+    lines.append(timing)
+    training = st.of("training")
+    for r in training[:SHOW_TRAINING]:
+        lines.append(f"  training  {r.name}  ({r.detail}, {_epoch(r)})")
+    if len(training) > SHOW_TRAINING:
+        lines.append(f"  training  … and {len(training) - SHOW_TRAINING} more")
+    listed = [r for state in ("failed", "diverged", "unreadable") for r in st.of(state)]
+    width = max((len(r.name) for r in listed), default=0)
+    for r in listed:
+        lines.append(f"  {r.state:<11}{r.name:<{width}}  {r.detail or ''}".rstrip())
+    if st.outside:
+        lines.append(f"{len(st.outside)} run directories on disk are not in this grid (earlier launches)")
+    if st.count("failed"):
+        lines.append(
+            f"retry only the failed runs: python -m sweep.rerun --failed {shlex.quote(str(st.sweep_dir))}"
+        )
+    if st.command and st.count("interrupted", "not started"):
+        lines.append(f"train the rest (skips complete runs, resumes interrupted ones): {st.command}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m sweep.status", description=__doc__.split("\n\n")[0])
+    p.add_argument("sweep_dir", type=Path, help="a sweep directory, e.g. results/sweeps/paper")
+    p.add_argument("--watch", action="store_true", help="refresh until nothing is left to train")
+    p.add_argument("--interval", type=float, default=10.0, help="seconds between refreshes (--watch)")
+    p.add_argument(
+        "--stale-after",
+        type=float,
+        default=STALE_AFTER,
+        help="seconds without a heartbeat after which a holder on another machine counts as gone",
+    )
+    args = p.parse_args(argv)
+    if not args.sweep_dir.is_dir():
+        print(f"error: {args.sweep_dir} is not a directory", file=sys.stderr)
+        return 2
+    scanner = Scanner(args.sweep_dir, args.stale_after)
+    clear = "\033[H\033[J" if sys.stdout.isatty() else ""
+    try:
+        while True:
+            st = scanner.scan()
+            print(clear + render(st), flush=True)
+            if not args.watch or st.settled:
+                break
+            time.sleep(args.interval)
+            if not clear:
+                print()
+    except KeyboardInterrupt:
+        pass
+    return 0 if st.all_ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,239 @@
+"""python -m sweep.status on synthetic sweeps: every state a run can be in, files it cannot read, an
+empty sweep, the exit code, the retry command, and the progress line of a launch."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from runs import make_cfg
+
+from sweep import results
+from sweep.grid import SweepProgress, write_grid_file
+from sweep.lock import note_holder, run_lock
+from sweep.status import main, render, scan
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write_run(sweep: Path, name: str, state: str, seconds: float = 10.0, error: str | None = None) -> Path:
+    """A run directory in ``state`` (ok, diverged, pruned, failed, interrupted), written with the
+    harness's own writers; ``not started`` writes nothing."""
+    run = sweep / name
+    if state == "not started":
+        return run
+    results.write_yaml(run / ".hydra" / "config.yaml", {"run_name": name})
+    if state == "interrupted":
+        results.write_parquet(run / "epochs.parquet", [{"run_name": name, "epoch": 1}])
+        return run
+    row = {"run_name": name, "status": state, "error": error, "wall_seconds": seconds}
+    results.write_parquet(run / "run.parquet", [row], results.RUN_COLUMNS)
+    if state != "failed":
+        results.write_complete(run, state)
+    return run
+
+
+def make(sweep: Path, states: dict[str, str], grid: list[str] | None = None, **kw) -> Path:
+    for name, state in states.items():
+        write_run(sweep, name, state, **kw.get(name, {}))
+    sweep.mkdir(parents=True, exist_ok=True)
+    names = grid if grid is not None else list(states)
+    write_grid_file(sweep, [sweep / n for n in names], ["sweep/train.py", "experiment=x"])
+    return sweep
+
+
+def by_state(st) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for r in st.runs:
+        out.setdefault(r.state, []).append(r.name)
+    return out
+
+
+def test_a_complete_sweep_counts_its_runs_and_exits_zero(tmp_path, capsys):
+    sweep = make(
+        tmp_path / "s",
+        {f"r{i}": "ok" for i in range(3)},
+        r0={"seconds": 10},
+        r1={"seconds": 30},
+        r2={"seconds": 20},
+    )
+    st = scan(sweep)
+    assert by_state(st) == {"ok": ["r0", "r1", "r2"]}
+    assert st.all_ok and st.settled and st.median_seconds() == 20
+    assert main([str(sweep)]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "3 runs in the grid (from grid.json" in out
+        and "launched with: python -m sweep.train experiment=x" in out
+    )
+    assert "ok 3 · diverged 0 · pruned 0" in out and "median 20.0 s per ok run (3 runs)" in out
+    assert "retry" not in out
+
+
+def test_failed_and_diverged_runs_are_named_with_their_first_error_line_and_the_retry_command(
+    tmp_path, capsys
+):
+    sweep = make(
+        tmp_path / "s",
+        {"a": "ok", "b": "failed", "c": "diverged", "d": "pruned", "e": "not started"},
+        b={"error": "RuntimeError: CUDA out of memory\nTraceback (most recent call last):\n  ..."},
+        c={"error": "non-finite loss in epoch 7"},
+        d={"error": "pruned by median at validation -ELBO 99.000"},
+    )
+    st = scan(sweep)
+    assert by_state(st) == {
+        "ok": ["a"],
+        "failed": ["b"],
+        "diverged": ["c"],
+        "pruned": ["d"],
+        "not started": ["e"],
+    }
+    assert main([str(sweep)]) == 1
+    out = capsys.readouterr().out
+    assert re.search(r"\n  failed +b  RuntimeError: CUDA out of memory\n", out)  # the first line only
+    assert re.search(r"\n  diverged +c  non-finite loss in epoch 7\n", out)
+    assert f"retry only the failed runs: python -m sweep.rerun --failed {sweep}" in out
+    assert (
+        "train the rest (skips complete runs, resumes interrupted ones): python -m sweep.train experiment=x"
+        in out
+    )
+
+
+def test_a_run_locked_by_a_live_process_is_training_with_host_pid_and_epoch(tmp_path):
+    sweep = make(
+        tmp_path / "s",
+        {"a": "ok", "b": "interrupted", "c": "not started", "d": "not started"},
+        a={"seconds": 100},
+    )
+    with run_lock(sweep / "b") as got:
+        assert got
+        note_holder(sweep / "b", 3, 4)
+        st = scan(sweep)
+        (b,) = [r for r in st.runs if r.name == "b"]
+        assert (b.state, b.detail, b.epoch, b.epochs) == (
+            "training",
+            f"{socket.gethostname()} pid {os.getpid()}",
+            3,
+            4,
+        )
+        # left: a quarter of b, and c and d, at one run at a time, at the median 100 s per run
+        assert st.eta_seconds() == pytest.approx(100 * (0.25 + 2))
+        assert "ETA 0:03:45 at 1 runs at a time" in render(st)
+        assert main([str(sweep)]) == 1
+    assert by_state(scan(sweep))["interrupted"] == ["b"]  # released: no longer training
+
+
+def test_the_stale_lock_of_a_dead_holder_is_an_interrupted_run(tmp_path):
+    sweep = make(tmp_path / "s", {"a": "interrupted"})
+    code = (
+        "import sys; from sweep.lock import run_lock, note_holder\n"
+        "import os\nwith run_lock(sys.argv[1]) as got:\n    note_holder(sys.argv[1], 2, 5); print(got, os.getpid())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(sweep / "a")], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    got, pid = done.stdout.split()
+    assert got == "True", done.stderr
+    (a,) = scan(sweep).runs
+    assert a.state == "interrupted"
+    assert a.detail == f"last held by {socket.gethostname()} pid {pid}, not running"
+
+
+def test_a_holder_on_another_machine_is_live_while_its_heartbeat_is_fresh(tmp_path):
+    sweep = make(tmp_path / "s", {"a": "interrupted"})
+    (sweep / "a" / ".lock").write_text("node17 4242 12 50\n")  # as note_holder writes it, on node17
+    (a,) = scan(sweep).runs
+    assert (a.state, a.detail, a.epoch, a.epochs) == ("training", "node17 pid 4242", 12, 50)
+    old = time.time() - 3600
+    os.utime(sweep / "a" / ".lock", (old, old))
+    assert scan(sweep).runs[0].state == "interrupted"
+    assert scan(sweep, stale_after=7200).runs[0].state == "training"
+
+
+def test_unreadable_files_are_named_and_do_not_stop_the_table(tmp_path, capsys):
+    sweep = make(tmp_path / "s", {"a": "ok", "b": "ok", "c": "failed", "d": "ok"})
+    (sweep / "a" / "COMPLETE").write_text("{not json")
+    (sweep / "b" / "run.parquet").write_bytes(b"PAR1 torn")
+    (sweep / "c" / "run.parquet").write_bytes(b"")
+    st = scan(sweep)
+    assert by_state(st) == {"unreadable": ["a", "b", "c"], "ok": ["d"]}
+    details = {r.name: r.detail for r in st.runs}
+    assert details["a"].startswith("COMPLETE: JSONDecodeError")
+    assert details["b"].startswith("run.parquet: ") and details["c"].startswith("run.parquet: ")
+    assert main([str(sweep)]) == 1
+    out = capsys.readouterr().out
+    assert re.search(r"\n  unreadable +3   named below\n", out)
+    assert "\n  unreadable a  COMPLETE: JSONDecodeError" in out  # state, name, first line of the problem
+
+
+def test_an_empty_sweep_and_a_missing_one(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    st = scan(tmp_path / "empty")
+    assert st.runs == [] and not st.all_ok and "no readable grid.json" in st.source
+    assert main([str(tmp_path / "empty")]) == 1
+    assert "0 runs in the grid" in capsys.readouterr().out
+    assert main([str(tmp_path / "nowhere")]) == 2
+    assert "is not a directory" in capsys.readouterr().err
+
+
+def test_without_grid_json_the_runs_on_disk_are_the_grid_and_others_are_counted(tmp_path, capsys):
+    sweep = make(tmp_path / "s", {"a": "ok", "n/b": "failed"})  # nested, as ablations are
+    (sweep / "grid.json").unlink()
+    assert by_state(scan(sweep)) == {"ok": ["a"], "failed": ["n/b"]}
+    sweep2 = make(tmp_path / "t", {"a": "ok", "old": "ok"}, grid=["a", "new"])
+    st = scan(sweep2)
+    assert by_state(st) == {"ok": ["a"], "not started": ["new"]} and st.outside == ["old"]
+    main([str(sweep2)])
+    assert "1 run directories on disk are not in this grid" in capsys.readouterr().out
+
+
+def test_the_progress_line_counts_finished_runs_against_the_grid(tmp_path):
+    sweep = make(tmp_path / "s", {"a": "ok", "b": "failed", "c": "not started"})
+    progress = SweepProgress(interval=3600)
+    progress.start(sweep, disable=True)
+    try:
+        assert (progress.bar.n, progress.bar.total) == (2, 3)
+        write_run(sweep, "c", "ok")
+        progress.poll()
+        assert (progress.bar.n, progress.bar.total) == (3, 3)
+        assert "0 training, 1 failed" in str(progress.bar.postfix)
+    finally:
+        progress.on_multirun_end()
+
+
+def test_the_progress_line_is_quiet_outside_a_terminal(tmp_path, monkeypatch):
+    monkeypatch.setenv("CI", "true")
+    progress = SweepProgress()
+    progress.on_multirun_start(config={"progress": "auto", "hydra": {"sweep": {"dir": str(tmp_path)}}})
+    assert progress.bar is None
+    progress.on_multirun_end()
+
+
+def test_rerun_failed_retrains_exactly_the_failed_runs_in_place(tmp_path):
+    cfg = make_cfg("num_threads=1", f"results_dir={tmp_path}")
+    sweep = make(tmp_path / "s", {"ok_run": "ok", "bad": "failed"}, bad={"error": "RuntimeError: boom"})
+    results.write_yaml(sweep / "bad" / ".hydra" / "config.yaml", cfg)
+    results.write_yaml(sweep / "bad" / ".hydra" / "overrides.yaml", ["num_threads=1"])
+    before = (sweep / "ok_run" / "run.parquet").stat().st_mtime_ns
+    done = subprocess.run(
+        [sys.executable, "-m", "sweep.rerun", "--failed", str(sweep)],
+        cwd=ROOT,
+        env={**os.environ, "CI": "true"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "retrying 1 failed runs" in done.stdout
+    assert by_state(scan(sweep)) == {"ok": ["ok_run", "bad"]}
+    assert (sweep / "ok_run" / "run.parquet").stat().st_mtime_ns == before  # untouched
+    assert yaml.safe_load((sweep / "bad" / ".hydra" / "overrides.yaml").read_text()) == ["num_threads=1"]
+    assert json.loads((sweep / "bad" / "COMPLETE").read_text())["status"] == "ok"
