@@ -176,7 +176,7 @@ class SweepProgress(Callback):
             position=0,
             dynamic_ncols=True,
             disable=disable,
-            bar_format="{desc}: {n}/{total} runs finished |{bar}| {postfix}",
+            bar_format="{desc}: {percentage:3.0f}%|{bar}| {n}/{total} runs finished{postfix}",
         )
         self.poll()
         self._thread = threading.Thread(target=self._loop, name="sweep-progress", daemon=True)
