@@ -18,9 +18,9 @@ holder note (one fixed-size record, :func:`sweep.lock.note_holder`) and ``/proc/
 takes a lock, so it is safe beside running launches. A holder on this machine is live if the kernel
 lists its lock; a holder on another machine (a Slurm node, shared filesystem) is live while its note,
 rewritten after every epoch, is younger than ``--stale-after`` seconds. Exit code 0 when every run of
-the grid finished ``ok``, 1 otherwise, 2 on bad usage: ``until python -m sweep.status DIR; do sleep
-60; done`` waits for a sweep. It imports neither torch nor Hydra, so it answers in well under a
-second (``bench/status.py``).
+the grid finished ``ok``, 1 otherwise, 2 on bad usage; with ``--watch`` it returns once nothing is
+training or left to train, so a script can wait on it. It imports neither torch nor Hydra, so it
+answers in well under a second (``bench/status.py``).
 
 :class:`sweep.grid.SweepProgress` shows the same counts as one progress line while a multirun trains.
 """
@@ -275,14 +275,13 @@ def render(st: Status) -> str:
         timing += " · no run is training now: no ETA"
     lines.append(timing)
     training = st.of("training")
-    for r in training[:SHOW_TRAINING]:
-        lines.append(f"  training  {r.name}  ({r.detail}, {_epoch(r)})")
-    if len(training) > SHOW_TRAINING:
-        lines.append(f"  training  … and {len(training) - SHOW_TRAINING} more")
-    listed = [r for state in ("failed", "diverged", "unreadable") for r in st.of(state)]
+    listed = training[:SHOW_TRAINING] + [r for s in ("failed", "diverged", "unreadable") for r in st.of(s)]
     width = max((len(r.name) for r in listed), default=0)
     for r in listed:
-        lines.append(f"  {r.state:<11}{r.name:<{width}}  {r.detail or ''}".rstrip())
+        detail = f"({r.detail}, {_epoch(r)})" if r.state == "training" else r.detail or ""
+        lines.append(f"  {r.state:<11}{r.name:<{width}}  {detail}".rstrip())
+        if len(training) > SHOW_TRAINING and r is training[SHOW_TRAINING - 1]:
+            lines.append(f"  {'training':<11}… and {len(training) - SHOW_TRAINING} more")
     if st.outside:
         lines.append(f"{len(st.outside)} run directories on disk are not in this grid (earlier launches)")
     if st.count("failed"):
