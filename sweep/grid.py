@@ -158,6 +158,13 @@ class SweepProgress(Callback):
         self.bar = None
         self.scanner: Scanner | None = None
 
+    # Process launchers (submitit) pickle the callbacks with the launch: only the settings travel.
+    def __getstate__(self) -> dict[str, Any]:
+        return {"interval": self.interval}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(**state)
+
     def on_multirun_start(self, config, **kwargs: Any) -> None:
         from sweep.engine import _show_progress  # the launch has torch loaded anyway
 

@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 
 from analysis.collect import collect
 from sweep.lock import run_lock
+from sweep.status import scan
 from sweep.train import launcher_threads
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,6 +64,8 @@ def test_parallel_launcher_trains_the_grid_and_a_relaunch_skips_it(tmp_path, lau
     out = finish(launch(f"results_dir={tmp_path}", *launcher))
     runs = collect(tmp_path / "sweeps" / "smoke").to_pandas()
     assert set(runs["run_name"]) == RUNS and (runs["status"] == "ok").all()
+    st = scan(tmp_path / "sweeps" / "smoke")  # the grid as the launch recorded it, all of it ok
+    assert st.source.startswith("grid.json") and {r.name for r in st.runs} == RUNS and st.all_ok
     if "submitit" not in launcher[0]:
         assert sorted(trained(out)) == sorted(RUNS)  # joblib workers' and cohort slots' prints reach us
     again = finish(launch(f"results_dir={tmp_path}", *launcher))

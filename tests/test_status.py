@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import socket
 import subprocess
@@ -207,6 +208,17 @@ def test_the_progress_line_counts_finished_runs_against_the_grid(tmp_path):
         assert "0 training, 1 failed" in str(progress.bar.postfix)
     finally:
         progress.on_multirun_end()
+
+
+def test_the_progress_line_pickles_while_it_runs(tmp_path):
+    """The submitit launcher pickles the launch's callbacks with each job."""
+    progress = SweepProgress(interval=7)
+    progress.start(make(tmp_path / "s", {"a": "ok"}), disable=True)
+    try:
+        copy = pickle.loads(pickle.dumps(progress))
+    finally:
+        progress.on_multirun_end()
+    assert copy.interval == 7 and copy.bar is None
 
 
 def test_the_progress_line_is_quiet_outside_a_terminal(tmp_path, monkeypatch):
