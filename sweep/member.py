@@ -114,7 +114,7 @@ class Member:
             self.release()
             print(f"{self.name}: already complete ({row['status']}), skipped: {self.out_dir}")
             return row
-        note_holder(self.out_dir)
+        note_holder(self.out_dir, 0, self.cfg["epochs"])  # resume() and every epoch update the epoch
         results.remove_stale_temps(self.out_dir)  # left by a process killed mid-write; we hold the lock
         if results.read_stored_config(self.out_dir) is None:  # written once, before anything else
             results.write_yaml(self.out_dir / ".hydra" / "config.yaml", self.cfg)

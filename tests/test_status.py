@@ -21,6 +21,7 @@ from sweep import results
 from sweep.grid import SweepProgress, write_grid_file
 from sweep.lock import note_holder, run_lock
 from sweep.status import main, render, scan
+from sweep.train import train
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -249,3 +250,19 @@ def test_rerun_failed_retrains_exactly_the_failed_runs_in_place(tmp_path):
     assert (sweep / "ok_run" / "run.parquet").stat().st_mtime_ns == before  # untouched
     assert yaml.safe_load((sweep / "bad" / ".hydra" / "overrides.yaml").read_text()) == ["num_threads=1"]
     assert json.loads((sweep / "bad" / "COMPLETE").read_text())["status"] == "ok"
+
+
+def test_a_run_training_in_this_process_shows_its_epoch_then_its_result(tmp_path):
+    """The engine's own lock and holder note, seen by the status while the run trains (from its
+    per-epoch callback) and after it finished."""
+    sweep = make(tmp_path / "s", {"r": "not started"})
+    seen = []
+    row = train(
+        make_cfg("epochs=2", "num_threads=1"),
+        sweep / "r",
+        on_epoch=lambda epoch, val: seen.append(scan(sweep).runs[0]),
+    )
+    assert [(r.state, r.epoch, r.epochs) for r in seen] == [("training", 1, 2), ("training", 2, 2)]
+    assert seen[0].detail == f"{socket.gethostname()} pid {os.getpid()}"
+    (done,) = scan(sweep).runs
+    assert (done.state, done.seconds) == ("ok", pytest.approx(row["wall_seconds"]))
