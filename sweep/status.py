@@ -4,8 +4,8 @@
     python -m sweep.status results/sweeps/paper --watch    # refreshed until no run is left to train
 
 Each run of the grid (``grid.json``, written by the launch's grid check; for a sweep launched before
-that file existed, the run directories found on disk) is one of: ``ok``, ``diverged``, ``pruned``
-(complete: its ``COMPLETE`` marker), ``failed`` (``run.parquet`` says so; a relaunch retries it),
+that file existed, the jobs of Hydra's ``multirun.yaml``, or else the run directories found on disk)
+is one of: ``ok``, ``diverged``, ``pruned`` (complete: its ``COMPLETE`` marker), ``failed`` (``run.parquet`` says so; a relaunch retries it),
 ``training`` (a live process holds its lock: host, pid and epoch from the holder note),
 ``interrupted`` (started, no live holder: a relaunch resumes it), ``not started``, or ``unreadable``
 (a file that cannot be parsed; named). Below the counts: the median wall seconds of the runs that
@@ -194,8 +194,26 @@ def runs_on_disk(sweep_dir: Path) -> list[str]:
     return sorted(str(p.relative_to(sweep_dir)) for p in found)
 
 
+def grid_from_multirun(path: Path) -> tuple[list[str], str]:
+    """(run directories, launch command) of the jobs of Hydra's ``multirun.yaml``, composed as the
+    grid check composes them. Imports Hydra and torch (seconds): only for a sweep without grid.json."""
+    from hydra import initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from sweep.config import CONF_DIR
+    from sweep.grid import job_config, job_overrides
+
+    config = OmegaConf.load(path)
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cache: dict = {}
+        runs = [str(job_config(config, job, cache).hydra.sweep.subdir) for job in job_overrides(config)]
+    args = [*config.hydra.overrides.hydra, *config.hydra.overrides.task]
+    return runs, "python -m sweep.train " + shlex.join(str(a) for a in args)
+
+
 def read_grid(sweep_dir: Path) -> tuple[list[str], str, str | None]:
-    """(run directories, where they came from, launch command)."""
+    """(run directories, where they came from, launch command): ``grid.json``; for a sweep launched
+    before it existed, Hydra's ``multirun.yaml``; else the run directories on disk."""
     path = sweep_dir / GRID_FILE
     try:
         record = json.loads(path.read_text())
@@ -205,7 +223,18 @@ def read_grid(sweep_dir: Path) -> tuple[list[str], str, str | None]:
         pass
     except (OSError, ValueError, KeyError, TypeError) as exc:
         print(f"warning: {path} is unreadable ({exc}); using the run directories on disk", file=sys.stderr)
-    return runs_on_disk(sweep_dir), f"the run directories on disk (no readable {GRID_FILE})", None
+        return runs_on_disk(sweep_dir), f"the run directories on disk ({GRID_FILE} is unreadable)", None
+    multirun = sweep_dir / "multirun.yaml"
+    if multirun.is_file():
+        try:
+            runs, command = grid_from_multirun(multirun)
+            return runs, "Hydra's multirun.yaml of the last launch", command
+        except Exception as exc:  # noqa: BLE001 - an old or foreign file: fall back, say why
+            print(
+                f"warning: cannot read the grid from {multirun} ({type(exc).__name__}: {exc})",
+                file=sys.stderr,
+            )
+    return runs_on_disk(sweep_dir), f"the run directories on disk (no {GRID_FILE} or multirun.yaml)", None
 
 
 class Scanner:
@@ -225,7 +254,7 @@ class Scanner:
                 self._final[name] = run
             runs.append(run)
         outside = []
-        if source.startswith(GRID_FILE):
+        if not source.startswith("the run directories on disk"):
             grid = set(names)
             outside = [n for n in runs_on_disk(self.sweep_dir) if n not in grid]
         return Status(self.sweep_dir, runs, source, command, outside)

@@ -15,9 +15,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 from runs import make_cfg
 
 from sweep import results
+from sweep.config import CONF_DIR
 from sweep.grid import SweepProgress, write_grid_file
 from sweep.lock import note_holder, run_lock
 from sweep.status import main, render, scan
@@ -179,7 +182,7 @@ def test_unreadable_files_are_named_and_do_not_stop_the_table(tmp_path, capsys):
 def test_an_empty_sweep_and_a_missing_one(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     st = scan(tmp_path / "empty")
-    assert st.runs == [] and not st.all_ok and "no readable grid.json" in st.source
+    assert st.runs == [] and not st.all_ok and "no grid.json or multirun.yaml" in st.source
     assert main([str(tmp_path / "empty")]) == 1
     assert "0 runs in the grid" in capsys.readouterr().out
     assert main([str(tmp_path / "nowhere")]) == 2
@@ -195,6 +198,25 @@ def test_without_grid_json_the_runs_on_disk_are_the_grid_and_others_are_counted(
     assert by_state(st) == {"ok": ["a"], "not started": ["new"]} and st.outside == ["old"]
     main([str(sweep2)])
     assert "1 run directories on disk are not in this grid" in capsys.readouterr().out
+
+
+def test_without_grid_json_the_grid_comes_from_hydras_multirun_yaml(tmp_path):
+    """A sweep launched before grid.json existed: the jobs of the launch Hydra recorded."""
+    over = ["experiment=smoke", f"results_dir={tmp_path}"]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=over, return_hydra_config=True)
+    cfg.hydra.overrides.task = over
+    sweep = tmp_path / "sweeps" / "smoke"
+    sweep.mkdir(parents=True)
+    OmegaConf.save(cfg, sweep / "multirun.yaml")
+    write_run(sweep, "L8_conv5_dense2_s0", "ok")
+    st = scan(sweep)
+    assert st.source == "Hydra's multirun.yaml of the last launch"
+    assert by_state(st) == {
+        "not started": ["L8_dense2_dense2_s0", "L8_dense2_conv5_s0", "L8_conv5_conv5_s0"],
+        "ok": ["L8_conv5_dense2_s0"],
+    }
+    assert st.command == f"python -m sweep.train experiment=smoke results_dir={tmp_path}"
 
 
 def test_the_progress_line_counts_finished_runs_against_the_grid(tmp_path):
