@@ -45,7 +45,6 @@ from sweep import results
 from sweep.lock import LOCK_NAME, local_locks, read_note
 
 GRID_FILE = "grid.json"  # as sweep.grid writes it (that module imports Hydra: not imported here)
-STATES = ("ok", "diverged", "pruned", "failed", "training", "interrupted", "not started", "unreadable")
 COMPLETE_STATES = ("ok", "diverged", "pruned")
 STALE_AFTER = 1800.0  # seconds without a heartbeat before a holder on another machine counts as gone
 SHOW_TRAINING = 20  # training runs listed by name; the rest are counted
@@ -115,15 +114,18 @@ def _read_row(run_dir: Path) -> dict[str, Any]:
 
 
 def _holder_live(run_dir: Path, note: dict | None, locks: set[int] | None, now: float, stale_after: float):
-    """Whether the run's holder is alive (see the module docstring)."""
+    """Whether a live process holds the run's lock (see the module docstring)."""
+    try:
+        lock = os.stat(run_dir / LOCK_NAME)
+    except OSError:
+        return False
+    if locks is not None and lock.st_ino in locks:  # held by a process on this machine
+        return True
     if note is None:
         return False
     if note["host"] == socket.gethostname():
         if locks is not None:
-            try:
-                return os.stat(run_dir / LOCK_NAME).st_ino in locks
-            except OSError:
-                return False
+            return False
         try:  # no /proc/locks (not Linux): is the pid alive?
             os.kill(note["pid"], 0)
             return True
@@ -131,10 +133,7 @@ def _holder_live(run_dir: Path, note: dict | None, locks: set[int] | None, now: 
             return False
         except PermissionError:
             return True
-    try:
-        return now - os.stat(run_dir / LOCK_NAME).st_mtime < stale_after
-    except OSError:
-        return False
+    return now - lock.st_mtime < stale_after  # another machine: its heartbeat
 
 
 def scan_run(
@@ -158,6 +157,8 @@ def scan_run(
             return Run(name, state, _first_line(row["error"]) if state != "ok" else None, row["wall_seconds"])
         note = read_note(run_dir)
         if _holder_live(run_dir, note, locks, now, stale_after):
+            if note is None:  # held, but the note is being written or is garbled
+                return Run(name, "training", "holder unknown")
             return Run(
                 name,
                 "training",

@@ -133,6 +133,9 @@ def test_a_run_locked_by_a_live_process_is_training_with_host_pid_and_epoch(tmp_
         assert st.eta_seconds() == pytest.approx(100 * (0.25 + 2))
         assert "ETA 0:03:45 at 1 runs at a time" in render(st)
         assert main([str(sweep)]) == 1
+        (sweep / "b" / ".lock").write_text("garbled\n")  # the kernel's lock table still says it is held
+        (b,) = [r for r in scan(sweep).runs if r.name == "b"]
+        assert (b.state, b.detail) == ("training", "holder unknown")
     assert by_state(scan(sweep))["interrupted"] == ["b"]  # released: no longer training
 
 
