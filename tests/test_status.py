@@ -10,6 +10,7 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -291,3 +292,15 @@ def test_a_run_training_in_this_process_shows_its_epoch_then_its_result(tmp_path
     assert seen[0].detail == f"{socket.gethostname()} pid {os.getpid()}"
     (done,) = scan(sweep).runs
     assert (done.state, done.seconds) == ("ok", pytest.approx(row["wall_seconds"]))
+
+
+def test_watch_refreshes_until_nothing_is_left_to_train(tmp_path, capsys):
+    sweep = make(tmp_path / "s", {"a": "ok", "b": "interrupted"})
+    finisher = threading.Timer(0.5, lambda: write_run(sweep, "b", "ok"))  # another process finishes b
+    finisher.start()
+    try:
+        assert main([str(sweep), "--watch", "--interval", "0.05"]) == 0
+    finally:
+        finisher.join()
+    tables = capsys.readouterr().out.split("sweep ")[1:]
+    assert len(tables) >= 2 and "interrupted       1" in tables[0] and "ok 2 ·" in tables[-1]
