@@ -80,20 +80,10 @@ def holder(run_dir: str | Path) -> str:
     return "unknown" if note is None else f"{note['host']} {note['pid']}"
 
 
-def held_locally(run_dir: str | Path) -> bool | None:
-    """Whether a process on this machine holds the run's lock, read from ``/proc/locks`` (which lists
-    every flock by inode) without touching the lock: probing it with ``flock`` could make a launch
-    that tries it at that instant skip the run. None where ``/proc/locks`` does not exist."""
-    try:
-        inode = os.stat(Path(run_dir) / LOCK_NAME).st_ino
-    except OSError:
-        return False
-    table = local_locks()
-    return None if table is None else inode in table
-
-
 def local_locks() -> set[int] | None:
-    """Inodes of every file locked on this machine (``/proc/locks``), or None without procfs."""
+    """Inodes of every file locked on this machine, from ``/proc/locks``, or None without procfs.
+    Reading the kernel's table leaves the locks alone: probing one with ``flock`` could make a launch
+    that tries it at that instant skip the run."""
     try:
         lines = Path("/proc/locks").read_text().splitlines()
     except OSError:

@@ -147,7 +147,8 @@ class Member:
         self.state = {k: state[k] for k in ("model", "optimizer", "g_data", "g_noise")}
         self.history = list(state["history"])
         self.epoch, self.best, self.resumed_seconds = state["epoch"], state["best"], state["seconds"]
-        note_holder(self.out_dir, self.epoch, self.cfg["epochs"])
+        with contextlib.suppress(OSError):  # the note is for humans and sweep.status, never a reason to fail
+            note_holder(self.out_dir, self.epoch, self.cfg["epochs"])
         print(f"{self.name}: resuming after epoch {self.epoch}")
 
     def start(self) -> None:
@@ -194,7 +195,8 @@ class Member:
             },
         )
         self.epoch, self.state = epoch + 1, checkpoint
-        note_holder(self.out_dir, self.epoch, self.cfg["epochs"])  # heartbeat for sweep.status
+        with contextlib.suppress(OSError):  # a heartbeat for sweep.status, never a reason to fail
+            note_holder(self.out_dir, self.epoch, self.cfg["epochs"])
         if self.job.on_epoch is not None:
             self.job.on_epoch(epoch + 1, val)
         return "done" if self.epoch >= self.cfg["epochs"] else "continue"
