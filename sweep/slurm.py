@@ -167,7 +167,9 @@ def launch(
     from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 
     generic = set(OmegaConf.structured(BaseQueueConf).keys())
-    executor.update_parameters(**{k if k in generic else f"{executor_name}_{k}": v for k, v in params.items()})
+    executor.update_parameters(
+        **{k if k in generic else f"{executor_name}_{k}": v for k, v in params.items()}
+    )
     watcher = None
     if executor_name == "slurm" and accounting_off():
         print(

@@ -56,14 +56,20 @@ def cluster():
     if shutil.which("sbatch") is None:
         if required:
             pytest.fail("VAE_SWEEP_SLURM=required but sbatch is not on PATH: did '.ci/slurm up' run?")
-        pytest.skip("no Slurm on this machine (sbatch not on PATH); 'sudo .ci/slurm up' brings up a test cluster")
+        pytest.skip(
+            "no Slurm on this machine (sbatch not on PATH); 'sudo .ci/slurm up' brings up a test cluster"
+        )
     conf = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True)
     name = re.search(r"^ClusterName\s*=\s*(\S+)", conf.stdout, re.M)
     if conf.returncode != 0 or name is None:
-        pytest.fail(f"sbatch is here but slurmctld does not answer (scontrol show config): {conf.stderr.strip()}")
+        pytest.fail(
+            f"sbatch is here but slurmctld does not answer (scontrol show config): {conf.stderr.strip()}"
+        )
     if name.group(1) != "vae":
         if required:
-            pytest.fail(f"VAE_SWEEP_SLURM=required but this is cluster {name.group(1)!r}, not .ci/slurm's 'vae'")
+            pytest.fail(
+                f"VAE_SWEEP_SLURM=required but this is cluster {name.group(1)!r}, not .ci/slurm's 'vae'"
+            )
         pytest.skip(f"Slurm here is cluster {name.group(1)!r}, not the .ci/slurm test cluster 'vae'")
     state = subprocess.run(["sinfo", "-h", "-p", "debug", "-o", "%a %T"], capture_output=True, text=True)
     assert state.stdout.split()[:1] == ["up"], f"partition debug is not up: {state.stdout} {state.stderr}"
@@ -86,7 +92,10 @@ def task_dirs(sweep_dir: Path) -> list[Path]:
 def task_logs(sweep_dir: Path, job: str | None = None) -> str:
     """Everything the tasks (of one array ``job``, or all) printed, requeued sessions included."""
     logs = [
-        f.read_text() for d in task_dirs(sweep_dir) if job in (None, d.name.split("_")[0]) for f in d.glob("*_log.out")
+        f.read_text()
+        for d in task_dirs(sweep_dir)
+        if job in (None, d.name.split("_")[0])
+        for f in d.glob("*_log.out")
     ]
     return "\n".join(logs)
 
@@ -107,7 +116,9 @@ def wait_for(check, what: str, launcher: subprocess.Popen, timeout: float = 300)
             return got
         if launcher.poll() is not None:
             out, err = launcher.communicate()
-            raise AssertionError(f"the launch ended (rc {launcher.returncode}) before {what}: {out[-2000:]} {err[-2000:]}")
+            raise AssertionError(
+                f"the launch ended (rc {launcher.returncode}) before {what}: {out[-2000:]} {err[-2000:]}"
+            )
         time.sleep(0.5)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
@@ -133,7 +144,13 @@ def test_grid_trains_each_run_once_across_two_launches_and_a_relaunch_submits_no
     """Two launches on one sweep at once, one a task per run (one task at a time), the other two runs
     per task as cohorts (hydra.launcher.runs_per_task=2): every run trained exactly once, all ok;
     then a relaunch submits no job at all."""
-    grid = ["experiment=smoke", "hydra.sweeper.params.encoder=dense2", "seed=0,1", *TINY, f"results_dir={tmp_path}"]
+    grid = [
+        "experiment=smoke",
+        "hydra.sweeper.params.encoder=dense2",
+        "seed=0,1",
+        *TINY,
+        f"results_dir={tmp_path}",
+    ]
     runs = {f"L8_dense2_{d}_s{s}" for d in ("dense2", "conv5") for s in (0, 1)}
     sweep_dir = tmp_path / "sweeps" / "smoke"
     a = launch("sweep.train", *grid, *SLURM, "hydra.launcher.array_parallelism=1")
@@ -156,12 +173,14 @@ def test_grid_trains_each_run_once_across_two_launches_and_a_relaunch_submits_no
     assert set(collect(sweep_dir).to_pandas()["finished_at"]) == set(table["finished_at"])
 
 
-def test_a_requeued_task_resumes_from_its_last_checkpoint_and_ends_as_an_uninterrupted_run(tmp_path, reference):
+def test_a_requeued_task_resumes_from_its_last_checkpoint_and_ends_as_an_uninterrupted_run(
+    tmp_path, reference
+):
     """`scontrol requeue` (what preemption does) while the run trains: Slurm kills the task and starts
     it again; the run resumes from its own last.pt and ends exactly where the uninterrupted run ends."""
     p = launch("sweep.train", *LONG, *SLURM, f"results_dir={tmp_path}")
     sweep_dir = tmp_path / "sweeps" / "smoke"
-    task = wait_for(lambda: task_dirs(sweep_dir) if sweep_dir.exists() else None, "the task's directory", p)[0]
+    (task,) = wait_for(lambda: sweep_dir.exists() and task_dirs(sweep_dir), "the task's directory", p)
     wait_for(lambda: epochs_done(sweep_dir / LONG_RUN) >= 2, "two epochs", p)
     subprocess.run(["scontrol", "requeue", task.name], check=True)
     finish(p)
@@ -178,7 +197,11 @@ def test_a_task_past_its_time_limit_is_requeued_by_submitit_and_completes(tmp_pa
     before), submitit checkpoints the call and requeues the task, at most max_num_timeout times,
     and each session resumes the run from its last.pt until it completes. (That a resumed run ends
     exactly as an uninterrupted one is the requeue test's check.)"""
-    limits = ["hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=5", "hydra.launcher.max_num_timeout=4"]
+    limits = [
+        "hydra.launcher.timeout_min=1",
+        "hydra.launcher.signal_delay_s=5",
+        "hydra.launcher.max_num_timeout=4",
+    ]
     finish(launch("sweep.train", *LONG, "epochs=8", *SLURM, *limits, f"results_dir={tmp_path}"))
     sweep_dir = tmp_path / "sweeps" / "smoke"
     logs = task_logs(sweep_dir)
