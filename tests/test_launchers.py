@@ -140,6 +140,12 @@ def test_without_accounting_task_states_come_from_squeue_and_forgotten_tasks_cou
     answer = "41_0|RUNNING|vm\n41_1|CANCELLED|vm\n41_3|PENDING|\n42|REQUEUED|\n"
     watcher._info_dict.update(watcher.read_info(answer.encode()))
     states = {j: watcher.get_state(j, mode="cache") for j in ("41_0", "41_1", "41_2", "41_3", "42")}
-    assert states == {"41_0": "RUNNING", "41_1": "CANCELLED", "41_2": "ENDED", "41_3": "PENDING", "42": "REQUEUED"}
+    assert states == {
+        "41_0": "RUNNING",
+        "41_1": "CANCELLED",
+        "41_2": "ENDED",
+        "41_3": "PENDING",
+        "42": "REQUEUED",
+    }
     assert [j for j in states if watcher.is_done(j, mode="cache")] == ["41_1", "41_2"]
     assert watcher._make_command()[0] == "squeue"
