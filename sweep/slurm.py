@@ -135,9 +135,12 @@ def launch(
     import submitit
 
     params = dict(params)
-    runs_per_task = int(params.pop("runs_per_task", 1) or 1)
-    if runs_per_task < 1:
-        raise ValueError(f"hydra.launcher.runs_per_task={runs_per_task}: must be an integer >= 1")
+    runs_per_task = params.pop("runs_per_task", 1)
+    if isinstance(runs_per_task, bool) or not isinstance(runs_per_task, int) or runs_per_task < 1:
+        raise ValueError(
+            f"hydra.launcher.runs_per_task={runs_per_task!r}: must be an integer >= 1 "
+            "(1: one run per array task; N: N runs per task, trained as cohorts)"
+        )
     sweep_dir = Path(str(config.hydra.sweep.dir))
     sweep_dir.mkdir(parents=True, exist_ok=True)
 
