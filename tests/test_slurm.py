@@ -150,12 +150,13 @@ def test_grid_trains_each_run_once_across_two_launches_and_a_relaunch_submits_no
         "hydra.sweeper.params.encoder=dense2",
         "seed=0,1",
         *TINY,
+        "engine.max_members=2",  # both launches: runs.parquet of one sweep must agree on the column's type
         f"results_dir={tmp_path}",
     ]
     runs = {f"L8_dense2_{d}_s{s}" for d in ("dense2", "conv5") for s in (0, 1)}
     sweep_dir = tmp_path / "sweeps" / "smoke"
     a = launch("sweep.train", *grid, *SLURM, "hydra.launcher.array_parallelism=1")
-    b = launch("sweep.train", *grid, *SLURM, "hydra.launcher.runs_per_task=2", "engine.max_members=2")
+    b = launch("sweep.train", *grid, *SLURM, "hydra.launcher.runs_per_task=2")
     out_a, _ = finish(a)
     out_b, _ = finish(b)
     assert "4 to submit as 4 array task(s)" in out_a and "task states come from squeue" in out_a
