@@ -129,3 +129,26 @@ def test_the_cohort_launcher_stacks_seeds_and_matches_the_basic_launcher(tmp_pat
     assert list(c.index) == list(b.index) and len(c) == 4 and (c["status"] == "ok").all()
     for k in ("val/neg_elbo", "test/neg_elbo"):
         assert c[k].to_numpy() == pytest.approx(b[k].to_numpy(), rel=1e-4), k
+
+
+def test_without_accounting_task_states_come_from_squeue_and_forgotten_tasks_count_as_ended():
+    """sweep/slurm.py's watcher, fed a real squeue answer (``--array --states=all --format=%i|%T|%N``):
+    array tasks by their own ids, a cancelled one done, one slurmctld no longer lists ended too (so
+    the launch never waits for ever on a task without a result), running and requeued ones not."""
+    from sweep.slurm import squeue_watcher
+
+    watcher = squeue_watcher()
+    for job_id in ("41_0", "41_1", "41_2", "41_3", "42"):
+        watcher.register_job(job_id)
+    answer = "41_0|RUNNING|vm\n41_1|CANCELLED|vm\n41_3|PENDING|\n42|REQUEUED|\n"
+    watcher._info_dict.update(watcher.read_info(answer.encode()))
+    states = {j: watcher.get_state(j, mode="cache") for j in ("41_0", "41_1", "41_2", "41_3", "42")}
+    assert states == {
+        "41_0": "RUNNING",
+        "41_1": "CANCELLED",
+        "41_2": "ENDED",
+        "41_3": "PENDING",
+        "42": "REQUEUED",
+    }
+    assert [j for j in states if watcher.is_done(j, mode="cache")] == ["41_1", "41_2"]
+    assert watcher._make_command()[0] == "squeue"

@@ -1,0 +1,218 @@
+"""The Slurm launcher's work (``hydra/launcher=slurm``): Hydra's submitit launcher, made to fit a sweep.
+
+    python -m sweep.train experiment=full hydra/launcher=slurm hydra.launcher.partition=gpu ...
+    python -m sweep.train experiment=full hydra/launcher=slurm hydra.launcher.runs_per_task=32   # cohorts
+
+What it adds to ``hydra_submitit_launcher``'s SlurmLauncher:
+* **complete runs are not submitted**: each job's run directory is resolved before submission and a
+  run with its ``COMPLETE`` marker is reported as the basic launcher reports it, so relaunching a
+  finished sweep submits nothing. Unfinished runs are submitted and resume from their ``last.pt``;
+  a run another launch is training is skipped by its lock inside the task, as always.
+* **cohorts on Slurm** (``runs_per_task`` > 1): runs are ordered so that runs that can stack (same
+  :func:`sweep.engine.cohort_key`) are neighbours, and each array task trains ``runs_per_task`` of
+  them in one process with the engine, exactly as ``hydra/launcher=cohort`` trains a whole grid.
+  With 1 (the default) each array task is one run through Hydra's ``run_job``, as before.
+* **every task is waited for**: a task that ends without a result (``scancel``, node failure, out of
+  requeues) is reported with its run and Slurm state once all others are done, instead of the first
+  such task aborting the wait while the rest still run.
+* **clusters without accounting**: submitit polls ``sacct``, which fails there (with a warning three
+  lines long at every poll), and it then never learns that a task without a result has ended: the
+  launch would wait for ever for a cancelled task. Where ``scontrol show config`` says
+  ``AccountingStorageType=accounting_storage/none`` the states come from ``squeue`` instead, and
+  one line says so. Where accounting is on, nothing changes and sacct's real errors still show.
+
+Requeue after preemption or a time-out is submitit's: on ``USR2`` (``signal_delay_s`` before the
+time limit) the task checkpoints its call and requeues itself, up to ``max_num_timeout`` times for
+time-outs; the run then resumes from its own ``last.pt``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, JobStatus, filter_overrides
+from omegaconf import DictConfig, OmegaConf
+
+from sweep import results
+from sweep.config import to_plain
+from sweep.engine import cohort_key
+from sweep.grid import job_config
+
+EXTRA_KEYS = ("runs_per_task",)  # ours; the rest of hydra.launcher goes to submitit as before
+SQUEUE_POLL_S = 30  # at most one squeue every 30 s once a launch has run a while (submitit's sacct: 600 s)
+
+
+# ------------------------------------------------------------------------------ job states
+def accounting_off() -> bool:
+    """True when this cluster keeps no job accounting (``sacct`` cannot answer)."""
+    try:
+        out = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    for line in out.stdout.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "AccountingStorageType":
+            return value.strip() in ("accounting_storage/none", "(null)", "")
+    return False
+
+
+def squeue_watcher():
+    """A submitit job-state watcher that asks ``squeue`` (for clusters without accounting)."""
+    from submitit.slurm.slurm import SlurmInfoWatcher
+
+    class SqueueWatcher(SlurmInfoWatcher):
+        def _make_command(self) -> list[str] | None:
+            if not self._registered - self._finished:
+                return None
+            # all of this user's jobs, one line per array task, finished ones while slurmctld keeps
+            # them (MinJobAge); a job absent from the answer has ended and been forgotten
+            return ["squeue", "--me", "--noheader", "--array", "--states=all", "--format=%i|%T|%N"]
+
+        def read_info(self, string: bytes | str) -> dict[str, dict[str, str]]:
+            text = string.decode() if isinstance(string, bytes) else string
+            info = super().read_info("JobID|State|NodeList\n" + text)
+            for job_id in self._registered - self._finished:
+                if job_id not in info:
+                    info[job_id] = {"JobID": job_id, "State": "ENDED", "NodeList": ""}
+            return info
+
+    return SqueueWatcher(delay_s=SQUEUE_POLL_S)
+
+
+# ------------------------------------------------------------------------------ tasks
+class GroupTask:
+    """One array task training several runs in one process (``runs_per_task`` > 1), through the same
+    code as ``hydra/launcher=cohort``. Checkpointable: on a time-out or preemption submitit requeues
+    the same call and every run resumes from its ``last.pt``."""
+
+    def __init__(self, config: DictConfig, overrides: list[list[str]], first_idx: int, state: dict):
+        self.config, self.overrides, self.first_idx, self.state = config, overrides, first_idx, state
+
+    def __call__(self) -> list[JobReturn]:
+        from sweep.launcher import launch
+
+        Singleton.set_state(self.state)
+        return launch(self.config, self.overrides, self.first_idx)
+
+    def checkpoint(self) -> Any:
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self)
+
+
+def _complete_return(cfg: DictConfig, overrides: list[str], run_dir: Path) -> JobReturn:
+    row = pq.read_table(run_dir / "run.parquet").to_pylist()[0]
+    print(f"{row['run_name']}: already complete ({row['status']}), not submitted: {run_dir}")
+    ret = JobReturn(overrides=list(overrides), cfg=cfg, hydra_cfg=cfg, task_name=str(cfg.hydra.job.name))
+    ret.status, ret.return_value = JobStatus.COMPLETED, row.get("val/neg_elbo")
+    return ret
+
+
+def _failed_return(overrides: list[str], exc: BaseException) -> JobReturn:
+    ret = JobReturn(overrides=list(overrides))
+    ret.status, ret.return_value = JobStatus.FAILED, exc
+    return ret
+
+
+def launch(
+    config: DictConfig,
+    params: dict[str, Any],
+    executor_name: str,
+    per_run: Callable[..., JobReturn],
+    job_overrides: Sequence[Sequence[str]],
+    initial_job_idx: int,
+) -> list[JobReturn]:
+    """Submit the unfinished jobs of a multirun as one Slurm array and wait for every task.
+
+    ``params`` is ``hydra.launcher`` (resolved); ``per_run`` the launcher itself, called in a task
+    with Hydra's usual arguments (``runs_per_task`` = 1)."""
+    import submitit
+
+    params = dict(params)
+    runs_per_task = params.pop("runs_per_task", 1)
+    if isinstance(runs_per_task, bool) or not isinstance(runs_per_task, int) or runs_per_task < 1:
+        raise ValueError(
+            f"hydra.launcher.runs_per_task={runs_per_task!r}: must be an integer >= 1 "
+            "(1: one run per array task; N: N runs per task, trained as cohorts)"
+        )
+    sweep_dir = Path(str(config.hydra.sweep.dir))
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+
+    out: list[JobReturn | None] = [None] * len(job_overrides)
+    todo: list[tuple[int, list[str], DictConfig]] = []
+    cache: dict = {}
+    for i, overrides in enumerate(job_overrides):
+        cfg = job_config(config, list(overrides), cache)
+        run_dir = sweep_dir / str(cfg.hydra.sweep.subdir)
+        if results.is_complete(run_dir):
+            out[i] = _complete_return(cfg, list(overrides), run_dir)
+        else:
+            todo.append((i, list(overrides), cfg))
+    n_tasks = -(-len(todo) // runs_per_task)
+    print(
+        f"slurm launcher: {len(job_overrides)} runs, {len(job_overrides) - len(todo)} complete (not submitted), "
+        f"{len(todo)} to submit as {n_tasks} array task(s) of up to {runs_per_task} run(s)"
+    )
+    if not todo:
+        return out  # type: ignore[return-value]
+
+    executor = submitit.AutoExecutor(
+        cluster=executor_name,
+        folder=params.pop("submitit_folder"),
+        **{f"{executor_name}_max_num_timeout": params.pop("max_num_timeout")},
+    )
+    from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+
+    generic = set(OmegaConf.structured(BaseQueueConf).keys())
+    executor.update_parameters(
+        **{k if k in generic else f"{executor_name}_{k}": v for k, v in params.items()}
+    )
+    watcher = None
+    if executor_name == "slurm" and accounting_off():
+        print(
+            "slurm launcher: this cluster keeps no accounting (AccountingStorageType=accounting_storage/none), "
+            "so sacct cannot answer: task states come from squeue"
+        )
+        watcher = squeue_watcher()
+
+    for i, overrides, _ in todo:
+        print(f"\t#{initial_job_idx + i} : {' '.join(filter_overrides(overrides))}")
+    state = Singleton.get_state()
+    if runs_per_task == 1:
+        groups = [[t] for t in todo]
+        args = [(ov, "hydra.sweep.dir", initial_job_idx + i, f"job_id_for_{i}", state) for i, ov, _ in todo]
+        jobs = executor.map_array(per_run, *zip(*args, strict=True))
+    else:  # neighbours can stack: order by cohort key (stable: grid order within a key)
+        ordered = sorted(todo, key=lambda t: cohort_key(to_plain(t[2])))
+        groups = [ordered[k : k + runs_per_task] for k in range(0, len(ordered), runs_per_task)]
+        tasks = [GroupTask(config, [ov for _, ov, _ in g], initial_job_idx + g[0][0], state) for g in groups]
+        with executor.batch():
+            jobs = [executor.submit(task) for task in tasks]
+    if watcher is not None:  # submitit's class-wide sacct watcher, replaced for these jobs only
+        for job in jobs:
+            job.watcher = watcher
+
+    problems = []
+    for group, job in zip(groups, jobs, strict=True):
+        job.wait()
+        try:
+            got = job.results()[0]
+            rets = got if isinstance(got, list) else [got]
+        except Exception as exc:  # no result: cancelled, node failure, out of requeues, crashed
+            rets = [_failed_return(ov, exc) for _, ov, _ in group]
+            names = ", ".join(os.path.basename(str(cfg.hydra.sweep.subdir)) for _, _, cfg in group)
+            problems.append(f"task {job.job_id} ({names}) ended without a result, state {job.state}")
+        for (i, _, _), ret in zip(group, rets, strict=True):
+            out[i] = ret
+    if problems:
+        print(
+            f"slurm launcher: {len(problems)} of {len(jobs)} task(s) did not finish; their runs stay unfinished "
+            "(a relaunch resumes them):\n  " + "\n  ".join(problems)
+        )
+    return out  # type: ignore[return-value]
