@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -47,6 +48,20 @@ class ConfigError(ValueError):
 
 
 Check = Callable[[str, Any], None]  # check(key, value) raises ConfigError naming both and what is valid
+
+
+# What a refused launch raises: bad values (ValueError: ConfigError, SpecError, RunNameError, …), a
+# directory that cannot take the run (RuntimeError: SchemaVersionError, ConfigMismatchError), and
+# what Hydra and OmegaConf raise for a bad override or group. Anything else is a bug in a check.
+REFUSALS = (ValueError, RuntimeError, HydraException, OmegaConfBaseException)
+
+
+def refusal(exc: BaseException, what: str) -> str:
+    """The one ``error:`` line a command prints when it refuses ``what`` before anything is written; an
+    unexpected exception (a bug in a check) refuses too, and says so: checks fail closed."""
+    if isinstance(exc, REFUSALS):
+        return f"error: {' '.join(str(exc).split()) if len(str(exc).splitlines()) > 1 else exc}"
+    return f"error: checking the {what} failed ({type(exc).__name__}: {exc}); nothing was started"
 
 
 def _run_name_resolver(*, _root_: DictConfig) -> str:

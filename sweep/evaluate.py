@@ -379,19 +379,35 @@ def find_finished_runs(path: Path) -> list[Path]:
     return sorted(p.parent for p in path.glob(f"**/{results.COMPLETE}"))
 
 
-def reevaluate(run_dir: Path, overrides: list[str]) -> dict[str, Any]:
-    """Recompute the evaluation of one finished run from its stored config and ``best.pt``."""
-    from sweep.config import apply_overrides
-    from sweep.names import run_name_of
-    from sweep.train import load_data, resolve_device
+def reevaluation_config(run_dir: Path, overrides: list[str]) -> dict[str, Any]:
+    """The config to re-evaluate one finished run with: its stored config with ``overrides`` (only
+    ``eval.*`` and ``device``) on top, validated by the rules ``sweep.train`` uses (this machine's
+    device included). Raises a ValueError naming the bad key or file."""
+    from sweep.config import ConfigError, apply_overrides, validate
 
     stored = results.read_stored_config(run_dir)
     if stored is None:
-        raise FileNotFoundError(f"{run_dir}: no stored config (.hydra/config.yaml)")
+        raise ConfigError(f"{run_dir}: no stored config (.hydra/config.yaml)")
     bad = [o for o in overrides if not o.split("=", 1)[0].lstrip("+").startswith(("eval.", "device"))]
     if bad:
-        raise ValueError(f"only eval.* and device may be overridden when re-evaluating, not {', '.join(bad)}")
+        raise ConfigError(
+            f"only eval.* and device may be overridden when re-evaluating, not {', '.join(bad)}; "
+            "valid: e.g. eval.iwae_k=5000 device=cuda"
+        )
     cfg = apply_overrides(stored, overrides)
+    try:
+        return validate(cfg, here=True)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (re-evaluating {run_dir})") from None
+
+
+def reevaluate(run_dir: Path, overrides: list[str] | dict[str, Any]) -> dict[str, Any]:
+    """Recompute the evaluation of one finished run from ``best.pt``, with
+    :func:`reevaluation_config` (or that config itself)."""
+    from sweep.names import run_name_of
+    from sweep.train import load_data, resolve_device
+
+    cfg = overrides if isinstance(overrides, dict) else reevaluation_config(run_dir, overrides)
     name = run_name_of(cfg)
     status = results.read_complete(run_dir)["status"]
     if status != "ok":
@@ -403,6 +419,10 @@ def reevaluate(run_dir: Path, overrides: list[str]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Every run's config is checked before any run is re-evaluated: a bad override or stored config
+    is refused with one ``error:`` line and exit status 2, nothing rewritten."""
+    from sweep.config import refusal
+
     p = argparse.ArgumentParser(prog="python -m sweep.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("path", type=Path, help="a run directory or a directory of runs (a sweep)")
     p.add_argument("overrides", nargs="*", help="eval.* or device overrides, e.g. eval.iwae_k=5000")
@@ -414,14 +434,18 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    failed = 0
+    cfgs = {}
     for run_dir in runs:
         try:
-            row = reevaluate(run_dir, args.overrides)
-            print(f"{run_dir.name}: {row['eval/status']} {row.get('eval/reason') or ''}".rstrip())
-        except ValueError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            cfgs[run_dir] = reevaluation_config(run_dir, args.overrides)
+        except Exception as exc:  # noqa: BLE001 - refused before anything is rewritten
+            print(refusal(exc, f"evaluation of {run_dir}"), file=sys.stderr)
             return 2
+    failed = 0
+    for run_dir, cfg in cfgs.items():
+        try:
+            row = reevaluate(run_dir, cfg)
+            print(f"{run_dir.name}: {row['eval/status']} {row.get('eval/reason') or ''}".rstrip())
         except Exception as exc:  # one broken run must not stop the others
             failed += 1
             print(f"{run_dir.name}: evaluation failed: {exc}", file=sys.stderr)

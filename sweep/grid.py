@@ -23,7 +23,7 @@ from __future__ import annotations
 import itertools
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -33,7 +33,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import InterpolationResolutionError
 
 from sweep import results
-from sweep.config import CONF_DIR, ConfigError, to_plain, validate
+from sweep.config import CONF_DIR, ConfigError, refusal, to_plain, validate
 from sweep.member import ConfigMismatchError, check_run_dir
 from sweep.models import SpecError
 
@@ -135,17 +135,10 @@ def repeated_values(config: DictConfig) -> list[str]:
     return out
 
 
-def _refuse(what: str, exc: BaseException) -> None:
+def _refuse(what: str, exc: BaseException) -> NoReturn:
     """Print one ``error:`` line and exit with status 2. Any exception counts: a check that breaks
     must stop the launch, not let it go on unchecked (Hydra would turn it into a warning)."""
-    known = (GridError, ConfigError, SpecError, results.SchemaVersionError, results.StoredConfigError)
-    if isinstance(exc, known + (ConfigMismatchError,)):
-        print(f"error: {exc}", file=sys.stderr)
-    else:
-        print(
-            f"error: the check of the {what} failed ({type(exc).__name__}: {exc}); nothing was launched",
-            file=sys.stderr,
-        )
+    print(refusal(exc, what), file=sys.stderr)
     raise SystemExit(2)
 
 
