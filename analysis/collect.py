@@ -4,14 +4,17 @@
     python -m analysis.collect results/sweeps/paper --out runs.parquet
 
 Every ``<run dir>/run.parquet`` (or ``epochs.parquet`` with ``--table epochs``) below the directory is
-read; a missing, partial or unreadable file, or one written by an incompatible schema version, is
-skipped with one warning line naming it, and listed in the returned ``skipped``.
+read; a missing, partial or unreadable file, one written by an incompatible schema version, or one
+whose column types drifted from the other runs' (a string where the others have numbers), is skipped
+with one warning line naming it, and listed in the returned ``skipped``; so is a stored
+``.hydra/config.yaml`` that is not valid YAML (its run's rows are kept).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +51,7 @@ def collect(root: str | Path, table: str = "run") -> Collected:
     if not root.is_dir():
         raise FileNotFoundError(f"results directory {root} does not exist")
     parts, skipped = [], []
+    paths = []
     for path in sorted(root.glob(f"**/{table}.parquet")):
         try:
             t = pq.read_table(path)
@@ -64,10 +68,44 @@ def collect(root: str | Path, table: str = "run") -> Collected:
         run_dir = str(path.parent.relative_to(root))  # unique, unlike run_name across ablation variants
         t = t.replace_schema_metadata(None)
         parts.append(t.append_column("run_dir", pa.array([run_dir] * t.num_rows, pa.string())))
+        paths.append(path)
+    for i, reason in sorted(_drifted(parts).items()):
+        skipped.append((str(paths[i]), reason))
+        print(f"warning: skipped {paths[i]}: {reason}", file=sys.stderr)
+    parts = [t for i, t in enumerate(parts) if str(paths[i]) not in {p for p, _ in skipped}]
     if not parts:
         return Collected(pa.table({}), skipped)
     out = pa.concat_tables(parts, promote_options="permissive")
     return Collected(out.sort_by([("run_dir", "ascending")]), skipped)
+
+
+def _unifies(*fields: pa.Field) -> bool:
+    try:
+        pa.unify_schemas([pa.schema([f]) for f in fields], promote_options="permissive")
+        return True
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return False
+
+
+def _drifted(parts: list[pa.Table]) -> dict[int, str]:
+    """{index: reason} of the tables with a column whose type cannot join the others' (a run that
+    failed on a bad value may have stored, say, a string where every other run has an integer). Per
+    column, the type most tables have wins (null columns join anything; int64 and double promote);
+    the tables that disagree are the ones skipped, each with the column named."""
+    bad: dict[int, str] = {}
+    names = dict.fromkeys(n for t in parts for n in t.column_names)
+    for name in names:
+        fields = [
+            (i, t.schema.field(name)) for i, t in enumerate(parts) if name in t.column_names and i not in bad
+        ]
+        if _unifies(*(f for _, f in fields)):
+            continue
+        counts = Counter(str(f.type) for _, f in fields if not pa.types.is_null(f.type))
+        ref = next(f for _, f in fields if str(f.type) == counts.most_common(1)[0][0])
+        for i, f in fields:
+            if not _unifies(ref, f):
+                bad[i] = f"column {name} is {f.type} where the other runs' is {ref.type} (schema drift)"
+    return bad
 
 
 @dataclass
@@ -118,7 +156,24 @@ def load_sweep(root: str | Path) -> Sweep:
             )
             for _, r in df.iterrows()
         ]
-    return Sweep(Path(root), df, dims.to_pandas(), runs.skipped + evals.skipped + dims.skipped)
+    return Sweep(
+        Path(root), df, dims.to_pandas(), runs.skipped + evals.skipped + dims.skipped + _bad_configs(root, df)
+    )
+
+
+def _bad_configs(root: str | Path, runs: pd.DataFrame) -> list[tuple[str, str]]:
+    """A run's stored ``.hydra/config.yaml`` that is not a readable config: one warning each, naming
+    the file (the run's parquet rows are still used; its config is what a relaunch would compare)."""
+    from sweep.results import StoredConfigError, read_stored_config
+
+    out = []
+    for run_dir in runs.get("run_dir", []):
+        try:
+            read_stored_config(Path(root) / run_dir)
+        except (StoredConfigError, OSError) as exc:
+            out.append((str(Path(root) / run_dir / ".hydra" / "config.yaml"), str(exc)))
+            print(f"warning: {exc}", file=sys.stderr)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

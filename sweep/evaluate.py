@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -44,6 +45,7 @@ EVAL_COLUMNS = [
     "run_name",
     "eval/status",
     "eval/reason",
+    "eval/nonfinite",
     "eval/seconds",
     "test/neg_elbo",
     "test/rate",
@@ -161,6 +163,21 @@ def iwae_with_retry(model, x: torch.Tensor, *, k: int, gen, chunks: tuple[int, i
             )
 
 
+def nonfinite(row: dict[str, Any], latents: tuple[int, int]) -> str | None:
+    """What of a run's evaluation is not a finite number (a run can end ``ok`` with, say, every
+    stored μ beyond float16's range after a huge learning rate): the metric columns by name, and
+    ``latents.parquet mu`` with how many of its stored images; None when everything is finite.
+    ``latents``: (images with a non-finite μ, images stored)."""
+    bad = [
+        k
+        for k, v in row.items()
+        if k.startswith(("test/", "latent/")) and isinstance(v, float) and not math.isfinite(v)
+    ]
+    if latents[0]:
+        bad.append(f"latents.parquet mu ({latents[0]} of {latents[1]} images)")
+    return ", ".join(bad) or None
+
+
 def cpu_metrics(mu_train, y_train, mu_test, y_test, pick, *, seed: int, knn_k: int) -> dict[str, float]:
     """The CPU side of one run's evaluation (NumPy in, floats out; runs in a worker process when the
     engine has a pool): the linear and kNN probes and the silhouette of the PCA of μ[pick]. Returns
@@ -219,6 +236,9 @@ class PendingEval:
             cpu = dict(job.result())
             row["eval/seconds"] = self.device_seconds + cpu.pop("_seconds")
             row.update(cpu)
+            row["eval/nonfinite"] = nonfinite(row, row.pop("_latents_nonfinite"))
+            if row["eval/nonfinite"]:
+                print(f"{row['run_name']}: non-finite {row['eval/nonfinite']}", file=sys.stderr)
             results.write_parquet(run_dir / "eval.parquet", [row], EVAL_COLUMNS)
         return self.rows
 
@@ -325,14 +345,14 @@ def evaluate_stack(
                 **arch,
             }
         )
+        mu16 = mu_np[i][pick.numpy()].astype(np.float16)
+        row["_latents_nonfinite"] = (int((~np.isfinite(mu16)).any(axis=1).sum()), len(pick))
         latents = pa.table(
             {
                 "run_name": [name] * len(pick),
                 "index": pick.numpy(),
                 "label": y_test[pick.numpy()],
-                "mu": pa.FixedSizeListArray.from_arrays(
-                    pa.array(mu_np[i][pick.numpy()].astype(np.float16).ravel()), mu.shape[2]
-                ),
+                "mu": pa.FixedSizeListArray.from_arrays(pa.array(mu16.ravel()), mu.shape[2]),
             }
         )
         kl_l, var_l, act_l = kl_d.tolist(), mu_var.tolist(), active.tolist()
