@@ -101,7 +101,9 @@ def _drifted(parts: list[pa.Table]) -> dict[int, str]:
         if _unifies(*(f for _, f in fields)):
             continue
         counts = Counter(str(f.type) for _, f in fields if not pa.types.is_null(f.type))
-        ref = next(f for _, f in fields if str(f.type) == counts.most_common(1)[0][0])
+        # the most common type; on a tie not a string (the usual drift: a bad value stored as text)
+        wins = max(counts, key=lambda t: (counts[t], t != "string"))
+        ref = next(f for _, f in fields if str(f.type) == wins)
         for i, f in fields:
             if not _unifies(ref, f):
                 bad[i] = f"column {name} is {f.type} where the other runs' is {ref.type} (schema drift)"
@@ -157,21 +159,22 @@ def load_sweep(root: str | Path) -> Sweep:
             for _, r in df.iterrows()
         ]
     return Sweep(
-        Path(root), df, dims.to_pandas(), runs.skipped + evals.skipped + dims.skipped + _bad_configs(root, df)
+        Path(root), df, dims.to_pandas(), runs.skipped + evals.skipped + dims.skipped + _bad_configs(root)
     )
 
 
-def _bad_configs(root: str | Path, runs: pd.DataFrame) -> list[tuple[str, str]]:
-    """A run's stored ``.hydra/config.yaml`` that is not a readable config: one warning each, naming
-    the file (the run's parquet rows are still used; its config is what a relaunch would compare)."""
+def _bad_configs(root: str | Path) -> list[tuple[str, str]]:
+    """Every stored ``.hydra/config.yaml`` below ``root`` that is not a readable config: one warning
+    each, naming the file (its run's parquet rows are still used; the config is what a relaunch
+    compares against)."""
     from sweep.results import StoredConfigError, read_stored_config
 
     out = []
-    for run_dir in runs.get("run_dir", []):
+    for path in sorted(Path(root).glob("**/.hydra/config.yaml")):
         try:
-            read_stored_config(Path(root) / run_dir)
+            read_stored_config(path.parent.parent)
         except (StoredConfigError, OSError) as exc:
-            out.append((str(Path(root) / run_dir / ".hydra" / "config.yaml"), str(exc)))
+            out.append((str(path), str(exc)))
             print(f"warning: {exc}", file=sys.stderr)
     return out
 

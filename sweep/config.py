@@ -59,9 +59,10 @@ REFUSALS = (ValueError, RuntimeError, HydraException, OmegaConfBaseException)
 def refusal(exc: BaseException, what: str) -> str:
     """The one ``error:`` line a command prints when it refuses ``what`` before anything is written; an
     unexpected exception (a bug in a check) refuses too, and says so: checks fail closed."""
+    text = str(exc) if len(str(exc).splitlines()) < 2 else " ".join(str(exc).split())  # one line
     if isinstance(exc, REFUSALS):
-        return f"error: {' '.join(str(exc).split()) if len(str(exc).splitlines()) > 1 else exc}"
-    return f"error: checking the {what} failed ({type(exc).__name__}: {exc}); nothing was started"
+        return f"error: {text}"
+    return f"error: checking the {what} failed ({type(exc).__name__}: {text}); nothing was started"
 
 
 def _run_name_resolver(*, _root_: DictConfig) -> str:

@@ -345,7 +345,8 @@ def evaluate_stack(
                 **arch,
             }
         )
-        mu16 = mu_np[i][pick.numpy()].astype(np.float16)
+        with np.errstate(over="ignore"):  # beyond float16 becomes inf: flagged below, not warned
+            mu16 = mu_np[i][pick.numpy()].astype(np.float16)
         row["_latents_nonfinite"] = (int((~np.isfinite(mu16)).any(axis=1).sum()), len(pick))
         latents = pa.table(
             {
