@@ -79,12 +79,16 @@ def collect(root: str | Path, table: str = "run") -> Collected:
     return Collected(out.sort_by([("run_dir", "ascending")]), skipped)
 
 
-def _unifies(*fields: pa.Field) -> bool:
+def _unifies_schemas(schemas: list[pa.Schema]) -> bool:
     try:
-        pa.unify_schemas([pa.schema([f]) for f in fields], promote_options="permissive")
+        pa.unify_schemas(schemas, promote_options="permissive")
         return True
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
         return False
+
+
+def _unifies(*fields: pa.Field) -> bool:
+    return _unifies_schemas([pa.schema([f]) for f in fields])
 
 
 def _drifted(parts: list[pa.Table]) -> dict[int, str]:
@@ -93,6 +97,8 @@ def _drifted(parts: list[pa.Table]) -> dict[int, str]:
     column, the type most tables have wins (null columns join anything; int64 and double promote);
     the tables that disagree are the ones skipped, each with the column named."""
     bad: dict[int, str] = {}
+    if _unifies_schemas([t.schema for t in parts]):
+        return bad  # the usual case, checked at once
     names = dict.fromkeys(n for t in parts for n in t.column_names)
     for name in names:
         fields = [
