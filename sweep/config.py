@@ -1,4 +1,10 @@
-"""Hydra glue: the ``run_name`` resolver, family shorthands, and config checks before training.
+"""Hydra glue: the ``run_name`` resolver, family shorthands, and the one validator of run configs.
+
+:func:`validate` is what every entry point checks a config with before anything is written
+(``sweep.train`` single and multirun through :mod:`sweep.grid`, the engine's ``prepare``,
+``sweep.rerun``, ``sweep.evaluate``, ``sweep.search``): ``RULES`` has one declarative rule per key (a
+new key is one line there; a key without a rule is refused), then the limits that depend on the data
+the run will use, then, where the run executes, this machine's devices.
 
 Importing this module registers:
 * the OmegaConf resolver ``${run_name:}`` used by ``hydra.run.dir`` and ``hydra.sweep.subdir``: it
