@@ -4,14 +4,17 @@
     python -m analysis.collect results/sweeps/paper --out runs.parquet
 
 Every ``<run dir>/run.parquet`` (or ``epochs.parquet`` with ``--table epochs``) below the directory is
-read; a missing, partial or unreadable file, or one written by an incompatible schema version, is
-skipped with one warning line naming it, and listed in the returned ``skipped``.
+read; a missing, partial or unreadable file, one written by an incompatible schema version, or one
+whose column types drifted from the other runs' (a string where the others have numbers), is skipped
+with one warning line naming it, and listed in the returned ``skipped``; so is a stored
+``.hydra/config.yaml`` that is not valid YAML (its run's rows are kept).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +51,7 @@ def collect(root: str | Path, table: str = "run") -> Collected:
     if not root.is_dir():
         raise FileNotFoundError(f"results directory {root} does not exist")
     parts, skipped = [], []
+    paths = []
     for path in sorted(root.glob(f"**/{table}.parquet")):
         try:
             t = pq.read_table(path)
@@ -64,10 +68,52 @@ def collect(root: str | Path, table: str = "run") -> Collected:
         run_dir = str(path.parent.relative_to(root))  # unique, unlike run_name across ablation variants
         t = t.replace_schema_metadata(None)
         parts.append(t.append_column("run_dir", pa.array([run_dir] * t.num_rows, pa.string())))
+        paths.append(path)
+    for i, reason in sorted(_drifted(parts).items()):
+        skipped.append((str(paths[i]), reason))
+        print(f"warning: skipped {paths[i]}: {reason}", file=sys.stderr)
+    parts = [t for i, t in enumerate(parts) if str(paths[i]) not in {p for p, _ in skipped}]
     if not parts:
         return Collected(pa.table({}), skipped)
     out = pa.concat_tables(parts, promote_options="permissive")
     return Collected(out.sort_by([("run_dir", "ascending")]), skipped)
+
+
+def _unifies_schemas(schemas: list[pa.Schema]) -> bool:
+    try:
+        pa.unify_schemas(schemas, promote_options="permissive")
+        return True
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return False
+
+
+def _unifies(*fields: pa.Field) -> bool:
+    return _unifies_schemas([pa.schema([f]) for f in fields])
+
+
+def _drifted(parts: list[pa.Table]) -> dict[int, str]:
+    """{index: reason} of the tables with a column whose type cannot join the others' (a run that
+    failed on a bad value may have stored, say, a string where every other run has an integer). Per
+    column, the type most tables have wins (null columns join anything; int64 and double promote);
+    the tables that disagree are the ones skipped, each with the column named."""
+    bad: dict[int, str] = {}
+    if _unifies_schemas([t.schema for t in parts]):
+        return bad  # the usual case, checked at once
+    names = dict.fromkeys(n for t in parts for n in t.column_names)
+    for name in names:
+        fields = [
+            (i, t.schema.field(name)) for i, t in enumerate(parts) if name in t.column_names and i not in bad
+        ]
+        if _unifies(*(f for _, f in fields)):
+            continue
+        counts = Counter(str(f.type) for _, f in fields if not pa.types.is_null(f.type))
+        # the most common type; on a tie not a string (the usual drift: a bad value stored as text)
+        wins = max(counts, key=lambda t: (counts[t], t != "string"))
+        ref = next(f for _, f in fields if str(f.type) == wins)
+        for i, f in fields:
+            if not _unifies(ref, f):
+                bad[i] = f"column {name} is {f.type} where the other runs' is {ref.type} (schema drift)"
+    return bad
 
 
 @dataclass
@@ -118,7 +164,25 @@ def load_sweep(root: str | Path) -> Sweep:
             )
             for _, r in df.iterrows()
         ]
-    return Sweep(Path(root), df, dims.to_pandas(), runs.skipped + evals.skipped + dims.skipped)
+    return Sweep(
+        Path(root), df, dims.to_pandas(), runs.skipped + evals.skipped + dims.skipped + _bad_configs(root)
+    )
+
+
+def _bad_configs(root: str | Path) -> list[tuple[str, str]]:
+    """Every stored ``.hydra/config.yaml`` below ``root`` that is not a readable config: one warning
+    each, naming the file (its run's parquet rows are still used; the config is what a relaunch
+    compares against)."""
+    from sweep.results import StoredConfigError, read_stored_config
+
+    out = []
+    for path in sorted(Path(root).glob("**/.hydra/config.yaml")):
+        try:
+            read_stored_config(path.parent.parent)
+        except (StoredConfigError, OSError) as exc:
+            out.append((str(path), str(exc)))
+            print(f"warning: {exc}", file=sys.stderr)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

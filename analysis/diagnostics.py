@@ -21,6 +21,7 @@ from analysis.plotting import (  # noqa: E402
     DISTORTION_AXIS,
     FACTOR_NAMES,
     HEAT_CELL,
+    LABEL,
     PAGE_WIDTH,
     RATE_AXIS,
     RATE_FLOOR,
@@ -86,8 +87,11 @@ def fig_iwae_heatmap(data) -> Figure:
     runs = prepare(data)
     title = "IWAE NLL (nats per image), mean over seeds: encoder × decoder per latent size"
     ev = runs[evaluated_mask(runs)] if len(runs) else runs
+    nonfinite: list[str] = []  # an IWAE NLL that was computed but is not finite: named in the note
     if len(ev) and "test/iwae_nll" in ev.columns:
-        ev = ev[np.isfinite(ev["test/iwae_nll"].astype(float))]
+        nll = ev["test/iwae_nll"].astype(float)
+        nonfinite = sorted(ev.loc[nll.notna() & ~np.isfinite(nll), LABEL].astype(str))
+        ev = ev[np.isfinite(nll)]
     else:
         ev = ev.iloc[0:0]
     if not len(ev):
@@ -95,7 +99,9 @@ def fig_iwae_heatmap(data) -> Figure:
         why = f" Reason stored with the runs: {'; '.join(reasons)}." if reasons else ""
         return message_figure(
             title,
-            "No IWAE NLL values in this sweep (it is computed only for the bernoulli likelihood)." + why,
+            "No IWAE NLL values in this sweep (it is computed only for the bernoulli likelihood)."
+            + why
+            + (f" Not finite in: {', '.join(nonfinite)}." if nonfinite else ""),
         )
     latents = ordered(ev["latent_dim"], "latent_dim")
     encs, decs = ordered(ev["family/encoder"], "family/"), ordered(ev["family/decoder"], "family/")
@@ -142,7 +148,8 @@ def fig_iwae_heatmap(data) -> Figure:
     bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes.tolist(), shrink=0.8)
     bar.set_label("IWAE NLL, nats per image (lower is better)")
     fig.suptitle(f"{title}\ncells: mean of n = {modal_n} seed(s) unless marked; n/a: no run with a value")
-    note(fig, excluded_note(runs))
+    skipped = f"Not shown (IWAE NLL not finite): {', '.join(nonfinite)}. " if nonfinite else ""
+    note(fig, skipped + excluded_note(runs))
     return fig
 
 

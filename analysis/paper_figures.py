@@ -259,6 +259,7 @@ def _pca_figure(data, fraction: float, title: str) -> Figure:
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
     cmap = ListedColormap([colormaps["tab10"](i) for i in range(N_DIGITS)])
     norm = BoundaryNorm(np.arange(-0.5, N_DIGITS + 0.5), N_DIGITS)
+    nonfinite = []  # runs whose stored μ are not all finite: named, never drawn as a misleading dot
     for ax, (_, r) in zip(axes, best.iterrows(), strict=False):
         got = data.latents(r["run_dir"]) if isinstance(data, Sweep) else None
         ax.set_title(f"#{r['rank']} {r[LABEL]}", fontsize=8)
@@ -271,6 +272,14 @@ def _pca_figure(data, fraction: float, title: str) -> Figure:
             )
             continue
         mu, labels = got
+        finite = np.isfinite(mu).all(axis=1)
+        if not finite.all():
+            nonfinite.append(f"{r[LABEL]} ({(~finite).sum()} of {len(mu)} images)")
+            ax.text(
+                0.5, 0.5, "non-finite\nlatents", ha="center", va="center", transform=ax.transAxes,
+                fontsize=8, color="#b2182b",
+            )  # fmt: skip
+            continue
         xy, ratio = pca.project(mu)
         ax.scatter(xy[:, 0], xy[:, 1], c=labels, cmap=cmap, norm=norm, s=3, linewidths=0, rasterized=True)
         # the spread says how much signal there is: PCA rescales even a collapsed encoder's noise
@@ -294,6 +303,11 @@ def _pca_figure(data, fraction: float, title: str) -> Figure:
         f"{n} of {n_ranked} ranked runs, best first (#rank); test latent means μ, 2-D PCA, coloured by digit"
     )
     fig.suptitle(title + "\n" + textwrap.fill(sub, int(fig.get_figwidth() * 13)))
+    if nonfinite:
+        note(
+            fig,
+            "Not drawn: stored latent means μ not finite (beyond float16) for " + ", ".join(nonfinite) + ".",
+        )
     return fig
 
 

@@ -128,13 +128,16 @@ def evaluated_mask(runs: pd.DataFrame) -> pd.Series:
 
 
 def excluded(runs: pd.DataFrame) -> dict[str, list[str]]:
-    """Runs without test metrics, grouped by why: their status (``failed``, ``diverged``) or
-    ``not evaluated`` (status ok but no evaluation), names sorted."""
+    """Runs without test metrics, grouped by why: their status (``failed``, ``diverged``),
+    ``non-finite test metrics`` (evaluated, but rate or distortion is not finite) or ``not evaluated``
+    (status ok but no evaluation), names sorted."""
     if not len(runs):
         return {}
     out: dict[str, list[str]] = {}
     for _, r in runs[~evaluated_mask(runs)].sort_values("run_name").iterrows():
         why = r["status"] if r.get("status") in ("failed", "diverged") else "not evaluated"
+        if why == "not evaluated" and r.get("eval/status") == "ok":
+            why = "non-finite test metrics"
         out.setdefault(why, []).append(str(r.get(LABEL, r["run_name"])))
     return out
 

@@ -1,4 +1,10 @@
-"""Hydra glue: the ``run_name`` resolver, family shorthands, and config checks before training.
+"""Hydra glue: the ``run_name`` resolver, family shorthands, and the one validator of run configs.
+
+:func:`validate` is what every entry point checks a config with before anything is written
+(``sweep.train`` single and multirun through :mod:`sweep.grid`, the engine's ``prepare``,
+``sweep.rerun``, ``sweep.evaluate``, ``sweep.search``): ``RULES`` has one declarative rule per key (a
+new key is one line there; a key without a rule is refused), then the limits that depend on the data
+the run will use, then, where the run executes, this machine's devices.
 
 Importing this module registers:
 * the OmegaConf resolver ``${run_name:}`` used by ``hydra.run.dir`` and ``hydra.sweep.subdir``: it
@@ -12,18 +18,21 @@ Importing this module registers:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from sweep import names
 from sweep.data import LIKELIHOODS
 from sweep.losses import REDUCTIONS
-from sweep.models import CONV_MAX_DEPTH, Spec, validate_latent
+from sweep.models import CONV_MAX_DEPTH, Spec, SpecError, validate_latent
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 FAMILY_DEPTHS = {"dense": range(1, 17), "conv": range(1, CONV_MAX_DEPTH + 1)}
@@ -44,6 +53,24 @@ LOGGERS = ("tensorboard", "none")
 
 class ConfigError(ValueError):
     """A config value is invalid; the message names the key, the value and what is valid."""
+
+
+Check = Callable[[str, Any], None]  # check(key, value) raises ConfigError naming both and what is valid
+
+
+# What a refused launch raises: bad values (ValueError: ConfigError, SpecError, RunNameError, …), a
+# directory that cannot take the run (RuntimeError: SchemaVersionError, ConfigMismatchError), and
+# what Hydra and OmegaConf raise for a bad override or group. Anything else is a bug in a check.
+REFUSALS = (ValueError, RuntimeError, HydraException, OmegaConfBaseException)
+
+
+def refusal(exc: BaseException, what: str) -> str:
+    """The one ``error:`` line a command prints when it refuses ``what`` before anything is written; an
+    unexpected exception (a bug in a check) refuses too, and says so: checks fail closed."""
+    text = str(exc) if len(str(exc).splitlines()) < 2 else " ".join(str(exc).split())  # one line
+    if isinstance(exc, REFUSALS):
+        return f"error: {text}"
+    return f"error: checking the {what} failed ({type(exc).__name__}: {text}); nothing was started"
 
 
 def _run_name_resolver(*, _root_: DictConfig) -> str:
@@ -125,81 +152,358 @@ def apply_overrides(cfg: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return to_plain(conf)
 
 
-def _number(cfg: dict, key: str, kind: type, lo: float, lo_open: bool = False) -> None:
-    section, _, leaf = key.rpartition(".")
-    value = cfg[section][leaf] if section else cfg[leaf]
-    ok_type = isinstance(value, kind) or (kind is float and isinstance(value, int))
-    if isinstance(value, bool) or not ok_type or (kind is float and not math.isfinite(value)):
-        raise ConfigError(f"{key}={value!r} must be {'an integer' if kind is int else 'a finite number'}")
-    if value < lo or (lo_open and value == lo):
-        raise ConfigError(f"{key}={value!r} is out of range; valid: {'>' if lo_open else '>='} {lo}")
+# ------------------------------------------------------------------------------ validation rules
+# Every key of a run's config has one rule here: validate() refuses a config with a key no rule knows,
+# so a new key slots in as one line (its check says what is valid). Checks raise ConfigError with
+# "<key>=<value> <problem>; valid: <what is>". Cross-key limits (sizes of the data the run will use)
+# and checks against this machine (devices) follow the per-key rules.
 
 
-def _check_results_dir(value) -> None:
-    """The nearest existing ancestor of ``results_dir`` (itself included) must be a directory."""
-    if value is None:
-        return
-    path = Path(str(value))
+def _fail(key: str, value: Any, problem: str, valid: str) -> None:
+    raise ConfigError(f"{key}={value!r} {problem}; valid: {valid}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def integer(lo: int, hi: int | None = None) -> Check:
+    valid = f"{lo}..{hi}" if hi is not None else f">= {lo}"
+
+    def check(key: str, value: Any) -> None:
+        if not _is_int(value):
+            _fail(key, value, "must be an integer", valid)
+        if value < lo or (hi is not None and value > hi):
+            _fail(key, value, "is out of range", valid)
+
+    check.valid = valid  # type: ignore[attr-defined]
+    return check
+
+
+def number(lo: float, *, above: bool = False) -> Check:
+    """A finite float (an int is fine) >= lo, or > lo with ``above``."""
+    valid = f"{'>' if above else '>='} {lo:g}"
+
+    def check(key: str, value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            _fail(key, value, "must be a finite number", valid)
+        if value < lo or (above and value == lo):
+            _fail(key, value, "is out of range", valid)
+
+    check.valid = valid  # type: ignore[attr-defined]
+    return check
+
+
+def one_of(*values: Any) -> Check:
+    valid = ", ".join(str(v).lower() if isinstance(v, bool) else str(v) for v in values)
+
+    def check(key: str, value: Any) -> None:
+        if not any(value == v and type(value) is type(v) for v in values):
+            _fail(key, value, "is unknown", valid)
+
+    check.valid = valid  # type: ignore[attr-defined]
+    return check
+
+
+def boolean(key: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        _fail(key, value, "must be true or false", "true, false")
+
+
+def optional(inner: Check) -> Check:
+    """null or what ``inner`` accepts."""
+
+    def check(key: str, value: Any) -> None:
+        if value is not None:
+            inner(key, value)
+
+    check.valid = f"{getattr(inner, 'valid', '?')} (or null)"  # type: ignore[attr-defined]
+    return check
+
+
+def auto_or(inner: Check) -> Check:
+    def check(key: str, value: Any) -> None:
+        if value != "auto":
+            try:
+                inner(key, value)
+            except ConfigError:
+                _fail(key, value, "is out of range", f"auto, or {getattr(inner, 'valid', '?')}")
+
+    return check
+
+
+def path_component(key: str, value: Any) -> None:
+    """One directory name below ``results_dir``: never empty, ``.``, ``..`` or a path of its own."""
+    valid = "one directory name: not empty, '.' or '..', without '/' or '\\'"
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        _fail(key, value, "must be a name", valid)
+    text = str(value)
+    if text in ("", ".", "..") or any(c in text for c in "/\\\0") or text != text.strip():
+        _fail(key, value, "would leave its directory", valid)
+
+
+def directory(key: str, value: Any) -> None:
+    """A directory, or a path that does not exist yet, whose nearest existing ancestor is one."""
+    valid = "a directory, or a path that does not exist yet"
+    if not isinstance(value, str) or not value.strip():
+        _fail(key, value, "is empty (it would mean the filesystem root or the working directory)", valid)
+    path = Path(value)
     for p in (path, *path.parents):
         if p.exists():
             if not p.is_dir():
-                raise ConfigError(
-                    f"results_dir={str(value)!r} is not usable: {p} is a file; valid: a directory, "
-                    "or a path that does not exist yet"
-                )
+                raise ConfigError(f"{key}={value!r} is not usable: {p} is a file; valid: {valid}")
             return
 
 
-def validate(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Reject a bad config before any training, naming the bad value and the valid range."""
-    validate_latent(cfg["latent_dim"])
-    for role in ("encoder", "decoder"):
-        Spec(**cfg[role]).validate(role)
-    _number(cfg, "seed", int, 0)
-    if cfg.get("trial") is not None:
-        _number(cfg, "trial", int, 0)
-    _number(cfg, "epochs", int, 1)
-    _number(cfg, "batch_size", int, 1)
-    _number(cfg, "lr", float, 0, lo_open=True)
-    if cfg.get("num_threads") is not None:
-        _number(cfg, "num_threads", int, 1)
-    _number(cfg, "loss.beta", float, 0)
-    _number(cfg, "loss.warmup_epochs", float, 0)
-    _number(cfg, "loss.free_bits", float, 0)
-    if cfg["loss"]["reduction"] not in REDUCTIONS:
+DEVICE_KINDS = ("auto", "cpu", "cuda", "mps")
+
+
+def device_name(key: str, value: Any) -> None:
+    """A device string torch parses: auto, cpu, cuda, cuda:<n>, mps (where it is is :func:`check_here`)."""
+    valid = "auto, cpu, cuda, cuda:<n>, mps"
+    if not isinstance(value, str) or value == "":
+        _fail(key, value, "is not a device", valid)
+    if value == "auto":
+        return
+    try:
+        dev = torch.device(value)
+    except (RuntimeError, ValueError):
+        _fail(key, value, "is not a device", valid)
+    if dev.type not in DEVICE_KINDS:
+        _fail(key, value, "is not a device this harness trains on", valid)
+
+
+def available_devices() -> list[str]:
+    """The device strings that work on this machine."""
+    out = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        out += ["cuda", *(f"cuda:{i}" for i in range(torch.cuda.device_count()))]
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        out.append("mps")
+    return out
+
+
+def check_here(cfg: dict[str, Any]) -> None:
+    """What only this machine can say: the device exists here. Called where the run will execute."""
+    value = cfg.get("device", "auto")
+    here = available_devices()
+    dev = torch.device(value) if value != "auto" else None
+    if dev is None or value in here or (dev.type == "cuda" and dev.index is None and "cuda" in here):
+        return
+    what = "no CUDA device" if dev.type == "cuda" and "cuda" not in here else f"no device {value}"
+    raise ConfigError(
+        f"device={value!r} is not available: this machine has {what}; valid here: {', '.join(here)}"
+    )
+
+
+def group_spec(key: str, value: Any) -> None:
+    """An encoder or decoder group: exactly Spec's fields, checked by the models (their own ranges)."""
+    fields = ("kind", "depth", "width", "activation")
+    if not isinstance(value, dict):
+        _fail(key, value, "must be a group", f"{key}=dense|conv|dense<n>|conv<n>, or {key}.<field>=…")
+    extra = sorted(set(value) - set(fields))
+    if extra:
+        raise ConfigError(f"{key}.{extra[0]} is not a key of {key}; valid keys: {', '.join(fields)}")
+    missing = [f for f in fields if f not in value]
+    if missing:
+        raise ConfigError(f"{key} lacks {', '.join(missing)}; valid keys: {', '.join(fields)}")
+    try:
+        Spec(**value).validate(key)
+    except SpecError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def latent(key: str, value: Any) -> None:
+    try:
+        validate_latent(value)
+    except SpecError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+SEARCH_SAMPLERS = ("tpe", "nsga2", "random")
+SEARCH_PRUNERS = ("median", "none")
+SEARCH_DISTRIBUTIONS = ("categorical", "int", "float")
+
+
+def search_node(key: str, sc: Any) -> None:
+    """The ``search`` node of a search experiment (:mod:`sweep.search`); its space's values are checked
+    against these rules by the search itself, which composes them."""
+    if sc is None:
+        return
+    if not isinstance(sc, dict):
+        _fail(key, sc, "must be a group", "a search experiment's node, e.g. experiment=search_arch")
+    integer(1)("search.n_trials", sc.get("n_trials"))
+    objectives, directions = sc.get("objectives") or [], sc.get("directions") or []
+    if len(objectives) != len(directions) or not objectives:
         raise ConfigError(
-            f"loss.reduction={cfg['loss']['reduction']!r} is unknown; valid: {', '.join(REDUCTIONS)}"
+            f"search.objectives {objectives} and search.directions {directions} must pair up; valid: "
+            "one direction (minimize, maximize) per objective"
         )
-    if cfg["data"]["likelihood"] not in LIKELIHOODS:
+    for d in directions:
+        one_of("minimize", "maximize")("search.directions", d)
+    one_of(*SEARCH_SAMPLERS)("search.sampler", sc.get("sampler"))
+    one_of(*SEARCH_PRUNERS)("search.pruner", sc.get("pruner"))
+    if sc["pruner"] != "none" and len(directions) > 1:
         raise ConfigError(
-            f"data.likelihood={cfg['data']['likelihood']!r} is unknown; valid: {', '.join(LIKELIHOODS)}"
+            f"search.pruner={sc['pruner']!r} cannot prune a multi-objective search; valid: none"
         )
-    if cfg["data"]["subset"] is not None:
-        _number(cfg, "data.subset", int, 1)
-    ec = cfg.get("eval", {})
-    if ec.get("iwae_k") is not None:
-        _number(cfg, "eval.iwae_k", int, 1)
-    for key in ("iwae_image_chunk", "iwae_sample_chunk", "mi_chunk", "probe_train", "knn_k", "latents_n"):
-        if key in ec:
-            _number(cfg, f"eval.{key}", int, 1)
-    for key in ("max_members", "slots", "eval_workers"):
-        value = (cfg.get("engine") or {}).get(key, "auto")
-        if value != "auto":
-            _number(cfg, f"engine.{key}", int, 0 if key == "eval_workers" else 1)
-    graphs = (cfg.get("engine") or {}).get("cuda_graphs", True)
-    if not isinstance(graphs, bool):
-        raise ConfigError(f"engine.cuda_graphs={graphs!r} must be true or false")
-    _check_results_dir(cfg.get("results_dir"))
-    if cfg.get("logger", "tensorboard") not in LOGGERS:
-        raise ConfigError(f"logger={cfg['logger']!r} is unknown; valid: {', '.join(LOGGERS)}")
-    _number(cfg, "data.val_size", int, 1)
-    if cfg["data"]["val_size"] >= 60_000:
-        raise ConfigError(f"data.val_size={cfg['data']['val_size']} is out of range; valid: 1..59999")
-    n_train = min(60_000 - cfg["data"]["val_size"], cfg["data"]["subset"] or 60_000)
-    if cfg["batch_size"] > n_train:
+    integer(0)("search.seed", sc.get("seed", 0))
+    integer(0)("search.pruner_startup_trials", sc.get("pruner_startup_trials", 5))
+    space = sc.get("space")
+    if not isinstance(space, dict) or not space:
+        _fail(
+            "search.space",
+            space,
+            "must map keys to distributions",
+            "e.g. {lr: {type: float, low: 1e-4, high: 1e-2}}",
+        )
+    for name, dist in space.items():
+        if not isinstance(dist, dict):
+            _fail(f"search.space.{name}", dist, "must be a distribution", ", ".join(SEARCH_DISTRIBUTIONS))
+        one_of(*SEARCH_DISTRIBUTIONS)(f"search.space.{name}.type", dist.get("type"))
+        if dist["type"] == "categorical" and not dist.get("choices"):
+            _fail(f"search.space.{name}.choices", dist.get("choices"), "is empty", "a non-empty list")
+        if dist["type"] != "categorical":
+            lo, hi = dist.get("low"), dist.get("high")
+            if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (lo, hi)) or lo > hi:
+                _fail(
+                    f"search.space.{name}",
+                    {"low": lo, "high": hi},
+                    "is not a range",
+                    "numbers with low <= high",
+                )
+            if dist.get("log") and lo <= 0:
+                _fail(f"search.space.{name}.low", lo, "cannot start a log scale", "> 0 with log: true")
+
+
+# key → check. A leaf key or a whole group (encoder, decoder, search). REQUIRED keys must be present;
+# the others may be absent from configs stored by earlier versions (their defaults apply).
+RULES: dict[str, Check] = {
+    "latent_dim": latent,
+    "encoder": group_spec,
+    "decoder": group_spec,
+    "seed": integer(0),
+    "trial": optional(integer(0)),
+    "epochs": integer(1),
+    "batch_size": integer(1),
+    "lr": number(0, above=True),
+    "device": device_name,
+    "num_threads": optional(integer(1)),
+    "loss.reduction": one_of(*REDUCTIONS),
+    "loss.beta": number(0),
+    "loss.warmup_epochs": number(0),
+    "loss.free_bits": number(0),
+    "train.eval_test_each_epoch": boolean,
+    "data.likelihood": one_of(*LIKELIHOODS),
+    "data.val_size": integer(1, 59_999),
+    "data.split_seed": integer(0),
+    "data.binarize_seed": integer(0),
+    "data.subset": optional(integer(1)),
+    "eval.iwae_k": optional(integer(1)),
+    "eval.iwae_image_chunk": integer(1),
+    "eval.iwae_sample_chunk": integer(1),
+    "eval.mi_chunk": integer(1),
+    "eval.probe_train": integer(1),
+    "eval.knn_k": integer(1),
+    "eval.latents_n": integer(1),
+    "eval.seed": integer(0),
+    "engine.max_members": auto_or(integer(1)),
+    "engine.slots": auto_or(integer(1)),
+    "engine.cuda_graphs": boolean,
+    "engine.eval_workers": auto_or(integer(0)),
+    "results_dir": directory,
+    "sweep_name": path_component,
+    "progress": one_of("auto", True, False),
+    "logger": one_of(*LOGGERS),
+    "search": search_node,
+}
+REQUIRED = (
+    "latent_dim",
+    "encoder",
+    "decoder",
+    "seed",
+    "epochs",
+    "batch_size",
+    "lr",
+    "loss.reduction",
+    "loss.beta",
+    "loss.warmup_epochs",
+    "loss.free_bits",
+    "data.likelihood",
+    "data.val_size",
+    "data.subset",
+)
+MNIST_TRAIN, MNIST_TEST = 60_000, 10_000
+
+
+def sizes(cfg: dict[str, Any]) -> dict[str, int]:
+    """How many images each split and the probe set will hold (what the size limits check against)."""
+    dc, ec = cfg["data"], cfg.get("eval") or {}
+    cap = dc.get("subset") or math.inf
+    train = int(min(MNIST_TRAIN - dc["val_size"], cap))
+    return {
+        "train": train,
+        "val": int(min(dc["val_size"], cap)),
+        "test": int(min(MNIST_TEST, cap)),
+        "probe": min(ec.get("probe_train", 10_000), train),
+    }
+
+
+def _limits(cfg: dict[str, Any]) -> None:
+    """Keys whose valid range depends on the data the run will use."""
+    n = sizes(cfg)
+    if cfg["batch_size"] > n["train"]:
         raise ConfigError(
-            f"batch_size={cfg['batch_size']} is larger than the training set ({n_train} images)"
+            f"batch_size={cfg['batch_size']} is larger than the training set ({n['train']} images); "
+            f"valid: 1..{n['train']}"
         )
+    k = (cfg.get("eval") or {}).get("knn_k")
+    if k is not None and k > n["probe"]:
+        raise ConfigError(
+            f"eval.knn_k={k} is larger than the kNN probe's training set ({n['probe']} images: "
+            f"min(eval.probe_train, training set)); valid: 1..{n['probe']}"
+        )
+
+
+def _leaves(d: dict[str, Any], prefix: str = ""):
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if key in RULES or not isinstance(v, dict):
+            yield key, v
+        else:
+            yield from _leaves(v, key + ".")
+
+
+_MISSING = object()
+
+
+def _get(cfg: dict[str, Any], key: str) -> Any:
+    node: Any = cfg
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def validate(cfg: dict[str, Any], *, here: bool = False) -> dict[str, Any]:
+    """Refuse a bad config before anything is written: every key against its rule (a key without one
+    is refused), then the limits that depend on the data, then, with ``here``, what this machine must
+    provide (the device). Messages name the key, the value and what is valid. Returns ``cfg``."""
+    for key, value in _leaves({k: v for k, v in cfg.items() if k != "hydra"}):
+        if key not in RULES:
+            raise ConfigError(
+                f"{key}={value!r} is not a key of the run config; valid keys: {', '.join(RULES)}"
+            )
+        RULES[key](key, value)
+    for key in REQUIRED:
+        if _get(cfg, key) is _MISSING:
+            raise ConfigError(
+                f"{key} is missing from the config; valid: {getattr(RULES[key], 'valid', 'see conf/config.yaml')}"
+            )
+    _limits(cfg)
+    if here:
+        check_here(cfg)
     return cfg
 
 

@@ -3,8 +3,9 @@
 
     jobs ─ prepare ─▶ members ─ group by architecture ─▶ cohorts ─ biggest first ─▶ slots
 
-* **prepare** (before anything is written): validate each config, refuse a directory of another
-  schema version or another config, check the data's checksums. A job that fails here gets its
+* **prepare** (before anything is written): validate each config (:func:`sweep.member.check_job`, the
+  checks every entry point makes), refuse a directory of another schema version or holding a run of
+  another config that trained, check the data's checksums. A job that fails here gets its
   exception as its result; the others go on.
 * **members** (:mod:`sweep.member`): when its cohort starts, each run takes its directory's lock (a
   run another process holds is skipped, status ``locked``; a complete one is skipped untouched),

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -44,6 +45,7 @@ EVAL_COLUMNS = [
     "run_name",
     "eval/status",
     "eval/reason",
+    "eval/nonfinite",
     "eval/seconds",
     "test/neg_elbo",
     "test/rate",
@@ -161,6 +163,21 @@ def iwae_with_retry(model, x: torch.Tensor, *, k: int, gen, chunks: tuple[int, i
             )
 
 
+def nonfinite(row: dict[str, Any], latents: tuple[int, int]) -> str | None:
+    """What of a run's evaluation is not a finite number (a run can end ``ok`` with, say, every
+    stored μ beyond float16's range after a huge learning rate): the metric columns by name, and
+    ``latents.parquet mu`` with how many of its stored images; None when everything is finite.
+    ``latents``: (images with a non-finite μ, images stored)."""
+    bad = [
+        k
+        for k, v in row.items()
+        if k.startswith(("test/", "latent/")) and isinstance(v, float) and not math.isfinite(v)
+    ]
+    if latents[0]:
+        bad.append(f"latents.parquet mu ({latents[0]} of {latents[1]} images)")
+    return ", ".join(bad) or None
+
+
 def cpu_metrics(mu_train, y_train, mu_test, y_test, pick, *, seed: int, knn_k: int) -> dict[str, float]:
     """The CPU side of one run's evaluation (NumPy in, floats out; runs in a worker process when the
     engine has a pool): the linear and kNN probes and the silhouette of the PCA of μ[pick]. Returns
@@ -219,6 +236,9 @@ class PendingEval:
             cpu = dict(job.result())
             row["eval/seconds"] = self.device_seconds + cpu.pop("_seconds")
             row.update(cpu)
+            row["eval/nonfinite"] = nonfinite(row, row.pop("_latents_nonfinite"))
+            if row["eval/nonfinite"]:
+                print(f"{row['run_name']}: non-finite {row['eval/nonfinite']}", file=sys.stderr)
             results.write_parquet(run_dir / "eval.parquet", [row], EVAL_COLUMNS)
         return self.rows
 
@@ -325,14 +345,15 @@ def evaluate_stack(
                 **arch,
             }
         )
+        with np.errstate(over="ignore"):  # beyond float16 becomes inf: flagged below, not warned
+            mu16 = mu_np[i][pick.numpy()].astype(np.float16)
+        row["_latents_nonfinite"] = (int((~np.isfinite(mu16)).any(axis=1).sum()), len(pick))
         latents = pa.table(
             {
                 "run_name": [name] * len(pick),
                 "index": pick.numpy(),
                 "label": y_test[pick.numpy()],
-                "mu": pa.FixedSizeListArray.from_arrays(
-                    pa.array(mu_np[i][pick.numpy()].astype(np.float16).ravel()), mu.shape[2]
-                ),
+                "mu": pa.FixedSizeListArray.from_arrays(pa.array(mu16.ravel()), mu.shape[2]),
             }
         )
         kl_l, var_l, act_l = kl_d.tolist(), mu_var.tolist(), active.tolist()
@@ -379,19 +400,35 @@ def find_finished_runs(path: Path) -> list[Path]:
     return sorted(p.parent for p in path.glob(f"**/{results.COMPLETE}"))
 
 
-def reevaluate(run_dir: Path, overrides: list[str]) -> dict[str, Any]:
-    """Recompute the evaluation of one finished run from its stored config and ``best.pt``."""
-    from sweep.config import apply_overrides
-    from sweep.names import run_name_of
-    from sweep.train import load_data, resolve_device
+def reevaluation_config(run_dir: Path, overrides: list[str]) -> dict[str, Any]:
+    """The config to re-evaluate one finished run with: its stored config with ``overrides`` (only
+    ``eval.*`` and ``device``) on top, validated by the rules ``sweep.train`` uses (this machine's
+    device included). Raises a ValueError naming the bad key or file."""
+    from sweep.config import ConfigError, apply_overrides, validate
 
     stored = results.read_stored_config(run_dir)
     if stored is None:
-        raise FileNotFoundError(f"{run_dir}: no stored config (.hydra/config.yaml)")
+        raise ConfigError(f"{run_dir}: no stored config (.hydra/config.yaml)")
     bad = [o for o in overrides if not o.split("=", 1)[0].lstrip("+").startswith(("eval.", "device"))]
     if bad:
-        raise ValueError(f"only eval.* and device may be overridden when re-evaluating, not {', '.join(bad)}")
+        raise ConfigError(
+            f"only eval.* and device may be overridden when re-evaluating, not {', '.join(bad)}; "
+            "valid: e.g. eval.iwae_k=5000 device=cuda"
+        )
     cfg = apply_overrides(stored, overrides)
+    try:
+        return validate(cfg, here=True)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (re-evaluating {run_dir})") from None
+
+
+def reevaluate(run_dir: Path, overrides: list[str] | dict[str, Any]) -> dict[str, Any]:
+    """Recompute the evaluation of one finished run from ``best.pt``, with
+    :func:`reevaluation_config` (or that config itself)."""
+    from sweep.names import run_name_of
+    from sweep.train import load_data, resolve_device
+
+    cfg = overrides if isinstance(overrides, dict) else reevaluation_config(run_dir, overrides)
     name = run_name_of(cfg)
     status = results.read_complete(run_dir)["status"]
     if status != "ok":
@@ -403,6 +440,10 @@ def reevaluate(run_dir: Path, overrides: list[str]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Every run's config is checked before any run is re-evaluated: a bad override or stored config
+    is refused with one ``error:`` line and exit status 2, nothing rewritten."""
+    from sweep.config import refusal
+
     p = argparse.ArgumentParser(prog="python -m sweep.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("path", type=Path, help="a run directory or a directory of runs (a sweep)")
     p.add_argument("overrides", nargs="*", help="eval.* or device overrides, e.g. eval.iwae_k=5000")
@@ -414,14 +455,18 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    failed = 0
+    cfgs = {}
     for run_dir in runs:
         try:
-            row = reevaluate(run_dir, args.overrides)
-            print(f"{run_dir.name}: {row['eval/status']} {row.get('eval/reason') or ''}".rstrip())
-        except ValueError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            cfgs[run_dir] = reevaluation_config(run_dir, args.overrides)
+        except Exception as exc:  # noqa: BLE001 - refused before anything is rewritten
+            print(refusal(exc, f"evaluation of {run_dir}"), file=sys.stderr)
             return 2
+    failed = 0
+    for run_dir, cfg in cfgs.items():
+        try:
+            row = reevaluate(run_dir, cfg)
+            print(f"{run_dir.name}: {row['eval/status']} {row.get('eval/reason') or ''}".rstrip())
         except Exception as exc:  # one broken run must not stop the others
             failed += 1
             print(f"{run_dir.name}: evaluation failed: {exc}", file=sys.stderr)

@@ -1,18 +1,24 @@
-"""Check a whole grid before the first of its jobs starts (a Hydra callback, set in conf/config.yaml).
+"""Check a launch before anything is written (a Hydra callback, set in conf/config.yaml).
 
-For every job of a multirun this resolves the job's run directory, which validates the job's config
-(the ``run_name`` resolver), and stops the launch with a clear error, before anything is written, if:
+For every job of a multirun (and for a single run, before Hydra creates its directory) this validates
+the job's config with :func:`sweep.config.validate` (every key; the device against this machine unless
+a Slurm launcher runs the jobs elsewhere), resolves its run directory, and stops the launch with one
+``error:`` line and exit status 2, before anything is written, if:
 * a job's config is invalid (e.g. a conv depth of 6 somewhere in the grid);
-* two jobs would write the same run directory: they differ only in keys the run name does not show
-  (an ablation such as ``loss.reduction=sum,paper``); the error names those keys and how to give
-  each variant its own directory (``experiment=paper_loss_ablation`` does so);
-* a run directory already holds a run of a different configuration, or one written by a version of
-  the harness with another result schema (``results.SCHEMA_VERSION``).
-It then prints how many runs are already complete and writes the grid's run directories to
+* a job is listed twice (a value repeated in a sweep axis, ``latent_dim=25,25``), or two jobs would
+  write the same run directory: they differ only in keys the run name does not show (an ablation such
+  as ``loss.reduction=sum,paper``); the error names those keys and how to give each variant its own
+  directory (``experiment=paper_loss_ablation`` does so);
+* a run directory already holds a run of a different configuration that trained, or one written by
+  a version of the harness with another result schema (``results.SCHEMA_VERSION``).
+The check fails closed: any exception inside it (a bug included) stops the launch the same way, since
+Hydra would otherwise turn a callback's exception into a warning and launch anyway. It then prints how
+many runs are already complete and writes the grid's run directories to
 ``<sweep dir>/grid.json`` (atomically), which ``python -m sweep.status`` compares the sweep with.
-Composition is done once per distinct group choice (encoder × decoder …), with plain key overrides
-applied on top, so a 768-run grid checks in seconds. Sweepers other than Hydra's basic one are left
-alone. :class:`SweepProgress`, the other callback here, draws the whole sweep's progress line.
+Composition is done once per distinct group choice (encoder × decoder
+…), with plain key overrides applied on top, so a 768-run grid checks in seconds. Sweepers other than
+Hydra's basic one are left alone. :class:`SweepProgress`, the other callback here, draws the whole
+sweep's progress line.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import sys
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -34,7 +40,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import InterpolationResolutionError
 
 from sweep import results
-from sweep.config import CONF_DIR, config_diff, to_plain
+from sweep.config import CONF_DIR, ConfigError, refusal, to_plain, validate
+from sweep.member import ConfigMismatchError, check_run_dir
+from sweep.models import SpecError
 from sweep.status import COMPLETE_STATES, GRID_FILE, Scanner, Status, hms
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
@@ -81,20 +89,33 @@ def job_config(config: DictConfig, overrides: list[str], cache: dict) -> DictCon
     return cfg
 
 
+def runs_here(config: DictConfig) -> bool:
+    """Whether the launcher runs the jobs on this machine (so its devices are the ones to check): not
+    so for Slurm, whose jobs check their device on their node, before they write anything."""
+    return not str(config.hydra.launcher.get("_target_", "")).endswith("SlurmLauncher")
+
+
 def check_grid(config: DictConfig) -> dict[str, Any]:
     """Validate every job of the multirun ``config``; return counts, or raise :class:`GridError`."""
     sweep_dir = Path(config.hydra.sweep.dir)
     seen: dict[Path, list[str]] = {}
     cache: dict = {}
     complete = 0
+    here = runs_here(config)
     for overrides in job_overrides(config):
         cfg = job_config(config, overrides, cache)
         try:
+            plain = validate(to_plain(cfg), here=here)
             run_dir = sweep_dir / str(cfg.hydra.sweep.subdir)
-        except InterpolationResolutionError as exc:
+        except (ConfigError, SpecError, InterpolationResolutionError) as exc:
             reason = str(exc).splitlines()[0].split("resolving interpolation: ")[-1]
             raise GridError(f"grid job [{' '.join(overrides)}] is invalid: {reason}") from None
         if run_dir in seen:
+            if sorted(overrides) == sorted(seen[run_dir]):
+                raise GridError(
+                    f"grid job [{' '.join(overrides)}] is listed twice: a value is repeated in "
+                    f"{', '.join(repeated_values(config)) or 'the sweep'}; list each value once"
+                )
             differ = sorted({_key(o) for o in set(overrides) ^ set(seen[run_dir])})
             raise GridError(
                 f"grid jobs [{' '.join(seen[run_dir])}] and [{' '.join(overrides)}] would both write {run_dir}: "
@@ -104,12 +125,9 @@ def check_grid(config: DictConfig) -> dict[str, Any]:
             )
         seen[run_dir] = overrides
         try:
-            results.check_schema_version(run_dir)
-        except results.SchemaVersionError as exc:
+            check_run_dir(plain, run_dir)
+        except (results.SchemaVersionError, results.StoredConfigError, ConfigMismatchError) as exc:
             raise GridError(str(exc)) from None
-        stored = results.read_stored_config(run_dir)
-        if stored is not None and (diff := config_diff(stored, to_plain(cfg))):
-            raise GridError(f"{run_dir} already holds a run of a different configuration ({'; '.join(diff)})")
         complete += results.is_complete(run_dir)
     return {"runs": len(seen), "complete": complete, "sweep_dir": sweep_dir, "run_dirs": list(seen)}
 
@@ -126,18 +144,43 @@ def write_grid_file(sweep_dir: Path, run_dirs: list[Path], argv: list[str]) -> N
     results.atomic_write_bytes(Path(sweep_dir) / GRID_FILE, json.dumps(record, indent=1).encode())
 
 
+def repeated_values(config: DictConfig) -> list[str]:
+    """Sweep axes that list a value more than once, as ``key=value``."""
+    params = [f"{k}={v}" for k, v in (config.hydra.sweeper.params or {}).items()]
+    out = []
+    for o in OverridesParser.create().parse_overrides([*params, *config.hydra.overrides.task]):
+        if o.is_sweep_override():
+            values = list(o.sweep_string_iterator())
+            out += [f"{o.get_key_element()}={v}" for v in dict.fromkeys(values) if values.count(v) > 1]
+    return out
+
+
+def _refuse(what: str, exc: BaseException) -> NoReturn:
+    """Print one ``error:`` line and exit with status 2. Any exception counts: a check that breaks
+    must stop the launch, not let it go on unchecked (Hydra would turn it into a warning)."""
+    print(refusal(exc, what), file=sys.stderr)
+    raise SystemExit(2)
+
+
 class GridCheck(Callback):
-    """Hydra callback: :func:`check_grid` at the start of every multirun of the basic sweeper."""
+    """Hydra callback: :func:`check_grid` at the start of every multirun of the basic sweeper, and the
+    same checks of a single run (its config, this machine's device, its directory) before Hydra
+    creates the run directory. Either failing prints one ``error:`` line and exits with status 2."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            plain = validate(to_plain(config), here=True)
+            check_run_dir(plain, Path(str(config.hydra.run.dir)))
+        except Exception as exc:  # noqa: BLE001 - fail closed
+            _refuse("run", exc)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         if config.hydra.sweeper.get("_target_") != BASIC_SWEEPER:
             return
         try:
             got = check_grid(config)
-        except GridError as exc:
-            # Hydra turns a callback's exceptions into warnings and launches anyway: stop it here
-            print(f"error: {exc}", file=sys.stderr)
-            raise SystemExit(2) from None
+        except Exception as exc:  # noqa: BLE001 - fail closed
+            _refuse("grid", exc)
         print(
             f"grid: {got['runs']} runs in {got['sweep_dir']}: {got['complete']} already complete, "
             f"{got['runs'] - got['complete']} to train or resume"

@@ -116,7 +116,7 @@ class Member:
             return row
         note_holder(self.out_dir, 0, self.cfg["epochs"])  # resume() and every epoch update the epoch
         results.remove_stale_temps(self.out_dir)  # left by a process killed mid-write; we hold the lock
-        if results.read_stored_config(self.out_dir) is None:  # written once, before anything else
+        if not results.has_trained(self.out_dir):  # written before anything else, kept once it trains
             results.write_yaml(self.out_dir / ".hydra" / "config.yaml", self.cfg)
             results.write_yaml(self.out_dir / ".hydra" / "overrides.yaml", list(self.job.overrides or []))
             if self.job.hydra_cfg is not None:
@@ -238,18 +238,34 @@ class Member:
             self.release()
 
 
-def prepare(job: Job) -> Job:
-    """Validate a job before anything is written (raises on a bad value, a directory of another schema
-    version or of another config, or corrupted data files)."""
-    cfg = validate(to_plain(job.cfg))
-    out_dir = Path(job.out_dir)
+def check_run_dir(cfg: dict[str, Any], out_dir: Path) -> None:
+    """``out_dir`` may take the run ``cfg``: it is of this schema version and holds no run of another
+    config (one that never trained does not count: a corrected relaunch replaces it). Raises
+    :class:`~sweep.results.SchemaVersionError`, :class:`~sweep.results.StoredConfigError` or
+    :class:`ConfigMismatchError`."""
     results.check_schema_version(out_dir)  # a run of another schema version is neither skipped nor touched
-    stored = results.read_stored_config(out_dir)
+    stored = results.trained_config(out_dir)
     if stored is not None and (diff := config_diff(stored, cfg)):
         raise ConfigMismatchError(
             f"{out_dir} already holds a run of a different configuration ({'; '.join(diff)}); "
             "choose another results_dir / --out, or move that run away"
         )
+
+
+def check_job(cfg: dict[str, Any], out_dir: Path, *, here: bool = True) -> dict[str, Any]:
+    """Everything that must hold before a run may write to ``out_dir``: every key of its config (with
+    ``here``, this machine's devices too; :func:`sweep.config.validate`) and :func:`check_run_dir`.
+    Returns the validated plain config."""
+    cfg = validate(to_plain(cfg), here=here)
+    check_run_dir(cfg, Path(out_dir))
+    return cfg
+
+
+def prepare(job: Job) -> Job:
+    """Validate a job before anything is written (raises on a bad value, a device this machine lacks, a
+    directory of another schema version or of another config, or corrupted data files)."""
+    out_dir = Path(job.out_dir)
+    cfg = check_job(job.cfg, out_dir)
     if not results.is_complete(out_dir):
         check_data()  # checksums before anything is written (cached per process: load_data reuses it)
     return Job(cfg, out_dir, list(job.overrides or []), job.hydra_cfg, job.on_epoch)

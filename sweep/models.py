@@ -54,7 +54,7 @@ class Spec:
         for key in ("depth", "width"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int):
-                raise SpecError(f"{role}.{key}={value!r} must be an integer >= 1")
+                raise SpecError(f"{role}.{key}={value!r} must be an integer; valid: >= 1")
         if self.depth < 1:
             raise SpecError(f"{role}.depth={self.depth} is out of range; valid: >= 1")
         if self.kind == "conv" and self.depth > CONV_MAX_DEPTH:

@@ -8,7 +8,8 @@
 If a run of that name exists under the results directory (``results_dir=…``, default ``results``),
 its exact stored config (``.hydra/config.yaml``) is reused with the overrides applied on top;
 otherwise the config is composed from the name. The run trains into ``results/runs/<run_name>/``
-(or ``--out DIR``), with the same skip/resume rules as ``python -m sweep.train``.
+(or ``--out DIR``, which must lie below the results directory), with the same checks and skip/resume
+rules as ``python -m sweep.train``. A NAME that disagrees with ``--from DIR``'s run is refused.
 
 ``--failed SWEEP_DIR`` retrains, each in its own directory with its stored config and overrides,
 exactly the runs that ``python -m sweep.status`` lists as failed (one process, one engine launch);
@@ -25,9 +26,8 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 
 from sweep import results
-from sweep.config import CONF_DIR, ConfigError, apply_overrides, to_plain, validate
-from sweep.models import SpecError
-from sweep.names import RunNameError, parse_run_name, run_name_of
+from sweep.config import CONF_DIR, ConfigError, apply_overrides, refusal, to_plain, validate
+from sweep.names import parse_run_name, run_name_of
 
 
 def find_runs(results_dir: Path, name: str) -> list[Path]:
@@ -53,6 +53,13 @@ def build_config(name: str, overrides: list[str], results_dir: Path, source: Pat
         stored = results.read_stored_config(source)
         if stored is None:
             raise ConfigError(f"--from {source}: no stored config (.hydra/config.yaml) there")
+        stored_name = run_name_of(stored)
+        if stored_name != rid.name:
+            spelled = f"{name!r}" + (f" ({rid.name})" if rid.name != name else "")
+            raise ConfigError(
+                f"run name {spelled} disagrees with --from {source}, which holds run "
+                f"{stored_name}; valid: {stored_name}, or no --from to build {rid.name} from its name"
+            )
         return apply_overrides(stored, overrides), str(source)
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=rid.overrides() + overrides)
@@ -90,6 +97,21 @@ def retry_failed(sweep_dir: Path) -> int:
     return 1 if bad else 0
 
 
+def output_dir(cfg: dict, out: Path | None) -> Path:
+    """Where the rerun trains: ``--out`` if given, which must lie below ``results_dir`` (a path that
+    leaves it is refused), else ``<results_dir>/runs/<run_name>``."""
+    root = Path(cfg["results_dir"])
+    if out is None:
+        return root / "runs" / run_name_of(cfg)
+    inside = out.resolve().is_relative_to(root.resolve()) and out.resolve() != root.resolve()
+    if not inside:
+        raise ConfigError(
+            f"--out {str(out)!r} is not below results_dir ({root}); valid: a directory below it, e.g. "
+            f"{root / 'runs' / 'long'}, or results_dir=... set to where it should go"
+        )
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m sweep.rerun", description=__doc__.split("\n\n")[0])
     p.add_argument("name", nargs="?", help="run name, e.g. L25_dense1_conv4_s0 or L25_DNN1_CNN4")
@@ -109,13 +131,15 @@ def main(argv: list[str] | None = None) -> int:
     results_dir = Path(
         next((o.split("=", 1)[1] for o in args.overrides if o.startswith("results_dir=")), "results")
     )
+    from sweep.member import check_job  # the checks sweep.train makes, before anything is written
+
     try:
         cfg, origin = build_config(args.name, args.overrides, results_dir, args.source)
-        validate(cfg)
-    except (RunNameError, ConfigError, SpecError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        out = output_dir(validate(cfg, here=True), args.out)
+        check_job(cfg, out)
+    except Exception as exc:  # noqa: BLE001 - any refusal is one line, before anything is written
+        print(refusal(exc, "rerun"), file=sys.stderr)
         return 2
-    out = args.out or Path(cfg["results_dir"]) / "runs" / run_name_of(cfg)
     print(f"config: {origin}; training into {out}")
     from sweep.train import train  # imported late: it is heavy and not needed for bad names
 

@@ -208,9 +208,39 @@ def is_complete(run_dir: Path) -> bool:
     return (Path(run_dir) / COMPLETE).is_file()
 
 
+class StoredConfigError(ValueError):
+    """A run directory's ``.hydra/config.yaml`` is not a readable config."""
+
+
 def read_stored_config(run_dir: Path) -> dict[str, Any] | None:
+    """The config a run directory stores, or None if it has none; :class:`StoredConfigError` (naming the
+    file) if it is not a YAML mapping."""
     path = Path(run_dir) / ".hydra" / "config.yaml"
-    return yaml.safe_load(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        cfg = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise StoredConfigError(f"{path} is not valid YAML ({' '.join(str(exc).split())})") from None
+    if not isinstance(cfg, dict):
+        raise StoredConfigError(f"{path} does not hold a config (a YAML mapping) but {type(cfg).__name__}")
+    return cfg
+
+
+# A run directory that holds any of these has trained at least one epoch (or finished).
+TRAINED_FILES = ("epochs.parquet", "last.pt", "best.pt", COMPLETE)
+
+
+def has_trained(run_dir: Path) -> bool:
+    """Whether the run in ``run_dir`` got past its first epoch. One that did not (it failed or was
+    stopped before) holds nothing to keep: its stored config does not hold the directory."""
+    return any((Path(run_dir) / name).exists() for name in TRAINED_FILES)
+
+
+def trained_config(run_dir: Path) -> dict[str, Any] | None:
+    """The stored config of a run that has trained, which a relaunch must match; None where the
+    directory is empty or its run never trained (its config, readable or not, is replaced)."""
+    return read_stored_config(run_dir) if has_trained(run_dir) else None
 
 
 def _git(*args: str) -> str | None:

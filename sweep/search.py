@@ -25,16 +25,13 @@ from typing import Any
 import optuna
 import pyarrow.parquet as pq
 from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException
+from omegaconf.errors import OmegaConfBaseException
 from optuna.trial import TrialState
 
-from sweep.config import CONF_DIR, ConfigError, to_plain, validate
+from sweep.config import CONF_DIR, ConfigError, refusal, to_plain, validate
 from sweep.lock import run_lock
-from sweep.models import SpecError
 from sweep.names import run_name_of
-
-SAMPLERS = ("tpe", "nsga2", "random")
-PRUNERS = ("median", "none")
-DISTRIBUTIONS = ("categorical", "int", "float")
 
 
 def compose_cfg(overrides: list[str]) -> dict[str, Any]:
@@ -46,32 +43,25 @@ def search_dir(cfg: dict[str, Any]) -> Path:
     return Path(cfg["results_dir"]) / "searches" / cfg["sweep_name"]
 
 
-def check_search(sc: dict[str, Any] | None) -> dict[str, Any]:
-    """Reject a malformed ``search`` node, naming the bad value and what is valid."""
+def check_search(cfg: dict[str, Any], base: list[str]) -> dict[str, Any]:
+    """Refuse a bad search before anything is written: the base config by the rules every run obeys
+    (:func:`sweep.config.validate`, its ``search`` node included), then every value the space can give
+    (each categorical choice, each numeric range's ends) applied to it. Returns the ``search`` node."""
+    sc = cfg.get("search")
     if not sc:
         raise ConfigError("no `search` node: pick a search experiment, e.g. experiment=search_arch")
-    if not isinstance(sc.get("n_trials"), int) or sc["n_trials"] < 1:
-        raise ConfigError(f"search.n_trials={sc.get('n_trials')!r} is out of range; valid: an integer >= 1")
-    if len(sc["objectives"]) != len(sc["directions"]) or not sc["objectives"]:
-        raise ConfigError(
-            f"search.objectives {sc['objectives']} and search.directions {sc['directions']} must pair up"
-        )
-    for d in sc["directions"]:
-        if d not in ("minimize", "maximize"):
-            raise ConfigError(f"search.directions has {d!r}; valid: minimize, maximize")
-    if sc["sampler"] not in SAMPLERS:
-        raise ConfigError(f"search.sampler={sc['sampler']!r} is unknown; valid: {', '.join(SAMPLERS)}")
-    if sc["pruner"] not in PRUNERS:
-        raise ConfigError(f"search.pruner={sc['pruner']!r} is unknown; valid: {', '.join(PRUNERS)}")
-    if sc["pruner"] != "none" and len(sc["directions"]) > 1:
-        raise ConfigError(
-            "search.pruner must be none for a multi-objective search (Optuna cannot prune those)"
-        )
-    for key, dist in sc["space"].items():
-        if dist.get("type") not in DISTRIBUTIONS:
-            raise ConfigError(
-                f"search.space.{key}.type={dist.get('type')!r}; valid: {', '.join(DISTRIBUTIONS)}"
-            )
+    validate(cfg, here=True)
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        for key, dist in sc["space"].items():
+            ends = list(dist["choices"]) if dist["type"] == "categorical" else [dist["low"], dist["high"]]
+            for value in ends:
+                try:
+                    validate(to_plain(compose("config", overrides=[*base, f"{key}={value}"])))
+                except (ValueError, HydraException, OmegaConfBaseException) as exc:
+                    reason = " ".join(str(exc).split())
+                    raise ConfigError(
+                        f"search.space.{key} can give {key}={value}, which is refused: {reason}"
+                    ) from None
     return sc
 
 
@@ -124,7 +114,11 @@ def run_trial(
     overrides = [*base, *suggest(trial, sc["space"]), f"trial={trial.number}"]
     try:
         cfg = validate(compose_cfg(overrides))
-    except (ConfigError, SpecError, ValueError) as exc:  # a sampled point outside the valid space
+    except (
+        ValueError,
+        HydraException,
+        OmegaConfBaseException,
+    ) as exc:  # a sampled point outside the valid space
         print(f"trial {trial.number}: invalid config, failed: {exc}", file=sys.stderr)
         study.tell(trial, state=TrialState.FAIL)
         return TrialState.FAIL
@@ -177,7 +171,7 @@ def stale_trials(study: optuna.Study, cfg: dict[str, Any], base: list[str]) -> l
 
 def search(overrides: list[str]) -> optuna.Study:
     cfg = compose_cfg(overrides)
-    sc = check_search(cfg.get("search"))
+    sc = check_search(cfg, overrides)
     study = make_study(cfg)
     for frozen in stale_trials(study, cfg, overrides):
         print(f"trial {frozen.number}: left running by a stopped search, resuming it")
@@ -200,8 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         study = search(args.overrides)
-    except (ConfigError, SpecError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 - a refused search is one line; nothing was written
+        print(refusal(exc, "search"), file=sys.stderr)
         return 2
     states = [t.state.name for t in study.trials]
     print(

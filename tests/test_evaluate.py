@@ -36,7 +36,7 @@ def test_a_finished_run_carries_every_documented_metric(trained):
     )
     assert table.column_names == evaluate.EVAL_COLUMNS == documented
     row = table.to_pylist()[0]
-    nullable = {"eval/reason", "test/bce_pixel_mean", "test/iwae_null_reason"}
+    nullable = {"eval/reason", "eval/nonfinite", "test/bce_pixel_mean", "test/iwae_null_reason"}
     assert [k for k, v in row.items() if v is None] == sorted(nullable, key=evaluate.EVAL_COLUMNS.index)
     assert row["eval/status"] == "ok" and row["test/iwae_k"] == 8
     assert row["test/neg_elbo"] == pytest.approx(row["test/rate"] + row["test/distortion"])

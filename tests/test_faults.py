@@ -8,6 +8,7 @@ previous good files and a relaunch finishes the run; IWAE retries with smaller c
 
 from __future__ import annotations
 
+import copy
 import errno
 import json
 import math
@@ -20,17 +21,26 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from faults import TINY, assert_same_results, cli, results_of, snapshot
+from hydra import compose, initialize_config_dir
 from hydra.errors import MissingConfigException
-from runs import interrupt_in_epoch, make_cfg
+from runs import COMMON, SMALL, interrupt_in_epoch, make_cfg
+from synthetic import make_sweep
 
 import sweep.cohort as cohort_mod
+import sweep.config as config_mod
 import sweep.data as data_mod
+import sweep.engine as engine_mod
 import sweep.stack as stack_mod
 import sweep.train as train_mod
-from analysis.collect import collect
-from sweep import evaluate, metrics, rerun, results
-from sweep.config import ConfigError
+from analysis import figures
+from analysis.collect import collect, load_sweep
+from analysis.diagnostics import fig_iwae_heatmap
+from analysis.paper_figures import _pca_figure
+from sweep import evaluate, grid, metrics, rerun, results
+from sweep import search as search_mod
+from sweep.config import CONF_DIR, ConfigError
 from sweep.data import DataError
+from sweep.member import ConfigMismatchError
 from sweep.models import LOGVAR_MAX, LOGVAR_MIN, GaussianHead, SpecError
 from sweep.train import train
 
@@ -57,7 +67,7 @@ BAD_CONFIGS = [
     (["batch_size=201"], "batch_size=201 is larger than the training set (200 images)"),
     (["encoder.depth=0"], "encoder.depth=0 is out of range; valid: >= 1"),
     (["decoder.depth=6"], "decoder.depth=6 is out of range for conv; valid: 1..5"),
-    (["encoder.depth=1.5"], "encoder.depth=1.5 must be an integer >= 1"),
+    (["encoder.depth=1.5"], "encoder.depth=1.5 must be an integer; valid: >= 1"),
     (["encoder.width=0"], "encoder.width=0 is out of range; valid: >= 1"),
     (["encoder.kind=rnn"], "encoder.kind='rnn' is unknown; valid: dense, conv"),
     (["decoder.kind=rnn"], "decoder.kind='rnn' is unknown; valid: dense, conv"),
@@ -80,6 +90,45 @@ BAD_CONFIGS = [
     (["data.subset=0"], "data.subset=0 is out of range; valid: >= 1"),
     (["data.val_size=60000"], "data.val_size=60000 is out of range; valid: 1..59999"),
     ([f"results_dir={FILE}"], "is a file; valid: a directory, or a path that does not exist yet"),
+    # issue 14: every key has a rule, checked against what the run will use, before anything is written
+    (["lr=nan"], "lr=nan must be a finite number; valid: > 0"),
+    (["lr=inf"], "lr=inf must be a finite number; valid: > 0"),
+    (["loss.beta=nan"], "loss.beta=nan must be a finite number; valid: >= 0"),
+    (["eval.knn_k=201"], "eval.knn_k=201 is larger than the kNN probe's training set (200 images"),
+    (
+        ["eval.probe_train=3", "eval.knn_k=4"],
+        "eval.knn_k=4 is larger than the kNN probe's training set (3 images",
+    ),
+    (["eval.seed=-1"], "eval.seed=-1 is out of range; valid: >= 0"),
+    (["data.split_seed=x"], "data.split_seed='x' must be an integer; valid: >= 0"),
+    (["engine.slots=0"], "engine.slots=0 is out of range; valid: auto, or >= 1"),
+    (["engine.cuda_graphs=maybe"], "engine.cuda_graphs='maybe' must be true or false; valid: true, false"),
+    (["progress=sometimes"], "progress='sometimes' is unknown; valid: auto, true, false"),
+    (["train.eval_test_each_epoch=1"], "train.eval_test_each_epoch=1 must be true or false"),
+    (["+nokey=1"], "nokey=1 is not a key of the run config; valid keys: latent_dim, encoder, decoder"),
+    (
+        ["+encoder.depht=2"],
+        "encoder.depht is not a key of encoder; valid keys: kind, depth, width, activation",
+    ),
+    (["device=bogus"], "device='bogus' is not a device; valid: auto, cpu, cuda, cuda:<n>, mps"),
+    (["device=cuda:99"], "device='cuda:99' is not available: this machine has "),
+    (["sweep_name=../x"], "sweep_name='../x' would leave its directory; valid: one directory name"),
+    (["sweep_name=/abs"], "sweep_name='/abs' would leave its directory; valid: one directory name"),
+    (["sweep_name=.."], "sweep_name='..' would leave its directory; valid: one directory name"),
+    (
+        ["results_dir="],
+        "results_dir='' is empty (it would mean the filesystem root or the working directory)",
+    ),
+    *(
+        [
+            (
+                ["device=cuda"],
+                "device='cuda' is not available: this machine has no CUDA device; valid here: auto, cpu",
+            )
+        ]
+        if not torch.cuda.is_available()
+        else []
+    ),
 ]
 
 
@@ -91,7 +140,21 @@ def test_bad_config_is_refused_by_name_and_nothing_on_disk_changes(populated, ov
     with pytest.raises((ConfigError, SpecError)) as got:
         train(cfg, populated / "runs" / "bad")
     assert message in str(got.value)
+    assert "valid" in str(got.value)  # what is valid, always
     assert snapshot(populated) == before
+
+
+def test_after_every_refusal_the_corrected_run_trains_to_completion_in_the_same_directory(populated):
+    """No refusal leaves anything behind that the corrected launch would trip over."""
+    run = populated.parent / f"{populated.name}_corrected" / "runs" / "L4_dense1_conv2_s0"
+    for overrides, _ in BAD_CONFIGS:
+        if any(FILE in o for o in overrides):
+            continue  # a placeholder the table's own test fills in
+        with pytest.raises((ConfigError, SpecError)):
+            train(make_cfg(*overrides), run)
+    assert not run.exists()
+    row = train(make_cfg("num_threads=1"), run)
+    assert row["status"] == "ok" and row["epochs_done"] == 1 and results.read_complete(run)["status"] == "ok"
 
 
 # ------------------------------------------------------------- guarantee 2: bad input, on the CLI
@@ -134,6 +197,247 @@ def test_an_unparseable_run_name_is_refused_with_the_grammar(populated, capsys):
         assert rerun.main([name, f"results_dir={populated}"]) == 2
         assert message in capsys.readouterr().err
     assert snapshot(populated) == before
+
+
+# ------------------------------------------- issue 14: every entry point, one line, exit 2, nothing written
+
+RUN = "<the finished run>"  # placeholder: the populated fixture's run directory
+# (command and arguments, needles of the one error line). sweep.train and sweep.search also get TINY.
+REFUSED = [
+    (["sweep.train", "lr=nan"], ["error: lr=nan must be a finite number; valid: > 0"]),
+    (["sweep.train", "device=cuda:99"], ["device='cuda:99' is not available", "valid here: auto, cpu"]),
+    (
+        ["sweep.train", "-m", "sweep_name=../x", "latent_dim=4,5"],
+        ["sweep_name='../x' would leave its directory; valid: one directory name"],
+    ),
+    (["sweep.train", "-m", "latent_dim=4,4"], ["is listed twice: a value is repeated in latent_dim=4"]),
+    (
+        ["sweep.rerun", "L8_dense1_conv2_s0", "--from", RUN],
+        ["run name 'L8_dense1_conv2_s0' disagrees with --from", "valid: L4_dense1_conv2_s0"],
+    ),
+    (["sweep.evaluate", RUN, "eval.iwae_k=0"], ["error: eval.iwae_k=0 is out of range; valid: >= 1"]),
+    (["sweep.search", "experiment=search_arch", "lr=nan"], ["error: lr=nan must be a finite number"]),
+]
+
+
+@pytest.mark.parametrize("args, needles", REFUSED, ids=[" ".join(a) for a, _ in REFUSED])
+def test_every_entry_point_refuses_in_one_line_with_exit_2_and_writes_nothing(populated, args, needles):
+    args = [a.replace(RUN, str(populated / "runs" / "L4_dense1_conv2_s0")) for a in args]
+    extra = {"sweep.train": TINY, "sweep.search": TINY, "sweep.rerun": [], "sweep.evaluate": []}[args[0]]
+    if args[0] != "sweep.evaluate":
+        extra = [*extra, f"results_dir={populated}"]
+    before = snapshot(populated)
+    if args[0] in ("sweep.train", "sweep.search"):  # Hydra's flag first; the case's values win over TINY's
+        flags, rest = [a for a in args[1:] if a == "-m"], [a for a in args[1:] if a != "-m"]
+        args = [args[0], *flags, *extra, *rest]
+    else:
+        args = [*args, *extra]
+    done = cli(*args)
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines[-20:]
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    assert snapshot(populated) == before
+
+
+def test_the_grid_check_fails_closed_on_its_own_bug(tmp_path, monkeypatch, capsys):
+    """Hydra turns an exception in a callback into a warning and launches anyway: any exception inside
+    the checks must stop the launch (exit 2, one line) before a run starts, for a grid and a single run."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[f"results_dir={tmp_path}"], return_hydra_config=True)
+    cfg.hydra.overrides.task = [f"results_dir={tmp_path}", "latent_dim=4,5"]
+    check = grid.GridCheck()
+
+    def broken(*a, **k):
+        raise IndexError("list index out of range")
+
+    for hook, target in (("on_multirun_start", "check_grid"), ("on_run_start", "validate")):
+        monkeypatch.setattr(grid, target, broken)
+        with pytest.raises(SystemExit) as got:
+            getattr(check, hook)(cfg)
+        assert got.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "failed (IndexError: list index out of range); nothing was started" in err[0]
+        monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == []
+    cfg.hydra.overrides.task = [f"results_dir={tmp_path}", "latent_dim=4,4"]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"), pytest.raises(SystemExit):
+        check.on_multirun_start(cfg)  # the real check of a grid with a repeated value refuses too
+    assert "a value is repeated in latent_dim=4" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_that_failed_before_its_first_epoch_does_not_block_the_corrected_relaunch(
+    tmp_path, monkeypatch
+):
+    """A run that fails before its first epoch (as one with a value the checks once let through did)
+    leaves its stored config and a failed run.parquet; the corrected relaunch must train, not be
+    refused as a config mismatch. A run that trained an epoch still holds its directory."""
+    bad, good = make_cfg("num_threads=1", "lr=5"), make_cfg("num_threads=1")
+    run = tmp_path / "runs" / "L4_dense1_conv2_s0"
+
+    def fails(cohort, epoch):
+        raise ValueError("a value the checks let through")
+
+    monkeypatch.setattr(engine_mod, "train_epoch", fails)
+    assert train(bad, run)["status"] == "failed"
+    monkeypatch.undo()
+    assert results.read_stored_config(run)["lr"] == 5 and not results.has_trained(run)
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):  # the grid check agrees
+        cfg = compose(
+            "config", overrides=[*SMALL, *COMMON, f"results_dir={tmp_path}"], return_hydra_config=True
+        )
+        cfg.hydra.overrides.task = [*SMALL, *COMMON, f"results_dir={tmp_path}", "seed=0,1"]
+        cfg.hydra.sweep.dir = str(tmp_path / "runs")
+        assert grid.check_grid(cfg) == {"runs": 2, "complete": 0, "sweep_dir": tmp_path / "runs"}
+    row = train(good, run)
+    assert row["status"] == "ok" and row["epochs_done"] == 1 and row["lr"] == good["lr"]
+    assert results.read_stored_config(run)["lr"] == good["lr"]
+
+    interrupt_in_epoch(monkeypatch, 1)  # trains epoch 1 of 2, then stops: it has trained
+    with pytest.raises(KeyboardInterrupt):
+        train(make_cfg("num_threads=1", "epochs=2", "seed=1"), tmp_path / "b")
+    monkeypatch.undo()
+    with pytest.raises(ConfigMismatchError, match=r"epochs: 2 -> 1"):
+        train(make_cfg("num_threads=1", "seed=1"), tmp_path / "b")
+
+
+@pytest.mark.slow
+def test_a_corrected_single_run_trains_to_completion_after_its_refusal(tmp_path):
+    done = cli("sweep.train", "lr=nan", f"results_dir={tmp_path}", *TINY)
+    assert done.returncode == 2 and not tmp_path.joinpath("runs").exists()
+    done = cli("sweep.train", "lr=1e-3", f"results_dir={tmp_path}", *TINY)
+    assert done.returncode == 0, done.stderr[-2000:]
+    run = next((tmp_path / "runs").iterdir())
+    assert results.read_complete(run)["status"] == "ok"
+
+
+def test_evaluate_rerun_and_search_refuse_what_train_refuses(populated, capsys):
+    """One validator: the entry points other than sweep.train refuse the same values with the same
+    message, before anything is written (in process: the command-line table covers the edges)."""
+    run = populated / "runs" / "L4_dense1_conv2_s0"
+    before = snapshot(populated)
+    for overrides, message in [
+        (["eval.iwae_k=0"], "eval.iwae_k=0 is out of range; valid: >= 1"),
+        (["eval.knn_k=1000"], "eval.knn_k=1000 is larger than the kNN probe's training set (200 images"),
+        (["device=bogus"], "device='bogus' is not a device; valid: auto, cpu, cuda, cuda:<n>, mps"),
+        (["eval.latents_n=abc"], "eval.latents_n='abc' must be an integer; valid: >= 1"),
+        (["epochs=3"], "only eval.* and device may be overridden when re-evaluating"),
+        (["eval.iwae_k"], "Error parsing override 'eval.iwae_k'"),
+    ]:
+        assert evaluate.main([str(run), *overrides]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], (message, err)
+        if overrides != ["eval.iwae_k=0"]:
+            continue
+        assert rerun.main(["L4_dense1_conv2_s0", f"results_dir={populated}", *overrides]) == 2
+        assert message in capsys.readouterr().err
+    outside = populated.parent / f"{populated.name}_outside"
+    for args, message in [
+        (
+            ["--out", str(outside)],
+            f"--out '{outside}' is not below results_dir ({populated}); valid: a directory",
+        ),
+        (["--out", str(populated)], "is not below results_dir"),
+        (["--from", str(run), "L8_dense1_conv2_s0"], "disagrees with --from"),
+    ]:
+        name = args.pop() if len(args) == 3 else "L4_dense1_conv2_s0"
+        assert rerun.main([name, f"results_dir={populated}", *args]) == 2
+        assert message in capsys.readouterr().err
+    assert not outside.exists()
+    search_base = ["experiment=search_arch", f"results_dir={populated}", *TINY]
+    for overrides, message in [
+        (["eval.iwae_k=0"], "eval.iwae_k=0 is out of range; valid: >= 1"),
+        (["sweep_name=.."], "sweep_name='..' would leave its directory"),
+        (
+            ["search.space.latent_dim.choices=[0,4]"],
+            "search.space.latent_dim can give latent_dim=0, which is",
+        ),
+        (
+            ["search.space.lr.low=0"],
+            "search.space.lr.low=0 cannot start a log scale; valid: > 0 with log: true",
+        ),
+    ]:
+        assert search_mod.main([*search_base, *overrides]) == 2
+        assert message in capsys.readouterr().err
+    assert snapshot(populated) == before
+
+
+def test_analysis_survives_column_type_drift_and_a_stored_config_that_is_not_yaml(tmp_path, capsys):
+    sweep_dir = make_sweep(
+        tmp_path, seeds=(0,), latents=(4,), encoders=("dense1", "conv2"), decoders=("dense1",)
+    )
+    drifted = sweep_dir / "L4_conv2_dense1_s0" / "run.parquet"
+    t = pq.read_table(drifted)  # what a run that failed on a bad value could store: a string, not an int
+    t = t.set_column(t.schema.get_field_index("batch_size"), "batch_size", pa.array(["abc"]))
+    pq.write_table(t, drifted)
+    broken = sweep_dir / "L4_dense1_dense1_s0" / ".hydra" / "config.yaml"
+    broken.parent.mkdir()
+    broken.write_text("latent_dim: [4,\n  : :")
+    out = tmp_path / "figures"
+    assert figures.main([str(sweep_dir), "--out", str(out)]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 2, warnings
+    assert (
+        str(drifted) in warnings[0]
+        and "column batch_size is string where the other runs' is int64" in warnings[0]
+    )
+    assert str(broken) in warnings[1] and "is not valid YAML" in warnings[1]
+    skipped = (out / "report.md").read_text().split("## Skipped files")[1]
+    assert "L4_conv2_dense1_s0/run.parquet" in skipped and "L4_dense1_dense1_s0/.hydra/config.yaml" in skipped
+
+
+def test_non_finite_latents_are_flagged_in_the_row_and_named_on_the_figures(tmp_path, monkeypatch):
+    """A run can end ``ok`` with μ beyond float16's range (a huge learning rate does it): its stored
+    latents are inf. The evaluation row says so, and the PCA figures name the run instead of drawing
+    a single point. The encoder's μ bias is set to 1e5 here, which is what such a run learns."""
+    real_build = cohort_mod.build_model
+
+    def huge_mu(cfg):
+        model = real_build(cfg)
+        with torch.no_grad():
+            model.encoder.head.linear.bias[: cfg["latent_dim"]] = 1e5  # > 65504, float16's largest
+        return model
+
+    monkeypatch.setattr(cohort_mod, "build_model", huge_mu)
+    root = tmp_path / "sweep"
+    assert train(make_cfg("num_threads=1"), root / "L4_dense1_conv2_s0")["status"] == "ok"
+    monkeypatch.undo()
+    ev = pq.read_table(root / "L4_dense1_conv2_s0" / "eval.parquet").to_pylist()[0]
+    assert ev["eval/nonfinite"] == "latents.parquet mu (100 of 100 images)"
+    assert train(make_cfg("num_threads=1", "seed=1"), root / "L4_dense1_conv2_s1")["status"] == "ok"
+    assert pq.read_table(root / "L4_dense1_conv2_s1" / "eval.parquet").column(
+        "eval/nonfinite"
+    ).to_pylist() == [None]
+    sweep = load_sweep(root)
+    assert sweep.runs.set_index("run_name")["eval/nonfinite"].isna().tolist() == [False, True]
+    from matplotlib.text import Text
+
+    shown = "\n".join(t.get_text() for t in _pca_figure(sweep, 1.0, "all runs").findobj(Text))
+    assert "non-finite\nlatents" in shown
+    assert "stored latent means μ not finite (beyond float16) for L4_DNN1_CNN2_s0" in shown.replace("\n", " ")
+    runs = sweep.runs.copy()
+    runs.loc[runs["run_name"] == "L4_dense1_conv2_s1", "test/iwae_nll"] = float("inf")
+    shown = "\n".join(t.get_text() for t in fig_iwae_heatmap.__wrapped__(runs).findobj(Text))
+    assert "Not shown (IWAE NLL not finite): L4_DNN1_CNN2_s1." in shown.replace("\n", " ")
+
+
+def test_every_rule_refuses_a_value_of_the_wrong_kind_naming_the_key_and_what_is_valid():
+    """Totality: each key of the config has a rule, and each rule refuses garbage by name."""
+    cfg = make_cfg()
+    for key in config_mod.RULES:
+        bad = copy.deepcopy(cfg)
+        node = bad
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = ["garbage"]
+        with pytest.raises(ConfigError) as got:
+            config_mod.validate(bad)
+        assert str(got.value).startswith(key) and "valid" in str(got.value), (key, str(got.value))
+    leaves = {k for k in config_mod.flatten(cfg) if k.split(".")[0] not in ("encoder", "decoder")}
+    assert leaves <= set(config_mod.RULES), leaves - set(config_mod.RULES)
 
 
 def test_a_missing_config_group_in_process_names_the_options():
