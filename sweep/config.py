@@ -202,6 +202,7 @@ def one_of(*values: Any) -> Check:
             _fail(key, value, "is unknown", valid)
 
     check.valid = valid  # type: ignore[attr-defined]
+    check.mixed = len({type(v) for v in values}) > 1  # type: ignore[attr-defined]
     return check
 
 
@@ -229,6 +230,7 @@ def auto_or(inner: Check) -> Check:
             except ConfigError:
                 _fail(key, value, "is out of range", f"auto, or {getattr(inner, 'valid', '?')}")
 
+    check.mixed = True  # type: ignore[attr-defined]  # text or a number: see row_values
     return check
 
 
@@ -434,6 +436,18 @@ REQUIRED = (
     "data.subset",
 )
 MNIST_TRAIN, MNIST_TEST = 60_000, 10_000
+
+
+def row_values(flat: dict[str, Any]) -> dict[str, Any]:
+    """A flattened config as a run row stores it: a key whose valid values mix text and numbers or
+    booleans (``engine.max_members``: ``auto`` or 8; ``progress``: ``auto`` or true) is stored as text,
+    so the column has one type in every run of a sweep, whatever each launch set."""
+    def text(v: Any) -> str:
+        return str(v).lower() if isinstance(v, bool) else str(v)
+
+    return {
+        k: text(v) if v is not None and getattr(RULES.get(k), "mixed", False) else v for k, v in flat.items()
+    }
 
 
 def sizes(cfg: dict[str, Any]) -> dict[str, int]:

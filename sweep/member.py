@@ -27,7 +27,7 @@ import torch
 from omegaconf import OmegaConf
 
 from sweep import results
-from sweep.config import config_diff, flatten, to_plain, validate
+from sweep.config import config_diff, flatten, row_values, to_plain, validate
 from sweep.data import check_data
 from sweep.evaluate import skip_evaluation
 from sweep.lock import holder, note_holder, run_lock
@@ -223,7 +223,7 @@ class Member:
             if "wall_seconds" not in self.out:  # it did not get to the end: this session's time only
                 row["wall_seconds"] = time.perf_counter() - self.session_start
             row["finished_at"] = _now()
-            flat = flatten(self.cfg)
+            flat = row_values(flatten(self.cfg))
             flat["device.requested"] = flat.pop("device")  # the row's ``device`` is the one actually used
             row = {**dict.fromkeys(results.RUN_COLUMNS), **row, **flat}
             results.write_parquet(self.out_dir / "run.parquet", [row], results.RUN_COLUMNS)

@@ -53,3 +53,19 @@ def test_claims_are_decided_within_each_ablation_arm_and_the_ablation_across_the
     pd.testing.assert_frame_equal(
         table.loc[table["arm"] == "loss.reduction=sum", cols].reset_index(drop=True), alone[cols]
     )
+
+
+def test_runs_launched_with_auto_and_numeric_engine_settings_collect_as_one_sweep(tmp_path, capsys):
+    """``engine.max_members`` is ``auto`` or a number, ``progress`` ``auto`` or a boolean: launches that
+    set them differently must still give one column type, so no run of the sweep is skipped."""
+    from runs import make_cfg
+
+    from sweep.train import train
+
+    for seed, knobs in ((0, ["engine.max_members=2", "progress=false"]), (1, ["progress=auto"])):
+        cfg = make_cfg(f"seed={seed}", *knobs, "eval.iwae_k=null")
+        train(cfg, tmp_path / f"s{seed}")
+    got = collect(tmp_path)
+    assert got.skipped == [] and got.table.num_rows == 2
+    assert sorted(got.table.column("engine.max_members").to_pylist()) == ["2", "auto"]
+    assert "warning" not in capsys.readouterr().err
