@@ -290,7 +290,8 @@ def test_a_run_that_failed_before_its_first_epoch_does_not_block_the_corrected_r
         )
         cfg.hydra.overrides.task = [*SMALL, *COMMON, f"results_dir={tmp_path}", "seed=0,1"]
         cfg.hydra.sweep.dir = str(tmp_path / "runs")
-        assert grid.check_grid(cfg) == {"runs": 2, "complete": 0, "sweep_dir": tmp_path / "runs"}
+        got = grid.check_grid(cfg)
+        assert (got["runs"], got["complete"], got["sweep_dir"]) == (2, 0, tmp_path / "runs")
     row = train(good, run)
     assert row["status"] == "ok" and row["epochs_done"] == 1 and row["lr"] == good["lr"]
     assert results.read_stored_config(run)["lr"] == good["lr"]
