@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from sweep import names
-from sweep.data import LIKELIHOODS
+from sweep.data import DATASETS, LIKELIHOODS
 from sweep.losses import REDUCTIONS
 from sweep.models import CONV_MAX_DEPTH, Spec, validate_latent
 
@@ -48,9 +48,22 @@ def _run_name_resolver(*, _root_: DictConfig) -> str:
     return names.run_name_of(validate(to_plain(_root_)))
 
 
+def _dataset(root: DictConfig) -> str | None:
+    return OmegaConf.select(root, "data.name", default=None)
+
+
 def _register() -> None:
     if not OmegaConf.has_resolver("run_name"):
         OmegaConf.register_new_resolver("run_name", _run_name_resolver)
+    # "" for MNIST, else "_<dataset>" / "<dataset>/": the default sweep and run paths of conf/config.yaml
+    if not OmegaConf.has_resolver("dataset_suffix"):
+        OmegaConf.register_new_resolver(
+            "dataset_suffix", lambda *, _root_: names.dataset_suffix(_dataset(_root_))
+        )
+    if not OmegaConf.has_resolver("dataset_subdir"):
+        OmegaConf.register_new_resolver(
+            "dataset_subdir", lambda *, _root_: names.dataset_subdir(_dataset(_root_))
+        )
     cs = ConfigStore.instance()
     for group in ("encoder", "decoder"):
         for kind, depths in FAMILY_DEPTHS.items():
@@ -84,8 +97,9 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def identity(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The flattened config keys that determine what a run trains."""
-    flat = flatten(cfg)
+    """The flattened config keys that determine what a run trains. A config stored before
+    ``data.name`` existed trained on MNIST, and counts as ``data.name: mnist``."""
+    flat = {"data.name": names.DEFAULT_DATASET, **flatten(cfg)}
     return {k: v for k, v in flat.items() if k.split(".")[0] not in NON_IDENTITY_KEYS}
 
 
@@ -172,6 +186,8 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(
             f"data.likelihood={cfg['data']['likelihood']!r} is unknown; valid: {', '.join(LIKELIHOODS)}"
         )
+    if cfg["data"].get("name", names.DEFAULT_DATASET) not in DATASETS:
+        raise ConfigError(f"data.name={cfg['data']['name']!r} is unknown; valid: {', '.join(DATASETS)}")
     if cfg["data"]["subset"] is not None:
         _number(cfg, "data.subset", int, 1)
     ec = cfg.get("eval", {})

@@ -7,7 +7,10 @@ For every job of a multirun this resolves the job's run directory, which validat
   (an ablation such as ``loss.reduction=sum,paper``); the error names those keys and how to give
   each variant its own directory (``experiment=paper_loss_ablation`` does so);
 * a run directory already holds a run of a different configuration, or one written by a version of
-  the harness with another result schema (``results.SCHEMA_VERSION``).
+  the harness with another result schema (``results.SCHEMA_VERSION``);
+* a sweep directory would hold runs of two datasets (``data.name``): two jobs of the grid, or a job and
+  a run already there. The default sweep directory names the dataset when it is not MNIST
+  (``results/sweeps/paper_fashion_mnist``), so this only stops an explicit ``hydra.sweep.dir``.
 It then prints how many runs are already complete. Composition is done once per distinct group
 choice (encoder × decoder …), with plain key overrides applied on top, so a 768-run grid checks in
 seconds. Sweepers other than Hydra's basic one are left alone.
@@ -29,6 +32,7 @@ from omegaconf.errors import InterpolationResolutionError
 
 from sweep import results
 from sweep.config import CONF_DIR, config_diff, to_plain
+from sweep.data import dataset_of
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
@@ -74,19 +78,48 @@ def job_config(config: DictConfig, overrides: list[str], cache: dict) -> DictCon
     return cfg
 
 
+def stored_datasets(sweep_dir: Path) -> dict[str, Path]:
+    """Each dataset (``data.name``) of the runs stored below ``sweep_dir``, with one run of it."""
+    found: dict[str, Path] = {}
+    for path in sorted(Path(sweep_dir).glob("**/.hydra/config.yaml")):
+        stored = results.read_stored_config(path.parent.parent)
+        if isinstance(stored, dict):
+            found.setdefault(dataset_of(stored), path.parent.parent)
+    return found
+
+
+def _check_one_dataset(sweep_dir: Path, dataset: str, overrides: list[str], dirs: dict) -> None:
+    """Refuse a job that would put runs of ``dataset`` into a sweep directory that holds (or, in this
+    grid, will hold) runs of another dataset."""
+    if sweep_dir not in dirs:
+        dirs[sweep_dir] = {name: f"the run {run}" for name, run in stored_datasets(sweep_dir).items()}
+    other = {name: who for name, who in dirs[sweep_dir].items() if name != dataset}
+    if other:
+        name, who = next(iter(other.items()))
+        raise GridError(
+            f"grid job [{' '.join(overrides)}] would put data.name={dataset} runs into {sweep_dir}, which "
+            f"holds data.name={name} runs ({who}): runs of different datasets never share a directory. "
+            "Leave hydra.sweep.dir at its default (it names the dataset) or give each dataset its own"
+        )
+    dirs[sweep_dir].setdefault(dataset, f"grid job [{' '.join(overrides)}]")
+
+
 def check_grid(config: DictConfig) -> dict[str, Any]:
     """Validate every job of the multirun ``config``; return counts, or raise :class:`GridError`."""
     sweep_dir = Path(config.hydra.sweep.dir)
     seen: dict[Path, list[str]] = {}
+    datasets: dict[Path, dict[str, str]] = {}
     cache: dict = {}
     complete = 0
     for overrides in job_overrides(config):
         cfg = job_config(config, overrides, cache)
         try:
-            run_dir = sweep_dir / str(cfg.hydra.sweep.subdir)
+            job_sweep_dir = Path(str(cfg.hydra.sweep.dir))  # per job: it names the job's dataset
+            run_dir = job_sweep_dir / str(cfg.hydra.sweep.subdir)
         except InterpolationResolutionError as exc:
             reason = str(exc).splitlines()[0].split("resolving interpolation: ")[-1]
             raise GridError(f"grid job [{' '.join(overrides)}] is invalid: {reason}") from None
+        _check_one_dataset(job_sweep_dir, dataset_of(to_plain(cfg)), overrides, datasets)
         if run_dir in seen:
             differ = sorted({_key(o) for o in set(overrides) ^ set(seen[run_dir])})
             raise GridError(
@@ -104,7 +137,9 @@ def check_grid(config: DictConfig) -> dict[str, Any]:
         if stored is not None and (diff := config_diff(stored, to_plain(cfg))):
             raise GridError(f"{run_dir} already holds a run of a different configuration ({'; '.join(diff)})")
         complete += results.is_complete(run_dir)
-    return {"runs": len(seen), "complete": complete, "sweep_dir": sweep_dir}
+    dirs = sorted(datasets) or [sweep_dir]  # several when the grid sweeps the dataset
+    where = dirs[0] if len(dirs) == 1 else ", ".join(map(str, dirs))
+    return {"runs": len(seen), "complete": complete, "sweep_dir": where}
 
 
 class GridCheck(Callback):

@@ -28,7 +28,7 @@ from omegaconf import OmegaConf
 
 from sweep import results
 from sweep.config import config_diff, flatten, to_plain, validate
-from sweep.data import check_data
+from sweep.data import check_data, dataset_of
 from sweep.evaluate import skip_evaluation
 from sweep.lock import holder, note_holder, run_lock
 
@@ -237,5 +237,6 @@ def prepare(job: Job) -> Job:
             "choose another results_dir / --out, or move that run away"
         )
     if not results.is_complete(out_dir):
-        check_data()  # checksums before anything is written (cached per process: load_data reuses it)
+        # checksums before anything is written (cached per process: load_data reuses it)
+        check_data(dataset_of(cfg))
     return Job(cfg, out_dir, list(job.overrides or []), job.hydra_cfg, job.on_epoch)

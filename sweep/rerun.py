@@ -7,7 +7,9 @@
 If a run of that name exists under the results directory (``results_dir=…``, default ``results``),
 its exact stored config (``.hydra/config.yaml``) is reused with the overrides applied on top;
 otherwise the config is composed from the name. The run trains into ``results/runs/<run_name>/``
-(or ``--out DIR``), with the same skip/resume rules as ``python -m sweep.train``.
+(``results/runs/<dataset>/<run_name>/`` for a dataset other than MNIST, or ``--out DIR``), with the
+same skip/resume rules as ``python -m sweep.train``. ``data=fashion_mnist`` (or ``data.name=…``) picks
+the runs of that dataset when runs of both share the name.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from hydra import compose, initialize_config_dir
 
 from sweep import results
 from sweep.config import CONF_DIR, ConfigError, apply_overrides, to_plain, validate
+from sweep.data import dataset_of
 from sweep.models import SpecError
-from sweep.names import RunNameError, parse_run_name, run_name_of
+from sweep.names import RunNameError, dataset_subdir, parse_run_name, run_name_of
 
 
 def find_runs(results_dir: Path, name: str) -> list[Path]:
@@ -31,11 +34,23 @@ def find_runs(results_dir: Path, name: str) -> list[Path]:
     return sorted(p for p in results_dir.glob(f"**/{name}") if (p / ".hydra" / "config.yaml").is_file())
 
 
+def _dataset_override(overrides: list[str]) -> str | None:
+    """The dataset asked for on the command line (``data=…`` or ``data.name=…``), if any."""
+    for o in overrides:
+        key, _, value = o.partition("=")
+        if key.lstrip("+") in ("data", "data.name"):
+            return value
+    return None
+
+
 def build_config(name: str, overrides: list[str], results_dir: Path, source: Path | None = None):
     """(config, where it came from) for run ``name``."""
     rid = parse_run_name(name)
+    dataset = _dataset_override(overrides)
     if source is None:
         found = find_runs(results_dir, rid.name)
+        if dataset is not None:
+            found = [p for p in found if dataset_of(results.read_stored_config(p) or {}) == dataset]
         if len(found) > 1:
             raise ConfigError(
                 f"{len(found)} runs are named {rid.name} under {results_dir}: "
@@ -47,6 +62,9 @@ def build_config(name: str, overrides: list[str], results_dir: Path, source: Pat
         stored = results.read_stored_config(source)
         if stored is None:
             raise ConfigError(f"--from {source}: no stored config (.hydra/config.yaml) there")
+        # the data group has one choice key on a stored config: data=X means data.name=X
+        overrides = [f"data.name={dataset}" if o.lstrip("+").startswith("data=") else o for o in overrides]
+        stored = {**stored, "data": {"name": dataset_of(stored), **stored["data"]}}
         return apply_overrides(stored, overrides), str(source)
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=rid.overrides() + overrides)
@@ -69,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     except (RunNameError, ConfigError, SpecError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    out = args.out or Path(cfg["results_dir"]) / "runs" / run_name_of(cfg)
+    out = args.out or Path(cfg["results_dir"]) / "runs" / (dataset_subdir(dataset_of(cfg)) + run_name_of(cfg))
     print(f"config: {origin}; training into {out}")
     from sweep.train import train  # imported late: it is heavy and not needed for bad names
 

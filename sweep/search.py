@@ -28,9 +28,10 @@ from hydra import compose, initialize_config_dir
 from optuna.trial import TrialState
 
 from sweep.config import CONF_DIR, ConfigError, to_plain, validate
+from sweep.data import dataset_of
 from sweep.lock import run_lock
 from sweep.models import SpecError
-from sweep.names import run_name_of
+from sweep.names import dataset_suffix, run_name_of
 
 SAMPLERS = ("tpe", "nsga2", "random")
 PRUNERS = ("median", "none")
@@ -43,7 +44,8 @@ def compose_cfg(overrides: list[str]) -> dict[str, Any]:
 
 
 def search_dir(cfg: dict[str, Any]) -> Path:
-    return Path(cfg["results_dir"]) / "searches" / cfg["sweep_name"]
+    """``<results_dir>/searches/<sweep_name>`` (``…_<dataset>`` when the dataset is not MNIST)."""
+    return Path(cfg["results_dir"]) / "searches" / (cfg["sweep_name"] + dataset_suffix(dataset_of(cfg)))
 
 
 def check_search(sc: dict[str, Any] | None) -> dict[str, Any]:
