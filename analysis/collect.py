@@ -11,6 +11,7 @@ skipped with one warning line naming it, and listed in the returned ``skipped``.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,6 +84,11 @@ class Sweep:
     runs: pd.DataFrame
     dims: pd.DataFrame
     skipped: list[tuple[str, str]]
+    roots: list[Path] = field(default_factory=list)  # the directories given, when several
+
+    @property
+    def name(self) -> str:
+        return " + ".join(r.resolve().name for r in self.roots) if self.roots else self.root.name
 
     def latents(self, run_dir: str) -> tuple[np.ndarray, np.ndarray] | None:
         """(μ (n, L) float32, labels (n,)) of the stored test subset of one run (its ``run_dir``), or None."""
@@ -98,15 +104,42 @@ class Sweep:
         return mu, t.column("label").to_numpy()
 
 
-def load_sweep(root: str | Path) -> Sweep:
-    """Read a sweep (or any results directory) for analysis; never loads a model."""
-    from sweep.names import paper_label
+def _collect_all(roots: list[Path], base: Path, table: str) -> Collected:
+    """``collect`` over several roots, each ``run_dir`` made relative to ``base``."""
+    parts, skipped = [], []
+    for root in roots:
+        got = collect(root, table)
+        skipped += got.skipped
+        if got.table.num_rows:
+            prefix = root.resolve().relative_to(base)
+            run_dirs = [str(prefix / d) for d in got.table.column("run_dir").to_pylist()]
+            t = got.table.drop_columns(["run_dir"])
+            parts.append(t.append_column("run_dir", pa.array(run_dirs, pa.string())))
+    if not parts:
+        return Collected(pa.table({}), skipped)
+    out = pa.concat_tables(parts, promote_options="permissive")
+    return Collected(out.sort_by([("run_dir", "ascending")]), skipped)
 
-    runs = collect(root, "run")
-    evals = collect(root, "eval")
-    dims = collect(root, "dims")
+
+def load_sweep(root: str | Path | list[str | Path]) -> Sweep:
+    """Read a sweep (or any results directory, or several: a list) for analysis; never loads a model.
+    With several roots, ``root`` is their common parent and each ``run_dir`` is relative to it. Runs
+    stored before ``data.name`` existed trained on MNIST and get ``data.name = mnist``."""
+    from sweep.names import DEFAULT_DATASET, paper_label
+
+    roots = [Path(r) for r in root] if isinstance(root, list | tuple) else [Path(root)]
+    if len(roots) == 1:
+        base = roots[0]
+        runs, evals, dims = (collect(base, t) for t in ("run", "eval", "dims"))
+    else:
+        for r in roots:
+            if not r.is_dir():
+                raise FileNotFoundError(f"results directory {r} does not exist")
+        base = Path(os.path.commonpath([r.resolve() for r in roots]))
+        runs, evals, dims = (_collect_all(roots, base, t) for t in ("run", "eval", "dims"))
     df = runs.to_pandas()
     if len(df):
+        df["data.name"] = df["data.name"].fillna(DEFAULT_DATASET) if "data.name" in df else DEFAULT_DATASET
         ev = evals.to_pandas().drop(columns=["schema_version"], errors="ignore")
         dup = [c for c in ev.columns if c in df.columns and c != "run_dir"]
         df = df.merge(ev.drop(columns=dup), on="run_dir", how="left") if len(ev) else df
@@ -118,7 +151,8 @@ def load_sweep(root: str | Path) -> Sweep:
             )
             for _, r in df.iterrows()
         ]
-    return Sweep(Path(root), df, dims.to_pandas(), runs.skipped + evals.skipped + dims.skipped)
+    skipped = runs.skipped + evals.skipped + dims.skipped
+    return Sweep(base, df, dims.to_pandas(), skipped, roots if len(roots) > 1 else [])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -193,9 +193,20 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
     ec = cfg.get("eval", {})
     if ec.get("iwae_k") is not None:
         _number(cfg, "eval.iwae_k", int, 1)
-    for key in ("iwae_image_chunk", "iwae_sample_chunk", "mi_chunk", "probe_train", "knn_k", "latents_n"):
+    for key in (
+        "iwae_image_chunk",
+        "iwae_sample_chunk",
+        "mi_chunk",
+        "probe_train",
+        "knn_k",
+        "latents_n",
+        "kid_subsets",
+    ):
         if key in ec:
             _number(cfg, f"eval.{key}", int, 1)
+    for key in ("fid_samples", "kid_subset_size"):  # a covariance and an unbiased MMD need two images
+        if key in ec:
+            _number(cfg, f"eval.{key}", int, 2)
     for key in ("max_members", "slots", "eval_workers"):
         value = (cfg.get("engine") or {}).get(key, "auto")
         if value != "auto":

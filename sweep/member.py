@@ -31,6 +31,7 @@ from sweep.config import config_diff, flatten, to_plain, validate
 from sweep.data import check_data, dataset_of
 from sweep.evaluate import skip_evaluation
 from sweep.lock import holder, note_holder, run_lock
+from sweep.quality import check_classifier
 
 
 class ConfigMismatchError(RuntimeError):
@@ -237,6 +238,8 @@ def prepare(job: Job) -> Job:
             "choose another results_dir / --out, or move that run away"
         )
     if not results.is_complete(out_dir):
-        # checksums before anything is written (cached per process: load_data reuses it)
+        # checksums before anything is written (cached per process: load_data reuses it), and the
+        # feature classifier that evaluation's FID needs (sweep/quality.py)
         check_data(dataset_of(cfg))
+        check_classifier(dataset_of(cfg))
     return Job(cfg, out_dir, list(job.overrides or []), job.hydra_cfg, job.on_epoch)
