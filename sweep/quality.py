@@ -222,7 +222,7 @@ class Meter:
         clf = load_classifier(dataset)
         self.classifier_sha256 = clf.sha256
         self.n_real = len(real)
-        self.kid_subset_size = min(kid_subset_size, self.n_real)
+        self.kid_subsets, self.kid_subset_size = kid_subsets, min(kid_subset_size, self.n_real)
         self.features = feats = Features(clf.net)
         device = real.device
         self.fid = FrechetInceptionDistance(feature=feats, reset_real_features=False).to(device)
@@ -257,7 +257,9 @@ class Meter:
         with self.lock:
             self.fid.reset()  # the fake side only (reset_real_features=False)
             self.kid.reset()
-            self.kid.subset_size = min(self.kid_subset_size, len(samples))
+            self.kid.subset_size = size = min(self.kid_subset_size, len(samples))
+            # subsets as large as both sets are the sets themselves: one is enough (and its std is 0)
+            self.kid.subsets = 1 if size == len(samples) == self.n_real else self.kid_subsets
             self._update(samples, real=False, metrics=(self.fid, self.kid))
             fid_prior, (kid, kid_std) = float(self.fid.compute()), self._kid(seed)
             self.fid.reset()
