@@ -104,23 +104,6 @@ class Sweep:
         return mu, t.column("label").to_numpy()
 
 
-def _collect_all(roots: list[Path], base: Path, table: str) -> Collected:
-    """``collect`` over several roots, each ``run_dir`` made relative to ``base``."""
-    parts, skipped = [], []
-    for root in roots:
-        got = collect(root, table)
-        skipped += got.skipped
-        if got.table.num_rows:
-            prefix = root.resolve().relative_to(base)
-            run_dirs = [str(prefix / d) for d in got.table.column("run_dir").to_pylist()]
-            t = got.table.drop_columns(["run_dir"])
-            parts.append(t.append_column("run_dir", pa.array(run_dirs, pa.string())))
-    if not parts:
-        return Collected(pa.table({}), skipped)
-    out = pa.concat_tables(parts, promote_options="permissive")
-    return Collected(out.sort_by([("run_dir", "ascending")]), skipped)
-
-
 def load_sweep(root: str | Path | list[str | Path]) -> Sweep:
     """Read a sweep (or any results directory, or several: a list) for analysis; never loads a model.
     With several roots, ``root`` is their common parent and each ``run_dir`` is relative to it. Runs
@@ -128,15 +111,24 @@ def load_sweep(root: str | Path | list[str | Path]) -> Sweep:
     from sweep.names import DEFAULT_DATASET, paper_label
 
     roots = [Path(r) for r in root] if isinstance(root, list | tuple) else [Path(root)]
-    if len(roots) == 1:
-        base = roots[0]
-        runs, evals, dims = (collect(base, t) for t in ("run", "eval", "dims"))
-    else:
-        for r in roots:
-            if not r.is_dir():
-                raise FileNotFoundError(f"results directory {r} does not exist")
+    if len(roots) > 1:  # each read alone (their columns' types may differ), joined as data frames
         base = Path(os.path.commonpath([r.resolve() for r in roots]))
-        runs, evals, dims = (_collect_all(roots, base, t) for t in ("run", "eval", "dims"))
+        parts = [load_sweep(r) for r in roots]
+
+        def joined(frames: list[pd.DataFrame], part_roots: list[Path]) -> pd.DataFrame:
+            frames = [
+                f.assign(run_dir=[str(r.resolve().relative_to(base) / d) for d in f["run_dir"]])
+                for f, r in zip(frames, part_roots, strict=True)
+                if len(f)
+            ]
+            return pd.concat(frames, ignore_index=True).sort_values("run_dir") if frames else pd.DataFrame()
+
+        runs_df = joined([p.runs for p in parts], roots)
+        dims_df = joined([p.dims for p in parts], roots)
+        skipped = [s for p in parts for s in p.skipped]
+        return Sweep(base, runs_df.reset_index(drop=True), dims_df.reset_index(drop=True), skipped, roots)
+    base = roots[0]
+    runs, evals, dims = (collect(base, t) for t in ("run", "eval", "dims"))
     df = runs.to_pandas()
     if len(df):
         df["data.name"] = df["data.name"].fillna(DEFAULT_DATASET) if "data.name" in df else DEFAULT_DATASET
@@ -151,8 +143,7 @@ def load_sweep(root: str | Path | list[str | Path]) -> Sweep:
             )
             for _, r in df.iterrows()
         ]
-    skipped = runs.skipped + evals.skipped + dims.skipped
-    return Sweep(base, df, dims.to_pandas(), skipped, roots if len(roots) > 1 else [])
+    return Sweep(base, df, dims.to_pandas(), runs.skipped + evals.skipped + dims.skipped)
 
 
 def main(argv: list[str] | None = None) -> int:

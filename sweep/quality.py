@@ -40,7 +40,9 @@ from sweep.data import DATASETS, DataError, _load_uint8, root_of
 
 FEATURES = 128
 # The training recipe: everything that decides the weights (with the data and the torch version).
-RECIPE = {"seed": 0, "epochs": 5, "batch_size": 128, "lr": 1e-3}
+RECIPE = {"seed": 0, "batch_size": 128, "lr": 1e-3}
+# Epochs per dataset (5 gave 98.94 % on MNIST and 89.87 % on Fashion-MNIST, below the floors).
+EPOCHS = {"mnist": 8, "fashion_mnist": 8}
 # Test accuracy the cached classifier must have (the issue's floors).
 ACCURACY_FLOOR = {"mnist": 0.99, "fashion_mnist": 0.90}
 # Recomputed on another CPU, float rounding may flip the argmax of a near-tie: up to 5 of the 10,000
@@ -119,13 +121,14 @@ def accuracy(net: FeatureCNN, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def train_classifier(
-    dataset: str, *, n_train: int | None = None, epochs: int = RECIPE["epochs"], log=print
+    dataset: str, *, n_train: int | None = None, epochs: int | None = None, log=print
 ) -> tuple[FeatureCNN, float]:
     """Train the feature CNN on the first ``n_train`` (all when None) training images of ``dataset``
     with :data:`RECIPE` (Adam, cross-entropy, a seeded shuffle per epoch; the same calls give the same
     weights on one machine); returns it and its accuracy on the whole test set."""
     xtr8, ytr, xte8, yte = _load_uint8(str(root_of(dataset)), dataset)
     n = len(xtr8) if n_train is None else n_train
+    epochs = EPOCHS[dataset] if epochs is None else epochs
     x, y = _pixels(xtr8[:n]), ytr[:n].long()
     torch.manual_seed(RECIPE["seed"])  # the initial weights
     net = FeatureCNN()
@@ -305,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
             torch.set_num_threads(args.threads)
         t0 = time.perf_counter()
         net, acc = train_classifier(args.dataset)
-        out = save_classifier(args.dataset, net, acc, 60_000, RECIPE["epochs"])
+        out = save_classifier(args.dataset, net, acc, 60_000, EPOCHS[args.dataset])
         print(f"{args.dataset}: test accuracy {acc:.4f}; {time.perf_counter() - t0:.0f} s; wrote {out}")
         floor = ACCURACY_FLOOR[args.dataset]
         if acc < floor:
