@@ -13,6 +13,7 @@ with one warning line naming it, and listed in the returned ``skipped``; so is a
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -129,6 +130,11 @@ class Sweep:
     runs: pd.DataFrame
     dims: pd.DataFrame
     skipped: list[tuple[str, str]]
+    roots: list[Path] = field(default_factory=list)  # the directories given, when several
+
+    @property
+    def name(self) -> str:
+        return " + ".join(r.resolve().name for r in self.roots) if self.roots else self.root.name
 
     def latents(self, run_dir: str) -> tuple[np.ndarray, np.ndarray] | None:
         """(μ (n, L) float32, labels (n,)) of the stored test subset of one run (its ``run_dir``), or None."""
@@ -144,15 +150,34 @@ class Sweep:
         return mu, t.column("label").to_numpy()
 
 
-def load_sweep(root: str | Path) -> Sweep:
-    """Read a sweep (or any results directory) for analysis; never loads a model."""
-    from sweep.names import paper_label
+def load_sweep(root: str | Path | list[str | Path]) -> Sweep:
+    """Read a sweep (or any results directory, or several: a list) for analysis; never loads a model.
+    With several roots, ``root`` is their common parent and each ``run_dir`` is relative to it. Runs
+    stored before ``data.name`` existed trained on MNIST and get ``data.name = mnist``."""
+    from sweep.names import DEFAULT_DATASET, paper_label
 
-    runs = collect(root, "run")
-    evals = collect(root, "eval")
-    dims = collect(root, "dims")
+    roots = [Path(r) for r in root] if isinstance(root, list | tuple) else [Path(root)]
+    if len(roots) > 1:  # each read alone (their columns' types may differ), joined as data frames
+        base = Path(os.path.commonpath([r.resolve() for r in roots]))
+        parts = [load_sweep(r) for r in roots]
+
+        def joined(frames: list[pd.DataFrame], part_roots: list[Path]) -> pd.DataFrame:
+            frames = [
+                f.assign(run_dir=[str(r.resolve().relative_to(base) / d) for d in f["run_dir"]])
+                for f, r in zip(frames, part_roots, strict=True)
+                if len(f)
+            ]
+            return pd.concat(frames, ignore_index=True).sort_values("run_dir") if frames else pd.DataFrame()
+
+        runs_df = joined([p.runs for p in parts], roots)
+        dims_df = joined([p.dims for p in parts], roots)
+        skipped = [s for p in parts for s in p.skipped]
+        return Sweep(base, runs_df.reset_index(drop=True), dims_df.reset_index(drop=True), skipped, roots)
+    base = roots[0]
+    runs, evals, dims = (collect(base, t) for t in ("run", "eval", "dims"))
     df = runs.to_pandas()
     if len(df):
+        df["data.name"] = df["data.name"].fillna(DEFAULT_DATASET) if "data.name" in df else DEFAULT_DATASET
         ev = evals.to_pandas().drop(columns=["schema_version"], errors="ignore")
         dup = [c for c in ev.columns if c in df.columns and c != "run_dir"]
         df = df.merge(ev.drop(columns=dup), on="run_dir", how="left") if len(ev) else df
@@ -165,7 +190,7 @@ def load_sweep(root: str | Path) -> Sweep:
             for _, r in df.iterrows()
         ]
     return Sweep(
-        Path(root), df, dims.to_pandas(), runs.skipped + evals.skipped + dims.skipped + _bad_configs(root)
+        base, df, dims.to_pandas(), runs.skipped + evals.skipped + dims.skipped + _bad_configs(base)
     )
 
 

@@ -81,6 +81,47 @@ def fig_rate_distortion(data) -> Figure:
     return fig
 
 
+@figure("fid_distortion")
+def fig_fid_distortion(data) -> Figure:
+    """FID of prior samples (log) against distortion, one panel per dataset, coloured by collapse state."""
+    runs = prepare(data)
+    title = "Sample quality (FID of prior samples) against reconstruction"
+    ev = runs[evaluated_mask(runs)] if len(runs) else runs
+    if len(ev) and "test/fid_prior" in ev.columns:
+        ev = ev[np.isfinite(pd.to_numeric(ev["test/fid_prior"], errors="coerce").astype(float))]
+    else:
+        ev = ev.iloc[:0]
+    if not len(ev):
+        return message_figure(title, "No evaluated run has an FID. " + excluded_note(runs))
+    names = sorted(ev["data.name"].astype(str).unique()) if "data.name" in ev.columns else ["all"]
+    fig = Figure(figsize=(PAGE_WIDTH, 4.2), layout="constrained")
+    axes = fig.subplots(1, len(names), squeeze=False)[0]
+    for ax, name in zip(axes, names, strict=True):
+        g = ev[ev["data.name"].astype(str).eq(name)] if "data.name" in ev.columns else ev
+        for state, colour in STATES.items():
+            h = g[g[STATE] == state]
+            if len(h):
+                ax.scatter(
+                    h["test/distortion"],
+                    h["test/fid_prior"].astype(float),
+                    color=colour,
+                    s=22,
+                    edgecolor="black",
+                    linewidth=0.3,
+                    zorder=3,
+                )
+        ax.set_yscale("log")
+        log_axis(ax.yaxis)
+        ax.set_xlabel(DISTORTION_AXIS)
+        ax.set_ylabel("FID of prior samples (classifier features), log scale")
+        ax.set_title(f"{name} ({len(g)} runs)")
+        ax.grid(lw=0.3)
+    fig.suptitle(title)
+    state_legend(axes[0], ev[STATE])
+    note(fig, excluded_note(runs))
+    return fig
+
+
 @figure("iwae_heatmap")
 def fig_iwae_heatmap(data) -> Figure:
     """IWAE NLL, mean over seeds, encoder × decoder, one panel per latent size (bernoulli runs only)."""

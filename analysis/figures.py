@@ -2,6 +2,7 @@
 
     python -m analysis.figures results/sweeps/paper                  # → results/sweeps/paper/figures/
     python -m analysis.figures results/sweeps/paper --out /tmp/report
+    python -m analysis.figures results/sweeps/paper results/sweeps/paper_fashion_mnist   # both datasets
 
 Reads only stored result files (``analysis.collect.load_sweep``); never trains or loads a model. Each
 figure is one function ``fig_<name>(sweep_or_runs, out_dir) -> [png, pdf]``; each is headless (Agg),
@@ -28,6 +29,7 @@ from analysis.collect import Sweep, load_sweep  # noqa: E402
 from analysis.diagnostics import (  # noqa: E402
     fig_active_units,
     fig_collapse_by_factor,
+    fig_fid_distortion,
     fig_iwae_heatmap,
     fig_rate_distortion,
 )
@@ -58,6 +60,7 @@ FIGURES = (
     fig6_pca_top25,
     fig7_pca_top50,
     fig_rate_distortion,
+    fig_fid_distortion,
     fig_iwae_heatmap,
     fig_active_units,
     fig_collapse_by_factor,
@@ -95,7 +98,9 @@ def write_all(sweep: Sweep, out_dir: str | Path) -> tuple[dict[str, Path], dict[
         atomic_write_bytes(out_dir / f"{name}.md", report.markdown_table(report.display(name, df)).encode())
         tables[name] = df
     search_figures, search_tables = _guarded(
-        "the search figures", lambda: search_outputs(sweep.root, out_dir), lambda reason: ({}, {})
+        "the search figures",
+        lambda: search_outputs(sweep.root, out_dir) if not sweep.roots else ({}, {}),
+        lambda reason: ({}, {}),
     )
     figures.update(search_figures)
     for name, df in search_tables.items():
@@ -108,13 +113,25 @@ def write_all(sweep: Sweep, out_dir: str | Path) -> tuple[dict[str, Path], dict[
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m analysis.figures", description=__doc__.split("\n\n")[0])
-    p.add_argument("sweep_dir", type=Path, help="a sweep (or any results directory) to analyse")
-    p.add_argument("--out", type=Path, help="output directory (default: <sweep_dir>/figures)")
+    p.add_argument(
+        "sweep_dirs", type=Path, nargs="+", help="sweeps (or any results directories) to analyse together"
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="output directory (default: <sweep_dir>/figures; for several, <parent>/figures_<a>+<b>…)",
+    )
     args = p.parse_args(argv)
-    if not args.sweep_dir.is_dir():
-        p.error(f"{args.sweep_dir} is not a directory")
-    out = args.out or args.sweep_dir / "figures"
-    sweep = load_sweep(args.sweep_dir)  # prints one warning line per skipped file
+    for d in args.sweep_dirs:
+        if not d.is_dir():
+            p.error(f"{d} is not a directory")
+    dirs = list(dict.fromkeys(args.sweep_dirs))
+    if len(dirs) == 1:
+        out = args.out or dirs[0] / "figures"
+        sweep = load_sweep(dirs[0])  # prints one warning line per skipped file
+    else:
+        sweep = load_sweep(dirs)
+        out = args.out or sweep.root / ("figures_" + "+".join(d.resolve().name for d in dirs))
     figures, tables = write_all(sweep, out)
     print(
         f"{len(sweep.runs)} runs, {len(sweep.skipped)} files skipped; wrote {len(figures)} figures "

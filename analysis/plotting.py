@@ -42,7 +42,14 @@ HEAT_CELL = 0.55  # inches per heat-map column
 LEGEND_DROP = 38  # points from an axes' bottom edge to a legend under its tick labels and x label
 MAX_NAMED = 15  # runs named per status in a figure's note; the report lists them all
 COLLAPSE_FACTORS = ("latent_dim", "family/encoder", "family/decoder")
-ABLATION_FACTORS = ("loss.reduction", "data.likelihood", "loss.beta", "loss.warmup_epochs", "loss.free_bits")
+ABLATION_FACTORS = (
+    "data.name",
+    "loss.reduction",
+    "data.likelihood",
+    "loss.beta",
+    "loss.warmup_epochs",
+    "loss.free_bits",
+)
 RC = {
     "font.size": 9,
     "axes.titlesize": 10,

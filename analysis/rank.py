@@ -20,8 +20,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-# The paper ranks by reconstruction loss; −ELBO and IWAE NLL (bernoulli likelihood only) are ours.
-CRITERIA = {"recon": "test/distortion", "neg_elbo": "test/neg_elbo", "iwae": "test/iwae_nll"}
+# The paper ranks by reconstruction loss; −ELBO, IWAE NLL (bernoulli likelihood only) and the FID of
+# prior samples (sample quality, sweep/quality.py) are ours.
+CRITERIA = {
+    "recon": "test/distortion",
+    "neg_elbo": "test/neg_elbo",
+    "iwae": "test/iwae_nll",
+    "fid": "test/fid_prior",
+}
 TOP_FRACTION = 0.25  # the paper's "top 25 %"
 CUTOFFS = (0.10, 0.25, 0.50)  # cut-offs of the top-set sensitivity table
 CI_LEVEL = 0.95  # Student-t intervals over seeds

@@ -32,6 +32,11 @@ FLOOR = (
     f"collapsed = no active unit (Var_x μ_d ≤ {TH['active_unit_threshold']:g}) and rate < "
     f"{TH['collapse_rate_threshold']:g} nats; paper_collapsed = rate < {TH['paper_collapse_threshold']:g} nats"
 )
+FID_CAVEAT = (
+    "These FIDs are not comparable with Inception-based FIDs of natural images (another feature "
+    "network, 128-d features, 28×28 greyscale images), nor across datasets or classifiers (the "
+    "classifier's checksum is in test/fid_classifier); compare runs of one dataset only."
+)
 # How each figure was computed (keys: figure names of analysis.figures.FIGURES).
 FIGURE_NOTES = {
     "search_front": (
@@ -80,6 +85,12 @@ FIGURE_NOTES = {
         "Active units (Var_x μ_d > {active:g} over the test set, Burda et al. 2016) of each evaluated run "
         "against its latent size, with the mean per latent size and the line y = x (every unit active)."
     ),
+    "fid_distortion": (
+        "Sample quality against reconstruction: FID of prior samples (decoder means, count in "
+        "test/fid_samples) against the test images, in the feature space of the harness's own CNN "
+        "classifier of the dataset (sweep/quality.py), log axis, against test distortion; one panel per "
+        "dataset; colour = collapse state ({floor}). {fid_caveat}"
+    ),
     "collapse_by_factor": (
         "Share of evaluated runs flagged collapsed ({floor}) per latent size, encoder, decoder and any "
         "varying ablation key, with 95 % Wilson score intervals; labels give collapsed/evaluated."
@@ -102,6 +113,14 @@ TABLE_NOTES = {
     ),
     "ranking_neg_elbo": "As the reconstruction ranking, by test −ELBO (distortion + rate), nats per image.",
     "ranking_iwae": "As the reconstruction ranking, by test IWAE NLL (bernoulli likelihood only; empty otherwise).",
+    "ranking_fid": (
+        "As the reconstruction ranking, by the FID of prior samples (test/fid_prior; lower = samples "
+        "closer to the test images), with the KID and the FID of reconstructions beside it. {fid_caveat}"
+    ),
+    "claims_by_dataset": (
+        "The verdicts of the claims check side by side, one column per dataset (data.name): each dataset's "
+        "runs are checked on their own, never pooled."
+    ),
     "seed_aggregates": (
         "One row per configuration (latent size × encoder × decoder, plus any other varying config key): "
         "mean ± {ci} Student-t half-width over its ok seeds, with n; no interval when n < 2."
@@ -130,7 +149,7 @@ TABLE_NOTES = {
 }
 RUN_DISPLAY = [
     "run_name", "label", "status", "latent_dim", "family/encoder", "family/decoder", "seed", "epochs_done",
-    "params/total", "test/distortion", "test/rate", "test/neg_elbo", "test/iwae_nll", "test/active_units",
+    "params/total", "test/distortion", "test/rate", "test/neg_elbo", "test/iwae_nll", "test/fid_prior", "test/active_units",
     "test/mutual_information", "collapsed", "partial", "paper_collapsed", "latent/linear_probe_acc",
     "latent/knn_acc", "test/psnr",
 ]  # fmt: skip
@@ -149,7 +168,7 @@ def note_for(name: str, notes: dict[str, str]) -> str:
 
     return notes[key].format(
         pct=PCT, top=rank.TOP_FRACTION, cuts=CUTS, ci=CI, floor=FLOOR, rate_floor=RATE_FLOOR,
-        active=TH["active_unit_threshold"],
+        active=TH["active_unit_threshold"], fid_caveat=FID_CAVEAT,
     )  # fmt: skip
 
 
@@ -238,7 +257,7 @@ def _blocks(sweep: Sweep, out_dir: Path, figures: dict[str, Path], tables: dict[
     runs = sweep.runs
     counts = _counts(runs)
     seeds = runs["seed"].nunique() if "seed" in runs.columns and len(runs) else 0
-    b: list[tuple] = [("h1", f"Analysis of sweep `{sweep.root.name}`")]
+    b: list[tuple] = [("h1", f"Analysis of sweep `{sweep.name}`")]
     b.append(
         (
             "p",
@@ -256,6 +275,7 @@ def _blocks(sweep: Sweep, out_dir: Path, figures: dict[str, Path], tables: dict[
         f"encoders: {_values(runs, 'family/encoder')}; decoders: {_values(runs, 'family/decoder')}",
         f"likelihood: {_values(runs, 'data.likelihood')}; loss.reduction: {_values(runs, 'loss.reduction')}; "
         f"epochs: {_values(runs, 'epochs')}; IWAE K: {_values(runs, 'test/iwae_k')}",
+        f"datasets: {_values(runs, 'data.name')}; FID prior samples: {_values(runs, 'test/fid_samples')}",
         f"skipped input files: {len(sweep.skipped)}",
     ]
     b.append(("h2", "Summary"))
@@ -295,6 +315,11 @@ def _blocks(sweep: Sweep, out_dir: Path, figures: dict[str, Path], tables: dict[
         b.append(("ul", items))
     else:
         b.append(("p", "The claims check could not be computed (see the `claims` table)."))
+    by_dataset = tables.get("claims_by_dataset")
+    if by_dataset is not None and len(by_dataset):
+        b.append(("h3", "Verdicts by dataset"))
+        b.append(("p", note_for("claims_by_dataset", TABLE_NOTES)))
+        b.append(("table", by_dataset))
     b.append(("h2", "Figures"))
     b.append(("p", "Each figure is also a PDF beside its PNG."))
     for name, path in figures.items():
@@ -397,5 +422,5 @@ def write_report(
     blocks = _blocks(sweep, out_dir, figures, tables)
     md, page = out_dir / "report.md", out_dir / "report.html"
     atomic_write_bytes(md, _markdown(blocks, out_dir).encode())
-    atomic_write_bytes(page, _html(blocks, f"Analysis of sweep {sweep.root.name}").encode())
+    atomic_write_bytes(page, _html(blocks, f"Analysis of sweep {sweep.name}").encode())
     return [md, page]

@@ -23,12 +23,13 @@ from analysis.plotting import (  # noqa: E402
 
 RANK_DISPLAY = [
     "rank", "run_name", "label", "latent_dim", "family/encoder", "family/decoder", "seed",
-    "test/distortion", "test/rate", "test/neg_elbo", "test/iwae_nll", "test/active_units", "collapsed",
-    "latent/linear_probe_acc",
+    "test/distortion", "test/rate", "test/neg_elbo", "test/iwae_nll", "test/fid_prior", "test/kid_prior",
+    "test/fid_recon", "test/active_units", "collapsed", "latent/linear_probe_acc",
 ]  # fmt: skip
 SEED_METRICS = [
     "test/distortion", "test/rate", "test/neg_elbo", "test/iwae_nll", "test/active_units",
     "test/mutual_information", "latent/linear_probe_acc", "latent/knn_acc", "latent/pca_silhouette", "test/psnr",
+    "test/fid_prior", "test/kid_prior", "test/fid_recon",
 ]  # fmt: skip
 SHORT = {"latent_dim": "latent", "family/encoder": "encoder", "family/decoder": "decoder"}
 
@@ -58,14 +59,33 @@ def build_tables(runs: pd.DataFrame) -> dict[str, Callable[[], pd.DataFrame]]:
     for by in COLLAPSE_FACTORS:
         t[f"cutoff_sensitivity_{_short(by)}"] = lambda by=by: rank.cutoff_sensitivity(runs, "recon", by)
     t["claims"] = lambda: claims_table(runs)
+    if len(datasets(runs)) > 1:
+        t["claims_by_dataset"] = lambda: claims_by_dataset(t["claims"]())
     return t
+
+
+def datasets(runs: pd.DataFrame) -> list[str]:
+    """The datasets (``data.name``) of the runs, sorted."""
+    if "data.name" not in runs.columns or not len(runs):
+        return []
+    return sorted(runs["data.name"].dropna().astype(str).unique())
 
 
 def claims_table(runs: pd.DataFrame) -> pd.DataFrame:
     """The claims check. Where the sweep holds ablation arms (config keys that tell apart runs of one
     label, e.g. ``loss.reduction=sum|paper``), C1–C6 are decided within each arm, since pooling two
-    different losses would mix two experiments; the ablation verdict compares the arms. An ``arm``
-    column names the arm (``all`` for the verdicts over the whole sweep)."""
+    different losses would mix two experiments; the ablation verdict compares the arms. Runs of
+    different datasets (``data.name``) are never pooled: each dataset gets its own claims check, its
+    arm prefixed with ``data.name=<dataset>``. An ``arm`` column names the arm (``all`` for the
+    verdicts over the whole sweep)."""
+    if len(names := datasets(runs)) > 1:
+        frames = []
+        for name in names:
+            part = claims_table(runs[runs["data.name"].astype(str).eq(name)])
+            prefix = f"data.name={name}"
+            part["arm"] = [prefix if a == "all" else f"{prefix} {a}" for a in part["arm"]]
+            frames.append(part)
+        return pd.concat(frames, ignore_index=True)
     verdicts = claims.check_claims(runs)
     arms = rank.id_columns(runs) if len(runs) else []
     if not arms:
@@ -80,3 +100,17 @@ def claims_table(runs: pd.DataFrame) -> pd.DataFrame:
     if across:
         frames.append(claims.verdicts_table(across).assign(arm="all"))
     return pd.concat(frames, ignore_index=True)
+
+
+def claims_by_dataset(claims: pd.DataFrame) -> pd.DataFrame:
+    """The verdicts of a per-dataset claims table side by side: one row per claim (and ablation arm),
+    one column per dataset."""
+    parts = claims["arm"].str.extract(r"^data\.name=(\S+)\s*(.*)$")
+    table = claims.assign(dataset=parts[0], arm=parts[1].replace("", "all"))
+    wide = table.pivot_table(index=["claim", "arm"], columns="dataset", values="verdict", aggfunc="first")
+    order = {c: i for i, c in enumerate(dict.fromkeys(claims["claim"]))}
+    wide = wide.reset_index().sort_values(
+        ["claim", "arm"], key=lambda s: s.map(order) if s.name == "claim" else s
+    )
+    wide.columns.name = None
+    return wide.reset_index(drop=True)

@@ -30,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from sweep import names
-from sweep.data import LIKELIHOODS
+from sweep.data import DATASETS, LIKELIHOODS
 from sweep.losses import REDUCTIONS
 from sweep.models import CONV_MAX_DEPTH, Spec, SpecError, validate_latent
 
@@ -77,9 +77,22 @@ def _run_name_resolver(*, _root_: DictConfig) -> str:
     return names.run_name_of(validate(to_plain(_root_)))
 
 
+def _dataset(root: DictConfig) -> str | None:
+    return OmegaConf.select(root, "data.name", default=None)
+
+
 def _register() -> None:
     if not OmegaConf.has_resolver("run_name"):
         OmegaConf.register_new_resolver("run_name", _run_name_resolver)
+    # "" for MNIST, else "_<dataset>" / "<dataset>/": the default sweep and run paths of conf/config.yaml
+    if not OmegaConf.has_resolver("dataset_suffix"):
+        OmegaConf.register_new_resolver(
+            "dataset_suffix", lambda *, _root_: names.dataset_suffix(_dataset(_root_))
+        )
+    if not OmegaConf.has_resolver("dataset_subdir"):
+        OmegaConf.register_new_resolver(
+            "dataset_subdir", lambda *, _root_: names.dataset_subdir(_dataset(_root_))
+        )
     cs = ConfigStore.instance()
     for group in ("encoder", "decoder"):
         for kind, depths in FAMILY_DEPTHS.items():
@@ -113,8 +126,9 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def identity(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The flattened config keys that determine what a run trains."""
-    flat = flatten(cfg)
+    """The flattened config keys that determine what a run trains. A config stored before
+    ``data.name`` existed trained on MNIST, and counts as ``data.name: mnist``."""
+    flat = {"data.name": names.DEFAULT_DATASET, **flatten(cfg)}
     return {k: v for k, v in flat.items() if k.split(".")[0] not in NON_IDENTITY_KEYS}
 
 
@@ -396,6 +410,7 @@ RULES: dict[str, Check] = {
     "loss.warmup_epochs": number(0),
     "loss.free_bits": number(0),
     "train.eval_test_each_epoch": boolean,
+    "data.name": one_of(*DATASETS),
     "data.likelihood": one_of(*LIKELIHOODS),
     "data.val_size": integer(1, 59_999),
     "data.split_seed": integer(0),
@@ -409,6 +424,9 @@ RULES: dict[str, Check] = {
     "eval.knn_k": integer(1),
     "eval.latents_n": integer(1),
     "eval.seed": integer(0),
+    "eval.fid_samples": integer(2),  # a covariance and an unbiased MMD need two images
+    "eval.kid_subsets": integer(1),
+    "eval.kid_subset_size": integer(2),
     "engine.max_members": auto_or(integer(1)),
     "engine.slots": auto_or(integer(1)),
     "engine.cuda_graphs": boolean,

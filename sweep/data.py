@@ -1,8 +1,9 @@
-"""MNIST, bundled and checksummed, held whole as tensors on the training device.
+"""MNIST and Fashion-MNIST, bundled and checksummed, held whole as tensors on the training device.
 
-The repository carries the four genuine MNIST files (``data/mnist/*.gz``, CC BY-SA 3.0) with their
-SHA-256 sums. On first load they are checked, decompressed into ``data/mnist/.cache/MNIST/raw`` and
-read with torchvision's own MNIST reader; nothing is ever downloaded.
+The repository carries the four genuine files of each dataset (``data/mnist/*.gz``, CC BY-SA 3.0;
+``data/fashion_mnist/*.gz``, MIT) with their SHA-256 sums. On first load they are checked,
+decompressed into ``data/<dataset>/.cache/<MNIST|FashionMNIST>/raw`` and read with torchvision's own
+reader; nothing is ever downloaded. ``data.name`` (``data=mnist`` or ``data=fashion_mnist``) picks one.
 
 Splits: the 60k training images are split 50k/10k into train/validation by a seeded permutation
 (``split_seed``, the same for every run so all runs see the same split); the 10k test images are the
@@ -23,7 +24,11 @@ from pathlib import Path
 
 import torch
 
-BUNDLED_ROOT = Path(__file__).resolve().parent.parent / "data" / "mnist"
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+BUNDLED_ROOT = DATA_DIR / "mnist"
+# data.name → torchvision's dataset class; the bundle is data/<data.name>/, with the IDX file names below.
+DATASETS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}
+DEFAULT_DATASET = "mnist"
 FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -56,6 +61,7 @@ class MNIST:
     test: Split
     split_seed: int
     likelihood: str
+    dataset: str = DEFAULT_DATASET
 
 
 def _sha256(path: Path) -> str:
@@ -75,15 +81,34 @@ def _read_sums(path: Path) -> dict[str, str]:
     return sums
 
 
-def verify_and_extract(root: Path = BUNDLED_ROOT) -> Path:
+def check_dataset(name: str) -> str:
+    """``name`` if it is a bundled dataset, else :class:`DataError` naming the valid ones."""
+    if name not in DATASETS:
+        raise DataError(f"data.name={name!r} is unknown; valid: {', '.join(DATASETS)}")
+    return name
+
+
+def dataset_of(cfg) -> str:
+    """The dataset of a run config: ``data.name``, ``mnist`` for configs stored before it existed."""
+    return (cfg.get("data") or {}).get("name") or DEFAULT_DATASET
+
+
+def root_of(name: str) -> Path:
+    """The bundled directory of dataset ``name`` (``data/mnist``, ``data/fashion_mnist``)."""
+    return DATA_DIR / check_dataset(name)
+
+
+def verify_and_extract(root: Path = BUNDLED_ROOT, dataset: str = DEFAULT_DATASET) -> Path:
     """Check every bundled ``.gz`` against ``SHA256SUMS``, decompress it (atomically) into the cache,
     check the result against ``SHA256SUMS.raw``, and return the cache root that torchvision reads."""
     root = Path(root)
     sums_gz, sums_raw = root / "SHA256SUMS", root / "SHA256SUMS.raw"
     if not sums_gz.is_file() or not sums_raw.is_file():
-        raise DataError(f"MNIST checksum files missing under {root} (expected SHA256SUMS and SHA256SUMS.raw)")
+        raise DataError(
+            f"{dataset} checksum files missing under {root} (expected SHA256SUMS and SHA256SUMS.raw)"
+        )
     want_gz, want_raw = _read_sums(sums_gz), _read_sums(sums_raw)
-    raw_dir = root / ".cache" / "MNIST" / "raw"
+    raw_dir = root / ".cache" / DATASETS[check_dataset(dataset)] / "raw"
     raw_dir.mkdir(parents=True, exist_ok=True)
     for name in [n for pair in FILES.values() for n in pair]:
         raw = raw_dir / name
@@ -91,7 +116,7 @@ def verify_and_extract(root: Path = BUNDLED_ROOT) -> Path:
             continue
         gz = root / f"{name}.gz"
         if not gz.is_file():
-            raise DataError(f"MNIST file missing: {gz}")
+            raise DataError(f"{dataset} file missing: {gz}")
         got = _sha256(gz)
         if got != want_gz[f"{name}.gz"]:
             raise DataError(
@@ -111,21 +136,22 @@ def verify_and_extract(root: Path = BUNDLED_ROOT) -> Path:
     return root / ".cache"
 
 
-@functools.lru_cache(maxsize=2)
-def _load_uint8(root: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Read both MNIST splits with torchvision (cached per process; the tensors are never mutated)."""
-    from torchvision.datasets import MNIST as TVMNIST
+@functools.lru_cache(maxsize=4)
+def _load_uint8(root: str, dataset: str = DEFAULT_DATASET) -> tuple[torch.Tensor, ...]:
+    """Read both splits with torchvision (cached per process; the tensors are never mutated)."""
+    import torchvision.datasets
 
-    cache = verify_and_extract(Path(root))
-    tr = TVMNIST(str(cache), train=True, download=False)
-    te = TVMNIST(str(cache), train=False, download=False)
+    reader = getattr(torchvision.datasets, DATASETS[check_dataset(dataset)])
+    cache = verify_and_extract(Path(root), dataset)
+    tr = reader(str(cache), train=True, download=False)
+    te = reader(str(cache), train=False, download=False)
     return tr.data, tr.targets, te.data, te.targets
 
 
-def check_data() -> None:
+def check_data(dataset: str = DEFAULT_DATASET) -> None:
     """Verify the bundled files' checksums (raises :class:`DataError`); cached per process, and the
     cache is the one :func:`load_mnist` reads, so a run pays for it once."""
-    _load_uint8(str(BUNDLED_ROOT))
+    _load_uint8(str(root_of(dataset)), dataset)
 
 
 def binarize(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -142,16 +168,19 @@ def load_mnist(
     binarize_seed: int = 0,
     subset: int | None = None,
     root: str | Path | None = None,
+    dataset: str = DEFAULT_DATASET,
 ) -> MNIST:
-    """Load MNIST onto ``device``. ``subset=N`` keeps the first N images of each split (after the seeded
-    split), for smoke runs and tests."""
+    """Load ``dataset`` (``mnist`` or ``fashion_mnist``, the same shapes and split sizes) onto
+    ``device``. ``subset=N`` keeps the first N images of each split (after the seeded split), for smoke
+    runs and tests."""
+    check_dataset(dataset)
     if likelihood not in LIKELIHOODS:
         raise DataError(f"unknown likelihood {likelihood!r}; valid: {', '.join(LIKELIHOODS)}")
     if not 0 < val_size < 60_000:
         raise DataError(f"data.val_size={val_size} is out of range; valid: 1..59999")
     if subset is not None and subset < 1:
         raise DataError(f"data.subset={subset} is out of range; valid: null or an integer >= 1")
-    xtr, ytr, xte, yte = _load_uint8(str(Path(root) if root is not None else BUNDLED_ROOT))
+    xtr, ytr, xte, yte = _load_uint8(str(Path(root) if root is not None else root_of(dataset)), dataset)
     perm = torch.randperm(xtr.shape[0], generator=torch.Generator().manual_seed(split_seed))
     idx = {"train": perm[val_size:], "val": perm[:val_size]}
     gen = torch.Generator().manual_seed(binarize_seed)
@@ -170,4 +199,5 @@ def load_mnist(
         test=make(xte, yte),
         split_seed=split_seed,
         likelihood=likelihood,
+        dataset=dataset,
     )

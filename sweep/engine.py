@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 from sweep import results
 from sweep.cohort import Cohort, on_stream
 from sweep.config import flatten
-from sweep.data import load_mnist
+from sweep.data import dataset_of, load_mnist
 from sweep.evaluate import evaluate_stack, limit_worker_threads, split_losses
 from sweep.losses import Knobs
 from sweep.member import Job, Member, StopRun, prepare
@@ -103,6 +103,7 @@ def load_data(cfg: dict[str, Any], device: torch.device):
         split_seed=dc["split_seed"],
         binarize_seed=dc["binarize_seed"],
         subset=dc["subset"],
+        dataset=dataset_of(cfg),
     )
 
 

@@ -12,11 +12,16 @@ so a metric can be added or K raised after a sweep without retraining. Files per
 * ``latents.parquet``: μ (float16) and the label of a fixed seeded subset of test images, the same
   images for every run, so analysis can draw PCA projections without loading a model;
 * ``recon.png`` (16 test images over their reconstructions) and ``samples.png`` (64 prior samples).
+
+Sample quality (:mod:`sweep.quality`): FID and KID of ``eval.fid_samples`` prior samples (decoder
+means; at most as many as there are test images) against the test images, and the FID of the test
+images' reconstructions, in the feature space of the dataset's cached classifier.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import math
 import sys
@@ -28,9 +33,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import torch
+from omegaconf import OmegaConf
 from torchvision.utils import make_grid, save_image
 
-from sweep import metrics, results
+from sweep import metrics, quality, results
 from sweep.data import Split, binarize
 from sweep.losses import Knobs
 from sweep.models import N_PIXELS, VAE, build_model, count_params
@@ -67,8 +73,25 @@ EVAL_COLUMNS = [
     "params/decoder",
     "flops/encoder",
     "flops/decoder",
+    "test/fid_prior",
+    "test/kid_prior",
+    "test/kid_prior_std",
+    "test/fid_recon",
+    "test/fid_samples",
+    "test/fid_real",
+    "test/kid_subset_size",
+    "test/fid_classifier",
     *metrics.THRESHOLDS,
 ]
+
+
+@functools.cache
+def eval_defaults() -> dict[str, Any]:
+    """The ``eval`` node of ``conf/config.yaml``: fills keys that a config stored by an older version
+    of the harness lacks (e.g. ``fid_samples``)."""
+    from sweep.config import CONF_DIR
+
+    return OmegaConf.to_container(OmegaConf.load(CONF_DIR / "config.yaml").eval)
 
 
 @torch.no_grad()
@@ -261,7 +284,7 @@ def evaluate_stack(
     just computed them (same seed, same noise), so the test set is not passed twice.
     ``eval/seconds`` is the time the device part took plus the CPU part's own compute time."""
     t0 = time.perf_counter()
-    ec, test = cfg["eval"], data.test
+    ec, test = {**eval_defaults(), **cfg["eval"]}, data.test
     device, size = test.x.device, stack.size
     gen = lambda offset: torch.Generator(device).manual_seed(ec["seed"] + offset)  # noqa: E731
     if test_losses is None:
@@ -323,6 +346,12 @@ def evaluate_stack(
     probs = decode_probs(stack, mu)  # (S, N, 1, 28, 28)
     prior = torch.randn((64, stack.latent_dim), generator=gen(4), device=device)
     samples = torch.sigmoid(stack.decode(prior.expand(size, -1, -1)))
+    n_fid = min(ec["fid_samples"], len(test))  # prior samples shared by the members, like the IWAE noise
+    fid_z = torch.randn((n_fid, stack.latent_dim), generator=gen(5), device=device)
+    fid_samples = decode_probs(stack, fid_z.expand(size, -1, -1))  # (S, n, 1, 28, 28)
+    meter = quality.meter_for(
+        data.dataset, test.x, kid_subsets=ec["kid_subsets"], kid_subset_size=ec["kid_subset_size"]
+    )
     flops = metrics.vae_flops(cfg)
     arch = {
         "params/encoder": count_params(stack.base.encoder),
@@ -343,6 +372,7 @@ def evaluate_stack(
                 **metrics.collapse_flags(row["test/rate"], n_active, mu.shape[2]),
                 "test/psnr": metrics.psnr(probs[i], test.x),
                 **arch,
+                **meter.score(fid_samples[i], probs[i], seed=ec["seed"]),
             }
         )
         with np.errstate(over="ignore"):  # beyond float16 becomes inf: flagged below, not warned
@@ -415,6 +445,7 @@ def reevaluation_config(run_dir: Path, overrides: list[str]) -> dict[str, Any]:
             f"only eval.* and device may be overridden when re-evaluating, not {', '.join(bad)}; "
             "valid: e.g. eval.iwae_k=5000 device=cuda"
         )
+    stored = {**stored, "eval": {**eval_defaults(), **stored.get("eval", {})}}  # keys added since it ran
     cfg = apply_overrides(stored, overrides)
     try:
         return validate(cfg, here=True)

@@ -10,7 +10,10 @@ a Slurm launcher runs the jobs elsewhere), resolves its run directory, and stops
   as ``loss.reduction=sum,paper``); the error names those keys and how to give each variant its own
   directory (``experiment=paper_loss_ablation`` does so);
 * a run directory already holds a run of a different configuration that trained, or one written by
-  a version of the harness with another result schema (``results.SCHEMA_VERSION``).
+  a version of the harness with another result schema (``results.SCHEMA_VERSION``);
+* a sweep directory would hold runs of two datasets (``data.name``): two jobs of the grid, or a job and
+  a run already there. The default sweep directory names the dataset when it is not MNIST
+  (``results/sweeps/paper_fashion_mnist``), so this only stops an explicit ``hydra.sweep.dir``.
 The check fails closed: any exception inside it (a bug included) stops the launch the same way, since
 Hydra would otherwise turn a callback's exception into a warning and launch anyway. It then prints how
 many runs are already complete and writes the grid's run directories to
@@ -41,6 +44,7 @@ from omegaconf.errors import InterpolationResolutionError
 
 from sweep import results
 from sweep.config import CONF_DIR, ConfigError, refusal, to_plain, validate
+from sweep.data import dataset_of
 from sweep.member import ConfigMismatchError, check_run_dir
 from sweep.models import SpecError
 from sweep.status import COMPLETE_STATES, GRID_FILE, Scanner, Status, hms
@@ -95,10 +99,40 @@ def runs_here(config: DictConfig) -> bool:
     return not str(config.hydra.launcher.get("_target_", "")).endswith("SlurmLauncher")
 
 
+def stored_datasets(sweep_dir: Path) -> dict[str, Path]:
+    """Each dataset (``data.name``) of the runs stored below ``sweep_dir``, with one run of it."""
+    found: dict[str, Path] = {}
+    for path in sorted(Path(sweep_dir).glob("**/.hydra/config.yaml")):
+        try:  # a run that never trained holds nothing (a corrected relaunch replaces it)
+            stored = results.trained_config(path.parent.parent)
+        except results.StoredConfigError:
+            continue  # unreadable: the check of its own run names it when the grid includes it
+        if isinstance(stored, dict):
+            found.setdefault(dataset_of(stored), path.parent.parent)
+    return found
+
+
+def _check_one_dataset(sweep_dir: Path, dataset: str, overrides: list[str], dirs: dict) -> None:
+    """Refuse a job that would put runs of ``dataset`` into a sweep directory that holds (or, in this
+    grid, will hold) runs of another dataset."""
+    if sweep_dir not in dirs:
+        dirs[sweep_dir] = {name: f"the run {run}" for name, run in stored_datasets(sweep_dir).items()}
+    other = {name: who for name, who in dirs[sweep_dir].items() if name != dataset}
+    if other:
+        name, who = next(iter(other.items()))
+        raise GridError(
+            f"grid job [{' '.join(overrides)}] would put data.name={dataset} runs into {sweep_dir}, which "
+            f"holds data.name={name} runs ({who}): runs of different datasets never share a directory. "
+            "Leave hydra.sweep.dir at its default (it names the dataset) or give each dataset its own"
+        )
+    dirs[sweep_dir].setdefault(dataset, f"grid job [{' '.join(overrides)}]")
+
+
 def check_grid(config: DictConfig) -> dict[str, Any]:
     """Validate every job of the multirun ``config``; return counts, or raise :class:`GridError`."""
     sweep_dir = Path(config.hydra.sweep.dir)
     seen: dict[Path, list[str]] = {}
+    datasets: dict[Path, dict[str, str]] = {}
     cache: dict = {}
     complete = 0
     here = runs_here(config)
@@ -106,10 +140,12 @@ def check_grid(config: DictConfig) -> dict[str, Any]:
         cfg = job_config(config, overrides, cache)
         try:
             plain = validate(to_plain(cfg), here=here)
-            run_dir = sweep_dir / str(cfg.hydra.sweep.subdir)
+            job_sweep_dir = Path(str(cfg.hydra.sweep.dir))  # per job: it names the job's dataset
+            run_dir = job_sweep_dir / str(cfg.hydra.sweep.subdir)
         except (ConfigError, SpecError, InterpolationResolutionError) as exc:
             reason = str(exc).splitlines()[0].split("resolving interpolation: ")[-1]
             raise GridError(f"grid job [{' '.join(overrides)}] is invalid: {reason}") from None
+        _check_one_dataset(job_sweep_dir, dataset_of(to_plain(cfg)), overrides, datasets)
         if run_dir in seen:
             if sorted(overrides) == sorted(seen[run_dir]):
                 raise GridError(
@@ -129,7 +165,10 @@ def check_grid(config: DictConfig) -> dict[str, Any]:
         except (results.SchemaVersionError, results.StoredConfigError, ConfigMismatchError) as exc:
             raise GridError(str(exc)) from None
         complete += results.is_complete(run_dir)
-    return {"runs": len(seen), "complete": complete, "sweep_dir": sweep_dir, "run_dirs": list(seen)}
+    dirs = sorted(datasets) or [sweep_dir]  # several when the grid sweeps the dataset
+    where = dirs[0] if len(dirs) == 1 else ", ".join(map(str, dirs))
+    by_dir = {d: [r for r in seen if r.is_relative_to(d)] for d in dirs}
+    return {"runs": len(seen), "complete": complete, "sweep_dir": where, "run_dirs": list(seen), "by_dir": by_dir}
 
 
 def write_grid_file(sweep_dir: Path, run_dirs: list[Path], argv: list[str]) -> None:
@@ -185,7 +224,8 @@ class GridCheck(Callback):
             f"grid: {got['runs']} runs in {got['sweep_dir']}: {got['complete']} already complete, "
             f"{got['runs'] - got['complete']} to train or resume"
         )
-        write_grid_file(got["sweep_dir"], got["run_dirs"], sys.argv)
+        for sweep_dir, run_dirs in got["by_dir"].items():  # one per dataset when the grid sweeps it
+            write_grid_file(sweep_dir, run_dirs, sys.argv)
 
 
 class SweepProgress(Callback):

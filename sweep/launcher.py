@@ -37,7 +37,8 @@ def launch(
     jobs, composed = [], []
     for idx, overrides in enumerate(job_overrides):
         cfg = job_config(config, list(overrides), cache)
-        out_dir = sweep_dir / str(cfg.hydra.sweep.subdir)
+        # the job's own sweep dir: it names the job's dataset (conf/config.yaml)
+        out_dir = Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
         with open_dict(cfg):
             cfg.hydra.job.id = cfg.hydra.job.num = initial_job_idx + idx
             cfg.hydra.runtime.output_dir = str(out_dir)

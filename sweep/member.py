@@ -28,9 +28,10 @@ from omegaconf import OmegaConf
 
 from sweep import results
 from sweep.config import config_diff, flatten, row_values, to_plain, validate
-from sweep.data import check_data
+from sweep.data import check_data, dataset_of
 from sweep.evaluate import skip_evaluation
 from sweep.lock import holder, note_holder, run_lock
+from sweep.quality import check_classifier
 from sweep.tblog import RunLogger
 
 
@@ -267,5 +268,8 @@ def prepare(job: Job) -> Job:
     out_dir = Path(job.out_dir)
     cfg = check_job(job.cfg, out_dir)
     if not results.is_complete(out_dir):
-        check_data()  # checksums before anything is written (cached per process: load_data reuses it)
+        # checksums before anything is written (cached per process: load_data reuses it), and the
+        # feature classifier that evaluation's FID needs (sweep/quality.py)
+        check_data(dataset_of(cfg))
+        check_classifier(dataset_of(cfg))
     return Job(cfg, out_dir, list(job.overrides or []), job.hydra_cfg, job.on_epoch)

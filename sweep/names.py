@@ -81,6 +81,20 @@ def run_name_of(cfg) -> str:
     )
 
 
+DEFAULT_DATASET = "mnist"  # the paper's dataset: its runs keep the plain paths
+
+
+def dataset_suffix(dataset: str | None) -> str:
+    """``""`` for MNIST, else ``_<dataset>``: appended to sweep and search directory names, so runs of
+    different datasets never share a directory (``results/sweeps/paper_fashion_mnist``)."""
+    return "" if dataset in (None, DEFAULT_DATASET) else f"_{dataset}"
+
+
+def dataset_subdir(dataset: str | None) -> str:
+    """``""`` for MNIST, else ``<dataset>/``: put before a single run's name under ``results/runs/``."""
+    return "" if dataset in (None, DEFAULT_DATASET) else f"{dataset}/"
+
+
 def parse_run_name(name: str) -> RunId:
     m = _PATTERN.match(name.strip())
     if not m:

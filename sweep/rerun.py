@@ -8,8 +8,11 @@
 If a run of that name exists under the results directory (``results_dir=…``, default ``results``),
 its exact stored config (``.hydra/config.yaml``) is reused with the overrides applied on top;
 otherwise the config is composed from the name. The run trains into ``results/runs/<run_name>/``
-(or ``--out DIR``, which must lie below the results directory), with the same checks and skip/resume
+(``results/runs/<dataset>/<run_name>/`` for a dataset other than MNIST, or ``--out DIR``, which must
+lie below the results directory), with the same checks and skip/resume
 rules as ``python -m sweep.train``. A NAME that disagrees with ``--from DIR``'s run is refused.
+``data=fashion_mnist`` (or ``data.name=…``) picks the runs of that dataset when runs of both share the
+name.
 
 ``--failed SWEEP_DIR`` retrains, each in its own directory with its stored config and overrides,
 exactly the runs that ``python -m sweep.status`` lists as failed (one process, one engine launch);
@@ -27,7 +30,8 @@ from hydra import compose, initialize_config_dir
 
 from sweep import results
 from sweep.config import CONF_DIR, ConfigError, apply_overrides, refusal, to_plain, validate
-from sweep.names import parse_run_name, run_name_of
+from sweep.data import dataset_of
+from sweep.names import dataset_subdir, parse_run_name, run_name_of
 
 
 def find_runs(results_dir: Path, name: str) -> list[Path]:
@@ -37,11 +41,23 @@ def find_runs(results_dir: Path, name: str) -> list[Path]:
     return sorted(p for p in results_dir.glob(f"**/{name}") if (p / ".hydra" / "config.yaml").is_file())
 
 
+def _dataset_override(overrides: list[str]) -> str | None:
+    """The dataset asked for on the command line (``data=…`` or ``data.name=…``), if any."""
+    for o in overrides:
+        key, _, value = o.partition("=")
+        if key.lstrip("+") in ("data", "data.name"):
+            return value
+    return None
+
+
 def build_config(name: str, overrides: list[str], results_dir: Path, source: Path | None = None):
     """(config, where it came from) for run ``name``."""
     rid = parse_run_name(name)
+    dataset = _dataset_override(overrides)
     if source is None:
         found = find_runs(results_dir, rid.name)
+        if dataset is not None:
+            found = [p for p in found if dataset_of(results.read_stored_config(p) or {}) == dataset]
         if len(found) > 1:
             raise ConfigError(
                 f"{len(found)} runs are named {rid.name} under {results_dir}: "
@@ -60,6 +76,9 @@ def build_config(name: str, overrides: list[str], results_dir: Path, source: Pat
                 f"run name {spelled} disagrees with --from {source}, which holds run "
                 f"{stored_name}; valid: {stored_name}, or no --from to build {rid.name} from its name"
             )
+        # the data group has one choice key on a stored config: data=X means data.name=X
+        overrides = [f"data.name={dataset}" if o.lstrip("+").startswith("data=") else o for o in overrides]
+        stored = {**stored, "data": {"name": dataset_of(stored), **stored["data"]}}
         return apply_overrides(stored, overrides), str(source)
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=rid.overrides() + overrides)
@@ -102,7 +121,7 @@ def output_dir(cfg: dict, out: Path | None) -> Path:
     leaves it is refused), else ``<results_dir>/runs/<run_name>``."""
     root = Path(cfg["results_dir"])
     if out is None:
-        return root / "runs" / run_name_of(cfg)
+        return root / "runs" / (dataset_subdir(dataset_of(cfg)) + run_name_of(cfg))
     inside = out.resolve().is_relative_to(root.resolve()) and out.resolve() != root.resolve()
     if not inside:
         raise ConfigError(

@@ -30,8 +30,9 @@ from omegaconf.errors import OmegaConfBaseException
 from optuna.trial import TrialState
 
 from sweep.config import CONF_DIR, ConfigError, refusal, to_plain, validate
+from sweep.data import dataset_of
 from sweep.lock import run_lock
-from sweep.names import run_name_of
+from sweep.names import dataset_suffix, run_name_of
 
 
 def compose_cfg(overrides: list[str]) -> dict[str, Any]:
@@ -40,7 +41,8 @@ def compose_cfg(overrides: list[str]) -> dict[str, Any]:
 
 
 def search_dir(cfg: dict[str, Any]) -> Path:
-    return Path(cfg["results_dir"]) / "searches" / cfg["sweep_name"]
+    """``<results_dir>/searches/<sweep_name>`` (``…_<dataset>`` when the dataset is not MNIST)."""
+    return Path(cfg["results_dir"]) / "searches" / (cfg["sweep_name"] + dataset_suffix(dataset_of(cfg)))
 
 
 def check_search(cfg: dict[str, Any], base: list[str]) -> dict[str, Any]:

@@ -30,7 +30,7 @@ def _family(name: str) -> tuple[str, int]:
     return m.group(1), int(m.group(2))
 
 
-def _config(latent, enc, dec, seed, likelihood, sweep_name, root) -> dict:
+def _config(latent, enc, dec, seed, likelihood, sweep_name, root, dataset="mnist") -> dict:
     (ek, ed), (dk, dd) = _family(enc), _family(dec)
     return {
         "encoder.kind": ek,
@@ -41,6 +41,7 @@ def _config(latent, enc, dec, seed, likelihood, sweep_name, root) -> dict:
         "decoder.depth": dd,
         "decoder.width": 512 if dk == "dense" else 32,
         "decoder.activation": "leaky_relu",
+        "data.name": dataset,
         "data.likelihood": likelihood,
         "data.val_size": 10000,
         "data.split_seed": 0,
@@ -74,6 +75,7 @@ def make_sweep(
     likelihood: str = "bernoulli",
     rng_seed: int = 0,
     sweep_name: str = "synthetic",
+    dataset: str = "mnist",
 ) -> Path:
     """Write a fake sweep; returns its directory. ``failed`` / ``diverged``: run names (e.g.
     ``L25_dense1_conv2_s0``) given that status. About ``collapsed_fraction`` of the other runs are
@@ -89,14 +91,14 @@ def make_sweep(
                 for seed in seeds:
                     _write_run(
                         out, rng, centres, labels, latent, enc, dec, seed, failed, diverged,
-                        collapsed_fraction, likelihood, sweep_name, root,
+                        collapsed_fraction, likelihood, sweep_name, root, dataset,
                     )  # fmt: skip
     return out
 
 
 def _write_run(
     out, rng, centres, labels, latent, enc, dec, seed, failed, diverged, collapsed_fraction, likelihood,
-    sweep_name, root,
+    sweep_name, root, dataset="mnist",
 ):  # fmt: skip
     (ek, ed), (dk, dd) = _family(enc), _family(dec)
     name = run_name(latent, ek, ed, dk, dd, seed)
@@ -124,7 +126,7 @@ def _write_run(
         "device": "cpu",
         "started_at": "2025-01-01T00:00:00+00:00",
         "finished_at": "2025-01-01T00:00:01+00:00",
-        **_config(latent, enc, dec, seed, likelihood, sweep_name, root),
+        **_config(latent, enc, dec, seed, likelihood, sweep_name, root, dataset),
     }
     results.write_parquet(run_dir / "run.parquet", [row], results.RUN_COLUMNS)
     if status == "failed":
@@ -159,6 +161,15 @@ def _write_run(
         "params/decoder": row["params/decoder"],
         "flops/encoder": 2000 * ed * latent,
         "flops/decoder": 2000 * dd * latent,
+        # sample quality follows distortion (no draw from rng: the other values stay as they were)
+        "test/fid_prior": 20.0 + 0.5 * (distortion - 90.0) + (30.0 if collapsed else 0.0),
+        "test/kid_prior": 0.01 + 0.001 * (distortion - 90.0),
+        "test/kid_prior_std": 0.001,
+        "test/fid_recon": 5.0 + 0.2 * (distortion - 90.0),
+        "test/fid_samples": 10000,
+        "test/fid_real": 10000,
+        "test/kid_subset_size": 1000,
+        "test/fid_classifier": "0" * 64,
         **metrics.THRESHOLDS,
     }
     results.write_parquet(run_dir / "eval.parquet", [ev], EVAL_COLUMNS)

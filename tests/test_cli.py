@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
@@ -105,3 +106,48 @@ def test_bad_input_is_rejected_before_anything_is_written(tmp_path, args, messag
     assert done.returncode != 0
     assert message in done.stderr + done.stdout
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_fashion_mnist_smoke_relaunch_rerun_and_the_analysis_of_both_datasets(tmp_path):
+    from runs import make_cfg
+
+    from sweep.train import train
+
+    grid = ["experiment=smoke", "encoder=dense2", "epochs=1", f"results_dir={tmp_path}"]  # 2 runs
+    first = run("sweep.train", *grid, "data=fashion_mnist")
+    assert first.returncode == 0, first.stderr[-3000:]
+    fashion = tmp_path / "sweeps" / "smoke_fashion_mnist"
+    got = collect(fashion).to_pandas()
+    assert set(got["run_name"]) == {"L8_dense2_dense2_s0", "L8_dense2_conv5_s0"}
+    assert (got["data.name"] == "fashion_mnist").all() and (got["status"] == "ok").all()
+    again = run("sweep.train", *grid, "data=fashion_mnist")
+    assert again.returncode == 0 and again.stdout.count("already complete (ok), skipped") == 2
+    mnist = tmp_path / "sweeps" / "smoke"
+    for dec in ("dense2", "conv5"):  # the MNIST side, trained in this process (same configs)
+        cfg = make_cfg(*grid[:3], f"decoder={dec}", "data.subset=1000", "batch_size=100", arch=[])
+        train(cfg, mnist / f"L8_dense2_{dec}_s0")
+    # rerun by name: data=fashion_mnist picks the Fashion-MNIST run of that name (here: already complete)
+    target = fashion / "L8_dense2_dense2_s0"
+    rerun = run(
+        "sweep.rerun",
+        "L8_dense2_dense2_s0",
+        "data=fashion_mnist",
+        f"results_dir={tmp_path}",
+        "--out",
+        str(target),
+    )
+    assert (
+        rerun.returncode == 0 and f"config: {target}" in rerun.stdout and "already complete" in rerun.stdout
+    )
+
+    done = run("analysis.figures", str(mnist), str(fashion))
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = tmp_path / "sweeps" / "figures_smoke+smoke_fashion_mnist"
+    report = (out / "report.md").read_text()
+    assert "### Verdicts by dataset" in report and "| claim | arm | fashion_mnist | mnist |" in report
+    claims = pd.read_csv(out / "claims.csv")
+    assert set(claims["arm"]) == {"data.name=mnist", "data.name=fashion_mnist"}
+    ranking = pd.read_csv(out / "ranking_fid.csv")
+    assert len(ranking) == 4 and ranking["test/fid_prior"].is_monotonic_increasing
+    assert (out / "fid_distortion.png").is_file() and "not comparable with Inception-based FIDs" in report

@@ -172,6 +172,10 @@ def test_ref_iwae(hydra_compose):
         (["data.val_size=0"], ["data.val_size=0"]),
         (["data.val_size=60000"], ["data.val_size=60000", "1..59999"]),
         (["eval.iwae_k=0"], ["eval.iwae_k=0", ">= 1"]),
+        (["eval.fid_samples=1"], ["eval.fid_samples=1", ">= 2"]),
+        (["eval.kid_subset_size=1"], ["eval.kid_subset_size=1", ">= 2"]),
+        (["eval.kid_subsets=0"], ["eval.kid_subsets=0", ">= 1"]),
+        (["data.name=kmnist"], ["data.name='kmnist'", "mnist, fashion_mnist"]),
     ],
 )
 def test_validate_rejects(hydra_compose, overrides, needles):

@@ -7,7 +7,7 @@ import shutil
 import pytest
 import torch
 
-from sweep.data import BUNDLED_ROOT, DataError, binarize, load_mnist, verify_and_extract
+from sweep.data import BUNDLED_ROOT, DataError, binarize, load_mnist, root_of, verify_and_extract
 
 # From data/mnist/README.md (counted independently when the files were bundled).
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -92,3 +92,29 @@ def test_a_tampered_decompressed_cache_is_rebuilt_from_the_bundled_file(tmp_path
     raw.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))
     verify_and_extract(root)
     assert raw.read_bytes() == good
+
+
+def test_fashion_mnist_is_bundled_checked_and_read_like_mnist(tmp_path):
+    # counts and mean from data/fashion_mnist/README.md (checked when the files were bundled)
+    fm = load_mnist("cpu", likelihood="bernoulli", dataset="fashion_mnist")
+    assert fm.dataset == "fashion_mnist" and (len(fm.train), len(fm.val), len(fm.test)) == (
+        50_000,
+        10_000,
+        10_000,
+    )
+    assert torch.bincount(torch.cat([fm.train.y, fm.val.y]), minlength=10).tolist() == [6000] * 10
+    assert torch.bincount(fm.test.y, minlength=10).tolist() == [1000] * 10
+    mean = torch.cat([fm.train.x, fm.val.x]).mean().item()
+    assert mean == pytest.approx(72.940 / 255, abs=1e-4)
+    root = tmp_path / "fashion_mnist"
+    shutil.copytree(root_of("fashion_mnist"), root, ignore=shutil.ignore_patterns(".cache", "classifier"))
+    assert (verify_and_extract(root, "fashion_mnist") / "FashionMNIST" / "raw").is_dir()
+    bad = root / "train-labels-idx1-ubyte.gz"
+    bad.write_bytes(bad.read_bytes()[:-1])
+    shutil.rmtree(root / ".cache")
+    with pytest.raises(
+        DataError, match=r"checksum mismatch for .*train-labels-idx1-ubyte\.gz: .* expected a04f1713"
+    ):
+        verify_and_extract(root, "fashion_mnist")
+    with pytest.raises(DataError, match=r"data.name='kmnist' is unknown; valid: mnist, fashion_mnist"):
+        load_mnist("cpu", dataset="kmnist")

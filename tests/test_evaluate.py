@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+import yaml
 from PIL import Image
 from runs import make_cfg
 
 import sweep.stack as stack_mod
-from sweep import evaluate, metrics
+from sweep import evaluate, metrics, quality
 from sweep.train import train
 
 README = Path(__file__).resolve().parent.parent / "results" / "README.md"
@@ -96,3 +97,27 @@ def test_a_diverged_run_is_not_evaluated_and_says_why(tmp_path, monkeypatch):
     assert row["test/iwae_nll"] is None
     assert evaluate.main([str(tmp_path)]) == 0  # re-evaluation keeps skipping it
     assert eval_row(tmp_path)["eval/reason"] == "run status is diverged"
+
+
+def test_sample_quality_columns_and_their_recomputation_on_a_config_stored_before_them(trained):
+    row = eval_row(trained)
+    # eval.fid_samples=10000 prior samples, capped at the 300 test images of the subset
+    assert row["test/fid_samples"] == row["test/fid_real"] == row["test/kid_subset_size"] == 300
+    assert row["test/fid_prior"] > 0 and row["test/fid_recon"] > 0
+    assert row["test/kid_prior_std"] == 0  # subsets of 300 from 300 images each: one subset, the sets
+    assert row["test/fid_classifier"] == quality.load_classifier("mnist").sha256
+    # a config written before data.name and eval.fid_samples existed: both get their defaults
+    path = trained / ".hydra" / "config.yaml"
+    stored = yaml.safe_load(path.read_text())
+    del stored["data"]["name"], stored["eval"]["fid_samples"]
+    path.write_text(yaml.safe_dump(stored))
+    assert evaluate.main([str(trained), "eval.fid_samples=100", "eval.kid_subset_size=50"]) == 0
+    small = eval_row(trained)
+    assert (small["test/fid_samples"], small["test/fid_real"], small["test/kid_subset_size"]) == (
+        100,
+        300,
+        50,
+    )
+    assert small["test/kid_prior_std"] > 0  # 100 random subsets of 50
+    assert small["test/fid_recon"] == pytest.approx(row["test/fid_recon"], rel=1e-6)  # same images
+    assert small["test/fid_prior"] != row["test/fid_prior"]

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 from synthetic import corrupt, make_sweep
 
-from analysis import figures, pca, plotting
+from analysis import diagnostics, figures, pca, plotting, report
+from analysis import tables as tables_mod
 from analysis.collect import load_sweep
 
 PNG, PDF = b"\x89PNG\r\n\x1a\n", b"%PDF"
@@ -84,7 +85,7 @@ def test_project_edge_cases():
 
 def test_every_figure_writes_png_and_pdf(sweep, main_out, tmp_path):
     assert len(sweep.runs) == 16 and sweep.runs["collapsed"].fillna(False).any()
-    assert len(figures.FIGURES) == 11
+    assert len(figures.FIGURES) == 12
     for draw in figures.FIGURES:  # the command called every figure function on this sweep
         assert_written([main_out / f"{draw.figure_name}.png", main_out / f"{draw.figure_name}.pdf"])
     paths = figures.fig1_rate_sorted(sweep, tmp_path)
@@ -188,3 +189,39 @@ def test_labels_name_an_ablation_pooled_with_its_baseline(sweep):
     labels = plotting.run_labels(runs)
     assert labels.is_unique
     assert labels.iloc[0].endswith(" loss.reduction=paper") and "_s" in labels.iloc[0]
+
+
+def test_two_datasets_get_their_own_claims_side_by_side_an_fid_ranking_and_figure(tmp_path):
+    both = [
+        make_sweep(tmp_path, seeds=(0, 1), sweep_name="syn", **SMALL),
+        make_sweep(
+            tmp_path,
+            seeds=(0, 1),
+            sweep_name="syn_fashion_mnist",
+            dataset="fashion_mnist",
+            rng_seed=1,
+            **SMALL,
+        ),
+    ]
+    sweep = load_sweep(both)
+    assert sweep.root == tmp_path / "sweeps" and sweep.name == "syn + syn_fashion_mnist"
+    assert sorted(sweep.runs["data.name"].unique()) == ["fashion_mnist", "mnist"] and len(sweep.runs) == 32
+    out = tmp_path / "out"
+    made = tables_mod.build_tables(sweep.runs)
+    tables = {k: made[k]() for k in ("claims", "claims_by_dataset", "ranking_fid")}
+    figs = {"fid_distortion": diagnostics.fig_fid_distortion(sweep, out)[0]}
+    report.write_report(sweep, out, figs, tables)
+    claims = tables["claims"]
+    for name in ("mnist", "fashion_mnist"):  # each dataset checked on its own runs, as if alone
+        alone = tables_mod.claims_table(sweep.runs[sweep.runs["data.name"].eq(name)])
+        mine = claims[claims["arm"].eq(f"data.name={name}")]
+        assert mine["verdict"].tolist() == alone["verdict"].tolist() and len(mine) == 6
+    side = tables["claims_by_dataset"]
+    assert side.columns.tolist() == ["claim", "arm", "fashion_mnist", "mnist"]
+    assert side["claim"].tolist() == ["C1", "C2", "C3", "C4", "C5", "C6"]
+    text = (out / "report.md").read_text()
+    assert "### Verdicts by dataset" in text and "not comparable with Inception-based FIDs" in text
+    ranked = tables["ranking_fid"]
+    assert len(ranked) == 32 and ranked["test/fid_prior"].is_monotonic_increasing
+    assert_written([figs["fid_distortion"], figs["fid_distortion"].with_suffix(".pdf")])
+    assert "mnist (16 runs)" in texts(diagnostics.fig_fid_distortion.__wrapped__(sweep))

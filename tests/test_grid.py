@@ -72,3 +72,28 @@ def test_existing_runs_are_counted_and_a_changed_config_is_refused(tmp_path):
         match=r"L8_dense2_dense2_s0 already holds a run of a different configuration \(epochs: 1 -> 2\)",
     ):
         check(*[a if a != "epochs=1" else "epochs=2" for a in args])
+
+
+def test_a_dataset_other_than_mnist_gets_its_own_sweep_directory(tmp_path):
+    got, _ = check("experiment=smoke", f"results_dir={tmp_path}", "data=fashion_mnist")
+    assert got["sweep_dir"] == tmp_path / "sweeps" / "smoke_fashion_mnist"
+    both, jobs = check("experiment=smoke", f"results_dir={tmp_path}", "data=mnist,fashion_mnist")
+    assert both["runs"] == len(jobs) == 8
+    assert (
+        both["sweep_dir"] == f"{tmp_path / 'sweeps' / 'smoke'}, {tmp_path / 'sweeps' / 'smoke_fashion_mnist'}"
+    )
+
+
+def test_two_datasets_in_one_sweep_directory_are_refused(tmp_path):
+    one_dir = f"hydra.sweep.dir={tmp_path}/mixed"
+    with pytest.raises(
+        GridError,
+        match=r"would put data.name=fashion_mnist runs into .*mixed, which holds data.name=mnist runs \(grid job",
+    ):
+        check("experiment=smoke", f"results_dir={tmp_path}", one_dir, "data=mnist,fashion_mnist")
+    cfg = make_cfg(f"results_dir={tmp_path}", "latent_dim=8", "encoder=dense2", "decoder=dense2", arch=[])
+    train(cfg, tmp_path / "mixed" / "L8_dense2_dense2_s0")  # an MNIST run already there
+    with pytest.raises(
+        GridError, match=r"holds data.name=mnist runs \(the run .*mixed/L8_dense2_dense2_s0\)"
+    ):
+        check("experiment=smoke", f"results_dir={tmp_path}", one_dir, "data=fashion_mnist")
