@@ -189,9 +189,7 @@ def load_sweep(root: str | Path | list[str | Path]) -> Sweep:
             )
             for _, r in df.iterrows()
         ]
-    return Sweep(
-        base, df, dims.to_pandas(), runs.skipped + evals.skipped + dims.skipped + _bad_configs(base)
-    )
+    return Sweep(base, df, dims.to_pandas(), runs.skipped + evals.skipped + dims.skipped + _bad_configs(base))
 
 
 def _bad_configs(root: str | Path) -> list[tuple[str, str]]:

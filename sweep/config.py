@@ -460,6 +460,7 @@ def row_values(flat: dict[str, Any]) -> dict[str, Any]:
     """A flattened config as a run row stores it: a key whose valid values mix text and numbers or
     booleans (``engine.max_members``: ``auto`` or 8; ``progress``: ``auto`` or true) is stored as text,
     so the column has one type in every run of a sweep, whatever each launch set."""
+
     def text(v: Any) -> str:
         return str(v).lower() if isinstance(v, bool) else str(v)
 

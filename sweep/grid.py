@@ -168,7 +168,13 @@ def check_grid(config: DictConfig) -> dict[str, Any]:
     dirs = sorted(datasets) or [sweep_dir]  # several when the grid sweeps the dataset
     where = dirs[0] if len(dirs) == 1 else ", ".join(map(str, dirs))
     by_dir = {d: [r for r in seen if r.is_relative_to(d)] for d in dirs}
-    return {"runs": len(seen), "complete": complete, "sweep_dir": where, "run_dirs": list(seen), "by_dir": by_dir}
+    return {
+        "runs": len(seen),
+        "complete": complete,
+        "sweep_dir": where,
+        "run_dirs": list(seen),
+        "by_dir": by_dir,
+    }
 
 
 def write_grid_file(sweep_dir: Path, run_dirs: list[Path], argv: list[str]) -> None:

@@ -40,8 +40,10 @@ from sweep.data import DATASETS, DataError, _load_uint8, root_of
 
 FEATURES = 128
 # The training recipe: everything that decides the weights (with the data and the torch version).
-RECIPE = {"seed": 0, "batch_size": 128, "lr": 1e-3}
-# Epochs per dataset (5 gave 98.94 % on MNIST and 89.87 % on Fashion-MNIST, below the floors).
+# Adam with its learning rate decayed to 0 along a cosine over all steps of the run.
+RECIPE = {"seed": 0, "batch_size": 128, "lr": 1e-3, "schedule": "cosine"}
+# Epochs per dataset. At a constant learning rate, 5 epochs gave 98.94 % on MNIST and 89.87 % on
+# Fashion-MNIST, 8 epochs 98.93 % on MNIST: below the floors; the cosine decay is what closes the gap.
 EPOCHS = {"mnist": 8, "fashion_mnist": 8}
 # Test accuracy the cached classifier must have (the issue's floors).
 ACCURACY_FLOOR = {"mnist": 0.99, "fashion_mnist": 0.90}
@@ -124,7 +126,7 @@ def train_classifier(
     dataset: str, *, n_train: int | None = None, epochs: int | None = None, log=print
 ) -> tuple[FeatureCNN, float]:
     """Train the feature CNN on the first ``n_train`` (all when None) training images of ``dataset``
-    with :data:`RECIPE` (Adam, cross-entropy, a seeded shuffle per epoch; the same calls give the same
+    with :data:`RECIPE` (Adam with a cosine decay, cross-entropy, a seeded shuffle per epoch; the same calls give the same
     weights on one machine); returns it and its accuracy on the whole test set."""
     xtr8, ytr, xte8, yte = _load_uint8(str(root_of(dataset)), dataset)
     n = len(xtr8) if n_train is None else n_train
@@ -135,6 +137,7 @@ def train_classifier(
     opt = torch.optim.Adam(net.parameters(), lr=RECIPE["lr"])
     gen = torch.Generator().manual_seed(RECIPE["seed"])
     bs = RECIPE["batch_size"]
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * -(-n // bs))
     for epoch in range(epochs):
         net.train()
         t0, total = time.perf_counter(), 0.0
@@ -143,6 +146,7 @@ def train_classifier(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            sched.step()
             total += float(loss.detach()) * len(idx)
         log(f"{dataset}: epoch {epoch + 1}/{epochs}: loss {total / n:.4f} ({time.perf_counter() - t0:.0f} s)")
     return net, accuracy(net, _pixels(xte8), yte.long())

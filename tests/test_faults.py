@@ -288,7 +288,8 @@ def test_a_run_that_failed_before_its_first_epoch_does_not_block_the_corrected_r
         cfg = compose(
             "config", overrides=[*SMALL, *COMMON, f"results_dir={tmp_path}"], return_hydra_config=True
         )
-        cfg.hydra.overrides.task = [*SMALL, *COMMON, f"results_dir={tmp_path}", "seed=0,1"]
+        sweep_dir = f"hydra.sweep.dir={tmp_path / 'runs'}"
+        cfg.hydra.overrides.task = [*SMALL, *COMMON, f"results_dir={tmp_path}", "seed=0,1", sweep_dir]
         cfg.hydra.sweep.dir = str(tmp_path / "runs")
         got = grid.check_grid(cfg)
         assert (got["runs"], got["complete"], got["sweep_dir"]) == (2, 0, tmp_path / "runs")
@@ -473,11 +474,11 @@ def test_a_read_only_results_directory_is_refused_with_the_path(tmp_path, monkey
 
 
 def test_a_checksum_mismatch_of_the_data_is_refused_before_anything_is_written(tmp_path, monkeypatch):
-    root = tmp_path / "mnist"
-    shutil.copytree(data_mod.BUNDLED_ROOT, root, ignore=shutil.ignore_patterns(".cache"))
+    root = tmp_path / "data" / "mnist"
+    shutil.copytree(data_mod.root_of("mnist"), root, ignore=shutil.ignore_patterns(".cache"))
     bad = root / "train-images-idx3-ubyte.gz"
     bad.write_bytes(bad.read_bytes()[:-10] + b"0123456789")
-    monkeypatch.setattr(data_mod, "BUNDLED_ROOT", root)
+    monkeypatch.setattr(data_mod, "DATA_DIR", root.parent)
     with pytest.raises(DataError) as got:
         train(make_cfg("num_threads=1"), tmp_path / "run")
     assert f"checksum mismatch for {bad}: sha256 " in str(got.value)

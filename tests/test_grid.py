@@ -63,6 +63,7 @@ def test_existing_runs_are_counted_and_a_changed_config_is_refused(tmp_path):
     train(cfg, tmp_path / "sweeps" / "smoke" / "L8_dense2_dense2_s0")
     got, _ = check(*args)
     run_dirs = got.pop("run_dirs")  # what GridCheck records in grid.json for sweep.status
+    assert got.pop("by_dir") == {tmp_path / "sweeps" / "smoke": run_dirs}  # one dataset: one grid.json
     assert got == {"runs": 4, "complete": 1, "sweep_dir": tmp_path / "sweeps" / "smoke"}
     assert {p.name for p in run_dirs} == {
         f"L8_{e}_{d}_s0" for e in ("dense2", "conv5") for d in ("dense2", "conv5")
