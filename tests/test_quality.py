@@ -46,9 +46,9 @@ def test_the_cached_classifier_has_the_test_accuracy_it_records(dataset):
 
 
 def test_training_the_classifier_on_a_subset_learns_and_is_deterministic():
-    # the recipe on 5000 images for 2 epochs (the cached one: 60,000 images, 5 epochs) clears a looser
-    # floor (measured 0.89 on the whole test set)
-    net, acc = quality.train_classifier("mnist", n_train=5000, epochs=2, log=lambda _: None)
+    # the recipe on 10,000 images for 2 epochs (the cached one: 60,000 images, 8 epochs) clears a looser
+    # floor (measured 0.905 on the whole test set; chance is 0.10)
+    net, acc = quality.train_classifier("mnist", n_train=10_000, epochs=2, log=lambda _: None)
     assert acc >= 0.85
     again, _ = quality.train_classifier("mnist", n_train=300, epochs=1, log=lambda _: None)
     twice, _ = quality.train_classifier("mnist", n_train=300, epochs=1, log=lambda _: None)
