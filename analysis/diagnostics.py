@@ -46,6 +46,14 @@ from sweep.metrics import COLLAPSE_RATE_THRESHOLD  # noqa: E402
 # ---------------------------------------------------------------- our figures
 
 
+def scatter_by_state(ax, runs, x, y) -> None:
+    """One scatter per collapse state of ``runs`` (``x(g)``, ``y(g)`` of each state's rows), in its colour."""
+    for state, colour in STATES.items():
+        g = runs[runs[STATE] == state]
+        if len(g):
+            ax.scatter(x(g), y(g), color=colour, s=22, edgecolor="black", linewidth=0.3, zorder=3)
+
+
 @figure("rate_distortion")
 def fig_rate_distortion(data) -> Figure:
     """Rate–distortion plane: every evaluated run's KL (log) against its reconstruction."""
@@ -56,18 +64,7 @@ def fig_rate_distortion(data) -> Figure:
         return message_figure(title, "No evaluated runs. " + excluded_note(runs))
     fig = Figure(figsize=(PAGE_WIDTH, 5.0), layout="constrained")
     ax = fig.add_subplot()
-    for state, colour in STATES.items():
-        g = ev[ev[STATE] == state]
-        if len(g):
-            ax.scatter(
-                rate_values(g["test/rate"]),
-                g["test/distortion"],
-                color=colour,
-                s=22,
-                edgecolor="black",
-                linewidth=0.3,
-                zorder=3,
-            )
+    scatter_by_state(ax, ev, lambda g: rate_values(g["test/rate"]), lambda g: g["test/distortion"])
     ax.set_xscale("log")
     log_axis(ax.xaxis)
     ax.set_xlim(RATE_FLOOR / 2, max(rate_values(ev["test/rate"]).max(), COLLAPSE_RATE_THRESHOLD) * 2)
@@ -98,18 +95,7 @@ def fig_fid_distortion(data) -> Figure:
     axes = fig.subplots(1, len(names), squeeze=False)[0]
     for ax, name in zip(axes, names, strict=True):
         g = ev[ev["data.name"].astype(str).eq(name)] if "data.name" in ev.columns else ev
-        for state, colour in STATES.items():
-            h = g[g[STATE] == state]
-            if len(h):
-                ax.scatter(
-                    h["test/distortion"],
-                    h["test/fid_prior"].astype(float),
-                    color=colour,
-                    s=22,
-                    edgecolor="black",
-                    linewidth=0.3,
-                    zorder=3,
-                )
+        scatter_by_state(ax, g, lambda h: h["test/distortion"], lambda h: h["test/fid_prior"].astype(float))
         ax.set_yscale("log")
         log_axis(ax.yaxis)
         ax.set_xlabel(DISTORTION_AXIS)

@@ -194,26 +194,27 @@ def test_a_requeued_task_resumes_from_its_last_checkpoint_and_ends_as_an_uninter
 
 
 def test_a_task_past_its_time_limit_is_requeued_by_submitit_and_completes(tmp_path, reference):
-    """A one-minute time limit for a run of about 50 s of training plus start-up and evaluation:
+    """A one-minute time limit for a run of about 90 s of training plus start-up and evaluation:
     Slurm signals USR2 signal_delay_s before the limit (slurmctld checks every 30 s, so 5-35 s
     before), submitit checkpoints the call and requeues the task, at most max_num_timeout times,
     and each session resumes the run from its last.pt until it completes. The epoch count comes
-    from the reference run's epoch time on this machine, so the run outlasts its first session on a
-    fast machine too. (That a resumed run ends exactly as an uninterrupted one is the requeue
-    test's check.)"""
+    from the reference run's fastest epoch on this machine (the reference trains beside other
+    tests, so its mean epoch is slowed by their load; its fastest is closest to this run's pace), so
+    the run outlasts its first session on a fast machine too, and needs 2-4 sessions of 25-55 s.
+    (That a resumed run ends exactly as an uninterrupted one is the requeue test's check.)"""
     table = pq.read_table(reference() / LONG_RUN / "epochs.parquet").to_pandas()
-    epoch_s = table["seconds"].sum() / table["epoch"].max()
-    epochs = min(40, max(6, math.ceil(50 / epoch_s)))
+    epoch_s = float(table["seconds"].min())
+    epochs = min(60, max(6, math.ceil(90 / epoch_s)))
     limits = [
         "hydra.launcher.timeout_min=1",
         "hydra.launcher.signal_delay_s=5",
-        "hydra.launcher.max_num_timeout=4",
+        "hydra.launcher.max_num_timeout=5",
     ]
     finish(launch("sweep.train", *LONG, f"epochs={epochs}", *SLURM, *limits, f"results_dir={tmp_path}"))
     sweep_dir = tmp_path / "sweeps" / "smoke"
     logs = task_logs(sweep_dir)
     timeouts = len(re.findall(r"^submitit WARNING .* this job is timed-out", logs, re.M))
-    assert 1 <= timeouts <= 4, (epochs, logs[-3000:])
+    assert 1 <= timeouts <= 5, (epochs, logs[-3000:])
     # every session after a time-out resumes, unless it was signalled before its first checkpoint
     assert 1 <= len(re.findall(rf"{LONG_RUN}: resuming after epoch", logs)) <= timeouts
     assert trained(logs) == [LONG_RUN]
