@@ -327,8 +327,6 @@ def test_evaluate_rerun_and_search_refuse_what_train_refuses(populated, capsys):
     for overrides, message in [
         (["eval.iwae_k=0"], "eval.iwae_k=0 is out of range; valid: >= 1"),
         (["eval.knn_k=1000"], "eval.knn_k=1000 is larger than the kNN probe's training set (200 images"),
-        (["logger=wandb"], "logger='wandb' is unknown; valid: tensorboard, none"),
-        (["data.name=cifar10"], "data.name='cifar10' is unknown; valid: mnist, fashion_mnist"),
         (["eval.fid_samples=1"], "eval.fid_samples=1 is out of range; valid: >= 2"),
         (["eval.kid_subsets=0"], "eval.kid_subsets=0 is out of range; valid: >= 1"),
         (["device=bogus"], "device='bogus' is not a device; valid: auto, cpu, cuda, cuda:<n>, mps"),
