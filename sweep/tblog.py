@@ -38,6 +38,9 @@ EVAL_METRICS = (
     "test/psnr",
     "latent/linear_probe_acc",
     "latent/knn_acc",
+    "test/fid_prior",
+    "test/kid_prior",
+    "test/fid_recon",
 )
 HPARAM_METRICS = ("val/neg_elbo", *(f"eval/{m}" for m in EVAL_METRICS))
 
