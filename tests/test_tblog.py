@@ -56,7 +56,13 @@ def test_a_smoke_run_logs_epoch_scalars_eval_metrics_pictures_and_hparams(tmp_pa
     ea = read_events(run)
     assert_epochs_match(ea, run, 2)
     ev = pq.read_table(run / "eval.parquet").to_pylist()[0]
-    for key in ("test/neg_elbo", "test/iwae_nll", "test/active_units", "latent/linear_probe_acc", "test/fid_prior"):
+    for key in (
+        "test/neg_elbo",
+        "test/iwae_nll",
+        "test/active_units",
+        "latent/linear_probe_acc",
+        "test/fid_prior",
+    ):
         (step, value), *more = scalar_steps(ea, f"eval/{key}")
         assert not more and step == 2 and value == pytest.approx(ev[key], rel=1e-6)
     assert {"eval/recon", "eval/samples"} <= set(ea.Tags()["images"])
