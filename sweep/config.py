@@ -417,6 +417,7 @@ RULES: dict[str, Check] = {
     "data.binarize_seed": integer(0),
     "data.subset": optional(integer(1)),
     "eval.iwae_k": optional(integer(1)),
+    "eval.iwae_images": optional(integer(1)),
     "eval.iwae_image_chunk": integer(1),
     "eval.iwae_sample_chunk": integer(1),
     "eval.mi_chunk": integer(1),

@@ -59,6 +59,8 @@ EVAL_COLUMNS = [
     "test/bce_pixel_mean",
     "test/iwae_nll",
     "test/iwae_k",
+    "test/iwae_images",
+    "test/iwae_nll_se",
     "test/iwae_null_reason",
     "test/active_units",
     "test/mutual_information",
@@ -152,6 +154,22 @@ def _png(tensor: torch.Tensor, nrow: int) -> bytes:
 
 def iwae_k_for(ec: dict[str, Any], device: torch.device) -> int:
     return ec["iwae_k"] or (IWAE_K_GPU if device.type == "cuda" else IWAE_K_CPU)
+
+
+def test_subset(n_test: int, ec: dict[str, Any]) -> torch.Tensor:
+    """A seeded permutation of the test images (``eval.seed``), the same for every run: the IWAE
+    images are its first ``eval.iwae_images`` entries and the stored latents its first
+    ``eval.latents_n`` (each sorted), so every run is scored on the same images (paired comparisons)."""
+    return torch.randperm(n_test, generator=torch.Generator().manual_seed(ec["seed"]))
+
+
+def iwae_pick(n_test: int, ec: dict[str, Any]) -> torch.Tensor | slice:
+    """Indices of the test images IWAE is estimated on: all of them when ``eval.iwae_images`` is null
+    (or covers the test set), else a fixed seeded subset of that many (:func:`test_subset`)."""
+    n = ec.get("iwae_images")
+    if n is None or n >= n_test:
+        return slice(None)
+    return test_subset(n_test, ec)[:n].sort().values
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -310,9 +328,12 @@ def evaluate_stack(
     if data.likelihood == "bernoulli":
         k = iwae_k_for(ec, device)
         chunks = (ec["iwae_image_chunk"], max(1, ec["iwae_sample_chunk"] // size))  # memory as for one run
-        nll, used = iwae_with_retry(stack, test.target, k=k, gen=lambda: gen(1), chunks=chunks)
-        for row, v in zip(rows, nll.mean(1).tolist(), strict=True):
-            row.update({"test/iwae_nll": v, "test/iwae_k": k})
+        x_iwae = test.target[iwae_pick(len(test), ec)]
+        nll, used = iwae_with_retry(stack, x_iwae, k=k, gen=lambda: gen(1), chunks=chunks)
+        n_iwae = nll.shape[1]
+        se = (nll.double().std(1) / math.sqrt(n_iwae)).tolist() if n_iwae > 1 else [math.nan] * size
+        for row, v, s in zip(rows, nll.mean(1).tolist(), se, strict=True):
+            row.update({"test/iwae_nll": v, "test/iwae_k": k, "test/iwae_images": n_iwae, "test/iwae_nll_se": s})
         if used != chunks:
             print(
                 f"{names[0]}{f' (+{size - 1})' if size > 1 else ''}: IWAE evaluated with image_chunk={used[0]}, sample_chunk={used[1]}"
@@ -326,7 +347,7 @@ def evaluate_stack(
     x_probe = data.train.x[:n_probe]
     x_probe = binarize(x_probe, gen(3)) if data.likelihood == "bernoulli" else x_probe
     mu_train, _ = encode(stack, x_probe)
-    pick = torch.randperm(len(test), generator=torch.Generator().manual_seed(ec["seed"]))[: ec["latents_n"]]
+    pick = test_subset(len(test), ec)[: ec["latents_n"]]
     pick = pick.sort().values
     y_probe, y_test = data.train.y[:n_probe].cpu().numpy(), test.y.cpu().numpy()
     mu_np, mu_train_np = mu.cpu().numpy(), mu_train.cpu().numpy()
