@@ -24,6 +24,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from sweep.projection import LATENTS_FILE, Projection, read_latents
+from sweep.projection import of_run as projection_of_run
 from sweep.results import SCHEMA_VERSION, atomic_write_bytes
 
 TABLES = ("run", "epochs", "eval", "dims", "latents")
@@ -137,17 +139,27 @@ class Sweep:
         return " + ".join(r.resolve().name for r in self.roots) if self.roots else self.root.name
 
     def latents(self, run_dir: str) -> tuple[np.ndarray, np.ndarray] | None:
-        """(μ (n, L) float32, labels (n,)) of the stored test subset of one run (its ``run_dir``), or None."""
-        path = self.root / run_dir / "latents.parquet"
+        """(μ (n, L) float32, labels (n,)) of the stored test subset of one run (its ``run_dir``), or None
+        (none stored, or the run was slimmed: :meth:`projection` still has what the figures draw)."""
+        path = self.root / run_dir / LATENTS_FILE
         if not path.is_file():
             return None
         try:
-            t = pq.read_table(path, columns=["label", "mu"])
+            return read_latents(path)
         except Exception as exc:
             print(f"warning: skipped {path}: unreadable ({exc})", file=sys.stderr)
             return None
-        mu = np.stack(t.column("mu").to_numpy(zero_copy_only=False)).astype(np.float32)
-        return mu, t.column("label").to_numpy()
+
+    def projection(self, run_dir: str) -> Projection | None:
+        """The 2-D PCA projection of one run's stored latents (from ``latents.parquet``, or from the
+        ``pca.parquet`` of a slimmed run: the same numbers either way), or None."""
+        try:
+            return projection_of_run(self.root / run_dir)
+        except Exception as exc:
+            print(
+                f"warning: skipped the latents of {self.root / run_dir}: unreadable ({exc})", file=sys.stderr
+            )
+            return None
 
 
 def load_sweep(root: str | Path | list[str | Path]) -> Sweep:

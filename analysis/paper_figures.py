@@ -18,7 +18,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from analysis import pca, rank  # noqa: E402
+from analysis import rank  # noqa: E402
 from analysis.collect import Sweep  # noqa: E402
 from analysis.plotting import (  # noqa: E402
     COLLAPSE_FACTORS,
@@ -261,7 +261,7 @@ def _pca_figure(data, fraction: float, title: str) -> Figure:
     norm = BoundaryNorm(np.arange(-0.5, N_DIGITS + 0.5), N_DIGITS)
     nonfinite = []  # runs whose stored μ are not all finite: named, never drawn as a misleading dot
     for ax, (_, r) in zip(axes, best.iterrows(), strict=False):
-        got = data.latents(r["run_dir"]) if isinstance(data, Sweep) else None
+        got = data.projection(r["run_dir"]) if isinstance(data, Sweep) else None
         ax.set_title(f"#{r['rank']} {r[LABEL]}", fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
@@ -271,16 +271,14 @@ def _pca_figure(data, fraction: float, title: str) -> Figure:
                 0.5, 0.5, "no stored\nlatents", ha="center", va="center", transform=ax.transAxes, fontsize=8
             )
             continue
-        mu, labels = got
-        finite = np.isfinite(mu).all(axis=1)
-        if not finite.all():
-            nonfinite.append(f"{r[LABEL]} ({(~finite).sum()} of {len(mu)} images)")
+        if not got.all_finite:
+            nonfinite.append(f"{r[LABEL]} ({(~got.finite).sum()} of {len(got.finite)} images)")
             ax.text(
                 0.5, 0.5, "non-finite\nlatents", ha="center", va="center", transform=ax.transAxes,
                 fontsize=8, color="#b2182b",
             )  # fmt: skip
             continue
-        xy, ratio = pca.project(mu)
+        xy, ratio, labels = got.xy, got.ratio, got.labels
         ax.scatter(xy[:, 0], xy[:, 1], c=labels, cmap=cmap, norm=norm, s=3, linewidths=0, rasterized=True)
         # the spread says how much signal there is: PCA rescales even a collapsed encoder's noise
         ax.set_xlabel(f"PC1 {ratio[0]:.0%}, sd {xy[:, 0].std():.2g}", fontsize=8, labelpad=1)

@@ -40,6 +40,7 @@ from sweep import metrics, quality, results
 from sweep.data import Split, binarize
 from sweep.losses import Knobs
 from sweep.models import N_PIXELS, VAE, build_model, count_params
+from sweep.slim import require_checkpoint
 from sweep.stack import Stack
 
 EVAL_BATCH = 1000
@@ -333,7 +334,9 @@ def evaluate_stack(
         n_iwae = nll.shape[1]
         se = (nll.double().std(1) / math.sqrt(n_iwae)).tolist() if n_iwae > 1 else [math.nan] * size
         for row, v, s in zip(rows, nll.mean(1).tolist(), se, strict=True):
-            row.update({"test/iwae_nll": v, "test/iwae_k": k, "test/iwae_images": n_iwae, "test/iwae_nll_se": s})
+            row.update(
+                {"test/iwae_nll": v, "test/iwae_k": k, "test/iwae_images": n_iwae, "test/iwae_nll_se": s}
+            )
         if used != chunks:
             print(
                 f"{names[0]}{f' (+{size - 1})' if size > 1 else ''}: IWAE evaluated with image_chunk={used[0]}, sample_chunk={used[1]}"
@@ -460,6 +463,8 @@ def reevaluation_config(run_dir: Path, overrides: list[str]) -> dict[str, Any]:
     stored = results.read_stored_config(run_dir)
     if stored is None:
         raise ConfigError(f"{run_dir}: no stored config (.hydra/config.yaml)")
+    if results.read_complete(run_dir).get("status") == "ok":  # the others are not re-evaluated
+        require_checkpoint(run_dir, "re-evaluate")
     bad = [o for o in overrides if not o.split("=", 1)[0].lstrip("+").startswith(("eval.", "device"))]
     if bad:
         raise ConfigError(

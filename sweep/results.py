@@ -158,11 +158,19 @@ def check_schema_version(run_dir: Path) -> None:
 
 
 def write_parquet(
-    path: Path, rows: list[dict[str, Any]] | pa.Table, columns: list[str] | None = None
+    path: Path,
+    rows: list[dict[str, Any]] | pa.Table,
+    columns: list[str] | None = None,
+    *,
+    compact: bool = False,
 ) -> None:
     """Rows (or a table) → one parquet file with ``schema_version`` in every row and in the metadata.
-    ``columns`` puts those first, in that order, missing ones as nulls."""
-    if isinstance(rows, pa.Table):
+    ``columns`` puts those first, in that order, missing ones as nulls. ``compact``: no column
+    statistics and no dictionary pages (the same values in fewer bytes, for files that are read
+    whole: what :mod:`sweep.slim` keeps)."""
+    if isinstance(rows, pa.Table) and "schema_version" in rows.column_names:
+        table = rows
+    elif isinstance(rows, pa.Table):
         table = rows.add_column(0, "schema_version", pa.array([SCHEMA_VERSION] * rows.num_rows, pa.int64()))
     else:
         rows = [
@@ -178,7 +186,8 @@ def write_parquet(
         {**(table.schema.metadata or {}), b"vae_sweep.schema_version": str(SCHEMA_VERSION).encode()}
     )
     buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd")
+    options = {"write_statistics": False, "use_dictionary": False} if compact else {}
+    pq.write_table(table, buf, compression="zstd", **options)
     atomic_write_bytes(path, buf.getvalue())
 
 

@@ -1,0 +1,209 @@
+"""``python -m sweep.slim``: a slimmed sweep is still a sweep (relaunch skips it, status reads it, the
+analysis draws the same figures, tables and verdicts), holds no checkpoint, and the commands that need
+one refuse it in one line. Plus the committed reproduction: its verdicts regenerate from its runs."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from runs import make_cfg, spy_epochs
+
+from analysis import figures, tables
+from analysis.collect import load_sweep
+from sweep import evaluate, projection, results, slim, status
+from sweep.names import run_name_of
+from sweep.train import train
+
+ROOT = Path(__file__).resolve().parent.parent
+REPRODUCE = ROOT / "results" / "examples" / "reproduce"
+ARCHS = (
+    ["encoder=dense", "encoder.width=32", "decoder=conv", "decoder.depth=2", "latent_dim=4"],
+    ["encoder=conv", "encoder.depth=1", "decoder=dense", "decoder.width=32", "latent_dim=3"],
+)
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Two tiny real runs (TensorBoard on, so event files exist) in one sweep directory, kept pristine:
+    tests slim copies of it."""
+    root = tmp_path_factory.mktemp("trained") / "sweep"
+    cfgs = [make_cfg("seed=1", arch=arch) for arch in ARCHS]
+    for cfg in cfgs:
+        assert train(cfg, root / run_name_of(cfg))["status"] == "ok"
+    return root, cfgs
+
+
+@pytest.fixture
+def sweep_copy(trained, tmp_path):
+    root, cfgs = trained
+    copy = tmp_path / "sweep"
+    shutil.copytree(root, copy)
+    return copy, cfgs
+
+
+def _draw(root: Path, out: Path) -> dict[str, bytes]:
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert figures.main([str(root), "--out", str(out)]) == 0
+    return {k: v for k, v in _files(out).items() if not k.endswith((".pdf", ".html"))}
+
+
+def test_a_slimmed_sweep_draws_the_same_figures_tables_and_report(sweep_copy, tmp_path):
+    root, _ = sweep_copy
+    before = _draw(root, tmp_path / "before")
+    got = slim.slim(root)
+    assert len(got["slimmed"]) == 2 and not got["left"]
+    after = _draw(root, tmp_path / "after")
+    assert before.keys() == after.keys() and "fig6_pca_top25.png" in before and "report.md" in before
+    differ = [k for k in before if before[k] != after[k]]
+    assert not differ, f"changed by slimming: {differ}"
+
+
+def test_slimming_drops_checkpoints_events_and_latents_and_keeps_what_analysis_reads(sweep_copy):
+    root, _ = sweep_copy
+    tables_before = {
+        p.relative_to(root): pq.read_table(p).to_pandas() for p in sorted(root.glob("*/*.parquet"))
+    }
+    slim.slim(root)
+    for run_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        names = {p.name for p in run_dir.iterdir()}
+        assert not names & {"best.pt", "last.pt", "latents.parquet"}
+        assert not any(n.startswith("events.out.tfevents") for n in names)
+        assert {
+            "COMPLETE",
+            "SLIMMED",
+            "pca.parquet",
+            "run.parquet",
+            "eval.parquet",
+            "epochs.parquet",
+        } <= names
+        assert (run_dir / ".hydra" / "config.yaml").is_file()
+        assert "best.pt" in (run_dir / "SLIMMED").read_text()
+    for rel, df in tables_before.items():
+        if rel.name != "latents.parquet":  # rewritten without statistics: the same values
+            pd.testing.assert_frame_equal(pq.read_table(root / rel).to_pandas(), df)
+
+
+def test_a_relaunch_over_a_slimmed_sweep_trains_nothing(sweep_copy, monkeypatch):
+    root, cfgs = sweep_copy
+    slim.slim(root)
+    seen = spy_epochs(monkeypatch)
+    for cfg in cfgs:
+        row = train(cfg, root / run_name_of(cfg))
+        assert row["status"] == "ok"
+    assert seen == []
+    assert not any((root / run_name_of(c) / "best.pt").exists() for c in cfgs)
+
+
+def test_status_reads_a_slimmed_sweep(sweep_copy):
+    root, _ = sweep_copy
+    slim.slim(root)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = status.main([str(root)])
+    assert code == 0, out.getvalue()
+    assert "2" in out.getvalue()
+
+
+def test_evaluate_refuses_a_slimmed_run_in_one_line_and_rewrites_nothing(sweep_copy, capsys):
+    root, cfgs = sweep_copy
+    slim.slim(root)
+    before = _files(root)
+    assert evaluate.main([str(root)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:")
+    assert "slimmed" in err[0] and "python -m sweep.rerun" in err[0]
+    assert _files(root) == before
+
+
+def test_an_interrupted_slim_loses_nothing_and_a_second_one_finishes(sweep_copy, monkeypatch, tmp_path):
+    root, _ = sweep_copy
+    before = _draw(root, tmp_path / "before")
+    real_unlink = Path.unlink
+
+    def stop_at_latents(self, *a, **k):
+        if self.name == "latents.parquet":
+            raise KeyboardInterrupt
+        return real_unlink(self, *a, **k)
+
+    monkeypatch.setattr(Path, "unlink", stop_at_latents)
+    with pytest.raises(KeyboardInterrupt):
+        slim.slim(root)
+    monkeypatch.setattr(Path, "unlink", real_unlink)
+    assert _draw(root, tmp_path / "mid") == before  # stopped half-way: still the same analysis
+    slim.slim(root)
+    assert not list(root.glob("*/latents.parquet"))
+    assert _draw(root, tmp_path / "after") == before
+
+
+def test_unfinished_and_failed_runs_are_left_as_they_are(sweep_copy):
+    root, cfgs = sweep_copy
+    failed, unfinished = (root / run_name_of(c) for c in cfgs)
+    results.write_complete(failed, "failed")
+    (unfinished / results.COMPLETE).unlink()
+    before = _files(root)
+    got = slim.slim(root)
+    assert got["slimmed"] == []
+    assert [(p, why.split()[1]) for p, why in got["left"]] == [(failed, "failed")]
+    assert _files(root) == before
+
+
+def test_the_projection_is_the_same_from_latents_and_from_pca_parquet(tmp_path):
+    rng = np.random.default_rng(0)
+    mu = (rng.normal(size=(300, 6)) * [5, 3, 1, 1, 0.1, 0.1]).astype(np.float16).astype(np.float32)
+    labels = rng.integers(0, 10, 300)
+    direct = projection.of_latents(mu, labels)
+    results.write_parquet(tmp_path / "pca.parquet", projection.compact_table(direct), compact=True)
+    back = projection.read_compact(tmp_path / "pca.parquet")
+    np.testing.assert_array_equal(back.xy, direct.xy)
+    np.testing.assert_array_equal(back.ratio, direct.ratio)
+    np.testing.assert_array_equal(back.labels, labels)
+    # float16 rounding of the coordinates: within half a float16 ulp (2**-11 relative) of the exact PCA
+    exact, _ = projection.project(mu)
+    np.testing.assert_allclose(direct.xy, exact, rtol=2**-11, atol=0)
+    huge = projection.of_latents(mu * 60000, labels)  # beyond float16's range: kept in float32, finite
+    assert np.isfinite(huge.xy).all()
+    bad = mu.copy()
+    bad[3, 0] = np.inf
+    p = projection.of_latents(bad, labels)
+    assert not p.all_finite and p.finite.sum() == 299 and np.isnan(p.xy).all()
+
+
+def test_cli_dry_run_changes_nothing_and_a_bad_path_is_refused(sweep_copy, capsys):
+    root, _ = sweep_copy
+    before = _files(root)
+    assert slim.main([str(root), "--dry-run"]) == 0
+    assert "would slim 2 runs" in capsys.readouterr().out
+    assert _files(root) == before
+    assert slim.main([str(root / "nope")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nope" in err[0]
+
+
+@pytest.mark.skipif(not (REPRODUCE / "claims.csv").is_file(), reason="no committed reproduction report yet")
+def test_the_committed_reproduction_regenerates_its_verdicts():
+    """The committed claims.csv is what the committed runs give. Verdict text must match exactly; the
+    numbers to 1e-9 relative: the same float64 statistics of the same data, where only the order of
+    summation (SIMD width of the CPU's numpy kernels) may differ, ~1e-15 relative per operation."""
+    sweep = load_sweep(REPRODUCE)
+    assert not sweep.skipped
+    got = tables.claims_table(sweep.runs)
+    want = pd.read_csv(REPRODUCE / "claims.csv")
+    got = pd.read_csv(io.StringIO(got.to_csv(index=False)))  # the same types as the committed file
+    assert list(got.columns) == list(want.columns) and len(got) == len(want)
+    for col in want.columns:
+        if pd.api.types.is_float_dtype(want[col]):
+            np.testing.assert_allclose(got[col], want[col], rtol=1e-9, atol=0, equal_nan=True, err_msg=col)
+        else:
+            assert got[col].tolist() == want[col].tolist(), col
