@@ -207,3 +207,34 @@ def test_the_committed_reproduction_regenerates_its_verdicts():
             np.testing.assert_allclose(got[col], want[col], rtol=1e-9, atol=0, equal_nan=True, err_msg=col)
         else:
             assert got[col].tolist() == want[col].tolist(), col
+
+
+@pytest.mark.slow
+def test_end_to_end_launch_slim_relaunch_status_and_figures(tmp_path):
+    """The user's path, as subprocesses: a multirun, ``sweep.slim``, the same command again (it trains
+    nothing and leaves every slimmed file as it is), ``sweep.status`` (exit 0: every run ok) and
+    ``analysis.figures`` on the slimmed sweep."""
+    from faults import TINY, cli, snapshot, trained
+
+    sweep = tmp_path / "sweeps" / "e2e"
+    launch = [
+        "sweep.train", "-m", f"hydra.sweep.dir={sweep}", f"results_dir={tmp_path}", "epochs=1", "latent_dim=3",
+        "encoder=dense", "encoder.width=16", "decoder=dense,conv", "decoder.width=16", *TINY,
+    ]  # fmt: skip
+    first = cli(*launch)
+    assert first.returncode == 0, first.stderr
+    assert len(trained(first.stdout)) == 2
+    assert cli("sweep.slim", str(sweep)).returncode == 0
+    assert not list(sweep.glob("*/best.pt")) and len(list(sweep.glob("*/pca.parquet"))) == 2
+    before = snapshot(sweep, skip=(".lock",))
+    again = cli(*launch)
+    assert again.returncode == 0, again.stderr
+    assert trained(again.stdout) == [] and again.stdout.count("already complete (ok)") == 2
+    after = snapshot(sweep, skip=(".lock",))
+    runs = lambda files: {k: v for k, v in files.items() if "/" in k}  # noqa: E731 (grid.json is rewritten)
+    assert runs(after) == runs(before)  # nothing of a run rewritten, nothing added
+    seen = cli("sweep.status", str(sweep))
+    assert seen.returncode == 0, seen.stdout + seen.stderr
+    drawn = cli("analysis.figures", str(sweep), "--out", str(tmp_path / "fig"))
+    assert drawn.returncode == 0, drawn.stderr
+    assert (tmp_path / "fig" / "fig6_pca_top25.png").is_file()
