@@ -1,4 +1,4 @@
-"""The claims check: a verdict on each claim C1–C6 of PROTOCOL.md (and the loss-reduction ablation).
+"""The claims check (docs/protocol.md "Claims check"): a verdict on each claim C1–C6 and the loss ablation.
 
 Design. Each claim is decided by one named statistic computed **per seed** (seeds are the replicate
 units: a sweep trains every configuration once per seed), summarised as the mean over seeds with a

@@ -1,6 +1,6 @@
 """Posterior-collapse counts and rates of a sweep's run table, by configuration and by factor.
 
-The flags come from evaluation (``sweep/metrics.py``, PROTOCOL.md "Collapse flags"): ``collapsed`` (no
+The flags come from evaluation (``sweep/metrics.py``, docs/protocol.md "Collapse flags"): ``collapsed`` (no
 active unit and rate < 0.1 nats), ``partial`` (some but not all units active), ``paper_collapsed``
 (rate < 1e-6 nats, the paper's floor). A run is *evaluated* when its status is ``ok`` and its flag is
 not null; every other run (diverged, failed, not yet evaluated) is counted as not evaluated, never

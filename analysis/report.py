@@ -294,7 +294,8 @@ def _blocks(sweep: Sweep, out_dir: Path, figures: dict[str, Path], tables: dict[
     b.append(
         (
             "p",
-            "Each claim of PROTOCOL.md is decided on this sweep by one named statistic computed per seed, "
+            'Each claim (docs/protocol.md "Claims check") is decided on this sweep by one named statistic '
+            "computed per seed, "
             f"summarised as the mean over seeds with a {CI} Student-t interval and a t-test p-value "
             "(the ablation: Fisher's exact test with a Newcombe interval). Decision constants: "
             + ", ".join(f"{k} = {v:g}" for k, v in claims.CONSTANTS.items())

@@ -1,4 +1,4 @@
-"""Evaluate trained VAEs: the metrics PROTOCOL.md defines, written as per-run evaluation files.
+"""Evaluate trained VAEs: the metrics docs/protocol.md defines, written as per-run evaluation files.
 
     python -m sweep.evaluate results/sweeps/paper                 # every finished run below the path
     python -m sweep.evaluate results/runs/L25_dense1_conv4_s0 eval.iwae_k=5000

@@ -1,5 +1,5 @@
-"""Pure metric functions for a trained VAE, as ``shared/paper/PROTOCOL.md`` ("Metrics and definitions")
-defines them. Torch, numpy and scikit-learn only; nothing here imports omegaconf or hydra.
+"""Pure metric functions for a trained VAE, as ``docs/protocol.md`` ("Metrics and definitions") defines
+them. Torch, numpy and scikit-learn only; nothing here imports omegaconf or hydra.
 
 Shapes: N images, L latent dimensions, K importance samples. Images are (N, 1, 28, 28); posterior
 parameters ``mu`` and ``logvar`` are (N, L). All log-densities are in nats.
@@ -79,7 +79,7 @@ def iwae_nll(
     image_chunk: int = 100,
     sample_chunk: int = 500,
 ) -> torch.Tensor:
-    """Per-image IWAE NLL estimate (Burda et al. 2016; PROTOCOL.md "IWAE NLL"), Bernoulli likelihood.
+    """Per-image IWAE NLL estimate (Burda et al. 2016; docs/protocol.md "IWAE NLL"), Bernoulli likelihood.
 
     ``−log (1/K) Σ_k p(x|z_k) p(z_k) / q(z_k|x)`` with z_k ~ q(z|x) = N(μ(x), σ²(x)), where
     ``log p(x|z) = −Σ_pixels BCE-with-logits(decoder(z), x)``, p(z) = N(0, I) and q is the encoder's
@@ -138,7 +138,8 @@ def iwae_nll(
 
 
 def kl_per_dim_mean(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """Per-dimension rate (PROTOCOL.md "Per-dimension KL"): KL_d = E_x[½(μ_d² + σ_d² − 1 − log σ_d²)].
+    """Per-dimension rate (docs/protocol.md "Per-dimension KL"):
+    KL_d = E_x[½(μ_d² + σ_d² − 1 − log σ_d²)].
 
     mu, logvar: (N, L) over the evaluation set → (L,) nats, the mean over images; sums to the rate.
     """
@@ -146,7 +147,7 @@ def kl_per_dim_mean(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
 
 def mu_variance(mu: torch.Tensor) -> torch.Tensor:
-    """Var_x(μ_d(x)) over the data (PROTOCOL.md "Active units"; Burda et al. 2016 use Cov_x(E_q[z])).
+    """Var_x(μ_d(x)) over the data (docs/protocol.md "Active units"; Burda et al. 2016 use Cov_x(E_q[z])).
 
     mu: (N, L) → (L,) float64. Population variance (divides by N, ``correction=0``); at N = 10k the
     difference from the unbiased estimate is 1e-4 relative, far below the threshold's resolution.
@@ -155,7 +156,8 @@ def mu_variance(mu: torch.Tensor) -> torch.Tensor:
 
 
 def active_units(mu: torch.Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) -> int:
-    """Number of active units (Burda et al. 2016; PROTOCOL.md): dims d with Var_x(μ_d) > threshold.
+    """Number of active units (Burda et al. 2016; docs/protocol.md "Active units"): dims d with
+    Var_x(μ_d) > threshold.
 
     mu: (N, L) posterior means over the test set → int in [0, L].
     """
@@ -166,7 +168,8 @@ def active_units(mu: torch.Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) -> 
 def mutual_information(
     mu: torch.Tensor, logvar: torch.Tensor, *, generator: torch.Generator | None, chunk: int = 1000
 ) -> float:
-    """I_q(x; z) = E_x E_{q(z|x)}[log q(z|x) − log q(z)] (He et al. 2019; PROTOCOL.md "Mutual information").
+    """I_q(x; z) = E_x E_{q(z|x)}[log q(z|x) − log q(z)] (He et al. 2019; docs/protocol.md
+    "Mutual information").
 
     q(z) = (1/N) Σ_n q(z|x_n) is the aggregate posterior over all N given posteriors; mu, logvar: (N, L).
     One z_n ~ q(z|x_n) per image (one ``randn((N, L), generator=generator)`` draw, on mu's device). Both
@@ -198,7 +201,7 @@ def mutual_information(
 
 
 def collapse_flags(rate: float, n_active: int, latent_dim: int) -> dict[str, bool]:
-    """Collapse flags (PROTOCOL.md "Collapse flags"); ``rate`` in nats per image.
+    """Collapse flags (docs/protocol.md "Collapse flags"); ``rate`` in nats per image.
 
     ``collapsed``: no active unit and rate < COLLAPSE_RATE_THRESHOLD; ``partial``: some but not all of
     the ``latent_dim`` units active; ``paper_collapsed``: rate < PAPER_COLLAPSE_THRESHOLD.
@@ -220,7 +223,7 @@ def probe_accuracies(
     knn_k: int = 5,
     max_train: int | None = 10000,
 ) -> dict[str, float]:
-    """Latent quality (PROTOCOL.md "Latent quality"): digit-label accuracy from μ on the test set.
+    """Latent quality (docs/protocol.md "Latent quality"): digit-label accuracy from μ on the test set.
 
     mu_train (N_train, L), y_train (N_train,), mu_test (N_test, L), y_test (N_test,); numpy arrays or
     tensors. Both classifiers are fit on the training μ, subsampled without replacement to
@@ -248,7 +251,7 @@ def probe_accuracies(
 
 
 def pca_silhouette(mu, y) -> tuple[np.ndarray, float]:
-    """2-D PCA of μ and the silhouette of that projection by digit label (PROTOCOL.md "Latent quality").
+    """2-D PCA of μ and the silhouette of that projection by digit label (docs/protocol.md "Latent quality").
 
     mu: (N, L), y: (N,), numpy or tensors → (projection (N, 2) float32, silhouette in [−1, 1]).
     PCA uses the full SVD (deterministic, signs fixed by scikit-learn's svd_flip). With L = 1 the

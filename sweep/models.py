@@ -1,4 +1,5 @@
-"""Encoders and decoders built from a tiny spec, exactly as ``shared/paper/PROTOCOL.md`` defines them.
+"""Encoders and decoders built from a tiny spec, exactly as ``docs/protocol.md`` ("Architectures") defines
+them.
 
 A spec is ``(kind, depth, width, activation)``; depth is a loop count. ``BUILDERS`` maps each kind to
 its builder, and that dict is the whole registry:

@@ -1,4 +1,4 @@
-"""Encoders, decoders and the VAE against the architecture definitions in PROTOCOL.md.
+"""Encoders, decoders and the VAE against the architecture definitions in docs/protocol.md.
 
 Expected parameter counts and sizes are computed here from the protocol's formulas, not read from
 sweep.models, so a change to the architecture shows up as a failure.
@@ -14,7 +14,7 @@ from torch import nn
 
 from sweep.models import VAE, Spec, SpecError, count_params
 
-# PROTOCOL.md, Architectures: conv channels at width 32, spatial sizes after each stride-2 block.
+# docs/protocol.md "Architectures": conv channels at width 32, spatial sizes after each stride-2 block.
 CONV_CHANNELS_W32 = (32, 64, 128, 256, 256)
 SIZES = (28, 14, 7, 4, 2, 1)  # SIZES[i] = spatial size after i blocks
 DENSE_DEPTHS = (1, 2, 4, 16)
@@ -149,7 +149,7 @@ def test_parameter_counts_follow_width(kind, depth, width):
 
 
 def test_conv_capacity_is_not_monotone_in_depth():
-    # PROTOCOL.md: a CNN1 encoder's heads dominate at L=200 (14·14·32·400 weights).
+    # docs/protocol.md "Architectures": a CNN1 encoder's heads dominate at L=200 (14·14·32·400 weights).
     # conv1: 32·14·14·400 head weights; conv2: 64·7·7·400
     assert n_params(build("conv", 1, 200).encoder) > n_params(build("conv", 2, 200).encoder)
 

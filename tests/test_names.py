@@ -10,7 +10,7 @@ from hydra import compose, initialize_config_dir
 import sweep.config
 from sweep.names import GRAMMAR, RunId, RunNameError, parse_run_name, run_name, run_name_of
 
-# PROTOCOL.md, Grids: G1 = 4 latents × {DNN1, DNN4, DNN16, CNN1…CNN5}² × 3 seeds.
+# docs/protocol.md "Grids": G1 = 4 latents × {DNN1, DNN4, DNN16, CNN1…CNN5}² × 3 seeds.
 LATENTS = (25, 50, 100, 200)
 FAMILIES = [("dense", 1), ("dense", 4), ("dense", 16)] + [("conv", n) for n in range(1, 6)]
 SEEDS = (0, 1, 2)
