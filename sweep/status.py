@@ -18,7 +18,8 @@ holder note (one fixed-size record, :func:`sweep.lock.note_holder`) and ``/proc/
 takes a lock, so it is safe beside running launches. A holder on this machine is live if the kernel
 lists its lock; a holder on another machine (a Slurm node, shared filesystem) is live while its note,
 rewritten after every epoch, is younger than ``--stale-after`` seconds. Exit code 0 when every run of
-the grid finished ``ok``, 1 otherwise, 2 on bad usage; with ``--watch`` it returns once nothing is
+the grid is complete (``ok``, ``diverged`` or ``pruned``: a single run that diverged exits 0 too), 1
+otherwise (a multirun whose runs failed exits 1 as well), 2 on bad usage; with ``--watch`` it returns once nothing is
 training or left to train, so a script can wait on it. It imports neither torch nor Hydra, so it
 answers in well under a second (``bench/status.py``).
 
@@ -46,6 +47,7 @@ from sweep.lock import LOCK_NAME, local_locks, read_note
 
 GRID_FILE = "grid.json"  # as sweep.grid writes it (that module imports Hydra: not imported here)
 COMPLETE_STATES = ("ok", "diverged", "pruned")
+FAILED_STATES = ("failed", "unreadable")  # what makes a sweep, and the multirun that trained it, exit 1
 STALE_AFTER = 1800.0  # seconds without a heartbeat before a holder on another machine counts as gone
 SHOW_TRAINING = 20  # training runs listed by name; the rest are counted
 
@@ -79,6 +81,12 @@ class Status:
     @property
     def all_ok(self) -> bool:
         return bool(self.runs) and self.count("ok") == len(self.runs)
+
+    @property
+    def finished(self) -> bool:
+        """Every run of the grid has its result (ok, diverged or pruned: a relaunch keeps each), as
+        when a single run exits 0; a failed or unreadable run, or one left to train, is not."""
+        return bool(self.runs) and self.count(*COMPLETE_STATES) == len(self.runs)
 
     @property
     def settled(self) -> bool:
@@ -351,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
                 print()
     except KeyboardInterrupt:
         pass
-    return 0 if st.all_ok else 1
+    return 0 if st.finished else 1
 
 
 if __name__ == "__main__":

@@ -10,12 +10,19 @@ is a row of a table: the exit code, the one line (its needles name the key or pa
 
 from __future__ import annotations
 
+import sys
+
 import optuna
 import pytest
 from faults import snapshot
+from hydra.core.global_hydra import GlobalHydra
 from optuna.trial import TrialState
 
+import sweep.engine as engine_mod
+import sweep.stack as stack_mod
+import sweep.train as train_mod
 from sweep import search as search_mod
+from sweep import status
 
 # a search trial that trains in about a second: 64 images, one epoch, nothing logged
 TINY_SEARCH = [
@@ -100,3 +107,89 @@ def test_a_relaunch_that_changes_what_the_study_optimises_is_refused(one_trial_s
         assert needle in err[0], (needle, err[0])
     assert snapshot(one_trial_study) == before
     assert len(load(one_trial_study).trials) == 1
+
+
+# ----------------------------------------------------- class 3: a multirun whose runs failed exits 1
+
+TINY_RUN = [
+    "encoder=dense1",
+    "decoder=dense1",
+    "latent_dim=2",
+    "epochs=1",
+    "data.subset=64",
+    "data.val_size=64",
+    "batch_size=32",
+    "eval.iwae_k=2",
+    "eval.latents_n=32",
+    "eval.probe_train=64",
+    "eval.fid_samples=16",
+    "eval.kid_subset_size=8",
+    "eval.kid_subsets=2",
+    "logger=none",
+    "progress=false",
+    "device=cpu",
+    "num_threads=1",
+]
+
+
+def multirun_in_process(monkeypatch, *args: str) -> int:
+    """``python -m sweep.train -m <args>`` in this process (Hydra's basic launcher runs its jobs here, so
+    a test can inject a fault); returns its exit status."""
+
+    monkeypatch.setattr(sys, "argv", ["sweep.train", "-m", *args])
+    GlobalHydra.instance().clear()
+    try:
+        train_mod.main()
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 1
+    finally:
+        GlobalHydra.instance().clear()
+    return 0
+
+
+def _fail_seeds(*seeds: int):
+    """A ``train_epoch`` that raises for runs of these seeds (a fault no check can foresee)."""
+
+    real = engine_mod.train_epoch
+
+    def train_epoch(cohort, epoch):
+        for cfg in cohort.cfgs:
+            if cfg["seed"] in seeds:
+                raise ValueError(f"an injected fault in seed {cfg['seed']}")
+        return real(cohort, epoch)
+
+    return train_epoch
+
+
+@pytest.mark.parametrize(
+    "failing, code, needle",
+    [
+        (None, 0, None),
+        (1, 1, "error: 1 of 2 runs of the grid failed (L2_dense1_dense1_s1: ValueError: an injected fault"),
+        (0, 1, "error: 1 of 2 runs of the grid failed (L2_dense1_dense1_s0: ValueError: an injected fault"),
+        (
+            "all",
+            1,
+            "error: 2 of 2 runs of the grid failed (L2_dense1_dense1_s0: ValueError: an injected fault",
+        ),
+        ("diverged", 0, None),  # a diverged run is a result (a single run that diverged exits 0 too)
+    ],
+    ids=["all ok", "the last run failed", "the first run failed", "every run failed", "a run diverged"],
+)
+def test_a_multirun_exits_1_when_a_run_failed_and_sweep_status_agrees(
+    tmp_path, monkeypatch, capsys, failing, code, needle
+):
+
+    if failing == "diverged":
+        real = stack_mod.recon_per_image
+        monkeypatch.setattr(stack_mod, "recon_per_image", lambda logits, x: real(logits, x) * float("inf"))
+    elif failing is not None:
+        monkeypatch.setattr(
+            engine_mod, "train_epoch", _fail_seeds(*((0, 1) if failing == "all" else (failing,)))
+        )
+    got = multirun_in_process(monkeypatch, f"results_dir={tmp_path}", *TINY_RUN, "seed=0,1")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert got == code, err[-5:]
+    if needle is not None:
+        assert needle in err[-1] and "python -m sweep.rerun --failed" in err[-1], err[-1]
+    assert status.main([str(tmp_path / "sweeps" / "default")]) == code
