@@ -10,19 +10,24 @@ is a row of a table: the exit code, the one line (its needles name the key or pa
 
 from __future__ import annotations
 
+import shutil
 import sys
+from pathlib import Path
 
 import optuna
+import pyarrow.parquet as pq
 import pytest
 from faults import snapshot
 from hydra.core.global_hydra import GlobalHydra
 from optuna.trial import TrialState
+from synthetic import make_sweep
 
 import sweep.engine as engine_mod
 import sweep.stack as stack_mod
 import sweep.train as train_mod
+from analysis.collect import load_sweep
+from sweep import results, status
 from sweep import search as search_mod
-from sweep import status
 
 # a search trial that trains in about a second: 64 images, one epoch, nothing logged
 TINY_SEARCH = [
@@ -132,11 +137,10 @@ TINY_RUN = [
 ]
 
 
-def multirun_in_process(monkeypatch, *args: str) -> int:
-    """``python -m sweep.train -m <args>`` in this process (Hydra's basic launcher runs its jobs here, so
-    a test can inject a fault); returns its exit status."""
-
-    monkeypatch.setattr(sys, "argv", ["sweep.train", "-m", *args])
+def train_in_process(monkeypatch, *args: str) -> int:
+    """``python -m sweep.train <args>`` in this process (Hydra's basic launcher runs a multirun's jobs
+    here too, so a test can inject a fault); returns its exit status."""
+    monkeypatch.setattr(sys, "argv", ["sweep.train", *args])
     GlobalHydra.instance().clear()
     try:
         train_mod.main()
@@ -187,9 +191,126 @@ def test_a_multirun_exits_1_when_a_run_failed_and_sweep_status_agrees(
         monkeypatch.setattr(
             engine_mod, "train_epoch", _fail_seeds(*((0, 1) if failing == "all" else (failing,)))
         )
-    got = multirun_in_process(monkeypatch, f"results_dir={tmp_path}", *TINY_RUN, "seed=0,1")
+    got = train_in_process(monkeypatch, "-m", f"results_dir={tmp_path}", *TINY_RUN, "seed=0,1")
     err = capsys.readouterr().err.strip().splitlines()
     assert got == code, err[-5:]
     if needle is not None:
         assert needle in err[-1] and "python -m sweep.rerun --failed" in err[-1], err[-1]
     assert status.main([str(tmp_path / "sweeps" / "default")]) == code
+
+
+# ------------------------------------------------ class 2: the analysis counts every run exactly once
+
+
+def _two_runs(root: Path) -> Path:
+    return make_sweep(root, seeds=(0, 1), latents=(25,), encoders=("dense1",), decoders=("dense1",))
+
+
+def _rewrite(path: Path, rows) -> None:
+    t = pq.read_table(path)
+    results.write_parquet(path, rows(t.to_pylist()))
+
+
+def _zero_rows(sweep: Path) -> list[Path]:
+    _rewrite(sweep / "L25_dense1_dense1_s1" / "run.parquet", lambda rows: rows[:0])
+    return [sweep]
+
+
+def _dup_eval(sweep: Path) -> list[Path]:
+    _rewrite(sweep / "L25_dense1_dense1_s1" / "eval.parquet", lambda rows: rows + rows)
+    return [sweep]
+
+
+def _dup_run(sweep: Path) -> list[Path]:
+    _rewrite(sweep / "L25_dense1_dense1_s1" / "run.parquet", lambda rows: rows + rows)
+    return [sweep]
+
+
+def _dup_dim(sweep: Path) -> list[Path]:
+    _rewrite(sweep / "L25_dense1_dense1_s1" / "dims.parquet", lambda rows: rows + rows[:1])
+    return [sweep]
+
+
+def _passed_twice(sweep: Path) -> list[Path]:
+    return [sweep, sweep.parent / ".." / "sweeps" / sweep.name]
+
+
+def _with_its_parent(sweep: Path) -> list[Path]:
+    return [sweep, sweep.parent]
+
+
+def _linked_run(sweep: Path) -> list[Path]:
+    (sweep / "zz_link").symlink_to(sweep / "L25_dense1_dense1_s1", target_is_directory=True)
+    return [sweep]
+
+
+def _linked_sweep(sweep: Path) -> list[Path]:
+    (sweep.parent / "alias").symlink_to(sweep, target_is_directory=True)
+    return [sweep, sweep.parent / "alias"]
+
+
+def _nested_run(sweep: Path) -> list[Path]:
+    shutil.copytree(sweep / "L25_dense1_dense1_s0", sweep / "L25_dense1_dense1_s1" / "other" / "L25_x_s0")
+    return [sweep]
+
+
+# (case, how to break a 2-run sweep, runs counted, the skipped path's end, reason needle)
+MISCOUNTS = [
+    ("run.parquet with 0 rows", _zero_rows, 1, "s1/run.parquet", "0 rows where a run has exactly one"),
+    (
+        "eval.parquet with a repeated row",
+        _dup_eval,
+        2,
+        "s1/eval.parquet",
+        "2 rows where a run has exactly one",
+    ),
+    ("run.parquet with a repeated row", _dup_run, 1, "s1/run.parquet", "2 rows where a run has exactly one"),
+    ("dims.parquet with a repeated dim", _dup_dim, 2, "s1/dims.parquet", "1 repeated (dim) rows"),
+    ("the same sweep passed twice", _passed_twice, 2, "sweeps/../sweeps/synthetic", "counted once"),
+    ("a sweep and its parent", _with_its_parent, 2, "synthetic", "the same directory as"),
+    ("the sweep and a link to it", _linked_sweep, 2, "sweeps/alias", "the same directory as"),
+    ("a link to a run inside the sweep", _linked_run, 2, None, None),  # not followed: counted once
+    ("a run nested in a run", _nested_run, 2, "other/L25_x_s0/run.parquet", "inside the run directory"),
+]
+
+
+@pytest.mark.parametrize("case, breaks, n, path_end, reason", MISCOUNTS, ids=[m[0] for m in MISCOUNTS])
+def test_every_run_counts_once_or_the_file_that_breaks_it_is_named(
+    tmp_path, capsys, case, breaks, n, path_end, reason
+):
+    roots = breaks(_two_runs(tmp_path))
+    before = snapshot(tmp_path)
+    sweep = load_sweep(roots if len(roots) > 1 else roots[0])
+    assert len(sweep.runs) == n and sweep.runs["run_name"].is_unique, sweep.runs["run_dir"].tolist()
+    # a kept run's dimensions once each; none of a run whose row was skipped
+    assert not sweep.dims.duplicated(["run_dir", "dim"]).any()
+    assert set(sweep.dims["run_dir"]) <= set(sweep.runs["run_dir"])
+    if path_end is None:
+        assert sweep.skipped == []
+    else:
+        named = [(p, r) for p, r in sweep.skipped if p.endswith(path_end)]
+        assert len(named) == 1 and all(reason in r for _, r in sweep.skipped), sweep.skipped
+        assert f"warning: skipped {named[0][0]}: " in capsys.readouterr().err
+    assert snapshot(tmp_path) == before
+
+
+INSIDE = "<inside a run>"  # placeholder: a directory below a run directory of another sweep
+NESTED = [
+    (["-m", f"hydra.sweep.dir={INSIDE}", "seed=0,1"], "is inside"),
+    ([f"hydra.run.dir={INSIDE}/L2_dense1_dense1_s0"], "is inside"),
+    ([f"hydra.run.dir={INSIDE}/a/b"], "is inside"),  # deeper still
+]
+
+
+@pytest.mark.parametrize("args, needle", NESTED, ids=[" ".join(a) for a, _ in NESTED])
+def test_a_run_directory_inside_another_runs_directory_is_refused(
+    tmp_path, monkeypatch, capsys, args, needle
+):
+    other = _two_runs(tmp_path / "other") / "L25_dense1_dense1_s0"
+    args = [a.replace(INSIDE, str(other / "nested")) for a in args]
+    before = snapshot(tmp_path)
+    assert train_in_process(monkeypatch, *args, f"results_dir={tmp_path}", *TINY_RUN) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    assert f"{needle} {other}, the directory of another run" in err[0], err[0]
+    assert snapshot(tmp_path) == before
