@@ -341,6 +341,20 @@ SEARCH_PRUNERS = ("median", "none")
 SEARCH_DISTRIBUTIONS = ("categorical", "int", "float")
 
 
+TEXT_COLUMNS = ("eval/status", "eval/reason", "eval/nonfinite", "test/iwae_null_reason")
+
+
+def objective_columns() -> list[str]:
+    """What a search may optimise: the numeric metric columns of a run's ``run.parquet`` and
+    ``eval.parquet`` (``val/…``, ``test/…``, ``params/…``, ``latent/…``, ``flops/…``, timings)."""
+    from sweep.evaluate import EVAL_COLUMNS  # torchvision: only where a search is checked
+    from sweep.results import RUN_COLUMNS
+
+    numeric = ("wall_seconds", "epochs_done")
+    cols = [c for c in (*RUN_COLUMNS, *EVAL_COLUMNS) if ("/" in c and c not in TEXT_COLUMNS) or c in numeric]
+    return list(dict.fromkeys(cols))
+
+
 def search_node(key: str, sc: Any) -> None:
     """The ``search`` node of a search experiment (:mod:`sweep.search`); its space's values are checked
     against these rules by the search itself, which composes them."""
@@ -350,6 +364,14 @@ def search_node(key: str, sc: Any) -> None:
         _fail(key, sc, "must be a group", "a search experiment's node, e.g. experiment=search_arch")
     integer(1)("search.n_trials", sc.get("n_trials"))
     objectives, directions = sc.get("objectives") or [], sc.get("directions") or []
+    for name, value in (("objectives", objectives), ("directions", directions)):
+        if not isinstance(value, list):
+            _fail(
+                f"search.{name}",
+                value,
+                "must be a list",
+                f"e.g. search.{name}=[{'val/neg_elbo' if name == 'objectives' else 'minimize'}]",
+            )
     if len(objectives) != len(directions) or not objectives:
         raise ConfigError(
             f"search.objectives {objectives} and search.directions {directions} must pair up; valid: "
@@ -357,6 +379,12 @@ def search_node(key: str, sc: Any) -> None:
         )
     for d in directions:
         one_of("minimize", "maximize")("search.directions", d)
+    valid = objective_columns()
+    if len(set(objectives)) < len(objectives):
+        _fail("search.objectives", objectives, "repeats an objective", "each objective once")
+    for o in objectives:
+        if o not in valid:  # known before any trial trains, not after each one failed for it
+            _fail("search.objectives", o, "is not a numeric column of a run's results", ", ".join(valid))
     one_of(*SEARCH_SAMPLERS)("search.sampler", sc.get("sampler"))
     one_of(*SEARCH_PRUNERS)("search.pruner", sc.get("pruner"))
     if sc["pruner"] != "none" and len(directions) > 1:

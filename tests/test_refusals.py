@@ -314,3 +314,36 @@ def test_a_run_directory_inside_another_runs_directory_is_refused(
     assert len(err) == 1 and err[0].startswith("error: "), err
     assert f"{needle} {other}, the directory of another run" in err[0], err[0]
     assert snapshot(tmp_path) == before
+
+
+# ------------------------------------- class 4: a search's objectives are checked before it trains
+
+BAD_OBJECTIVES = [
+    (
+        ["search.objectives=[val/no_such_metric]"],
+        "search.objectives='val/no_such_metric' is not a numeric column",
+    ),
+    (["search.objectives=[run_name]"], "search.objectives='run_name' is not a numeric column"),
+    (["search.objectives=[eval/status]"], "search.objectives='eval/status' is not a numeric column"),
+    (["search.objectives=[val/neg_elbo/]"], "valid: epochs_done, params/encoder"),
+    (["search.objectives=val/neg_elbo"], "search.objectives='val/neg_elbo' must be a list"),
+    (["search.directions=minimize"], "search.directions='minimize' must be a list"),
+    (
+        ["search.objectives=[val/kl,val/kl]", "search.directions=[minimize,minimize]"],
+        "search.objectives=['val/kl', 'val/kl'] repeats an objective",
+    ),
+    (["search.objectives=[]", "search.directions=[]"], "must pair up"),
+    (["search.directions=[minimise]"], "search.directions='minimise' is unknown; valid: minimize, maximize"),
+]
+
+
+@pytest.mark.parametrize("more, needle", BAD_OBJECTIVES, ids=[" ".join(m) for m, _ in BAD_OBJECTIVES])
+def test_a_bad_objective_is_refused_before_any_trial_trains_or_the_study_is_written(
+    tmp_path, capsys, more, needle
+):
+    (tmp_path / "keep").write_text("x\n")
+    before = snapshot(tmp_path)
+    assert search_mod.main(search_args(tmp_path, "search.n_trials=1", *more)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and needle in err[0], err
+    assert snapshot(tmp_path) == before and not (tmp_path / "searches").exists()
