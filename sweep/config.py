@@ -68,6 +68,10 @@ def refusal(exc: BaseException, what: str) -> str:
     """The one ``error:`` line a command prints when it refuses ``what`` before anything is written; an
     unexpected exception (a bug in a check) refuses too, and says so: checks fail closed."""
     text = str(exc) if len(str(exc).splitlines()) < 2 else " ".join(str(exc).split())  # one line
+    text = text.split(" Config search path:")[0]  # Hydra's list of where it looked: no help to a user
+    cause = str(exc.__cause__ or "").strip().splitlines()
+    if isinstance(exc, HydraException) and cause and cause[0] not in text:  # e.g. "Key 'x' is not in struct"
+        text += f" ({cause[0]})"
     if isinstance(exc, REFUSALS):
         return f"error: {text}"
     return f"error: checking the {what} failed ({type(exc).__name__}: {text}); nothing was started"

@@ -219,6 +219,43 @@ def failed_runs(sweep_dirs: list[Path]) -> str | None:
     )
 
 
+def check_command_line(argv: list[str]) -> None:
+    """Compose the command line's config as Hydra will, before Hydra does, so that what Hydra itself
+    refuses (an override that does not parse, an unknown group option such as ``data=foo`` or
+    ``encoder=conv6``, a key typo such as ``epoch=3``, a sweep without ``-m``) is one ``error:`` line
+    with exit status 2 instead of Hydra's multi-line report with status 1. Help and the other
+    informational flags are left to Hydra; a flag it does not know is refused the same way."""
+    from hydra import initialize_config_dir
+    from hydra._internal.utils import get_args_parser
+    from hydra.types import RunMode
+
+    parser = get_args_parser()
+    parser.error = lambda message: _refuse("command line", ValueError(f"{message}; see --help"))
+    args = parser.parse_args(argv)
+    if (
+        args.help
+        or args.hydra_help
+        or args.info
+        or args.shell_completion
+        or args.config_path
+        or args.config_dir
+    ):
+        return
+    name = args.config_name or "config"
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            loader = GlobalHydra.instance().hydra
+            cfg = loader.compose_config(
+                name, args.overrides, run_mode=RunMode.MULTIRUN, with_log_configuration=False
+            )
+            if not args.multirun and cfg.hydra.mode != RunMode.MULTIRUN:  # a single run: sweeps refused
+                loader.compose_config(
+                    name, args.overrides, run_mode=RunMode.RUN, with_log_configuration=False
+                )
+    except Exception as exc:  # noqa: BLE001 - fail closed, as the grid check does
+        _refuse("command line", exc)
+
+
 def _refuse(what: str, exc: BaseException) -> NoReturn:
     """Print one ``error:`` line and exit with status 2. Any exception counts: a check that breaks
     must stop the launch, not let it go on unchecked (Hydra would turn it into a warning)."""

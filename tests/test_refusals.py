@@ -17,7 +17,7 @@ from pathlib import Path
 import optuna
 import pyarrow.parquet as pq
 import pytest
-from faults import snapshot
+from faults import cli, snapshot
 from hydra.core.global_hydra import GlobalHydra
 from optuna.trial import TrialState
 from synthetic import make_sweep
@@ -143,7 +143,7 @@ def train_in_process(monkeypatch, *args: str) -> int:
     monkeypatch.setattr(sys, "argv", ["sweep.train", *args])
     GlobalHydra.instance().clear()
     try:
-        train_mod.main()
+        train_mod.cli()
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 1
     finally:
@@ -347,3 +347,55 @@ def test_a_bad_objective_is_refused_before_any_trial_trains_or_the_study_is_writ
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and needle in err[0], err
     assert snapshot(tmp_path) == before and not (tmp_path / "searches").exists()
+
+
+# ------------------------------------------- class 5: Hydra's own errors are one line at every entry
+
+HYDRA_ERRORS = [
+    (["data=foo"], "Could not find 'data/foo' Available options in 'data': fashion_mnist mnist"),
+    (["encoder=conv6"], "Could not find 'encoder/conv6' Available options in 'encoder': conv conv1"),
+    (["epoch=3"], "Could not override 'epoch'. To append to your config use +epoch=3"),
+    (["lr=1e-3)"], "Error parsing override 'lr=1e-3)'"),
+    (["sweep_name=café"], "sweep_name=café"),
+    (["latent_dim=4,5"], "Ambiguous value for argument 'latent_dim=4,5'"),  # a sweep without -m
+    (["-m", "data=foo", "seed=0,1"], "Could not find 'data/foo'"),
+    (["-m", "encoder=conv6,conv1"], "Could not find 'encoder/conv6'"),
+    (["-m", "epoch=3", "seed=0,1"], "Could not override 'epoch'"),
+    (["-m", "hydra/launcher=nope", "seed=0,1"], "Could not find 'hydra/launcher/nope'"),
+    (["--nope"], "unrecognized arguments: --nope; see --help"),
+    (["--cfg", "job", "data=foo"], "Could not find 'data/foo'"),
+]
+
+
+@pytest.mark.parametrize("args, needle", HYDRA_ERRORS, ids=[" ".join(a) for a, _ in HYDRA_ERRORS])
+def test_hydra_errors_in_sweep_train_are_one_line_with_exit_2(tmp_path, monkeypatch, capsys, args, needle):
+    (tmp_path / "keep").write_text("x\n")
+    before = snapshot(tmp_path)
+    flags = [a for a in args if a.startswith("-")] + (["job"] if "job" in args else [])
+    rest = [a for a in args if a not in flags]
+    assert train_in_process(monkeypatch, *flags, f"results_dir={tmp_path}", *TINY_RUN, *rest) == 2
+    captured = capsys.readouterr()
+    lines = (captured.out + captured.err).strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], lines[-10:]
+    assert snapshot(tmp_path) == before
+
+
+OTHER_ENTRIES = [
+    (["sweep.train", "data=foo"], "Could not find 'data/foo'"),  # the command itself, not only cli()
+    (["sweep.rerun", "L2_dense1_dense1_s0", "data=foo"], "Could not find 'data/foo'"),
+    (["sweep.rerun", "L2_dense1_dense1_s0", "lr=1e-3)"], "Error parsing override 'lr=1e-3)'"),
+    (["sweep.search", "experiment=search_arch", "epoch=3"], "Could not override 'epoch'"),
+    (["sweep.search", "experiment=search_arch", "sweep_name=café"], "sweep_name=café"),
+]
+
+
+@pytest.mark.parametrize("args, needle", OTHER_ENTRIES, ids=[" ".join(a) for a, _ in OTHER_ENTRIES])
+def test_hydra_errors_are_one_line_with_exit_2_at_every_entry_point(tmp_path, args, needle):
+    (tmp_path / "keep").write_text("x\n")
+    before = snapshot(tmp_path)
+    done = cli(*args, f"results_dir={tmp_path}", timeout=120)
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, lines[-10:]
+    assert lines[0].startswith("error: ") and needle in lines[0], lines[0]
+    assert "Config search path" not in lines[0]
+    assert snapshot(tmp_path) == before
