@@ -10,6 +10,7 @@ is a row of a table: the exit code, the one line (its needles name the key or pa
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -398,4 +399,110 @@ def test_hydra_errors_are_one_line_with_exit_2_at_every_entry_point(tmp_path, ar
     assert done.returncode == 2 and len(lines) == 1, lines[-10:]
     assert lines[0].startswith("error: ") and needle in lines[0], lines[0]
     assert "Config search path" not in lines[0]
+    assert snapshot(tmp_path) == before
+
+
+# --------------------------------------------- class 9: the read-only tools check what they read
+
+
+def _wall_seconds_text(sweep: Path) -> None:
+    _rewrite(
+        sweep / "L25_dense1_dense1_s1" / "run.parquet", lambda rows: [{**rows[0], "wall_seconds": "abc"}]
+    )
+
+
+def _status_unknown(sweep: Path) -> None:
+    _rewrite(sweep / "L25_dense1_dense1_s1" / "run.parquet", lambda rows: [{**rows[0], "status": "great"}])
+
+
+def _grid(runs) -> object:
+    def write(sweep: Path) -> None:
+        (sweep / "grid.json").write_text(json.dumps({"schema_version": 1, "runs": runs}))
+
+    return write
+
+
+# (case, how to break a 2-run sweep, sweep.status arguments, exit code, the line that must name it)
+STATUS_INPUTS = [
+    (
+        "wall_seconds is text",
+        _wall_seconds_text,
+        [],
+        1,
+        "unreadable L25_dense1_dense1_s1  run.parquet: ValueError: wall_seconds='abc' is not a number",
+    ),
+    ("an unknown status", _status_unknown, [], 1, "status='great'; valid: ok, diverged, failed, pruned"),
+    (
+        "grid.json runs is a string",
+        _grid("abc"),
+        [],
+        0,
+        "grid.json is unreadable ('runs' is 'abc', not a list of run directories)",
+    ),
+    (
+        "grid.json runs outside the sweep",
+        _grid(["../../x"]),
+        [],
+        0,
+        "run '../../x' is outside the sweep directory",
+    ),
+    ("grid.json runs absolute", _grid(["/etc"]), [], 0, "run '/etc' is outside the sweep directory"),
+    ("grid.json runs of numbers", _grid([1, 2]), [], 0, "not a list of run directories"),
+    (
+        "--interval -1",
+        None,
+        ["--watch", "--interval", "-1"],
+        2,
+        "error: argument --interval: '-1' is not a number of seconds; valid: a finite number > 0",
+    ),
+    (
+        "--interval nan",
+        None,
+        ["--watch", "--interval", "nan"],
+        2,
+        "argument --interval: 'nan' is not a number of seconds",
+    ),
+    (
+        "--interval abc",
+        None,
+        ["--interval", "abc"],
+        2,
+        "argument --interval: 'abc' is not a number of seconds",
+    ),
+    (
+        "--stale-after -1",
+        None,
+        ["--stale-after", "-1"],
+        2,
+        "argument --stale-after: '-1' is not a number of seconds",
+    ),
+    (
+        "--stale-after 0",
+        None,
+        ["--stale-after", "0"],
+        2,
+        "argument --stale-after: '0' is not a number of seconds",
+    ),
+]
+
+
+@pytest.mark.parametrize("case, breaks, args, code, line", STATUS_INPUTS, ids=[s[0] for s in STATUS_INPUTS])
+def test_sweep_status_names_what_it_cannot_trust_and_never_crashes(
+    tmp_path, capsys, case, breaks, args, code, line
+):
+    sweep = _two_runs(tmp_path)
+    for run in sweep.iterdir():  # what a started run has (runs_on_disk finds runs by it)
+        (run / ".hydra").mkdir()
+        (run / ".hydra" / "config.yaml").write_text("{}\n")
+    _grid(sorted(r.name for r in sweep.iterdir()))(sweep)  # as the launch wrote it
+    if breaks is not None:
+        breaks(sweep)
+    before = snapshot(tmp_path)
+    assert status.main([str(sweep), *args]) == code
+    captured = capsys.readouterr()
+    assert any(line in x for x in (captured.out + captured.err).splitlines()), captured.out + captured.err
+    if code == 2:
+        assert captured.out == "" and len(captured.err.strip().splitlines()) == 1
+    if case.startswith("grid.json"):  # fell back to the run directories on disk: nothing outside followed
+        assert "2 runs in the grid (from the run directories on disk" in captured.out
     assert snapshot(tmp_path) == before
