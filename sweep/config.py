@@ -340,6 +340,10 @@ def latent(key: str, value: Any) -> None:
         raise ConfigError(str(exc)) from None
 
 
+# numpy's RandomState and scikit-learn's random_state take seeds below 2**32 (torch takes more): every
+# seed key is held to that, so a run never fails, or overflows, on its seed after training started
+SEED = integer(0, 2**32 - 1)
+
 SEARCH_SAMPLERS = ("tpe", "nsga2", "random")
 SEARCH_PRUNERS = ("median", "none")
 SEARCH_DISTRIBUTIONS = ("categorical", "int", "float")
@@ -395,7 +399,7 @@ def search_node(key: str, sc: Any) -> None:
         raise ConfigError(
             f"search.pruner={sc['pruner']!r} cannot prune a multi-objective search; valid: none"
         )
-    integer(0)("search.seed", sc.get("seed", 0))
+    SEED("search.seed", sc.get("seed", 0))
     integer(0)("search.pruner_startup_trials", sc.get("pruner_startup_trials", 5))
     space = sc.get("space")
     if not isinstance(space, dict) or not space:
@@ -430,7 +434,7 @@ RULES: dict[str, Check] = {
     "latent_dim": latent,
     "encoder": group_spec,
     "decoder": group_spec,
-    "seed": integer(0),
+    "seed": SEED,
     "trial": optional(integer(0)),
     "epochs": integer(1),
     "batch_size": integer(1),
@@ -445,8 +449,8 @@ RULES: dict[str, Check] = {
     "data.name": one_of(*DATASETS),
     "data.likelihood": one_of(*LIKELIHOODS),
     "data.val_size": integer(1, 59_999),
-    "data.split_seed": integer(0),
-    "data.binarize_seed": integer(0),
+    "data.split_seed": SEED,
+    "data.binarize_seed": SEED,
     "data.subset": optional(integer(1)),
     "eval.iwae_k": optional(integer(1)),
     "eval.iwae_images": optional(integer(1)),
@@ -456,7 +460,7 @@ RULES: dict[str, Check] = {
     "eval.probe_train": integer(1),
     "eval.knn_k": integer(1),
     "eval.latents_n": integer(1),
-    "eval.seed": integer(0),
+    "eval.seed": SEED,
     "eval.fid_samples": integer(2),  # a covariance and an unbiased MMD need two images
     "eval.kid_subsets": integer(1),
     "eval.kid_subset_size": integer(2),

@@ -21,6 +21,7 @@ import pytest
 from faults import cli, snapshot
 from hydra.core.global_hydra import GlobalHydra
 from optuna.trial import TrialState
+from runs import make_cfg
 from synthetic import make_sweep
 
 import sweep.engine as engine_mod
@@ -29,6 +30,8 @@ import sweep.train as train_mod
 from analysis.collect import load_sweep
 from sweep import results, status
 from sweep import search as search_mod
+from sweep.config import ConfigError
+from sweep.train import train
 
 # a search trial that trains in about a second: 64 images, one epoch, nothing logged
 TINY_SEARCH = [
@@ -506,3 +509,31 @@ def test_sweep_status_names_what_it_cannot_trust_and_never_crashes(
     if case.startswith("grid.json"):  # fell back to the run directories on disk: nothing outside followed
         assert "2 runs in the grid (from the run directories on disk" in captured.out
     assert snapshot(tmp_path) == before
+
+
+# ------------------------------------- class 8: limits a library sets are checked before training
+
+SEED_KEYS = ["seed", "eval.seed", "data.binarize_seed", "data.split_seed"]
+
+
+@pytest.mark.parametrize("value", [2**32, 2**40, 2**64])
+@pytest.mark.parametrize("key", SEED_KEYS)
+def test_a_seed_beyond_what_numpy_and_sklearn_take_is_refused_by_its_key(tmp_path, key, value):
+    before = snapshot(tmp_path)
+    with pytest.raises(ConfigError, match=rf"^{key}={value} is out of range; valid: 0\.\.4294967295$"):
+        train(make_cfg(f"{key}={value}"), tmp_path / "run")
+    assert snapshot(tmp_path) == before
+
+
+def test_the_largest_seed_on_every_seed_key_trains_and_evaluates(tmp_path):
+    cfg = make_cfg(*(f"{k}={2**32 - 1}" for k in SEED_KEYS), "num_threads=1", "logger=none")
+    assert train(cfg, tmp_path / "run")["status"] == "ok"
+    assert pq.read_table(tmp_path / "run" / "eval.parquet").to_pylist()[0]["eval/status"] == "ok"
+
+
+@pytest.mark.parametrize("value", [2**32, 2**64])
+def test_a_search_seed_beyond_the_samplers_range_is_refused_by_its_key(tmp_path, capsys, value):
+    assert search_mod.main(search_args(tmp_path, f"search.seed={value}")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: search.seed={value} is out of range; valid: 0..4294967295"]
+    assert not tmp_path.joinpath("searches").exists()
