@@ -7,7 +7,11 @@ Every ``<run dir>/run.parquet`` (or ``epochs.parquet`` with ``--table epochs``) 
 read; a missing, partial or unreadable file, one written by an incompatible schema version, or one
 whose column types drifted from the other runs' (a string where the others have numbers), is skipped
 with one warning line naming it, and listed in the returned ``skipped``; so is a stored
-``.hydra/config.yaml`` that is not valid YAML (its run's rows are kept).
+``.hydra/config.yaml`` that is not valid YAML (its run's rows are kept). Every run counts exactly once:
+files are keyed on their resolved run directory (a link to a run already read is skipped), a file
+must hold one row per run (``run``, ``eval``) or per its key (``ROW_KEYS``: no empty file, no repeated
+epoch × split, dimension or image), and a run directory inside another run directory (a sweep launched
+into a run) is skipped with both named; the same directory given twice is read once.
 """
 
 from __future__ import annotations
@@ -29,6 +33,14 @@ from sweep.projection import of_run as projection_of_run
 from sweep.results import SCHEMA_VERSION, atomic_write_bytes
 
 TABLES = ("run", "epochs", "eval", "dims", "latents")
+# The columns that identify a row within one run's file; () = the file holds exactly one row.
+ROW_KEYS: dict[str, tuple[str, ...]] = {
+    "run": (),
+    "eval": (),
+    "epochs": ("epoch", "split"),
+    "dims": ("dim",),
+    "latents": ("index",),
+}
 
 
 @dataclass
@@ -55,16 +67,20 @@ def collect(root: str | Path, table: str = "run") -> Collected:
         raise FileNotFoundError(f"results directory {root} does not exist")
     parts, skipped = [], []
     paths = []
-    for path in sorted(root.glob(f"**/{table}.parquet")):
-        try:
-            t = pq.read_table(path)
-        except Exception as exc:  # a torn or foreign file must not stop the analysis of the rest
-            skipped.append((str(path), f"unreadable: {exc}"))
-            print(f"warning: skipped {path}: unreadable ({exc})", file=sys.stderr)
-            continue
-        version = _schema_version(t)
-        if version != SCHEMA_VERSION:
+    found = sorted(root.glob(f"**/{table}.parquet"))
+    run_dirs = {path.parent.resolve(): path for path in reversed(found)}  # the first path of each
+    for path in found:
+        reason = _not_one_run(path, run_dirs, table)
+        if reason is None:
+            try:
+                t = pq.read_table(path)
+            except Exception as exc:  # a torn or foreign file must not stop the analysis of the rest
+                reason = f"unreadable: {exc}"
+        if reason is None and (version := _schema_version(t)) != SCHEMA_VERSION:
             reason = f"schema version {version}, this code reads {SCHEMA_VERSION}"
+        if reason is None:
+            reason = _rows_problem(t, table)
+        if reason is not None:
             skipped.append((str(path), reason))
             print(f"warning: skipped {path}: {reason}", file=sys.stderr)
             continue
@@ -80,6 +96,36 @@ def collect(root: str | Path, table: str = "run") -> Collected:
         return Collected(pa.table({}), skipped)
     out = pa.concat_tables(parts, promote_options="permissive")
     return Collected(out.sort_by([("run_dir", "ascending")]), skipped)
+
+
+def _not_one_run(path: Path, run_dirs: dict[Path, Path], table: str) -> str | None:
+    """Why ``path`` is not a run of its own (None if it is): its resolved run directory was already
+    read through another path (a link), or it lies inside another run's directory."""
+    here = path.parent.resolve()
+    if run_dirs[here] != path:
+        return f"the same run directory as {run_dirs[here].parent} (a link): counted once"
+    outer = next((p for p in here.parents if p in run_dirs), None)
+    if outer is not None:
+        return (
+            f"inside the run directory {run_dirs[outer].parent}: a run never holds another run "
+            "(a sweep directory was set inside a run's directory); analyse that sweep on its own"
+        )
+    return None
+
+
+def _rows_problem(t: pa.Table, table: str) -> str | None:
+    """Why a run's ``{table}.parquet`` does not hold one row per run (or per its key), or None."""
+    key = ROW_KEYS[table]
+    if not key:
+        return None if t.num_rows == 1 else f"{t.num_rows} rows where a run has exactly one"
+    if t.num_rows == 0:
+        return "0 rows"
+    missing = [k for k in key if k not in t.column_names]
+    if missing:
+        return f"no column {', '.join(missing)}"
+    rows = t.select(list(key)).to_pylist()
+    repeated = len(rows) - len({tuple(r.values()) for r in rows})
+    return f"{repeated} repeated ({', '.join(key)}) rows" if repeated else None
 
 
 def _unifies_schemas(schemas: list[pa.Schema]) -> bool:
@@ -169,6 +215,7 @@ def load_sweep(root: str | Path | list[str | Path]) -> Sweep:
     from sweep.names import DEFAULT_DATASET, paper_label
 
     roots = [Path(r) for r in root] if isinstance(root, list | tuple) else [Path(root)]
+    roots, repeated = _distinct_roots(roots)
     if len(roots) > 1:  # each read alone (their columns' types may differ), joined as data frames
         base = Path(os.path.commonpath([r.resolve() for r in roots]))
         parts = [load_sweep(r) for r in roots]
@@ -183,7 +230,7 @@ def load_sweep(root: str | Path | list[str | Path]) -> Sweep:
 
         runs_df = joined([p.runs for p in parts], roots)
         dims_df = joined([p.dims for p in parts], roots)
-        skipped = [s for p in parts for s in p.skipped]
+        skipped = repeated + [s for p in parts for s in p.skipped]
         return Sweep(base, runs_df.reset_index(drop=True), dims_df.reset_index(drop=True), skipped, roots)
     base = roots[0]
     runs, evals, dims = (collect(base, t) for t in ("run", "eval", "dims"))
@@ -201,7 +248,33 @@ def load_sweep(root: str | Path | list[str | Path]) -> Sweep:
             )
             for _, r in df.iterrows()
         ]
-    return Sweep(base, df, dims.to_pandas(), runs.skipped + evals.skipped + dims.skipped + _bad_configs(base))
+    skipped = repeated + runs.skipped + evals.skipped + dims.skipped + _bad_configs(base)
+    dims_df = dims.to_pandas()
+    if len(dims_df):  # the dimensions of runs whose row was skipped would count runs the table lacks
+        dims_df = dims_df[dims_df["run_dir"].isin(set(df["run_dir"]) if len(df) else set())]
+    return Sweep(base, df, dims_df.reset_index(drop=True), skipped)
+
+
+def _distinct_roots(roots: list[Path]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """The roots without repeats: a root that resolves to one already given, or lies inside one, is
+    dropped with a warning naming both (its runs would be counted twice). Returns (roots, skipped)."""
+    keep: list[Path] = []
+    skipped = []
+    for r in roots:
+        other = next(
+            (k for k in keep if r.resolve() == k.resolve() or r.resolve().is_relative_to(k.resolve())), None
+        )
+        if other is None:
+            inner = [k for k in keep if k.resolve().is_relative_to(r.resolve())]
+            keep = [k for k in keep if k not in inner] + [r]
+            pairs = [(k, r) for k in inner]
+        else:
+            pairs = [(r, other)]
+        for dropped, by in pairs:
+            reason = f"the same directory as {by}, or inside it: its runs are counted once"
+            skipped.append((str(dropped), reason))
+            print(f"warning: skipped {dropped}: {reason}", file=sys.stderr)
+    return keep, skipped
 
 
 def _bad_configs(root: str | Path) -> list[tuple[str, str]]:

@@ -68,6 +68,10 @@ def refusal(exc: BaseException, what: str) -> str:
     """The one ``error:`` line a command prints when it refuses ``what`` before anything is written; an
     unexpected exception (a bug in a check) refuses too, and says so: checks fail closed."""
     text = str(exc) if len(str(exc).splitlines()) < 2 else " ".join(str(exc).split())  # one line
+    text = text.split(" Config search path:")[0]  # Hydra's list of where it looked: no help to a user
+    cause = str(exc.__cause__ or "").strip().splitlines()
+    if isinstance(exc, HydraException) and cause and cause[0] not in text:  # e.g. "Key 'x' is not in struct"
+        text += f" ({cause[0]})"
     if isinstance(exc, REFUSALS):
         return f"error: {text}"
     return f"error: checking the {what} failed ({type(exc).__name__}: {text}); nothing was started"
@@ -336,9 +340,27 @@ def latent(key: str, value: Any) -> None:
         raise ConfigError(str(exc)) from None
 
 
+# numpy's RandomState and scikit-learn's random_state take seeds below 2**32 (torch takes more): every
+# seed key is held to that, so a run never fails, or overflows, on its seed after training started
+SEED = integer(0, 2**32 - 1)
+
 SEARCH_SAMPLERS = ("tpe", "nsga2", "random")
 SEARCH_PRUNERS = ("median", "none")
 SEARCH_DISTRIBUTIONS = ("categorical", "int", "float")
+
+
+TEXT_COLUMNS = ("eval/status", "eval/reason", "eval/nonfinite", "test/iwae_null_reason")
+
+
+def objective_columns() -> list[str]:
+    """What a search may optimise: the numeric metric columns of a run's ``run.parquet`` and
+    ``eval.parquet`` (``val/…``, ``test/…``, ``params/…``, ``latent/…``, ``flops/…``, timings)."""
+    from sweep.evaluate import EVAL_COLUMNS  # torchvision: only where a search is checked
+    from sweep.results import RUN_COLUMNS
+
+    numeric = ("wall_seconds", "epochs_done")
+    cols = [c for c in (*RUN_COLUMNS, *EVAL_COLUMNS) if ("/" in c and c not in TEXT_COLUMNS) or c in numeric]
+    return list(dict.fromkeys(cols))
 
 
 def search_node(key: str, sc: Any) -> None:
@@ -350,6 +372,14 @@ def search_node(key: str, sc: Any) -> None:
         _fail(key, sc, "must be a group", "a search experiment's node, e.g. experiment=search_arch")
     integer(1)("search.n_trials", sc.get("n_trials"))
     objectives, directions = sc.get("objectives") or [], sc.get("directions") or []
+    for name, value in (("objectives", objectives), ("directions", directions)):
+        if not isinstance(value, list):
+            _fail(
+                f"search.{name}",
+                value,
+                "must be a list",
+                f"e.g. search.{name}=[{'val/neg_elbo' if name == 'objectives' else 'minimize'}]",
+            )
     if len(objectives) != len(directions) or not objectives:
         raise ConfigError(
             f"search.objectives {objectives} and search.directions {directions} must pair up; valid: "
@@ -357,13 +387,19 @@ def search_node(key: str, sc: Any) -> None:
         )
     for d in directions:
         one_of("minimize", "maximize")("search.directions", d)
+    valid = objective_columns()
+    if len(set(objectives)) < len(objectives):
+        _fail("search.objectives", objectives, "repeats an objective", "each objective once")
+    for o in objectives:
+        if o not in valid:  # known before any trial trains, not after each one failed for it
+            _fail("search.objectives", o, "is not a numeric column of a run's results", ", ".join(valid))
     one_of(*SEARCH_SAMPLERS)("search.sampler", sc.get("sampler"))
     one_of(*SEARCH_PRUNERS)("search.pruner", sc.get("pruner"))
     if sc["pruner"] != "none" and len(directions) > 1:
         raise ConfigError(
             f"search.pruner={sc['pruner']!r} cannot prune a multi-objective search; valid: none"
         )
-    integer(0)("search.seed", sc.get("seed", 0))
+    SEED("search.seed", sc.get("seed", 0))
     integer(0)("search.pruner_startup_trials", sc.get("pruner_startup_trials", 5))
     space = sc.get("space")
     if not isinstance(space, dict) or not space:
@@ -398,7 +434,7 @@ RULES: dict[str, Check] = {
     "latent_dim": latent,
     "encoder": group_spec,
     "decoder": group_spec,
-    "seed": integer(0),
+    "seed": SEED,
     "trial": optional(integer(0)),
     "epochs": integer(1),
     "batch_size": integer(1),
@@ -413,8 +449,8 @@ RULES: dict[str, Check] = {
     "data.name": one_of(*DATASETS),
     "data.likelihood": one_of(*LIKELIHOODS),
     "data.val_size": integer(1, 59_999),
-    "data.split_seed": integer(0),
-    "data.binarize_seed": integer(0),
+    "data.split_seed": SEED,
+    "data.binarize_seed": SEED,
     "data.subset": optional(integer(1)),
     "eval.iwae_k": optional(integer(1)),
     "eval.iwae_images": optional(integer(1)),
@@ -424,7 +460,7 @@ RULES: dict[str, Check] = {
     "eval.probe_train": integer(1),
     "eval.knn_k": integer(1),
     "eval.latents_n": integer(1),
-    "eval.seed": integer(0),
+    "eval.seed": SEED,
     "eval.fid_samples": integer(2),  # a covariance and an unbiased MMD need two images
     "eval.kid_subsets": integer(1),
     "eval.kid_subset_size": integer(2),

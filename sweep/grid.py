@@ -47,7 +47,7 @@ from sweep.config import CONF_DIR, ConfigError, refusal, to_plain, validate
 from sweep.data import dataset_of
 from sweep.member import ConfigMismatchError, check_run_dir
 from sweep.models import SpecError
-from sweep.status import COMPLETE_STATES, GRID_FILE, Scanner, Status, hms
+from sweep.status import COMPLETE_STATES, FAILED_STATES, GRID_FILE, Scanner, Status, hms, scan
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
@@ -200,6 +200,62 @@ def repeated_values(config: DictConfig) -> list[str]:
     return out
 
 
+def failed_runs(sweep_dirs: list[Path]) -> str | None:
+    """One ``error:`` line if a run of the grids in ``sweep_dirs`` failed (or its files are unreadable),
+    as ``python -m sweep.status`` reads them; None if none did. A run another launch still holds is not
+    this launch's failure (twin launches share a grid and skip each other's runs)."""
+    bad, total = [], 0
+    for sweep_dir in sweep_dirs:
+        st = scan(sweep_dir)
+        total += len(st.runs)
+        bad += [(sweep_dir, r) for r in st.runs if r.state in FAILED_STATES]
+    if not bad:
+        return None
+    sweep_dir, first = bad[0]
+    return (
+        f"error: {len(bad)} of {total} runs of the grid failed ({first.name}: {first.detail}); "
+        f"python -m sweep.status {shlex.quote(str(sweep_dir))} lists them, "
+        f"python -m sweep.rerun --failed {shlex.quote(str(sweep_dir))} retries them"
+    )
+
+
+def check_command_line(argv: list[str]) -> None:
+    """Compose the command line's config as Hydra will, before Hydra does, so that what Hydra itself
+    refuses (an override that does not parse, an unknown group option such as ``data=foo`` or
+    ``encoder=conv6``, a key typo such as ``epoch=3``, a sweep without ``-m``) is one ``error:`` line
+    with exit status 2 instead of Hydra's multi-line report with status 1. Help and the other
+    informational flags are left to Hydra; a flag it does not know is refused the same way."""
+    from hydra import initialize_config_dir
+    from hydra._internal.utils import get_args_parser
+    from hydra.types import RunMode
+
+    parser = get_args_parser()
+    parser.error = lambda message: _refuse("command line", ValueError(f"{message}; see --help"))
+    args = parser.parse_args(argv)
+    if (
+        args.help
+        or args.hydra_help
+        or args.info
+        or args.shell_completion
+        or args.config_path
+        or args.config_dir
+    ):
+        return
+    name = args.config_name or "config"
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            loader = GlobalHydra.instance().hydra
+            cfg = loader.compose_config(
+                name, args.overrides, run_mode=RunMode.MULTIRUN, with_log_configuration=False
+            )
+            if not args.multirun and cfg.hydra.mode != RunMode.MULTIRUN:  # a single run: sweeps refused
+                loader.compose_config(
+                    name, args.overrides, run_mode=RunMode.RUN, with_log_configuration=False
+                )
+    except Exception as exc:  # noqa: BLE001 - fail closed, as the grid check does
+        _refuse("command line", exc)
+
+
 def _refuse(what: str, exc: BaseException) -> NoReturn:
     """Print one ``error:`` line and exit with status 2. Any exception counts: a check that breaks
     must stop the launch, not let it go on unchecked (Hydra would turn it into a warning)."""
@@ -210,7 +266,12 @@ def _refuse(what: str, exc: BaseException) -> NoReturn:
 class GridCheck(Callback):
     """Hydra callback: :func:`check_grid` at the start of every multirun of the basic sweeper, and the
     same checks of a single run (its config, this machine's device, its directory) before Hydra
-    creates the run directory. Either failing prints one ``error:`` line and exits with status 2."""
+    creates the run directory. Either failing prints one ``error:`` line and exits with status 2. At the
+    end of a multirun it exits with status 1 when a run of the grid failed (:func:`failed_runs`), as a
+    failed single run does, so scripts and Slurm dependencies can tell."""
+
+    def __init__(self) -> None:
+        self.sweep_dirs: list[Path] = []  # the grid's sweep directories, once its check passed
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         try:
@@ -232,6 +293,13 @@ class GridCheck(Callback):
         )
         for sweep_dir, run_dirs in got["by_dir"].items():  # one per dataset when the grid sweeps it
             write_grid_file(sweep_dir, run_dirs, sys.argv)
+        self.sweep_dirs = list(got["by_dir"])
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        line = failed_runs(self.sweep_dirs)
+        if line:
+            print(line, file=sys.stderr)
+            raise SystemExit(1)
 
 
 class SweepProgress(Callback):

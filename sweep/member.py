@@ -243,7 +243,15 @@ def check_run_dir(cfg: dict[str, Any], out_dir: Path) -> None:
     """``out_dir`` may take the run ``cfg``: it is of this schema version and holds no run of another
     config (one that never trained does not count: a corrected relaunch replaces it). Raises
     :class:`~sweep.results.SchemaVersionError`, :class:`~sweep.results.StoredConfigError` or
-    :class:`ConfigMismatchError`."""
+    :class:`ConfigMismatchError`. A directory inside another run's directory is refused too: runs never
+    nest, or the analysis of the outer run's sweep would count this one as well."""
+    outer = results.enclosing_run(out_dir)
+    if outer is not None:
+        raise ConfigMismatchError(
+            f"{out_dir} is inside {outer}, the directory of another run: runs never nest (that run's "
+            "sweep would count this one too); valid: a hydra.sweep.dir, hydra.run.dir or --out outside "
+            "every run directory"
+        )
     results.check_schema_version(out_dir)  # a run of another schema version is neither skipped nor touched
     stored = results.trained_config(out_dir)
     if stored is not None and (diff := config_diff(stored, cfg)):

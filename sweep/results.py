@@ -240,6 +240,16 @@ def read_stored_config(run_dir: Path) -> dict[str, Any] | None:
 TRAINED_FILES = ("epochs.parquet", "last.pt", "best.pt", COMPLETE)
 
 
+RUN_MARKERS = ("run.parquet", COMPLETE, ".hydra/config.yaml")  # what any started run has written
+
+
+def enclosing_run(path: Path) -> Path | None:
+    """The nearest directory above ``path`` (resolved) that holds a run, or None."""
+    return next(
+        (p for p in Path(path).resolve().parents if any((p / m).is_file() for m in RUN_MARKERS)), None
+    )
+
+
 def has_trained(run_dir: Path) -> bool:
     """Whether the run in ``run_dir`` got past its first epoch. One that did not (it failed or was
     stopped before) holds nothing to keep: its stored config does not hold the directory."""

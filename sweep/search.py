@@ -9,7 +9,9 @@ distributions), what to optimise (``objectives``: columns of the run's ``run.par
 ordinary run in ``<results_dir>/searches/<sweep_name>/<run_name>_t<trial>/`` with the same files as a
 grid run, so every analysis works on a search. The study lives in SQLite beside the trials
 (``study.db``): relaunching the same command continues it, finishes trials a killed process left
-running (resuming their checkpoints), and never grows the study beyond ``n_trials``. Trials that
+running (resuming their checkpoints), and never grows the study beyond ``n_trials``; its sampler is
+seeded past the trials already stored, so a relaunch explores new points instead of replaying the
+first ones, and objectives or directions that differ from the stored study's are refused. Trials that
 diverge or fail are recorded as failed; hopeless ones are pruned by intermediate validation −ELBO.
 (The released Hydra Optuna sweeper pins optuna < 3, hence this direct use of Optuna.)
 """
@@ -81,14 +83,55 @@ def suggest(trial: optuna.Trial, space: dict[str, Any]) -> list[str]:
     return out
 
 
-def make_study(cfg: dict[str, Any]) -> optuna.Study:
+def study_url(cfg: dict[str, Any]) -> str:
+    return f"sqlite:///{(search_dir(cfg) / 'study.db').resolve()}"
+
+
+def stored_study(cfg: dict[str, Any]) -> optuna.Study | None:
+    """The study a previous launch left in ``study.db`` (read only), or None for a new search."""
+    if not (search_dir(cfg) / "study.db").is_file():
+        return None
+    try:
+        return optuna.load_study(study_name=cfg["sweep_name"], storage=study_url(cfg))
+    except KeyError:  # a database without this study: create_study adds it
+        return None
+
+
+def check_stored_study(cfg: dict[str, Any], study: optuna.Study | None) -> None:
+    """Refuse a relaunch whose objectives or directions differ from those the stored study optimises:
+    Optuna would load the study and silently keep its own, mixing values of two questions."""
+    if study is None:
+        return
+    sc = cfg["search"]
+    stored = {
+        "search.objectives": list(study.metric_names or []),  # None if a launch died before naming them
+        "search.directions": [d.name.lower() for d in study.directions],
+    }
+    asked = {"search.objectives": list(sc["objectives"]), "search.directions": list(sc["directions"])}
+    for key, was in stored.items():
+        if was and was != asked[key]:
+            raise ConfigError(
+                f"{key}={asked[key]} disagrees with the study in {search_dir(cfg) / 'study.db'}, "
+                f"created with {key}={was}; valid: {was}, or another sweep_name for a new study"
+            )
+
+
+SEED_RANGE = 2**32  # numpy's RandomState, which Optuna's samplers draw from, takes seeds below this
+
+
+def make_study(cfg: dict[str, Any], n_stored: int = 0) -> optuna.Study:
+    """Create (or load) the study, its sampler seeded with ``search.seed`` plus the number of trials
+    already stored: each launch draws new points, where re-seeding with ``search.seed`` alone would
+    replay trial 0's, and a relaunch of the same command over the same study draws the same ones.
+    (Pickling the sampler, Optuna's other way to continue, fails for NSGA-II, which holds a lock.)"""
     sc = cfg["search"]
     root = search_dir(cfg)
     root.mkdir(parents=True, exist_ok=True)
+    seed = (sc["seed"] + n_stored) % SEED_RANGE
     sampler = {
-        "tpe": lambda: optuna.samplers.TPESampler(seed=sc["seed"], multivariate=True),
-        "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=sc["seed"]),
-        "random": lambda: optuna.samplers.RandomSampler(seed=sc["seed"]),
+        "tpe": lambda: optuna.samplers.TPESampler(seed=seed, multivariate=True),
+        "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed),
+        "random": lambda: optuna.samplers.RandomSampler(seed=seed),
     }[sc["sampler"]]()
     pruner = (
         optuna.pruners.MedianPruner(n_startup_trials=sc.get("pruner_startup_trials", 5), n_warmup_steps=0)
@@ -97,7 +140,7 @@ def make_study(cfg: dict[str, Any]) -> optuna.Study:
     )
     study = optuna.create_study(
         study_name=cfg["sweep_name"],
-        storage=f"sqlite:///{(root / 'study.db').resolve()}",
+        storage=study_url(cfg),
         directions=list(sc["directions"]),
         sampler=sampler,
         pruner=pruner,
@@ -174,7 +217,9 @@ def stale_trials(study: optuna.Study, cfg: dict[str, Any], base: list[str]) -> l
 def search(overrides: list[str]) -> optuna.Study:
     cfg = compose_cfg(overrides)
     sc = check_search(cfg, overrides)
-    study = make_study(cfg)
+    stored = stored_study(cfg)
+    check_stored_study(cfg, stored)
+    study = make_study(cfg, len(stored.trials) if stored is not None else 0)
     for frozen in stale_trials(study, cfg, overrides):
         print(f"trial {frozen.number}: left running by a stopped search, resuming it")
         # re-suggesting on the same trial returns its stored parameters

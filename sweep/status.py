@@ -18,7 +18,8 @@ holder note (one fixed-size record, :func:`sweep.lock.note_holder`) and ``/proc/
 takes a lock, so it is safe beside running launches. A holder on this machine is live if the kernel
 lists its lock; a holder on another machine (a Slurm node, shared filesystem) is live while its note,
 rewritten after every epoch, is younger than ``--stale-after`` seconds. Exit code 0 when every run of
-the grid finished ``ok``, 1 otherwise, 2 on bad usage; with ``--watch`` it returns once nothing is
+the grid is complete (``ok``, ``diverged`` or ``pruned``: a single run that diverged exits 0 too), 1
+otherwise (a multirun whose runs failed exits 1 as well), 2 on bad usage; with ``--watch`` it returns once nothing is
 training or left to train, so a script can wait on it. It imports neither torch nor Hydra, so it
 answers in well under a second (``bench/status.py``).
 
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shlex
 import socket
@@ -46,6 +48,7 @@ from sweep.lock import LOCK_NAME, local_locks, read_note
 
 GRID_FILE = "grid.json"  # as sweep.grid writes it (that module imports Hydra: not imported here)
 COMPLETE_STATES = ("ok", "diverged", "pruned")
+FAILED_STATES = ("failed", "unreadable")  # what makes a sweep, and the multirun that trained it, exit 1
 STALE_AFTER = 1800.0  # seconds without a heartbeat before a holder on another machine counts as gone
 SHOW_TRAINING = 20  # training runs listed by name; the rest are counted
 
@@ -81,6 +84,12 @@ class Status:
         return bool(self.runs) and self.count("ok") == len(self.runs)
 
     @property
+    def finished(self) -> bool:
+        """Every run of the grid has its result (ok, diverged or pruned: a relaunch keeps each), as
+        when a single run exits 0; a failed or unreadable run, or one left to train, is not."""
+        return bool(self.runs) and self.count(*COMPLETE_STATES) == len(self.runs)
+
+    @property
     def settled(self) -> bool:
         """Nothing is training and nothing is left that a launch would still train by itself."""
         return self.count("training", "interrupted", "not started") == 0
@@ -108,9 +117,23 @@ def _first_line(text: Any) -> str | None:
 
 
 def _read_row(run_dir: Path) -> dict[str, Any]:
+    """The columns of ``run.parquet`` the table uses, each of the type it must have: a file that holds
+    anything else (no row, a status not in ``results.STATUSES``, wall seconds that are not a number)
+    raises ``ValueError`` naming it, so the run is reported unreadable instead of breaking the table."""
     cols = ["status", "error", "wall_seconds"]  # ParquetFile: a tenth of read_table's cost per file
     with pq.ParquetFile(run_dir / "run.parquet") as f:
-        return f.read(columns=cols).to_pylist()[0]
+        rows = f.read(columns=cols).to_pylist()
+    if len(rows) != 1:
+        raise ValueError(f"{len(rows)} rows where a run has exactly one")
+    row = rows[0]
+    if row["status"] not in results.STATUSES:
+        raise ValueError(f"status={row['status']!r}; valid: {', '.join(results.STATUSES)}")
+    seconds = row["wall_seconds"]
+    if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, int | float)):
+        raise ValueError(f"wall_seconds={seconds!r} is not a number")
+    if row["error"] is not None and not isinstance(row["error"], str):
+        raise ValueError(f"error={row['error']!r} is not text")
+    return row
 
 
 def _holder_live(run_dir: Path, note: dict | None, locks: set[int] | None, now: float, stale_after: float):
@@ -212,13 +235,25 @@ def grid_from_multirun(path: Path) -> tuple[list[str], str]:
     return runs, "python -m sweep.train " + shlex.join(str(a) for a in args)
 
 
+def _grid_runs(record: Any) -> list[str]:
+    """The run directories of a ``grid.json`` record: a list of relative paths inside the sweep
+    directory (as :func:`sweep.grid.write_grid_file` writes them); anything else raises ValueError."""
+    runs = record.get("runs") if isinstance(record, dict) else None
+    if not isinstance(runs, list) or not all(isinstance(r, str) and r for r in runs):
+        raise ValueError(f"'runs' is {runs!r:.60}, not a list of run directories")
+    for r in runs:
+        if Path(r).is_absolute() or ".." in Path(r).parts:
+            raise ValueError(f"run {r!r} is outside the sweep directory")
+    return runs
+
+
 def read_grid(sweep_dir: Path) -> tuple[list[str], str, str | None]:
     """(run directories, where they came from, launch command): ``grid.json``; for a sweep launched
     before it existed, Hydra's ``multirun.yaml``; else the run directories on disk."""
     path = sweep_dir / GRID_FILE
     try:
         record = json.loads(path.read_text())
-        runs = [str(r) for r in record["runs"]]
+        runs = _grid_runs(record)
         return runs, f"{GRID_FILE} of the launch at {record.get('launched_at', '?')}", record.get("command")
     except FileNotFoundError:
         pass
@@ -323,18 +358,39 @@ def render(st: Status) -> str:
     return "\n".join(lines)
 
 
+def seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds > 0 (argparse names the flag and exits 2)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds; valid: a finite number > 0")
+    return value
+
+
+def _usage_error(message: str) -> None:
+    """argparse's refusal as one ``error:`` line (its usage is what ``--help`` prints), status 2."""
+    print(f"error: {message}; see --help", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m sweep.status", description=__doc__.split("\n\n")[0])
     p.add_argument("sweep_dir", type=Path, help="a sweep directory, e.g. results/sweeps/paper")
     p.add_argument("--watch", action="store_true", help="refresh until nothing is left to train")
-    p.add_argument("--interval", type=float, default=10.0, help="seconds between refreshes (--watch)")
+    p.add_argument("--interval", type=seconds, default=10.0, help="seconds between refreshes (--watch)")
     p.add_argument(
         "--stale-after",
-        type=float,
+        type=seconds,
         default=STALE_AFTER,
         help="seconds without a heartbeat after which a holder on another machine counts as gone",
     )
-    args = p.parse_args(argv)
+    p.error = _usage_error
+    try:
+        args = p.parse_args(argv)
+    except SystemExit as exc:  # a refused argument (status 2) or --help (0): returned like the rest
+        return int(exc.code or 0)
     if not args.sweep_dir.is_dir():
         print(f"error: {args.sweep_dir} is not a directory", file=sys.stderr)
         return 2
@@ -351,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
                 print()
     except KeyboardInterrupt:
         pass
-    return 0 if st.all_ok else 1
+    return 0 if st.finished else 1
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ __all__ = [
     "ConfigMismatchError",
     "StopRun",
     "build_model",
+    "cli",
     "load_data",
     "main",
     "make_optimizer",
@@ -85,9 +86,18 @@ def main(cfg: DictConfig) -> float | None:
     return row.get("val/neg_elbo")
 
 
+def cli() -> None:
+    """``python -m sweep.train``: Hydra's own errors (a bad override or group option) refused in one
+    line with exit status 2 (:func:`sweep.grid.check_command_line`), then Hydra's ``main``."""
+    from sweep.grid import check_command_line
+
+    check_command_line(sys.argv[1:])
+    main()
+
+
 if __name__ == "__main__":
     # Call the importable module's ``main``, not this ``__main__`` copy: process launchers (joblib,
     # submitit) pickle the task function, and only a module-level one pickles cleanly.
-    from sweep.train import main as _main
+    from sweep.train import cli as _cli
 
-    _main()
+    _cli()

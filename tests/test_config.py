@@ -164,7 +164,7 @@ def test_ref_iwae(hydra_compose):
         (["loss.warmup_epochs=-1"], ["loss.warmup_epochs=-1", ">= 0"]),
         (["loss.reduction=mean"], ["loss.reduction='mean'", "sum", "paper"]),
         (["data.likelihood=gauss"], ["data.likelihood='gauss'", "bernoulli", "bce"]),
-        (["seed=-1"], ["seed=-1", ">= 0"]),
+        (["seed=-1"], ["seed=-1", "0..4294967295"]),
         (["latent_dim=0"], ["latent_dim=0", ">= 1"]),
         (["encoder=conv", "encoder.depth=6"], ["encoder.depth=6", "1..5"]),
         (["decoder=conv5", "decoder.depth=6"], ["decoder.depth=6", "1..5"]),
