@@ -37,12 +37,12 @@ from omegaconf import OmegaConf
 from torchvision.utils import make_grid, save_image
 
 from sweep import metrics, quality, results
-from sweep.data import Split, binarize
+from sweep.data import binarize, load_data
+from sweep.device import resolve_device
 from sweep.losses import Knobs
 from sweep.models import N_PIXELS, VAE, build_model, count_params
-from sweep.stack import Stack
+from sweep.stack import EVAL_BATCH, Stack, split_losses
 
-EVAL_BATCH = 1000
 EVAL_FILES = ("eval.parquet", "dims.parquet", "latents.parquet", "recon.png", "samples.png")
 IWAE_K_GPU, IWAE_K_CPU = 5000, 100
 # Columns of eval.parquet, in order (results/README.md documents each).
@@ -94,41 +94,6 @@ def eval_defaults() -> dict[str, Any]:
     from sweep.config import CONF_DIR
 
     return OmegaConf.to_container(OmegaConf.load(CONF_DIR / "config.yaml").eval)
-
-
-@torch.no_grad()
-def split_losses(
-    stack: Stack,
-    split: Split,
-    *,
-    seeds: Sequence[int],
-    knobs: Knobs,
-    batch: int = EVAL_BATCH,
-) -> list[dict[str, float]]:
-    """Per member of ``stack``: the mean over ``split`` of loss (its training objective with its
-    ``knobs``), recon, kl and neg_elbo, in nats per image, with one seeded reparameterised sample per
-    image: member i's noise is one ``randn((N, L))`` draw of a generator seeded with ``seeds[i]``, so
-    its numbers do not depend on the other members or on ``batch``. Inputs and targets are
-    ``split.target`` (the fixed binarisation for ``bernoulli``, pixels for ``bce``), shared by all
-    members. One host sync."""
-    device = split.x.device
-    n = len(split)
-    eps = torch.stack(
-        [
-            torch.randn(
-                (n, stack.latent_dim), device=device, generator=torch.Generator(device).manual_seed(s)
-            )
-            for s in seeds
-        ]
-    )
-    tot = torch.zeros(stack.size, 3, dtype=torch.float64, device=device)
-    for i in range(0, n, batch):
-        x = split.target[i : i + batch]
-        loss, recon, kl = stack.losses(
-            x, eps[:, i : i + batch], knobs.beta, knobs.free_bits, knobs.divisor, shared_x=True
-        )
-        tot += torch.stack([loss * x.shape[0], recon, kl], dim=1)
-    return [{"loss": lo, "recon": r, "kl": k, "neg_elbo": r + k} for lo, r, k in (tot / n).tolist()]
 
 
 @torch.no_grad()
@@ -333,7 +298,9 @@ def evaluate_stack(
         n_iwae = nll.shape[1]
         se = (nll.double().std(1) / math.sqrt(n_iwae)).tolist() if n_iwae > 1 else [math.nan] * size
         for row, v, s in zip(rows, nll.mean(1).tolist(), se, strict=True):
-            row.update({"test/iwae_nll": v, "test/iwae_k": k, "test/iwae_images": n_iwae, "test/iwae_nll_se": s})
+            row.update(
+                {"test/iwae_nll": v, "test/iwae_k": k, "test/iwae_images": n_iwae, "test/iwae_nll_se": s}
+            )
         if used != chunks:
             print(
                 f"{names[0]}{f' (+{size - 1})' if size > 1 else ''}: IWAE evaluated with image_chunk={used[0]}, sample_chunk={used[1]}"
@@ -478,7 +445,6 @@ def reevaluate(run_dir: Path, overrides: list[str] | dict[str, Any]) -> dict[str
     """Recompute the evaluation of one finished run from ``best.pt``, with
     :func:`reevaluation_config` (or that config itself)."""
     from sweep.names import run_name_of
-    from sweep.train import load_data, resolve_device
 
     cfg = overrides if isinstance(overrides, dict) else reevaluation_config(run_dir, overrides)
     name = run_name_of(cfg)

@@ -42,7 +42,7 @@ from omegaconf import DictConfig, OmegaConf
 from sweep import results
 from sweep.config import to_plain
 from sweep.engine import cohort_key
-from sweep.grid import job_config
+from sweep.jobs import job_config
 
 EXTRA_KEYS = ("runs_per_task",)  # ours; the rest of hydra.launcher goes to submitit as before
 SQUEUE_POLL_S = 30  # at most one squeue every 30 s once a launch has run a while (submitit's sacct: 600 s)

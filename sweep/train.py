@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sweep.cohort import make_optimizer, seed_everything
 from sweep.config import CONF_DIR, to_plain
-from sweep.engine import load_data, resolve_device, tf32_on_cuda, train_jobs
+from sweep.engine import train_jobs
 from sweep.member import ConfigMismatchError, Job, StopRun
 from sweep.models import build_model
 
@@ -32,12 +32,9 @@ __all__ = [
     "ConfigMismatchError",
     "StopRun",
     "build_model",
-    "load_data",
     "main",
     "make_optimizer",
-    "resolve_device",
     "seed_everything",
-    "tf32_on_cuda",
     "train",
 ]
 
