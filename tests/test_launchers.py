@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from omegaconf import OmegaConf
 
@@ -152,3 +153,47 @@ def test_without_accounting_task_states_come_from_squeue_and_forgotten_tasks_cou
     }
     assert [j for j in states if watcher.is_done(j, mode="cache")] == ["41_1", "41_2"]
     assert watcher._make_command()[0] == "squeue"
+
+
+def test_the_slurm_launcher_finds_a_complete_run_in_its_own_datasets_directory(tmp_path):
+    """A grid that sweeps ``data=`` writes each dataset's runs into its own sweep directory
+    (``…/sweeps/default/`` and ``…/sweeps/default_fashion_mnist/``): a relaunch on Slurm must find a
+    finished run where it was written, and not submit it again, as the cohort launcher and the grid
+    check do. No cluster: this is the decision made before anything is submitted."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.utils import JobStatus
+
+    from sweep.config import CONF_DIR, to_plain
+    from sweep.jobs import job_config, job_overrides, run_dir_of
+    from sweep.slurm import split_complete
+    from sweep.train import train
+
+    fixed = [
+        f"results_dir={tmp_path}",
+        "encoder=dense1",
+        "decoder=dense1",
+        "latent_dim=2",
+        "epochs=1",
+        "logger=none",
+        "data.subset=200",
+        "batch_size=50",
+        "eval.iwae_k=2",
+        "eval.latents_n=50",
+        "eval.probe_train=200",
+        "eval.fid_samples=50",
+        "eval.kid_subset_size=20",
+        "progress=false",
+        "device=cpu",
+    ]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        config = compose("config", overrides=fixed, return_hydra_config=True)
+        config.hydra.overrides.task = [*fixed, "data=mnist,fashion_mnist"]
+        jobs, cache = job_overrides(config), {}
+        composed = [job_config(config, job, cache) for job in jobs]
+        dirs = [run_dir_of(cfg) for cfg in composed]
+        assert [d.parent.name for d in dirs] == ["default", "default_fashion_mnist"]
+        assert train(to_plain(composed[1]), dirs[1])["status"] == "ok"  # the Fashion-MNIST run finished
+        done, todo = split_complete(config, jobs)
+    assert [i for i, _, _ in todo] == [0]  # only the MNIST run is left to submit
+    assert done[0] is None and done[1].status == JobStatus.COMPLETED
+    assert done[1].return_value == pq.read_table(dirs[1] / "run.parquet").column("val/neg_elbo")[0].as_py()
