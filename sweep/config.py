@@ -1,4 +1,4 @@
-"""Hydra glue: the ``run_name`` resolver, family shorthands, and the one validator of run configs.
+"""The one validator of run configs, and the config utilities every module shares.
 
 :func:`validate` is what every entry point checks a config with before anything is written
 (``sweep.train`` single and multirun through :mod:`sweep.grid`, the engine's ``prepare``,
@@ -6,13 +6,8 @@
 new key is one line there; a key without a rule is refused), then the limits that depend on the data
 the run will use, then, where the run executes, this machine's devices.
 
-Importing this module registers:
-* the OmegaConf resolver ``${run_name:}`` used by ``hydra.run.dir`` and ``hydra.sweep.subdir``: it
-  validates the whole job config (so a bad value is rejected before Hydra creates any directory) and
-  returns :func:`sweep.names.run_name_of` of it, the one place names are made;
-* family shorthands ``encoder=conv4`` / ``decoder=dense16`` in Hydra's ConfigStore, built in a loop
-  from ``conf/{encoder,decoder}/{dense,conv}.yaml`` plus a depth, so a grid can sweep
-  ``encoder: dense1,dense4,conv1,conv2,conv4`` while ``encoder=conv encoder.depth=4`` keeps working.
+Importing it registers nothing with Hydra: the ``${run_name:}`` resolver and the family shorthands
+are :func:`sweep.hydra_setup.register`'s, called by the entry points.
 """
 
 from __future__ import annotations
@@ -23,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
@@ -71,34 +65,6 @@ def refusal(exc: BaseException, what: str) -> str:
     if isinstance(exc, REFUSALS):
         return f"error: {text}"
     return f"error: checking the {what} failed ({type(exc).__name__}: {text}); nothing was started"
-
-
-def _run_name_resolver(*, _root_: DictConfig) -> str:
-    return names.run_name_of(validate(to_plain(_root_)))
-
-
-def _dataset(root: DictConfig) -> str | None:
-    return OmegaConf.select(root, "data.name", default=None)
-
-
-def _register() -> None:
-    if not OmegaConf.has_resolver("run_name"):
-        OmegaConf.register_new_resolver("run_name", _run_name_resolver)
-    # "" for MNIST, else "_<dataset>" / "<dataset>/": the default sweep and run paths of conf/config.yaml
-    if not OmegaConf.has_resolver("dataset_suffix"):
-        OmegaConf.register_new_resolver(
-            "dataset_suffix", lambda *, _root_: names.dataset_suffix(_dataset(_root_))
-        )
-    if not OmegaConf.has_resolver("dataset_subdir"):
-        OmegaConf.register_new_resolver(
-            "dataset_subdir", lambda *, _root_: names.dataset_subdir(_dataset(_root_))
-        )
-    cs = ConfigStore.instance()
-    for group in ("encoder", "decoder"):
-        for kind, depths in FAMILY_DEPTHS.items():
-            base = OmegaConf.to_container(OmegaConf.load(CONF_DIR / group / f"{kind}.yaml"))
-            for depth in depths:
-                cs.store(group=group, name=f"{kind}{depth}", node={**base, "depth": depth})
 
 
 def to_plain(cfg: DictConfig | dict) -> dict[str, Any]:
@@ -539,6 +505,3 @@ def validate(cfg: dict[str, Any], *, here: bool = False) -> dict[str, Any]:
     if here:
         check_here(cfg)
     return cfg
-
-
-_register()

@@ -95,9 +95,11 @@ class GroupTask:
         self.config, self.overrides, self.first_idx, self.state = config, overrides, first_idx, state
 
     def __call__(self) -> list[JobReturn]:
+        from sweep.hydra_setup import register
         from sweep.launcher import launch
 
         Singleton.set_state(self.state)
+        register()  # this process unpickled the task, not sweep.train: the resolvers the jobs resolve
         return launch(self.config, self.overrides, self.first_idx)
 
     def checkpoint(self) -> Any:

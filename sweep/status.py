@@ -202,8 +202,10 @@ def grid_from_multirun(path: Path) -> tuple[list[str], str]:
     from omegaconf import OmegaConf
 
     from sweep.config import CONF_DIR
+    from sweep.hydra_setup import register
     from sweep.jobs import job_config, job_overrides
 
+    register()
     config = OmegaConf.load(path)
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cache: dict = {}

@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from sweep.cohort import make_optimizer, seed_everything
 from sweep.config import CONF_DIR, to_plain
 from sweep.engine import train_jobs
+from sweep.hydra_setup import register
 from sweep.member import ConfigMismatchError, Job, StopRun
 from sweep.models import build_model
 
@@ -37,6 +38,8 @@ __all__ = [
     "seed_everything",
     "train",
 ]
+
+register()  # before @hydra.main composes: the run_name resolver and the encoder=conv4 shorthands
 
 
 def train(
