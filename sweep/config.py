@@ -30,18 +30,42 @@ from sweep.models import CONV_MAX_DEPTH, Spec, SpecError, validate_latent
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 FAMILY_DEPTHS = {"dense": range(1, 17), "conv": range(1, CONV_MAX_DEPTH + 1)}
+# The role of each top-level key of a run config, the one table that says which keys make a run's
+# identity (what a stored run and its relaunch must agree on: config_diff, so the grid check and every
+# entry point) and which may differ between runs stacked into one cohort (sweep.engine.cohort_key):
+#   identity   what the run trains; runs of one cohort share it (one architecture, one data set)
+#   member     what the run trains; each member of a cohort has its own (the stack trains each its own)
+#   cohort     how the run executes, not what it trains; runs of one cohort share it (one device, one
+#              evaluation of the stack, one thread count)
+#   execution  how and where the run executes and is shown; may differ run by run
+# A key missing here counts as identity (the safe side). tests/test_structure.py checks that every
+# key with a rule in RULES has a role.
+KEY_ROLES = {
+    "latent_dim": "identity",
+    "encoder": "identity",
+    "decoder": "identity",
+    "batch_size": "identity",
+    "lr": "identity",
+    "train": "identity",
+    "data": "identity",
+    "seed": "member",
+    "trial": "member",
+    "epochs": "member",
+    "loss": "member",
+    "device": "cohort",
+    "num_threads": "cohort",
+    "eval": "cohort",
+    "results_dir": "execution",
+    "sweep_name": "execution",
+    "progress": "execution",
+    "search": "execution",
+    "engine": "execution",
+    "logger": "execution",
+}
 # Keys that do not change what a run trains: they may differ between a stored run and a relaunch.
-NON_IDENTITY_KEYS = (
-    "results_dir",
-    "sweep_name",
-    "progress",
-    "device",
-    "eval",
-    "num_threads",
-    "search",
-    "engine",
-    "logger",
-)
+NON_IDENTITY_KEYS = tuple(k for k, role in KEY_ROLES.items() if role in ("cohort", "execution"))
+# Keys in which runs stacked into one cohort may differ; everything else must be equal.
+PER_MEMBER_KEYS = tuple(k for k, role in KEY_ROLES.items() if role in ("member", "execution"))
 LOGGERS = ("tensorboard", "none")
 
 

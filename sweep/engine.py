@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 
 from sweep import results
 from sweep.cohort import Cohort, on_stream
-from sweep.config import flatten
+from sweep.config import PER_MEMBER_KEYS, flatten
 from sweep.data import load_data
 from sweep.device import resolve_device, tf32_on_cuda
 from sweep.evaluate import evaluate_stack, limit_worker_threads
@@ -89,25 +89,11 @@ def train_epoch(cohort: Cohort, epoch: int) -> list[dict[str, float]]:
     return cohort.train_epoch(epoch)
 
 
-# Keys of a run config that cohort members may differ in; everything else must be equal.
-_MEMBER_KEYS = (
-    "seed",
-    "loss",
-    "epochs",
-    "trial",
-    "results_dir",
-    "sweep_name",
-    "progress",
-    "search",
-    "engine",
-    "logger",
-)
-
-
 def cohort_key(cfg: dict[str, Any]) -> str:
-    """Runs with the same key can be stacked into one cohort."""
+    """Runs with the same key can be stacked into one cohort: they agree on every key whose role
+    (:data:`sweep.config.KEY_ROLES`) is not per member."""
     return json.dumps(
-        {k: v for k, v in flatten(cfg).items() if k.split(".")[0] not in _MEMBER_KEYS},
+        {k: v for k, v in flatten(cfg).items() if k.split(".")[0] not in PER_MEMBER_KEYS},
         sort_keys=True,
         default=str,
     )
