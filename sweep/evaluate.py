@@ -42,6 +42,7 @@ from sweep.device import resolve_device
 from sweep.losses import Knobs
 from sweep.models import N_PIXELS, VAE, build_model, count_params
 from sweep.stack import EVAL_BATCH, Stack, split_losses
+from sweep.thresholds import ACTIVE_UNIT_THRESHOLD, THRESHOLDS
 
 EVAL_FILES = ("eval.parquet", "dims.parquet", "latents.parquet", "recon.png", "samples.png")
 IWAE_K_GPU, IWAE_K_CPU = 5000, 100
@@ -83,7 +84,7 @@ EVAL_COLUMNS = [
     "test/fid_real",
     "test/kid_subset_size",
     "test/fid_classifier",
-    *metrics.THRESHOLDS,
+    *THRESHOLDS,
 ]
 
 
@@ -286,7 +287,7 @@ def evaluate_stack(
             "test/rate": losses["kl"],
             "test/distortion": losses["recon"],
             "test/bce_pixel_mean": losses["recon"] / N_PIXELS if data.likelihood == "bce" else None,
-            **metrics.THRESHOLDS,
+            **THRESHOLDS,
         }
         for name, losses in zip(names, test_losses, strict=True)
     ]
@@ -349,7 +350,7 @@ def evaluate_stack(
     }
     for i, (row, run_dir, name) in enumerate(zip(rows, run_dirs, names, strict=True)):
         kl_d, mu_var = metrics.kl_per_dim_mean(mu[i], logvar[i]), metrics.mu_variance(mu[i])
-        active = mu_var > metrics.ACTIVE_UNIT_THRESHOLD
+        active = mu_var > ACTIVE_UNIT_THRESHOLD
         n_active = int(active.sum())
         row.update(
             {
@@ -406,7 +407,7 @@ def evaluate_run(
 
 def skip_evaluation(run_dir: Path, run_name: str, reason: str) -> dict[str, Any]:
     """Record that a run was not evaluated (e.g. it diverged), and why."""
-    row = {"run_name": run_name, "eval/status": "skipped", "eval/reason": reason, **metrics.THRESHOLDS}
+    row = {"run_name": run_name, "eval/status": "skipped", "eval/reason": reason, **THRESHOLDS}
     results.write_parquet(run_dir / "eval.parquet", [row], EVAL_COLUMNS)
     return row
 

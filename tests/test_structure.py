@@ -4,6 +4,8 @@ another's private names, and one table of config-key roles that identity and coh
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import networkx as nx
@@ -108,3 +110,16 @@ def test_identity_and_cohorts_follow_the_key_roles(key):
     role = config.KEY_ROLES[key]
     assert bool(config.config_diff(base, changed)) == (role in ("identity", "member"))
     assert (cohort_key(base) != cohort_key(changed)) == (role in ("identity", "cohort"))
+
+
+def test_analysis_reads_results_without_importing_torch():
+    """Analysis only reads stored tables: importing it must not pay for torch (the thresholds it draws
+    come from the torch-free sweep.thresholds)."""
+    code = (
+        "import sys; import analysis.figures, analysis.report, analysis.tables, analysis.claims; "
+        "print(sorted(m for m in ('torch', 'hydra') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300, check=True
+    )
+    assert done.stdout.split() == ["[]"], done.stdout
