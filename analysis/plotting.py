@@ -61,7 +61,7 @@ RC = {
     "svg.hashsalt": "vae-sweep",  # fixed ids, so an SVG export would be reproducible too
     "pdf.compression": 6,
 }
-# Collapse state of an evaluated run (sweep/metrics.py thresholds), in drawing order, with its colour.
+# Collapse state of an evaluated run (sweep/thresholds.py), in drawing order, with its colour.
 STATES = {
     f"collapsed, rate < {PAPER_COLLAPSE_THRESHOLD:g} (paper's floor)": "#b2182b",
     f"collapsed (no active unit, rate < {COLLAPSE_RATE_THRESHOLD:g})": "#ef8a62",
