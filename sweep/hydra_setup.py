@@ -1,7 +1,7 @@
 """What Hydra must know before it composes a config of this project; each entry point calls
 :func:`register` (``sweep.train`` on import, since ``@hydra.main`` composes before any of its code runs;
-``sweep.rerun``, ``sweep.search``, ``sweep.status``, a Slurm array task, the benchmarks before they
-compose). Importing a library module registers nothing.
+``sweep.rerun``, ``sweep.search``, ``sweep.status``, the benchmarks before they compose; a Slurm array
+task gets them with Hydra's state from the launch). Importing a library module registers nothing.
 
 * the OmegaConf resolver ``${run_name:}`` used by ``hydra.run.dir`` and ``hydra.sweep.subdir``: it
   validates the whole job config (so a bad value is rejected before Hydra creates any directory) and

@@ -95,11 +95,9 @@ class GroupTask:
         self.config, self.overrides, self.first_idx, self.state = config, overrides, first_idx, state
 
     def __call__(self) -> list[JobReturn]:
-        from sweep.hydra_setup import register
         from sweep.launcher import launch
 
-        Singleton.set_state(self.state)
-        register()  # this process unpickled the task, not sweep.train: the resolvers the jobs resolve
+        Singleton.set_state(self.state)  # Hydra's state with the launch's resolvers and config store
         return launch(self.config, self.overrides, self.first_idx)
 
     def checkpoint(self) -> Any:
