@@ -18,8 +18,9 @@ import math
 import numpy as np
 import pandas as pd
 
+from analysis.rank import BASE_CONFIG
+
 FLAGS = ("collapsed", "partial", "paper_collapsed")
-TABLE_KEYS = ["latent_dim", "family/encoder", "family/decoder"]
 Z95 = 1.959963984540054  # standard-normal 97.5 % quantile: two-sided 95 % Wilson intervals
 
 
@@ -46,9 +47,9 @@ def collapse_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Counts per latent size × encoder family × decoder family: ``n`` (runs of any status),
     ``n_collapsed``, ``n_partial``, ``n_paper_collapsed`` (flag true among evaluated runs) and
     ``n_not_evaluated`` (status not ok, or a flag null). Sorted by the three keys."""
-    cols = [*TABLE_KEYS, "n", *(f"n_{f}" for f in FLAGS), "n_not_evaluated"]
-    keys = [k for k in TABLE_KEYS if k in runs.columns]
-    if not len(runs) or len(keys) < len(TABLE_KEYS):
+    cols = [*BASE_CONFIG, "n", *(f"n_{f}" for f in FLAGS), "n_not_evaluated"]
+    keys = [k for k in BASE_CONFIG if k in runs.columns]
+    if not len(runs) or len(keys) < len(BASE_CONFIG):
         return pd.DataFrame(columns=cols)
     ev = evaluated(runs)
     df = pd.DataFrame({k: runs[k] for k in keys})

@@ -41,7 +41,7 @@ from analysis.plotting import (  # noqa: E402
     state_legend,
     threshold_lines,
 )
-from sweep.metrics import COLLAPSE_RATE_THRESHOLD  # noqa: E402
+from sweep.thresholds import COLLAPSE_RATE_THRESHOLD  # noqa: E402
 
 # ---------------------------------------------------------------- our figures
 

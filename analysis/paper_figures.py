@@ -21,7 +21,6 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from analysis import rank  # noqa: E402
 from analysis.collect import Sweep  # noqa: E402
 from analysis.plotting import (  # noqa: E402
-    COLLAPSE_FACTORS,
     DISTORTION_AXIS,
     FACTOR_NAMES,
     LABEL,
@@ -50,7 +49,7 @@ from analysis.plotting import (  # noqa: E402
     threshold_lines,
     top,
 )
-from sweep.metrics import COLLAPSE_RATE_THRESHOLD  # noqa: E402
+from sweep.thresholds import COLLAPSE_RATE_THRESHOLD  # noqa: E402
 
 # ---------------------------------------------------------------- the paper's figures
 
@@ -172,7 +171,7 @@ def fig4_top_counts(data) -> Figure:
         return message_figure(title, "No evaluated runs. " + excluded_note(runs))
     fig = Figure(figsize=(PAGE_WIDTH, 7.5), layout="constrained")
     axes = fig.subplots(3, 1)
-    for ax, by in zip(axes, COLLAPSE_FACTORS, strict=True):
+    for ax, by in zip(axes, rank.BASE_CONFIG, strict=True):
         table = rank.base_rates(runs, best, by).set_index(by)
         table = table.loc[ordered(table.index, by)]
         x = np.arange(len(table))

@@ -25,8 +25,8 @@ from matplotlib.transforms import offset_copy  # noqa: E402
 
 from analysis import rank  # noqa: E402
 from analysis.collect import Sweep  # noqa: E402
-from sweep.metrics import COLLAPSE_RATE_THRESHOLD, PAPER_COLLAPSE_THRESHOLD  # noqa: E402
 from sweep.results import atomic_write_bytes  # noqa: E402
+from sweep.thresholds import COLLAPSE_RATE_THRESHOLD, PAPER_COLLAPSE_THRESHOLD  # noqa: E402
 
 DPI = 150
 PAGE_WIDTH = 7.5  # inches: a figure at page width is printed at 100 %, so font sizes are what they say
@@ -41,7 +41,6 @@ N_DIGITS = 10
 HEAT_CELL = 0.55  # inches per heat-map column
 LEGEND_DROP = 38  # points from an axes' bottom edge to a legend under its tick labels and x label
 MAX_NAMED = 15  # runs named per status in a figure's note; the report lists them all
-COLLAPSE_FACTORS = ("latent_dim", "family/encoder", "family/decoder")
 ABLATION_FACTORS = (
     "data.name",
     "loss.reduction",
@@ -62,7 +61,7 @@ RC = {
     "svg.hashsalt": "vae-sweep",  # fixed ids, so an SVG export would be reproducible too
     "pdf.compression": 6,
 }
-# Collapse state of an evaluated run (sweep/metrics.py thresholds), in drawing order, with its colour.
+# Collapse state of an evaluated run (sweep/thresholds.py), in drawing order, with its colour.
 STATES = {
     f"collapsed, rate < {PAPER_COLLAPSE_THRESHOLD:g} (paper's floor)": "#b2182b",
     f"collapsed (no active unit, rate < {COLLAPSE_RATE_THRESHOLD:g})": "#ef8a62",
@@ -302,4 +301,4 @@ def collapse_factors(runs: pd.DataFrame) -> list[str]:
     """The factors the collapse figure and tables break down by: latent, encoder, decoder, and any
     ablation key (``loss.reduction``, likelihood, β, warm-up, free bits) that varies in the sweep."""
     extra = [f for f in ABLATION_FACTORS if f in runs.columns and runs[f].astype(str).nunique() > 1]
-    return [f for f in COLLAPSE_FACTORS if f in runs.columns] + extra
+    return [f for f in rank.BASE_CONFIG if f in runs.columns] + extra

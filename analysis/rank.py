@@ -33,7 +33,8 @@ CUTOFFS = (0.10, 0.25, 0.50)  # cut-offs of the top-set sensitivity table
 CI_LEVEL = 0.95  # Student-t intervals over seeds
 
 # A configuration is a latent size × encoder family × decoder family, plus any other config key that varies.
-BASE_CONFIG = ["latent_dim", "family/encoder", "family/decoder"]
+# Collapse tables, figures and the report group by the same three columns.
+BASE_CONFIG = ("latent_dim", "family/encoder", "family/decoder")
 PLAIN_CONFIG = ("epochs", "batch_size", "lr")  # config keys without a dot in their flattened name
 # Keys that never change what a run learns or how it is scored (paths, logging, chunk sizes, threads),
 # the seed (the replicate axis), and the kind/depth keys the families already spell.
@@ -238,9 +239,3 @@ def seed_groups(runs: pd.DataFrame) -> list[tuple[object, pd.DataFrame]]:
     if "seed" not in runs.columns:
         return [(0, runs)]
     return [(s, g) for s, g in runs.groupby("seed", sort=True, dropna=False)]
-
-
-def seed_rankings(runs: pd.DataFrame, criterion: str = "recon") -> pd.DataFrame:
-    """``ranking`` computed separately within each seed (the rank is within the seed), concatenated."""
-    parts = [ranking(g, criterion) for _, g in seed_groups(runs)]
-    return pd.concat(parts, ignore_index=True) if parts else ranking(runs, criterion)

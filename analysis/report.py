@@ -21,8 +21,8 @@ import pandas as pd
 
 from analysis import claims, rank
 from analysis.collect import Sweep
-from sweep.metrics import THRESHOLDS
 from sweep.results import atomic_write_bytes
+from sweep.thresholds import THRESHOLDS
 
 PCT = f"{rank.TOP_FRACTION:.0%}"
 CUTS = ", ".join(f"{c:.0%}" for c in rank.CUTOFFS)

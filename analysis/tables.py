@@ -15,7 +15,6 @@ import pandas as pd  # noqa: E402
 
 from analysis import claims, collapse, rank  # noqa: E402
 from analysis.plotting import (  # noqa: E402
-    COLLAPSE_FACTORS,
     collapse_factors,
 )
 
@@ -51,12 +50,12 @@ def build_tables(runs: pd.DataFrame) -> dict[str, Callable[[], pd.DataFrame]]:
         t[f"ranking_{crit}"] = ranked
     t["seed_aggregates"] = lambda: rank.aggregate_seeds(runs, [m for m in SEED_METRICS if m in runs.columns])
     best = functools.cache(lambda: rank.top_set(runs))
-    for by in COLLAPSE_FACTORS:
+    for by in rank.BASE_CONFIG:
         t[f"win_rates_{_short(by)}"] = lambda by=by: rank.base_rates(runs, best(), by)
     t["collapse_counts"] = lambda: collapse.collapse_table(runs)
-    for factor in collapse_factors(runs) if len(runs) else COLLAPSE_FACTORS:
+    for factor in collapse_factors(runs) if len(runs) else rank.BASE_CONFIG:
         t[f"collapse_by_{_short(factor)}"] = lambda f=factor: collapse.collapse_by_factor(runs, f)
-    for by in COLLAPSE_FACTORS:
+    for by in rank.BASE_CONFIG:
         t[f"cutoff_sensitivity_{_short(by)}"] = lambda by=by: rank.cutoff_sensitivity(runs, "recon", by)
     t["claims"] = lambda: claims_table(runs)
     if len(datasets(runs)) > 1:

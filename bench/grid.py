@@ -86,7 +86,9 @@ def sweep_dir_of(args: list[str]) -> Path:
     from hydra import compose, initialize_config_dir
 
     from sweep.config import CONF_DIR
+    from sweep.hydra_setup import register
 
+    register()
     keys = [a for a in args if not a.startswith("hydra/") and not a.startswith("hydra.")]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=keys)

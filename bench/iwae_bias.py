@@ -24,7 +24,8 @@ from pathlib import Path
 import torch
 
 from sweep import metrics, results
-from sweep.engine import load_data, resolve_device
+from sweep.data import load_data
+from sweep.device import resolve_device
 from sweep.evaluate import iwae_pick, test_subset
 from sweep.models import build_model
 
@@ -73,7 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     bad = [str(r) for r in args.runs if not (r / "best.pt").is_file()]
     if bad or min(args.k) < 1 or args.images < 2 or args.threads < 1:
-        why = f"no best.pt in {', '.join(bad)}" if bad else "--k, --images (>= 2) and --threads must be positive"
+        why = (
+            f"no best.pt in {', '.join(bad)}"
+            if bad
+            else "--k, --images (>= 2) and --threads must be positive"
+        )
         print(f"error: {why}", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)

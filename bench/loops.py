@@ -44,6 +44,9 @@ def harness_cfg(name: str) -> dict[str, Any]:
     """The composed, validated run config of ``name`` (e.g. ``L25_dense1_conv4``) at batch 128."""
     from hydra import compose, initialize_config_dir
 
+    from sweep.hydra_setup import register
+
+    register()
     overrides = [*parse_run_name(name).overrides(), f"batch_size={BATCH}", f"lr={LR}", f"seed={SEED}"]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return validate(to_plain(compose("config", overrides=overrides)))

@@ -23,7 +23,8 @@ from pathlib import Path
 import torch
 
 from sweep import metrics, results
-from sweep.engine import load_data, resolve_device, tf32_on_cuda
+from sweep.data import load_data
+from sweep.device import resolve_device, tf32_on_cuda
 from sweep.models import build_model
 from sweep.stack import Stack
 

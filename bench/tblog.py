@@ -28,6 +28,7 @@ from hydra import compose, initialize_config_dir
 from sweep import results
 from sweep.config import CONF_DIR, to_plain
 from sweep.engine import train_jobs
+from sweep.hydra_setup import register
 from sweep.member import Job
 from sweep.tblog import RunLogger
 
@@ -47,6 +48,7 @@ def import_seconds(repeats: int) -> list[float]:
 
 
 def smoke_jobs(root: Path, logger: str) -> list[Job]:
+    register()
     jobs = []
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         for enc, dec in SMOKE:

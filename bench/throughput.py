@@ -67,11 +67,11 @@ from bench.loops import (
     sync,
 )
 from sweep import results
-from sweep.data import verify_and_extract
+from sweep.data import load_data, verify_and_extract
+from sweep.device import resolve_device, tf32_on_cuda
 from sweep.evaluate import iwae_k_for
 from sweep.metrics import vae_flops
-from sweep.models import count_params
-from sweep.train import build_model, load_data, resolve_device, tf32_on_cuda
+from sweep.models import build_model, count_params
 
 
 def _timed(loop, steps: int, device: torch.device) -> tuple[int, float]:

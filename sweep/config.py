@@ -1,4 +1,4 @@
-"""Hydra glue: the ``run_name`` resolver, family shorthands, and the one validator of run configs.
+"""The one validator of run configs, and the config utilities every module shares.
 
 :func:`validate` is what every entry point checks a config with before anything is written
 (``sweep.train`` single and multirun through :mod:`sweep.grid`, the engine's ``prepare``,
@@ -6,13 +6,8 @@
 new key is one line there; a key without a rule is refused), then the limits that depend on the data
 the run will use, then, where the run executes, this machine's devices.
 
-Importing this module registers:
-* the OmegaConf resolver ``${run_name:}`` used by ``hydra.run.dir`` and ``hydra.sweep.subdir``: it
-  validates the whole job config (so a bad value is rejected before Hydra creates any directory) and
-  returns :func:`sweep.names.run_name_of` of it, the one place names are made;
-* family shorthands ``encoder=conv4`` / ``decoder=dense16`` in Hydra's ConfigStore, built in a loop
-  from ``conf/{encoder,decoder}/{dense,conv}.yaml`` plus a depth, so a grid can sweep
-  ``encoder: dense1,dense4,conv1,conv2,conv4`` while ``encoder=conv encoder.depth=4`` keeps working.
+Importing it registers nothing with Hydra: the ``${run_name:}`` resolver and the family shorthands
+are :func:`sweep.hydra_setup.register`'s, called by the entry points.
 """
 
 from __future__ import annotations
@@ -23,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
@@ -36,18 +30,42 @@ from sweep.models import CONV_MAX_DEPTH, Spec, SpecError, validate_latent
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 FAMILY_DEPTHS = {"dense": range(1, 17), "conv": range(1, CONV_MAX_DEPTH + 1)}
+# The role of each top-level key of a run config, the one table that says which keys make a run's
+# identity (what a stored run and its relaunch must agree on: config_diff, so the grid check and every
+# entry point) and which may differ between runs stacked into one cohort (sweep.engine.cohort_key):
+#   identity   what the run trains; runs of one cohort share it (one architecture, one data set)
+#   member     what the run trains; each member of a cohort has its own (the stack trains each its own)
+#   cohort     how the run executes, not what it trains; runs of one cohort share it (one device, one
+#              evaluation of the stack, one thread count)
+#   execution  how and where the run executes and is shown; may differ run by run
+# A key missing here counts as identity (the safe side). tests/test_structure.py checks that every
+# key with a rule in RULES has a role.
+KEY_ROLES = {
+    "latent_dim": "identity",
+    "encoder": "identity",
+    "decoder": "identity",
+    "batch_size": "identity",
+    "lr": "identity",
+    "train": "identity",
+    "data": "identity",
+    "seed": "member",
+    "trial": "member",
+    "epochs": "member",
+    "loss": "member",
+    "device": "cohort",
+    "num_threads": "cohort",
+    "eval": "cohort",
+    "results_dir": "execution",
+    "sweep_name": "execution",
+    "progress": "execution",
+    "search": "execution",
+    "engine": "execution",
+    "logger": "execution",
+}
 # Keys that do not change what a run trains: they may differ between a stored run and a relaunch.
-NON_IDENTITY_KEYS = (
-    "results_dir",
-    "sweep_name",
-    "progress",
-    "device",
-    "eval",
-    "num_threads",
-    "search",
-    "engine",
-    "logger",
-)
+NON_IDENTITY_KEYS = tuple(k for k, role in KEY_ROLES.items() if role in ("cohort", "execution"))
+# Keys in which runs stacked into one cohort may differ; everything else must be equal.
+PER_MEMBER_KEYS = tuple(k for k, role in KEY_ROLES.items() if role in ("member", "execution"))
 LOGGERS = ("tensorboard", "none")
 
 
@@ -75,34 +93,6 @@ def refusal(exc: BaseException, what: str) -> str:
     if isinstance(exc, REFUSALS):
         return f"error: {text}"
     return f"error: checking the {what} failed ({type(exc).__name__}: {text}); nothing was started"
-
-
-def _run_name_resolver(*, _root_: DictConfig) -> str:
-    return names.run_name_of(validate(to_plain(_root_)))
-
-
-def _dataset(root: DictConfig) -> str | None:
-    return OmegaConf.select(root, "data.name", default=None)
-
-
-def _register() -> None:
-    if not OmegaConf.has_resolver("run_name"):
-        OmegaConf.register_new_resolver("run_name", _run_name_resolver)
-    # "" for MNIST, else "_<dataset>" / "<dataset>/": the default sweep and run paths of conf/config.yaml
-    if not OmegaConf.has_resolver("dataset_suffix"):
-        OmegaConf.register_new_resolver(
-            "dataset_suffix", lambda *, _root_: names.dataset_suffix(_dataset(_root_))
-        )
-    if not OmegaConf.has_resolver("dataset_subdir"):
-        OmegaConf.register_new_resolver(
-            "dataset_subdir", lambda *, _root_: names.dataset_subdir(_dataset(_root_))
-        )
-    cs = ConfigStore.instance()
-    for group in ("encoder", "decoder"):
-        for kind, depths in FAMILY_DEPTHS.items():
-            base = OmegaConf.to_container(OmegaConf.load(CONF_DIR / group / f"{kind}.yaml"))
-            for depth in depths:
-                cs.store(group=group, name=f"{kind}{depth}", node={**base, "depth": depth})
 
 
 def to_plain(cfg: DictConfig | dict) -> dict[str, Any]:
@@ -575,6 +565,3 @@ def validate(cfg: dict[str, Any], *, here: bool = False) -> dict[str, Any]:
     if here:
         check_here(cfg)
     return cfg
-
-
-_register()

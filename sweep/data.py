@@ -21,14 +21,16 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
+
+from sweep.names import DEFAULT_DATASET
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 BUNDLED_ROOT = DATA_DIR / "mnist"
 # data.name → torchvision's dataset class; the bundle is data/<data.name>/, with the IDX file names below.
 DATASETS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}
-DEFAULT_DATASET = "mnist"
 FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -137,7 +139,7 @@ def verify_and_extract(root: Path = BUNDLED_ROOT, dataset: str = DEFAULT_DATASET
 
 
 @functools.lru_cache(maxsize=4)
-def _load_uint8(root: str, dataset: str = DEFAULT_DATASET) -> tuple[torch.Tensor, ...]:
+def load_uint8(root: str, dataset: str = DEFAULT_DATASET) -> tuple[torch.Tensor, ...]:
     """Read both splits with torchvision (cached per process; the tensors are never mutated)."""
     import torchvision.datasets
 
@@ -151,7 +153,7 @@ def _load_uint8(root: str, dataset: str = DEFAULT_DATASET) -> tuple[torch.Tensor
 def check_data(dataset: str = DEFAULT_DATASET) -> None:
     """Verify the bundled files' checksums (raises :class:`DataError`); cached per process, and the
     cache is the one :func:`load_mnist` reads, so a run pays for it once."""
-    _load_uint8(str(root_of(dataset)), dataset)
+    load_uint8(str(root_of(dataset)), dataset)
 
 
 def binarize(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -180,7 +182,7 @@ def load_mnist(
         raise DataError(f"data.val_size={val_size} is out of range; valid: 1..59999")
     if subset is not None and subset < 1:
         raise DataError(f"data.subset={subset} is out of range; valid: null or an integer >= 1")
-    xtr, ytr, xte, yte = _load_uint8(str(Path(root) if root is not None else root_of(dataset)), dataset)
+    xtr, ytr, xte, yte = load_uint8(str(Path(root) if root is not None else root_of(dataset)), dataset)
     perm = torch.randperm(xtr.shape[0], generator=torch.Generator().manual_seed(split_seed))
     idx = {"train": perm[val_size:], "val": perm[:val_size]}
     gen = torch.Generator().manual_seed(binarize_seed)
@@ -200,4 +202,18 @@ def load_mnist(
         split_seed=split_seed,
         likelihood=likelihood,
         dataset=dataset,
+    )
+
+
+def load_data(cfg: dict[str, Any], device: torch.device | str) -> MNIST:
+    """The dataset of the run config ``cfg`` (its ``data`` node), loaded onto ``device``."""
+    dc = cfg["data"]
+    return load_mnist(
+        device,
+        likelihood=dc["likelihood"],
+        val_size=dc["val_size"],
+        split_seed=dc["split_seed"],
+        binarize_seed=dc["binarize_seed"],
+        subset=dc["subset"],
+        dataset=dataset_of(cfg),
     )

@@ -24,11 +24,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import queue
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -42,15 +40,17 @@ from tqdm.auto import tqdm
 
 from sweep import results
 from sweep.cohort import Cohort, on_stream
-from sweep.config import flatten
-from sweep.data import dataset_of, load_mnist
-from sweep.evaluate import evaluate_stack, limit_worker_threads, split_losses
+from sweep.config import PER_MEMBER_KEYS, flatten
+from sweep.data import load_data
+from sweep.device import resolve_device, tf32_on_cuda
+from sweep.evaluate import evaluate_stack, limit_worker_threads
 from sweep.losses import Knobs
 from sweep.member import Job, Member, StopRun, prepare
 from sweep.metrics import vae_flops
 from sweep.models import build_model, count_params
 from sweep.names import run_name_of
-from sweep.stack import Stack
+from sweep.stack import Stack, split_losses
+from sweep.status import show_progress
 
 
 class _Halt(BaseException):
@@ -84,53 +84,16 @@ class Settings:
         )
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    return torch.device(name)
-
-
-def load_data(cfg: dict[str, Any], device: torch.device):
-    dc = cfg["data"]
-    return load_mnist(
-        device,
-        likelihood=dc["likelihood"],
-        val_size=dc["val_size"],
-        split_seed=dc["split_seed"],
-        binarize_seed=dc["binarize_seed"],
-        subset=dc["subset"],
-        dataset=dataset_of(cfg),
-    )
-
-
 def train_epoch(cohort: Cohort, epoch: int) -> list[dict[str, float]]:
     """One epoch of a cohort (the engine calls it through this module, so tests can intercept it)."""
     return cohort.train_epoch(epoch)
 
 
-# Keys of a run config that cohort members may differ in; everything else must be equal.
-_MEMBER_KEYS = (
-    "seed",
-    "loss",
-    "epochs",
-    "trial",
-    "results_dir",
-    "sweep_name",
-    "progress",
-    "search",
-    "engine",
-    "logger",
-)
-
-
 def cohort_key(cfg: dict[str, Any]) -> str:
-    """Runs with the same key can be stacked into one cohort."""
+    """Runs with the same key can be stacked into one cohort: they agree on every key whose role
+    (:data:`sweep.config.KEY_ROLES`) is not per member."""
     return json.dumps(
-        {k: v for k, v in flatten(cfg).items() if k.split(".")[0] not in _MEMBER_KEYS},
+        {k: v for k, v in flatten(cfg).items() if k.split(".")[0] not in PER_MEMBER_KEYS},
         sort_keys=True,
         default=str,
     )
@@ -139,28 +102,6 @@ def cohort_key(cfg: dict[str, Any]) -> str:
 def cohort_cost(cfgs: Sequence[dict[str, Any]]) -> float:
     """Forward FLOPs of all members' training, for ordering (biggest first)."""
     return sum(vae_flops(cfgs[0])) * sum(c["epochs"] for c in cfgs)
-
-
-def _show_progress(setting) -> bool:
-    if setting == "auto":
-        return sys.stderr.isatty() and not os.environ.get("CI")
-    return bool(setting)
-
-
-@contextlib.contextmanager
-def tf32_on_cuda(device: torch.device, enabled: bool = True):
-    """TF32 matmuls and convolutions on CUDA (training and evaluation), or with ``enabled=False`` plain
-    float32 for both; the previous flags come back afterwards. Elsewhere a no-op. The flags are
-    process-wide, so the engine sets them once per launch."""
-    if device.type != "cuda":
-        yield
-        return
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 # ---------------------------------------------------------------------------------------- launch
@@ -372,7 +313,7 @@ def _train_cohort(members: list[Member], device: torch.device, ctx: _Context, fi
         total=max(m.cfg["epochs"] for m in active),
         initial=active[0].epoch,
         desc=active[0].name + (f" +{len(active) - 1}" if len(active) > 1 else ""),
-        disable=not _show_progress(cfg0["progress"]),
+        disable=not show_progress(cfg0["progress"]),
         leave=False,
     )
 

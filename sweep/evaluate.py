@@ -37,13 +37,14 @@ from omegaconf import OmegaConf
 from torchvision.utils import make_grid, save_image
 
 from sweep import metrics, quality, results
-from sweep.data import Split, binarize
+from sweep.data import binarize, load_data
+from sweep.device import resolve_device
 from sweep.losses import Knobs
 from sweep.models import N_PIXELS, VAE, build_model, count_params
 from sweep.slim import require_checkpoint
-from sweep.stack import Stack
+from sweep.stack import EVAL_BATCH, Stack, split_losses
+from sweep.thresholds import ACTIVE_UNIT_THRESHOLD, THRESHOLDS
 
-EVAL_BATCH = 1000
 EVAL_FILES = ("eval.parquet", "dims.parquet", "latents.parquet", "recon.png", "samples.png")
 IWAE_K_GPU, IWAE_K_CPU = 5000, 100
 # Columns of eval.parquet, in order (results/README.md documents each).
@@ -84,7 +85,7 @@ EVAL_COLUMNS = [
     "test/fid_real",
     "test/kid_subset_size",
     "test/fid_classifier",
-    *metrics.THRESHOLDS,
+    *THRESHOLDS,
 ]
 
 
@@ -95,41 +96,6 @@ def eval_defaults() -> dict[str, Any]:
     from sweep.config import CONF_DIR
 
     return OmegaConf.to_container(OmegaConf.load(CONF_DIR / "config.yaml").eval)
-
-
-@torch.no_grad()
-def split_losses(
-    stack: Stack,
-    split: Split,
-    *,
-    seeds: Sequence[int],
-    knobs: Knobs,
-    batch: int = EVAL_BATCH,
-) -> list[dict[str, float]]:
-    """Per member of ``stack``: the mean over ``split`` of loss (its training objective with its
-    ``knobs``), recon, kl and neg_elbo, in nats per image, with one seeded reparameterised sample per
-    image: member i's noise is one ``randn((N, L))`` draw of a generator seeded with ``seeds[i]``, so
-    its numbers do not depend on the other members or on ``batch``. Inputs and targets are
-    ``split.target`` (the fixed binarisation for ``bernoulli``, pixels for ``bce``), shared by all
-    members. One host sync."""
-    device = split.x.device
-    n = len(split)
-    eps = torch.stack(
-        [
-            torch.randn(
-                (n, stack.latent_dim), device=device, generator=torch.Generator(device).manual_seed(s)
-            )
-            for s in seeds
-        ]
-    )
-    tot = torch.zeros(stack.size, 3, dtype=torch.float64, device=device)
-    for i in range(0, n, batch):
-        x = split.target[i : i + batch]
-        loss, recon, kl = stack.losses(
-            x, eps[:, i : i + batch], knobs.beta, knobs.free_bits, knobs.divisor, shared_x=True
-        )
-        tot += torch.stack([loss * x.shape[0], recon, kl], dim=1)
-    return [{"loss": lo, "recon": r, "kl": k, "neg_elbo": r + k} for lo, r, k in (tot / n).tolist()]
 
 
 @torch.no_grad()
@@ -322,7 +288,7 @@ def evaluate_stack(
             "test/rate": losses["kl"],
             "test/distortion": losses["recon"],
             "test/bce_pixel_mean": losses["recon"] / N_PIXELS if data.likelihood == "bce" else None,
-            **metrics.THRESHOLDS,
+            **THRESHOLDS,
         }
         for name, losses in zip(names, test_losses, strict=True)
     ]
@@ -385,7 +351,7 @@ def evaluate_stack(
     }
     for i, (row, run_dir, name) in enumerate(zip(rows, run_dirs, names, strict=True)):
         kl_d, mu_var = metrics.kl_per_dim_mean(mu[i], logvar[i]), metrics.mu_variance(mu[i])
-        active = mu_var > metrics.ACTIVE_UNIT_THRESHOLD
+        active = mu_var > ACTIVE_UNIT_THRESHOLD
         n_active = int(active.sum())
         row.update(
             {
@@ -442,7 +408,7 @@ def evaluate_run(
 
 def skip_evaluation(run_dir: Path, run_name: str, reason: str) -> dict[str, Any]:
     """Record that a run was not evaluated (e.g. it diverged), and why."""
-    row = {"run_name": run_name, "eval/status": "skipped", "eval/reason": reason, **metrics.THRESHOLDS}
+    row = {"run_name": run_name, "eval/status": "skipped", "eval/reason": reason, **THRESHOLDS}
     results.write_parquet(run_dir / "eval.parquet", [row], EVAL_COLUMNS)
     return row
 
@@ -483,7 +449,6 @@ def reevaluate(run_dir: Path, overrides: list[str] | dict[str, Any]) -> dict[str
     """Recompute the evaluation of one finished run from ``best.pt``, with
     :func:`reevaluation_config` (or that config itself)."""
     from sweep.names import run_name_of
-    from sweep.train import load_data, resolve_device
 
     cfg = overrides if isinstance(overrides, dict) else reevaluation_config(run_dir, overrides)
     name = run_name_of(cfg)

@@ -26,7 +26,6 @@ sweep's progress line.
 
 from __future__ import annotations
 
-import itertools
 import json
 import shlex
 import sys
@@ -39,58 +38,22 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig
 from omegaconf.errors import InterpolationResolutionError
 
 from sweep import results
 from sweep.config import CONF_DIR, ConfigError, refusal, to_plain, validate
 from sweep.data import dataset_of
+from sweep.jobs import job_config, job_overrides, override_key, run_dir_of
 from sweep.member import ConfigMismatchError, check_run_dir
 from sweep.models import SpecError
-from sweep.status import COMPLETE_STATES, FAILED_STATES, GRID_FILE, Scanner, Status, hms, scan
+from sweep.status import COMPLETE_STATES, FAILED_STATES, GRID_FILE, Scanner, Status, hms, scan, show_progress
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
 
 class GridError(HydraException):
     """The grid cannot be launched as it stands; nothing was written."""
-
-
-def _groups() -> set[str]:
-    return {p.name for p in CONF_DIR.iterdir() if p.is_dir()}
-
-
-def job_overrides(config: DictConfig) -> list[list[str]]:
-    """Every job's overrides, in the order Hydra's basic sweeper launches them."""
-    params = [f"{k}={v}" for k, v in (config.hydra.sweeper.params or {}).items()]
-    parsed = OverridesParser.create().parse_overrides([*params, *config.hydra.overrides.task])
-    axes: dict[str, list[str]] = {}
-    for o in parsed:
-        key = o.get_key_element()
-        if o.is_sweep_override():
-            axes[key] = [f"{key}={v}" for v in o.sweep_string_iterator()]
-        else:
-            axes[key] = [f"{key}={o.get_value_element_as_str()}"]
-    return [list(job) for job in itertools.product(*axes.values())]
-
-
-def _key(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("+~")
-
-
-def job_config(config: DictConfig, overrides: list[str], cache: dict) -> DictConfig:
-    """The composed config of one job: composed once per group choice, key overrides applied on top."""
-    groups = _groups()
-    is_group = [o for o in overrides if _key(o) in groups or _key(o).startswith("hydra") or o[0] in "+~"]
-    group_key = tuple(is_group)
-    if group_key not in cache:
-        loader = GlobalHydra.instance().config_loader()
-        cache[group_key] = loader.load_sweep_config(master_config=config, sweep_overrides=list(is_group))
-    cfg = cache[group_key].copy()
-    with open_dict(cfg):
-        for o in OverridesParser.create().parse_overrides([o for o in overrides if o not in is_group]):
-            OmegaConf.update(cfg, o.key_or_group, o.value(), merge=True)
-    return cfg
 
 
 def runs_here(config: DictConfig) -> bool:
@@ -141,7 +104,7 @@ def check_grid(config: DictConfig) -> dict[str, Any]:
         try:
             plain = validate(to_plain(cfg), here=here)
             job_sweep_dir = Path(str(cfg.hydra.sweep.dir))  # per job: it names the job's dataset
-            run_dir = job_sweep_dir / str(cfg.hydra.sweep.subdir)
+            run_dir = run_dir_of(cfg)
         except (ConfigError, SpecError, InterpolationResolutionError) as exc:
             reason = str(exc).splitlines()[0].split("resolving interpolation: ")[-1]
             raise GridError(f"grid job [{' '.join(overrides)}] is invalid: {reason}") from None
@@ -152,7 +115,7 @@ def check_grid(config: DictConfig) -> dict[str, Any]:
                     f"grid job [{' '.join(overrides)}] is listed twice: a value is repeated in "
                     f"{', '.join(repeated_values(config)) or 'the sweep'}; list each value once"
                 )
-            differ = sorted({_key(o) for o in set(overrides) ^ set(seen[run_dir])})
+            differ = sorted({override_key(o) for o in set(overrides) ^ set(seen[run_dir])})
             raise GridError(
                 f"grid jobs [{' '.join(seen[run_dir])}] and [{' '.join(overrides)}] would both write {run_dir}: "
                 f"the run name does not show {', '.join(differ)}. Give each variant its own directory, e.g. "
@@ -323,9 +286,7 @@ class SweepProgress(Callback):
         self.__init__(**state)
 
     def on_multirun_start(self, config, **kwargs: Any) -> None:
-        from sweep.engine import _show_progress  # the launch has torch loaded anyway
-
-        if not _show_progress(config.get("progress", "auto")):
+        if not show_progress(config.get("progress", "auto")):
             return
         self.start(Path(str(config.hydra.sweep.dir)))
 

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from sweep.config import to_plain
 from sweep.engine import train_jobs
-from sweep.grid import job_config
+from sweep.jobs import job_config, run_dir_of
 from sweep.member import Job
 
 
@@ -37,8 +37,7 @@ def launch(
     jobs, composed = [], []
     for idx, overrides in enumerate(job_overrides):
         cfg = job_config(config, list(overrides), cache)
-        # the job's own sweep dir: it names the job's dataset (conf/config.yaml)
-        out_dir = Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
+        out_dir = run_dir_of(cfg)
         with open_dict(cfg):
             cfg.hydra.job.id = cfg.hydra.job.num = initial_job_idx + idx
             cfg.hydra.runtime.output_dir = str(out_dir)

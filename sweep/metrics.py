@@ -17,15 +17,7 @@ from torch import nn
 from sweep.losses import kl_per_dim
 from sweep.models import IMAGE_SHAPE, build_model
 from sweep.stack import ModelAsStack, Stack
-
-ACTIVE_UNIT_THRESHOLD = 0.01  # Var_x(μ_d) above this → unit d active (Burda et al. 2016)
-COLLAPSE_RATE_THRESHOLD = 0.1  # nats per image; `collapsed` needs a rate below this
-PAPER_COLLAPSE_THRESHOLD = 1e-6  # nats per image; the paper's collapse floor
-THRESHOLDS = {
-    "active_unit_threshold": ACTIVE_UNIT_THRESHOLD,
-    "collapse_rate_threshold": COLLAPSE_RATE_THRESHOLD,
-    "paper_collapse_threshold": PAPER_COLLAPSE_THRESHOLD,
-}
+from sweep.thresholds import ACTIVE_UNIT_THRESHOLD, COLLAPSE_RATE_THRESHOLD, PAPER_COLLAPSE_THRESHOLD
 
 _LOG_2PI = math.log(2.0 * math.pi)
 

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from sweep import results
-from sweep.data import DATASETS, DataError, _load_uint8, root_of
+from sweep.data import DATASETS, DataError, load_uint8, root_of
 
 FEATURES = 128
 # The training recipe: everything that decides the weights (with the data and the torch version).
@@ -128,7 +128,7 @@ def train_classifier(
     """Train the feature CNN on the first ``n_train`` (all when None) training images of ``dataset``
     with :data:`RECIPE` (Adam with a cosine decay, cross-entropy, a seeded shuffle per epoch; the same calls give the same
     weights on one machine); returns it and its accuracy on the whole test set."""
-    xtr8, ytr, xte8, yte = _load_uint8(str(root_of(dataset)), dataset)
+    xtr8, ytr, xte8, yte = load_uint8(str(root_of(dataset)), dataset)
     n = len(xtr8) if n_train is None else n_train
     epochs = EPOCHS[dataset] if epochs is None else epochs
     x, y = _pixels(xtr8[:n]), ytr[:n].long()
@@ -327,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{dataset}: {exc}", file=sys.stderr)
             bad += 1
             continue
-        _, _, xte8, yte = _load_uint8(str(root_of(dataset)), dataset)
+        _, _, xte8, yte = load_uint8(str(root_of(dataset)), dataset)
         acc = accuracy(clf.net, _pixels(xte8), yte.long())
         ok = abs(acc - clf.record["test_accuracy"]) <= ACCURACY_SLACK and acc >= ACCURACY_FLOOR[dataset]
         bad += not ok

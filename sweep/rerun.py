@@ -31,7 +31,10 @@ from hydra import compose, initialize_config_dir
 from sweep import results
 from sweep.config import CONF_DIR, ConfigError, apply_overrides, refusal, to_plain, validate
 from sweep.data import dataset_of
+from sweep.hydra_setup import register
 from sweep.names import dataset_subdir, parse_run_name, run_name_of
+
+register()  # an entry point: it composes configs
 
 
 def find_runs(results_dir: Path, name: str) -> list[Path]:

@@ -33,8 +33,11 @@ from optuna.trial import TrialState
 
 from sweep.config import CONF_DIR, ConfigError, refusal, to_plain, validate
 from sweep.data import dataset_of
+from sweep.hydra_setup import register
 from sweep.lock import run_lock
 from sweep.names import dataset_suffix, run_name_of
+
+register()  # an entry point: it composes configs
 
 
 def compose_cfg(overrides: list[str]) -> dict[str, Any]:

@@ -42,7 +42,7 @@ from omegaconf import DictConfig, OmegaConf
 from sweep import results
 from sweep.config import to_plain
 from sweep.engine import cohort_key
-from sweep.grid import job_config
+from sweep.jobs import job_config, run_dir_of
 
 EXTRA_KEYS = ("runs_per_task",)  # ours; the rest of hydra.launcher goes to submitit as before
 SQUEUE_POLL_S = 30  # at most one squeue every 30 s once a launch has run a while (submitit's sacct: 600 s)
@@ -97,7 +97,7 @@ class GroupTask:
     def __call__(self) -> list[JobReturn]:
         from sweep.launcher import launch
 
-        Singleton.set_state(self.state)
+        Singleton.set_state(self.state)  # Hydra's state with the launch's resolvers and config store
         return launch(self.config, self.overrides, self.first_idx)
 
     def checkpoint(self) -> Any:
@@ -118,6 +118,25 @@ def _failed_return(overrides: list[str], exc: BaseException) -> JobReturn:
     ret = JobReturn(overrides=list(overrides))
     ret.status, ret.return_value = JobStatus.FAILED, exc
     return ret
+
+
+def split_complete(
+    config: DictConfig, job_overrides: Sequence[Sequence[str]]
+) -> tuple[list[JobReturn | None], list[tuple[int, list[str], DictConfig]]]:
+    """Which jobs of a multirun to submit: per job the return of a complete run (its ``COMPLETE``
+    marker in its own run directory, :func:`sweep.jobs.run_dir_of`, which names its dataset) or None,
+    and the (index, overrides, composed config) of every job left to submit."""
+    out: list[JobReturn | None] = [None] * len(job_overrides)
+    todo: list[tuple[int, list[str], DictConfig]] = []
+    cache: dict = {}
+    for i, overrides in enumerate(job_overrides):
+        cfg = job_config(config, list(overrides), cache)
+        run_dir = run_dir_of(cfg)
+        if results.is_complete(run_dir):
+            out[i] = _complete_return(cfg, list(overrides), run_dir)
+        else:
+            todo.append((i, list(overrides), cfg))
+    return out, todo
 
 
 def launch(
@@ -144,16 +163,7 @@ def launch(
     sweep_dir = Path(str(config.hydra.sweep.dir))
     sweep_dir.mkdir(parents=True, exist_ok=True)
 
-    out: list[JobReturn | None] = [None] * len(job_overrides)
-    todo: list[tuple[int, list[str], DictConfig]] = []
-    cache: dict = {}
-    for i, overrides in enumerate(job_overrides):
-        cfg = job_config(config, list(overrides), cache)
-        run_dir = sweep_dir / str(cfg.hydra.sweep.subdir)
-        if results.is_complete(run_dir):
-            out[i] = _complete_return(cfg, list(overrides), run_dir)
-        else:
-            todo.append((i, list(overrides), cfg))
+    out, todo = split_complete(config, job_overrides)
     n_tasks = -(-len(todo) // runs_per_task)
     print(
         f"slurm launcher: {len(job_overrides)} runs, {len(job_overrides) - len(todo)} complete (not submitted), "

@@ -16,12 +16,18 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch.func import functional_call, stack_module_state, vmap
 
-from sweep.losses import kl_per_dim, objective, recon_per_image
+from sweep.losses import Knobs, kl_per_dim, objective, recon_per_image
 from sweep.models import VAE, reparameterise
+
+if TYPE_CHECKING:
+    from sweep.data import Split
+
+EVAL_BATCH = 1000  # images per forward pass when a whole split is evaluated
 
 
 class Stack:
@@ -107,3 +113,38 @@ class ModelAsStack(Stack):
 
     def decode(self, z):
         return self.model.decoder(z[0]).unsqueeze(0)
+
+
+@torch.no_grad()
+def split_losses(
+    stack: Stack,
+    split: Split,
+    *,
+    seeds: Sequence[int],
+    knobs: Knobs,
+    batch: int = EVAL_BATCH,
+) -> list[dict[str, float]]:
+    """Per member of ``stack``: the mean over ``split`` of loss (its training objective with its
+    ``knobs``), recon, kl and neg_elbo, in nats per image, with one seeded reparameterised sample per
+    image: member i's noise is one ``randn((N, L))`` draw of a generator seeded with ``seeds[i]``, so
+    its numbers do not depend on the other members or on ``batch``. Inputs and targets are
+    ``split.target`` (the fixed binarisation for ``bernoulli``, pixels for ``bce``), shared by all
+    members. One host sync."""
+    device = split.x.device
+    n = len(split)
+    eps = torch.stack(
+        [
+            torch.randn(
+                (n, stack.latent_dim), device=device, generator=torch.Generator(device).manual_seed(s)
+            )
+            for s in seeds
+        ]
+    )
+    tot = torch.zeros(stack.size, 3, dtype=torch.float64, device=device)
+    for i in range(0, n, batch):
+        x = split.target[i : i + batch]
+        loss, recon, kl = stack.losses(
+            x, eps[:, i : i + batch], knobs.beta, knobs.free_bits, knobs.divisor, shared_x=True
+        )
+        tot += torch.stack([loss * x.shape[0], recon, kl], dim=1)
+    return [{"loss": lo, "recon": r, "kl": k, "neg_elbo": r + k} for lo, r, k in (tot / n).tolist()]

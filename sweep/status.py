@@ -225,8 +225,10 @@ def grid_from_multirun(path: Path) -> tuple[list[str], str]:
     from omegaconf import OmegaConf
 
     from sweep.config import CONF_DIR
-    from sweep.grid import job_config, job_overrides
+    from sweep.hydra_setup import register
+    from sweep.jobs import job_config, job_overrides
 
+    register()
     config = OmegaConf.load(path)
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cache: dict = {}
@@ -298,6 +300,14 @@ class Scanner:
 
 def scan(sweep_dir: str | Path, stale_after: float = STALE_AFTER) -> Status:
     return Scanner(sweep_dir, stale_after).scan()
+
+
+def show_progress(setting: Any) -> bool:
+    """Whether to draw progress bars (a run's, and the sweep's line) for the config value ``progress``:
+    ``auto`` draws them on a terminal outside CI, so logs and CI output stay free of them."""
+    if setting == "auto":
+        return sys.stderr.isatty() and not os.environ.get("CI")
+    return bool(setting)
 
 
 def hms(seconds: float) -> str:

@@ -24,7 +24,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from sweep.cohort import make_optimizer, seed_everything
 from sweep.config import CONF_DIR, to_plain
-from sweep.engine import load_data, resolve_device, tf32_on_cuda, train_jobs
+from sweep.engine import train_jobs
+from sweep.hydra_setup import register
 from sweep.member import ConfigMismatchError, Job, StopRun
 from sweep.models import build_model
 
@@ -33,14 +34,13 @@ __all__ = [
     "StopRun",
     "build_model",
     "cli",
-    "load_data",
     "main",
     "make_optimizer",
-    "resolve_device",
     "seed_everything",
-    "tf32_on_cuda",
     "train",
 ]
+
+register()  # before @hydra.main composes: the run_name resolver and the encoder=conv4 shorthands
 
 
 def train(

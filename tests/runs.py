@@ -5,6 +5,9 @@ from __future__ import annotations
 from hydra import compose, initialize_config_dir
 
 from sweep.config import CONF_DIR, to_plain
+from sweep.hydra_setup import register
+
+register()  # the tests that use these helpers compose as sweep.train does
 
 SMALL = ["encoder=dense", "encoder.width=32", "decoder=conv", "decoder.depth=2", "latent_dim=4"]
 COMMON = [

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from sweep import metrics, results
+from sweep import results, thresholds
 from sweep.evaluate import EVAL_COLUMNS
 from sweep.names import run_name
 
@@ -133,7 +133,7 @@ def _write_run(
         return  # a failed run writes run.parquet only (and no COMPLETE, so a relaunch retries it)
     if status == "diverged":
         ev = {"run_name": name, "eval/status": "skipped", "eval/reason": "run status is diverged"}
-        results.write_parquet(run_dir / "eval.parquet", [{**ev, **metrics.THRESHOLDS}], EVAL_COLUMNS)
+        results.write_parquet(run_dir / "eval.parquet", [{**ev, **thresholds.THRESHOLDS}], EVAL_COLUMNS)
         results.write_complete(run_dir, "diverged")
         return
     bernoulli = likelihood == "bernoulli"
@@ -152,7 +152,7 @@ def _write_run(
         "test/mutual_information": min(rate, np.log(10000)),
         "collapsed": collapsed,
         "partial": 0 < active < latent,
-        "paper_collapsed": rate < metrics.PAPER_COLLAPSE_THRESHOLD,
+        "paper_collapsed": rate < thresholds.PAPER_COLLAPSE_THRESHOLD,
         "latent/linear_probe_acc": 0.1 if collapsed else 0.9,
         "latent/knn_acc": 0.1 if collapsed else 0.9,
         "latent/pca_silhouette": 0.0 if collapsed else 0.3,
@@ -170,7 +170,7 @@ def _write_run(
         "test/fid_real": 10000,
         "test/kid_subset_size": 1000,
         "test/fid_classifier": "0" * 64,
-        **metrics.THRESHOLDS,
+        **thresholds.THRESHOLDS,
     }
     results.write_parquet(run_dir / "eval.parquet", [ev], EVAL_COLUMNS)
     mu_var = np.zeros(latent) if collapsed else np.where(np.arange(latent) < active, 1.0, 1e-4)
@@ -180,7 +180,7 @@ def _write_run(
             "dim": d,
             "kl": rate / latent,
             "mu_var": float(mu_var[d]),
-            "active": bool(mu_var[d] > metrics.ACTIVE_UNIT_THRESHOLD),
+            "active": bool(mu_var[d] > thresholds.ACTIVE_UNIT_THRESHOLD),
         }
         for d in range(latent)
     ]

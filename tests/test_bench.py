@@ -14,10 +14,11 @@ import pytest
 import torch
 from runs import make_cfg
 
-from sweep.cohort import Cohort
-from sweep.data import binarize
+from sweep.cohort import Cohort, make_optimizer
+from sweep.data import binarize, load_data
+from sweep.device import tf32_on_cuda
 from sweep.losses import beta_at, kl_per_dim, objective, recon_per_image
-from sweep.train import build_model, load_data, make_optimizer, tf32_on_cuda
+from sweep.models import build_model
 
 REPO = Path(__file__).resolve().parent.parent
 PATH_KEYS = {"samples_per_s", "runs_samples_per_s", "warmup_seconds", "compile_seconds"}

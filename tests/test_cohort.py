@@ -12,12 +12,12 @@ import torch
 from runs import interrupt_in_epoch, make_cfg, spy_epochs
 
 import sweep.cohort as cohort_mod
-import sweep.engine as engine_mod
 from sweep import results
 from sweep.cohort import Cohort
+from sweep.data import load_data
+from sweep.device import tf32_on_cuda
 from sweep.engine import Settings, train_jobs
 from sweep.member import Job
-from sweep.train import load_data
 
 CONV = ["encoder=conv", "encoder.depth=2", "decoder=conv", "decoder.depth=3", "latent_dim=4"]
 CPU = torch.device("cpu")
@@ -236,7 +236,7 @@ def test_a_graphed_cohort_trains_what_the_eager_one_trains_on_cuda():
     cuda = torch.device("cuda")
     cfgs = members("epochs=2", "device=cuda", arch=CONV)
     data = load_data(cfgs[0], cuda)
-    with engine_mod.tf32_on_cuda(cuda), cohort_mod.on_stream(cuda):
+    with tf32_on_cuda(cuda), cohort_mod.on_stream(cuda):
         eager, graphed = Cohort(cfgs, data, cuda), Cohort(cfgs, data, cuda, graphs=True)
         for epoch in range(2):
             want, got = eager.train_epoch(epoch), graphed.train_epoch(epoch)

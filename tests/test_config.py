@@ -13,7 +13,10 @@ from omegaconf import OmegaConf
 
 import sweep.config
 from sweep.config import config_diff, identity, to_plain, validate
+from sweep.hydra_setup import register
 from sweep.models import VAE, Spec
+
+register()  # these tests compose as sweep.train does
 
 EXPERIMENTS = sorted(p.stem for p in (sweep.config.CONF_DIR / "experiment").glob("*.yaml"))
 

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from omegaconf import OmegaConf
 
@@ -152,3 +153,98 @@ def test_without_accounting_task_states_come_from_squeue_and_forgotten_tasks_cou
     }
     assert [j for j in states if watcher.is_done(j, mode="cache")] == ["41_1", "41_2"]
     assert watcher._make_command()[0] == "squeue"
+
+
+# One seconds-long run without an experiment's grid: the multirun's axes are the test's own.
+ONE_RUN = [
+    "encoder=dense1",
+    "decoder=dense1",
+    "latent_dim=2",
+    "epochs=1",
+    "logger=none",
+    "data.subset=200",
+    "batch_size=50",
+    "eval.iwae_k=2",
+    "eval.latents_n=50",
+    "eval.probe_train=200",
+    "eval.fid_samples=50",
+    "eval.kid_subset_size=20",
+    "progress=false",
+    "device=cpu",
+    "num_threads=1",
+]
+
+
+def multirun(tmp_path: Path, *axes: str):
+    """The multirun config of ONE_RUN with ``axes`` (e.g. ``seed=0,1``), as Hydra hands it to a
+    launcher; call inside ``initialize_config_dir`` (job composition needs Hydra's global state)."""
+    from hydra import compose
+
+    fixed = [f"results_dir={tmp_path}", *ONE_RUN]
+    config = compose("config", overrides=fixed, return_hydra_config=True)
+    config.hydra.overrides.task = [*fixed, *axes]
+    return config
+
+
+def test_the_slurm_launcher_finds_a_complete_run_in_its_own_datasets_directory(tmp_path):
+    """A grid that sweeps ``data=`` writes each dataset's runs into its own sweep directory
+    (``…/sweeps/default/`` and ``…/sweeps/default_fashion_mnist/``): a relaunch on Slurm must find a
+    finished run where it was written, and not submit it again, as the cohort launcher and the grid
+    check do. No cluster: this is the decision made before anything is submitted."""
+    from hydra import initialize_config_dir
+    from hydra.core.utils import JobStatus
+
+    from sweep.config import CONF_DIR, to_plain
+    from sweep.jobs import job_config, job_overrides, run_dir_of
+    from sweep.slurm import split_complete
+    from sweep.train import train
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        config = multirun(tmp_path, "data=mnist,fashion_mnist")
+        jobs, cache = job_overrides(config), {}
+        composed = [job_config(config, job, cache) for job in jobs]
+        dirs = [run_dir_of(cfg) for cfg in composed]
+        assert [d.parent.name for d in dirs] == ["default", "default_fashion_mnist"]
+        assert train(to_plain(composed[1]), dirs[1])["status"] == "ok"  # the Fashion-MNIST run finished
+        done, todo = split_complete(config, jobs)
+    assert [i for i, _, _ in todo] == [0]  # only the MNIST run is left to submit
+    assert done[0] is None and done[1].status == JobStatus.COMPLETED
+    assert done[1].return_value == pq.read_table(dirs[1] / "run.parquet").column("val/neg_elbo")[0].as_py()
+
+
+def test_a_slurm_task_of_several_runs_trains_them_in_a_process_that_imported_nothing_else(tmp_path):
+    """An array task with ``runs_per_task`` > 1 (:class:`sweep.slurm.GroupTask`), pickled as submitit
+    pickles it and called in a fresh interpreter that imports nothing first: the Hydra state it
+    carries from the launch must hold what composing its jobs needs (the ``run_name`` resolver, the
+    ``encoder=dense1`` shorthand), since that process never imports ``sweep.train``."""
+    import cloudpickle
+    from hydra import initialize_config_dir
+    from hydra.core.singleton import Singleton
+
+    from sweep import results
+    from sweep.config import CONF_DIR
+    from sweep.jobs import job_config, job_overrides, run_dir_of
+    from sweep.slurm import GroupTask
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        config = multirun(tmp_path, "seed=0,1")
+        jobs, cache = job_overrides(config), {}
+        dirs = [run_dir_of(job_config(config, job, cache)) for job in jobs]
+        (tmp_path / "task.pkl").write_bytes(
+            cloudpickle.dumps(GroupTask(config, jobs, 0, Singleton.get_state()))
+        )
+    code = (
+        "import pickle, sys; rets = pickle.load(open(sys.argv[1], 'rb'))(); "
+        "print(' '.join(r.status.name for r in rets))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "task.pkl")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "COMPLETED COMPLETED"
+    assert [d.name for d in dirs] == ["L2_dense1_dense1_s0", "L2_dense1_dense1_s1"]
+    assert all(results.read_complete(d)["status"] == "ok" for d in dirs)

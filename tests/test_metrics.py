@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Normal, kl_divergence
 
-from sweep import metrics
+from sweep import thresholds
 from sweep.losses import kl_per_dim, recon_per_image
 from sweep.metrics import (
     active_units,
@@ -207,7 +207,7 @@ def test_mu_variance_is_population_variance():
 
 
 def test_thresholds_are_named():
-    assert metrics.THRESHOLDS == {
+    assert thresholds.THRESHOLDS == {
         "active_unit_threshold": 0.01,
         "collapse_rate_threshold": 0.1,
         "paper_collapse_threshold": 1e-6,

@@ -8,7 +8,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 import sweep.config
+from sweep.hydra_setup import register
 from sweep.names import GRAMMAR, RunId, RunNameError, parse_run_name, run_name, run_name_of
+
+register()  # these tests compose as sweep.train does
 
 # docs/protocol.md "Grids": G1 = 4 latents × {DNN1, DNN4, DNN16, CNN1…CNN5}² × 3 seeds.
 LATENTS = (25, 50, 100, 200)

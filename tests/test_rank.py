@@ -194,14 +194,3 @@ def test_cutoff_sensitivity_is_one_base_rate_table_per_cutoff():
     first = got[got["cutoff"] == 0.10].set_index("family/encoder")
     # ceil(0.1 × 12) = 2: runs 0 (dense1) and 1 (conv4)
     assert first["n_top"].to_dict() == {"conv1": 0, "conv4": 1, "dense1": 1}
-
-
-def test_seed_rankings_rank_within_each_seed():
-    runs = table([{"seed": s, "test/distortion": d} for s, d in [(0, 5.0), (0, 1.0), (1, 9.0), (1, 7.0)]])
-    got = rank.seed_rankings(runs)
-    assert got[["seed", "test/distortion", "rank"]].values.tolist() == [
-        [0, 1.0, 1],
-        [0, 5.0, 2],
-        [1, 7.0, 1],
-        [1, 9.0, 2],
-    ]
