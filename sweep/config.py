@@ -345,8 +345,7 @@ TEXT_COLUMNS = ("eval/status", "eval/reason", "eval/nonfinite", "test/iwae_null_
 def objective_columns() -> list[str]:
     """What a search may optimise: the numeric metric columns of a run's ``run.parquet`` and
     ``eval.parquet`` (``val/…``, ``test/…``, ``params/…``, ``latent/…``, ``flops/…``, timings)."""
-    from sweep.evaluate import EVAL_COLUMNS  # torchvision: only where a search is checked
-    from sweep.results import RUN_COLUMNS
+    from sweep.results import EVAL_COLUMNS, RUN_COLUMNS
 
     numeric = ("wall_seconds", "epochs_done")
     cols = [c for c in (*RUN_COLUMNS, *EVAL_COLUMNS) if ("/" in c and c not in TEXT_COLUMNS) or c in numeric]

@@ -47,46 +47,7 @@ from sweep.thresholds import ACTIVE_UNIT_THRESHOLD, THRESHOLDS
 
 EVAL_FILES = ("eval.parquet", "dims.parquet", "latents.parquet", "recon.png", "samples.png")
 IWAE_K_GPU, IWAE_K_CPU = 5000, 100
-# Columns of eval.parquet, in order (results/README.md documents each).
-EVAL_COLUMNS = [
-    "schema_version",
-    "run_name",
-    "eval/status",
-    "eval/reason",
-    "eval/nonfinite",
-    "eval/seconds",
-    "test/neg_elbo",
-    "test/rate",
-    "test/distortion",
-    "test/bce_pixel_mean",
-    "test/iwae_nll",
-    "test/iwae_k",
-    "test/iwae_images",
-    "test/iwae_nll_se",
-    "test/iwae_null_reason",
-    "test/active_units",
-    "test/mutual_information",
-    "collapsed",
-    "partial",
-    "paper_collapsed",
-    "latent/linear_probe_acc",
-    "latent/knn_acc",
-    "latent/pca_silhouette",
-    "test/psnr",
-    "params/encoder",
-    "params/decoder",
-    "flops/encoder",
-    "flops/decoder",
-    "test/fid_prior",
-    "test/kid_prior",
-    "test/kid_prior_std",
-    "test/fid_recon",
-    "test/fid_samples",
-    "test/fid_real",
-    "test/kid_subset_size",
-    "test/fid_classifier",
-    *THRESHOLDS,
-]
+EVAL_COLUMNS = results.EVAL_COLUMNS  # the file's columns, in order (defined with the other schemas)
 
 
 @functools.cache

@@ -23,6 +23,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
+from sweep.thresholds import THRESHOLDS
+
 SCHEMA_VERSION = 1
 COMPLETE = "COMPLETE"
 EPOCH_COLUMNS = [
@@ -69,6 +71,48 @@ RUN_COLUMNS = [
     "started_at",
     "finished_at",
 ]
+# Columns of eval.parquet, in order (results/README.md documents each).
+EVAL_COLUMNS = [
+    "schema_version",
+    "run_name",
+    "eval/status",
+    "eval/reason",
+    "eval/nonfinite",
+    "eval/seconds",
+    "test/neg_elbo",
+    "test/rate",
+    "test/distortion",
+    "test/bce_pixel_mean",
+    "test/iwae_nll",
+    "test/iwae_k",
+    "test/iwae_images",
+    "test/iwae_nll_se",
+    "test/iwae_null_reason",
+    "test/active_units",
+    "test/mutual_information",
+    "collapsed",
+    "partial",
+    "paper_collapsed",
+    "latent/linear_probe_acc",
+    "latent/knn_acc",
+    "latent/pca_silhouette",
+    "test/psnr",
+    "params/encoder",
+    "params/decoder",
+    "flops/encoder",
+    "flops/decoder",
+    "test/fid_prior",
+    "test/kid_prior",
+    "test/kid_prior_std",
+    "test/fid_recon",
+    "test/fid_samples",
+    "test/fid_real",
+    "test/kid_subset_size",
+    "test/fid_classifier",
+    *THRESHOLDS,
+]
+
+
 STATUSES = ("ok", "diverged", "failed", "pruned")
 _UMASK = os.umask(0)
 os.umask(_UMASK)
