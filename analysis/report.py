@@ -294,10 +294,18 @@ def _blocks(sweep: Sweep, out_dir: Path, figures: dict[str, Path], tables: dict[
     b.append(
         (
             "p",
-            'Each claim (docs/protocol.md "Claims check") is decided on this sweep by one named statistic '
-            "computed per seed, "
-            f"summarised as the mean over seeds with a {CI} Student-t interval and a t-test p-value "
-            "(the ablation: Fisher's exact test with a Newcombe interval). Decision constants: "
+            'Each claim (docs/protocol.md "Claims check") has one named statistic computed per seed and '
+            "averaged over the seeds, and is decided by a test that uses every run and respects the design "
+            "(analysis/permutation.py): a stratified (restricted) permutation test, the claim's variable "
+            "shuffled within seeds and within the strata its null holds fixed (Good, *Permutation, "
+            "Parametric and Bootstrap Tests of Hypotheses*, 3rd ed., 2005; Pesarin & Salmaso, *Permutation "
+            f"Tests for Complex Data*, 2010), with {claims.permutation.N_PERM} permutations from a fixed "
+            "seed and p = (1 + #≥)/(1 + B) (Phipson & Smyth 2010), and a percentile bootstrap interval that "
+            "resamples configurations (all seeds of one together) within latent sizes (Efron & Tibshirani, "
+            f"*An Introduction to the Bootstrap*, 1993), {claims.permutation.N_BOOT} resamples. The former "
+            f"per-seed rule, a {CI} Student-t interval over the seed means, is kept as a robustness column "
+            "(`seed_verdict`); with one seed the all-runs verdict speaks for that seed's configurations, not "
+            "across seeds. The ablation: Fisher's exact test with a Newcombe interval. Decision constants: "
             + ", ".join(f"{k} = {v:g}" for k, v in claims.CONSTANTS.items())
             + ".",
         )
@@ -309,9 +317,14 @@ def _blocks(sweep: Sweep, out_dir: Path, figures: dict[str, Path], tables: dict[
             ci = f" [{fmt(v['ci_low'])}, {fmt(v['ci_high'])}]" if fmt(v["ci_low"]) else ""
             p = f", p = {fmt(v['p_value'])}" if fmt(v["p_value"]) else ""
             arm = f" ({v['arm']})" if v.get("arm", "all") != "all" else ""
+            seed = v.get("seed_verdict")
+            seed_ci = (
+                f" [{fmt(v['seed_ci_low'])}, {fmt(v['seed_ci_high'])}]" if fmt(v.get("seed_ci_low")) else ""
+            )
+            robust = f" Per-seed t interval{seed_ci}: {seed}." if fmt(seed) else ""
             items.append(
                 f"**{v['claim']}{arm}: {v['verdict']}.** {v['statement']} Test: {v['test']} "
-                f"Statistic: {fmt(v['statistic']) or 'n/a'}{ci}{p}, n = {v['n']}. Why: {v['why']}"
+                f"Statistic: {fmt(v['statistic']) or 'n/a'}{ci}{p}, n = {v['n']} runs.{robust} Why: {v['why']}"
             )
         b.append(("ul", items))
     else:

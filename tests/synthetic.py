@@ -209,3 +209,45 @@ def corrupt(path: str | Path) -> Path:
     path = Path(path)
     path.write_bytes(b"PAR1" + b"\x00garbage, not a parquet footer\x00" * 4)
     return path
+
+
+# ---------------------------------------------------------------- run tables with a planted effect
+LATENT_EFFECT = {25: 8.0, 50: 4.0, 100: 2.0, 200: 0.0}  # nats: bigger latents reconstruct better
+DECODER_EFFECT = {"dense1": 3.0, "dense4": 1.5, "conv1": 1.0, "conv2": 0.0, "conv4": -0.5}
+FAMILIES = ("dense1", "dense4", "conv1", "conv2", "conv4")
+
+
+def planted_table(rng, *, shift: float = 0.0, seeds=(0, 1, 2), noise: float = 2.0):
+    """A run table of the reproduction's design (4 latents × 5 encoders × 5 decoders × seeds), status ok:
+    test/distortion = latent effect + decoder effect + configuration effect + run noise − ``shift`` for
+    dense1 encoders. The latent and decoder effects are strata a test must not mistake for an encoder
+    effect; the configuration effect (sd 1, shared by a configuration's seeds) makes seeds of one
+    configuration alike, as in a real sweep. ``params/encoder`` and ``params/decoder`` grow with depth and
+    latent size (as a conv encoder's Gaussian heads do)."""
+    rows = []
+    config_effect = {}
+    for latent in LATENT_EFFECT:
+        for enc in FAMILIES:
+            for dec in FAMILIES:
+                config_effect[latent, enc, dec] = rng.normal(0.0, 1.0)
+    for seed in seeds:
+        for (latent, enc, dec), effect in config_effect.items():
+            (ek, ed), (dk, dd) = _family(enc), _family(dec)
+            d = LATENT_EFFECT[latent] + DECODER_EFFECT[dec] + effect + rng.normal(0.0, noise)
+            d -= shift if enc == "dense1" else 0.0
+            rows.append(
+                {
+                    "run_name": run_name(latent, ek, ed, dk, dd, seed),
+                    "status": "ok",
+                    "seed": seed,
+                    "latent_dim": latent,
+                    "family/encoder": enc,
+                    "family/decoder": dec,
+                    "test/distortion": 90.0 + d,
+                    "params/encoder": (2e5 if ek == "dense" else 5e4) * ed + 2 * 800 * latent,
+                    "params/decoder": (2e5 if dk == "dense" else 5e4) * dd + 800 * latent,
+                }
+            )
+    import pandas as pd
+
+    return pd.DataFrame(rows)
