@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import claims, rank
+from analysis import budget, claims, rank
 from analysis.collect import Sweep
 from sweep.metrics import THRESHOLDS
 from sweep.results import atomic_write_bytes
@@ -91,6 +91,14 @@ FIGURE_NOTES = {
         "classifier of the dataset (sweep/quality.py), log axis, against test distortion; one panel per "
         "dataset; colour = collapse state ({floor}). {fid_caveat}"
     ),
+    "claims_budget": (
+        "Verdicts against the training budget (analysis/budget.py): C1 (share of runs whose validation KL "
+        "is below the paper's floor), C3 (rho in the top {pct}) and C4, C5 (lifts in the top {pct}) "
+        "recomputed at every epoch from each ok run's validation reconstruction and KL (epochs.parquet), "
+        "with the claims check's all-runs tests; dots coloured by verdict with the bootstrap interval, "
+        "stars the stored test-split evaluation (best-by-validation checkpoint); dashed: the null value, "
+        "dotted: C1's band. The note says at which epoch each verdict settles."
+    ),
     "collapse_by_factor": (
         "Share of evaluated runs flagged collapsed ({floor}) per latent size, encoder, decoder and any "
         "varying ablation key, with 95 % Wilson score intervals; labels give collapsed/evaluated."
@@ -141,6 +149,12 @@ TABLE_NOTES = {
     "cutoff_sensitivity": (
         "The win-rate table recomputed for top sets of {cuts} by reconstruction, to show how much the "
         "'top' conclusions depend on the cut-off."
+    ),
+    "claims_budget": (
+        "The budget figure's numbers: one row per claim × epoch on the validation split (split = val), "
+        "then the test-split row; n_paper_collapsed / n_rate_collapsed count runs with validation KL "
+        "below 1e-6 / 0.1 nats (the per-epoch record has no active-unit count, so the latter is the rate "
+        "half of the `collapsed` flag)."
     ),
     "claims": (
         "The claims check: one row per claim, the fields of analysis.claims.Verdict; statement, test and "
@@ -329,6 +343,14 @@ def _blocks(sweep: Sweep, out_dir: Path, figures: dict[str, Path], tables: dict[
         b.append(("ul", items))
     else:
         b.append(("p", "The claims check could not be computed (see the `claims` table)."))
+    budget_tab = tables.get("claims_budget")
+    if budget_tab is not None and "verdict" in budget_tab.columns:
+        b.append(("h3", "Verdicts against the training budget"))
+        if len(budget_tab):
+            b.append(("p", note_for("claims_budget", FIGURE_NOTES)))
+            b.append(("ul", list(budget.settling(budget_tab).values())))
+        else:
+            b.append(("p", "No per-epoch records (epochs.parquet) for any ok run: no budget verdicts."))
     by_dataset = tables.get("claims_by_dataset")
     if by_dataset is not None and len(by_dataset):
         b.append(("h3", "Verdicts by dataset"))

@@ -76,11 +76,14 @@ def make_sweep(
     rng_seed: int = 0,
     sweep_name: str = "synthetic",
     dataset: str = "mnist",
+    with_epochs: bool = True,
 ) -> Path:
     """Write a fake sweep; returns its directory. ``failed`` / ``diverged``: run names (e.g.
     ``L25_dense1_conv2_s0``) given that status. About ``collapsed_fraction`` of the other runs are
     collapsed (rate below the paper's floor, no active unit); the rest have every second-to-all units
-    active and latent means clustered by digit."""
+    active and latent means clustered by digit. With ``with_epochs``, evaluated and diverged runs also
+    get ``epochs.parquet`` (train and val rows per epoch: the validation distortion falls to the final
+    one, dense1 encoders twice as fast, and the rate grows to the final one; no draw from the rng)."""
     rng = np.random.default_rng(rng_seed)
     out = Path(root) / "sweeps" / sweep_name
     labels = np.arange(N_IMAGES) % N_DIGITS
@@ -91,14 +94,14 @@ def make_sweep(
                 for seed in seeds:
                     _write_run(
                         out, rng, centres, labels, latent, enc, dec, seed, failed, diverged,
-                        collapsed_fraction, likelihood, sweep_name, root, dataset,
+                        collapsed_fraction, likelihood, sweep_name, root, dataset, with_epochs,
                     )  # fmt: skip
     return out
 
 
 def _write_run(
     out, rng, centres, labels, latent, enc, dec, seed, failed, diverged, collapsed_fraction, likelihood,
-    sweep_name, root, dataset="mnist",
+    sweep_name, root, dataset="mnist", with_epochs=True,
 ):  # fmt: skip
     (ek, ed), (dk, dd) = _family(enc), _family(dec)
     name = run_name(latent, ek, ed, dk, dd, seed)
@@ -129,6 +132,8 @@ def _write_run(
         **_config(latent, enc, dec, seed, likelihood, sweep_name, root, dataset),
     }
     results.write_parquet(run_dir / "run.parquet", [row], results.RUN_COLUMNS)
+    if with_epochs and status != "failed":
+        _write_epochs(run_dir, name, row["epochs_done"], distortion, rate, fast=enc == "dense1")
     if status == "failed":
         return  # a failed run writes run.parquet only (and no COMPLETE, so a relaunch retries it)
     if status == "diverged":
@@ -202,6 +207,19 @@ def _write_run(
     )
     results.write_parquet(run_dir / "latents.parquet", latents)
     results.write_complete(run_dir, "ok")
+
+
+def _write_epochs(run_dir, name, epochs, distortion, rate, fast) -> None:
+    """epochs.parquet of one run: per epoch e, a train and a val row whose distortion is the final one
+    plus 8 (4 for ``fast``) nats per epoch still to go, and whose rate grows linearly to the final one."""
+    rows = []
+    for e in range(1, epochs + 1):
+        recon = distortion + (4.0 if fast else 8.0) * (epochs - e)
+        kl = rate * e / epochs
+        for split in ("train", "val"):
+            rows.append({"run_name": name, "epoch": e, "split": split, "loss": recon + kl, "recon": recon,
+                         "kl": kl, "neg_elbo": recon + kl, "seconds": 1.0, "lr": 1e-3, "beta": 1.0})  # fmt: skip
+    results.write_parquet(run_dir / "epochs.parquet", rows, results.EPOCH_COLUMNS)
 
 
 def corrupt(path: str | Path) -> Path:
