@@ -85,7 +85,7 @@ def claims_flags() -> tuple[str, ...]:
     return ("collapsed", "partial", "paper_collapsed")
 
 
-def _arms(runs: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+def arms(runs: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     """(arm name, its runs): one arm per dataset × ablation arm, as the claims table splits them."""
     keys = [k for k in ("data.name",) if k in runs.columns and runs[k].astype(str).nunique() > 1]
     keys += rank.id_columns(runs) if len(runs) else []
@@ -133,7 +133,7 @@ def budget_table(sweep: Sweep) -> pd.DataFrame:
     rows: list[dict] = []
     if len(epochs) and "run_dir" in runs.columns:
         last = int(epochs["epoch"].max())
-        for arm, part in _arms(runs):
+        for arm, part in arms(runs):
             for e in range(1, last + 1):
                 frame = at_epoch(part, epochs, e)
                 if len(frame):

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import budget, claims, rank
+from analysis import budget, capacity, claims, rank
 from analysis.collect import Sweep
 from sweep.metrics import THRESHOLDS
 from sweep.results import atomic_write_bytes
@@ -155,6 +155,16 @@ TABLE_NOTES = {
         "then the test-split row; n_paper_collapsed / n_rate_collapsed count runs with validation KL "
         "below 1e-6 / 0.1 nats (the per-epoch record has no active-unit count, so the latter is the rate "
         "half of the `collapsed` flag)."
+    ),
+    "capacity": (
+        "Architecture or capacity (analysis/capacity.py): OLS (statsmodels formula API) of test distortion "
+        "and of test −ELBO on C(encoder family) + C(decoder family) + log params/encoder + log "
+        "params/decoder + C(latent_dim) + C(seed), beside the same model without the two capacity terms; "
+        "SEs cluster-robust by configuration. Rows: C4's contrast (dense1 − the mean of the other encoder "
+        "families), C5's (conv decoders of depth >= 2 − the other decoders; nats, negative = better), and "
+        "the capacity slopes, each with its 95 % interval; notes name the terms a design cannot separate "
+        "(one seed, one latent size, parameter counts fixed by the family), left out rather than failing. "
+        "A family effect survives the control if its interval with the capacity terms lies below 0."
     ),
     "claims": (
         "The claims check: one row per claim, the fields of analysis.claims.Verdict; statement, test and "
@@ -351,6 +361,11 @@ def _blocks(sweep: Sweep, out_dir: Path, figures: dict[str, Path], tables: dict[
             b.append(("ul", list(budget.settling(budget_tab).values())))
         else:
             b.append(("p", "No per-epoch records (epochs.parquet) for any ok run: no budget verdicts."))
+    cap = tables.get("capacity")
+    if cap is not None and "quantity" in cap.columns:
+        b.append(("h3", "Architecture or capacity?"))
+        b.append(("p", note_for("capacity", TABLE_NOTES)))
+        b.append(("ul", capacity.summary(cap)))
     by_dataset = tables.get("claims_by_dataset")
     if by_dataset is not None and len(by_dataset):
         b.append(("h3", "Verdicts by dataset"))

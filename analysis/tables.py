@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 
 import pandas as pd  # noqa: E402
 
-from analysis import claims, collapse, rank  # noqa: E402
+from analysis import capacity, claims, collapse, rank  # noqa: E402
 from analysis.plotting import (  # noqa: E402
     COLLAPSE_FACTORS,
     collapse_factors,
@@ -59,6 +59,7 @@ def build_tables(runs: pd.DataFrame) -> dict[str, Callable[[], pd.DataFrame]]:
     for by in COLLAPSE_FACTORS:
         t[f"cutoff_sensitivity_{_short(by)}"] = lambda by=by: rank.cutoff_sensitivity(runs, "recon", by)
     t["claims"] = lambda: claims_table(runs)
+    t["capacity"] = lambda: capacity.capacity_table(runs)
     if len(datasets(runs)) > 1:
         t["claims_by_dataset"] = lambda: claims_by_dataset(t["claims"]())
     return t

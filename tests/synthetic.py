@@ -235,7 +235,9 @@ DECODER_EFFECT = {"dense1": 3.0, "dense4": 1.5, "conv1": 1.0, "conv2": 0.0, "con
 FAMILIES = ("dense1", "dense4", "conv1", "conv2", "conv4")
 
 
-def planted_table(rng, *, shift: float = 0.0, seeds=(0, 1, 2), noise: float = 2.0):
+def planted_table(
+    rng, *, shift: float = 0.0, seeds=(0, 1, 2), noise: float = 2.0, capacity_slope: float = 0.0
+):
     """A run table of the reproduction's design (4 latents × 5 encoders × 5 decoders × seeds), status ok:
     test/distortion = latent effect + decoder effect + configuration effect + run noise − ``shift`` for
     dense1 encoders. The latent and decoder effects are strata a test must not mistake for an encoder
@@ -253,6 +255,9 @@ def planted_table(rng, *, shift: float = 0.0, seeds=(0, 1, 2), noise: float = 2.
             (ek, ed), (dk, dd) = _family(enc), _family(dec)
             d = LATENT_EFFECT[latent] + DECODER_EFFECT[dec] + effect + rng.normal(0.0, noise)
             d -= shift if enc == "dense1" else 0.0
+            params_enc = (2e5 if ek == "dense" else 5e4) * ed + 2 * 800 * latent
+            params_dec = (2e5 if dk == "dense" else 5e4) * dd + 800 * latent
+            d += capacity_slope * (np.log(params_enc) + np.log(params_dec))
             rows.append(
                 {
                     "run_name": run_name(latent, ek, ed, dk, dd, seed),
@@ -262,8 +267,8 @@ def planted_table(rng, *, shift: float = 0.0, seeds=(0, 1, 2), noise: float = 2.
                     "family/encoder": enc,
                     "family/decoder": dec,
                     "test/distortion": 90.0 + d,
-                    "params/encoder": (2e5 if ek == "dense" else 5e4) * ed + 2 * 800 * latent,
-                    "params/decoder": (2e5 if dk == "dense" else 5e4) * dd + 800 * latent,
+                    "params/encoder": params_enc,
+                    "params/decoder": params_dec,
                 }
             )
     import pandas as pd
