@@ -82,7 +82,9 @@ def test_report_has_everything(written):
         assert f"**{c}: " in claims
     assert "Test: " in claims and "Why: " in claims
     # the all-runs tests are named with their references, the per-seed rule kept as a robustness column
-    assert "Pesarin & Salmaso" in claims and "Phipson & Smyth 2010" in claims and "Efron & Tibshirani" in claims
+    assert (
+        "Pesarin & Salmaso" in claims and "Phipson & Smyth 2010" in claims and "Efron & Tibshirani" in claims
+    )
     assert "Per-seed t interval" in claims and "n_perm = 10000" in claims
     cap = claims.split("### Architecture or capacity?")[1]
     assert "C(encoder family)" in cap and "C4 (test/distortion): " in cap and "C5 (test/neg_elbo): " in cap
