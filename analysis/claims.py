@@ -1,13 +1,20 @@
 """The claims check (docs/protocol.md "Claims check"): a verdict on each claim C1–C6 and the loss ablation.
 
-Design. Each claim is decided by one named statistic computed **per seed** (seeds are the replicate
-units: a sweep trains every configuration once per seed), summarised as the mean over seeds with a
-Student-t 95 % interval (``rank.t_interval``) and a two-sided one-sample t-test p-value against the
-claim's null value. One seed gives no interval, so the verdict is *inconclusive*. The ablation is a
-pooled 2 × 2 count (collapsed or not × reduction), decided by Fisher's exact test with a Newcombe
-(Wilson-score) interval of the rate difference. Only runs with ``status == "ok"`` enter a statistic;
-diverged/failed runs are counted in ``why``. The decision rules are the named constants below and each
-verdict's ``test`` text states them; ``CONSTANTS`` collects them for the report.
+Design. Each claim has one named statistic computed **per seed** (the paper ranks and correlates within
+one seed's runs) and averaged over the seeds. The verdict is decided by a test that uses **every run**
+and respects the design (``analysis.permutation``): a stratified permutation test (the claim's variable
+shuffled within seeds, and within latent sizes or architecture cells where the null holds those fixed;
+Good 2005, Pesarin & Salmaso 2010; p = (1 + #≥)/(1 + B), Phipson & Smyth 2010) for the directional
+claims, and a percentile bootstrap interval resampling configurations within latent sizes (Efron &
+Tibshirani 1993) for the size of each statistic and for the band/equivalence claims (C1, C2, C6's
+separability). The former decision, a Student-t 95 % interval over the per-seed values
+(``rank.t_interval``), is kept as a robustness column (``seed_*``): with 3 seeds it has 2 degrees of
+freedom and ignores everything inside each seed. With one seed the permutation test still works (it
+shuffles within that seed) and the verdict then speaks for that seed's configurations, not across
+seeds. The ablation is a pooled 2 × 2 count (collapsed or not × reduction), decided by Fisher's exact
+test with a Newcombe (Wilson-score) interval of the rate difference. Only runs with ``status == "ok"``
+enter a statistic; diverged/failed runs are counted in ``why``. The decision rules are the named
+constants below and each verdict's ``test`` text states them; ``CONSTANTS`` collects them for the report.
 
     from analysis import claims
     table = claims.verdicts_table(claims.check_claims(runs))
@@ -23,12 +30,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis import collapse, rank
+from analysis import collapse, permutation, rank
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
-MIN_SEEDS = 2  # seeds needed for an interval across seeds
+CLAIMS = ("C1", "C2", "C3", "C4", "C5", "C6")
+MIN_SEEDS = 2  # seeds needed for the per-seed (robustness) t interval
 MIN_CORR_RUNS = 3  # runs a seed needs for a correlation to count
-C1_BAND = (0.30, 0.70)  # "nearly half": the per-seed paper_collapsed fraction's CI must lie inside
+ALPHA = 0.05  # level of the one-sided permutation tests (C3, C4, C5, C6's degradation)
+C1_BAND = (0.30, 0.70)  # "nearly half": the paper_collapsed fraction's CI must lie inside
 C2_WEAK_R = 0.30  # |r| below this is a weak correlation
 C5_MIN_DEPTH = 2  # "several blocks"
 C6_MODERATE_LATENT = 100  # latent sizes up to this are "moderate"
@@ -38,6 +47,10 @@ ABLATION_MIN_EFFECT = 0.10  # a collapse-rate increase below this is negligible
 CONSTANTS = {
     "top_fraction": rank.TOP_FRACTION,
     "ci_level": rank.CI_LEVEL,
+    "alpha": ALPHA,
+    "n_perm": permutation.N_PERM,
+    "n_boot": permutation.N_BOOT,
+    "rng_seed": permutation.RNG_SEED,
     "min_seeds": MIN_SEEDS,
     "min_corr_runs": MIN_CORR_RUNS,
     "c1_band_low": C1_BAND[0],
@@ -51,20 +64,35 @@ CONSTANTS = {
 }
 UNIT, CORR = (0.0, 1.0), (-1.0, 1.0)  # ranges that intervals are clipped to
 _FAMILY = re.compile(r"^([a-z]+)(\d+)$")
+PERM = (
+    f"stratified (restricted) permutation test, {permutation.N_PERM} permutations, p = (1 + #≥)/(1 + B) "
+    f"(Good 2005; Pesarin & Salmaso 2010; Phipson & Smyth 2010)"
+)
+BOOT = (
+    f"percentile bootstrap 95 % interval, {permutation.N_BOOT} resamples of the configurations within each "
+    f"latent size (for a lift: each latent size × family of the claim's factor, so every resample has the "
+    f"design's composition), every seed of a drawn configuration kept (Efron & Tibshirani 1993)"
+)
+SEED_COLUMN = "Robustness column (seed_*): the mean over seeds with a 95 % Student-t interval, same rule."
 
 
 @dataclass
 class Verdict:
     claim: str  # "C1".."C6" or "ablation"
     statement: str  # the claim in one sentence
-    test: str  # the statistic and the decision rule in words
-    statistic: float | None
-    ci_low: float | None
+    test: str  # the statistic, the test and the decision rule in words
+    statistic: float | None  # mean over seeds of the per-seed statistic (ablation: rate difference)
+    ci_low: float | None  # the all-runs interval: percentile bootstrap (ablation: Newcombe)
     ci_high: float | None
-    p_value: float | None
-    n: int  # units the test used: seeds (C1–C6) or runs (ablation)
+    p_value: float | None  # the all-runs test: stratified permutation (ablation: Fisher exact)
+    n: int  # runs the test used
     verdict: str  # reproduced | not reproduced | inconclusive
     why: str  # one sentence, always filled
+    n_seeds: int = 0  # seeds with a per-seed value
+    seed_ci_low: float | None = None  # robustness: Student-t 95 % interval of the per-seed values
+    seed_ci_high: float | None = None
+    seed_p_value: float | None = None  # two-sided one-sample t-test against the claim's null
+    seed_verdict: str | None = None  # the same rule applied to the t interval (inconclusive with 1 seed)
 
 
 @dataclass
@@ -105,33 +133,72 @@ def _across(per_seed: dict, null: float, bounds=(-math.inf, math.inf)) -> _Est:
     return est
 
 
-def _verdict(claim, statement, test, est: _Est, verdict: str, why: str) -> Verdict:
-    return Verdict(claim, statement, test, est.mean, est.low, est.high, est.p_value, est.n, verdict, why)
-
-
-def _no_interval(claim, statement, test, est: _Est, what: str, note: str) -> Verdict | None:
-    """The inconclusive verdict when fewer than MIN_SEEDS seeds give the statistic, else None."""
-    if est.n >= MIN_SEEDS:
-        return None
-    if est.n == 0:
-        why = f"no seed gives a {what}{note}"
-    else:
-        seed, value = next(iter(est.per_seed.items()))
-        why = f"1 seed: no interval across seeds (seed {seed}: {what} {_g(value)}){note}"
-    return _verdict(claim, statement, test, est, INCONCLUSIVE, why)
-
-
 def _one_level(claim, statement, test, why: str) -> Verdict:
     return Verdict(claim, statement, test, None, None, None, None, 0, INCONCLUSIVE, why)
 
 
-def _directional(est: _Est, null: float, side: str) -> str:
-    """reproduced: CI entirely on the claimed side of ``null`` (strictly); not reproduced: CI entirely
-    at or beyond it on the other side; inconclusive: the CI contains ``null``."""
-    low, high = est.low, est.high
+def _directional(low, high, null: float, side: str) -> str:
+    """reproduced: the interval entirely on the claimed side of ``null`` (strictly); not reproduced:
+    entirely at or beyond it on the other side; inconclusive: it contains ``null``."""
     if side == "below":
         return REPRODUCED if high < null else NOT_REPRODUCED if low >= null else INCONCLUSIVE
     return REPRODUCED if low > null else NOT_REPRODUCED if high <= null else INCONCLUSIVE
+
+
+def _by_test(res: permutation.Result, null: float, side: str) -> str:
+    """The verdict of a directional claim: reproduced when the one-sided permutation p < ALPHA; not
+    reproduced when the bootstrap interval lies entirely at or beyond ``null`` on the other side
+    (the statistic is plainly not on the claimed side); else inconclusive."""
+    if res.p_value is not None and np.isfinite(res.p_value) and res.p_value < ALPHA:
+        return REPRODUCED
+    low, high = res.ci_low, res.ci_high
+    if np.isfinite(low) and (high <= null if side == "above" else low >= null):
+        return NOT_REPRODUCED
+    return INCONCLUSIVE
+
+
+def _band(low, high, lo, hi) -> str:
+    """reproduced: [low, high] inside [lo, hi]; not reproduced: entirely outside; else inconclusive."""
+    if low is None or not np.isfinite(low):
+        return INCONCLUSIVE
+    if lo <= low and high <= hi:
+        return REPRODUCED
+    return NOT_REPRODUCED if high < lo or low > hi else INCONCLUSIVE
+
+
+def _robust(est: _Est, rule) -> dict:
+    """The robustness columns: the per-seed t interval and the claim's rule applied to it."""
+    verdict = rule(est.low, est.high) if est.low is not None else INCONCLUSIVE
+    return {
+        "n_seeds": est.n,
+        "seed_ci_low": est.low,
+        "seed_ci_high": est.high,
+        "seed_p_value": est.p_value,
+        "seed_verdict": verdict,
+    }
+
+
+def _seed_txt(est: _Est, what: str) -> str:
+    if est.n == 0:
+        return f"no seed gives a {what}"
+    if est.low is None:
+        seed, value = next(iter(est.per_seed.items()))
+        return f"1 seed ({what} {_g(value)}): no interval across seeds"
+    return f"per seed: mean {_g(est.mean)} over {est.n} seeds, t 95 % CI [{_g(est.low)}, {_g(est.high)}]"
+
+
+def _scope(n_seeds: int) -> str:
+    """What a verdict decided within one seed means; empty with several seeds."""
+    if n_seeds != 1:
+        return ""
+    return "1 seed: the all-runs test generalises over this seed's configurations, not over seeds; "
+
+
+def _result(claim, statement, test, res: permutation.Result, verdict, why, robust: dict) -> Verdict:
+    return Verdict(
+        claim, statement, test, _float(res.statistic), _float(res.ci_low), _float(res.ci_high),
+        _float(res.p_value), res.n_runs, verdict, why, **robust,
+    )  # fmt: skip
 
 
 def _numeric(df: pd.DataFrame, col: str) -> pd.Series:
@@ -169,14 +236,33 @@ def _lift(seed_runs: pd.DataFrame, member: pd.Series) -> float:
     return (int(top["_member"].sum()) / len(top)) / (n_member / len(ranked))
 
 
+def _design(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows in tie-break order (run name) with the design columns the all-runs tests need:
+    ``_seed``, ``_cluster`` (the configuration: every config column but the seed) and ``_latent``."""
+    df = df.sort_values("run_name", kind="mergesort") if "run_name" in df.columns else df
+    out = df.copy()
+    out["_seed"] = permutation.codes(df, ["seed"])
+    out["_cluster"] = permutation.codes(rank.with_config_id(df), ["config"]) if len(df) else []
+    if len(df) and rank.with_config_id(df)["config"].eq("").all():  # no config columns: each run alone
+        out["_cluster"] = np.arange(len(df))
+    out["_latent"] = permutation.codes(df, ["latent_dim"])
+    return out
+
+
+def _strata(df: pd.DataFrame, cols: list[str]) -> np.ndarray:
+    """Permutation strata: the seed × ``cols`` cell of each row (always nested in seeds)."""
+    return permutation.codes(df, ["seed", *cols])
+
+
 # ---------------------------------------------------------------------------------------------- claims
 def _c1(ok: pd.DataFrame, seeds, note: str) -> Verdict:
     lo, hi = C1_BAND
     statement = "Nearly half the runs collapse (KL at the numerical floor)."
     test = (
-        f"Per seed, the fraction of evaluated runs with paper_collapsed (rate < 1e-6 nats); mean over seeds "
-        f"with a 95 % t interval. Reproduced if the interval lies within [{lo}, {hi}], not reproduced if it "
-        f"lies entirely outside, else inconclusive. p: two-sided t-test of the per-seed values against 0.5."
+        f"The fraction of evaluated runs with paper_collapsed (rate < 1e-6 nats), per seed, mean over "
+        f"seeds, with a {BOOT}. Reproduced if the interval lies within [{lo}, {hi}], not reproduced if it "
+        f"lies entirely outside, else inconclusive (no permutation test: there is no label to shuffle). "
+        f"{SEED_COLUMN}"
     )
     paper, ours = {}, {}
     for seed, g in seeds:
@@ -186,6 +272,7 @@ def _c1(ok: pd.DataFrame, seeds, note: str) -> Verdict:
         if len(cf):
             ours[seed] = float(cf.astype(float).mean())
     est, ours_est = _across(paper, 0.5, UNIT), _across(ours, 0.5, UNIT)
+    robust = _robust(est, lambda a, b: _band(a, b, lo, hi))
     pooled = collapse.flag(ok, "paper_collapsed").dropna()
     k, n = int(pooled.astype(int).sum()), len(pooled)
     w_lo, w_hi = collapse.wilson_interval(k, n)
@@ -195,30 +282,28 @@ def _c1(ok: pd.DataFrame, seeds, note: str) -> Verdict:
         else "no evaluated ok run"
     )
     ours_txt = f"our `collapsed` flag (no active unit and rate < 0.1 nats): {_g(ours_est.mean)}"
-    bad = _no_interval("C1", statement, test, est, "paper_collapsed fraction", f"; {pooled_txt}{note}")
-    if bad:
-        return bad
-    if lo <= est.low and est.high <= hi:
-        verdict = REPRODUCED
-    elif est.high < lo or est.low > hi:
-        verdict = NOT_REPRODUCED
-    else:
-        verdict = INCONCLUSIVE
+    if not n:
+        return Verdict("C1", statement, test, None, None, None, None, 0, INCONCLUSIVE, f"{pooled_txt}{note}")
+    d = _design(ok.loc[pooled.index])
+    flag = collapse.flag(d, "paper_collapsed").astype(float).to_numpy()
+    res = permutation.mean(d["_seed"], flag, d["_cluster"], d["_latent"], gen=permutation.rng())
+    verdict = _band(res.ci_low, res.ci_high, lo, hi)
     why = (
-        f"paper_collapsed fraction {_g(est.mean)} over {est.n} seeds, 95 % CI [{_g(est.low)}, "
-        f"{_g(est.high)}] against the band [{lo}, {hi}]; {ours_txt}; {pooled_txt}{note}."
+        f"{_scope(est.n)}paper_collapsed fraction {_g(res.statistic)}, bootstrap 95 % CI "
+        f"[{_g(res.ci_low)}, {_g(res.ci_high)}] against the band [{lo}, {hi}]; {_seed_txt(est, 'fraction')}; "
+        f"{ours_txt}; {pooled_txt}{note}."
     )
-    return _verdict("C1", statement, test, est, verdict, why)
+    return _result("C1", statement, test, res, verdict, why, robust)
 
 
 def _c2(ok: pd.DataFrame, seeds, note: str) -> Verdict:
     w = C2_WEAK_R
     statement = "Collapse correlates only weakly with poor reconstruction."
     test = (
-        f"Per seed, the point-biserial (Pearson) r between `collapsed` (0/1) and test/distortion over "
-        f"evaluated runs; mean over seeds with a 95 % t interval. Reproduced if the interval lies within "
-        f"(-{w}, {w}), not reproduced if it lies entirely at or beyond +{w} or -{w} (a strong "
-        f"correlation), else inconclusive. p: two-sided t-test of the per-seed values against 0."
+        f"The point-biserial (Pearson) r between `collapsed` (0/1) and test/distortion over evaluated runs, "
+        f"per seed, mean over seeds, with a {BOOT}. Reproduced if the interval lies within (-{w}, {w}), not "
+        f"reproduced if it lies entirely at or beyond +{w} or -{w} (a strong correlation), else "
+        f"inconclusive. p: two-sided {PERM}, `collapsed` shuffled within seeds (r = 0). {SEED_COLUMN}"
     )
     per_seed = {}
     for seed, g in seeds:
@@ -226,63 +311,75 @@ def _c2(ok: pd.DataFrame, seeds, note: str) -> Verdict:
         keep = flag.notna()
         per_seed[seed] = _corr(flag[keep].astype(float), _numeric(g, "test/distortion")[keep], "pearson")
     est = _across(per_seed, 0.0, CORR)
+
+    def rule(low, high) -> str:
+        if -w < low and high < w:
+            return REPRODUCED
+        return NOT_REPRODUCED if low >= w or high <= -w else INCONCLUSIVE
+
+    robust = _robust(est, rule)
     n_coll = int(collapse.flag(ok, "collapsed").fillna(False).sum())
     if est.n == 0:
         why = (
             f"no seed has both collapsed and non-collapsed runs with varying distortions "
             f"({n_coll} of {len(ok)} ok runs collapsed): r is undefined{note}"
         )
-        return _verdict("C2", statement, test, est, INCONCLUSIVE, why)
-    bad = _no_interval("C2", statement, test, est, "r", note)
-    if bad:
-        return bad
-    if -w < est.low and est.high < w:
-        verdict = REPRODUCED
-    elif est.low >= w or est.high <= -w:
-        verdict = NOT_REPRODUCED
-    else:
-        verdict = INCONCLUSIVE
+        return Verdict("C2", statement, test, None, None, None, None, 0, INCONCLUSIVE, why, **robust)
+    flag = collapse.flag(ok, "collapsed")
+    d = _design(ok[flag.notna() & np.isfinite(_numeric(ok, "test/distortion"))])
+    res = permutation.correlation(
+        d["_seed"], collapse.flag(d, "collapsed").astype(float), _numeric(d, "test/distortion"),
+        _strata(d, []), d["_cluster"], d["_latent"], method="pearson", side="two-sided",
+        gen=permutation.rng(),
+    )  # fmt: skip
+    verdict = rule(res.ci_low, res.ci_high) if np.isfinite(res.ci_low) else INCONCLUSIVE
     why = (
-        f"r = {_g(est.mean)} over {est.n} seeds, 95 % CI [{_g(est.low)}, {_g(est.high)}] "
-        f"({n_coll} of {len(ok)} ok runs collapsed){note}."
+        f"{_scope(est.n)}r = {_g(res.statistic)}, bootstrap 95 % CI [{_g(res.ci_low)}, {_g(res.ci_high)}], "
+        f"permutation p = {_g(res.p_value)}; {_seed_txt(est, 'r')} ({n_coll} of {len(ok)} ok runs "
+        f"collapsed){note}."
     )
-    return _verdict("C2", statement, test, est, verdict, why)
+    return _result("C2", statement, test, res, verdict, why, robust)
 
 
 def _c3(ok: pd.DataFrame, seeds, note: str) -> Verdict:
     f = rank.TOP_FRACTION
     statement = "Within the top 25 % by reconstruction, lower reconstruction loss goes with higher KL."
     test = (
-        f"Per seed, Spearman rho(test/distortion, test/rate) within that seed's top {f:.0%} by "
-        f"test/distortion; mean over seeds with a 95 % t interval. Reproduced if the interval lies "
-        f"entirely below 0, not reproduced if entirely at or above 0, else inconclusive. p: two-sided t-test of the per-seed values against 0."
+        f"Spearman rho(test/distortion, test/rate) within each seed's top {f:.0%} by test/distortion, mean "
+        f"over seeds. Reproduced if a one-sided {PERM} (distortion shuffled among each seed's top set: "
+        f"rho = 0 against rho < 0) gives p < {ALPHA}; not reproduced if the {BOOT} (top sets recomputed "
+        f"on each resample) lies entirely at or above 0; else inconclusive. {SEED_COLUMN}"
     )
     per_seed = {}
     for seed, g in seeds:
         top = rank.top_set(g, "recon")
         per_seed[seed] = _corr(_numeric(top, "test/distortion"), _numeric(top, "test/rate"), "spearman")
     est = _across(per_seed, 0.0, CORR)
-    bad = _no_interval(
-        "C3",
-        statement,
-        test,
-        est,
-        f"rho (it needs a top set of at least {MIN_CORR_RUNS} runs whose distortion and rate vary)",
-        note,
-    )
-    if bad:
-        return bad
-    why = f"rho = {_g(est.mean)} over {est.n} seeds, 95 % CI [{_g(est.low)}, {_g(est.high)}]{note}."
-    return _verdict("C3", statement, test, est, _directional(est, 0.0, "below"), why)
+    robust = _robust(est, lambda a, b: _directional(a, b, 0.0, "below"))
+    if est.n == 0:
+        why = f"no seed has a top set of at least {MIN_CORR_RUNS} runs whose distortion and rate vary{note}"
+        return Verdict("C3", statement, test, None, None, None, None, 0, INCONCLUSIVE, why, **robust)
+    ranked = ok[rank.ranked_mask(ok, "recon") & np.isfinite(_numeric(ok, "test/rate"))]
+    d = _design(ranked)
+    dist = _numeric(d, "test/distortion")
+    res = permutation.correlation(
+        d["_seed"], dist, _numeric(d, "test/rate"), _strata(d, []), d["_cluster"], d["_latent"],
+        method="spearman", top_by=dist, fraction=f, side="less", gen=permutation.rng(),
+    )  # fmt: skip
+    verdict = _by_test(res, 0.0, "below")
+    why = f"{_scope(est.n)}rho = {res.text()}; {_seed_txt(est, 'rho')}{note}."
+    return _result("C3", statement, test, res, verdict, why, robust)
 
 
-def _lift_claim(claim, statement, what, member_of, ok, seeds, note, extra=None) -> Verdict:
-    """C4/C5: per-seed lift of ``member_of(rows)`` in the top set, decided against 1."""
+def _lift_claim(claim, statement, what, member_of, factor, ok, seeds, note, extra=None) -> Verdict:
+    """C4/C5: lift of ``member_of(rows)`` in the top set, decided against 1; ``factor`` is the family
+    column the members are defined on (it stratifies the bootstrap)."""
     f = rank.TOP_FRACTION
     test = (
-        f"Per seed, the lift of {what} in the top {f:.0%} by test/distortion (share of the top set / share "
-        f"of the ranked runs); mean over seeds with a 95 % t interval. Reproduced if the interval lies "
-        f"entirely above 1, not reproduced if entirely at or below 1, else inconclusive. p: two-sided t-test of the per-seed values against 1."
+        f"The lift of {what} in each seed's top {f:.0%} by test/distortion (share of the top set / share of "
+        f"the ranked runs), mean over seeds. Reproduced if a one-sided {PERM} (the architecture labels "
+        f"shuffled within seed × latent size: lift = 1 against lift > 1) gives p < {ALPHA}; not reproduced "
+        f"if the {BOOT} (top sets recomputed) lies entirely at or below 1; else inconclusive. {SEED_COLUMN}"
     )
     ranked = ok[rank.ranked_mask(ok, "recon")]
     if not len(ranked):
@@ -296,14 +393,18 @@ def _lift_claim(claim, statement, what, member_of, ok, seeds, note, extra=None) 
         )
     per_seed = {seed: _lift(g, member_of(g)) for seed, g in seeds}
     est = _across(per_seed, 1.0, (0.0, math.inf))
+    robust = _robust(est, lambda a, b: _directional(a, b, 1.0, "above"))
+    d = _design(ranked)
+    res = permutation.lift(
+        d["_seed"], _numeric(d, "test/distortion"), member_of(d).to_numpy(dtype=float),
+        _strata(d, ["latent_dim"]), d["_cluster"], permutation.codes(d, ["latent_dim", factor]),
+        fraction=f, side="greater",
+        gen=permutation.rng(),
+    )  # fmt: skip
+    verdict = _by_test(res, 1.0, "above")
     extra_txt = extra(seeds) if extra else ""
-    bad = _no_interval(claim, statement, test, est, "lift", f"{extra_txt}{note}")
-    if bad:
-        return bad
-    why = (
-        f"lift = {_g(est.mean)} over {est.n} seeds, 95 % CI [{_g(est.low)}, {_g(est.high)}]{extra_txt}{note}."
-    )
-    return _verdict(claim, statement, test, est, _directional(est, 1.0, "above"), why)
+    why = f"{_scope(est.n)}lift = {res.text()}; {_seed_txt(est, 'lift')}{extra_txt}{note}."
+    return _result(claim, statement, test, res, verdict, why, robust)
 
 
 def _dense1(df: pd.DataFrame) -> pd.Series:
@@ -336,11 +437,12 @@ def _c6(ok: pd.DataFrame, seeds, note: str) -> Verdict:
     m, acc = C6_MODERATE_LATENT, C6_MIN_PROBE_ACC
     statement = "Larger latents degrade latent-space quality yet stay separable at moderate sizes."
     test = (
-        f"Per seed, (a) Spearman rho(latent_dim, latent/linear_probe_acc) over ok runs and (b) the mean "
-        f"probe accuracy of runs with latent_dim <= {m}; means over seeds with 95 % t intervals. "
-        f"Reproduced if rho's interval lies entirely below 0 and (b)'s lower bound is >= {acc}; not "
-        f"reproduced if rho's interval lies entirely at or above 0 or (b)'s upper bound is < {acc}; "
-        f"else inconclusive. p: two-sided t-test of the per-seed values against 0 (for rho)."
+        f"(a) Spearman rho(latent_dim, latent/linear_probe_acc) over each seed's ok runs and (b) the mean "
+        f"probe accuracy of runs with latent_dim <= {m}, per seed, means over seeds. (a) degrades if a "
+        f"one-sided {PERM} (latent sizes shuffled within seed × encoder × decoder: rho = 0 against "
+        f"rho < 0) gives p < {ALPHA}, does not if the {BOOT} lies entirely at or above 0; (b) is separable "
+        f"if its bootstrap interval's lower bound is >= {acc}, not if its upper bound is < {acc}. "
+        f"Reproduced if both hold, not reproduced if either fails, else inconclusive. {SEED_COLUMN}"
     )
     latent = _numeric(ok, "latent_dim")
     if not len(ok):
@@ -356,32 +458,45 @@ def _c6(ok: pd.DataFrame, seeds, note: str) -> Verdict:
         sel = probe[(size <= m) & np.isfinite(probe)]
         moderate[seed] = sel.mean() if len(sel) else np.nan
     est, acc_est = _across(rho, 0.0, CORR), _across(moderate, acc, UNIT)
-    acc_txt = (
-        f"; probe accuracy at latent <= {m}: {_g(acc_est.mean)}"
-        + (f", 95 % CI [{_g(acc_est.low)}, {_g(acc_est.high)}]" if acc_est.low is not None else "")
-        + ("" if acc_est.n else f" (no run with latent <= {m})")
-    )
-    bad = _no_interval("C6", statement, test, est, "rho", f"{acc_txt}{note}")
-    if bad:
-        return bad
-    degrade = _directional(est, 0.0, "below")
-    if acc_est.low is None:
-        separable = INCONCLUSIVE
+
+    def combine(degrade: str, separable: str) -> str:
+        if NOT_REPRODUCED in (degrade, separable):
+            return NOT_REPRODUCED
+        return REPRODUCED if degrade == separable == REPRODUCED else INCONCLUSIVE
+
+    def sep_rule(low, high) -> str:
+        if low is None or not np.isfinite(low):
+            return INCONCLUSIVE
+        return REPRODUCED if low >= acc else NOT_REPRODUCED if high < acc else INCONCLUSIVE
+
+    seed_sep = sep_rule(acc_est.low, acc_est.high)
+    robust = _robust(est, lambda a, b: combine(_directional(a, b, 0.0, "below"), seed_sep))
+    if est.n == 0:
+        why = f"no seed gives rho (probe accuracies that vary over at least {MIN_CORR_RUNS} runs){note}"
+        return Verdict("C6", statement, test, None, None, None, None, 0, INCONCLUSIVE, why, **robust)
+    probe = _numeric(ok, "latent/linear_probe_acc")
+    d = _design(ok[np.isfinite(probe) & np.isfinite(latent)])
+    size, probe = _numeric(d, "latent_dim"), _numeric(d, "latent/linear_probe_acc")
+    res = permutation.correlation(
+        d["_seed"], size, probe, _strata(d, ["family/encoder", "family/decoder"]), d["_cluster"],
+        d["_latent"], method="spearman", side="less", gen=permutation.rng(),
+    )  # fmt: skip
+    degrade = _by_test(res, 0.0, "below")
+    mod = d[(size <= m).to_numpy()]
+    if len(mod):
+        sep = permutation.mean(
+            mod["_seed"], _numeric(mod, "latent/linear_probe_acc"), mod["_cluster"], mod["_latent"],
+            gen=permutation.rng(),
+        )  # fmt: skip
+        separable = sep_rule(sep.ci_low, sep.ci_high)
+        acc_txt = f"; probe accuracy at latent <= {m}: {_g(sep.statistic)}, bootstrap 95 % CI [{_g(sep.ci_low)}, {_g(sep.ci_high)}]"
     else:
-        separable = (
-            REPRODUCED if acc_est.low >= acc else NOT_REPRODUCED if acc_est.high < acc else INCONCLUSIVE
-        )
-    if NOT_REPRODUCED in (degrade, separable):
-        verdict = NOT_REPRODUCED
-    elif degrade == separable == REPRODUCED:
-        verdict = REPRODUCED
-    else:
-        verdict = INCONCLUSIVE
+        separable, acc_txt = INCONCLUSIVE, f"; no run with latent <= {m}"
     why = (
-        f"rho = {_g(est.mean)} over {est.n} seeds, 95 % CI [{_g(est.low)}, {_g(est.high)}] "
-        f"(degradation: {degrade}){acc_txt} (separability: {separable}){note}."
+        f"{_scope(est.n)}rho = {res.text()} (degradation: {degrade}){acc_txt} (separability: {separable}); "
+        f"{_seed_txt(est, 'rho')}{note}."
     )
-    return _verdict("C6", statement, test, est, verdict, why)
+    return _result("C6", statement, test, res, combine(degrade, separable), why, robust)
 
 
 def newcombe_interval(k1: int, n1: int, k2: int, n2: int) -> tuple[float, float]:
@@ -434,9 +549,13 @@ def _ablation(ok: pd.DataFrame, note: str) -> Verdict:
     return Verdict("ablation", statement, test, diff, low, high, p, np_ + ns, verdict, why)
 
 
-def check_claims(runs: pd.DataFrame) -> list[Verdict]:
-    """Verdicts on C1–C6, then the ``ablation`` verdict when ``loss.reduction`` takes both ``paper`` and
-    ``sum`` in ``runs``. Never raises on empty tables, NaN metrics or non-ok runs."""
+def check_claims(runs: pd.DataFrame, only=CLAIMS) -> list[Verdict]:
+    """Verdicts on the claims in ``only`` (default C1–C6), then the ``ablation`` verdict when
+    ``loss.reduction`` takes both ``paper`` and ``sum`` in ``runs`` (and ``only`` is the default).
+    Never raises on empty tables, NaN metrics or non-ok runs."""
+    unknown = sorted(set(only) - set(CLAIMS))
+    if unknown:
+        raise ValueError(f"claims {unknown} are unknown; valid: {', '.join(CLAIMS)}")
     status = runs["status"].astype(str) if "status" in runs.columns else pd.Series("ok", index=runs.index)
     ok = runs[status.eq("ok")]
     seeds = rank.seed_groups(ok) if len(ok) else []
@@ -450,32 +569,36 @@ def check_claims(runs: pd.DataFrame) -> list[Verdict]:
     note = "".join(f" ({n})" for n in notes)
     c4 = "a one-layer dense encoder (dense1)"
     c5 = f"a conv decoder of depth >= {C5_MIN_DEPTH}"
-    verdicts = [
-        _c1(ok, seeds, note),
-        _c2(ok, seeds, note),
-        _c3(ok, seeds, note),
-        _lift_claim(
+    make = {
+        "C1": lambda: _c1(ok, seeds, note),
+        "C2": lambda: _c2(ok, seeds, note),
+        "C3": lambda: _c3(ok, seeds, note),
+        "C4": lambda: _lift_claim(
             "C4",
             "One-layer dense encoders are over-represented among the best.",
             c4,
             _dense1,
+            "family/encoder",
             ok,
             seeds,
             note,
         ),
-        _lift_claim(
+        "C5": lambda: _lift_claim(
             "C5",
             "Conv decoders with several blocks decode best.",
             c5,
             _deep_conv,
+            "family/decoder",
             ok,
             seeds,
             note,
             extra=_c5_gap,
-        ),
-        _c6(ok, seeds, note),
-    ]
-    if "loss.reduction" in runs.columns and {"paper", "sum"} <= set(runs["loss.reduction"].astype(str)):
+        ),  # fmt: skip
+        "C6": lambda: _c6(ok, seeds, note),
+    }
+    verdicts = [make[c]() for c in CLAIMS if c in only]
+    both = "loss.reduction" in runs.columns and {"paper", "sum"} <= set(runs["loss.reduction"].astype(str))
+    if both and tuple(only) == CLAIMS:
         verdicts.append(_ablation(ok, note))
     return verdicts
 

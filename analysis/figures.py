@@ -25,6 +25,7 @@ matplotlib.use("Agg")
 import pandas as pd  # noqa: E402
 
 from analysis import report  # noqa: E402
+from analysis.budget import budget_table, fig_claims_budget  # noqa: E402
 from analysis.collect import Sweep, load_sweep  # noqa: E402
 from analysis.diagnostics import (  # noqa: E402
     fig_active_units,
@@ -64,6 +65,7 @@ FIGURES = (
     fig_iwae_heatmap,
     fig_active_units,
     fig_collapse_by_factor,
+    fig_claims_budget,
 )
 
 
@@ -92,7 +94,9 @@ def write_all(sweep: Sweep, out_dir: str | Path) -> tuple[dict[str, Path], dict[
 
         figures[name] = _guarded(f"figure {name}", lambda draw=draw: draw(sweep, out_dir), broken)[0]
     tables = {}
-    for name, make in build_tables(sweep.runs).items():
+    made = build_tables(sweep.runs)
+    made["claims_budget"] = lambda: budget_table(sweep)
+    for name, make in made.items():
         df = _guarded(f"table {name}", make, lambda reason: pd.DataFrame({"error": [reason]}))
         atomic_write_bytes(out_dir / f"{name}.csv", df.to_csv(index=False).encode())
         atomic_write_bytes(out_dir / f"{name}.md", report.markdown_table(report.display(name, df)).encode())

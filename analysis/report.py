@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import claims, rank
+from analysis import budget, capacity, claims, rank
 from analysis.collect import Sweep
 from sweep.results import atomic_write_bytes
 from sweep.thresholds import THRESHOLDS
@@ -91,6 +91,14 @@ FIGURE_NOTES = {
         "classifier of the dataset (sweep/quality.py), log axis, against test distortion; one panel per "
         "dataset; colour = collapse state ({floor}). {fid_caveat}"
     ),
+    "claims_budget": (
+        "Verdicts against the training budget (analysis/budget.py): C1 (share of runs whose validation KL "
+        "is below the paper's floor), C3 (rho in the top {pct}) and C4, C5 (lifts in the top {pct}) "
+        "recomputed at every epoch from each ok run's validation reconstruction and KL (epochs.parquet), "
+        "with the claims check's all-runs tests; dots coloured by verdict with the bootstrap interval, "
+        "stars the stored test-split evaluation (best-by-validation checkpoint); dashed: the null value, "
+        "dotted: C1's band. The note says at which epoch each verdict settles."
+    ),
     "collapse_by_factor": (
         "Share of evaluated runs flagged collapsed ({floor}) per latent size, encoder, decoder and any "
         "varying ablation key, with 95 % Wilson score intervals; labels give collapsed/evaluated."
@@ -141,6 +149,22 @@ TABLE_NOTES = {
     "cutoff_sensitivity": (
         "The win-rate table recomputed for top sets of {cuts} by reconstruction, to show how much the "
         "'top' conclusions depend on the cut-off."
+    ),
+    "claims_budget": (
+        "The budget figure's numbers: one row per claim × epoch on the validation split (split = val), "
+        "then the test-split row; n_paper_collapsed / n_rate_collapsed count runs with validation KL "
+        "below 1e-6 / 0.1 nats (the per-epoch record has no active-unit count, so the latter is the rate "
+        "half of the `collapsed` flag)."
+    ),
+    "capacity": (
+        "Architecture or capacity (analysis/capacity.py): OLS (statsmodels formula API) of test distortion "
+        "and of test −ELBO on C(encoder family) + C(decoder family) + log params/encoder + log "
+        "params/decoder + C(latent_dim) + C(seed), beside the same model without the two capacity terms; "
+        "SEs cluster-robust by configuration. Rows: C4's contrast (dense1 − the mean of the other encoder "
+        "families), C5's (conv decoders of depth >= 2 − the other decoders; nats, negative = better), and "
+        "the capacity slopes, each with its 95 % interval; notes name the terms a design cannot separate "
+        "(one seed, one latent size, parameter counts fixed by the family), left out rather than failing. "
+        "A family effect survives the control if its interval with the capacity terms lies below 0."
     ),
     "claims": (
         "The claims check: one row per claim, the fields of analysis.claims.Verdict; statement, test and "
@@ -294,10 +318,18 @@ def _blocks(sweep: Sweep, out_dir: Path, figures: dict[str, Path], tables: dict[
     b.append(
         (
             "p",
-            'Each claim (docs/protocol.md "Claims check") is decided on this sweep by one named statistic '
-            "computed per seed, "
-            f"summarised as the mean over seeds with a {CI} Student-t interval and a t-test p-value "
-            "(the ablation: Fisher's exact test with a Newcombe interval). Decision constants: "
+            'Each claim (docs/protocol.md "Claims check") has one named statistic computed per seed and '
+            "averaged over the seeds, and is decided by a test that uses every run and respects the design "
+            "(analysis/permutation.py): a stratified (restricted) permutation test, the claim's variable "
+            "shuffled within seeds and within the strata its null holds fixed (Good, *Permutation, "
+            "Parametric and Bootstrap Tests of Hypotheses*, 3rd ed., 2005; Pesarin & Salmaso, *Permutation "
+            f"Tests for Complex Data*, 2010), with {claims.permutation.N_PERM} permutations from a fixed "
+            "seed and p = (1 + #≥)/(1 + B) (Phipson & Smyth 2010), and a percentile bootstrap interval that "
+            "resamples configurations (all seeds of one together) within latent sizes (Efron & Tibshirani, "
+            f"*An Introduction to the Bootstrap*, 1993), {claims.permutation.N_BOOT} resamples. The former "
+            f"per-seed rule, a {CI} Student-t interval over the seed means, is kept as a robustness column "
+            "(`seed_verdict`); with one seed the all-runs verdict speaks for that seed's configurations, not "
+            "across seeds. The ablation: Fisher's exact test with a Newcombe interval. Decision constants: "
             + ", ".join(f"{k} = {v:g}" for k, v in claims.CONSTANTS.items())
             + ".",
         )
@@ -309,13 +341,31 @@ def _blocks(sweep: Sweep, out_dir: Path, figures: dict[str, Path], tables: dict[
             ci = f" [{fmt(v['ci_low'])}, {fmt(v['ci_high'])}]" if fmt(v["ci_low"]) else ""
             p = f", p = {fmt(v['p_value'])}" if fmt(v["p_value"]) else ""
             arm = f" ({v['arm']})" if v.get("arm", "all") != "all" else ""
+            seed = v.get("seed_verdict")
+            seed_ci = (
+                f" [{fmt(v['seed_ci_low'])}, {fmt(v['seed_ci_high'])}]" if fmt(v.get("seed_ci_low")) else ""
+            )
+            robust = f" Per-seed t interval{seed_ci}: {seed}." if fmt(seed) else ""
             items.append(
                 f"**{v['claim']}{arm}: {v['verdict']}.** {v['statement']} Test: {v['test']} "
-                f"Statistic: {fmt(v['statistic']) or 'n/a'}{ci}{p}, n = {v['n']}. Why: {v['why']}"
+                f"Statistic: {fmt(v['statistic']) or 'n/a'}{ci}{p}, n = {v['n']} runs.{robust} Why: {v['why']}"
             )
         b.append(("ul", items))
     else:
         b.append(("p", "The claims check could not be computed (see the `claims` table)."))
+    budget_tab = tables.get("claims_budget")
+    if budget_tab is not None and "verdict" in budget_tab.columns:
+        b.append(("h3", "Verdicts against the training budget"))
+        if len(budget_tab):
+            b.append(("p", note_for("claims_budget", FIGURE_NOTES)))
+            b.append(("ul", list(budget.settling(budget_tab).values())))
+        else:
+            b.append(("p", "No per-epoch records (epochs.parquet) for any ok run: no budget verdicts."))
+    cap = tables.get("capacity")
+    if cap is not None and "quantity" in cap.columns:
+        b.append(("h3", "Architecture or capacity?"))
+        b.append(("p", note_for("capacity", TABLE_NOTES)))
+        b.append(("ul", capacity.summary(cap)))
     by_dataset = tables.get("claims_by_dataset")
     if by_dataset is not None and len(by_dataset):
         b.append(("h3", "Verdicts by dataset"))

@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 
 import pandas as pd  # noqa: E402
 
-from analysis import claims, collapse, rank  # noqa: E402
+from analysis import capacity, claims, collapse, rank  # noqa: E402
 from analysis.plotting import (  # noqa: E402
     collapse_factors,
 )
@@ -58,6 +58,7 @@ def build_tables(runs: pd.DataFrame) -> dict[str, Callable[[], pd.DataFrame]]:
     for by in rank.BASE_CONFIG:
         t[f"cutoff_sensitivity_{_short(by)}"] = lambda by=by: rank.cutoff_sensitivity(runs, "recon", by)
     t["claims"] = lambda: claims_table(runs)
+    t["capacity"] = lambda: capacity.capacity_table(runs)
     if len(datasets(runs)) > 1:
         t["claims_by_dataset"] = lambda: claims_by_dataset(t["claims"]())
     return t

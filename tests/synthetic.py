@@ -76,11 +76,14 @@ def make_sweep(
     rng_seed: int = 0,
     sweep_name: str = "synthetic",
     dataset: str = "mnist",
+    with_epochs: bool = True,
 ) -> Path:
     """Write a fake sweep; returns its directory. ``failed`` / ``diverged``: run names (e.g.
     ``L25_dense1_conv2_s0``) given that status. About ``collapsed_fraction`` of the other runs are
     collapsed (rate below the paper's floor, no active unit); the rest have every second-to-all units
-    active and latent means clustered by digit."""
+    active and latent means clustered by digit. With ``with_epochs``, evaluated and diverged runs also
+    get ``epochs.parquet`` (train and val rows per epoch: the validation distortion falls to the final
+    one, dense1 encoders twice as fast, and the rate grows to the final one; no draw from the rng)."""
     rng = np.random.default_rng(rng_seed)
     out = Path(root) / "sweeps" / sweep_name
     labels = np.arange(N_IMAGES) % N_DIGITS
@@ -91,14 +94,14 @@ def make_sweep(
                 for seed in seeds:
                     _write_run(
                         out, rng, centres, labels, latent, enc, dec, seed, failed, diverged,
-                        collapsed_fraction, likelihood, sweep_name, root, dataset,
+                        collapsed_fraction, likelihood, sweep_name, root, dataset, with_epochs,
                     )  # fmt: skip
     return out
 
 
 def _write_run(
     out, rng, centres, labels, latent, enc, dec, seed, failed, diverged, collapsed_fraction, likelihood,
-    sweep_name, root, dataset="mnist",
+    sweep_name, root, dataset="mnist", with_epochs=True,
 ):  # fmt: skip
     (ek, ed), (dk, dd) = _family(enc), _family(dec)
     name = run_name(latent, ek, ed, dk, dd, seed)
@@ -129,6 +132,8 @@ def _write_run(
         **_config(latent, enc, dec, seed, likelihood, sweep_name, root, dataset),
     }
     results.write_parquet(run_dir / "run.parquet", [row], results.RUN_COLUMNS)
+    if with_epochs and status != "failed":
+        _write_epochs(run_dir, name, row["epochs_done"], distortion, rate, fast=enc == "dense1")
     if status == "failed":
         return  # a failed run writes run.parquet only (and no COMPLETE, so a relaunch retries it)
     if status == "diverged":
@@ -204,8 +209,68 @@ def _write_run(
     results.write_complete(run_dir, "ok")
 
 
+def _write_epochs(run_dir, name, epochs, distortion, rate, fast) -> None:
+    """epochs.parquet of one run: per epoch e, a train and a val row whose distortion is the final one
+    plus 8 (4 for ``fast``) nats per epoch still to go, and whose rate grows linearly to the final one."""
+    rows = []
+    for e in range(1, epochs + 1):
+        recon = distortion + (4.0 if fast else 8.0) * (epochs - e)
+        kl = rate * e / epochs
+        for split in ("train", "val"):
+            rows.append({"run_name": name, "epoch": e, "split": split, "loss": recon + kl, "recon": recon,
+                         "kl": kl, "neg_elbo": recon + kl, "seconds": 1.0, "lr": 1e-3, "beta": 1.0})  # fmt: skip
+    results.write_parquet(run_dir / "epochs.parquet", rows, results.EPOCH_COLUMNS)
+
+
 def corrupt(path: str | Path) -> Path:
     """Overwrite a parquet file with bytes that start like parquet but are not (a torn write)."""
     path = Path(path)
     path.write_bytes(b"PAR1" + b"\x00garbage, not a parquet footer\x00" * 4)
     return path
+
+
+# ---------------------------------------------------------------- run tables with a planted effect
+LATENT_EFFECT = {25: 8.0, 50: 4.0, 100: 2.0, 200: 0.0}  # nats: bigger latents reconstruct better
+DECODER_EFFECT = {"dense1": 3.0, "dense4": 1.5, "conv1": 1.0, "conv2": 0.0, "conv4": -0.5}
+FAMILIES = ("dense1", "dense4", "conv1", "conv2", "conv4")
+
+
+def planted_table(
+    rng, *, shift: float = 0.0, seeds=(0, 1, 2), noise: float = 2.0, capacity_slope: float = 0.0
+):
+    """A run table of the reproduction's design (4 latents × 5 encoders × 5 decoders × seeds), status ok:
+    test/distortion = latent effect + decoder effect + configuration effect + run noise − ``shift`` for
+    dense1 encoders. The latent and decoder effects are strata a test must not mistake for an encoder
+    effect; the configuration effect (sd 1, shared by a configuration's seeds) makes seeds of one
+    configuration alike, as in a real sweep. ``params/encoder`` and ``params/decoder`` grow with depth and
+    latent size (as a conv encoder's Gaussian heads do)."""
+    rows = []
+    config_effect = {}
+    for latent in LATENT_EFFECT:
+        for enc in FAMILIES:
+            for dec in FAMILIES:
+                config_effect[latent, enc, dec] = rng.normal(0.0, 1.0)
+    for seed in seeds:
+        for (latent, enc, dec), effect in config_effect.items():
+            (ek, ed), (dk, dd) = _family(enc), _family(dec)
+            d = LATENT_EFFECT[latent] + DECODER_EFFECT[dec] + effect + rng.normal(0.0, noise)
+            d -= shift if enc == "dense1" else 0.0
+            params_enc = (2e5 if ek == "dense" else 5e4) * ed + 2 * 800 * latent
+            params_dec = (2e5 if dk == "dense" else 5e4) * dd + 800 * latent
+            d += capacity_slope * (np.log(params_enc) + np.log(params_dec))
+            rows.append(
+                {
+                    "run_name": run_name(latent, ek, ed, dk, dd, seed),
+                    "status": "ok",
+                    "seed": seed,
+                    "latent_dim": latent,
+                    "family/encoder": enc,
+                    "family/decoder": dec,
+                    "test/distortion": 90.0 + d,
+                    "params/encoder": params_enc,
+                    "params/decoder": params_dec,
+                }
+            )
+    import pandas as pd
+
+    return pd.DataFrame(rows)

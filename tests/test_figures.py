@@ -85,7 +85,7 @@ def test_project_edge_cases():
 
 def test_every_figure_writes_png_and_pdf(sweep, main_out, tmp_path):
     assert len(sweep.runs) == 16 and sweep.runs["collapsed"].fillna(False).any()
-    assert len(figures.FIGURES) == 12
+    assert len(figures.FIGURES) == 13
     for draw in figures.FIGURES:  # the command called every figure function on this sweep
         assert_written([main_out / f"{draw.figure_name}.png", main_out / f"{draw.figure_name}.pdf"])
     paths = figures.fig1_rate_sorted(sweep, tmp_path)
@@ -148,6 +148,10 @@ def test_main_writes_figures_tables_and_report(main_out):
     cut = pd.read_csv(main_out / "cutoff_sensitivity_encoder.csv")
     assert sorted(cut["cutoff"].unique()) == [0.1, 0.25, 0.5]
     assert (main_out / "report.md").is_file() and (main_out / "report.html").is_file()
+    budget = pd.read_csv(main_out / "claims_budget.csv")
+    assert set(budget["split"]) == {"val", "test"} and sorted(budget["epoch"].unique()) == [1, 2]
+    section = (main_out / "report.md").read_text().split("### Verdicts against the training budget")[1]
+    assert "C4: settles at epoch" in section.split("###")[0]
 
 
 def test_main_is_deterministic(sweep_dir, main_out, tmp_path):

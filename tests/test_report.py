@@ -81,6 +81,13 @@ def test_report_has_everything(written):
     for c in ("C1", "C2", "C3", "C4", "C5", "C6"):
         assert f"**{c}: " in claims
     assert "Test: " in claims and "Why: " in claims
+    # the all-runs tests are named with their references, the per-seed rule kept as a robustness column
+    assert (
+        "Pesarin & Salmaso" in claims and "Phipson & Smyth 2010" in claims and "Efron & Tibshirani" in claims
+    )
+    assert "Per-seed t interval" in claims and "n_perm = 10000" in claims
+    cap = claims.split("### Architecture or capacity?")[1]
+    assert "C(encoder family)" in cap and "C4 (test/distortion): " in cap and "C5 (test/neg_elbo): " in cap
     assert "runs: 8 (1 failed, 7 ok)" in md
     assert "`L4_dense1_conv2_s1`: failed" in md.split("## Runs without test metrics")[1]
     assert "intervals across seeds are unavailable" not in md  # two seeds

@@ -1,0 +1,338 @@
+"""Tests that use every run of a sweep and respect its design: stratified permutation tests and a
+stratified cluster bootstrap, for the claims check (``analysis.claims``).
+
+Design. A sweep trains each configuration (latent size × encoder × decoder) once per seed. A statistic
+is computed per seed (the paper ranks and correlates within one seed's runs) and averaged over the
+seeds; what these tests add is how its uncertainty is assessed from all the runs:
+
+* **Stratified (restricted) permutation test** (Good, *Permutation, Parametric and Bootstrap Tests of
+  Hypotheses*, 3rd ed., 2005, ch. 5; Pesarin & Salmaso, *Permutation Tests for Complex Data*, 2010):
+  one variable (an architecture label, a latent size, a collapse flag, a rate) is shuffled only within
+  strata (always within a seed, and within whatever else the null hypothesis holds fixed), so each
+  permuted data set has the design of the real one. ``N_PERM`` permutations from a
+  ``numpy.random.Generator`` with a fixed seed, so verdicts are deterministic; the p-value is
+  (1 + #{T_perm ≥ T_obs}) / (1 + B), exact in level for any B (Phipson & Smyth, *Stat. Appl. Genet. Mol.
+  Biol.* 9:39, 2010), with Monte Carlo standard error √(p(1−p)/B) (0.0022 at p = 0.05, B = 10,000).
+* **Percentile bootstrap interval** (Efron & Tibshirani, *An Introduction to the Bootstrap*, 1993,
+  ch. 13), resampling *configurations* (clusters: all seeds of a drawn configuration come together,
+  since one configuration's seeds are not independent) with replacement within strata (latent sizes,
+  and for a lift the claim's architecture family too, so that every resample has the design's
+  composition: resampling within latent sizes only lets the member count vary and over-covers),
+  ``N_BOOT`` resamples; the statistic is recomputed on each resample, ranking and top set included.
+
+Every statistic is vectorised over the B permutations or resamples (``(B, n)`` arrays), so a test of
+300 runs takes well under a second.
+
+    from analysis import permutation
+    got = permutation.lift(seed, distortion, member, perm_strata, clusters, boot_strata)
+    got.statistic, got.p_value, got.ci_low, got.ci_high
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+N_PERM = 10_000  # permutations per test: Monte Carlo SE of p 0.0022 at p = 0.05
+N_BOOT = 2_000  # bootstrap resamples per interval (Efron & Tibshirani 1993 ask for >= 1,000 for percentiles)
+RNG_SEED = 20  # every test draws from its own Generator(PCG64(RNG_SEED)): deterministic, order-free
+CI_LEVEL = 0.95
+MIN_FINITE = 0.5  # a bootstrap interval needs at least this share of resamples with a defined statistic
+MIN_CORR_WEIGHT = 3  # a correlation needs at least this many runs (counted with multiplicity)
+SIDES = ("greater", "less", "two-sided")
+
+
+@dataclass
+class Result:
+    """The outcome of one all-runs test."""
+
+    statistic: float  # mean over seeds of the per-seed statistic, on the real data
+    p_value: float  # stratified permutation p-value, (1 + #≥) / (1 + n_perm)
+    ci_low: float  # percentile bootstrap interval (NaN when too few resamples define the statistic)
+    ci_high: float
+    n_runs: int  # runs the statistic used
+    n_perm: int
+    n_boot: int
+    mc_se: float  # Monte Carlo standard error of the p-value
+
+    def text(self) -> str:
+        return (
+            f"{_g(self.statistic)}, bootstrap 95 % CI [{_g(self.ci_low)}, {_g(self.ci_high)}], permutation "
+            f"p = {_g(self.p_value)} (MC SE {_g(self.mc_se)}; {self.n_perm} permutations, {self.n_boot} "
+            f"resamples, {self.n_runs} runs)"
+        )
+
+
+def _g(x) -> str:
+    return "nan" if x is None or not np.isfinite(x) else f"{x:.3g}"
+
+
+def rng() -> np.random.Generator:
+    return np.random.default_rng(RNG_SEED)
+
+
+def codes(df: pd.DataFrame, cols: list[str]) -> np.ndarray:
+    """Integer code of each row's combination of ``cols`` (those present); all zeros when none is."""
+    cols = [c for c in cols if c in df.columns]
+    if not cols or not len(df):
+        return np.zeros(len(df), dtype=np.int64)
+    keys = df[cols].astype(str)  # str: None, NaN and mixed types each make one level
+    return keys.groupby(cols, sort=True).ngroup().to_numpy(dtype=np.int64)
+
+
+# ---------------------------------------------------------------------------------- resampling plans
+def within(strata: np.ndarray, n_perm: int, gen: np.random.Generator) -> np.ndarray:
+    """(n_perm, n) indices: row i of permutation b takes the value of row ``out[b, i]``, always a row of
+    the same stratum (uniform over the within-stratum permutations)."""
+    strata = np.asarray(strata, dtype=np.int64)
+    n = len(strata)
+    if not n:
+        return np.zeros((n_perm, 0), dtype=np.int64)
+    # random keys in [0, 1) offset by the stratum: sorting groups rows by stratum, shuffled inside each
+    keys = gen.random((n_perm, n)) + strata[None, :]
+    shuffled = np.argsort(keys, axis=1, kind="stable")
+    slots = np.argsort(strata, kind="stable")  # the same grouping, rows in their own order
+    out = np.empty_like(shuffled)
+    out[:, slots] = shuffled
+    return out
+
+
+def cluster_weights(clusters: np.ndarray, strata: np.ndarray, n_boot: int, gen: np.random.Generator):
+    """(n_boot, n) multiplicities: each resample draws, within each stratum, as many clusters as it has,
+    with replacement; every row of a drawn cluster counts once per draw. ``strata[i]`` must be the same
+    for every row of a cluster."""
+    clusters, strata = np.asarray(clusters), np.asarray(strata)
+    ids, row_cluster = np.unique(clusters, return_inverse=True)
+    cluster_stratum = np.zeros(len(ids), dtype=np.int64)
+    cluster_stratum[row_cluster] = strata
+    counts = np.zeros((n_boot, len(ids)))
+    for s in np.unique(cluster_stratum):
+        members = np.flatnonzero(cluster_stratum == s)
+        c = len(members)
+        draws = gen.integers(0, c, size=(n_boot, c)) + c * np.arange(n_boot)[:, None]
+        counts[:, members] = np.bincount(draws.ravel(), minlength=n_boot * c).reshape(n_boot, c)
+    return counts[:, row_cluster]
+
+
+def resamplable(clusters, strata) -> bool:
+    """Whether some stratum holds at least two clusters: otherwise every resample is the data itself
+    and a bootstrap interval would have zero width without saying anything."""
+    pairs = pd.DataFrame({"c": np.asarray(clusters), "s": np.asarray(strata)}).drop_duplicates()
+    return bool(len(pairs) and pairs.groupby("s")["c"].nunique().max() >= 2)
+
+
+def _interval(stat, clusters, strata, n_boot, gen) -> tuple[float, float]:
+    """The percentile interval of ``stat(weights)`` over the cluster resamples; NaNs if none varies
+    (or ``n_boot`` is 0: a caller that needs only the p-value)."""
+    if not n_boot or not resamplable(clusters, strata):
+        return math.nan, math.nan
+    return percentile(stat(cluster_weights(clusters, strata, n_boot, gen)))
+
+
+def p_value(observed: float, null: np.ndarray, side: str) -> float:
+    """(1 + #{null at least as extreme as observed}) / (1 + B); ``side`` in SIDES. A small tolerance
+    counts floating-point ties (the same statistic summed in another order) as ties."""
+    if side not in SIDES:
+        raise ValueError(f"side={side!r} is unknown; valid: {', '.join(SIDES)}")
+    null = np.asarray(null, dtype=float)
+    null = null[np.isfinite(null)]
+    if not np.isfinite(observed) or not len(null):
+        return math.nan
+    tol = 1e-9 * max(1.0, abs(observed))
+    if side == "greater":
+        hits = null >= observed - tol
+    elif side == "less":
+        hits = null <= observed + tol
+    else:
+        hits = np.abs(null) >= abs(observed) - tol
+    return float((1 + hits.sum()) / (1 + len(null)))
+
+
+def mc_se(p: float, n: int) -> float:
+    """Monte Carlo standard error of a permutation p-value estimated from ``n`` permutations."""
+    return math.sqrt(p * (1 - p) / n) if np.isfinite(p) and n else math.nan
+
+
+def percentile(values: np.ndarray, level: float = CI_LEVEL) -> tuple[float, float]:
+    """Percentile interval of the finite bootstrap values; NaNs when fewer than MIN_FINITE are finite."""
+    values = np.asarray(values, dtype=float)
+    finite = values[np.isfinite(values)]
+    if not len(values) or len(finite) < MIN_FINITE * len(values):
+        return math.nan, math.nan
+    low, high = np.percentile(finite, [50 * (1 - level), 50 * (1 + level)])
+    return float(low), float(high)
+
+
+# ------------------------------------------------------------------------------ weighted statistics
+def weighted_ranks(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """(B, n) mid-ranks of the fixed values ``x`` (n,) when row i counts ``w[b, i]`` times: the ranks
+    that ``scipy.stats.rankdata`` gives the data set with each row repeated that often (ties share the
+    mean rank). Rows of weight 0 get a rank that no weighted sum uses."""
+    x = np.asarray(x, dtype=float)
+    order = np.argsort(x, kind="stable")
+    xs, ws = x[order], w[:, order]
+    starts = np.flatnonzero(np.r_[True, xs[1:] != xs[:-1]])  # first row of each group of tied values
+    group = np.cumsum(np.r_[True, xs[1:] != xs[:-1]]) - 1
+    totals = np.add.reduceat(ws, starts, axis=1)  # (B, groups)
+    before = np.cumsum(totals, axis=1) - totals
+    mid = before + (totals + 1) / 2
+    out = np.empty_like(ws, dtype=float)
+    out[:, order] = mid[:, group]
+    return out
+
+
+def weighted_pearson(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """(B,) Pearson r of x and y ((n,) or (B, n)) with row weights ``w`` (B, n); NaN where the total
+    weight is below MIN_CORR_WEIGHT or either variable does not vary."""
+    total = w.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mx = (w * x).sum(axis=1) / total
+        my = (w * y).sum(axis=1) / total
+        dx, dy = x - mx[:, None], y - my[:, None]
+        sxx, syy, sxy = (w * dx * dx).sum(axis=1), (w * dy * dy).sum(axis=1), (w * dx * dy).sum(axis=1)
+        scale = np.maximum(np.abs(mx), np.abs(my)) ** 2 + 1.0
+        ok = (total >= MIN_CORR_WEIGHT) & (sxx > 1e-18 * scale * total) & (syy > 1e-18 * scale * total)
+        r = sxy / np.sqrt(sxx * syy)
+    return np.where(ok, np.clip(r, -1.0, 1.0), np.nan)
+
+
+def top_weights(w: np.ndarray, fraction: float) -> np.ndarray:
+    """(B, n) weights of the rows inside the top ``fraction`` of one seed, rows already in rank order
+    (best first): the top set holds ceil(fraction × Σw) runs, as ``rank.top_set`` on the resample."""
+    cum = np.cumsum(w, axis=1)
+    k = np.ceil(np.round(fraction * cum[:, -1:], 9))
+    return np.clip(k - (cum - w), 0.0, w)
+
+
+def _seed_mean(per_seed: list[np.ndarray]) -> np.ndarray:
+    """Mean over seeds of per-seed (B,) statistics, ignoring seeds where one is undefined."""
+    stacked = np.vstack(per_seed)
+    with warnings.catch_warnings():  # a column with no defined seed is NaN, which is what we want
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(stacked, axis=0)
+
+
+# ----------------------------------------------------------------------------------------- the tests
+def lift(
+    seed, distortion, member, perm_strata, clusters, boot_strata, *, fraction: float,
+    n_perm: int = N_PERM, n_boot: int = N_BOOT, side: str = "greater", gen: np.random.Generator | None = None,
+) -> Result:  # fmt: skip
+    """Lift of ``member`` rows in each seed's top ``fraction`` by ``distortion`` (share of the top set /
+    share of the seed's runs), mean over seeds. Rows must be ranked runs in tie-break order (the caller
+    sorts by run name), so a stable sort by distortion gives ``rank.ranking``'s order.
+
+    Permutation: ``member`` is shuffled within ``perm_strata`` (which must nest in seeds); the top sets
+    stay. Bootstrap: clusters resampled within ``boot_strata``, top sets recomputed."""
+    gen = gen or rng()
+    seed, d = np.asarray(seed), np.asarray(distortion, dtype=float)
+    m = np.asarray(member, dtype=float)
+    order = np.lexsort((d, seed))  # by seed, then distortion (stable: the caller's tie-break order)
+    seed, d, m = seed[order], d[order], m[order]
+    perm_strata, clusters = np.asarray(perm_strata)[order], np.asarray(clusters)[order]
+    boot_strata = np.asarray(boot_strata)[order]
+    groups = [np.flatnonzero(seed == s) for s in np.unique(seed)]
+
+    def stat(weights: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        out = []
+        for g in groups:
+            w, lab = weights[:, g], labels[:, g] if labels.ndim == 2 else labels[g]
+            top = top_weights(w, fraction)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                share_top = (top * lab).sum(axis=1) / top.sum(axis=1)
+                share_all = (w * lab).sum(axis=1) / w.sum(axis=1)
+                out.append(np.where(share_all > 0, share_top / share_all, np.nan))
+        return _seed_mean(out)
+
+    ones = np.ones((1, len(d)))
+    observed = float(stat(ones, m)[0])
+    perms = within(perm_strata, n_perm, gen)
+    null = _chunked(lambda idx: stat(np.ones((len(idx), len(d))), m[idx]), perms)
+    low, high = _interval(lambda w: stat(w, m), clusters, boot_strata, n_boot, gen)
+    p = p_value(observed, null, side)
+    return Result(observed, p, low, high, len(d), n_perm, n_boot, mc_se(p, n_perm))
+
+
+def correlation(
+    seed, x, y, perm_strata, clusters, boot_strata, *, method: str = "pearson", top_by=None,
+    fraction: float = 1.0, n_perm: int = N_PERM, n_boot: int = N_BOOT, side: str = "two-sided",
+    gen: np.random.Generator | None = None,
+) -> Result:  # fmt: skip
+    """Pearson or Spearman correlation of x and y within each seed, mean over seeds. With ``top_by``,
+    only each seed's top ``fraction`` of rows ranked by ``top_by`` (ascending; rows in tie-break order)
+    enter, as claim C3 asks.
+
+    Permutation: ``x`` is shuffled within ``perm_strata`` (nested in seeds) among the rows that enter;
+    the null is "x and y unrelated within strata". Bootstrap: clusters resampled within
+    ``boot_strata``; top sets and ranks recomputed on each resample."""
+    if method not in ("pearson", "spearman"):
+        raise ValueError(f"method={method!r} is unknown; valid: pearson, spearman")
+    gen = gen or rng()
+    seed = np.asarray(seed)
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    key = np.zeros(len(x)) if top_by is None else np.asarray(top_by, dtype=float)
+    order = np.lexsort((key, seed))
+    seed, x, y, key = seed[order], x[order], y[order], key[order]
+    perm_strata, clusters = np.asarray(perm_strata)[order], np.asarray(clusters)[order]
+    boot_strata = np.asarray(boot_strata)[order]
+    groups = [np.flatnonzero(seed == s) for s in np.unique(seed)]
+    spearman = method == "spearman"
+
+    def stat(weights: np.ndarray) -> np.ndarray:
+        out = []
+        for g in groups:
+            w = weights[:, g]
+            if top_by is not None:
+                w = top_weights(w, fraction)
+            xs, ys = (weighted_ranks(x[g], w), weighted_ranks(y[g], w)) if spearman else (x[g], y[g])
+            out.append(weighted_pearson(xs, ys, w))
+        return _seed_mean(out)
+
+    ones = np.ones((1, len(x)))
+    observed = float(stat(ones)[0])
+    # the rows that enter on the real data (the permuted variable never changes which rows those are)
+    inside = np.zeros(len(x), dtype=bool)
+    for g in groups:
+        inside[g] = top_weights(ones[:, g], fraction)[0] > 0 if top_by is not None else True
+    rows = np.flatnonzero(inside)
+    sub_seed = seed[rows]
+    xr, yr = x[rows].copy(), y[rows].copy()
+    sub_groups = [np.flatnonzero(sub_seed == s) for s in np.unique(sub_seed)]
+    if spearman:  # ranks within each seed's rows, once: shuffling values shuffles their ranks
+        for g in sub_groups:
+            xr[g], yr[g] = stats.rankdata(xr[g]), stats.rankdata(yr[g])
+    perms = within(perm_strata[rows], n_perm, gen)
+
+    def null_of(idx: np.ndarray) -> np.ndarray:
+        w = np.ones(idx.shape)
+        return _seed_mean([weighted_pearson(xr[idx[:, g]], yr[g], w[:, g]) for g in sub_groups])
+
+    null = _chunked(null_of, perms)
+    low, high = _interval(stat, clusters, boot_strata, n_boot, gen)
+    p = p_value(observed, null, side)
+    return Result(observed, p, low, high, int(inside.sum()), n_perm, n_boot, mc_se(p, n_perm))
+
+
+def mean(seed, value, clusters, boot_strata, *, n_boot: int = N_BOOT, gen=None) -> Result:
+    """Mean over seeds of the per-seed mean of ``value``, with the cluster bootstrap interval; no
+    permutation (there is no label to shuffle): ``p_value`` is NaN."""
+    gen = gen or rng()
+    seed, v = np.asarray(seed), np.asarray(value, dtype=float)
+    groups = [np.flatnonzero(seed == s) for s in np.unique(seed)]
+
+    def stat(weights: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return _seed_mean([(weights[:, g] * v[g]).sum(1) / weights[:, g].sum(1) for g in groups])
+
+    observed = float(stat(np.ones((1, len(v))))[0])
+    low, high = _interval(stat, clusters, boot_strata, n_boot, gen)
+    return Result(observed, math.nan, low, high, len(v), 0, n_boot, math.nan)
+
+
+def _chunked(stat, perms: np.ndarray, chunk: int = 2_000) -> np.ndarray:
+    """``stat`` over the permutation matrix in row blocks, to bound memory on large sweeps."""
+    return np.concatenate([stat(perms[i : i + chunk]) for i in range(0, len(perms), chunk)] or [np.array([])])

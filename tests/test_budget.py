@@ -1,0 +1,100 @@
+"""analysis.budget: the claims recomputed per epoch from the validation records of a synthetic sweep,
+the settling sentence, and the figure."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from synthetic import make_sweep
+
+from analysis import budget, claims, rank
+from analysis.collect import load_sweep
+
+SMALL = {"latents": (4, 8), "encoders": ("dense1", "conv2"), "decoders": ("dense1", "conv2")}
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    root = tmp_path_factory.mktemp("budget")
+    return load_sweep(make_sweep(root, seeds=(0, 1), diverged=("L8_conv2_dense1_s1",), **SMALL))
+
+
+@pytest.fixture(scope="module")
+def table(sweep):
+    return budget.budget_table(sweep)
+
+
+def test_one_row_per_claim_and_epoch_then_the_test_split(sweep, table):
+    assert list(table.columns) == budget.COLUMNS
+    val = table[table["split"].eq("val")]
+    assert sorted(val["epoch"].unique()) == [1, 2] and set(val["claim"]) == set(budget.BUDGET_CLAIMS)
+    test = table[table["split"].eq("test")]
+    assert test["claim"].tolist() == list(budget.BUDGET_CLAIMS) and set(test["epoch"]) == {2}
+    assert set(table["n_runs"]) == {15}  # 16 runs, the diverged one left out
+    # the test rows are the claims check of the stored evaluation
+    final = {v.claim: v for v in claims.check_claims(sweep.runs)}
+    for _, r in test.iterrows():
+        want = final[r["claim"]].statistic
+        assert r["verdict"] == final[r["claim"]].verdict
+        assert (pd.isna(r["statistic"]) and want is None) or r["statistic"] == pytest.approx(want)
+
+
+def test_epoch_statistics_come_from_the_validation_records(sweep, table):
+    # the synthetic validation distortion at epoch 1 is the final one + 4 (dense1 encoders) or + 8 nats
+    frame = budget.at_epoch(sweep.runs, budget.epochs_of(sweep), 1)
+    ok = sweep.runs[sweep.runs["status"].eq("ok")].set_index("run_dir")
+    fast = ok.loc[frame["run_dir"], "family/encoder"].eq("dense1").to_numpy()
+    want = ok.loc[frame["run_dir"], "test/distortion"].to_numpy() + [4.0 if f else 8.0 for f in fast]
+    assert frame["test/distortion"].to_numpy() == pytest.approx(want)
+    assert frame["test/rate"].to_numpy() == pytest.approx(
+        ok.loc[frame["run_dir"], "test/rate"].to_numpy() / 2
+    )
+    lifts = []
+    for _, g in rank.seed_groups(frame):
+        top = rank.top_set(g)
+        lifts.append(top["family/encoder"].eq("dense1").mean() / g["family/encoder"].eq("dense1").mean())
+    c4 = table[table["claim"].eq("C4") & table["epoch"].eq(1) & table["split"].eq("val")].iloc[0]
+    assert c4["statistic"] == pytest.approx(sum(lifts) / len(lifts))
+    # C1 counts: a validation KL below 1e-6 nats at epoch 1 is half the final rate below 1e-6
+    c1 = table[table["claim"].eq("C1") & table["epoch"].eq(1)].iloc[0]
+    assert c1["n_paper_collapsed"] == int((ok["test/rate"] / 2 < 1e-6).sum())
+
+
+def rows(verdicts, test=None):
+    out = [
+        {"arm": "all", "claim": "C4", "epoch": e + 1, "split": "val", "verdict": v}
+        for e, v in enumerate(verdicts)
+    ]
+    if test:
+        out.append({"arm": "all", "claim": "C4", "epoch": len(verdicts), "split": "test", "verdict": test})
+    return pd.DataFrame(out)
+
+
+def test_settling_names_the_first_epoch_of_the_final_verdict():
+    got = budget.settling(
+        rows(["inconclusive", "reproduced", "inconclusive", "reproduced", "reproduced"], test="reproduced")
+    )
+    assert (
+        got["C4"]
+        == "C4: settles at epoch 4 of 5 (reproduced from then on); the test-split verdict is the same."
+    )
+    late = budget.settling(rows(["reproduced", "reproduced", "inconclusive"], test="reproduced"))["C4"]
+    assert "does not settle within the budget" in late and "the test-split verdict is reproduced" in late
+    assert "settles at epoch 1 of 3" in budget.settling(rows(["reproduced"] * 3))["C4"]
+
+
+def test_figure_and_report_section(sweep, tmp_path):
+    png, pdf = budget.fig_claims_budget(sweep, tmp_path)
+    assert png.read_bytes().startswith(b"\x89PNG") and pdf.read_bytes().startswith(b"%PDF")
+    from matplotlib.text import Text
+
+    shown = "\n".join(t.get_text() for t in budget.fig_claims_budget.__wrapped__(sweep).findobj(Text))
+    assert "settles at epoch" in shown and "C4: lift of dense1 encoders" in shown
+    assert "needs a sweep directory" in "\n".join(
+        t.get_text() for t in budget.fig_claims_budget.__wrapped__(sweep.runs).findobj(Text)
+    )
+
+
+def test_a_sweep_without_epoch_records_gives_an_empty_table(tmp_path):
+    sw = load_sweep(make_sweep(tmp_path, seeds=(0,), latents=(4,), with_epochs=False))
+    assert len(budget.budget_table(sw)) == 0

@@ -1,0 +1,92 @@
+"""analysis.capacity: the architecture-or-capacity model on run tables with a planted family effect or
+a planted capacity effect, and on designs that cannot separate the two."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from synthetic import DECODER_EFFECT, planted_table
+
+from analysis import capacity
+
+C4, C5 = capacity.QUANTITIES["C4"], capacity.QUANTITIES["C5"]
+
+
+def rows(table, model, quantity, response="test/distortion"):
+    got = table[table["model"].eq(model) & table["quantity"].eq(quantity) & table["response"].eq(response)]
+    assert len(got) == 1
+    return got.iloc[0]
+
+
+def with_elbo(runs):
+    return runs.assign(**{"test/neg_elbo": runs["test/distortion"] + 25.0})
+
+
+def test_a_planted_family_effect_survives_the_capacity_control():
+    table = capacity.capacity_table(with_elbo(planted_table(np.random.default_rng(0), shift=3.0)))
+    ctl = rows(table, "families + capacity", C4)
+    # dense1 is 3 nats better than the other encoders (whose own effects are 0): the contrast is −3
+    assert ctl["ci_low"] <= -3.0 <= ctl["ci_high"] and ctl["ci_high"] < 0 and ctl["n"] == 300
+    assert "cluster-robust SEs over 100 configurations" in ctl["note"]
+    text = capacity.summary(table)
+    assert any(t.startswith("C4 (test/distortion)") and "survives the capacity control" in t for t in text)
+    assert any(t.startswith("C4 (test/neg_elbo)") for t in text) and len(text) == 4
+
+
+def test_a_capacity_effect_is_not_mistaken_for_a_family_effect():
+    # distortion falls 3 nats per e-fold of encoder and of decoder parameters, on top of the planted
+    # decoder effects. By family alone, C5's contrast is the planted one plus what the deep conv decoders'
+    # parameter counts imply: slope × (mean log params of conv2, conv4 − mean over the others), averaged
+    # over latent sizes (fewer parameters: about 1 nat worse); with the capacity terms it is the planted one
+    slope = -3.0
+    runs = with_elbo(planted_table(np.random.default_rng(1), capacity_slope=slope))
+    table = capacity.capacity_table(runs)
+    raw, ctl = rows(table, "families", C5), rows(table, "families + capacity", C5)
+    deep = ["conv2", "conv4"]
+    planted = np.mean([DECODER_EFFECT[d] for d in deep]) - np.mean(
+        [v for d, v in DECODER_EFFECT.items() if d not in deep]
+    )
+    logp = np.log(runs.groupby(["latent_dim", "family/decoder"])["params/decoder"].first()).unstack()
+    implied = slope * (logp[deep].mean(axis=1) - logp.drop(columns=deep).mean(axis=1)).mean()
+    assert implied > 0.5
+    assert (
+        raw["ci_low"] <= planted + implied <= raw["ci_high"]
+        and not raw["ci_low"] <= planted <= raw["ci_high"]
+    )
+    assert ctl["ci_low"] <= planted <= ctl["ci_high"]
+    for key in ("enc", "dec"):
+        got = rows(table, "families + capacity", capacity.QUANTITIES[key])
+        assert got["ci_low"] <= slope <= got["ci_high"] and got["ci_high"] < 0
+    # the encoder families have no planted effect: C4's controlled interval covers 0
+    c4 = rows(table, "families + capacity", C4)
+    assert c4["ci_low"] <= 0.0 <= c4["ci_high"]
+    text = capacity.summary(table)
+    assert any(t.startswith("C4 (test/distortion)") and "does not survive" in t for t in text)
+
+
+def test_designs_that_cannot_separate_capacity_get_a_note_not_a_crash():
+    runs = with_elbo(planted_table(np.random.default_rng(2), shift=3.0, seeds=(0,)))
+    one = runs[runs["latent_dim"].eq(25)]  # one seed, one latent size: params are a function of the family
+    table = capacity.capacity_table(one)
+    ctl = rows(table, "families + capacity", C4)
+    assert "one seed" in ctl["note"] and "one latent size" in ctl["note"] and "rank deficient" in ctl["note"]
+    assert np.isfinite(ctl["estimate"]) and np.isnan(
+        rows(table, "families + capacity", capacity.QUANTITIES["enc"])["estimate"]
+    )
+    assert any("cannot be fitted in full" in t for t in capacity.summary(table))
+    # one encoder family: C4 has no contrast at all
+    single = capacity.capacity_table(runs[runs["family/encoder"].eq("conv2")])
+    assert (
+        np.isnan(rows(single, "families", C4)["estimate"])
+        and "one encoder family" in rows(single, "families", C4)["note"]
+    )
+    assert capacity.summary(capacity.capacity_table(runs.iloc[:0])) == [
+        "No run has test metrics and parameter counts: no capacity model."
+    ]
+
+
+def test_one_seed_still_fits_with_the_seed_term_dropped():
+    runs = with_elbo(planted_table(np.random.default_rng(3), shift=3.0, seeds=(0,)))
+    ctl = rows(capacity.capacity_table(runs), "families + capacity", C4)
+    assert "one seed: no seed fixed effect" in ctl["note"] and ctl["ci_high"] < 0
+    assert ctl["estimate"] == pytest.approx(-3.0, abs=1.5)
