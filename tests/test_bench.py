@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from runs import make_cfg
+from conftest import make_cfg
 
 from sweep.cohort import Cohort
 from sweep.data import binarize

@@ -8,8 +8,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from conftest import make_cfg
 from PIL import Image
-from runs import make_cfg
 
 import sweep.stack as stack_mod
 from sweep import evaluate, metrics, quality

@@ -20,10 +20,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-from faults import TINY, assert_same_results, cli, results_of, snapshot
+from conftest import SMALL, TINY, assert_same_results, cli, interrupt_in_epoch, make_cfg, results_of, snapshot
 from hydra import compose, initialize_config_dir
 from hydra.errors import MissingConfigException
-from runs import COMMON, SMALL, interrupt_in_epoch, make_cfg
 from synthetic import make_sweep
 
 import sweep.cohort as cohort_mod
@@ -289,11 +288,9 @@ def test_a_run_that_failed_before_its_first_epoch_does_not_block_the_corrected_r
     monkeypatch.undo()
     assert results.read_stored_config(run)["lr"] == 5 and not results.has_trained(run)
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):  # the grid check agrees
-        cfg = compose(
-            "config", overrides=[*SMALL, *COMMON, f"results_dir={tmp_path}"], return_hydra_config=True
-        )
-        sweep_dir = f"hydra.sweep.dir={tmp_path / 'runs'}"
-        cfg.hydra.overrides.task = [*SMALL, *COMMON, f"results_dir={tmp_path}", "seed=0,1", sweep_dir]
+        args = [*SMALL, "epochs=1", *TINY, f"results_dir={tmp_path}"]
+        cfg = compose("config", overrides=args, return_hydra_config=True)
+        cfg.hydra.overrides.task = [*args, "seed=0,1", f"hydra.sweep.dir={tmp_path / 'runs'}"]
         cfg.hydra.sweep.dir = str(tmp_path / "runs")
         got = grid.check_grid(cfg)
         assert (got["runs"], got["complete"], got["sweep_dir"]) == (2, 0, tmp_path / "runs")

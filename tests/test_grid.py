@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from conftest import make_cfg
 from hydra import compose, initialize_config_dir
-from runs import make_cfg
 
 from sweep.config import CONF_DIR
 from sweep.grid import GridError, check_grid, job_overrides

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from faults import TINY, assert_same_results, cli, launch, results_of, snapshot, trained
+from conftest import TINY, assert_same_results, cli, launch, results_of, snapshot, trained
 
 from sweep import results
 from sweep.lock import run_lock

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from runs import make_cfg, spy_epochs
+from conftest import make_cfg, spy_epochs
 
 from analysis import figures, tables
 from analysis.collect import load_sweep

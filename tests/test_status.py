@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import make_cfg
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
-from runs import make_cfg
 
 from sweep import results
 from sweep.config import CONF_DIR
