@@ -15,19 +15,21 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-# the tiny settings of every test run, launched or in-process: seconds-long runs on one shared core
+# the tiny settings of every test run, launched or in process: seconds-long runs
 TINY = [
     "data.subset=200",
     "batch_size=50",
-    "eval.iwae_k=8",
+    "eval.iwae_k=2",
     "eval.latents_n=100",
     "eval.probe_train=200",
     "progress=false",
-    "num_threads=1",
     "device=cpu",
 ]
+# launched runs (subprocesses, often several at once) keep to one thread each, like the test process
+LAUNCHED = [*TINY, "num_threads=1"]
 # a small architecture with both layer kinds (a dense encoder, a conv decoder)
 SMALL = ["encoder=dense", "encoder.width=32", "decoder=conv", "decoder.depth=2", "latent_dim=4"]
 SMOKE_RUNS = {"L8_dense2_dense2_s0", "L8_dense2_conv5_s0", "L8_conv5_dense2_s0", "L8_conv5_conv5_s0"}
@@ -44,6 +46,20 @@ RUN_VOLATILE = {
     "torch_version",
     "python_version",
 }
+
+
+# ---------------------------------------------------------------------------------------- fixtures
+@pytest.fixture(autouse=True, scope="session")
+def one_thread():
+    """One torch thread in the test process: tests compare runs trained in it (any fixed count would
+    do, and ``sweep.evaluate`` re-evaluates with the process's count), the batches are tiny, and on a
+    shared 2-core machine two threads stall each other's barriers far more than they help."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 # ---------------------------------------------------------------------------------------- configs
@@ -165,3 +181,16 @@ def spy_epochs(monkeypatch) -> list[tuple[int, int]]:
     real, seen = engine_mod.train_epoch, []
     monkeypatch.setattr(engine_mod, "train_epoch", lambda c, e: seen.append((c.size, e)) or real(c, e))
     return seen
+
+
+# ---------------------------------------------------------------------------------------- tiers
+def tiered(cases: list[tuple], ids: list[str], default: set[str]) -> list:
+    """A parametrize table whose cases named in ``default`` run in the default tier and the others in
+    the full tier (marked ``slow``): for tables of subprocess cases where a few show the path works
+    and the rest add only their messages."""
+    unknown = default - set(ids)
+    assert not unknown, f"no such case: {sorted(unknown)}"
+    return [
+        pytest.param(*case, id=i, marks=() if i in default else pytest.mark.slow)
+        for case, i in zip(cases, ids, strict=True)
+    ]

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import TINY, assert_same_results, launch, results_of, snapshot, trained
+from conftest import LAUNCHED, assert_same_results, launch, results_of, snapshot, trained
 
 from analysis.collect import collect
 from sweep import results
@@ -42,7 +42,7 @@ LONG = [
     "experiment=smoke",
     "hydra.sweeper.params.encoder=conv5",
     "hydra.sweeper.params.decoder=conv5",
-    *TINY,
+    *LAUNCHED,
     "data.subset=1000",
     "epochs=6",
 ]
@@ -52,7 +52,7 @@ SHORT = [
     "experiment=smoke",
     "hydra.sweeper.params.encoder=dense2",
     "hydra.sweeper.params.decoder=dense2",
-    *TINY,
+    *LAUNCHED,
 ]
 SHORT_RUN = "L8_dense2_dense2_s0"
 SKIP = ("train.log", ".lock")
@@ -156,7 +156,7 @@ def test_grid_trains_each_run_once_across_two_launches_and_a_relaunch_submits_no
         "experiment=smoke",
         "hydra.sweeper.params.encoder=dense2",
         "seed=0,1",
-        *TINY,
+        *LAUNCHED,
         "engine.max_members=2",  # both launches: runs.parquet of one sweep must agree on the column's type
         f"results_dir={tmp_path}",
     ]
@@ -249,7 +249,13 @@ def test_a_task_past_its_time_limit_is_requeued_by_submitit_and_resumes_until_it
 def test_scancel_of_one_task_leaves_its_run_unfinished_and_the_relaunch_trains_only_it(tmp_path):
     """scancel sends SIGTERM, which submitit ignores, and SIGKILL KillWait (5 s) later: the runs are
     long enough (an epoch and the evaluation still to go) to be killed mid-training."""
-    grid = ["experiment=smoke", "hydra.sweeper.params.decoder=conv5", *TINY, "data.subset=1000", "epochs=3"]
+    grid = [
+        "experiment=smoke",
+        "hydra.sweeper.params.decoder=conv5",
+        *LAUNCHED,
+        "data.subset=1000",
+        "epochs=3",
+    ]
     grid.append(f"results_dir={tmp_path}")
     order = ["L8_dense2_conv5_s0", "L8_conv5_conv5_s0"]  # array task k trains order[k]
     sweep_dir = tmp_path / "sweeps" / "smoke"
