@@ -25,14 +25,6 @@ CPU = torch.device("cpu")
 KNOBS = [{}, {"beta": 2.0, "warmup_epochs": 1.5}, {"free_bits": 0.05, "reduction": "paper"}]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def members(*overrides, arch=None, seeds=(0, 1, 2)):
     base = make_cfg(*overrides) if arch is None else make_cfg(*overrides, arch=arch)
     return [{**base, "seed": s, "loss": {**base["loss"], **k}} for s, k in zip(seeds, KNOBS, strict=False)]
@@ -215,6 +207,7 @@ def test_an_interrupted_cohort_resumes_each_member_from_its_own_checkpoint(tmp_p
         }
 
 
+@pytest.mark.slow
 def test_slots_train_cohorts_in_threads_with_the_same_results(tmp_path):
     cfgs = members("epochs=1", seeds=(0,)) + members("epochs=1", arch=CONV, seeds=(0,))
     jobs = lambda root: [Job(c, root / str(i)) for i, c in enumerate(cfgs)]  # noqa: E731

@@ -127,6 +127,7 @@ def test_evaluate_refuses_a_slimmed_run_in_one_line_and_rewrites_nothing(sweep_c
     assert _files(root) == before
 
 
+@pytest.mark.slow  # three full figure draws
 def test_an_interrupted_slim_loses_nothing_and_a_second_one_finishes(sweep_copy, monkeypatch, tmp_path):
     root, _ = sweep_copy
     before = _draw(root, tmp_path / "before")
