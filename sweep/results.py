@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +121,10 @@ os.umask(_UMASK)
 # VAE_SWEEP_KILL_AT=<file name>:<n>:<before|after> SIGKILLs this process right before or after the
 # rename of the n-th atomic write (in this process) of a file of that name (``*`` = any file).
 KILL_AT_ENV = "VAE_SWEEP_KILL_AT"
+# Test hook for tests/test_slurm.py, inert unless the variable is set: VAE_SWEEP_HOLD_AT=<file name>:<hold
+# file> makes this process wait, after each atomic write of a file of that name (``*`` = any file), for as
+# long as <hold file> exists: a test holds a run at a checkpoint for as long as it needs, then releases it.
+HOLD_AT_ENV = "VAE_SWEEP_HOLD_AT"
 TMP_SUFFIX = ".tmp"
 _kill_count = 0
 
@@ -140,6 +145,15 @@ def _maybe_kill(name: str, moment: str) -> None:
         _kill_count += 1
     if when == moment and _kill_count == int(n):
         os.kill(os.getpid(), 9)  # SIGKILL: no cleanup, no finally blocks
+
+
+def _maybe_hold(name: str) -> None:
+    spec = os.environ.get(HOLD_AT_ENV)
+    if not spec:
+        return
+    target, hold = spec.split(":", 1)
+    while target in ("*", name) and os.path.exists(hold):
+        time.sleep(0.2)  # a signal (e.g. Slurm's USR2) still runs its handler at once
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -164,6 +178,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
                 exc.errno, f"{exc.strerror} (writing {path}; its previous version is intact)", str(path)
             ) from exc
         raise
+    _maybe_hold(path.name)
 
 
 def remove_stale_temps(run_dir: Path) -> list[Path]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from runs import make_cfg
+from conftest import LAUNCHED, make_cfg
 
 from sweep.cohort import Cohort, make_optimizer
 from sweep.data import binarize, load_data
@@ -24,16 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 PATH_KEYS = {"samples_per_s", "runs_samples_per_s", "warmup_seconds", "compile_seconds"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One CPU thread: these tests compare runs in one process (any fixed count would do), and on a
-    shared 2-core machine two threads stall each other's barriers far more than they help."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
+@pytest.mark.slow
 def test_quick_benchmark_writes_its_json_table_and_figure(tmp_path):
     out = tmp_path / "bench" / "cpu.json"
     cmd = [sys.executable, "-m", "bench.throughput", "--quick", "--device", "cpu", "--threads", "1"]
@@ -191,11 +182,7 @@ def test_grid_benchmark_times_a_real_launch_and_reports_each_run(tmp_path):
         "hydra/launcher=cohort",
         f"results_dir={tmp_path / 'res'}",
         "epochs=1",
-        "data.subset=200",
-        "eval.iwae_k=2",
-        "eval.latents_n=50",
-        "eval.probe_train=200",
-        "device=cpu",
+        *LAUNCHED,
     ]
     cmd = [sys.executable, "-m", "bench.grid", "--out", str(out), "--", *train_args]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)

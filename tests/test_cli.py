@@ -2,31 +2,19 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from conftest import SMOKE_RUNS, cli, make_cfg
 
 from analysis.collect import collect
 
-ROOT = Path(__file__).resolve().parent.parent
-SMOKE_RUNS = {"L8_dense2_dense2_s0", "L8_dense2_conv5_s0", "L8_conv5_dense2_s0", "L8_conv5_conv5_s0"}
+# every test here runs the commands as subprocesses: the full tier (python -m pytest -m "")
+pytestmark = pytest.mark.slow
 
 
-def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    env = {**os.environ, "CI": "true", "HYDRA_FULL_ERROR": "0"}
-    return subprocess.run(
-        [sys.executable, "-m", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
-    )
-
-
-@pytest.mark.slow
 def test_smoke_sweep_end_to_end_then_a_relaunch_skips_every_run(tmp_path):
-    first = run("sweep.train", "experiment=smoke", f"results_dir={tmp_path}")
+    first = cli("sweep.train", "experiment=smoke", f"results_dir={tmp_path}")
     assert first.returncode == 0, first.stderr[-3000:]
     sweep_dir = tmp_path / "sweeps" / "smoke"
     assert {p.name for p in sweep_dir.iterdir() if p.is_dir()} == SMOKE_RUNS
@@ -34,24 +22,23 @@ def test_smoke_sweep_end_to_end_then_a_relaunch_skips_every_run(tmp_path):
     assert set(got["run_name"]) == SMOKE_RUNS and (got["status"] == "ok").all()
     assert (got["test/neg_elbo"] > 0).all() and (got["epochs_done"] == 2).all()
     stamp = {p: p.stat().st_mtime_ns for p in sweep_dir.rglob("*.parquet")}
-    again = run("sweep.train", "experiment=smoke", f"results_dir={tmp_path}")
+    again = cli("sweep.train", "experiment=smoke", f"results_dir={tmp_path}")
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.count("already complete (ok), skipped") == 4
     assert {p: p.stat().st_mtime_ns for p in sweep_dir.rglob("*.parquet")} == stamp
 
 
-@pytest.mark.slow
 def test_single_run_command_lands_in_runs_and_rerun_reuses_its_stored_config(tmp_path):
     args = ["encoder=dense", "encoder.depth=1", "decoder=conv", "decoder.depth=4", "latent_dim=25"]
     small = ["epochs=1", "data.subset=300", f"results_dir={tmp_path}", "encoder.width=64"]
-    done = run("sweep.train", *args, *small)
+    done = cli("sweep.train", *args, *small)
     assert done.returncode == 0, done.stderr[-3000:]
     run_dir = tmp_path / "runs" / "L25_dense1_conv4_s0"
     assert f"results in {run_dir}" in done.stdout
     assert pq.read_table(run_dir / "run.parquet").column("encoder.width").to_pylist() == [64]
 
     out = tmp_path / "again"
-    rerun = run(
+    rerun = cli(
         "sweep.rerun", "L25_DNN1_CNN4", "data.subset=200", f"results_dir={tmp_path}", "--out", str(out)
     )
     assert rerun.returncode == 0, rerun.stderr[-3000:]
@@ -60,9 +47,8 @@ def test_single_run_command_lands_in_runs_and_rerun_reuses_its_stored_config(tmp
     assert row["encoder.width"] == 64 and row["data.subset"] == 200 and row["status"] == "ok"
 
 
-@pytest.mark.slow
 def test_rerun_of_an_unknown_run_composes_it_from_the_name(tmp_path):
-    done = run("sweep.rerun", "L3_conv2_dense1_s4", "epochs=1", "data.subset=200", f"results_dir={tmp_path}")
+    done = cli("sweep.rerun", "L3_conv2_dense1_s4", "epochs=1", "data.subset=200", f"results_dir={tmp_path}")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "composed from the run name" in done.stdout
     row = pq.read_table(tmp_path / "runs" / "L3_conv2_dense1_s4" / "run.parquet").to_pylist()[0]
@@ -102,26 +88,23 @@ def test_rerun_of_an_unknown_run_composes_it_from_the_name(tmp_path):
     ],
 )
 def test_bad_input_is_rejected_before_anything_is_written(tmp_path, args, message):
-    done = run(*args, f"results_dir={tmp_path}")
+    done = cli(*args, f"results_dir={tmp_path}")
     assert done.returncode != 0
     assert message in done.stderr + done.stdout
     assert not any(tmp_path.iterdir())
 
 
-@pytest.mark.slow
 def test_fashion_mnist_smoke_relaunch_rerun_and_the_analysis_of_both_datasets(tmp_path):
-    from runs import make_cfg
-
     from sweep.train import train
 
     grid = ["experiment=smoke", "encoder=dense2", "epochs=1", f"results_dir={tmp_path}"]  # 2 runs
-    first = run("sweep.train", *grid, "data=fashion_mnist")
+    first = cli("sweep.train", *grid, "data=fashion_mnist")
     assert first.returncode == 0, first.stderr[-3000:]
     fashion = tmp_path / "sweeps" / "smoke_fashion_mnist"
     got = collect(fashion).to_pandas()
     assert set(got["run_name"]) == {"L8_dense2_dense2_s0", "L8_dense2_conv5_s0"}
     assert (got["data.name"] == "fashion_mnist").all() and (got["status"] == "ok").all()
-    again = run("sweep.train", *grid, "data=fashion_mnist")
+    again = cli("sweep.train", *grid, "data=fashion_mnist")
     assert again.returncode == 0 and again.stdout.count("already complete (ok), skipped") == 2
     mnist = tmp_path / "sweeps" / "smoke"
     for dec in ("dense2", "conv5"):  # the MNIST side, trained in this process (same configs)
@@ -129,7 +112,7 @@ def test_fashion_mnist_smoke_relaunch_rerun_and_the_analysis_of_both_datasets(tm
         train(cfg, mnist / f"L8_dense2_{dec}_s0")
     # rerun by name: data=fashion_mnist picks the Fashion-MNIST run of that name (here: already complete)
     target = fashion / "L8_dense2_dense2_s0"
-    rerun = run(
+    rerun = cli(
         "sweep.rerun",
         "L8_dense2_dense2_s0",
         "data=fashion_mnist",
@@ -141,7 +124,7 @@ def test_fashion_mnist_smoke_relaunch_rerun_and_the_analysis_of_both_datasets(tm
         rerun.returncode == 0 and f"config: {target}" in rerun.stdout and "already complete" in rerun.stdout
     )
 
-    done = run("analysis.figures", str(mnist), str(fashion))
+    done = cli("analysis.figures", str(mnist), str(fashion))
     assert done.returncode == 0, done.stderr[-3000:]
     out = tmp_path / "sweeps" / "figures_smoke+smoke_fashion_mnist"
     report = (out / "report.md").read_text()

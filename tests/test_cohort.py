@@ -9,7 +9,7 @@ import re
 import pyarrow.parquet as pq
 import pytest
 import torch
-from runs import interrupt_in_epoch, make_cfg, spy_epochs
+from conftest import interrupt_in_epoch, kl_tolerance, make_cfg, spy_epochs
 
 import sweep.cohort as cohort_mod
 from sweep import results
@@ -23,14 +23,6 @@ CONV = ["encoder=conv", "encoder.depth=2", "decoder=conv", "decoder.depth=3", "l
 CPU = torch.device("cpu")
 # three members of one architecture whose loss knobs all differ: each must train as it does alone
 KNOBS = [{}, {"beta": 2.0, "warmup_epochs": 1.5}, {"free_bits": 0.05, "reduction": "paper"}]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def members(*overrides, arch=None, seeds=(0, 1, 2)):
@@ -60,10 +52,13 @@ def test_a_member_trains_what_it_trains_alone_to_float32_rounding_over_its_first
     (bmm and grouped convolutions sum in another order than the one-model kernels). Compared over the
     first epoch (4 steps), before Adam can amplify a last-bit difference: an element whose gradient is
     ~0 may step by ±lr either way, so elementwise weight bounds depend on the CPU's kernels (seen:
-    3e-4 on one Intel machine after 8 steps). The norm-relative weight difference and the per-member
-    losses are what float32 rounding bounds: a reduction of n ≤ 6400 terms errs by about √n·u ≈ 5e-6
-    relative (u = 6e-8). Tolerances 1e-5 (losses) and 1e-4 (weights, norm-relative); measured on an
-    AMD EPYC: 1.5e-7 and 2.5e-7."""
+    3e-4 on one Intel machine after 8 steps); the norm-relative difference is bounded (1e-4). What
+    float32 rounding bounds is a sum's error relative to the magnitudes of the terms summed: about
+    √n·u ≈ 5e-6 for n ≤ 6400 terms (u = 6e-8), hence 1e-5 of them. recon, loss and neg_elbo are sums
+    of non-negative terms, so that is 1e-5 of the value itself. The KL is not: each term
+    ½(μ² + σ² − 1 − log σ²) is a difference of O(1) numbers, and after cancellation the KL is 0.03
+    nats here against ~6 nats of magnitudes (an AMD EPYC differed by 1.1e-5 of the 0.03), so it is
+    held to 1e-5 of the magnitudes (:func:`conftest.kl_tolerance`)."""
     cfgs = members("epochs=1", arch=CONV if arch else None)
     data = load_data(cfgs[0], CPU)
     cohort = Cohort(cfgs, data, CPU)
@@ -72,8 +67,10 @@ def test_a_member_trains_what_it_trains_alone_to_float32_rounding_over_its_first
         alone = Cohort([cfg], data, CPU)
         want = alone.train_epoch(0)[0]
         assert got[i]["beta"] == want["beta"]
-        for k in ("loss", "recon", "kl", "neg_elbo"):
+        for k in ("loss", "recon", "neg_elbo"):
             assert got[i][k] == pytest.approx(want[k], rel=1e-5), (i, k)
+        tol = kl_tolerance(want["kl"], cfg["latent_dim"], rel=1e-5)
+        assert got[i]["kl"] == pytest.approx(want["kl"], abs=tol), (i, "kl")
         a, b = cohort.checkpoints()[i], alone.checkpoints()[0]
         diff = math.sqrt(sum(float((a["model"][n] - b["model"][n]).pow(2).sum()) for n in a["model"]))
         norm = math.sqrt(sum(float(b["model"][n].pow(2).sum()) for n in a["model"]))
@@ -132,7 +129,8 @@ def test_the_engine_stacks_members_and_each_run_ends_as_it_does_alone(tmp_path):
     gradient difference of ~√n·u ≈ 5e-6 relative moves a weight by ~5e-6·lr per step, ~1e-7 over 12
     steps; the elements whose ~0 gradient flips sign step by ±lr, but the loss is stationary in them,
     so they change it only at second order (lr² ≈ 1e-6 times the curvature). Measured on an AMD
-    EPYC: at most 1.3e-7 relative, on neg_elbo and on the much smaller KL alike."""
+    EPYC: at most 1.3e-7 relative. neg_elbo is a sum of non-negative terms, so its bound is relative
+    to its value; the KL's is relative to the magnitudes it cancels (:func:`conftest.kl_tolerance`)."""
     cfgs = members("epochs=2")
     with pytest.MonkeyPatch.context() as mp:
         calls = spy_epochs(mp)
@@ -141,8 +139,10 @@ def test_the_engine_stacks_members_and_each_run_ends_as_it_does_alone(tmp_path):
     alone = train_jobs(jobs_of(tmp_path / "alone", cfgs), ALONE)
     for row_s, row_a in zip(stacked, alone, strict=True):
         assert row_s["status"] == row_a["status"] == "ok" and row_s["run_name"] == row_a["run_name"]
-        for k in ("val/neg_elbo", "test/neg_elbo", "test/kl"):
+        for k in ("val/neg_elbo", "test/neg_elbo"):
             assert row_s[k] == pytest.approx(row_a[k], rel=1e-4), k
+        tol = kl_tolerance(row_a["test/kl"], cfgs[0]["latent_dim"], rel=1e-4)
+        assert row_s["test/kl"] == pytest.approx(row_a["test/kl"], abs=tol)
     for c in cfgs:
         s, a = tmp_path / "stacked" / f"s{c['seed']}", tmp_path / "alone" / f"s{c['seed']}"
         files = lambda d: sorted(re.sub(r"tfevents\..*", "tfevents", p.name) for p in d.iterdir())  # noqa: E731
@@ -207,6 +207,7 @@ def test_an_interrupted_cohort_resumes_each_member_from_its_own_checkpoint(tmp_p
         }
 
 
+@pytest.mark.slow
 def test_slots_train_cohorts_in_threads_with_the_same_results(tmp_path):
     cfgs = members("epochs=1", seeds=(0,)) + members("epochs=1", arch=CONV, seeds=(0,))
     jobs = lambda root: [Job(c, root / str(i)) for i, c in enumerate(cfgs)]  # noqa: E731
@@ -241,6 +242,8 @@ def test_a_graphed_cohort_trains_what_the_eager_one_trains_on_cuda():
         for epoch in range(2):
             want, got = eager.train_epoch(epoch), graphed.train_epoch(epoch)
             for g, w in zip(got, want, strict=True):
-                for k in ("loss", "recon", "kl"):
+                for k in ("loss", "recon"):
                     assert g[k] == pytest.approx(w[k], rel=1e-4), (epoch, k)
+                tol = kl_tolerance(w["kl"], cfgs[0]["latent_dim"], rel=1e-4)
+                assert g["kl"] == pytest.approx(w["kl"], abs=tol), (epoch, "kl")
         assert graphed._graphs  # the step was captured and replayed

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pyarrow.parquet as pq
+import pytest
+from conftest import make_cfg
 from synthetic import corrupt, make_sweep
 
 from analysis.collect import collect, load_sweep
@@ -55,11 +57,10 @@ def test_claims_are_decided_within_each_ablation_arm_and_the_ablation_across_the
     )
 
 
+@pytest.mark.slow  # two runs with the CPU's default IWAE K (100): half a minute
 def test_runs_launched_with_auto_and_numeric_engine_settings_collect_as_one_sweep(tmp_path, capsys):
     """``engine.max_members`` is ``auto`` or a number, ``progress`` ``auto`` or a boolean: launches that
     set them differently must still give one column type, so no run of the sweep is skipped."""
-    from runs import make_cfg
-
     from sweep.train import train
 
     for seed, knobs in ((0, ["engine.max_members=2", "progress=false"]), (1, ["progress=auto"])):

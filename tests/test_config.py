@@ -21,14 +21,6 @@ register()  # these tests compose as sweep.train does
 EXPERIMENTS = sorted(p.stem for p in (sweep.config.CONF_DIR / "experiment").glob("*.yaml"))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def hydra_compose():
     with initialize_config_dir(config_dir=str(sweep.config.CONF_DIR), version_base="1.3"):

@@ -20,10 +20,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-from faults import TINY, assert_same_results, cli, results_of, snapshot
+from conftest import (
+    LAUNCHED,
+    SMALL,
+    TINY,
+    assert_same_results,
+    cli,
+    interrupt_in_epoch,
+    make_cfg,
+    results_of,
+    snapshot,
+    tiered,
+)
 from hydra import compose, initialize_config_dir
 from hydra.errors import MissingConfigException
-from runs import COMMON, SMALL, interrupt_in_epoch, make_cfg
 from synthetic import make_sweep
 
 import sweep.cohort as cohort_mod
@@ -178,13 +188,14 @@ BAD_COMMANDS = [
 ]
 
 
+@pytest.mark.slow  # subprocesses; the default tier runs one (sweep.train lr=nan, below)
 @pytest.mark.parametrize("args, needles", BAD_COMMANDS, ids=[" ".join(a) for a, _ in BAD_COMMANDS])
 def test_bad_command_line_is_refused_by_name_and_nothing_on_disk_changes(populated, args, needles):
     args = [a.replace(FILE, str(populated / "a_file")) for a in args]
     if not any(a.startswith("results_dir=") for a in args):
         args.append(f"results_dir={populated}")
     before = snapshot(populated)
-    done = cli("sweep.train", *args, *TINY)
+    done = cli("sweep.train", *args, *LAUNCHED)
     assert done.returncode != 0
     for needle in needles:
         assert needle in done.stderr + done.stdout, (needle, done.stderr[-2000:])
@@ -206,7 +217,7 @@ def test_an_unparseable_run_name_is_refused_with_the_grammar(populated, capsys):
 # ------------------------------------------- issue 14: every entry point, one line, exit 2, nothing written
 
 RUN = "<the finished run>"  # placeholder: the populated fixture's run directory
-# (command and arguments, needles of the one error line). sweep.train and sweep.search also get TINY.
+# (command and arguments, needles of the one error line). sweep.train and sweep.search also get LAUNCHED.
 REFUSED = [
     (["sweep.train", "lr=nan"], ["error: lr=nan must be a finite number; valid: > 0"]),
     (["sweep.train", "device=cuda:99"], ["device='cuda:99' is not available", "valid here: auto, cpu"]),
@@ -224,14 +235,23 @@ REFUSED = [
 ]
 
 
-@pytest.mark.parametrize("args, needles", REFUSED, ids=[" ".join(a) for a, _ in REFUSED])
+# the default tier runs one case as a subprocess; every entry point's main() refuses the same values in
+# process (test_evaluate_rerun_and_search_refuse_what_train_refuses)
+@pytest.mark.parametrize(
+    "args, needles", tiered(REFUSED, [" ".join(a) for a, _ in REFUSED], default={"sweep.train lr=nan"})
+)
 def test_every_entry_point_refuses_in_one_line_with_exit_2_and_writes_nothing(populated, args, needles):
     args = [a.replace(RUN, str(populated / "runs" / "L4_dense1_conv2_s0")) for a in args]
-    extra = {"sweep.train": TINY, "sweep.search": TINY, "sweep.rerun": [], "sweep.evaluate": []}[args[0]]
+    extra = {"sweep.train": LAUNCHED, "sweep.search": LAUNCHED, "sweep.rerun": [], "sweep.evaluate": []}[
+        args[0]
+    ]
     if args[0] != "sweep.evaluate":
         extra = [*extra, f"results_dir={populated}"]
     before = snapshot(populated)
-    if args[0] in ("sweep.train", "sweep.search"):  # Hydra's flag first; the case's values win over TINY's
+    if args[0] in (
+        "sweep.train",
+        "sweep.search",
+    ):  # Hydra's flag first; the case's values win over LAUNCHED's
         flags, rest = [a for a in args[1:] if a == "-m"], [a for a in args[1:] if a != "-m"]
         args = [args[0], *flags, *extra, *rest]
     else:
@@ -289,11 +309,9 @@ def test_a_run_that_failed_before_its_first_epoch_does_not_block_the_corrected_r
     monkeypatch.undo()
     assert results.read_stored_config(run)["lr"] == 5 and not results.has_trained(run)
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):  # the grid check agrees
-        cfg = compose(
-            "config", overrides=[*SMALL, *COMMON, f"results_dir={tmp_path}"], return_hydra_config=True
-        )
-        sweep_dir = f"hydra.sweep.dir={tmp_path / 'runs'}"
-        cfg.hydra.overrides.task = [*SMALL, *COMMON, f"results_dir={tmp_path}", "seed=0,1", sweep_dir]
+        args = [*SMALL, "epochs=1", *TINY, f"results_dir={tmp_path}"]
+        cfg = compose("config", overrides=args, return_hydra_config=True)
+        cfg.hydra.overrides.task = [*args, "seed=0,1", f"hydra.sweep.dir={tmp_path / 'runs'}"]
         cfg.hydra.sweep.dir = str(tmp_path / "runs")
         got = grid.check_grid(cfg)
         assert (got["runs"], got["complete"], got["sweep_dir"]) == (2, 0, tmp_path / "runs")
@@ -311,9 +329,9 @@ def test_a_run_that_failed_before_its_first_epoch_does_not_block_the_corrected_r
 
 @pytest.mark.slow
 def test_a_corrected_single_run_trains_to_completion_after_its_refusal(tmp_path):
-    done = cli("sweep.train", "lr=nan", f"results_dir={tmp_path}", *TINY)
+    done = cli("sweep.train", "lr=nan", f"results_dir={tmp_path}", *LAUNCHED)
     assert done.returncode == 2 and not tmp_path.joinpath("runs").exists()
-    done = cli("sweep.train", "lr=1e-3", f"results_dir={tmp_path}", *TINY)
+    done = cli("sweep.train", "lr=1e-3", f"results_dir={tmp_path}", *LAUNCHED)
     assert done.returncode == 0, done.stderr[-2000:]
     run = next((tmp_path / "runs").iterdir())
     assert results.read_complete(run)["status"] == "ok"
@@ -559,7 +577,7 @@ def test_relaunching_a_sweep_over_an_incompatible_run_is_refused_before_anything
     run_dir = tmp_path / "sweeps" / "smoke" / "L8_dense2_dense2_s0"
     _write_foreign_run(run_dir)
     before = snapshot(tmp_path)
-    done = cli("sweep.train", "experiment=smoke", f"results_dir={tmp_path}", *TINY)
+    done = cli("sweep.train", "experiment=smoke", f"results_dir={tmp_path}", *LAUNCHED)
     assert done.returncode != 0
     assert f"{run_dir} was written by an incompatible version of vae-sweep" in done.stderr
     assert snapshot(tmp_path) == before

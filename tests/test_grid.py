@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from conftest import TINY, make_cfg
 from hydra import compose, initialize_config_dir
-from runs import make_cfg
 
 from sweep.config import CONF_DIR
 from sweep.grid import GridError, check_grid, job_overrides
@@ -52,12 +52,7 @@ def test_existing_runs_are_counted_and_a_changed_config_is_refused(tmp_path):
         "experiment=smoke",
         f"results_dir={tmp_path}",
         "epochs=1",
-        "data.subset=200",
-        "batch_size=50",
-        "eval.iwae_k=2",
-        "eval.latents_n=50",
-        "eval.probe_train=200",
-        "progress=false",
+        *TINY,
     ]
     cfg = make_cfg(*args, "encoder=dense2", "decoder=dense2", arch=[])
     train(cfg, tmp_path / "sweeps" / "smoke" / "L8_dense2_dense2_s0")

@@ -13,18 +13,18 @@ from __future__ import annotations
 import random
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from faults import TINY, assert_same_results, cli, launch, results_of, snapshot, trained
+from conftest import LAUNCHED, SMOKE_RUNS, assert_same_results, cli, launch, results_of, snapshot, trained
 
 from sweep import results
 from sweep.lock import run_lock
 
-SWEEP = ["sweep.train", "experiment=smoke", *TINY]  # 4 runs x 2 epochs
-RUNS = {"L8_dense2_dense2_s0", "L8_dense2_conv5_s0", "L8_conv5_dense2_s0", "L8_conv5_conv5_s0"}
+SWEEP = ["sweep.train", "experiment=smoke", *LAUNCHED]  # 4 runs x 2 epochs
 # (file, moment): training checkpoints, evaluation files, result records, the config snapshot
 HOOK_POINTS = [
     ("config.yaml", "after"),
@@ -108,7 +108,7 @@ def test_sigkill_at_seeded_points_then_relaunch_loses_nothing_and_matches_a_stra
         last = cli(*SWEEP, f"results_dir={results_dir}", timeout=600)
         assert last.returncode == 0, last.stderr[-3000:]
         check_invariants(sweep_dir, finished, last.stdout, before)
-        assert complete_runs(sweep_dir) == RUNS
+        assert complete_runs(sweep_dir) == SMOKE_RUNS
         assert not list(sweep_dir.rglob("*.tmp"))
         assert_same_results(results_of(sweep_dir), want)
 
@@ -120,7 +120,7 @@ def test_sigkill_at_seeded_points_then_relaunch_loses_nothing_and_matches_a_stra
         if rc == -signal.SIGKILL:
             kills.append((kind, arg))
         check_invariants(sweep_dir, finished, out, before)
-        if complete_runs(sweep_dir) == RUNS:
+        if complete_runs(sweep_dir) == SMOKE_RUNS:
             finish_pass(results_dir, finished)
             passes += 1
             results_dir, finished = tmp_path / f"killed{passes}", {}
@@ -173,9 +173,9 @@ def test_four_launches_at_once_train_each_run_once_and_a_killed_one_leaves_no_lo
     again = cli(*SWEEP, f"results_dir={tmp_path}", timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     outs.append(again.stdout)
-    assert complete_runs(sweep_dir) == RUNS
+    assert complete_runs(sweep_dir) == SMOKE_RUNS
     names = [n for out in outs for n in trained(out)]
-    assert sorted(names) == sorted(RUNS)  # each run trained to the end by exactly one process
+    assert sorted(names) == sorted(SMOKE_RUNS)  # each run trained to the end by exactly one process
     finisher = [out for out in outs if f"{victim_run.name}: ok; results in" in out]
     assert len(finisher) == 1
     if resumable:  # killed after a checkpoint: the run was resumed, not restarted
@@ -184,3 +184,19 @@ def test_four_launches_at_once_train_each_run_once_and_a_killed_one_leaves_no_lo
     assert not list(sweep_dir.rglob("*.tmp"))
     for p in sweep_dir.rglob("*.parquet"):
         pq.read_table(p)
+
+
+def test_the_hold_hook_holds_after_the_write_of_its_file_until_the_hold_file_goes(tmp_path, monkeypatch):
+    """``VAE_SWEEP_HOLD_AT=<file name>:<hold file>`` (the Slurm time-limit test's hook): the write
+    completes, then the writer waits while the hold file exists; other files are not held."""
+    hold = tmp_path / "hold"
+    hold.touch()
+    monkeypatch.setenv(results.HOLD_AT_ENV, f"last.pt:{hold}")
+    results.atomic_write_bytes(tmp_path / "best.pt", b"b")  # another name: returns at once
+    writer = threading.Thread(target=results.atomic_write_bytes, args=(tmp_path / "last.pt", b"l"))
+    writer.start()
+    writer.join(timeout=1.0)
+    assert writer.is_alive() and (tmp_path / "last.pt").read_bytes() == b"l"  # written, then held
+    hold.unlink()
+    writer.join(timeout=10)
+    assert not writer.is_alive()

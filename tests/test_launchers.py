@@ -7,10 +7,11 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
+import conftest
 import pyarrow.parquet as pq
 import pytest
+from conftest import LAUNCHED, SMOKE_RUNS, trained
 from omegaconf import OmegaConf
 
 from analysis.collect import collect
@@ -18,38 +19,18 @@ from sweep.lock import run_lock
 from sweep.status import scan
 from sweep.train import launcher_threads
 
-ROOT = Path(__file__).resolve().parent.parent
-SMALL = [
-    "experiment=smoke",
-    "epochs=1",
-    "data.subset=200",
-    "eval.iwae_k=2",
-    "eval.latents_n=50",
-    "eval.probe_train=200",
-]
-RUNS = {"L8_dense2_dense2_s0", "L8_dense2_conv5_s0", "L8_conv5_dense2_s0", "L8_conv5_conv5_s0"}
+SMALL = ["experiment=smoke", "epochs=1", *LAUNCHED]
 
 
 def launch(*args: str) -> subprocess.Popen:
-    env = {**os.environ, "CI": "true"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "sweep.train", *SMALL, *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    """The smoke grid, one epoch of tiny runs, launched in the background with ``args``."""
+    return conftest.launch("sweep.train", *SMALL, *args)
 
 
 def finish(p: subprocess.Popen) -> str:
     out, err = p.communicate(timeout=600)
     assert p.returncode == 0, err[-3000:]
     return out
-
-
-def trained(out: str) -> list[str]:
-    return [line.split(":")[0] for line in out.splitlines() if ": ok; results in" in line]
 
 
 @pytest.mark.slow
@@ -64,11 +45,11 @@ def trained(out: str) -> list[str]:
 def test_parallel_launcher_trains_the_grid_and_a_relaunch_skips_it(tmp_path, launcher):
     out = finish(launch(f"results_dir={tmp_path}", *launcher))
     runs = collect(tmp_path / "sweeps" / "smoke").to_pandas()
-    assert set(runs["run_name"]) == RUNS and (runs["status"] == "ok").all()
+    assert set(runs["run_name"]) == SMOKE_RUNS and (runs["status"] == "ok").all()
     st = scan(tmp_path / "sweeps" / "smoke")  # the grid as the launch recorded it, all of it ok
-    assert st.source.startswith("grid.json") and {r.name for r in st.runs} == RUNS and st.all_ok
+    assert st.source.startswith("grid.json") and {r.name for r in st.runs} == SMOKE_RUNS and st.all_ok
     if "submitit" not in launcher[0]:
-        assert sorted(trained(out)) == sorted(RUNS)  # joblib workers' and cohort slots' prints reach us
+        assert sorted(trained(out)) == sorted(SMOKE_RUNS)  # joblib workers' and cohort slots' prints reach us
     again = finish(launch(f"results_dir={tmp_path}", *launcher))
     assert trained(again) == []
     assert set(collect(tmp_path / "sweeps" / "smoke").to_pandas()["finished_at"]) == set(runs["finished_at"])
@@ -80,7 +61,7 @@ def test_two_launches_at_once_train_each_run_exactly_once(tmp_path, second):
     a, b = launch(f"results_dir={tmp_path}"), launch(f"results_dir={tmp_path}", *second)
     out_a, out_b = finish(a), finish(b)
     both = trained(out_a) + trained(out_b)
-    assert sorted(both) == sorted(RUNS)  # each run trained by exactly one of them
+    assert sorted(both) == sorted(SMOKE_RUNS)  # each run trained by exactly one of them
     runs = collect(tmp_path / "sweeps" / "smoke").to_pandas()
     assert len(runs) == 4 and (runs["status"] == "ok").all()
     assert not list(tmp_path.rglob("*.tmp"))

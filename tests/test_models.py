@@ -25,15 +25,6 @@ WIDTH = {"dense": 512, "conv": 32}  # the defaults in conf/{encoder,decoder}/*.y
 B = 3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny batches: OpenMP thread start-up costs far more than the maths on a small shared CPU.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def spec(kind: str, depth: int, width: int | None = None, activation: str = "leaky_relu") -> Spec:
     return Spec(kind, depth, WIDTH[kind] if width is None else width, activation)
 

@@ -35,7 +35,10 @@ def _fid(features, real: torch.Tensor, fake: torch.Tensor) -> float:
     return float(fid.compute())
 
 
-@pytest.mark.parametrize("dataset", list(quality.ACCURACY_FLOOR))
+@pytest.mark.parametrize(
+    "dataset",
+    [pytest.param(d, marks=() if d == "mnist" else pytest.mark.slow) for d in quality.ACCURACY_FLOOR],
+)
 def test_the_cached_classifier_has_the_test_accuracy_it_records(dataset):
     clf = quality.load_classifier(dataset)  # checks the weights' SHA-256 against classifier.json
     data = load_mnist("cpu", likelihood="bce", dataset=dataset)
@@ -45,6 +48,7 @@ def test_the_cached_classifier_has_the_test_accuracy_it_records(dataset):
     assert clf.record["dataset"] == dataset and clf.record["train_images"] == 60_000
 
 
+@pytest.mark.slow  # a minute on one core
 def test_training_the_classifier_on_a_subset_learns_and_is_deterministic():
     # the recipe on 10,000 images for 2 epochs (the cached one: 60,000 images, 8 epochs) clears a looser
     # floor (measured 0.905 on the whole test set; chance is 0.10)
@@ -118,6 +122,7 @@ def test_torchmetrics_fid_and_kid_match_a_direct_numpy_scipy_computation(feature
     assert want > 0
 
 
+@pytest.mark.slow
 def test_kid_is_unbiased_so_two_samples_of_one_distribution_can_score_below_zero(features, test_x):
     f = features(test_x)
     f = f[torch.randperm(len(f), generator=torch.Generator().manual_seed(0))]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import optuna
 import pandas as pd
 import pytest
+from conftest import TINY
 from optuna.trial import TrialState
 
 import sweep.engine as engine_mod
@@ -13,16 +14,6 @@ from analysis import figures
 from analysis.collect import load_sweep
 from sweep import search as search_mod
 
-TINY = [
-    "epochs=2",
-    "data.subset=200",
-    "batch_size=50",
-    "eval.iwae_k=4",
-    "eval.latents_n=50",
-    "eval.probe_train=200",
-    "progress=false",
-    "device=cpu",
-]
 SPACE = [
     "search.space={latent_dim:{type:categorical,choices:[2,4]},"
     "encoder:{type:categorical,choices:[dense1,conv1]},decoder:{type:categorical,choices:[dense1,conv1]}}"
@@ -30,9 +21,10 @@ SPACE = [
 
 
 def args(tmp_path, experiment="search_arch", *more):
-    return [f"experiment={experiment}", f"results_dir={tmp_path}", *TINY, *SPACE, *more]
+    return [f"experiment={experiment}", f"results_dir={tmp_path}", *TINY, "epochs=2", *SPACE, *more]
 
 
+@pytest.mark.slow
 def test_an_interrupted_search_continues_and_ends_with_exactly_n_trials(tmp_path, monkeypatch):
     real = engine_mod.train_epoch
     seen = []
@@ -67,6 +59,7 @@ def test_an_interrupted_search_continues_and_ends_with_exactly_n_trials(tmp_path
     assert all(name.endswith(f"_t{t}") for name, t in zip(runs["run_name"], runs["trial"], strict=True))
 
 
+@pytest.mark.slow
 def test_multi_objective_search_yields_a_pareto_set(tmp_path):
     study = search_mod.search(args(tmp_path, "search_pareto", "search.n_trials=3"))
     assert len(study.directions) == 2 and len(study.trials) == 3

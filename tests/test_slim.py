@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from runs import make_cfg, spy_epochs
+from conftest import make_cfg, spy_epochs
 
 from analysis import figures, tables
 from analysis.collect import load_sweep
@@ -127,6 +127,7 @@ def test_evaluate_refuses_a_slimmed_run_in_one_line_and_rewrites_nothing(sweep_c
     assert _files(root) == before
 
 
+@pytest.mark.slow  # three full figure draws
 def test_an_interrupted_slim_loses_nothing_and_a_second_one_finishes(sweep_copy, monkeypatch, tmp_path):
     root, _ = sweep_copy
     before = _draw(root, tmp_path / "before")
@@ -214,12 +215,12 @@ def test_end_to_end_launch_slim_relaunch_status_and_figures(tmp_path):
     """The user's path, as subprocesses: a multirun, ``sweep.slim``, the same command again (it trains
     nothing and leaves every slimmed file as it is), ``sweep.status`` (exit 0: every run ok) and
     ``analysis.figures`` on the slimmed sweep."""
-    from faults import TINY, cli, snapshot, trained
+    from conftest import LAUNCHED, cli, snapshot, trained
 
     sweep = tmp_path / "sweeps" / "e2e"
     launch = [
         "sweep.train", "-m", f"hydra.sweep.dir={sweep}", f"results_dir={tmp_path}", "epochs=1", "latent_dim=3",
-        "encoder=dense", "encoder.width=16", "decoder=dense,conv", "decoder.width=16", *TINY,
+        "encoder=dense", "encoder.width=16", "decoder=dense,conv", "decoder.width=16", *LAUNCHED,
     ]  # fmt: skip
     first = cli(*launch)
     assert first.returncode == 0, first.stderr

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import make_cfg
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
-from runs import make_cfg
 
 from sweep import results
 from sweep.config import CONF_DIR
@@ -256,6 +256,7 @@ def test_the_progress_line_is_quiet_outside_a_terminal(tmp_path, monkeypatch):
     progress.on_multirun_end()
 
 
+@pytest.mark.slow  # python -m sweep.rerun as a subprocess
 def test_rerun_failed_retrains_exactly_the_failed_runs_in_place(tmp_path):
     cfg = make_cfg("num_threads=1", f"results_dir={tmp_path}")
     sweep = make(tmp_path / "s", {"ok_run": "ok", "bad": "failed"}, bad={"error": "RuntimeError: boom"})

@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import torch
-from runs import make_cfg
+from conftest import make_cfg
 
 import sweep.engine as engine_mod
 import sweep.stack as stack_mod
