@@ -7,11 +7,12 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import conftest
 import pyarrow.parquet as pq
 import pytest
-from conftest import LAUNCHED, SMOKE_RUNS, trained
+from conftest import LAUNCHED, ROOT, SMOKE_RUNS, trained
 from omegaconf import OmegaConf
 
 from analysis.collect import collect

@@ -18,10 +18,9 @@ from pathlib import Path
 import optuna
 import pyarrow.parquet as pq
 import pytest
-from conftest import cli, snapshot
+from conftest import cli, make_cfg, snapshot
 from hydra.core.global_hydra import GlobalHydra
 from optuna.trial import TrialState
-from conftest import make_cfg
 from synthetic import make_sweep
 
 import sweep.engine as engine_mod
