@@ -31,7 +31,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from analysis import claims, rank  # noqa: E402
 from analysis.collect import Sweep, collect  # noqa: E402
 from analysis.plotting import PAGE_WIDTH, figure, message_figure, note  # noqa: E402
-from sweep.metrics import COLLAPSE_RATE_THRESHOLD, PAPER_COLLAPSE_THRESHOLD  # noqa: E402
+from sweep.thresholds import COLLAPSE_RATE_THRESHOLD, PAPER_COLLAPSE_THRESHOLD  # noqa: E402
 
 BUDGET_CLAIMS = ("C1", "C3", "C4", "C5")
 SPLIT = "val"  # the split the per-epoch verdicts use (the test split is kept for the final evaluation)
