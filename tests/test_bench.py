@@ -72,6 +72,36 @@ def test_quick_benchmark_writes_its_json_table_and_figure(tmp_path):
     assert not list(out.parent.glob("*.tmp"))
 
 
+def test_the_benchmark_in_process_measures_each_path_and_writes_its_json_and_figure(tmp_path, capsys):
+    """``bench.throughput.main`` on one tiny config, one step each (the subprocess test above checks the
+    whole report of the quick sample): every CPU path is timed and the estimate is drawn."""
+    from bench import throughput
+
+    out = tmp_path / "cpu.json"
+    argv = ["--quick", "--configs", "L8_dense1_dense1", "--steps", "1", "--device", "cpu", "--out", str(out)]
+    assert throughput.main([*argv, "--members", "2"]) == 0
+    report = json.loads(out.read_text())
+    (c,) = report["configs"]
+    assert c["config"] == "L8_dense1_dense1" and c["cohort"]["members"] == 2 and "graph" not in c
+    assert all(c[k]["samples_per_s"] > 0 for k in ("stock", "harness", "cohort"))
+    assert report["overall"]["ratio_aggregate"] == pytest.approx(c["ratio"])
+    assert report["full_estimate"]["runs"] == 768
+    assert out.with_name(report["full_estimate"]["figure"]).read_bytes()[:4] == b"\x89PNG"
+    assert "L8_dense1_dense1" in capsys.readouterr().out
+
+
+def test_the_grid_benchmark_finds_the_sweep_directory_and_needs_its_separator(tmp_path, capsys):
+    """``bench.grid``'s in-process parts (its launch is a subprocess: the slow test above)."""
+    from bench import grid as bench_grid
+
+    args = ["experiment=smoke", "hydra/launcher=cohort", "hydra.launcher.slots=2", f"results_dir={tmp_path}"]
+    assert bench_grid.sweep_dir_of(args) == tmp_path / "sweeps" / "smoke"
+    assert bench_grid.main(["--out", str(tmp_path / "g.json")]) == 2  # no "--": the usage line
+    assert "usage: python -m bench.grid" in capsys.readouterr().err
+    sampler = bench_grid.GpuSampler(0.05)
+    assert sampler.stop()["available"] is (shutil.which("nvidia-smi") is not None)
+
+
 def reference_train_epoch(model, opt, data, cfg, epoch: int, g_data, g_noise) -> dict[str, float]:
     """One epoch as PROTOCOL-level pseudo-code, written independently of the harness: the epoch's
     randomness drawn up front from the run's two generators (data order, then the binarisation of the

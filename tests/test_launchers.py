@@ -230,3 +230,25 @@ def test_a_slurm_task_of_several_runs_trains_them_in_a_process_that_imported_not
     assert done.stdout.strip().splitlines()[-1] == "COMPLETED COMPLETED"
     assert [d.name for d in dirs] == ["L2_dense1_dense1_s0", "L2_dense1_dense1_s1"]
     assert all(results.read_complete(d)["status"] == "ok" for d in dirs)
+
+
+def test_the_cohort_launcher_trains_every_job_of_a_multirun_in_this_process(tmp_path):
+    """``sweep.launcher.launch`` (what ``hydra/launcher=cohort`` calls), in process: each job gets its
+    own composed config and directory under the sweep directory, trains, and returns its result."""
+    from hydra import compose, initialize_config_dir
+
+    from sweep.config import CONF_DIR
+    from sweep.launcher import launch as cohort_launch
+
+    args = [*conftest.SMALL, "epochs=1", *conftest.TINY, f"results_dir={tmp_path}"]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=args, return_hydra_config=True)
+        cfg.hydra.overrides.task = [*args, "seed=0,1"]
+        returns = cohort_launch(cfg, [[*args, "seed=0"], [*args, "seed=1"]], 0)
+    sweep_dir = tmp_path / "sweeps" / "default"
+    assert [r.status.name for r in returns] == ["COMPLETED", "COMPLETED"]
+    assert [r.overrides[-1] for r in returns] == ["seed=0", "seed=1"]
+    assert all(isinstance(r.return_value, float) and r.return_value > 0 for r in returns)
+    runs = collect(sweep_dir).to_pandas()
+    assert sorted(runs["run_name"]) == ["L4_dense1_conv2_s0", "L4_dense1_conv2_s1"]
+    assert (runs["status"] == "ok").all()
