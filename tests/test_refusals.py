@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -30,7 +31,7 @@ import sweep.train as train_mod
 from analysis.collect import load_sweep
 from sweep import results, status
 from sweep import search as search_mod
-from sweep.config import ConfigError
+from sweep.config import ConfigError, validate
 from sweep.train import train
 
 # a search trial that trains in about a second: 64 images, one epoch, nothing logged
@@ -828,9 +829,12 @@ DATA_LIMITS = [
 def test_a_value_the_data_or_the_memory_cannot_take_is_refused_by_its_key_before_training(
     tmp_path, more, needle
 ):
-    with pytest.raises(ConfigError) as got:
-        train(make_cfg(*more), tmp_path / "run")
+    cfg = make_cfg(*more)
+    with pytest.raises(ConfigError) as got:  # the rules alone first: a miss must not allocate 40 TB
+        validate(cfg)
     assert needle in str(got.value)
+    with pytest.raises(ConfigError, match=re.escape(needle)):  # and so training refuses it
+        train(cfg, tmp_path / "run")
     assert not (tmp_path / "run").exists()
 
 
