@@ -282,8 +282,8 @@ def test_the_grid_check_fails_closed_on_its_own_bug(tmp_path, monkeypatch, capsy
         with pytest.raises(SystemExit) as got:
             getattr(check, hook)(cfg)
         assert got.value.code == 2
-        err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and "failed (IndexError: list index out of range); nothing was started" in err[0]
+        line = one_error_line(capsys.readouterr().err)
+        assert "failed (IndexError: list index out of range); nothing was started" in line
         monkeypatch.undo()
     assert list(tmp_path.iterdir()) == []
     cfg.hydra.overrides.task = [f"results_dir={tmp_path}", "latent_dim=4,4"]
@@ -354,8 +354,7 @@ def test_evaluate_rerun_and_search_refuse_what_train_refuses(populated, capsys):
         (["eval.iwae_k"], "Error parsing override 'eval.iwae_k'"),
     ]:
         assert evaluate.main([str(run), *overrides]) == 2
-        err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and message in err[0], (message, err)
+        assert message in one_error_line(capsys.readouterr().err)
         if overrides != ["eval.iwae_k=0"]:
             continue
         assert rerun.main(["L4_dense1_conv2_s0", f"results_dir={populated}", *overrides]) == 2

@@ -111,10 +111,9 @@ def one_trial_study(tmp_path_factory):
 def test_a_relaunch_that_changes_what_the_study_optimises_is_refused(one_trial_study, capsys, more, needles):
     before = snapshot(one_trial_study)
     assert search_mod.main(search_args(one_trial_study, "search.n_trials=2", *more)) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: "), err
+    line = one_error_line(capsys.readouterr().err)
     for needle in needles:
-        assert needle in err[0], (needle, err[0])
+        assert needle in line, (needle, line)
     assert snapshot(one_trial_study) == before
     assert len(load(one_trial_study).trials) == 1
 
@@ -302,9 +301,8 @@ def test_a_run_directory_inside_another_runs_directory_is_refused(
     args = [a.replace(INSIDE, str(other / "nested")) for a in args]
     before = snapshot(tmp_path)
     assert train_in_process(monkeypatch, *args, f"results_dir={tmp_path}", *TINY_RUN) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: "), err
-    assert f"{needle} {other}, the directory of another run" in err[0], err[0]
+    line = one_error_line(capsys.readouterr().err)
+    assert f"{needle} {other}, the directory of another run" in line, line
     assert snapshot(tmp_path) == before
 
 
@@ -336,8 +334,7 @@ def test_a_bad_objective_is_refused_before_any_trial_trains_or_the_study_is_writ
     (tmp_path / "keep").write_text("x\n")
     before = snapshot(tmp_path)
     assert search_mod.main(search_args(tmp_path, "search.n_trials=1", *more)) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: ") and needle in err[0], err
+    assert needle in one_error_line(capsys.readouterr().err)
     assert snapshot(tmp_path) == before and not (tmp_path / "searches").exists()
 
 
@@ -367,8 +364,7 @@ def test_hydra_errors_in_sweep_train_are_one_line_with_exit_2(tmp_path, monkeypa
     rest = [a for a in args if a not in flags]
     assert train_in_process(monkeypatch, *flags, f"results_dir={tmp_path}", *TINY_RUN, *rest) == 2
     captured = capsys.readouterr()
-    lines = (captured.out + captured.err).strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], lines[-10:]
+    assert needle in one_error_line(captured.out + captured.err)
     assert snapshot(tmp_path) == before
 
 
@@ -600,6 +596,24 @@ def test_a_path_sweep_rerun_cannot_write_is_refused_before_anything_is_written(
     assert rerun.main(["L2_dense1_dense1_s0", *results_dir, *args]) == 2
     captured = capsys.readouterr()
     assert needle.replace("\0", "\\x00") in one_error_line(captured.out + captured.err)
+    assert _tree(tmp_path) == before
+
+
+SEARCH_PATHS = [
+    (["results_dir=/proc/vae-sweep"], "the search directory /proc/vae-sweep/searches/search_arch cannot be"),
+    ([f"sweep_name={LONG}"], "is 300 bytes; valid: names of at most 255 bytes"),
+    ([f"results_dir={FILE}/r"], f"results_dir={FILE}/r lies below {FILE}, which is a file"),
+]
+
+
+@pytest.mark.parametrize("more, needle", SEARCH_PATHS, ids=[" ".join(m)[:60] for m, _ in SEARCH_PATHS])
+def test_a_search_directory_that_cannot_be_written_is_refused_before_the_study_is_made(
+    tmp_path, capsys, more, needle
+):
+    more, (needle,) = _paths(tmp_path, more), _paths(tmp_path, [needle])
+    before = _tree(tmp_path)
+    assert search_mod.main(search_args(tmp_path, "search.n_trials=1", *more)) == 2
+    assert needle in one_error_line(capsys.readouterr().err)
     assert _tree(tmp_path) == before
 
 
