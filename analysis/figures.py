@@ -50,6 +50,7 @@ from analysis.plotting import (  # noqa: E402
 )
 from analysis.search import search_outputs  # noqa: E402
 from analysis.tables import build_tables  # noqa: E402
+from sweep.paths import PathError, readable, writable  # noqa: E402
 from sweep.results import atomic_write_bytes  # noqa: E402
 
 FIGURES = (
@@ -126,16 +127,19 @@ def main(argv: list[str] | None = None) -> int:
         help="output directory (default: <sweep_dir>/figures; for several, <parent>/figures_<a>+<b>…)",
     )
     args = p.parse_args(argv)
-    for d in args.sweep_dirs:
-        if not d.is_dir():
-            p.error(f"{d} is not a directory")
     dirs = list(dict.fromkeys(args.sweep_dirs))
-    if len(dirs) == 1:
-        out = args.out or dirs[0] / "figures"
-        sweep = load_sweep(dirs[0])  # prints one warning line per skipped file
-    else:
-        sweep = load_sweep(dirs)
-        out = args.out or sweep.root / ("figures_" + "+".join(d.resolve().name for d in dirs))
+    try:  # what it reads and where it writes, before it reads or writes anything
+        for d in dirs:
+            if not readable(d, "sweep_dir").is_dir():
+                raise PathError(f"sweep_dir={d} is not a directory; valid: a sweep or results directory")
+        if args.out is not None or len(dirs) == 1:
+            out = writable(args.out or dirs[0] / "figures", "--out")
+        sweep = load_sweep(dirs[0] if len(dirs) == 1 else dirs)  # one warning line per skipped file
+        if args.out is None and len(dirs) > 1:  # next to them: known once they are read
+            out = writable(sweep.root / ("figures_" + "+".join(d.resolve().name for d in dirs)), "--out")
+    except PathError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     figures, tables = write_all(sweep, out)
     print(
         f"{len(sweep.runs)} runs, {len(sweep.skipped)} files skipped; wrote {len(figures)} figures "

@@ -13,7 +13,6 @@ started. Then times, ``--repeats`` times each: the whole command in a fresh proc
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -25,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.args import one_line_parser, output_path, positive_int
 from sweep import results
 from sweep.grid import write_grid_file
 from sweep.lock import note_holder, run_lock
@@ -72,11 +72,14 @@ def build(sweep: Path, n_runs: int, stack: contextlib.ExitStack) -> dict[str, in
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.status", description=__doc__.split("\n\n")[0])
-    p.add_argument("--runs", type=int, default=300)
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "status.json")
-    args = p.parse_args(argv)
+    p = one_line_parser("python -m bench.status", __doc__)
+    p.add_argument("--runs", type=positive_int, default=300)
+    p.add_argument("--repeats", type=positive_int, default=5)
+    p.add_argument("--out", type=output_path, default=ROOT / "bench" / "results" / "status.json")
+    try:
+        args = p.parse_args(argv)
+    except SystemExit as exc:  # a refused argument (status 2) or --help (0): returned like the rest
+        return int(exc.code or 0)
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         sweep = Path(tmp) / "sweeps" / "paper"
         counts = build(sweep, args.runs, stack)

@@ -50,6 +50,7 @@ from typing import Any
 
 import torch
 
+from bench.args import non_negative_int, one_line_parser, output_path, positive_int, run_name
 from bench.estimate import estimate_full, plot_estimate
 from bench.loops import (
     BATCH,
@@ -249,33 +250,52 @@ def table(report: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.throughput", description=__doc__.split("\n\n")[0])
-    p.add_argument("--configs", nargs="+", metavar="SPEC", help="run names, e.g. L25_dense1_conv4")
-    p.add_argument("--steps", type=int, help=f"timed steps per repeat (default {DEFAULTS['steps']})")
-    p.add_argument("--warmup", type=int, help=f"untimed steps first (default {DEFAULTS['warmup']})")
-    p.add_argument("--repeats", type=int, help=f"alternating repeats (default {DEFAULTS['repeats']})")
+    p = one_line_parser("python -m bench.throughput", __doc__)
+    p.add_argument(
+        "--configs", nargs="+", type=run_name, metavar="SPEC", help="run names, e.g. L25_dense1_conv4"
+    )
+    p.add_argument("--steps", type=positive_int, help=f"timed steps per repeat (default {DEFAULTS['steps']})")
+    p.add_argument(
+        "--warmup", type=non_negative_int, help=f"untimed steps first (default {DEFAULTS['warmup']})"
+    )
+    p.add_argument(
+        "--repeats", type=positive_int, help=f"alternating repeats (default {DEFAULTS['repeats']})"
+    )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | any torch device (default auto)")
-    p.add_argument("--threads", type=int, help="torch CPU threads for both paths (default: torch's)")
+    p.add_argument("--threads", type=positive_int, help="torch CPU threads for both paths (default: torch's)")
     p.add_argument(
-        "--members", type=int, help="cohort path: seeds stacked per cohort (default 16 on cuda, 3 on cpu)"
+        "--members",
+        type=positive_int,
+        help="cohort path: seeds stacked per cohort (default 16 on cuda, 3 on cpu)",
     )
     p.add_argument(
-        "--slots", type=int, help="cohort path: cohorts training at once (default 4 on cuda, 1 on cpu)"
+        "--slots",
+        type=positive_int,
+        help="cohort path: cohorts training at once (default 4 on cuda, 1 on cpu)",
     )
-    p.add_argument("--out", type=Path, help="JSON path (default bench/results/<device>.json)")
+    p.add_argument("--out", type=output_path, help="JSON path (default bench/results/<device>.json)")
     p.add_argument("--note", default="", help="free text stored with the settings (why these settings)")
     p.add_argument("--quick", action="store_true", help="a tiny sample in a few seconds (for the test)")
-    args = p.parse_args(argv)
+    try:
+        args = p.parse_args(argv)
+    except SystemExit as exc:  # a refused argument (status 2) or --help (0): returned like the rest
+        return int(exc.code or 0)
     preset = QUICK if args.quick else DEFAULTS
-    steps, warmup, repeats = (getattr(args, k) or preset[k] for k in ("steps", "warmup", "repeats"))
+    steps, warmup, repeats = (
+        preset[k] if getattr(args, k) is None else getattr(args, k) for k in ("steps", "warmup", "repeats")
+    )
     names = args.configs or list(QUICK_CONFIGS if args.quick else DEFAULT_CONFIGS)
-    if args.threads:
+    if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     cuda = device.type == "cuda"
     members = args.members if args.members is not None else (16 if cuda else 3)
     slots = args.slots if args.slots is not None else (4 if cuda else 1)
-    out_path = args.out or default_out(device)
+    try:  # the default, known once the device is: proven writable before anything is measured
+        out_path = args.out or output_path(str(default_out(device)))
+    except argparse.ArgumentTypeError as exc:
+        print(f"error: argument --out: {exc}", file=sys.stderr)
+        return 2
 
     load_before = list(os.getloadavg())
     t0 = time.perf_counter()

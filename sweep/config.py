@@ -13,6 +13,7 @@ are :func:`sweep.hydra_setup.register`'s, called by the entry points.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,9 +25,10 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from sweep import names
-from sweep.data import DATASETS, LIKELIHOODS
+from sweep.data import DATASETS, LIKELIHOODS, dataset_of, first_two_classes
 from sweep.losses import REDUCTIONS
-from sweep.models import CONV_MAX_DEPTH, Spec, SpecError, validate_latent
+from sweep.models import CONV_MAX_DEPTH, MAX_PARAMS, Spec, SpecError, n_params, validate_latent
+from sweep.paths import PathError, creatable
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 FAMILY_DEPTHS = {"dense": range(1, 17), "conv": range(1, CONV_MAX_DEPTH + 1)}
@@ -257,12 +259,10 @@ def directory(key: str, value: Any) -> None:
     valid = "a directory, or a path that does not exist yet"
     if not isinstance(value, str) or not value.strip():
         _fail(key, value, "is empty (it would mean the filesystem root or the working directory)", valid)
-    path = Path(value)
-    for p in (path, *path.parents):
-        if p.exists():
-            if not p.is_dir():
-                raise ConfigError(f"{key}={value!r} is not usable: {p} is a file; valid: {valid}")
-            return
+    try:  # the names fit this filesystem, no file on the way (where it is written, it is proven so)
+        creatable(value, key)
+    except PathError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 DEVICE_KINDS = ("auto", "cpu", "cuda", "mps")
@@ -482,6 +482,52 @@ REQUIRED = (
 MNIST_TRAIN, MNIST_TEST = 60_000, 10_000
 
 
+def joblib_n_jobs(key: str, value: Any) -> None:
+    """joblib's worker count: n >= 1 workers, or -k for all cores but k - 1; 0 means nothing to
+    joblib, and below -cores it quietly gives one worker, which is not what such a value asks for."""
+    cores = os.cpu_count() or 1
+    valid = f"1.. (that many workers), or -1..-{cores} (-1: every core of this machine, -2: all but one, …)"
+    if not _is_int(value):
+        _fail(key, value, "must be an integer", valid)
+    if value == 0 or value < -cores:
+        _fail(key, value, "is out of range", valid)
+
+
+# hydra.launcher.<key> → check, for the keys of the launchers this harness uses (joblib, submitit's
+# local and Slurm ones, and ours: cohort, slurm) that hold numbers the launch would only trip over after
+# something was written; checked by the grid check (sweep/grid.py) with the run keys, before any job
+# starts. The launcher's other keys are its own (Hydra refuses a key the launcher does not have).
+LAUNCHER_RULES: dict[str, Check] = {
+    "n_jobs": joblib_n_jobs,
+    "prefer": one_of("processes", "threads"),
+    "timeout": optional(number(0, above=True)),
+    "runs_per_task": integer(1),
+    "timeout_min": integer(1),
+    "cpus_per_task": optional(integer(1)),
+    "gpus_per_task": optional(integer(0)),
+    "gpus_per_node": optional(integer(0)),
+    "tasks_per_node": optional(integer(1)),
+    "nodes": optional(integer(1)),
+    "mem_gb": optional(integer(1)),
+    "array_parallelism": integer(1),
+    "max_num_timeout": integer(0),
+    "signal_delay_s": integer(0),
+}
+
+
+def validate_launcher(launcher: DictConfig | dict) -> None:
+    """Every key of ``hydra.launcher`` that has a rule in :data:`LAUNCHER_RULES`, against it (a key is
+    read alone, so an interpolation elsewhere in the node, e.g. ``submitit_folder``, is not resolved)."""
+    for key, check in LAUNCHER_RULES.items():
+        value = (
+            OmegaConf.select(launcher, key, default=_MISSING)
+            if OmegaConf.is_config(launcher)
+            else (launcher.get(key, _MISSING))
+        )
+        if value is not _MISSING:
+            check(f"hydra.launcher.{key}", value)
+
+
 def row_values(flat: dict[str, Any]) -> dict[str, Any]:
     """A flattened config as a run row stores it: a key whose valid values mix text and numbers or
     booleans (``engine.max_members``: ``auto`` or 8; ``progress``: ``auto`` or true) is stored as text,
@@ -509,19 +555,45 @@ def sizes(cfg: dict[str, Any]) -> dict[str, int]:
 
 
 def _limits(cfg: dict[str, Any]) -> None:
-    """Keys whose valid range depends on the data the run will use."""
+    """Keys whose valid range depends on the data the run will use, or on each other (the size of the
+    model the architecture keys make together)."""
+    total = n_params(Spec(**cfg["encoder"]), Spec(**cfg["decoder"]), cfg["latent_dim"])
+    if total > MAX_PARAMS:
+        raise ConfigError(
+            f"encoder={cfg['encoder']} decoder={cfg['decoder']} latent_dim={cfg['latent_dim']} make a model of "
+            f"{total} parameters; valid: at most {MAX_PARAMS} (2**28: 4 GiB with gradients and Adam's state)"
+        )
     n = sizes(cfg)
     if cfg["batch_size"] > n["train"]:
         raise ConfigError(
             f"batch_size={cfg['batch_size']} is larger than the training set ({n['train']} images); "
             f"valid: 1..{n['train']}"
         )
+    _probe_classes(cfg, n)
     k = (cfg.get("eval") or {}).get("knn_k")
     if k is not None and k > n["probe"]:
         raise ConfigError(
             f"eval.knn_k={k} is larger than the kNN probe's training set ({n['probe']} images: "
             f"min(eval.probe_train, training set)); valid: 1..{n['probe']}"
         )
+
+
+def _probe_classes(cfg: dict[str, Any], n: dict[str, int]) -> None:
+    """The linear probe (scikit-learn's LogisticRegression) is fit on the first ``n["probe"]`` images of
+    the train split and needs two classes among them; where they hold one, the run would train and then
+    fail in its evaluation. The least count that holds two comes from the split's labels."""
+    dc = cfg["data"]
+    need = first_two_classes(dataset_of(cfg), dc["val_size"], dc.get("split_seed", 0))
+    if need is not None and n["probe"] >= need:
+        return
+    probe_train = (cfg.get("eval") or {}).get("probe_train", 10_000)
+    why = f"the linear probe needs two classes, and the first {n['probe']} training images hold one"
+    if need is not None and n["train"] >= need:
+        raise ConfigError(f"eval.probe_train={probe_train} is too small: {why}; valid: >= {need}")
+    raise ConfigError(
+        f"data.subset={dc['subset']} is too small: {why}; valid: data.subset >= {need or 'more'} "
+        "(or null: every image)"
+    )
 
 
 def _leaves(d: dict[str, Any], prefix: str = ""):

@@ -161,6 +161,24 @@ def binarize(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return torch.bernoulli(x, generator=generator)
 
 
+def split_indices(n: int, val_size: int, split_seed: int) -> dict[str, torch.Tensor]:
+    """The indices of the training images that form the train and validation splits: a permutation
+    seeded by ``split_seed``, its first ``val_size`` for validation."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(split_seed))
+    return {"train": perm[val_size:], "val": perm[:val_size]}
+
+
+@functools.lru_cache(maxsize=16)
+def first_two_classes(dataset: str, val_size: int, split_seed: int) -> int | None:
+    """How many of the train split's first images hold two classes (what the linear probe, fit on the
+    first ``eval.probe_train`` of them, needs); None if the whole split holds one. From the labels
+    of the bundled files (read once per process, as a run reads them)."""
+    _, ytr, _, _ = load_uint8(str(root_of(dataset)), dataset)
+    y = ytr[split_indices(len(ytr), val_size, split_seed)["train"]]
+    other = (y != y[0]).nonzero()
+    return int(other[0]) + 1 if len(other) else None
+
+
 def load_mnist(
     device: torch.device | str = "cpu",
     *,
@@ -183,8 +201,7 @@ def load_mnist(
     if subset is not None and subset < 1:
         raise DataError(f"data.subset={subset} is out of range; valid: null or an integer >= 1")
     xtr, ytr, xte, yte = load_uint8(str(Path(root) if root is not None else root_of(dataset)), dataset)
-    perm = torch.randperm(xtr.shape[0], generator=torch.Generator().manual_seed(split_seed))
-    idx = {"train": perm[val_size:], "val": perm[:val_size]}
+    idx = split_indices(xtr.shape[0], val_size, split_seed)
     gen = torch.Generator().manual_seed(binarize_seed)
     device = torch.device(device)
 

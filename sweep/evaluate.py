@@ -431,7 +431,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("path", type=Path, help="a run directory or a directory of runs (a sweep)")
     p.add_argument("overrides", nargs="*", help="eval.* or device overrides, e.g. eval.iwae_k=5000")
     args = p.parse_intermixed_args(argv)
-    runs = find_finished_runs(args.path)
+    from sweep.paths import PathError, readable
+
+    try:
+        runs = find_finished_runs(readable(args.path, "path"))
+    except PathError as exc:  # a name too long, a NUL byte, a directory it may not enter
+        print(refusal(exc, "path"), file=sys.stderr)
+        return 2
     if not runs:
         print(
             f"error: no finished run (a directory with {results.COMPLETE}) at or below {args.path}",

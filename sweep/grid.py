@@ -42,11 +42,12 @@ from omegaconf import DictConfig
 from omegaconf.errors import InterpolationResolutionError
 
 from sweep import results
-from sweep.config import CONF_DIR, ConfigError, refusal, to_plain, validate
+from sweep.config import CONF_DIR, ConfigError, refusal, to_plain, validate, validate_launcher
 from sweep.data import dataset_of
 from sweep.jobs import job_config, job_overrides, override_key, run_dir_of
 from sweep.member import ConfigMismatchError, check_run_dir
 from sweep.models import SpecError
+from sweep.paths import writable
 from sweep.status import COMPLETE_STATES, FAILED_STATES, GRID_FILE, Scanner, Status, hms, scan, show_progress
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
@@ -99,6 +100,12 @@ def check_grid(config: DictConfig) -> dict[str, Any]:
     cache: dict = {}
     complete = 0
     here = runs_here(config)
+    validate_launcher(config.hydra.launcher)
+    if not here:  # Slurm: the partition and its GPUs, where this machine can ask (sinfo)
+        from sweep.slurm import check_partition
+
+        check_partition(config.hydra.launcher)
+    writable_dirs: set[Path] = set()
     for overrides in job_overrides(config):
         cfg = job_config(config, overrides, cache)
         try:
@@ -108,6 +115,9 @@ def check_grid(config: DictConfig) -> dict[str, Any]:
         except (ConfigError, SpecError, InterpolationResolutionError) as exc:
             reason = str(exc).splitlines()[0].split("resolving interpolation: ")[-1]
             raise GridError(f"grid job [{' '.join(overrides)}] is invalid: {reason}") from None
+        if job_sweep_dir not in writable_dirs:  # once per sweep directory (one per dataset)
+            writable(job_sweep_dir, "hydra.sweep.dir")
+            writable_dirs.add(job_sweep_dir)
         _check_one_dataset(job_sweep_dir, dataset_of(to_plain(cfg)), overrides, datasets)
         if run_dir in seen:
             if sorted(overrides) == sorted(seen[run_dir]):
@@ -239,6 +249,7 @@ class GridCheck(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         try:
             plain = validate(to_plain(config), here=True)
+            writable(str(config.hydra.run.dir), "hydra.run.dir")
             check_run_dir(plain, Path(str(config.hydra.run.dir)))
         except Exception as exc:  # noqa: BLE001 - fail closed
             _refuse("run", exc)

@@ -31,6 +31,7 @@ from sweep.config import config_diff, flatten, row_values, to_plain, validate
 from sweep.data import check_data, dataset_of
 from sweep.evaluate import skip_evaluation
 from sweep.lock import holder, note_holder, run_lock
+from sweep.paths import writable
 from sweep.quality import check_classifier
 from sweep.tblog import RunLogger
 
@@ -244,7 +245,9 @@ def check_run_dir(cfg: dict[str, Any], out_dir: Path) -> None:
     config (one that never trained does not count: a corrected relaunch replaces it). Raises
     :class:`~sweep.results.SchemaVersionError`, :class:`~sweep.results.StoredConfigError` or
     :class:`ConfigMismatchError`. A directory inside another run's directory is refused too: runs never
-    nest, or the analysis of the outer run's sweep would count this one as well."""
+    nest, or the analysis of the outer run's sweep would count this one as well. First of all it must
+    be creatable (:func:`sweep.paths.writable`: :class:`~sweep.paths.PathError`)."""
+    writable(out_dir, "the run directory")
     outer = results.enclosing_run(out_dir)
     if outer is not None:
         raise ConfigMismatchError(

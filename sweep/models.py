@@ -17,6 +17,7 @@ decoder maps z (B, L) to logits (B, 1, 28, 28). Nothing here imports omegaconf.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -27,6 +28,18 @@ N_PIXELS = 784
 CONV_MAX_DEPTH = 5
 CONV_CHANNEL_MULT = (1, 2, 4, 8, 8)  # × width: 32, 64, 128, 256, 256 at width 32
 CONV_SIZES = (28, 14, 7, 4, 2, 1)  # spatial size after 0..5 stride-2 blocks
+# The most parameters a run may have: training holds each four times in fp32 (weights, gradients,
+# Adam's two moments), so 2**28 is 4 GiB a run, 128 GiB for a cohort of 32 stacked runs on a GPU; the
+# largest model of the grids here has 9.0·10**6 (dense16 both ways at latent_dim 200). A config beyond it
+# would only fail allocating, after its run directory was written (latent_dim=10**10: 40 TB).
+MAX_PARAMS = 2**28
+# What one size key alone implies, so each has a range of its own (the exact count of the whole
+# architecture is checked against MAX_PARAMS too, by sweep.config): the Gaussian head has at least 4
+# parameters per latent dimension (a weight from at least one feature and a bias, for μ and log σ²),
+# and a first layer of width w at least 25·w (a 5×5 convolution from the one image channel; a dense
+# one has 784·w).
+MAX_LATENT = MAX_PARAMS // 4
+MAX_WIDTH = MAX_PARAMS // 25
 KINDS = ("dense", "conv")
 ACTIVATIONS = {
     "leaky_relu": lambda: nn.LeakyReLU(0.2),
@@ -65,6 +78,11 @@ class Spec:
             )
         if self.width < 1:
             raise SpecError(f"{role}.width={self.width} is out of range; valid: >= 1")
+        if self.width > MAX_WIDTH:
+            raise SpecError(
+                f"{role}.width={self.width} is out of range; valid: 1..{MAX_WIDTH} (a wider first layer "
+                f"alone has more than {MAX_PARAMS} parameters)"
+            )
         if self.activation not in ACTIVATIONS:
             raise SpecError(
                 f"{role}.activation={self.activation!r} is unknown; valid: {', '.join(ACTIVATIONS)}"
@@ -75,7 +93,19 @@ class Spec:
 def validate_latent(latent_dim) -> int:
     if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim < 1:
         raise SpecError(f"latent_dim={latent_dim!r} is out of range; valid: an integer >= 1")
+    if latent_dim > MAX_LATENT:
+        raise SpecError(
+            f"latent_dim={latent_dim} is out of range; valid: 1..{MAX_LATENT} (a larger Gaussian head "
+            f"alone has more than {MAX_PARAMS} parameters)"
+        )
     return latent_dim
+
+
+@functools.lru_cache(maxsize=256)
+def n_params(encoder: Spec, decoder: Spec, latent_dim: int) -> int:
+    """The parameters of the VAE of these specs, counted on the meta device (nothing is allocated)."""
+    with torch.device("meta"):
+        return count_params(VAE(encoder, decoder, latent_dim))
 
 
 def _conv_channels(spec: Spec) -> list[int]:

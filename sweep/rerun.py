@@ -33,6 +33,7 @@ from sweep.config import CONF_DIR, ConfigError, apply_overrides, refusal, to_pla
 from sweep.data import dataset_of
 from sweep.hydra_setup import register
 from sweep.names import dataset_subdir, parse_run_name, run_name_of
+from sweep.paths import writable
 
 register()  # an entry point: it composes configs
 
@@ -88,22 +89,55 @@ def build_config(name: str, overrides: list[str], results_dir: Path, source: Pat
     return to_plain(cfg), "composed from the run name"
 
 
-def retry_failed(sweep_dir: Path) -> int:
-    """Retrain every failed run of ``sweep_dir`` in place; 0 if none fails again."""
+def stored_job(run_dir: Path):
+    """The :class:`~sweep.member.Job` that retrains the run in ``run_dir`` as it was launched: its
+    ``.hydra/config.yaml`` and ``.hydra/overrides.yaml``, checked as a launch checks its jobs
+    (:func:`sweep.member.check_job`). A file that is missing or not what the run wrote is refused with
+    a :class:`ConfigError` naming the run directory and the file."""
     import yaml
 
-    from sweep.member import Job
+    from sweep.member import Job, check_job
+
+    hydra_dir = run_dir / ".hydra"
+    try:
+        cfg = results.read_stored_config(run_dir)
+    except results.StoredConfigError as exc:
+        raise ConfigError(f"cannot retry {run_dir}: {exc}") from None
+    if cfg is None:
+        raise ConfigError(f"cannot retry {run_dir}: {hydra_dir / 'config.yaml'} is missing")
+    path = hydra_dir / "overrides.yaml"
+    if not path.is_file():
+        raise ConfigError(f"cannot retry {run_dir}: {path} is missing")
+    try:
+        overrides = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        reason = " ".join(str(exc).split())
+        raise ConfigError(f"cannot retry {run_dir}: {path} is not valid YAML ({reason})") from None
+    overrides = [] if overrides is None else overrides
+    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
+        raise ConfigError(f"cannot retry {run_dir}: {path} does not hold a list of overrides")
+    try:
+        check_job(cfg, run_dir)
+    except ValueError as exc:
+        raise ConfigError(f"cannot retry {run_dir}: {hydra_dir / 'config.yaml'}: {exc}") from None
+    return Job(cfg, run_dir, overrides)
+
+
+def retry_failed(sweep_dir: Path) -> int:
+    """Retrain every failed run of ``sweep_dir`` in place; 0 if none fails again. Every run is checked
+    first (:func:`stored_job`): one that cannot be retried refuses the whole retry, as one bad job of a
+    grid refuses the grid, before anything is written (docs/faults.md)."""
     from sweep.status import scan
 
     failed = [r.name for r in scan(sweep_dir).runs if r.state == "failed"]
     if not failed:
         print(f"no failed run in {sweep_dir}")
         return 0
-    jobs = []
-    for name in failed:
-        run_dir = sweep_dir / name
-        overrides = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text()) or []
-        jobs.append(Job(results.read_stored_config(run_dir), run_dir, list(overrides)))
+    try:
+        jobs = [stored_job(sweep_dir / name) for name in failed]
+    except Exception as exc:  # noqa: BLE001 - fail closed: one line, nothing written
+        print(refusal(exc, "retry"), file=sys.stderr)
+        return 2
     print(f"retrying {len(jobs)} failed runs of {sweep_dir}: {', '.join(failed)}")
     from sweep.engine import train_jobs
 
@@ -125,6 +159,7 @@ def output_dir(cfg: dict, out: Path | None) -> Path:
     root = Path(cfg["results_dir"])
     if out is None:
         return root / "runs" / (dataset_subdir(dataset_of(cfg)) + run_name_of(cfg))
+    writable(out, "--out")  # before resolving it: a name too long, a file on the way, …
     inside = out.resolve().is_relative_to(root.resolve()) and out.resolve() != root.resolve()
     if not inside:
         raise ConfigError(

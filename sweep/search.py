@@ -36,6 +36,7 @@ from sweep.data import dataset_of
 from sweep.hydra_setup import register
 from sweep.lock import run_lock
 from sweep.names import dataset_suffix, run_name_of
+from sweep.paths import writable
 
 register()  # an entry point: it composes configs
 
@@ -58,6 +59,7 @@ def check_search(cfg: dict[str, Any], base: list[str]) -> dict[str, Any]:
     if not sc:
         raise ConfigError("no `search` node: pick a search experiment, e.g. experiment=search_arch")
     validate(cfg, here=True)
+    writable(search_dir(cfg), "the search directory")  # results_dir and sweep_name make it
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         for key, dist in sc["space"].items():
             ends = list(dist["choices"]) if dist["type"] == "categorical" else [dist["low"], dist["high"]]

@@ -29,6 +29,7 @@ time-outs; the run then resumes from its own ``last.pt``.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -40,12 +41,76 @@ from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from omegaconf import DictConfig, OmegaConf
 
 from sweep import results
-from sweep.config import to_plain
+from sweep.config import ConfigError, to_plain, validate_launcher
 from sweep.engine import cohort_key
 from sweep.jobs import job_config, run_dir_of
 
 EXTRA_KEYS = ("runs_per_task",)  # ours; the rest of hydra.launcher goes to submitit as before
 SQUEUE_POLL_S = 30  # at most one squeue every 30 s once a launch has run a while (submitit's sacct: 600 s)
+
+
+# ------------------------------------------------------------------------------ the cluster
+def partitions() -> dict[str, bool] | None:
+    """{partition: whether any of its nodes has GRES gpu} as ``sinfo`` reports them (the default
+    partition first), or None where ``sinfo`` is not on PATH or does not answer."""
+    if shutil.which("sinfo") is None:
+        return None
+    try:
+        out = subprocess.run(
+            ["sinfo", "--noheader", "--format=%P|%G"], capture_output=True, text=True, timeout=60
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode != 0:
+        return None
+    found: dict[str, bool] = {}
+    for line in out.stdout.splitlines():
+        name, _, gres = line.strip().partition("|")
+        if not name:
+            continue
+        default = name.endswith("*")
+        name = name.rstrip("*")
+        gpu = any(g.split(":")[0] == "gpu" for g in gres.split(","))
+        if default and name not in found:
+            found = {name: gpu, **found}
+        found[name] = found.get(name, False) or gpu
+    return found
+
+
+def check_partition(launcher: DictConfig | dict[str, Any]) -> None:
+    """Refuse a Slurm launch this cluster would reject only after ``.submitit/`` is written: a
+    partition ``sinfo`` does not list, or GPUs (``gpus_per_task``, ``gpus_per_node``, ``gres`` gpu:…)
+    asked of a partition none of whose nodes has GRES gpu. Where ``sinfo`` does not answer, nothing is
+    checked (the launch reports what Slurm says)."""
+    found = partitions()
+    if not found:
+        return
+    get = (
+        (lambda k: OmegaConf.select(launcher, k, default=None))
+        if OmegaConf.is_config(launcher)
+        else launcher.get
+    )
+    asked = get("partition")
+    names = [p.strip() for p in str(asked).split(",")] if asked else [next(iter(found))]
+    for name in names:
+        if name not in found:
+            raise ConfigError(
+                f"hydra.launcher.partition={asked!r} is not a partition of this cluster (sinfo); valid: "
+                + ", ".join(found)
+            )
+    gpus = {k: get(k) for k in ("gpus_per_task", "gpus_per_node")}
+    wants = {k: v for k, v in gpus.items() if isinstance(v, int) and v > 0}
+    if "gpu" in str(get("gres") or ""):
+        wants["gres"] = get("gres")
+    without = [n for n in names if not found[n]]
+    if wants and without:
+        key, value = next(iter(wants.items()))
+        with_gpus = [n for n, g in found.items() if g]
+        raise ConfigError(
+            f"hydra.launcher.{key}={value!r} asks for GPUs, but partition {without[0]!r} has none (no GRES "
+            f"gpu in sinfo); valid: hydra.launcher.{key}=0 for CPU tasks, or hydra.launcher.partition="
+            + (f"one with GPUs: {', '.join(with_gpus)}" if with_gpus else "… (this cluster lists no GPUs)")
+        )
 
 
 # ------------------------------------------------------------------------------ job states
@@ -154,12 +219,8 @@ def launch(
     import submitit
 
     params = dict(params)
+    validate_launcher(params)  # the grid check did so before anything was written; a launch without it
     runs_per_task = params.pop("runs_per_task", 1)
-    if isinstance(runs_per_task, bool) or not isinstance(runs_per_task, int) or runs_per_task < 1:
-        raise ValueError(
-            f"hydra.launcher.runs_per_task={runs_per_task!r}: must be an integer >= 1 "
-            "(1: one run per array task; N: N runs per task, trained as cohorts)"
-        )
     sweep_dir = Path(str(config.hydra.sweep.dir))
     sweep_dir.mkdir(parents=True, exist_ok=True)
 

@@ -45,6 +45,7 @@ import pyarrow.parquet as pq
 
 from sweep import results
 from sweep.lock import LOCK_NAME, local_locks, read_note
+from sweep.paths import PathError, readable
 
 GRID_FILE = "grid.json"  # as sweep.grid writes it (that module imports Hydra: not imported here)
 COMPLETE_STATES = ("ok", "diverged", "pruned")
@@ -379,7 +380,7 @@ def seconds(text: str) -> float:
     return value
 
 
-def _usage_error(message: str) -> None:
+def usage_error(message: str) -> None:
     """argparse's refusal as one ``error:`` line (its usage is what ``--help`` prints), status 2."""
     print(f"error: {message}; see --help", file=sys.stderr)
     raise SystemExit(2)
@@ -396,13 +397,17 @@ def main(argv: list[str] | None = None) -> int:
         default=STALE_AFTER,
         help="seconds without a heartbeat after which a holder on another machine counts as gone",
     )
-    p.error = _usage_error
+    p.error = usage_error
     try:
         args = p.parse_args(argv)
     except SystemExit as exc:  # a refused argument (status 2) or --help (0): returned like the rest
         return int(exc.code or 0)
-    if not args.sweep_dir.is_dir():
-        print(f"error: {args.sweep_dir} is not a directory", file=sys.stderr)
+    try:
+        if not readable(args.sweep_dir, "sweep_dir").is_dir():
+            print(f"error: {args.sweep_dir} is not a directory", file=sys.stderr)
+            return 2
+    except PathError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     scanner = Scanner(args.sweep_dir, args.stale_after)
     clear = "\033[H\033[J" if sys.stdout.isatty() else ""

@@ -122,6 +122,14 @@ def launch(*args: str, **extra_env: str) -> subprocess.Popen:
     )
 
 
+def one_error_line(text: str) -> str:
+    """The one line a refusal prints (stdout and stderr together): asserts there is exactly one and that
+    it is an ``error:`` line; returns it for the test's needles."""
+    lines = text.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines[-20:]
+    return lines[0]
+
+
 def trained(out: str) -> list[str]:
     """Run names a launch's stdout says it trained to the end (status ok)."""
     return [line.split(":")[0] for line in out.splitlines() if ": ok; results in" in line]

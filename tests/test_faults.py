@@ -28,6 +28,7 @@ from conftest import (
     cli,
     interrupt_in_epoch,
     make_cfg,
+    one_error_line,
     results_of,
     snapshot,
     tiered,
@@ -52,6 +53,7 @@ from sweep.config import CONF_DIR, ConfigError
 from sweep.data import DataError
 from sweep.member import ConfigMismatchError
 from sweep.models import LOGVAR_MAX, LOGVAR_MIN, GaussianHead, SpecError
+from sweep.paths import PathError
 from sweep.train import train
 
 FILE = "<a file>"  # placeholder: replaced by the path of an existing regular file
@@ -257,11 +259,10 @@ def test_every_entry_point_refuses_in_one_line_with_exit_2_and_writes_nothing(po
     else:
         args = [*args, *extra]
     done = cli(*args)
-    lines = (done.stdout + done.stderr).strip().splitlines()
     assert done.returncode == 2, done.stderr[-2000:]
-    assert len(lines) == 1 and lines[0].startswith("error: "), lines[-20:]
+    line = one_error_line(done.stdout + done.stderr)
     for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
+        assert needle in line, (needle, line)
     assert snapshot(populated) == before
 
 
@@ -281,8 +282,8 @@ def test_the_grid_check_fails_closed_on_its_own_bug(tmp_path, monkeypatch, capsy
         with pytest.raises(SystemExit) as got:
             getattr(check, hook)(cfg)
         assert got.value.code == 2
-        err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and "failed (IndexError: list index out of range); nothing was started" in err[0]
+        line = one_error_line(capsys.readouterr().err)
+        assert "failed (IndexError: list index out of range); nothing was started" in line
         monkeypatch.undo()
     assert list(tmp_path.iterdir()) == []
     cfg.hydra.overrides.task = [f"results_dir={tmp_path}", "latent_dim=4,4"]
@@ -353,8 +354,7 @@ def test_evaluate_rerun_and_search_refuse_what_train_refuses(populated, capsys):
         (["eval.iwae_k"], "Error parsing override 'eval.iwae_k'"),
     ]:
         assert evaluate.main([str(run), *overrides]) == 2
-        err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and message in err[0], (message, err)
+        assert message in one_error_line(capsys.readouterr().err)
         if overrides != ["eval.iwae_k=0"]:
             continue
         assert rerun.main(["L4_dense1_conv2_s0", f"results_dir={populated}", *overrides]) == 2
@@ -488,11 +488,11 @@ def test_a_read_only_results_directory_is_refused_with_the_path(tmp_path, monkey
     else:
         ro.chmod(0o555)
     try:
-        with pytest.raises(PermissionError) as got:
+        with pytest.raises(PathError) as got:  # refused by sweep.paths.writable, before any write
             train(make_cfg("num_threads=1"), ro / "runs" / "L4_dense1_conv2_s0")
     finally:
         ro.chmod(0o755)
-    assert "Permission denied" in str(got.value) and str(ro) in str(got.value)
+    assert f"{ro} is not writable (Permission denied)" in str(got.value)
     monkeypatch.undo()
     assert snapshot(ro) == {} and list(ro.iterdir()) == []
 
