@@ -43,6 +43,16 @@ def non_negative_int(text: str) -> int:
     return _integer(text, 0)
 
 
+def integer_at_least(lo: int):
+    """An argparse type: an integer >= ``lo`` (e.g. 2 images, the fewest a standard error needs)."""
+
+    def check(text: str) -> int:
+        return _integer(text, lo)
+
+    check.__name__ = f"integer >= {lo}"  # what argparse names in its message
+    return check
+
+
 def run_name(text: str) -> str:
     """An argparse type: a run name (``L25_dense1_conv4``, seed optional) as :mod:`sweep.names` parses
     it, whose latent size and depths the models accept."""

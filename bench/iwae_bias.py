@@ -12,7 +12,6 @@ The images are the first ``--images`` of the evaluation's IWAE subset (``eval.iw
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import platform
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from bench.args import integer_at_least, one_line_parser, output_path, positive_int
 from sweep import metrics, results
 from sweep.data import load_data
 from sweep.device import resolve_device
@@ -65,21 +65,21 @@ def estimate(run_dir: Path, ks: list[int], n_images: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.iwae_bias", description=__doc__.split("\n\n")[0])
+    p = one_line_parser("python -m bench.iwae_bias", __doc__)
     p.add_argument("runs", type=Path, nargs="+", help="finished run directories that still hold best.pt")
-    p.add_argument("--k", type=int, nargs="+", default=[200, 1000, 5000])
-    p.add_argument("--images", type=int, default=500)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", type=Path, required=True)
-    args = p.parse_args(argv)
+    p.add_argument("--k", type=positive_int, nargs="+", default=[200, 1000, 5000])
+    p.add_argument("--images", type=integer_at_least(2), default=500, help="at least 2: a standard error")
+    p.add_argument("--threads", type=positive_int, default=1)
+    p.add_argument("--out", type=output_path, required=True)
+    try:
+        args = p.parse_args(argv)
+    except SystemExit as exc:  # a refused argument (status 2, one line) or --help (0)
+        return int(exc.code or 0)
     bad = [str(r) for r in args.runs if not (r / "best.pt").is_file()]
-    if bad or min(args.k) < 1 or args.images < 2 or args.threads < 1:
-        why = (
-            f"no best.pt in {', '.join(bad)}"
-            if bad
-            else "--k, --images (>= 2) and --threads must be positive"
+    if bad:
+        print(
+            f"error: no best.pt in {', '.join(bad)}; valid: a finished run before sweep.slim", file=sys.stderr
         )
-        print(f"error: {why}", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
     rows = [estimate(r, sorted(set(args.k)), args.images) for r in args.runs]

@@ -1,5 +1,6 @@
 """``python -m bench.iwae_bias``: at the evaluation's own K it reproduces a run's stored IWAE NLL on the
-same images, a larger K is reported against the largest, and a run without its checkpoint is refused."""
+same images, a larger K is reported against the largest, and a bad argument or a run without
+its checkpoint is refused in one line."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 
 import pandas as pd
 import pytest
-from conftest import make_cfg
+from conftest import make_cfg, one_error_line
 
 from bench import iwae_bias
 from sweep.train import train
@@ -43,6 +44,24 @@ def test_at_the_runs_own_k_it_reproduces_the_stored_estimate_and_measures_bias_a
     # either estimate's noise for a one-epoch model (whose posterior is far from the true one)
     assert row["bias_vs_max_k"]["4"] > 0
     assert doc["command"].startswith("python -m bench.iwae_bias ")
+
+
+@pytest.mark.parametrize(
+    "args, named",
+    [
+        (["--k", "0"], "argument --k: '0' is not an integer >= 1"),
+        (["--k", "100", "x"], "argument --k: 'x' is not an integer >= 1"),
+        (["--images", "1"], "argument --images: '1' is not an integer >= 2"),
+        (["--threads", "-1"], "argument --threads: '-1' is not an integer >= 1"),
+    ],
+)
+def test_a_bad_argument_is_refused_in_one_line_naming_it_and_nothing_is_written(
+    run_dir, tmp_path, capsys, args, named
+):
+    out = tmp_path / "bias.json"
+    assert iwae_bias.main([str(run_dir), *args, "--out", str(out)]) == 2
+    assert one_error_line(capsys.readouterr().err).startswith(f"error: {named}")
+    assert not out.exists()
 
 
 def test_a_run_without_its_checkpoint_is_refused_by_name(tmp_path, capsys):
