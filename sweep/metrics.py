@@ -147,13 +147,20 @@ def mu_variance(mu: torch.Tensor) -> torch.Tensor:
     return mu.double().var(0, correction=0)
 
 
+def active_dims(mu: torch.Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) -> torch.Tensor:
+    """Which units are active (Burda et al. 2016; docs/protocol.md "Active units"): Var_x(μ_d) > threshold.
+
+    mu: (N, L) posterior means over the test set → (L,) bool.
+    """
+    return mu_variance(mu) > threshold
+
+
 def active_units(mu: torch.Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) -> int:
-    """Number of active units (Burda et al. 2016; docs/protocol.md "Active units"): dims d with
-    Var_x(μ_d) > threshold.
+    """Number of active units: how many of :func:`active_dims` are true.
 
     mu: (N, L) posterior means over the test set → int in [0, L].
     """
-    return int((mu_variance(mu) > threshold).sum())
+    return int(active_dims(mu, threshold).sum())
 
 
 @torch.no_grad()
