@@ -42,7 +42,7 @@ from sweep import results
 from sweep.cohort import Cohort, on_stream
 from sweep.config import PER_MEMBER_KEYS, flatten
 from sweep.data import load_data
-from sweep.device import resolve_device, tf32_on_cuda
+from sweep.device import cpu_threads, resolve_device, tf32_on_cuda
 from sweep.evaluate import evaluate_stack, limit_worker_threads
 from sweep.losses import Knobs
 from sweep.member import Job, Member, StopRun, prepare
@@ -159,10 +159,9 @@ class _Finisher:
             try:
                 pending.finish()
             except Exception as exc:
-                for m in members:
-                    m.fail(exc)
-            for m in members:
-                self.ctx.out[m.index] = m.finalize()
+                _finalize(members, self.ctx, exc)
+            else:
+                _finalize(members, self.ctx)
         self.items = keep
 
     def abandon(self) -> None:
@@ -222,7 +221,6 @@ def train_jobs(jobs: Sequence[Job], settings: Settings | None = None) -> list[di
             finisher.abandon()
 
     cuda = next((d for d in devices if d.type == "cuda"), torch.device("cpu"))
-    threads = torch.get_num_threads()
     with tf32_on_cuda(cuda):
         try:
             if settings.slots <= 1 or len(todo) == 1:
@@ -231,10 +229,9 @@ def train_jobs(jobs: Sequence[Job], settings: Settings | None = None) -> list[di
                 # Each slot thread would start its own team of OpenMP threads for its few CPU tensor
                 # ops (checkpoint copies): with 8 slots that is 8 teams spinning on the cores the
                 # slots need to feed the GPU. One intra-op thread per slot instead.
-                torch.set_num_threads(1)
-                _run_threads(slot, min(settings.slots, len(todo)), ctx)
+                with cpu_threads(1):
+                    _run_threads(slot, min(settings.slots, len(todo)), ctx)
         finally:
-            torch.set_num_threads(threads)
             ctx.close()
     return out  # type: ignore[return-value]
 
@@ -283,8 +280,7 @@ def _run_chunk(
             try:
                 member.resume()
             except Exception as exc:
-                member.fail(exc)
-                ctx.out[index] = member.finalize()
+                _finalize([member], ctx, exc)
                 continue
             members.append(member)
         by_epoch: dict[int, list[Member]] = {}
@@ -302,97 +298,127 @@ def _run_chunk(
 def _train_cohort(members: list[Member], device: torch.device, ctx: _Context, finisher: _Finisher) -> None:
     """Train members that start at the same epoch as one cohort, each to its last epoch, then evaluate
     it. Members leave as they finish, diverge, are pruned or fail; the others go on."""
-    active = list(members)
-    cfg0 = active[0].cfg
-    threads = torch.get_num_threads()
-    set_threads = ctx.settings.slots <= 1 and cfg0["num_threads"]
-    if set_threads:  # jobs of one launch share a process: the thread count must not leak into the next
-        torch.set_num_threads(cfg0["num_threads"])
-    cohort: Cohort | None = None
+    cfg0 = members[0].cfg
+    # jobs of one launch share a process: the thread count must not leak into the next
+    threads = cfg0["num_threads"] if ctx.settings.slots <= 1 else None
     bar = tqdm(
-        total=max(m.cfg["epochs"] for m in active),
-        initial=active[0].epoch,
-        desc=active[0].name + (f" +{len(active) - 1}" if len(active) > 1 else ""),
+        total=max(m.cfg["epochs"] for m in members),
+        initial=members[0].epoch,
+        desc=members[0].name + (f" +{len(members) - 1}" if len(members) > 1 else ""),
         disable=not show_progress(cfg0["progress"]),
         leave=False,
     )
-
-    def end(m: Member) -> None:
-        ctx.out[m.index] = m.finalize()
-
-    try:
-        with torch.device("meta"):
-            arch = build_model(cfg0)
-        counts = {
-            "params/encoder": count_params(arch.encoder),
-            "params/decoder": count_params(arch.decoder),
-            "params/total": count_params(arch),
-        }
-        for m in active:
+    with cpu_threads(threads), bar:
+        counts = _param_counts(cfg0)
+        for m in members:
             m.start()
             m.out.update(counts)
         try:
             data = ctx.data(cfg0, device)
         except Exception as exc:
-            for m in active:
-                m.fail(exc)
-                end(m)
+            _finalize(members, ctx, exc)
             return
-        while active:
-            finisher.poll()
-            finished = [m for m in active if m.epoch >= m.cfg["epochs"]]
-            if finished:  # evaluated from their best checkpoints, together
-                active = [m for m in active if m not in finished]
-                _evaluate(finished, data, device, ctx, finisher)
-                if cohort is not None:
-                    cohort.release()
-                    cohort = None
-            if not active:
-                break
-            if ctx.halt.is_set():
-                raise _Halt()
-            try:
-                if cohort is None:  # (re)built from the members' checkpoints when its membership changes
-                    cohort = Cohort(
-                        [m.cfg for m in active],
-                        data,
-                        device,
-                        [m.state for m in active],
-                        graphs=ctx.settings.graphs,
-                    )
-                epoch = active[0].epoch
-                epoch_rows, checkpoints = _epoch(cohort, epoch, data, active)
-            except Exception as exc:  # the cohort's step failed: every member records it, a relaunch retries
-                for m in active:
-                    m.fail(exc)
-                    end(m)
-                return
-            going = []
-            for m, member_rows, ckpt in zip(active, epoch_rows, checkpoints, strict=True):
-                try:
-                    outcome = m.end_epoch(epoch, member_rows, ckpt)
-                except StopRun as stop:
-                    m.stop(stop)
-                    outcome = "stopped"
-                except Exception as exc:
-                    m.fail(exc)
-                    outcome = "failed"
-                if outcome in ("continue", "done"):
-                    going.append(m)
-                else:
-                    end(m)
-            if len(going) != len(active) and cohort is not None:
-                cohort.release()
-                cohort = None
-            active = going
-            bar.update(1)
-            bar.set_postfix(val_neg_elbo=f"{epoch_rows[0][1]['neg_elbo']:.2f}")
-    finally:
-        bar.close()
-        if cohort is not None:
-            cohort.release()
-        if set_threads:
-            torch.set_num_threads(threads)
+        cohort = _Rebuilt(data, device, ctx.settings.graphs)
+        try:
+            _train_epochs(list(members), data, cohort, ctx, finisher, bar)
+        finally:
+            cohort.drop()
+
+
+def _train_epochs(
+    active: list[Member], data, cohort: _Rebuilt, ctx: _Context, finisher: _Finisher, bar
+) -> None:
+    """Epoch after epoch of ``active`` as one cohort until none is left: the finished ones are
+    evaluated together, the others end their epoch one by one."""
+    while active:
+        finisher.poll()
+        finished = [m for m in active if m.epoch >= m.cfg["epochs"]]
+        if finished:  # evaluated from their best checkpoints, together
+            active = [m for m in active if m not in finished]
+            _evaluate(finished, data, cohort.device, ctx, finisher)
+            cohort.drop()
+        if not active:
+            break
+        if ctx.halt.is_set():
+            raise _Halt()
+        epoch = active[0].epoch
+        try:
+            epoch_rows, checkpoints = _epoch(cohort.of(active), epoch, data, active)
+        except Exception as exc:  # the cohort's step failed: every member records it, a relaunch retries
+            _finalize(active, ctx, exc)
+            return
+        going = [
+            m
+            for m, member_rows, ckpt in zip(active, epoch_rows, checkpoints, strict=True)
+            if _end_epoch(m, epoch, member_rows, ckpt, ctx)
+        ]
+        if len(going) != len(active):
+            cohort.drop()
+        active = going
+        bar.update(1)
+        bar.set_postfix(val_neg_elbo=f"{epoch_rows[0][1]['neg_elbo']:.2f}")
+
+
+def _end_epoch(m: Member, epoch: int, rows, checkpoint, ctx: _Context) -> bool:
+    """Record one member's epoch; True if it stays in the cohort (it goes on, or it is done training
+    and waits to be evaluated), else it is finalized here (stopped, diverged, pruned or failed)."""
+    try:
+        outcome = m.end_epoch(epoch, rows, checkpoint)
+    except StopRun as stop:
+        m.stop(stop)
+        outcome = "stopped"
+    except Exception as exc:
+        m.fail(exc)
+        outcome = "failed"
+    if outcome in ("continue", "done"):
+        return True
+    _finalize([m], ctx)
+    return False
+
+
+def _finalize(members: Sequence[Member], ctx: _Context, exc: BaseException | None = None) -> None:
+    """Each member's result row into the launch's results (its ``run.parquet`` and ``COMPLETE``
+    written, its lock released), recording ``exc`` first as the reason it failed, if given."""
+    for m in members:
+        if exc is not None:
+            m.fail(exc)
+        ctx.out[m.index] = m.finalize()
+
+
+class _Rebuilt:
+    """The cohort of the members still training: built from their in-memory checkpoints when first
+    needed, and dropped (its device memory released) whenever its membership changes."""
+
+    def __init__(self, data, device: torch.device, graphs: bool):
+        self.data, self.device, self.graphs = data, device, graphs
+        self.cohort: Cohort | None = None
+
+    def of(self, members: Sequence[Member]) -> Cohort:
+        if self.cohort is None:
+            self.cohort = Cohort(
+                [m.cfg for m in members],
+                self.data,
+                self.device,
+                [m.state for m in members],
+                graphs=self.graphs,
+            )
+        return self.cohort
+
+    def drop(self) -> None:
+        if self.cohort is not None:
+            self.cohort.release()
+            self.cohort = None
+
+
+def _param_counts(cfg: dict[str, Any]) -> dict[str, int]:
+    """The parameter columns of a run's row, counted on a model built without memory."""
+    with torch.device("meta"):
+        arch = build_model(cfg)
+    return {
+        "params/encoder": count_params(arch.encoder),
+        "params/decoder": count_params(arch.decoder),
+        "params/total": count_params(arch),
+    }
 
 
 def _epoch(cohort: Cohort, epoch: int, data, members: Sequence[Member]):
@@ -456,8 +482,6 @@ def _evaluate(members: list[Member], data, device: torch.device, ctx: _Context, 
             m.out.update(status="ok", epochs_done=m.cfg["epochs"], wall_seconds=time.perf_counter() - m.t0)
             m.out["best/epoch"] = m.best["epoch"]
     except Exception as exc:
-        for m in members:
-            m.fail(exc)
-            ctx.out[m.index] = m.finalize()
+        _finalize(members, ctx, exc)
         return
     finisher.add(members, pending)

@@ -38,7 +38,7 @@ from torchvision.utils import make_grid, save_image
 
 from sweep import metrics, quality, results
 from sweep.data import binarize, load_data
-from sweep.device import resolve_device
+from sweep.device import cpu_threads, resolve_device
 from sweep.losses import Knobs
 from sweep.models import N_PIXELS, VAE, build_model, count_params
 from sweep.slim import require_checkpoint
@@ -460,17 +460,12 @@ def reevaluate(run_dir: Path, overrides: list[str] | dict[str, Any]) -> dict[str
     status = results.read_complete(run_dir)["status"]
     if status != "ok":
         return skip_evaluation(run_dir, name, f"run status is {status}")
-    threads = torch.get_num_threads()
-    if cfg.get("num_threads"):  # as training does; restored, for the next run re-evaluated in this process
-        torch.set_num_threads(cfg["num_threads"])
-    try:
+    with cpu_threads(cfg.get("num_threads")):  # as training does
         device = resolve_device(cfg["device"])
         model = build_model(cfg).to(device)
         state = torch.load(run_dir / "best.pt", map_location=device, weights_only=True)["model"]
         model.load_state_dict(state)
         return evaluate_run(model, load_data(cfg, device), cfg, run_dir, name)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def main(argv: list[str] | None = None) -> int:
