@@ -15,6 +15,8 @@ seeds. The ablation is a pooled 2 × 2 count (collapsed or not × reduction), de
 test with a Newcombe (Wilson-score) interval of the rate difference. Only runs with ``status == "ok"``
 enter a statistic; diverged/failed runs are counted in ``why``. The decision rules are the named
 constants below and each verdict's ``test`` text states them; ``CONSTANTS`` collects them for the report.
+The statistics and decision rules the claims share, with ``ALPHA``, ``MIN_SEEDS`` and
+``MIN_CORR_RUNS``, are in :mod:`analysis.claim_stats`.
 
     from analysis import claims
     table = claims.verdicts_table(claims.check_claims(runs))
@@ -23,7 +25,6 @@ constants below and each verdict's ``test`` text states them; ``CONSTANTS`` coll
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
@@ -31,12 +32,31 @@ import pandas as pd
 from scipy import stats
 
 from analysis import collapse, permutation, rank
+from analysis.claim_stats import (
+    ALPHA,
+    INCONCLUSIVE,
+    MIN_CORR_RUNS,
+    MIN_SEEDS,
+    NOT_REPRODUCED,
+    REPRODUCED,
+    across,
+    as_float,
+    band,
+    by_test,
+    corr,
+    design,
+    directional,
+    fmt3,
+    kind_depth,
+    lift,
+    numeric,
+    robust_columns,
+    scope,
+    seed_text,
+    strata,
+)
 
-REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
 CLAIMS = ("C1", "C2", "C3", "C4", "C5", "C6")
-MIN_SEEDS = 2  # seeds needed for the per-seed (robustness) t interval
-MIN_CORR_RUNS = 3  # runs a seed needs for a correlation to count
-ALPHA = 0.05  # level of the one-sided permutation tests (C3, C4, C5, C6's degradation)
 C1_BAND = (0.30, 0.70)  # "nearly half": the paper_collapsed fraction's CI must lie inside
 C2_WEAK_R = 0.30  # |r| below this is a weak correlation
 C5_MIN_DEPTH = 2  # "several blocks"
@@ -63,7 +83,6 @@ CONSTANTS = {
     "ablation_min_effect": ABLATION_MIN_EFFECT,
 }
 UNIT, CORR = (0.0, 1.0), (-1.0, 1.0)  # ranges that intervals are clipped to
-_FAMILY = re.compile(r"^([a-z]+)(\d+)$")
 PERM = (
     f"stratified (restricted) permutation test, {permutation.N_PERM} permutations, p = (1 + #≥)/(1 + B) "
     f"(Good 2005; Pesarin & Salmaso 2010; Phipson & Smyth 2010)"
@@ -95,163 +114,15 @@ class Verdict:
     seed_verdict: str | None = None  # the same rule applied to the t interval (inconclusive with 1 seed)
 
 
-@dataclass
-class _Est:
-    """Per-seed values of a statistic and their summary across seeds."""
-
-    per_seed: dict
-    mean: float | None = None
-    low: float | None = None
-    high: float | None = None
-    p_value: float | None = None
-
-    @property
-    def n(self) -> int:
-        return len(self.per_seed)
-
-
-def _float(x) -> float | None:
-    return None if x is None or not np.isfinite(x) else float(x)
-
-
-def _g(x) -> str:
-    return "nan" if x is None or not np.isfinite(x) else f"{x:.3g}"
-
-
-def _across(per_seed: dict, null: float, bounds=(-math.inf, math.inf)) -> _Est:
-    """Mean, Student-t 95 % CI and two-sided t-test p-value (against ``null``) of the finite values.
-    The interval is clipped to ``bounds``, the statistic's range (a correlation's CI stays in [-1, 1])."""
-    per_seed = {s: float(v) for s, v in per_seed.items() if v is not None and np.isfinite(v)}
-    est = _Est(per_seed)
-    mean, half, n = rank.t_interval(list(per_seed.values()))
-    est.mean = _float(mean)
-    if n >= MIN_SEEDS and np.isfinite(half):
-        est.low, est.high = max(bounds[0], mean - half), min(bounds[1], mean + half)
-        values = np.array(list(per_seed.values()))
-        if values.std() > 1e-12 * max(1.0, abs(mean)):  # identical values: the t statistic is undefined
-            est.p_value = _float(stats.ttest_1samp(values, null).pvalue)
-    return est
-
-
 def _one_level(claim, statement, test, why: str) -> Verdict:
     return Verdict(claim, statement, test, None, None, None, None, 0, INCONCLUSIVE, why)
 
 
-def _directional(low, high, null: float, side: str) -> str:
-    """reproduced: the interval entirely on the claimed side of ``null`` (strictly); not reproduced:
-    entirely at or beyond it on the other side; inconclusive: it contains ``null``."""
-    if side == "below":
-        return REPRODUCED if high < null else NOT_REPRODUCED if low >= null else INCONCLUSIVE
-    return REPRODUCED if low > null else NOT_REPRODUCED if high <= null else INCONCLUSIVE
-
-
-def _by_test(res: permutation.Result, null: float, side: str) -> str:
-    """The verdict of a directional claim: reproduced when the one-sided permutation p < ALPHA; not
-    reproduced when the bootstrap interval lies entirely at or beyond ``null`` on the other side
-    (the statistic is plainly not on the claimed side); else inconclusive."""
-    if res.p_value is not None and np.isfinite(res.p_value) and res.p_value < ALPHA:
-        return REPRODUCED
-    low, high = res.ci_low, res.ci_high
-    if np.isfinite(low) and (high <= null if side == "above" else low >= null):
-        return NOT_REPRODUCED
-    return INCONCLUSIVE
-
-
-def _band(low, high, lo, hi) -> str:
-    """reproduced: [low, high] inside [lo, hi]; not reproduced: entirely outside; else inconclusive."""
-    if low is None or not np.isfinite(low):
-        return INCONCLUSIVE
-    if lo <= low and high <= hi:
-        return REPRODUCED
-    return NOT_REPRODUCED if high < lo or low > hi else INCONCLUSIVE
-
-
-def _robust(est: _Est, rule) -> dict:
-    """The robustness columns: the per-seed t interval and the claim's rule applied to it."""
-    verdict = rule(est.low, est.high) if est.low is not None else INCONCLUSIVE
-    return {
-        "n_seeds": est.n,
-        "seed_ci_low": est.low,
-        "seed_ci_high": est.high,
-        "seed_p_value": est.p_value,
-        "seed_verdict": verdict,
-    }
-
-
-def _seed_txt(est: _Est, what: str) -> str:
-    if est.n == 0:
-        return f"no seed gives a {what}"
-    if est.low is None:
-        seed, value = next(iter(est.per_seed.items()))
-        return f"1 seed ({what} {_g(value)}): no interval across seeds"
-    return f"per seed: mean {_g(est.mean)} over {est.n} seeds, t 95 % CI [{_g(est.low)}, {_g(est.high)}]"
-
-
-def _scope(n_seeds: int) -> str:
-    """What a verdict decided within one seed means; empty with several seeds."""
-    if n_seeds != 1:
-        return ""
-    return "1 seed: the all-runs test generalises over this seed's configurations, not over seeds; "
-
-
 def _result(claim, statement, test, res: permutation.Result, verdict, why, robust: dict) -> Verdict:
     return Verdict(
-        claim, statement, test, _float(res.statistic), _float(res.ci_low), _float(res.ci_high),
-        _float(res.p_value), res.n_runs, verdict, why, **robust,
+        claim, statement, test, as_float(res.statistic), as_float(res.ci_low), as_float(res.ci_high),
+        as_float(res.p_value), res.n_runs, verdict, why, **robust,
     )  # fmt: skip
-
-
-def _numeric(df: pd.DataFrame, col: str) -> pd.Series:
-    if col not in df.columns:
-        return pd.Series(np.nan, index=df.index, dtype=float)
-    values = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-    return pd.Series(values, index=df.index)
-
-
-def _kind_depth(families: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """(kind, depth) parsed from ``family/...`` values such as ``conv4``."""
-    parts = families.astype(str).str.extract(_FAMILY)
-    return parts[0], pd.to_numeric(parts[1], errors="coerce")
-
-
-def _corr(x: pd.Series, y: pd.Series, method: str) -> float:
-    """Pearson or Spearman correlation of the rows finite in both; NaN below MIN_CORR_RUNS rows or when
-    either side is constant."""
-    keep = np.isfinite(x) & np.isfinite(y)
-    x, y = x[keep].to_numpy(), y[keep].to_numpy()
-    if len(x) < MIN_CORR_RUNS or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return np.nan
-    f = stats.pearsonr if method == "pearson" else stats.spearmanr
-    return float(f(x, y)[0])
-
-
-def _lift(seed_runs: pd.DataFrame, member: pd.Series) -> float:
-    """Lift of the rows in ``member`` in the seed's top TOP_FRACTION by reconstruction: share of the top
-    set over share of the ranked runs; NaN when the seed ranks no member."""
-    marked = seed_runs.assign(_member=member.astype(bool))
-    ranked, top = rank.ranking(marked, "recon"), rank.top_set(marked, "recon")
-    n_member = int(ranked["_member"].sum())
-    if not n_member or not len(top):
-        return np.nan
-    return (int(top["_member"].sum()) / len(top)) / (n_member / len(ranked))
-
-
-def _design(df: pd.DataFrame) -> pd.DataFrame:
-    """The rows in tie-break order (run name) with the design columns the all-runs tests need:
-    ``_seed``, ``_cluster`` (the configuration: every config column but the seed) and ``_latent``."""
-    df = df.sort_values("run_name", kind="mergesort") if "run_name" in df.columns else df
-    out = df.copy()
-    out["_seed"] = permutation.codes(df, ["seed"])
-    out["_cluster"] = permutation.codes(rank.with_config_id(df), ["config"]) if len(df) else []
-    if len(df) and rank.with_config_id(df)["config"].eq("").all():  # no config columns: each run alone
-        out["_cluster"] = np.arange(len(df))
-    out["_latent"] = permutation.codes(df, ["latent_dim"])
-    return out
-
-
-def _strata(df: pd.DataFrame, cols: list[str]) -> np.ndarray:
-    """Permutation strata: the seed × ``cols`` cell of each row (always nested in seeds)."""
-    return permutation.codes(df, ["seed", *cols])
 
 
 # ---------------------------------------------------------------------------------------------- claims
@@ -271,26 +142,26 @@ def _c1(ok: pd.DataFrame, seeds, note: str) -> Verdict:
             paper[seed] = float(pf.astype(float).mean())
         if len(cf):
             ours[seed] = float(cf.astype(float).mean())
-    est, ours_est = _across(paper, 0.5, UNIT), _across(ours, 0.5, UNIT)
-    robust = _robust(est, lambda a, b: _band(a, b, lo, hi))
+    est, ours_est = across(paper, 0.5, UNIT), across(ours, 0.5, UNIT)
+    robust = robust_columns(est, lambda a, b: band(a, b, lo, hi))
     pooled = collapse.flag(ok, "paper_collapsed").dropna()
     k, n = int(pooled.astype(int).sum()), len(pooled)
     w_lo, w_hi = collapse.wilson_interval(k, n)
     pooled_txt = (
-        f"pooled {k}/{n} paper-collapsed, Wilson 95 % [{_g(w_lo)}, {_g(w_hi)}]"
+        f"pooled {k}/{n} paper-collapsed, Wilson 95 % [{fmt3(w_lo)}, {fmt3(w_hi)}]"
         if n
         else "no evaluated ok run"
     )
-    ours_txt = f"our `collapsed` flag (no active unit and rate < 0.1 nats): {_g(ours_est.mean)}"
+    ours_txt = f"our `collapsed` flag (no active unit and rate < 0.1 nats): {fmt3(ours_est.mean)}"
     if not n:
         return Verdict("C1", statement, test, None, None, None, None, 0, INCONCLUSIVE, f"{pooled_txt}{note}")
-    d = _design(ok.loc[pooled.index])
+    d = design(ok.loc[pooled.index])
     flag = collapse.flag(d, "paper_collapsed").astype(float).to_numpy()
     res = permutation.mean(d["_seed"], flag, d["_cluster"], d["_latent"], gen=permutation.rng())
-    verdict = _band(res.ci_low, res.ci_high, lo, hi)
+    verdict = band(res.ci_low, res.ci_high, lo, hi)
     why = (
-        f"{_scope(est.n)}paper_collapsed fraction {_g(res.statistic)}, bootstrap 95 % CI "
-        f"[{_g(res.ci_low)}, {_g(res.ci_high)}] against the band [{lo}, {hi}]; {_seed_txt(est, 'fraction')}; "
+        f"{scope(est.n)}paper_collapsed fraction {fmt3(res.statistic)}, bootstrap 95 % CI "
+        f"[{fmt3(res.ci_low)}, {fmt3(res.ci_high)}] against the band [{lo}, {hi}]; {seed_text(est, 'fraction')}; "
         f"{ours_txt}; {pooled_txt}{note}."
     )
     return _result("C1", statement, test, res, verdict, why, robust)
@@ -309,15 +180,15 @@ def _c2(ok: pd.DataFrame, seeds, note: str) -> Verdict:
     for seed, g in seeds:
         flag = collapse.flag(g, "collapsed")
         keep = flag.notna()
-        per_seed[seed] = _corr(flag[keep].astype(float), _numeric(g, "test/distortion")[keep], "pearson")
-    est = _across(per_seed, 0.0, CORR)
+        per_seed[seed] = corr(flag[keep].astype(float), numeric(g, "test/distortion")[keep], "pearson")
+    est = across(per_seed, 0.0, CORR)
 
     def rule(low, high) -> str:
         if -w < low and high < w:
             return REPRODUCED
         return NOT_REPRODUCED if low >= w or high <= -w else INCONCLUSIVE
 
-    robust = _robust(est, rule)
+    robust = robust_columns(est, rule)
     n_coll = int(collapse.flag(ok, "collapsed").fillna(False).sum())
     if est.n == 0:
         why = (
@@ -326,16 +197,16 @@ def _c2(ok: pd.DataFrame, seeds, note: str) -> Verdict:
         )
         return Verdict("C2", statement, test, None, None, None, None, 0, INCONCLUSIVE, why, **robust)
     flag = collapse.flag(ok, "collapsed")
-    d = _design(ok[flag.notna() & np.isfinite(_numeric(ok, "test/distortion"))])
+    d = design(ok[flag.notna() & np.isfinite(numeric(ok, "test/distortion"))])
     res = permutation.correlation(
-        d["_seed"], collapse.flag(d, "collapsed").astype(float), _numeric(d, "test/distortion"),
-        _strata(d, []), d["_cluster"], d["_latent"], method="pearson", side="two-sided",
+        d["_seed"], collapse.flag(d, "collapsed").astype(float), numeric(d, "test/distortion"),
+        strata(d, []), d["_cluster"], d["_latent"], method="pearson", side="two-sided",
         gen=permutation.rng(),
     )  # fmt: skip
     verdict = rule(res.ci_low, res.ci_high) if np.isfinite(res.ci_low) else INCONCLUSIVE
     why = (
-        f"{_scope(est.n)}r = {_g(res.statistic)}, bootstrap 95 % CI [{_g(res.ci_low)}, {_g(res.ci_high)}], "
-        f"permutation p = {_g(res.p_value)}; {_seed_txt(est, 'r')} ({n_coll} of {len(ok)} ok runs "
+        f"{scope(est.n)}r = {fmt3(res.statistic)}, bootstrap 95 % CI [{fmt3(res.ci_low)}, {fmt3(res.ci_high)}], "
+        f"permutation p = {fmt3(res.p_value)}; {seed_text(est, 'r')} ({n_coll} of {len(ok)} ok runs "
         f"collapsed){note}."
     )
     return _result("C2", statement, test, res, verdict, why, robust)
@@ -353,21 +224,21 @@ def _c3(ok: pd.DataFrame, seeds, note: str) -> Verdict:
     per_seed = {}
     for seed, g in seeds:
         top = rank.top_set(g, "recon")
-        per_seed[seed] = _corr(_numeric(top, "test/distortion"), _numeric(top, "test/rate"), "spearman")
-    est = _across(per_seed, 0.0, CORR)
-    robust = _robust(est, lambda a, b: _directional(a, b, 0.0, "below"))
+        per_seed[seed] = corr(numeric(top, "test/distortion"), numeric(top, "test/rate"), "spearman")
+    est = across(per_seed, 0.0, CORR)
+    robust = robust_columns(est, lambda a, b: directional(a, b, 0.0, "below"))
     if est.n == 0:
         why = f"no seed has a top set of at least {MIN_CORR_RUNS} runs whose distortion and rate vary{note}"
         return Verdict("C3", statement, test, None, None, None, None, 0, INCONCLUSIVE, why, **robust)
-    ranked = ok[rank.ranked_mask(ok, "recon") & np.isfinite(_numeric(ok, "test/rate"))]
-    d = _design(ranked)
-    dist = _numeric(d, "test/distortion")
+    ranked = ok[rank.ranked_mask(ok, "recon") & np.isfinite(numeric(ok, "test/rate"))]
+    d = design(ranked)
+    dist = numeric(d, "test/distortion")
     res = permutation.correlation(
-        d["_seed"], dist, _numeric(d, "test/rate"), _strata(d, []), d["_cluster"], d["_latent"],
+        d["_seed"], dist, numeric(d, "test/rate"), strata(d, []), d["_cluster"], d["_latent"],
         method="spearman", top_by=dist, fraction=f, side="less", gen=permutation.rng(),
     )  # fmt: skip
-    verdict = _by_test(res, 0.0, "below")
-    why = f"{_scope(est.n)}rho = {res.text()}; {_seed_txt(est, 'rho')}{note}."
+    verdict = by_test(res, 0.0, "below")
+    why = f"{scope(est.n)}rho = {res.text()}; {seed_text(est, 'rho')}{note}."
     return _result("C3", statement, test, res, verdict, why, robust)
 
 
@@ -391,19 +262,19 @@ def _lift_claim(claim, statement, what, member_of, factor, ok, seeds, note, extr
         return _one_level(
             claim, statement, test, f"every ranked run has {what}: the factor has one level{note}"
         )
-    per_seed = {seed: _lift(g, member_of(g)) for seed, g in seeds}
-    est = _across(per_seed, 1.0, (0.0, math.inf))
-    robust = _robust(est, lambda a, b: _directional(a, b, 1.0, "above"))
-    d = _design(ranked)
+    per_seed = {seed: lift(g, member_of(g)) for seed, g in seeds}
+    est = across(per_seed, 1.0, (0.0, math.inf))
+    robust = robust_columns(est, lambda a, b: directional(a, b, 1.0, "above"))
+    d = design(ranked)
     res = permutation.lift(
-        d["_seed"], _numeric(d, "test/distortion"), member_of(d).to_numpy(dtype=float),
-        _strata(d, ["latent_dim"]), d["_cluster"], permutation.codes(d, ["latent_dim", factor]),
+        d["_seed"], numeric(d, "test/distortion"), member_of(d).to_numpy(dtype=float),
+        strata(d, ["latent_dim"]), d["_cluster"], permutation.codes(d, ["latent_dim", factor]),
         fraction=f, side="greater",
         gen=permutation.rng(),
     )  # fmt: skip
-    verdict = _by_test(res, 1.0, "above")
+    verdict = by_test(res, 1.0, "above")
     extra_txt = extra(seeds) if extra else ""
-    why = f"{_scope(est.n)}lift = {res.text()}; {_seed_txt(est, 'lift')}{extra_txt}{note}."
+    why = f"{scope(est.n)}lift = {res.text()}; {seed_text(est, 'lift')}{extra_txt}{note}."
     return _result(claim, statement, test, res, verdict, why, robust)
 
 
@@ -416,7 +287,7 @@ def _dense1(df: pd.DataFrame) -> pd.Series:
 def _deep_conv(df: pd.DataFrame) -> pd.Series:
     if "family/decoder" not in df.columns:
         return pd.Series(False, index=df.index)
-    kind, depth = _kind_depth(df["family/decoder"])
+    kind, depth = kind_depth(df["family/decoder"])
     return kind.eq("conv") & (depth >= C5_MIN_DEPTH)
 
 
@@ -425,12 +296,12 @@ def _c5_gap(seeds) -> str:
     gaps = {}
     for seed, g in seeds:
         r = g[rank.ranked_mask(g, "recon")]
-        deep, d = _deep_conv(r), _numeric(r, "test/distortion")
+        deep, d = _deep_conv(r), numeric(r, "test/distortion")
         if deep.any() and (~deep).any():
             gaps[seed] = d[deep].mean() - d[~deep].mean()
-    est = _across(gaps, 0.0)
-    ci = f", 95 % CI [{_g(est.low)}, {_g(est.high)}]" if est.low is not None else ""
-    return f"; distortion of deep conv decoders minus the others: {_g(est.mean)} nats{ci}"
+    est = across(gaps, 0.0)
+    ci = f", 95 % CI [{fmt3(est.low)}, {fmt3(est.high)}]" if est.low is not None else ""
+    return f"; distortion of deep conv decoders minus the others: {fmt3(est.mean)} nats{ci}"
 
 
 def _c6(ok: pd.DataFrame, seeds, note: str) -> Verdict:
@@ -444,7 +315,7 @@ def _c6(ok: pd.DataFrame, seeds, note: str) -> Verdict:
         f"if its bootstrap interval's lower bound is >= {acc}, not if its upper bound is < {acc}. "
         f"Reproduced if both hold, not reproduced if either fails, else inconclusive. {SEED_COLUMN}"
     )
-    latent = _numeric(ok, "latent_dim")
+    latent = numeric(ok, "latent_dim")
     if not len(ok):
         return _one_level("C6", statement, test, f"no ok run{note}")
     if latent.dropna().nunique() < 2:
@@ -453,50 +324,54 @@ def _c6(ok: pd.DataFrame, seeds, note: str) -> Verdict:
         )
     rho, moderate = {}, {}
     for seed, g in seeds:
-        probe, size = _numeric(g, "latent/linear_probe_acc"), _numeric(g, "latent_dim")
-        rho[seed] = _corr(size, probe, "spearman")
+        probe, size = numeric(g, "latent/linear_probe_acc"), numeric(g, "latent_dim")
+        rho[seed] = corr(size, probe, "spearman")
         sel = probe[(size <= m) & np.isfinite(probe)]
         moderate[seed] = sel.mean() if len(sel) else np.nan
-    est, acc_est = _across(rho, 0.0, CORR), _across(moderate, acc, UNIT)
-
-    def combine(degrade: str, separable: str) -> str:
-        if NOT_REPRODUCED in (degrade, separable):
-            return NOT_REPRODUCED
-        return REPRODUCED if degrade == separable == REPRODUCED else INCONCLUSIVE
-
-    def sep_rule(low, high) -> str:
-        if low is None or not np.isfinite(low):
-            return INCONCLUSIVE
-        return REPRODUCED if low >= acc else NOT_REPRODUCED if high < acc else INCONCLUSIVE
-
-    seed_sep = sep_rule(acc_est.low, acc_est.high)
-    robust = _robust(est, lambda a, b: combine(_directional(a, b, 0.0, "below"), seed_sep))
+    est, acc_est = across(rho, 0.0, CORR), across(moderate, acc, UNIT)
+    seed_sep = _separable(acc_est.low, acc_est.high)
+    robust = robust_columns(est, lambda a, b: _both(directional(a, b, 0.0, "below"), seed_sep))
     if est.n == 0:
         why = f"no seed gives rho (probe accuracies that vary over at least {MIN_CORR_RUNS} runs){note}"
         return Verdict("C6", statement, test, None, None, None, None, 0, INCONCLUSIVE, why, **robust)
-    probe = _numeric(ok, "latent/linear_probe_acc")
-    d = _design(ok[np.isfinite(probe) & np.isfinite(latent)])
-    size, probe = _numeric(d, "latent_dim"), _numeric(d, "latent/linear_probe_acc")
+    probe = numeric(ok, "latent/linear_probe_acc")
+    d = design(ok[np.isfinite(probe) & np.isfinite(latent)])
+    size, probe = numeric(d, "latent_dim"), numeric(d, "latent/linear_probe_acc")
     res = permutation.correlation(
-        d["_seed"], size, probe, _strata(d, ["family/encoder", "family/decoder"]), d["_cluster"],
+        d["_seed"], size, probe, strata(d, ["family/encoder", "family/decoder"]), d["_cluster"],
         d["_latent"], method="spearman", side="less", gen=permutation.rng(),
     )  # fmt: skip
-    degrade = _by_test(res, 0.0, "below")
+    degrade = by_test(res, 0.0, "below")
     mod = d[(size <= m).to_numpy()]
     if len(mod):
         sep = permutation.mean(
-            mod["_seed"], _numeric(mod, "latent/linear_probe_acc"), mod["_cluster"], mod["_latent"],
+            mod["_seed"], numeric(mod, "latent/linear_probe_acc"), mod["_cluster"], mod["_latent"],
             gen=permutation.rng(),
         )  # fmt: skip
-        separable = sep_rule(sep.ci_low, sep.ci_high)
-        acc_txt = f"; probe accuracy at latent <= {m}: {_g(sep.statistic)}, bootstrap 95 % CI [{_g(sep.ci_low)}, {_g(sep.ci_high)}]"
+        separable = _separable(sep.ci_low, sep.ci_high)
+        acc_txt = f"; probe accuracy at latent <= {m}: {fmt3(sep.statistic)}, bootstrap 95 % CI [{fmt3(sep.ci_low)}, {fmt3(sep.ci_high)}]"
     else:
         separable, acc_txt = INCONCLUSIVE, f"; no run with latent <= {m}"
     why = (
-        f"{_scope(est.n)}rho = {res.text()} (degradation: {degrade}){acc_txt} (separability: {separable}); "
-        f"{_seed_txt(est, 'rho')}{note}."
+        f"{scope(est.n)}rho = {res.text()} (degradation: {degrade}){acc_txt} (separability: {separable}); "
+        f"{seed_text(est, 'rho')}{note}."
     )
-    return _result("C6", statement, test, res, combine(degrade, separable), why, robust)
+    return _result("C6", statement, test, res, _both(degrade, separable), why, robust)
+
+
+def _separable(low, high) -> str:
+    """C6's separability rule on an interval of the moderate-size probe accuracy."""
+    if low is None or not np.isfinite(low):
+        return INCONCLUSIVE
+    acc = C6_MIN_PROBE_ACC
+    return REPRODUCED if low >= acc else NOT_REPRODUCED if high < acc else INCONCLUSIVE
+
+
+def _both(degrade: str, separable: str) -> str:
+    """C6's verdict from its two parts: not reproduced if either fails, reproduced if both hold."""
+    if NOT_REPRODUCED in (degrade, separable):
+        return NOT_REPRODUCED
+    return REPRODUCED if degrade == separable == REPRODUCED else INCONCLUSIVE
 
 
 def newcombe_interval(k1: int, n1: int, k2: int, n2: int) -> tuple[float, float]:
@@ -542,8 +417,8 @@ def _ablation(ok: pd.DataFrame, note: str) -> Verdict:
     else:
         verdict = INCONCLUSIVE
     why = (
-        f"collapsed {kp}/{np_} ({_g(kp / np_)}) under paper vs {ks}/{ns} ({_g(ks / ns)}) under sum, "
-        f"difference {_g(diff)} [{_g(low)}, {_g(high)}], Fisher p = {_g(p)}; paper_collapsed "
+        f"collapsed {kp}/{np_} ({fmt3(kp / np_)}) under paper vs {ks}/{ns} ({fmt3(ks / ns)}) under sum, "
+        f"difference {fmt3(diff)} [{fmt3(low)}, {fmt3(high)}], Fisher p = {fmt3(p)}; paper_collapsed "
         f"{pkp}/{pnp} vs {pks}/{pns}{note}."
     )
     return Verdict("ablation", statement, test, diff, low, high, p, np_ + ns, verdict, why)

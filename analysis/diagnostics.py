@@ -148,27 +148,7 @@ def fig_iwae_heatmap(data) -> Figure:
     cmap = colormaps["viridis_r"].with_extremes(bad="0.9")
     modal_n = int(mean["count"].mode().iloc[0])
     for ax, latent in zip(axes, latents, strict=False):
-        grid = np.full((len(encs), len(decs)), np.nan)
-        counts = np.zeros_like(grid, dtype=int)
-        for (lat, e, d), r in mean.iterrows():
-            if lat == latent:
-                grid[encs.index(e), decs.index(d)] = r["mean"]
-                counts[encs.index(e), decs.index(d)] = r["count"]
-        ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, norm=norm, aspect="auto")
-        for i in range(len(encs)):
-            for j in range(len(decs)):
-                v = grid[i, j]
-                text = (
-                    "n/a"
-                    if np.isnan(v)
-                    else f"{v:.1f}" + ("" if counts[i, j] == modal_n else f"\nn={counts[i, j]}")
-                )
-                dark = not np.isnan(v) and norm(v) > 0.5  # viridis_r: high values are dark
-                ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if dark else "black")
-        ax.set_xticks(range(len(decs)), decs, rotation=45, ha="right", rotation_mode="anchor")
-        ax.set_yticks(range(len(encs)), encs)
-        ax.set_xlabel("decoder")
-        ax.set_ylabel("encoder")
+        _heat_panel(ax, mean, latent, encs, decs, norm, cmap, modal_n)
         ax.set_title(f"L = {latent}")
     for ax in axes[len(latents) :]:
         ax.set_axis_off()
@@ -178,6 +158,32 @@ def fig_iwae_heatmap(data) -> Figure:
     skipped = f"Not shown (IWAE NLL not finite): {', '.join(nonfinite)}. " if nonfinite else ""
     note(fig, skipped + excluded_note(runs))
     return fig
+
+
+def _heat_panel(ax, mean: pd.DataFrame, latent, encs: list, decs: list, norm, cmap, modal_n: int) -> None:
+    """The encoder × decoder cells of one latent size: ``mean`` holds the (mean, count) of every
+    (latent_dim, encoder, decoder); a count other than the modal one is written in the cell."""
+    grid = np.full((len(encs), len(decs)), np.nan)
+    counts = np.zeros_like(grid, dtype=int)
+    for (lat, e, d), r in mean.iterrows():
+        if lat == latent:
+            grid[encs.index(e), decs.index(d)] = r["mean"]
+            counts[encs.index(e), decs.index(d)] = r["count"]
+    ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, norm=norm, aspect="auto")
+    for i in range(len(encs)):
+        for j in range(len(decs)):
+            v = grid[i, j]
+            text = (
+                "n/a"
+                if np.isnan(v)
+                else f"{v:.1f}" + ("" if counts[i, j] == modal_n else f"\nn={counts[i, j]}")
+            )
+            dark = not np.isnan(v) and norm(v) > 0.5  # viridis_r: high values are dark
+            ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if dark else "black")
+    ax.set_xticks(range(len(decs)), decs, rotation=45, ha="right", rotation_mode="anchor")
+    ax.set_yticks(range(len(encs)), encs)
+    ax.set_xlabel("decoder")
+    ax.set_ylabel("encoder")
 
 
 @figure("active_units")

@@ -261,32 +261,9 @@ def _pca_figure(data, fraction: float, title: str) -> Figure:
     nonfinite = []  # runs whose stored μ are not all finite: named, never drawn as a misleading dot
     for ax, (_, r) in zip(axes, best.iterrows(), strict=False):
         got = data.projection(r["run_dir"]) if isinstance(data, Sweep) else None
-        ax.set_title(f"#{r['rank']} {r[LABEL]}", fontsize=8)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.set_box_aspect(1)
-        if got is None:
-            ax.text(
-                0.5, 0.5, "no stored\nlatents", ha="center", va="center", transform=ax.transAxes, fontsize=8
-            )
-            continue
-        if not got.all_finite:
+        if got is not None and not got.all_finite:
             nonfinite.append(f"{r[LABEL]} ({(~got.finite).sum()} of {len(got.finite)} images)")
-            ax.text(
-                0.5, 0.5, "non-finite\nlatents", ha="center", va="center", transform=ax.transAxes,
-                fontsize=8, color="#b2182b",
-            )  # fmt: skip
-            continue
-        xy, ratio, labels = got.xy, got.ratio, got.labels
-        ax.scatter(xy[:, 0], xy[:, 1], c=labels, cmap=cmap, norm=norm, s=3, linewidths=0, rasterized=True)
-        # the spread says how much signal there is: PCA rescales even a collapsed encoder's noise
-        ax.set_xlabel(f"PC1 {ratio[0]:.0%}, sd {xy[:, 0].std():.2g}", fontsize=8, labelpad=1)
-        ax.set_ylabel(f"PC2 {ratio[1]:.0%}, sd {xy[:, 1].std():.2g}", fontsize=8, labelpad=1)
-        if r.get(STATE) in list(STATES)[:2]:
-            ax.text(
-                0.03, 0.97, "collapsed", transform=ax.transAxes, va="top", fontsize=8, color="#b2182b",
-                bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none", "pad": 1},
-            )  # fmt: skip
+        _pca_panel(ax, r, got, cmap, norm)
     for ax in axes[n:]:
         ax.set_axis_off()
     # on top, so it is in view however many rows of panels follow
@@ -306,6 +283,34 @@ def _pca_figure(data, fraction: float, title: str) -> Figure:
             "Not drawn: stored latent means μ not finite (beyond float16) for " + ", ".join(nonfinite) + ".",
         )
     return fig
+
+
+def _pca_panel(ax, r, got, cmap, norm) -> None:
+    """One run's panel (``r``: its row of the ranking): its projection ``got`` coloured by digit, or why
+    there is none (no stored latents, or not all of them finite)."""
+    ax.set_title(f"#{r['rank']} {r[LABEL]}", fontsize=8)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_box_aspect(1)
+    if got is None:
+        ax.text(0.5, 0.5, "no stored\nlatents", ha="center", va="center", transform=ax.transAxes, fontsize=8)
+        return
+    if not got.all_finite:
+        ax.text(
+            0.5, 0.5, "non-finite\nlatents", ha="center", va="center", transform=ax.transAxes,
+            fontsize=8, color="#b2182b",
+        )  # fmt: skip
+        return
+    xy, ratio, labels = got.xy, got.ratio, got.labels
+    ax.scatter(xy[:, 0], xy[:, 1], c=labels, cmap=cmap, norm=norm, s=3, linewidths=0, rasterized=True)
+    # the spread says how much signal there is: PCA rescales even a collapsed encoder's noise
+    ax.set_xlabel(f"PC1 {ratio[0]:.0%}, sd {xy[:, 0].std():.2g}", fontsize=8, labelpad=1)
+    ax.set_ylabel(f"PC2 {ratio[1]:.0%}, sd {xy[:, 1].std():.2g}", fontsize=8, labelpad=1)
+    if r.get(STATE) in list(STATES)[:2]:
+        ax.text(
+            0.03, 0.97, "collapsed", transform=ax.transAxes, va="top", fontsize=8, color="#b2182b",
+            bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none", "pad": 1},
+        )  # fmt: skip
 
 
 @figure("fig6_pca_top25")

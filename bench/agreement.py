@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -30,6 +31,11 @@ METRICS = ("test/neg_elbo", "test/iwae_nll", "test/kl")
 def runs(path: Path) -> dict[str, dict]:
     table = load_sweep(path).runs
     return {r["run_name"]: r for r in table.to_dict("records")}
+
+
+def _missing(value) -> bool:
+    """None, or the NaN that the runs table holds where a run has no value."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,9 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     for arch, names in sorted(archs.items()):
         entry = {}
         for m in METRICS:
-            a = [alone[n][m] for n in names]
-            s = [stacked[n][m] for n in names]
-            if any(v is None for v in a + s):
+            a = [alone[n].get(m) for n in names]
+            s = [stacked[n].get(m) for n in names]
+            if any(_missing(v) for v in a + s):  # a run without test metrics (failed) in either sweep
                 continue
             diffs = [x - y for x, y in zip(s, a, strict=True)]
             entry[m] = {

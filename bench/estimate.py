@@ -52,30 +52,10 @@ def estimate_full(
     Probes, pictures and file writes are not counted."""
     grid = grid or full_grid()
     measured = sorted(configs, key=lambda c: c["flops_per_image"])
-    xs = np.log([c["flops_per_image"] for c in measured])
-    by_name = {c["config"]: c for c in configs}
-    per_epoch_images = grid["train_images"] + grid["val_images"] / 3
     paths = [k for k in ("stock", "harness", "graph", "cohort") if all(k in c for c in configs)]
-    per_config = []
-    for name in grid["names"]:
-        enc, dec = vae_flops(arch_cfg(name))
-        row: dict[str, Any] = {
-            "config": name,
-            "measured": name in by_name,
-            "flops_per_image": enc + dec,
-            "decoder_flops_per_image": dec,
-        }
-        for k in paths:
-            if name in by_name:
-                rate = by_name[name][k]["samples_per_s"]
-            else:
-                ys = np.log([c[k]["samples_per_s"] for c in measured])
-                rate = float(np.exp(np.interp(math.log(enc + dec), xs, ys)))
-            row[f"{k}_samples_per_s"] = rate
-            row[f"{k}_train_seconds_per_run"] = grid["epochs"] * per_epoch_images / rate
-        flop_rate = 3 * (enc + dec) * row["harness_samples_per_s"]
-        row["iwae_seconds_per_run"] = test_images * iwae_k * dec / flop_rate
-        per_config.append(row)
+    per_config = [
+        _config_row(name, configs, measured, paths, grid, test_images * iwae_k) for name in grid["names"]
+    ]
     runs = len(grid["names"]) * grid["seeds"]
     hours = lambda key: grid["seeds"] * sum(r[key] for r in per_config) / 3600  # noqa: E731
     return {
@@ -97,6 +77,42 @@ def estimate_full(
         ),
         "per_config": per_config,
     }
+
+
+def _config_row(
+    name: str,
+    configs: list[dict[str, Any]],
+    measured: list[dict[str, Any]],
+    paths: list[str],
+    grid,
+    iwae_passes: int,
+) -> dict[str, Any]:
+    """One config's rates (measured or interpolated) and seconds per run on each path, and its IWAE
+    seconds (``iwae_passes`` = test images × K decoder passes at the harness's training FLOP rate)."""
+    by_name = {c["config"]: c for c in configs}
+    per_epoch_images = grid["train_images"] + grid["val_images"] / 3
+    enc, dec = vae_flops(arch_cfg(name))
+    row: dict[str, Any] = {
+        "config": name,
+        "measured": name in by_name,
+        "flops_per_image": enc + dec,
+        "decoder_flops_per_image": dec,
+    }
+    for k in paths:
+        rate = by_name[name][k]["samples_per_s"] if name in by_name else _interpolated(measured, k, enc + dec)
+        row[f"{k}_samples_per_s"] = rate
+        row[f"{k}_train_seconds_per_run"] = grid["epochs"] * per_epoch_images / rate
+    flop_rate = 3 * (enc + dec) * row["harness_samples_per_s"]
+    row["iwae_seconds_per_run"] = iwae_passes * dec / flop_rate
+    return row
+
+
+def _interpolated(measured: list[dict[str, Any]], path: str, flops: float) -> float:
+    """The samples/s of path ``path`` at ``flops`` per image: linear in log FLOPs → log samples/s
+    between the ``measured`` configs (sorted by FLOPs), clamped to the nearest one outside them."""
+    xs = np.log([c["flops_per_image"] for c in measured])
+    ys = np.log([c[path]["samples_per_s"] for c in measured])
+    return float(np.exp(np.interp(math.log(flops), xs, ys)))
 
 
 def plot_estimate(report: dict[str, Any]) -> bytes:

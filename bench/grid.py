@@ -25,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,37 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     cut = argv.index("--")
+    args, train_args = _parser().parse_args(argv[:cut]), argv[cut + 1 :]
+    sweep_dir = sweep_dir_of(train_args)
+    sampler = GpuSampler(args.interval)
+    launch = _launch([sys.executable, "-m", "sweep.train", *train_args], args.timeout)
+    gpu = sampler.stop()
+    rows, timing = _completed_runs(sweep_dir)
+    report = {
+        "schema_version": 1,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": "python -m sweep.train " + " ".join(train_args),
+        "bench_command": "python -m bench.grid " + " ".join(argv),
+        "returncode": launch.rc,
+        "timed_out": launch.timed_out,
+        "note": args.note,
+        **_machine(),
+        "sweep_dir": str(sweep_dir),
+        **_launch_summary(launch, rows),
+        "gpu": gpu,
+        "per_run": timing,
+        "output_tail": "".join(launch.tail),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    results.atomic_write_bytes(args.out, (json.dumps(report, indent=1) + "\n").encode())
+    idle = f", GPU idle {gpu['idle_fraction']:.0%}" if gpu.get("idle_fraction") is not None else ""
+    print(
+        f"bench.grid: {len(launch.finished)} runs in {launch.wall:.1f} s ({report['runs_per_hour']:.0f} runs/h){idle}; wrote {args.out}"
+    )
+    return launch.rc
+
+
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench.grid", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, required=True, help="JSON path")
     p.add_argument("--interval", type=float, default=0.2, help="GPU sampling period in seconds (default 0.2)")
@@ -113,10 +145,21 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         help="stop the launch (SIGTERM) after this many seconds and report what finished",
     )
-    args, train_args = p.parse_args(argv[:cut]), argv[cut + 1 :]
-    sweep_dir = sweep_dir_of(train_args)
-    cmd = [sys.executable, "-m", "sweep.train", *train_args]
-    sampler = GpuSampler(args.interval)
+    return p
+
+
+@dataclass
+class _Launch:
+    rc: int
+    timed_out: bool
+    wall: float  # seconds, start-up included
+    finished: list[float]  # seconds from the start at which each run reported its result
+    tail: list[str]  # the last 40 lines of its output
+
+
+def _launch(cmd: list[str], timeout: float | None) -> _Launch:
+    """Run ``cmd`` from the repository root, echoing its output and noting when each run finishes;
+    after ``timeout`` seconds the launch and its evaluation workers get SIGTERM."""
     t0 = time.perf_counter()
     finished: list[float] = []
     proc = subprocess.Popen(
@@ -136,14 +179,18 @@ def main(argv: list[str] | None = None) -> int:
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     try:
-        rc = proc.wait(timeout=args.timeout)
+        rc = proc.wait(timeout=timeout)
         timed_out = False
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGTERM)  # the launch and its evaluation workers
         rc, timed_out = proc.wait(), True
     reader.join(timeout=5)
-    wall = time.perf_counter() - t0
-    gpu = sampler.stop()
+    return _Launch(rc, timed_out, time.perf_counter() - t0, finished, tail)
+
+
+def _completed_runs(sweep_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The ``run.parquet`` row of every complete run below ``sweep_dir``, and each one's status, wall,
+    training, validation and evaluation seconds."""
     rows, timing = [], []
     for path in sorted(sweep_dir.glob(f"**/{results.COMPLETE}")):
         try:
@@ -162,22 +209,25 @@ def main(argv: list[str] | None = None) -> int:
         except Exception:  # noqa: BLE001 - a diverged run has no eval seconds
             pass
         timing.append(entry)
-    statuses: dict[str, int] = {}
-    for r in rows:
-        statuses[r["status"]] = statuses.get(r["status"], 0) + 1
+    return rows, timing
+
+
+def _machine() -> dict[str, Any]:
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    report = {
-        "schema_version": 1,
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": "python -m sweep.train " + " ".join(train_args),
-        "bench_command": "python -m bench.grid " + " ".join(argv),
-        "returncode": rc,
-        "timed_out": timed_out,
-        "note": args.note,
+    return {
         "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
         "torch": torch.__version__,
         "cpu_count": os.cpu_count(),
-        "sweep_dir": str(sweep_dir),
+    }
+
+
+def _launch_summary(launch: _Launch, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Wall time, time to the first finished run, runs finished and per hour, statuses, run wall times."""
+    statuses: dict[str, int] = {}
+    for r in rows:
+        statuses[r["status"]] = statuses.get(r["status"], 0) + 1
+    wall, finished = launch.wall, launch.finished
+    return {
         "wall_seconds": wall,
         "first_run_finished_seconds": finished[0] if finished else None,
         "runs_finished_in_launch": len(finished),
@@ -188,17 +238,7 @@ def main(argv: list[str] | None = None) -> int:
             "median": statistics.median([r["wall_seconds"] for r in rows]) if rows else None,
             "sum": sum(r["wall_seconds"] for r in rows),
         },
-        "gpu": gpu,
-        "per_run": timing,
-        "output_tail": "".join(tail),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    results.atomic_write_bytes(args.out, (json.dumps(report, indent=1) + "\n").encode())
-    idle = f", GPU idle {gpu['idle_fraction']:.0%}" if gpu.get("idle_fraction") is not None else ""
-    print(
-        f"bench.grid: {len(finished)} runs in {wall:.1f} s ({report['runs_per_hour']:.0f} runs/h){idle}; wrote {args.out}"
-    )
-    return rc
 
 
 if __name__ == "__main__":

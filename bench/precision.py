@@ -70,51 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     rows, cache = [], {}
     for run_dir in pick_runs(args.sweep, args.runs):
-        cfg = results.read_stored_config(run_dir)
-        device = resolve_device("auto")
-        key = json.dumps(cfg["data"], sort_keys=True)
-        if key not in cache:
-            cache[key] = load_data(cfg, device)
-        x = cache[key].test.target[: args.images]
-        model = build_model(cfg).to(device)
-        model.load_state_dict(
-            torch.load(run_dir / "best.pt", map_location=device, weights_only=True)["model"]
-        )
-        stack = Stack.of([model], trainable=False)
-        ec = cfg["eval"]
-        row = {"run": run_dir.name}
-        for name, model_, flags in (
-            ("fp32", stack, False),
-            ("tf32", stack, True),
-            ("bf16", Bf16Decoder(stack), True),
-        ):
-            gen = torch.Generator(device).manual_seed(ec["seed"] + 1)
-            with tf32_on_cuda(device, enabled=flags):
-                t = time.perf_counter()
-                nll = metrics.iwae_nll(
-                    model_,
-                    x,
-                    k=args.k,
-                    generator=gen,
-                    image_chunk=ec["iwae_image_chunk"],
-                    sample_chunk=ec["iwae_sample_chunk"],
-                )
-                mean = float(nll.mean())  # syncs
-                row[f"{name}_seconds"] = time.perf_counter() - t
-            row[f"{name}_nll"] = mean
-        for name in ("tf32", "bf16"):
-            row[f"{name}_minus_fp32"] = row[f"{name}_nll"] - row["fp32_nll"]
-        rows.append(row)
-        print(json.dumps(row), flush=True)
-    summary = {
-        name: {
-            "max_abs_diff_nats": max(abs(r[f"{name}_minus_fp32"]) for r in rows),
-            "mean_diff_nats": sum(r[f"{name}_minus_fp32"] for r in rows) / len(rows),
-            "within_tolerance": all(abs(r[f"{name}_minus_fp32"]) < TOLERANCE_NATS for r in rows),
-            "seconds_vs_fp32": sum(r[f"{name}_seconds"] for r in rows) / sum(r["fp32_seconds"] for r in rows),
-        }
-        for name in ("tf32", "bf16")
-    }
+        rows.append(measure(run_dir, cache, images=args.images, k=args.k))
+        print(json.dumps(rows[-1]), flush=True)
+    summary = {name: summarise(rows, name) for name in ("tf32", "bf16")}
     report = {
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": "python -m bench.precision " + " ".join(sys.argv[1:] if argv is None else argv),
@@ -129,6 +87,52 @@ def main(argv: list[str] | None = None) -> int:
     results.atomic_write_bytes(args.out, (json.dumps(report, indent=1) + "\n").encode())
     print(json.dumps(summary, indent=1))
     return 0
+
+
+def measure(run_dir: Path, cache: dict, *, images: int, k: int) -> dict:
+    """One run's mean IWAE NLL over its first ``images`` test images at ``k`` samples and its seconds
+    in each precision, and the differences to float32. ``cache``: loaded data by data config."""
+    cfg = results.read_stored_config(run_dir)
+    device = resolve_device("auto")
+    key = json.dumps(cfg["data"], sort_keys=True)
+    if key not in cache:
+        cache[key] = load_data(cfg, device)
+    x = cache[key].test.target[:images]
+    model = build_model(cfg).to(device)
+    model.load_state_dict(torch.load(run_dir / "best.pt", map_location=device, weights_only=True)["model"])
+    stack = Stack.of([model], trainable=False)
+    ec = cfg["eval"]
+    row = {"run": run_dir.name}
+    for name, model_, flags in (
+        ("fp32", stack, False),
+        ("tf32", stack, True),
+        ("bf16", Bf16Decoder(stack), True),
+    ):
+        gen = torch.Generator(device).manual_seed(ec["seed"] + 1)
+        with tf32_on_cuda(device, enabled=flags):
+            t = time.perf_counter()
+            nll = metrics.iwae_nll(
+                model_, x, k=k, generator=gen, image_chunk=ec["iwae_image_chunk"],
+                sample_chunk=ec["iwae_sample_chunk"],
+            )  # fmt: skip
+            mean = float(nll.mean())  # syncs
+            row[f"{name}_seconds"] = time.perf_counter() - t
+        row[f"{name}_nll"] = mean
+    for name in ("tf32", "bf16"):
+        row[f"{name}_minus_fp32"] = row[f"{name}_nll"] - row["fp32_nll"]
+    return row
+
+
+def summarise(rows: list[dict], name: str) -> dict:
+    """Over the runs: the largest and the mean difference of precision ``name`` to float32, whether every
+    difference is within the tolerance, and its time relative to float32."""
+    diffs = [r[f"{name}_minus_fp32"] for r in rows]
+    return {
+        "max_abs_diff_nats": max(abs(d) for d in diffs),
+        "mean_diff_nats": sum(diffs) / len(rows),
+        "within_tolerance": all(abs(d) < TOLERANCE_NATS for d in diffs),
+        "seconds_vs_fp32": sum(r[f"{name}_seconds"] for r in rows) / sum(r["fp32_seconds"] for r in rows),
+    }
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ writer and the HParams, each epoch's scalars, the end-of-run metrics and picture
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -60,14 +61,12 @@ def smoke_jobs(root: Path, logger: str) -> list[Job]:
     return jobs
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.tblog", description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "cpu_tblog.json")
-    args = p.parse_args(argv)
-    imports = import_seconds(3)
-    spent: dict[str, float] = defaultdict(float)
-    for method in ("open", "epoch", "end", "close"):
-        real = getattr(RunLogger, method)
+@contextlib.contextmanager
+def timed_logger(spent: dict[str, float]):
+    """Every call into :class:`sweep.tblog.RunLogger`'s ``open``, ``epoch``, ``end`` and ``close`` timed
+    into ``spent`` (seconds by run name) while the block runs; the methods are restored afterwards."""
+    saved = {method: getattr(RunLogger, method) for method in ("open", "epoch", "end", "close")}
+    for method, real in saved.items():
 
         def timed(self, *a, _real=real, **kw):
             t = time.perf_counter()
@@ -77,10 +76,24 @@ def main(argv: list[str] | None = None) -> int:
                 spent[self.name] += time.perf_counter() - t
 
         setattr(RunLogger, method, timed)
+    try:
+        yield spent
+    finally:
+        for method, real in saved.items():
+            setattr(RunLogger, method, real)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.tblog", description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "cpu_tblog.json")
+    args = p.parse_args(argv)
+    imports = import_seconds(3)
+    spent: dict[str, float] = defaultdict(float)
     walls = {}
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, timed_logger(spent):
         for logger in ("tensorboard", "none"):
-            rows = train_jobs(smoke_jobs(Path(tmp) / logger, logger))
+            jobs = smoke_jobs(Path(tmp) / logger, logger)
+            rows = train_jobs(jobs)
             walls[logger] = {r["run_name"]: r["wall_seconds"] for r in rows}
             assert all(r["status"] == "ok" for r in rows), rows
         events = sum(f.stat().st_size for f in (Path(tmp) / "tensorboard").rglob("events.out.tfevents.*"))
@@ -96,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         "wall_seconds_with_tensorboard": walls["tensorboard"],
         "wall_seconds_with_none": walls["none"],
         "event_bytes_per_run": events / len(per_run),
-        "epochs_per_run": 2,
+        "epochs_per_run": jobs[0].cfg["epochs"],
     }
     results.atomic_write_bytes(args.out, (json.dumps(report, indent=1) + "\n").encode())
     for name, s in per_run.items():

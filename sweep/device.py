@@ -1,4 +1,4 @@
-"""Where a run computes: the device a config names and the float32 matmul mode on CUDA.
+"""Where a run computes: the device a config names, the float32 matmul mode on CUDA, the CPU threads.
 
 Used by every entry point that puts a model on a device (training, re-evaluation, benchmarks), so they
 pick ``device: auto`` and set TF32 the same way.
@@ -36,3 +36,17 @@ def tf32_on_cuda(device: torch.device, enabled: bool = True):
         yield
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+@contextlib.contextmanager
+def cpu_threads(n: int | None):
+    """torch's intra-op CPU threads set to ``n`` (None or 0: left as they are); the previous count comes
+    back afterwards, since the jobs of one launch share a process and one's count must not leak into
+    the next."""
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

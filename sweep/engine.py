@@ -15,7 +15,8 @@
   epoch count, at the same epoch, are stacked into one :class:`~sweep.cohort.Cohort` of at most
   ``engine.max_members``. A member that diverges, is pruned, fails or finishes leaves it; the rest
   go on as a cohort rebuilt from their in-memory checkpoints.
-* **slots**: ``engine.slots`` cohorts train at once, each in its own thread on its own CUDA stream
+* **slots** (:mod:`sweep.slot`, which trains, evaluates and finalizes each cohort it takes):
+  ``engine.slots`` cohorts train at once, each in its own thread on its own CUDA stream
   (kernels of different streams run concurrently, and a replayed CUDA graph releases the GIL); the
   biggest cohorts (members × FLOPs × epochs) start first. The CPU side of evaluation (probes) runs in
   ``engine.eval_workers`` processes. On CPU there is one slot and one member per cohort by default:
@@ -24,37 +25,23 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import queue
 import threading
-import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from multiprocessing import get_context
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from sweep import results
-from sweep.cohort import Cohort, on_stream
 from sweep.config import PER_MEMBER_KEYS, flatten
-from sweep.data import load_data
-from sweep.device import resolve_device, tf32_on_cuda
-from sweep.evaluate import evaluate_stack, limit_worker_threads
-from sweep.losses import Knobs
-from sweep.member import Job, Member, StopRun, prepare
+from sweep.device import cpu_threads, resolve_device, tf32_on_cuda
+from sweep.member import Job, prepare
 from sweep.metrics import vae_flops
-from sweep.models import build_model, count_params
-from sweep.names import run_name_of
-from sweep.stack import Stack, split_losses
-from sweep.status import show_progress
-
-
-class _Halt(BaseException):
-    """Another slot failed or the launch was interrupted: stop at the next epoch boundary."""
+from sweep.slot import Context, Halt, run_slot
 
 
 @dataclass(frozen=True)
@@ -84,11 +71,6 @@ class Settings:
         )
 
 
-def train_epoch(cohort: Cohort, epoch: int) -> list[dict[str, float]]:
-    """One epoch of a cohort (the engine calls it through this module, so tests can intercept it)."""
-    return cohort.train_epoch(epoch)
-
-
 def cohort_key(cfg: dict[str, Any]) -> str:
     """Runs with the same key can be stacked into one cohort: they agree on every key whose role
     (:data:`sweep.config.KEY_ROLES`) is not per member."""
@@ -105,74 +87,6 @@ def cohort_cost(cfgs: Sequence[dict[str, Any]]) -> float:
 
 
 # ---------------------------------------------------------------------------------------- launch
-class _Context:
-    """What the slots of one launch share: settings, results, data on the device, the evaluation pool."""
-
-    def __init__(self, settings: Settings, prov: dict[str, Any], out: list):
-        self.settings, self.prov, self.out = settings, prov, out
-        self.halt = threading.Event()
-        self._data: dict[str, Any] = {}
-        self._lock = threading.Lock()
-        self._pool: ProcessPoolExecutor | None = None
-
-    def data(self, cfg: dict[str, Any], device: torch.device):
-        key = json.dumps([cfg["data"], str(device)], sort_keys=True)
-        with self._lock:
-            if key not in self._data:
-                self._data[key] = load_data(cfg, device)
-            return self._data[key]
-
-    def pool(self):
-        if self.settings.eval_workers <= 0:
-            return None
-        with self._lock:
-            if self._pool is None:
-                self._pool = ProcessPoolExecutor(
-                    self.settings.eval_workers,
-                    mp_context=get_context("spawn"),
-                    initializer=limit_worker_threads,
-                )
-            return self._pool
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(cancel_futures=True)
-
-
-class _Finisher:
-    """A slot's evaluations whose CPU side still runs in the pool: their runs are finalized (result
-    row, ``COMPLETE``, lock released) when it is done, while the slot trains its next cohort."""
-
-    def __init__(self, ctx: _Context):
-        self.ctx, self.items = ctx, []
-
-    def add(self, members: list[Member], pending) -> None:
-        self.items.append((members, pending))
-        self.poll()
-
-    def poll(self, wait: bool = False) -> None:
-        keep = []
-        for members, pending in self.items:
-            if not (wait or pending.done()):
-                keep.append((members, pending))
-                continue
-            try:
-                pending.finish()
-            except Exception as exc:
-                for m in members:
-                    m.fail(exc)
-            for m in members:
-                self.ctx.out[m.index] = m.finalize()
-        self.items = keep
-
-    def abandon(self) -> None:
-        """Release the locks of runs whose evaluation will not be finished (a relaunch redoes it)."""
-        for members, _ in self.items:
-            for m in members:
-                m.release()
-        self.items = []
-
-
 def plan(jobs: Sequence[Job], max_members: int) -> list[list[int]]:
     """Indices of ``jobs`` grouped into cohorts of at most ``max_members`` (same :func:`cohort_key`),
     biggest first."""
@@ -199,30 +113,15 @@ def train_jobs(jobs: Sequence[Job], settings: Settings | None = None) -> list[di
     first = next(iter(prepared.values())).cfg
     devices = {resolve_device(j.cfg["device"]) for j in prepared.values()}
     settings = settings or Settings.of(first, resolve_device(first["device"]))
-    ctx = _Context(settings, results.provenance(), out)
+    ctx = Context(settings, results.provenance(), out)
     ready = list(prepared)
     todo = [[ready[i] for i in chunk] for chunk in plan([prepared[i] for i in ready], settings.max_members)]
     tasks: queue.Queue = queue.Queue()
     for chunk in todo:
         tasks.put(chunk)
 
-    def slot() -> None:
-        finisher = _Finisher(ctx)
-        try:
-            while not ctx.halt.is_set():
-                try:
-                    chunk = tasks.get_nowait()
-                except queue.Empty:
-                    break
-                device = resolve_device(prepared[chunk[0]].cfg["device"])
-                with on_stream(device):
-                    _run_chunk([(i, prepared[i]) for i in chunk], device, ctx, finisher)
-            finisher.poll(wait=not ctx.halt.is_set())
-        finally:
-            finisher.abandon()
-
+    slot = functools.partial(run_slot, tasks, prepared, ctx)
     cuda = next((d for d in devices if d.type == "cuda"), torch.device("cpu"))
-    threads = torch.get_num_threads()
     with tf32_on_cuda(cuda):
         try:
             if settings.slots <= 1 or len(todo) == 1:
@@ -231,15 +130,14 @@ def train_jobs(jobs: Sequence[Job], settings: Settings | None = None) -> list[di
                 # Each slot thread would start its own team of OpenMP threads for its few CPU tensor
                 # ops (checkpoint copies): with 8 slots that is 8 teams spinning on the cores the
                 # slots need to feed the GPU. One intra-op thread per slot instead.
-                torch.set_num_threads(1)
-                _run_threads(slot, min(settings.slots, len(todo)), ctx)
+                with cpu_threads(1):
+                    _run_threads(slot, min(settings.slots, len(todo)), ctx)
         finally:
-            torch.set_num_threads(threads)
             ctx.close()
     return out  # type: ignore[return-value]
 
 
-def _run_threads(slot: Callable[[], None], n: int, ctx: _Context) -> None:
+def _run_threads(slot: Callable[[], None], n: int, ctx: Context) -> None:
     """Run ``slot`` in ``n`` threads; the first exception (or Ctrl-C here) halts the others at their
     next epoch boundary and is raised once they have stopped."""
     errors: list[BaseException] = []
@@ -263,201 +161,6 @@ def _run_threads(slot: Callable[[], None], n: int, ctx: _Context) -> None:
         for t in threads:
             t.join()
         raise
-    real = [e for e in errors if not isinstance(e, _Halt)]
+    real = [e for e in errors if not isinstance(e, Halt)]
     if real:
         raise real[0]
-
-
-def _run_chunk(
-    jobs: Sequence[tuple[int, Job]], device: torch.device, ctx: _Context, finisher: _Finisher
-) -> None:
-    """Open every job of one planned cohort, then train its members (grouped by their resume epoch)."""
-    members: list[Member] = []
-    try:
-        for index, job in jobs:
-            member = Member(job, run_name_of(job.cfg), ctx.prov, device, index)
-            done = member.open()
-            if done is not None:
-                ctx.out[index] = done
-                continue
-            try:
-                member.resume()
-            except Exception as exc:
-                member.fail(exc)
-                ctx.out[index] = member.finalize()
-                continue
-            members.append(member)
-        by_epoch: dict[int, list[Member]] = {}
-        for m in members:
-            by_epoch.setdefault(m.epoch, []).append(m)
-        for group in by_epoch.values():
-            _train_cohort(group, device, ctx, finisher)
-    finally:
-        pending = {id(m) for ms, _ in finisher.items for m in ms}
-        for m in members:
-            if id(m) not in pending:
-                m.release()
-
-
-def _train_cohort(members: list[Member], device: torch.device, ctx: _Context, finisher: _Finisher) -> None:
-    """Train members that start at the same epoch as one cohort, each to its last epoch, then evaluate
-    it. Members leave as they finish, diverge, are pruned or fail; the others go on."""
-    active = list(members)
-    cfg0 = active[0].cfg
-    threads = torch.get_num_threads()
-    set_threads = ctx.settings.slots <= 1 and cfg0["num_threads"]
-    if set_threads:  # jobs of one launch share a process: the thread count must not leak into the next
-        torch.set_num_threads(cfg0["num_threads"])
-    cohort: Cohort | None = None
-    bar = tqdm(
-        total=max(m.cfg["epochs"] for m in active),
-        initial=active[0].epoch,
-        desc=active[0].name + (f" +{len(active) - 1}" if len(active) > 1 else ""),
-        disable=not show_progress(cfg0["progress"]),
-        leave=False,
-    )
-
-    def end(m: Member) -> None:
-        ctx.out[m.index] = m.finalize()
-
-    try:
-        with torch.device("meta"):
-            arch = build_model(cfg0)
-        counts = {
-            "params/encoder": count_params(arch.encoder),
-            "params/decoder": count_params(arch.decoder),
-            "params/total": count_params(arch),
-        }
-        for m in active:
-            m.start()
-            m.out.update(counts)
-        try:
-            data = ctx.data(cfg0, device)
-        except Exception as exc:
-            for m in active:
-                m.fail(exc)
-                end(m)
-            return
-        while active:
-            finisher.poll()
-            finished = [m for m in active if m.epoch >= m.cfg["epochs"]]
-            if finished:  # evaluated from their best checkpoints, together
-                active = [m for m in active if m not in finished]
-                _evaluate(finished, data, device, ctx, finisher)
-                if cohort is not None:
-                    cohort.release()
-                    cohort = None
-            if not active:
-                break
-            if ctx.halt.is_set():
-                raise _Halt()
-            try:
-                if cohort is None:  # (re)built from the members' checkpoints when its membership changes
-                    cohort = Cohort(
-                        [m.cfg for m in active],
-                        data,
-                        device,
-                        [m.state for m in active],
-                        graphs=ctx.settings.graphs,
-                    )
-                epoch = active[0].epoch
-                epoch_rows, checkpoints = _epoch(cohort, epoch, data, active)
-            except Exception as exc:  # the cohort's step failed: every member records it, a relaunch retries
-                for m in active:
-                    m.fail(exc)
-                    end(m)
-                return
-            going = []
-            for m, member_rows, ckpt in zip(active, epoch_rows, checkpoints, strict=True):
-                try:
-                    outcome = m.end_epoch(epoch, member_rows, ckpt)
-                except StopRun as stop:
-                    m.stop(stop)
-                    outcome = "stopped"
-                except Exception as exc:
-                    m.fail(exc)
-                    outcome = "failed"
-                if outcome in ("continue", "done"):
-                    going.append(m)
-                else:
-                    end(m)
-            if len(going) != len(active) and cohort is not None:
-                cohort.release()
-                cohort = None
-            active = going
-            bar.update(1)
-            bar.set_postfix(val_neg_elbo=f"{epoch_rows[0][1]['neg_elbo']:.2f}")
-    finally:
-        bar.close()
-        if cohort is not None:
-            cohort.release()
-        if set_threads:
-            torch.set_num_threads(threads)
-
-
-def _epoch(cohort: Cohort, epoch: int, data, members: Sequence[Member]):
-    """Train one epoch and validate (and test, where asked) every member; returns per member its epoch
-    rows and its checkpoint."""
-    t = time.perf_counter()
-    trs = train_epoch(cohort, epoch)
-    t_train = time.perf_counter() - t
-    betas = torch.tensor([tr["beta"] for tr in trs], dtype=torch.float32, device=cohort.device)
-    knobs = Knobs(betas, cohort.knobs.free_bits, cohort.knobs.divisor)
-    seeds = [m.cfg["seed"] for m in members]
-    test_too = cohort.cfgs[0]["train"]["eval_test_each_epoch"]
-    splits = {"val": data.val, "test": data.test} if test_too else {"val": data.val}
-    evals = {}
-    for split_name, split in splits.items():
-        t = time.perf_counter()
-        evals[split_name] = (
-            split_losses(cohort.stack, split, seeds=seeds, knobs=knobs),
-            time.perf_counter() - t,
-        )
-    rows = []
-    for s, tr in enumerate(trs):
-        member_rows = [{"epoch": epoch + 1, "split": "train", **tr, "seconds": t_train}]
-        for split_name, (losses, seconds) in evals.items():
-            member_rows.append(
-                {"epoch": epoch + 1, "split": split_name, **losses[s], "beta": tr["beta"], "seconds": seconds}
-            )
-        rows.append(member_rows)
-    return rows, cohort.checkpoints()
-
-
-def _evaluate(members: list[Member], data, device: torch.device, ctx: _Context, finisher: _Finisher) -> None:
-    """Evaluate members that finished training, from their best checkpoints, as one stack. The CPU
-    side finishes in the pool; the finisher records the runs when it has."""
-    try:
-        models = []
-        for m in members:
-            with torch.device("meta"):
-                model = build_model(m.cfg)
-            state = torch.load(m.out_dir / "best.pt", map_location=device, weights_only=True)["model"]
-            model.load_state_dict(state, assign=True)
-            models.append(model)
-        stack = Stack.of(models, trainable=False)
-        cfgs = [m.cfg for m in members]
-        knobs = Knobs.of([c["loss"] for c in cfgs], device, [m.history[-1]["beta"] for m in members])
-        seeds = [c["seed"] for c in cfgs]
-        losses = {s: split_losses(stack, getattr(data, s), seeds=seeds, knobs=knobs) for s in ("val", "test")}
-        for s, m in enumerate(members):
-            for split_name in ("val", "test"):
-                m.out.update({f"{split_name}/{k}": v for k, v in losses[split_name][s].items()})
-        pending = evaluate_stack(
-            stack,
-            data,
-            cfgs[0],
-            [m.out_dir for m in members],
-            [m.name for m in members],
-            losses["test"],
-            ctx.pool(),
-        )
-        for m in members:
-            m.out.update(status="ok", epochs_done=m.cfg["epochs"], wall_seconds=time.perf_counter() - m.t0)
-            m.out["best/epoch"] = m.best["epoch"]
-    except Exception as exc:
-        for m in members:
-            m.fail(exc)
-            ctx.out[m.index] = m.finalize()
-        return
-    finisher.add(members, pending)

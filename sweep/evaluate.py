@@ -38,12 +38,12 @@ from torchvision.utils import make_grid, save_image
 
 from sweep import metrics, quality, results
 from sweep.data import binarize, load_data
-from sweep.device import resolve_device
+from sweep.device import cpu_threads, resolve_device
 from sweep.losses import Knobs
 from sweep.models import N_PIXELS, VAE, build_model, count_params
 from sweep.slim import require_checkpoint
 from sweep.stack import EVAL_BATCH, Stack, split_losses
-from sweep.thresholds import ACTIVE_UNIT_THRESHOLD, THRESHOLDS
+from sweep.thresholds import THRESHOLDS
 
 EVAL_FILES = ("eval.parquet", "dims.parquet", "latents.parquet", "recon.png", "samples.png")
 IWAE_K_GPU, IWAE_K_CPU = 5000, 100
@@ -228,19 +228,54 @@ def evaluate_stack(
     ``pool`` (an executor; None runs it here), so the result is a :class:`PendingEval` whose
     ``finish()`` writes ``eval.parquet``. ``test_losses``: each member's test losses if training has
     just computed them (same seed, same noise), so the test set is not passed twice.
-    ``eval/seconds`` is the time the device part took plus the CPU part's own compute time."""
+    ``eval/seconds`` is the time the device part took plus the CPU part's own compute time.
+
+    Every random draw comes from its own generator, seeded ``eval.seed`` + a fixed offset (1 IWAE,
+    2 MI, 3 the probe images' binarisation, 4 the pictured prior samples, 5 the FID prior samples),
+    so no metric's draws depend on another's."""
     t0 = time.perf_counter()
     ec, test = {**eval_defaults(), **cfg["eval"]}, data.test
-    device, size = test.x.device, stack.size
+    device = test.x.device
     gen = lambda offset: torch.Generator(device).manual_seed(ec["seed"] + offset)  # noqa: E731
     if test_losses is None:
-        test_losses = split_losses(
-            stack,
-            test,
-            seeds=[cfg["seed"]] * size,
-            knobs=Knobs.of([{"beta": 1.0, "free_bits": 0.0, "reduction": "sum"}] * size, device),
+        test_losses = _test_losses(stack, test, cfg["seed"])
+    rows = _loss_rows(names, test_losses, data.likelihood)
+    _add_iwae(rows, stack, data, ec, gen, names)
+    mu, logvar = encode(stack, test.target)  # (S, N, L)
+    pick = test_subset(len(test), ec)[: ec["latents_n"]].sort().values
+    mu_np, y_test = mu.cpu().numpy(), test.y.cpu().numpy()
+    cpu_jobs = _submit_probes(stack, data, mu_np, y_test, pick, ec, gen, pool)
+    pictures = _decode_pictures(stack, mu, ec, gen, len(test))
+    meter = quality.meter_for(
+        data.dataset, test.x, kid_subsets=ec["kid_subsets"], kid_subset_size=ec["kid_subset_size"]
+    )
+    arch = _arch_columns(stack, cfg)
+    for i, (row, run_dir, name) in enumerate(zip(rows, run_dirs, names, strict=True)):
+        probs, samples, fid_samples = (p[i] for p in pictures)
+        row.update(
+            {
+                **_latent_columns(row["test/rate"], mu[i], logvar[i], gen, ec["mi_chunk"]),
+                "test/psnr": metrics.psnr(probs, test.x),
+                **arch,
+                **meter.score(fid_samples, probs, seed=ec["seed"]),
+            }
         )
-    rows: list[dict[str, Any]] = [
+        row["_latents_nonfinite"] = _write_latents(run_dir, name, mu[i], logvar[i], mu_np[i], pick, y_test)
+        results.atomic_write_bytes(run_dir / "recon.png", _png(torch.cat([test.x[:16], probs[:16]]), nrow=16))
+        results.atomic_write_bytes(run_dir / "samples.png", _png(samples, nrow=8))
+    return PendingEval(rows, list(run_dirs), cpu_jobs, time.perf_counter() - t0)
+
+
+def _test_losses(stack: Stack, test, seed: int) -> list[dict[str, float]]:
+    """Each member's plain test losses (β = 1, no free bits, summed), with the run's seed."""
+    size = stack.size
+    knobs = Knobs.of([{"beta": 1.0, "free_bits": 0.0, "reduction": "sum"}] * size, test.x.device)
+    return split_losses(stack, test, seeds=[seed] * size, knobs=knobs)
+
+
+def _loss_rows(names: Sequence[str], test_losses, likelihood: str) -> list[dict[str, Any]]:
+    """Each member's row as far as its test losses and the thresholds go."""
+    return [
         {
             "run_name": name,
             "eval/status": "ok",
@@ -248,40 +283,43 @@ def evaluate_stack(
             "test/neg_elbo": losses["neg_elbo"],
             "test/rate": losses["kl"],
             "test/distortion": losses["recon"],
-            "test/bce_pixel_mean": losses["recon"] / N_PIXELS if data.likelihood == "bce" else None,
+            "test/bce_pixel_mean": losses["recon"] / N_PIXELS if likelihood == "bce" else None,
             **THRESHOLDS,
         }
         for name, losses in zip(names, test_losses, strict=True)
     ]
-    if data.likelihood == "bernoulli":
-        k = iwae_k_for(ec, device)
-        chunks = (ec["iwae_image_chunk"], max(1, ec["iwae_sample_chunk"] // size))  # memory as for one run
-        x_iwae = test.target[iwae_pick(len(test), ec)]
-        nll, used = iwae_with_retry(stack, x_iwae, k=k, gen=lambda: gen(1), chunks=chunks)
-        n_iwae = nll.shape[1]
-        se = (nll.double().std(1) / math.sqrt(n_iwae)).tolist() if n_iwae > 1 else [math.nan] * size
-        for row, v, s in zip(rows, nll.mean(1).tolist(), se, strict=True):
-            row.update(
-                {"test/iwae_nll": v, "test/iwae_k": k, "test/iwae_images": n_iwae, "test/iwae_nll_se": s}
-            )
-        if used != chunks:
-            print(
-                f"{names[0]}{f' (+{size - 1})' if size > 1 else ''}: IWAE evaluated with image_chunk={used[0]}, sample_chunk={used[1]}"
-            )
-    else:
+
+
+def _add_iwae(rows: list[dict[str, Any]], stack: Stack, data, ec: dict[str, Any], gen, names) -> None:
+    """The IWAE columns of each row (Bernoulli likelihood), or why there are none (BCE)."""
+    if data.likelihood != "bernoulli":
         for row in rows:
             row["test/iwae_null_reason"] = "bce on continuous pixels is not a normalised likelihood"
+        return
+    test, size = data.test, stack.size
+    k = iwae_k_for(ec, test.x.device)
+    chunks = (ec["iwae_image_chunk"], max(1, ec["iwae_sample_chunk"] // size))  # memory as for one run
+    x_iwae = test.target[iwae_pick(len(test), ec)]
+    nll, used = iwae_with_retry(stack, x_iwae, k=k, gen=lambda: gen(1), chunks=chunks)
+    n_iwae = nll.shape[1]
+    se = (nll.double().std(1) / math.sqrt(n_iwae)).tolist() if n_iwae > 1 else [math.nan] * size
+    for row, v, s in zip(rows, nll.mean(1).tolist(), se, strict=True):
+        row.update({"test/iwae_nll": v, "test/iwae_k": k, "test/iwae_images": n_iwae, "test/iwae_nll_se": s})
+    if used != chunks:
+        print(
+            f"{names[0]}{f' (+{size - 1})' if size > 1 else ''}: IWAE evaluated with image_chunk={used[0]}, sample_chunk={used[1]}"
+        )
 
-    mu, logvar = encode(stack, test.target)  # (S, N, L)
+
+def _submit_probes(stack: Stack, data, mu_np, y_test, pick, ec: dict[str, Any], gen, pool) -> list:
+    """Encode the probes' training images and submit each member's :func:`cpu_metrics` to ``pool``
+    (None: run here). mu_np: (S, N, L) test μ; pick: the indices of the stored latents."""
     n_probe = min(ec["probe_train"], len(data.train))
     x_probe = data.train.x[:n_probe]
     x_probe = binarize(x_probe, gen(3)) if data.likelihood == "bernoulli" else x_probe
     mu_train, _ = encode(stack, x_probe)
-    pick = test_subset(len(test), ec)[: ec["latents_n"]]
-    pick = pick.sort().values
-    y_probe, y_test = data.train.y[:n_probe].cpu().numpy(), test.y.cpu().numpy()
-    mu_np, mu_train_np = mu.cpu().numpy(), mu_train.cpu().numpy()
-    cpu_jobs = [
+    mu_train_np, y_probe = mu_train.cpu().numpy(), data.train.y[:n_probe].cpu().numpy()
+    return [
         (pool or Inline()).submit(
             cpu_metrics,
             mu_train_np[i],
@@ -292,63 +330,69 @@ def evaluate_stack(
             seed=ec["seed"],
             knn_k=ec["knn_k"],
         )
-        for i in range(size)
+        for i in range(stack.size)
     ]
-    probs = decode_probs(stack, mu)  # (S, N, 1, 28, 28)
+
+
+def _decode_pictures(stack: Stack, mu: torch.Tensor, ec: dict[str, Any], gen, n_test: int):
+    """(reconstructions at z = μ (S, N, 1, 28, 28), 64 pictured prior samples (S, 64, 1, 28, 28), the
+    FID prior samples (S, n, 1, 28, 28)), all decoder means; the prior draws are shared by the members,
+    like the IWAE noise."""
+    size, device = stack.size, mu.device
+    probs = decode_probs(stack, mu)
     prior = torch.randn((64, stack.latent_dim), generator=gen(4), device=device)
     samples = torch.sigmoid(stack.decode(prior.expand(size, -1, -1)))
-    n_fid = min(ec["fid_samples"], len(test))  # prior samples shared by the members, like the IWAE noise
+    n_fid = min(ec["fid_samples"], n_test)
     fid_z = torch.randn((n_fid, stack.latent_dim), generator=gen(5), device=device)
-    fid_samples = decode_probs(stack, fid_z.expand(size, -1, -1))  # (S, n, 1, 28, 28)
-    meter = quality.meter_for(
-        data.dataset, test.x, kid_subsets=ec["kid_subsets"], kid_subset_size=ec["kid_subset_size"]
-    )
+    return probs, samples, decode_probs(stack, fid_z.expand(size, -1, -1))
+
+
+def _arch_columns(stack: Stack, cfg: dict[str, Any]) -> dict[str, int]:
     flops = metrics.vae_flops(cfg)
-    arch = {
+    return {
         "params/encoder": count_params(stack.base.encoder),
         "params/decoder": count_params(stack.base.decoder),
         "flops/encoder": flops[0],
         "flops/decoder": flops[1],
     }
-    for i, (row, run_dir, name) in enumerate(zip(rows, run_dirs, names, strict=True)):
-        kl_d, mu_var = metrics.kl_per_dim_mean(mu[i], logvar[i]), metrics.mu_variance(mu[i])
-        active = mu_var > ACTIVE_UNIT_THRESHOLD
-        n_active = int(active.sum())
-        row.update(
-            {
-                "test/active_units": n_active,
-                "test/mutual_information": metrics.mutual_information(
-                    mu[i], logvar[i], generator=gen(2), chunk=ec["mi_chunk"]
-                ),
-                **metrics.collapse_flags(row["test/rate"], n_active, mu.shape[2]),
-                "test/psnr": metrics.psnr(probs[i], test.x),
-                **arch,
-                **meter.score(fid_samples[i], probs[i], seed=ec["seed"]),
-            }
-        )
-        with np.errstate(over="ignore"):  # beyond float16 becomes inf: flagged below, not warned
-            mu16 = mu_np[i][pick.numpy()].astype(np.float16)
-        row["_latents_nonfinite"] = (int((~np.isfinite(mu16)).any(axis=1).sum()), len(pick))
-        latents = pa.table(
-            {
-                "run_name": [name] * len(pick),
-                "index": pick.numpy(),
-                "label": y_test[pick.numpy()],
-                "mu": pa.FixedSizeListArray.from_arrays(pa.array(mu16.ravel()), mu.shape[2]),
-            }
-        )
-        kl_l, var_l, act_l = kl_d.tolist(), mu_var.tolist(), active.tolist()
-        dims = [
-            {"run_name": name, "dim": d, "kl": kl_l[d], "mu_var": var_l[d], "active": act_l[d]}
-            for d in range(mu.shape[2])
-        ]
-        results.write_parquet(run_dir / "dims.parquet", dims)
-        results.write_parquet(run_dir / "latents.parquet", latents)
-        results.atomic_write_bytes(
-            run_dir / "recon.png", _png(torch.cat([test.x[:16], probs[i, :16]]), nrow=16)
-        )
-        results.atomic_write_bytes(run_dir / "samples.png", _png(samples[i], nrow=8))
-    return PendingEval(rows, list(run_dirs), cpu_jobs, time.perf_counter() - t0)
+
+
+def _latent_columns(
+    rate: float, mu: torch.Tensor, logvar: torch.Tensor, gen, mi_chunk: int
+) -> dict[str, Any]:
+    """One member's active units, mutual information and collapse flags. mu, logvar: (N, L)."""
+    n_active = metrics.active_units(mu)
+    return {
+        "test/active_units": n_active,
+        "test/mutual_information": metrics.mutual_information(mu, logvar, generator=gen(2), chunk=mi_chunk),
+        **metrics.collapse_flags(rate, n_active, mu.shape[1]),
+    }
+
+
+def _write_latents(run_dir: Path, name: str, mu, logvar, mu_np, pick, y_test) -> tuple[int, int]:
+    """Write one member's ``dims.parquet`` and ``latents.parquet`` (μ[pick] in float16). mu, logvar:
+    (N, L) tensors, mu_np the same μ as NumPy. Returns (stored images with a non-finite μ, stored
+    images), for :func:`nonfinite`."""
+    idx = pick.numpy()
+    with np.errstate(over="ignore"):  # beyond float16 becomes inf: flagged, not warned
+        mu16 = mu_np[idx].astype(np.float16)
+    latents = pa.table(
+        {
+            "run_name": [name] * len(idx),
+            "index": idx,
+            "label": y_test[idx],
+            "mu": pa.FixedSizeListArray.from_arrays(pa.array(mu16.ravel()), mu.shape[1]),
+        }
+    )
+    kl_l = metrics.kl_per_dim_mean(mu, logvar).tolist()
+    var_l, act_l = metrics.mu_variance(mu).tolist(), metrics.active_dims(mu).tolist()
+    dims = [
+        {"run_name": name, "dim": d, "kl": kl_l[d], "mu_var": var_l[d], "active": act_l[d]}
+        for d in range(mu.shape[1])
+    ]
+    results.write_parquet(run_dir / "dims.parquet", dims)
+    results.write_parquet(run_dir / "latents.parquet", latents)
+    return int((~np.isfinite(mu16)).any(axis=1).sum()), len(idx)
 
 
 def evaluate_run(
@@ -408,7 +452,7 @@ def reevaluation_config(run_dir: Path, overrides: list[str]) -> dict[str, Any]:
 
 def reevaluate(run_dir: Path, overrides: list[str] | dict[str, Any]) -> dict[str, Any]:
     """Recompute the evaluation of one finished run from ``best.pt``, with
-    :func:`reevaluation_config` (or that config itself)."""
+    :func:`reevaluation_config` (or that config itself), on the run's ``num_threads`` CPU threads."""
     from sweep.names import run_name_of
 
     cfg = overrides if isinstance(overrides, dict) else reevaluation_config(run_dir, overrides)
@@ -416,10 +460,12 @@ def reevaluate(run_dir: Path, overrides: list[str] | dict[str, Any]) -> dict[str
     status = results.read_complete(run_dir)["status"]
     if status != "ok":
         return skip_evaluation(run_dir, name, f"run status is {status}")
-    device = resolve_device(cfg["device"])
-    model = build_model(cfg).to(device)
-    model.load_state_dict(torch.load(run_dir / "best.pt", map_location=device, weights_only=True)["model"])
-    return evaluate_run(model, load_data(cfg, device), cfg, run_dir, name)
+    with cpu_threads(cfg.get("num_threads")):  # as training does
+        device = resolve_device(cfg["device"])
+        model = build_model(cfg).to(device)
+        state = torch.load(run_dir / "best.pt", map_location=device, weights_only=True)["model"]
+        model.load_state_dict(state)
+        return evaluate_run(model, load_data(cfg, device), cfg, run_dir, name)
 
 
 def main(argv: list[str] | None = None) -> int:

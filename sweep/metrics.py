@@ -111,22 +111,28 @@ def iwae_nll(
         std = torch.exp(0.5 * logvar)
         acc = torch.full((s_, n), -math.inf, dtype=torch.float64, device=mu.device)
         for s in range(0, k, sample_chunk):
-            e = eps[:, s : s + sample_chunk]  # (n, m, L)
-            m = e.shape[1]
-            z = mu[:, :, None] + e * std[:, :, None]  # (S, n, m, L)
-            logits = stack.decode(z.reshape(s_, n * m, latent)).reshape(s_, n, m, -1)  # (S, n, m, P)
-            log_px_z = -F.binary_cross_entropy_with_logits(
-                logits.float(), target[None, :, None].expand_as(logits), reduction="none"
-            ).sum(-1)
-            log_pz = -0.5 * (z.pow(2) + _LOG_2PI).sum(-1)
-            log_qz_x = -0.5 * (e.pow(2) + _LOG_2PI + logvar[:, :, None]).sum(-1)  # (z−μ)/σ = ε exactly
-            log_w = (log_px_z + log_pz - log_qz_x).double()  # (S, n, m)
+            log_w = _log_weights(stack, mu, logvar, std, eps[:, s : s + sample_chunk], target)
             acc = torch.logaddexp(acc, torch.logsumexp(log_w, dim=2))
         out.append(math.log(k) - acc)
     if not is_stack:
         model.train(was_training)
     nll = torch.cat(out, dim=1)
     return nll if is_stack else nll[0]
+
+
+def _log_weights(stack, mu, logvar, std, e: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """log w = log p(x|z) + log p(z) − log q(z|x) at z = μ + ε·σ, float64 (S, n, m). mu, logvar, std:
+    (S, n, L); e: the noise ε, (n, m, L); target: the binary images flattened, (n, P)."""
+    s_, n, latent = mu.shape
+    m = e.shape[1]
+    z = mu[:, :, None] + e * std[:, :, None]  # (S, n, m, L)
+    logits = stack.decode(z.reshape(s_, n * m, latent)).reshape(s_, n, m, -1)  # (S, n, m, P)
+    log_px_z = -F.binary_cross_entropy_with_logits(
+        logits.float(), target[None, :, None].expand_as(logits), reduction="none"
+    ).sum(-1)
+    log_pz = -0.5 * (z.pow(2) + _LOG_2PI).sum(-1)
+    log_qz_x = -0.5 * (e.pow(2) + _LOG_2PI + logvar[:, :, None]).sum(-1)  # (z−μ)/σ = ε exactly
+    return (log_px_z + log_pz - log_qz_x).double()
 
 
 def kl_per_dim_mean(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -147,13 +153,20 @@ def mu_variance(mu: torch.Tensor) -> torch.Tensor:
     return mu.double().var(0, correction=0)
 
 
+def active_dims(mu: torch.Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) -> torch.Tensor:
+    """Which units are active (Burda et al. 2016; docs/protocol.md "Active units"): Var_x(μ_d) > threshold.
+
+    mu: (N, L) posterior means over the test set → (L,) bool.
+    """
+    return mu_variance(mu) > threshold
+
+
 def active_units(mu: torch.Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) -> int:
-    """Number of active units (Burda et al. 2016; docs/protocol.md "Active units"): dims d with
-    Var_x(μ_d) > threshold.
+    """Number of active units: how many of :func:`active_dims` are true.
 
     mu: (N, L) posterior means over the test set → int in [0, L].
     """
-    return int((mu_variance(mu) > threshold).sum())
+    return int(active_dims(mu, threshold).sum())
 
 
 @torch.no_grad()

@@ -174,24 +174,24 @@ def assert_same_results(a: dict, b: dict) -> None:
 def interrupt_in_epoch(monkeypatch, epoch: int) -> None:
     """Make the engine raise KeyboardInterrupt (like Ctrl-C, not caught, not recorded) as it starts
     training ``epoch`` (0-based) of any cohort."""
-    import sweep.engine as engine_mod
+    import sweep.slot as slot_mod
 
-    real = engine_mod.train_epoch
+    real = slot_mod.train_epoch
 
     def interrupted(cohort, e):
         if e == epoch:
             raise KeyboardInterrupt
         return real(cohort, e)
 
-    monkeypatch.setattr(engine_mod, "train_epoch", interrupted)
+    monkeypatch.setattr(slot_mod, "train_epoch", interrupted)
 
 
 def spy_epochs(monkeypatch) -> list[tuple[int, int]]:
     """Record (cohort size, epoch) of every epoch the engine trains; returns the growing list."""
-    import sweep.engine as engine_mod
+    import sweep.slot as slot_mod
 
-    real, seen = engine_mod.train_epoch, []
-    monkeypatch.setattr(engine_mod, "train_epoch", lambda c, e: seen.append((c.size, e)) or real(c, e))
+    real, seen = slot_mod.train_epoch, []
+    monkeypatch.setattr(slot_mod, "train_epoch", lambda c, e: seen.append((c.size, e)) or real(c, e))
     return seen
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+import torch
 import yaml
 from conftest import make_cfg
 from PIL import Image
@@ -121,3 +122,18 @@ def test_sample_quality_columns_and_their_recomputation_on_a_config_stored_befor
     assert small["test/kid_prior_std"] > 0  # 100 random subsets of 50
     assert small["test/fid_recon"] == pytest.approx(row["test/fid_recon"], rel=1e-6)  # same images
     assert small["test/fid_prior"] != row["test/fid_prior"]
+
+
+def test_reevaluation_runs_on_the_runs_num_threads_and_restores_the_count(tmp_path, monkeypatch):
+    before = torch.get_num_threads()
+    want = before + 1  # a count this process is not already using
+    assert train(make_cfg(f"num_threads={want}"), tmp_path)["status"] == "ok"
+    seen = []
+
+    def record(model, data, cfg, run_dir, run_name, test_losses=None):
+        seen.append(torch.get_num_threads())
+        return {"run_name": run_name, "eval/status": "ok"}
+
+    monkeypatch.setattr(evaluate, "evaluate_run", record)
+    assert evaluate.main([str(tmp_path)]) == 0
+    assert seen == [want] and torch.get_num_threads() == before

@@ -40,7 +40,7 @@ from synthetic import make_sweep
 import sweep.cohort as cohort_mod
 import sweep.config as config_mod
 import sweep.data as data_mod
-import sweep.engine as engine_mod
+import sweep.slot as slot_mod
 import sweep.stack as stack_mod
 import sweep.train as train_mod
 from analysis import figures
@@ -305,7 +305,7 @@ def test_a_run_that_failed_before_its_first_epoch_does_not_block_the_corrected_r
     def fails(cohort, epoch):
         raise ValueError("a value the checks let through")
 
-    monkeypatch.setattr(engine_mod, "train_epoch", fails)
+    monkeypatch.setattr(slot_mod, "train_epoch", fails)
     assert train(bad, run)["status"] == "failed"
     monkeypatch.undo()
     assert results.read_stored_config(run)["lr"] == 5 and not results.has_trained(run)

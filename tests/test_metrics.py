@@ -14,6 +14,7 @@ from torch.distributions import Normal, kl_divergence
 from sweep import thresholds
 from sweep.losses import kl_per_dim, recon_per_image
 from sweep.metrics import (
+    active_dims,
     active_units,
     collapse_flags,
     flops_per_image,
@@ -227,6 +228,7 @@ def test_half_active_is_partial_and_all_active_is_not():
     strong, weak = torch.randn(500, 3), 0.01 * torch.randn(500, 3)  # Var ≈ 1 vs ≈ 1e-4
     half = torch.cat([strong, weak], dim=1)
     assert active_units(half) == 3
+    assert active_dims(half).tolist() == [True] * 3 + [False] * 3
     assert active_units(half, threshold=1e-6) == 6
     rate = float(kl_per_dim_mean(half, torch.zeros_like(half)).sum())
     assert collapse_flags(rate, 3, 6) == {"collapsed": False, "partial": True, "paper_collapsed": False}

@@ -25,7 +25,7 @@ from hydra.core.global_hydra import GlobalHydra
 from optuna.trial import TrialState
 from synthetic import make_sweep
 
-import sweep.engine as engine_mod
+import sweep.slot as slot_mod
 import sweep.stack as stack_mod
 import sweep.train as train_mod
 from analysis.collect import load_sweep
@@ -145,7 +145,7 @@ def train_in_process(monkeypatch, *args: str) -> int:
 def _fail_seeds(*seeds: int):
     """A ``train_epoch`` that raises for runs of these seeds (a fault no check can foresee)."""
 
-    real = engine_mod.train_epoch
+    real = slot_mod.train_epoch
 
     def train_epoch(cohort, epoch):
         for cfg in cohort.cfgs:
@@ -180,7 +180,7 @@ def test_a_multirun_exits_1_when_a_run_failed_and_sweep_status_agrees(
         monkeypatch.setattr(stack_mod, "recon_per_image", lambda logits, x: real(logits, x) * float("inf"))
     elif failing is not None:
         monkeypatch.setattr(
-            engine_mod, "train_epoch", _fail_seeds(*((0, 1) if failing == "all" else (failing,)))
+            slot_mod, "train_epoch", _fail_seeds(*((0, 1) if failing == "all" else (failing,)))
         )
     got = train_in_process(monkeypatch, "-m", f"results_dir={tmp_path}", *TINY_RUN, "seed=0,1")
     err = capsys.readouterr().err.strip().splitlines()

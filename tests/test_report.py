@@ -10,7 +10,7 @@ import pytest
 from matplotlib.figure import Figure
 from synthetic import make_sweep
 
-from analysis import figures, report
+from analysis import figures, notes, report
 from analysis.collect import load_sweep
 
 
@@ -42,12 +42,12 @@ def test_seed_aggregates_shown_as_mean_ci_n():
 
 
 def test_notes_carry_the_constants():
-    assert "25%" in report.note_for("win_rates_encoder", report.TABLE_NOTES)
-    assert "10%, 25%, 50%" in report.note_for("cutoff_sensitivity_latent", report.TABLE_NOTES)
-    assert "rate < 0.1 nats" in report.note_for("collapse_by_loss_reduction", report.TABLE_NOTES)
-    assert "1e-08" in report.note_for("fig1_rate_sorted", report.FIGURE_NOTES)
+    assert "25%" in notes.note_for("win_rates_encoder", notes.TABLE_NOTES)
+    assert "10%, 25%, 50%" in notes.note_for("cutoff_sensitivity_latent", notes.TABLE_NOTES)
+    assert "rate < 0.1 nats" in notes.note_for("collapse_by_loss_reduction", notes.TABLE_NOTES)
+    assert "1e-08" in notes.note_for("fig1_rate_sorted", notes.FIGURE_NOTES)
     # every figure has a note, and every note belongs to a figure (the search figure only shows for searches)
-    assert set(report.FIGURE_NOTES) == {d.figure_name for d in figures.FIGURES} | {"search_front"}
+    assert set(notes.FIGURE_NOTES) == {d.figure_name for d in figures.FIGURES} | {"search_front"}
 
 
 @pytest.fixture(scope="module")

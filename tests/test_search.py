@@ -8,7 +8,7 @@ import pytest
 from conftest import TINY
 from optuna.trial import TrialState
 
-import sweep.engine as engine_mod
+import sweep.slot as slot_mod
 import sweep.stack as stack_mod
 from analysis import figures
 from analysis.collect import load_sweep
@@ -26,7 +26,7 @@ def args(tmp_path, experiment="search_arch", *more):
 
 @pytest.mark.slow
 def test_an_interrupted_search_continues_and_ends_with_exactly_n_trials(tmp_path, monkeypatch):
-    real = engine_mod.train_epoch
+    real = slot_mod.train_epoch
     seen = []
 
     def interrupt_third_trial(cohort, epoch):
@@ -36,7 +36,7 @@ def test_an_interrupted_search_continues_and_ends_with_exactly_n_trials(tmp_path
             raise KeyboardInterrupt
         return real(cohort, epoch)
 
-    monkeypatch.setattr(engine_mod, "train_epoch", interrupt_third_trial)
+    monkeypatch.setattr(slot_mod, "train_epoch", interrupt_third_trial)
     with pytest.raises(KeyboardInterrupt):
         search_mod.search(args(tmp_path, "search_arch", "search.n_trials=4", "search.pruner=none"))
     study = optuna.load_study(
@@ -44,10 +44,10 @@ def test_an_interrupted_search_continues_and_ends_with_exactly_n_trials(tmp_path
     )
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2 + [TrialState.RUNNING]
 
-    monkeypatch.setattr(engine_mod, "train_epoch", real)
+    monkeypatch.setattr(slot_mod, "train_epoch", real)
     resumed = []
     monkeypatch.setattr(
-        engine_mod, "train_epoch", lambda c, e: resumed.append((c.cfgs[0]["trial"], e)) or real(c, e)
+        slot_mod, "train_epoch", lambda c, e: resumed.append((c.cfgs[0]["trial"], e)) or real(c, e)
     )
     study = search_mod.search(args(tmp_path, "search_arch", "search.n_trials=4", "search.pruner=none"))
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 4
@@ -102,14 +102,14 @@ def test_diverging_and_invalid_trials_are_failed_not_fatal_and_hopeless_ones_are
             base_ = [*base_, "batch_size=500"]
         return real_run(study, trial, base_, sc)
 
-    real_epoch = engine_mod.train_epoch
+    real_epoch = slot_mod.train_epoch
 
     def epoch(cohort, e):
         (faults.cfg,) = cohort.cfgs
         return real_epoch(cohort, e)
 
     monkeypatch.setattr(stack_mod, "recon_per_image", faults)
-    monkeypatch.setattr(engine_mod, "train_epoch", epoch)
+    monkeypatch.setattr(slot_mod, "train_epoch", epoch)
     monkeypatch.setattr(search_mod, "run_trial", run_trial)
     study = search_mod.search(base)
     states = [t.state for t in study.trials]

@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import make_cfg
 
-import sweep.engine as engine_mod
+import sweep.slot as slot_mod
 import sweep.stack as stack_mod
 from sweep import results
 from sweep.train import ConfigMismatchError, train
@@ -99,7 +99,7 @@ def test_interrupted_run_resumes_from_its_checkpoint_with_the_same_metrics(tmp_p
     cfg = make_cfg("epochs=3", "data.likelihood=bernoulli")
     train(cfg, tmp_path / "straight")
 
-    real_epoch = engine_mod.train_epoch
+    real_epoch = slot_mod.train_epoch
     done = []
 
     def killed_in_third_epoch(cohort, epoch):
@@ -108,16 +108,16 @@ def test_interrupted_run_resumes_from_its_checkpoint_with_the_same_metrics(tmp_p
         done.append(epoch)
         return real_epoch(cohort, epoch)
 
-    monkeypatch.setattr(engine_mod, "train_epoch", killed_in_third_epoch)
+    monkeypatch.setattr(slot_mod, "train_epoch", killed_in_third_epoch)
     with pytest.raises(KeyboardInterrupt):
         train(cfg, tmp_path / "resumed")
     assert done == [0, 1]
     assert (tmp_path / "resumed" / "last.pt").is_file() and not (tmp_path / "resumed" / "COMPLETE").exists()
     assert torch.load(tmp_path / "resumed" / "last.pt", weights_only=False)["epoch"] == 2
 
-    monkeypatch.setattr(engine_mod, "train_epoch", real_epoch)
+    monkeypatch.setattr(slot_mod, "train_epoch", real_epoch)
     calls = []
-    monkeypatch.setattr(engine_mod, "train_epoch", lambda *a: calls.append(a[1]) or real_epoch(*a))
+    monkeypatch.setattr(slot_mod, "train_epoch", lambda *a: calls.append(a[1]) or real_epoch(*a))
     train(cfg, tmp_path / "resumed")
     assert calls == [2]  # only the unfinished epoch is trained
     es, ms = metrics(tmp_path / "straight")
@@ -143,7 +143,7 @@ def test_an_exception_records_failed_without_a_marker_so_a_relaunch_retries(tmp_
     def boom(*a, **k):
         raise RuntimeError("CUDA out of memory (simulated)")
 
-    monkeypatch.setattr(engine_mod, "train_epoch", boom)
+    monkeypatch.setattr(slot_mod, "train_epoch", boom)
     row = train(make_cfg(), tmp_path)
     assert row["status"] == "failed" and "CUDA out of memory (simulated)" in row["error"]
     assert pq.read_table(tmp_path / "run.parquet").to_pylist()[0]["status"] == "failed"

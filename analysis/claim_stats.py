@@ -1,0 +1,175 @@
+"""The statistics the claims check (:mod:`analysis.claims`) decides with: per-seed values summarised
+across seeds (Student-t interval and t-test), the decision rules that turn an interval or a test into a
+verdict word, the correlations and lifts computed within one seed's runs, and the design columns and
+strata of the all-runs tests (:mod:`analysis.permutation`). No claim is defined here.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from analysis import permutation, rank
+
+REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
+MIN_SEEDS = 2  # seeds needed for the per-seed (robustness) t interval
+MIN_CORR_RUNS = 3  # runs a seed needs for a correlation to count
+ALPHA = 0.05  # level of the one-sided permutation tests (C3, C4, C5, C6's degradation)
+_FAMILY = re.compile(r"^([a-z]+)(\d+)$")
+
+
+@dataclass
+class Est:
+    """Per-seed values of a statistic and their summary across seeds."""
+
+    per_seed: dict
+    mean: float | None = None
+    low: float | None = None
+    high: float | None = None
+    p_value: float | None = None
+
+    @property
+    def n(self) -> int:
+        return len(self.per_seed)
+
+
+def as_float(x) -> float | None:
+    """A finite number as a float; None for None, NaN or ±inf (a column that stays empty)."""
+    return None if x is None or not np.isfinite(x) else float(x)
+
+
+def fmt3(x) -> str:
+    """A number in a verdict's text: 3 significant digits, ``nan`` when not finite."""
+    return "nan" if x is None or not np.isfinite(x) else f"{x:.3g}"
+
+
+def across(per_seed: dict, null: float, bounds=(-math.inf, math.inf)) -> Est:
+    """Mean, Student-t 95 % CI and two-sided t-test p-value (against ``null``) of the finite values.
+    The interval is clipped to ``bounds``, the statistic's range (a correlation's CI stays in [-1, 1])."""
+    per_seed = {s: float(v) for s, v in per_seed.items() if v is not None and np.isfinite(v)}
+    est = Est(per_seed)
+    mean, half, n = rank.t_interval(list(per_seed.values()))
+    est.mean = as_float(mean)
+    if n >= MIN_SEEDS and np.isfinite(half):
+        est.low, est.high = max(bounds[0], mean - half), min(bounds[1], mean + half)
+        values = np.array(list(per_seed.values()))
+        if values.std() > 1e-12 * max(1.0, abs(mean)):  # identical values: the t statistic is undefined
+            est.p_value = as_float(stats.ttest_1samp(values, null).pvalue)
+    return est
+
+
+def directional(low, high, null: float, side: str) -> str:
+    """reproduced: the interval entirely on the claimed side of ``null`` (strictly); not reproduced:
+    entirely at or beyond it on the other side; inconclusive: it contains ``null``."""
+    if side == "below":
+        return REPRODUCED if high < null else NOT_REPRODUCED if low >= null else INCONCLUSIVE
+    return REPRODUCED if low > null else NOT_REPRODUCED if high <= null else INCONCLUSIVE
+
+
+def by_test(res: permutation.Result, null: float, side: str) -> str:
+    """The verdict of a directional claim: reproduced when the one-sided permutation p < ALPHA; not
+    reproduced when the bootstrap interval lies entirely at or beyond ``null`` on the other side
+    (the statistic is plainly not on the claimed side); else inconclusive."""
+    if res.p_value is not None and np.isfinite(res.p_value) and res.p_value < ALPHA:
+        return REPRODUCED
+    low, high = res.ci_low, res.ci_high
+    if np.isfinite(low) and (high <= null if side == "above" else low >= null):
+        return NOT_REPRODUCED
+    return INCONCLUSIVE
+
+
+def band(low, high, lo, hi) -> str:
+    """reproduced: [low, high] inside [lo, hi]; not reproduced: entirely outside; else inconclusive."""
+    if low is None or not np.isfinite(low):
+        return INCONCLUSIVE
+    if lo <= low and high <= hi:
+        return REPRODUCED
+    return NOT_REPRODUCED if high < lo or low > hi else INCONCLUSIVE
+
+
+def robust_columns(est: Est, rule) -> dict:
+    """The robustness columns: the per-seed t interval and the claim's rule applied to it."""
+    verdict = rule(est.low, est.high) if est.low is not None else INCONCLUSIVE
+    return {
+        "n_seeds": est.n,
+        "seed_ci_low": est.low,
+        "seed_ci_high": est.high,
+        "seed_p_value": est.p_value,
+        "seed_verdict": verdict,
+    }
+
+
+def seed_text(est: Est, what: str) -> str:
+    if est.n == 0:
+        return f"no seed gives a {what}"
+    if est.low is None:
+        seed, value = next(iter(est.per_seed.items()))
+        return f"1 seed ({what} {fmt3(value)}): no interval across seeds"
+    return (
+        f"per seed: mean {fmt3(est.mean)} over {est.n} seeds, t 95 % CI [{fmt3(est.low)}, {fmt3(est.high)}]"
+    )
+
+
+def scope(n_seeds: int) -> str:
+    """What a verdict decided within one seed means; empty with several seeds."""
+    if n_seeds != 1:
+        return ""
+    return "1 seed: the all-runs test generalises over this seed's configurations, not over seeds; "
+
+
+def numeric(df: pd.DataFrame, col: str) -> pd.Series:
+    if col not in df.columns:
+        return pd.Series(np.nan, index=df.index, dtype=float)
+    values = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    return pd.Series(values, index=df.index)
+
+
+def kind_depth(families: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """(kind, depth) parsed from ``family/...`` values such as ``conv4``."""
+    parts = families.astype(str).str.extract(_FAMILY)
+    return parts[0], pd.to_numeric(parts[1], errors="coerce")
+
+
+def corr(x: pd.Series, y: pd.Series, method: str) -> float:
+    """Pearson or Spearman correlation of the rows finite in both; NaN below MIN_CORR_RUNS rows or when
+    either side is constant."""
+    keep = np.isfinite(x) & np.isfinite(y)
+    x, y = x[keep].to_numpy(), y[keep].to_numpy()
+    if len(x) < MIN_CORR_RUNS or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return np.nan
+    f = stats.pearsonr if method == "pearson" else stats.spearmanr
+    return float(f(x, y)[0])
+
+
+def lift(seed_runs: pd.DataFrame, member: pd.Series) -> float:
+    """Lift of the rows in ``member`` in the seed's top TOP_FRACTION by reconstruction: share of the top
+    set over share of the ranked runs; NaN when the seed ranks no member."""
+    marked = seed_runs.assign(_member=member.astype(bool))
+    ranked, top = rank.ranking(marked, "recon"), rank.top_set(marked, "recon")
+    n_member = int(ranked["_member"].sum())
+    if not n_member or not len(top):
+        return np.nan
+    return (int(top["_member"].sum()) / len(top)) / (n_member / len(ranked))
+
+
+def design(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows in tie-break order (run name) with the design columns the all-runs tests need:
+    ``_seed``, ``_cluster`` (the configuration: every config column but the seed) and ``_latent``."""
+    df = df.sort_values("run_name", kind="mergesort") if "run_name" in df.columns else df
+    out = df.copy()
+    out["_seed"] = permutation.codes(df, ["seed"])
+    out["_cluster"] = permutation.codes(rank.with_config_id(df), ["config"]) if len(df) else []
+    if len(df) and rank.with_config_id(df)["config"].eq("").all():  # no config columns: each run alone
+        out["_cluster"] = np.arange(len(df))
+    out["_latent"] = permutation.codes(df, ["latent_dim"])
+    return out
+
+
+def strata(df: pd.DataFrame, cols: list[str]) -> np.ndarray:
+    """Permutation strata: the seed × ``cols`` cell of each row (always nested in seeds)."""
+    return permutation.codes(df, ["seed", *cols])

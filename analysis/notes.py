@@ -1,0 +1,170 @@
+"""The sentences under each figure and table of the report: how each was computed (criterion,
+cut-off, interval method, thresholds with their values), filled with the constants by :func:`note_for`.
+Used by :mod:`analysis.report`.
+"""
+
+from __future__ import annotations
+
+from analysis import rank
+from sweep.thresholds import THRESHOLDS
+
+PCT = f"{rank.TOP_FRACTION:.0%}"
+CUTS = ", ".join(f"{c:.0%}" for c in rank.CUTOFFS)
+CI = f"{rank.CI_LEVEL:.0%}"
+TH = THRESHOLDS
+FLOOR = (
+    f"collapsed = no active unit (Var_x μ_d ≤ {TH['active_unit_threshold']:g}) and rate < "
+    f"{TH['collapse_rate_threshold']:g} nats; paper_collapsed = rate < {TH['paper_collapse_threshold']:g} nats"
+)
+FID_CAVEAT = (
+    "These FIDs are not comparable with Inception-based FIDs of natural images (another feature "
+    "network, 128-d features, 28×28 greyscale images), nor across datasets or classifiers (the "
+    "classifier's checksum is in test/fid_classifier); compare runs of one dataset only."
+)
+# How each figure was computed (keys: figure names of analysis.figures.FIGURES).
+FIGURE_NOTES = {
+    "search_front": (
+        "Optuna search (study.db). Two objectives: every finished trial in the objective plane, the "
+        "Pareto front (trials no other trial beats on both) joined in red. One objective: each trial's "
+        "value and the best so far."
+    ),
+    "fig1_rate_sorted": (
+        "Paper Fig. 1. Test-set KL term (rate, nats per image) of every evaluated run, ascending, log axis; "
+        "colour = collapse state ({floor}). Rates at or below {rate_floor:g} nats are drawn at that floor."
+    ),
+    "fig2_recon_sorted": (
+        "Paper Fig. 2. Test-set reconstruction term (distortion, nats per image; the paper's criterion) of "
+        "every evaluated run, ascending (bars, coloured by collapse state), with its KL on the top log axis."
+    ),
+    "fig3_top_recon_vs_kl": (
+        "Paper Fig. 3. The top {pct} of ok runs ranked by distortion (ties by run name; size "
+        "ceil({top:g} × n ranked)): distortion against KL (log axis); colour = encoder, marker = decoder; "
+        "Spearman's ρ over those runs in the subtitle (claim C3 expects it negative)."
+    ),
+    "fig4_top_counts": (
+        "Paper Fig. 4 with base rates. Per latent size, encoder and decoder: how many runs of the top {pct} "
+        "it has, beside the count expected if membership ignored it (its share of ranked runs × size of the "
+        "top set); n under each label = ranked runs of that value. Lift and hypergeometric p-values: the "
+        "win-rate tables."
+    ),
+    "fig5_top_by_latent": (
+        "Paper Fig. 5. Top-{pct} counts of each encoder (top) and decoder (bottom) within each latent size; "
+        "black ticks: the count expected from that family's share of the ranked runs of that latent size."
+    ),
+    "fig6_pca_top25": (
+        "Paper Fig. 6. For each run of the top 25 % by distortion (best first): the stored test latent means "
+        "μ projected on their first two principal components (exact SVD, each component's sign fixed so its "
+        "largest loading is positive), coloured by digit; axis labels give each component's share of variance."
+    ),
+    "fig7_pca_top50": "Paper Fig. 7. As Fig. 6 for the top 50 %.",
+    "rate_distortion": (
+        "Rate (log axis) against distortion for every evaluated run, coloured by collapse state ({floor})."
+    ),
+    "iwae_heatmap": (
+        "IWAE estimate of −log p(x) (K importance samples, stored per run in test/iwae_k), mean over the "
+        "seeds of each configuration, encoder × decoder, one panel per latent size. Bernoulli likelihood "
+        "only: bce runs have no normalised likelihood, and the figure says so when no run has a value."
+    ),
+    "active_units": (
+        "Active units (Var_x μ_d > {active:g} over the test set, Burda et al. 2016) of each evaluated run "
+        "against its latent size, with the mean per latent size and the line y = x (every unit active)."
+    ),
+    "fid_distortion": (
+        "Sample quality against reconstruction: FID of prior samples (decoder means, count in "
+        "test/fid_samples) against the test images, in the feature space of the harness's own CNN "
+        "classifier of the dataset (sweep/quality.py), log axis, against test distortion; one panel per "
+        "dataset; colour = collapse state ({floor}). {fid_caveat}"
+    ),
+    "claims_budget": (
+        "Verdicts against the training budget (analysis/budget.py): C1 (share of runs whose validation KL "
+        "is below the paper's floor), C3 (rho in the top {pct}) and C4, C5 (lifts in the top {pct}) "
+        "recomputed at every epoch from each ok run's validation reconstruction and KL (epochs.parquet), "
+        "with the claims check's all-runs tests; dots coloured by verdict with the bootstrap interval, "
+        "stars the stored test-split evaluation (best-by-validation checkpoint); dashed: the null value, "
+        "dotted: C1's band. The note says at which epoch each verdict settles."
+    ),
+    "collapse_by_factor": (
+        "Share of evaluated runs flagged collapsed ({floor}) per latent size, encoder, decoder and any "
+        "varying ablation key, with 95 % Wilson score intervals; labels give collapsed/evaluated."
+    ),
+}
+# How each table was computed (keys: table names, or their prefix before the factor).
+TABLE_NOTES = {
+    "search_trials": "Every trial of the Optuna study (study.db): state, objective values, sampled parameters.",
+    "search_importance": (
+        "Optuna's fANOVA importance of each searched parameter for each objective, over finished trials "
+        "(random forest with a fixed seed)."
+    ),
+    "runs": (
+        "Every run (any status): run.parquet joined with eval.parquet. The CSV has every column; the "
+        "markdown and this report show the main ones."
+    ),
+    "ranking_recon": (
+        "Ok runs with a finite test distortion, ascending (the paper's criterion), ties by run name; "
+        "rank 1 = best."
+    ),
+    "ranking_neg_elbo": "As the reconstruction ranking, by test −ELBO (distortion + rate), nats per image.",
+    "ranking_iwae": "As the reconstruction ranking, by test IWAE NLL (bernoulli likelihood only; empty otherwise).",
+    "ranking_fid": (
+        "As the reconstruction ranking, by the FID of prior samples (test/fid_prior; lower = samples "
+        "closer to the test images), with the KID and the FID of reconstructions beside it. {fid_caveat}"
+    ),
+    "claims_by_dataset": (
+        "The verdicts of the claims check side by side, one column per dataset (data.name): each dataset's "
+        "runs are checked on their own, never pooled."
+    ),
+    "seed_aggregates": (
+        "One row per configuration (latent size × encoder × decoder, plus any other varying config key): "
+        "mean ± {ci} Student-t half-width over its ok seeds, with n; no interval when n < 2."
+    ),
+    "win_rates": (
+        "Top-{pct} membership by reconstruction per value: n_trained (ranked runs), n_top, share_top, "
+        "share_trained, lift = share_top / share_trained (1 = chance) and the one-sided hypergeometric "
+        "p-value of at least n_top members."
+    ),
+    "collapse_counts": (
+        "Counts per latent size × encoder × decoder: runs, collapsed, partial (some but not all units active), "
+        "paper_collapsed, and not evaluated (diverged, failed or no evaluation). {floor}."
+    ),
+    "collapse_by": (
+        "Collapsed share of evaluated runs per value ({floor}), with its 95 % Wilson score interval; "
+        "not-evaluated runs counted apart."
+    ),
+    "cutoff_sensitivity": (
+        "The win-rate table recomputed for top sets of {cuts} by reconstruction, to show how much the "
+        "'top' conclusions depend on the cut-off."
+    ),
+    "claims_budget": (
+        "The budget figure's numbers: one row per claim × epoch on the validation split (split = val), "
+        "then the test-split row; n_paper_collapsed / n_rate_collapsed count runs with validation KL "
+        "below 1e-6 / 0.1 nats (the per-epoch record has no active-unit count, so the latter is the rate "
+        "half of the `collapsed` flag)."
+    ),
+    "capacity": (
+        "Architecture or capacity (analysis/capacity.py): OLS (statsmodels formula API) of test distortion "
+        "and of test −ELBO on C(encoder family) + C(decoder family) + log params/encoder + log "
+        "params/decoder + C(latent_dim) + C(seed), beside the same model without the two capacity terms; "
+        "SEs cluster-robust by configuration. Rows: C4's contrast (dense1 − the mean of the other encoder "
+        "families), C5's (conv decoders of depth >= 2 − the other decoders; nats, negative = better), and "
+        "the capacity slopes, each with its 95 % interval; notes name the terms a design cannot separate "
+        "(one seed, one latent size, parameter counts fixed by the family), left out rather than failing. "
+        "A family effect survives the control if its interval with the capacity terms lies below 0."
+    ),
+    "claims": (
+        "The claims check: one row per claim, the fields of analysis.claims.Verdict; statement, test and "
+        "why are in the claims check above and in claims.csv / claims.md."
+    ),
+}
+
+
+def note_for(name: str, notes: dict[str, str]) -> str:
+    """The note of ``name`` (or of its longest matching prefix), filled with the constants."""
+    key = max((k for k in notes if name == k or name.startswith(k + "_")), key=len, default=None)
+    if key is None:
+        return ""
+    from analysis.plotting import RATE_FLOOR
+
+    return notes[key].format(
+        pct=PCT, top=rank.TOP_FRACTION, cuts=CUTS, ci=CI, floor=FLOOR, rate_floor=RATE_FLOOR,
+        active=TH["active_unit_threshold"], fid_caveat=FID_CAVEAT,
+    )  # fmt: skip

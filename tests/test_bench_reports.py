@@ -1,0 +1,155 @@
+"""The benchmarks that compare stored results, in process: ``bench.agreement`` (a sweep trained alone
+against the same sweep in cohorts), ``bench.precision`` (IWAE NLL in float32, TF32 and bf16) and
+``bench.tblog`` (what TensorBoard logging costs a run), on fake sweeps and seconds-long runs."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+from conftest import make_cfg
+from synthetic import make_sweep
+
+from analysis.collect import load_sweep
+from bench import agreement, precision
+from bench import tblog as bench_tblog
+from sweep import results
+from sweep.member import Job
+from sweep.tblog import RunLogger
+from sweep.train import train
+
+
+# ---------------------------------------------------------------------------------------- agreement
+def test_agreement_reports_each_architectures_differences_and_seed_spread(tmp_path, capsys):
+    shape = {"seeds": (0, 1, 2), "latents": (25,), "encoders": ("dense1",), "decoders": ("dense1", "conv2")}
+    alone = make_sweep(tmp_path / "a", rng_seed=0, **shape)
+    stacked = make_sweep(tmp_path / "b", rng_seed=1, failed=("L25_dense1_conv2_s1",), **shape)
+    out = tmp_path / "agreement.json"
+    assert agreement.main([str(alone), str(stacked), "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert set(report["archs"]) == {"L25_dense1_dense1", "L25_dense1_conv2"}
+    a, s = (load_sweep(p).runs.set_index("run_name") for p in (alone, stacked))
+    names = [f"L25_dense1_dense1_s{k}" for k in range(3)]
+    entry = report["archs"]["L25_dense1_dense1"]
+    assert entry["runs"] == names
+    for m in agreement.METRICS:
+        want = [s.loc[n, m] - a.loc[n, m] for n in names]
+        assert entry[m]["stacked_minus_alone"] == pytest.approx(want)
+        assert entry[m]["max_abs_diff"] == pytest.approx(max(abs(d) for d in want))
+        assert entry[m]["seed_sd_alone"] == pytest.approx(statistics.stdev(a.loc[names, m]))
+    # a run without test metrics in one sweep leaves its architecture without a comparison, named
+    conv = report["archs"]["L25_dense1_conv2"]
+    assert conv["runs"] == [f"L25_dense1_conv2_s{k}" for k in range(3)] and set(conv) == {"runs"}
+    assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "L25_dense1_dense1: max |stacked - alone|" in capsys.readouterr().out
+
+
+def test_agreement_of_a_sweep_with_itself_is_exact(tmp_path):
+    sweep = make_sweep(tmp_path, seeds=(0, 1), latents=(25,), encoders=("conv2",), decoders=("dense1",))
+    out = tmp_path / "self.json"
+    assert agreement.main([str(sweep), str(sweep), "--out", str(out)]) == 0
+    m = json.loads(out.read_text())["archs"]["L25_conv2_dense1"]["test/neg_elbo"]
+    assert m["stacked_minus_alone"] == [0.0, 0.0] and m["seed_sd_alone"] == m["seed_sd_stacked"] > 0
+
+
+# ---------------------------------------------------------------------------------------- precision
+def _fake_run(root: Path, name: str, decoder: tuple[str, int], status: str = "ok") -> Path:
+    run_dir = root / name
+    results.write_yaml(
+        run_dir / ".hydra" / "config.yaml", {"decoder": {"kind": decoder[0], "depth": decoder[1]}}
+    )
+    results.write_complete(run_dir, status)
+    return run_dir
+
+
+def test_precision_picks_ok_runs_round_robin_over_decoders(tmp_path):
+    conv = [_fake_run(tmp_path, f"c{k}", ("conv", 2)) for k in range(3)]
+    dense = [_fake_run(tmp_path, "d0", ("dense", 1))]
+    _fake_run(tmp_path, "a_diverged", ("dense", 1), status="diverged")
+    assert precision.pick_runs(tmp_path, 3) == [conv[0], dense[0], conv[1]]
+    assert precision.pick_runs(tmp_path, 10) == [conv[0], dense[0], conv[1], conv[2]]
+
+
+def test_precision_measures_with_the_evaluations_noise(tmp_path):
+    """float32 on the whole test set at the evaluation's K is the evaluation's own IWAE NLL."""
+    run_dir = tmp_path / "sweeps" / "p" / "run"
+    assert train(make_cfg(), run_dir)["status"] == "ok"
+    out = tmp_path / "precision.json"
+    k = results.read_stored_config(run_dir)["eval"]["iwae_k"]
+    assert (
+        precision.main(
+            [str(run_dir.parent), "--runs", "5", "--images", "100000", "--k", str(k), "--out", str(out)]
+        )
+        == 0
+    )
+    report = json.loads(out.read_text())
+    (row,) = report["runs"]
+    ev = pq.read_table(run_dir / "eval.parquet").to_pylist()[0]
+    assert row["run"] == "run" and ev["test/iwae_k"] == k
+    assert row["fp32_nll"] == pytest.approx(ev["test/iwae_nll"], rel=1e-6)
+    assert set(report["summary"]) == {"tf32", "bf16"}
+    for name in ("tf32", "bf16"):
+        assert row[f"{name}_minus_fp32"] == row[f"{name}_nll"] - row["fp32_nll"]
+        assert report["summary"][name]["max_abs_diff_nats"] == abs(row[f"{name}_minus_fp32"])
+        if not torch.cuda.is_available():  # on CPU all three are float32 with the same noise
+            assert row[f"{name}_minus_fp32"] == 0.0 and report["summary"][name]["within_tolerance"]
+
+
+def test_precision_summary_flags_a_difference_beyond_the_tolerance():
+    rows = [
+        {"fp32_seconds": 1.0, "bf16_seconds": 0.5, "bf16_minus_fp32": 0.002},
+        {"fp32_seconds": 1.0, "bf16_seconds": 1.5, "bf16_minus_fp32": -2 * precision.TOLERANCE_NATS},
+    ]
+    got = precision.summarise(rows, "bf16")
+    assert got["max_abs_diff_nats"] == 2 * precision.TOLERANCE_NATS and got["within_tolerance"] is False
+    assert got["mean_diff_nats"] == pytest.approx((0.002 - 2 * precision.TOLERANCE_NATS) / 2)
+    assert got["seconds_vs_fp32"] == 1.0
+    assert precision.summarise(rows[:1], "bf16")["within_tolerance"] is True
+
+
+# ---------------------------------------------------------------------------------------- tblog
+def test_the_logger_timing_covers_each_call_and_is_undone(tmp_path):
+    before = {m: getattr(RunLogger, m) for m in ("open", "epoch", "end", "close")}
+    spent: dict[str, float] = defaultdict(float)
+    with bench_tblog.timed_logger(spent):
+        assert all(getattr(RunLogger, m) is not f for m, f in before.items())
+        logger = RunLogger(tmp_path, {"logger": "none"}, "r0")
+        logger.open(0, [])
+        logger.close()
+    assert list(spent) == ["r0"] and spent["r0"] >= 0.0
+    assert {m: getattr(RunLogger, m) for m in before} == before
+
+
+def test_the_tblog_benchmark_times_the_tensorboard_runs_beside_the_same_runs_without(tmp_path, monkeypatch):
+    def tiny_jobs(root: Path, logger: str) -> list[Job]:
+        return [Job(make_cfg(f"seed={s}", f"logger={logger}"), root / f"s{s}", []) for s in (0, 1)]
+
+    monkeypatch.setattr(bench_tblog, "smoke_jobs", tiny_jobs)
+    monkeypatch.setattr(bench_tblog, "import_seconds", lambda repeats: [0.25] * repeats)
+    before = RunLogger.epoch
+    out = tmp_path / "tblog.json"
+    assert bench_tblog.main(["--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert RunLogger.epoch is before  # the timing does not outlive the benchmark
+    names = set(report["wall_seconds_with_tensorboard"])
+    assert len(names) == 2 and names == set(report["wall_seconds_with_none"]) == set(
+        report["write_seconds_per_run"]
+    )
+    assert report["import_seconds"] == {"median": 0.25, "all": [0.25] * 3}
+    assert report["event_bytes_per_run"] > 0 and report["epochs_per_run"] == 1
+    assert all(math.isfinite(v) and v >= 0 for v in report["write_seconds_per_run"].values())
+
+
+def test_the_tblog_benchmarks_jobs_are_the_smoke_grid_with_the_logger_asked_for(tmp_path):
+    jobs = bench_tblog.smoke_jobs(tmp_path, "none")
+    assert [j.out_dir for j in jobs] == [tmp_path / f"{e}_{d}" for e, d in bench_tblog.SMOKE]
+    assert {j.cfg["sweep_name"] for j in jobs} == {"smoke"} and {j.cfg["logger"] for j in jobs} == {"none"}
+    assert [(j.cfg["encoder"]["kind"], j.cfg["decoder"]["kind"]) for j in jobs] == [
+        ("dense", "dense"), ("dense", "conv"), ("conv", "dense"), ("conv", "conv"),
+    ]  # fmt: skip
