@@ -886,7 +886,7 @@ def failed_sweep(tmp_path_factory) -> Path:
     """A 2-run sweep of real runs whose seed-1 run failed in its first epoch (an injected fault)."""
     root = tmp_path_factory.mktemp("failed")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(engine_mod, "train_epoch", _fail_seeds(1))
+        mp.setattr(slot_mod, "train_epoch", _fail_seeds(1))
         assert train_in_process(mp, "-m", f"results_dir={root}", *TINY_RUN, "seed=0,1") == 1
     return root / "sweeps" / "default"
 
