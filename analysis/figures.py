@@ -27,7 +27,7 @@ import pandas as pd  # noqa: E402
 from analysis import report  # noqa: E402
 from analysis.budget import budget_table, fig_claims_budget  # noqa: E402
 from analysis.collect import Sweep, load_sweep  # noqa: E402
-from analysis.diagnostics import (  # noqa: E402
+from analysis.own_figures import (  # noqa: E402
     fig_active_units,
     fig_collapse_by_factor,
     fig_fid_distortion,

@@ -72,7 +72,7 @@ FIGURE_NOTES = {
     "fid_distortion": (
         "Sample quality against reconstruction: FID of prior samples (decoder means, count in "
         "test/fid_samples) against the test images, in the feature space of the harness's own CNN "
-        "classifier of the dataset (sweep/quality.py), log axis, against test distortion; one panel per "
+        "classifier of the dataset (sweep/fid_kid.py), log axis, against test distortion; one panel per "
         "dataset; colour = collapse state ({floor}). {fid_caveat}"
     ),
     "claims_budget": (

@@ -1,6 +1,6 @@
 """Shared plotting conventions for the analysis figures: sizes, fonts, colours, run labels and
 collapse states, notes for excluded runs, and the ``@figure`` decorator that renders a drawing to PNG
-and PDF atomically and deterministically. Used by ``analysis.figures`` and ``analysis.diagnostics``."""
+and PDF atomically and deterministically. Used by ``analysis.figures`` and ``analysis.own_figures``."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ import pandas as pd
 from scipy import stats
 
 # The paper ranks by reconstruction loss; −ELBO, IWAE NLL (bernoulli likelihood only) and the FID of
-# prior samples (sample quality, sweep/quality.py) are ours.
+# prior samples (sample quality, sweep/fid_kid.py) are ours.
 CRITERIA = {
     "recon": "test/distortion",
     "neg_elbo": "test/neg_elbo",

@@ -13,7 +13,7 @@ so a metric can be added or K raised after a sweep without retraining. Files per
   images for every run, so analysis can draw PCA projections without loading a model;
 * ``recon.png`` (16 test images over their reconstructions) and ``samples.png`` (64 prior samples).
 
-Sample quality (:mod:`sweep.quality`): FID and KID of ``eval.fid_samples`` prior samples (decoder
+Sample quality (:mod:`sweep.fid_kid`): FID and KID of ``eval.fid_samples`` prior samples (decoder
 means; at most as many as there are test images) against the test images, and the FID of the test
 images' reconstructions, in the feature space of the dataset's cached classifier.
 """
@@ -36,7 +36,7 @@ import torch
 from omegaconf import OmegaConf
 from torchvision.utils import make_grid, save_image
 
-from sweep import metrics, quality, results
+from sweep import fid_kid, metrics, results
 from sweep.data import binarize, load_data
 from sweep.device import cpu_threads, resolve_device
 from sweep.losses import Knobs
@@ -246,7 +246,7 @@ def evaluate_stack(
     mu_np, y_test = mu.cpu().numpy(), test.y.cpu().numpy()
     cpu_jobs = _submit_probes(stack, data, mu_np, y_test, pick, ec, gen, pool)
     pictures = _decode_pictures(stack, mu, ec, gen, len(test))
-    meter = quality.meter_for(
+    meter = fid_kid.meter_for(
         data.dataset, test.x, kid_subsets=ec["kid_subsets"], kid_subset_size=ec["kid_subset_size"]
     )
     arch = _arch_columns(stack, cfg)

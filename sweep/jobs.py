@@ -1,6 +1,6 @@
 """The jobs of a Hydra multirun, expanded and composed once for every part of a launch that needs them.
 
-The grid check (:mod:`sweep.grid`), the cohort launcher (:mod:`sweep.launcher`), the Slurm launcher
+The grid check (:mod:`sweep.grid`), the cohort launcher (:mod:`sweep.cohort_launch`), the Slurm launcher
 (:mod:`sweep.slurm`) and ``python -m sweep.status`` (for a sweep launched before ``grid.json``) all
 see a multirun through these functions: the jobs in the order Hydra's basic sweeper launches them,
 each job's composed config, and the directory its run writes to.

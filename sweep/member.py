@@ -30,9 +30,9 @@ from sweep import results
 from sweep.config import config_diff, flatten, row_values, to_plain, validate
 from sweep.data import check_data, dataset_of
 from sweep.evaluate import skip_evaluation
+from sweep.fid_kid import check_classifier
 from sweep.lock import holder, note_holder, run_lock
 from sweep.paths import writable
-from sweep.quality import check_classifier
 from sweep.tblog import RunLogger
 
 
@@ -280,7 +280,7 @@ def prepare(job: Job) -> Job:
     cfg = check_job(job.cfg, out_dir)
     if not results.is_complete(out_dir):
         # checksums before anything is written (cached per process: load_data reuses it), and the
-        # feature classifier that evaluation's FID needs (sweep/quality.py)
+        # feature classifier that evaluation's FID needs (sweep/fid_kid.py)
         check_data(dataset_of(cfg))
         check_classifier(dataset_of(cfg))
     return Job(cfg, out_dir, list(job.overrides or []), job.hydra_cfg, job.on_epoch)

@@ -160,7 +160,7 @@ class GroupTask:
         self.config, self.overrides, self.first_idx, self.state = config, overrides, first_idx, state
 
     def __call__(self) -> list[JobReturn]:
-        from sweep.launcher import launch
+        from sweep.cohort_launch import launch
 
         Singleton.set_state(self.state)  # Hydra's state with the launch's resolvers and config store
         return launch(self.config, self.overrides, self.first_idx)

@@ -13,7 +13,7 @@ from conftest import make_cfg
 from PIL import Image
 
 import sweep.stack as stack_mod
-from sweep import evaluate, metrics, quality
+from sweep import evaluate, fid_kid, metrics
 from sweep.train import train
 
 README = Path(__file__).resolve().parent.parent / "results" / "README.md"
@@ -106,7 +106,7 @@ def test_sample_quality_columns_and_their_recomputation_on_a_config_stored_befor
     assert row["test/fid_samples"] == row["test/fid_real"] == row["test/kid_subset_size"] == 300
     assert row["test/fid_prior"] > 0 and row["test/fid_recon"] > 0
     assert row["test/kid_prior_std"] == 0  # subsets of 300 from 300 images each: one subset, the sets
-    assert row["test/fid_classifier"] == quality.load_classifier("mnist").sha256
+    assert row["test/fid_classifier"] == fid_kid.load_classifier("mnist").sha256
     # a config written before data.name and eval.fid_samples existed: both get their defaults
     path = trained / ".hydra" / "config.yaml"
     stored = yaml.safe_load(path.read_text())

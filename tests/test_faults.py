@@ -45,7 +45,7 @@ import sweep.stack as stack_mod
 import sweep.train as train_mod
 from analysis import figures
 from analysis.collect import collect, load_sweep
-from analysis.diagnostics import fig_iwae_heatmap
+from analysis.own_figures import fig_iwae_heatmap
 from analysis.paper_figures import _pca_figure
 from sweep import evaluate, grid, metrics, rerun, results
 from sweep import search as search_mod

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from synthetic import corrupt, make_sweep
 
-from analysis import diagnostics, figures, pca, plotting, report
+from analysis import figures, own_figures, pca, plotting, report
 from analysis import tables as tables_mod
 from analysis.collect import load_sweep
 
@@ -213,7 +213,7 @@ def test_two_datasets_get_their_own_claims_side_by_side_an_fid_ranking_and_figur
     out = tmp_path / "out"
     made = tables_mod.build_tables(sweep.runs)
     tables = {k: made[k]() for k in ("claims", "claims_by_dataset", "ranking_fid")}
-    figs = {"fid_distortion": diagnostics.fig_fid_distortion(sweep, out)[0]}
+    figs = {"fid_distortion": own_figures.fig_fid_distortion(sweep, out)[0]}
     report.write_report(sweep, out, figs, tables)
     claims = tables["claims"]
     for name in ("mnist", "fashion_mnist"):  # each dataset checked on its own runs, as if alone
@@ -228,4 +228,4 @@ def test_two_datasets_get_their_own_claims_side_by_side_an_fid_ranking_and_figur
     ranked = tables["ranking_fid"]
     assert len(ranked) == 32 and ranked["test/fid_prior"].is_monotonic_increasing
     assert_written([figs["fid_distortion"], figs["fid_distortion"].with_suffix(".pdf")])
-    assert "mnist (16 runs)" in texts(diagnostics.fig_fid_distortion.__wrapped__(sweep))
+    assert "mnist (16 runs)" in texts(own_figures.fig_fid_distortion.__wrapped__(sweep))

@@ -233,12 +233,12 @@ def test_a_slurm_task_of_several_runs_trains_them_in_a_process_that_imported_not
 
 
 def test_the_cohort_launcher_trains_every_job_of_a_multirun_in_this_process(tmp_path):
-    """``sweep.launcher.launch`` (what ``hydra/launcher=cohort`` calls), in process: each job gets its
+    """``sweep.cohort_launch.launch`` (what ``hydra/launcher=cohort`` calls), in process: each job gets its
     own composed config and directory under the sweep directory, trains, and returns its result."""
     from hydra import compose, initialize_config_dir
 
+    from sweep.cohort_launch import launch as cohort_launch
     from sweep.config import CONF_DIR
-    from sweep.launcher import launch as cohort_launch
 
     args = [*conftest.SMALL, "epochs=1", *conftest.TINY, f"results_dir={tmp_path}"]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):

@@ -1,7 +1,7 @@
 """``hydra/launcher=cohort``: Hydra hands this launcher every job of a multirun at once, and it trains
 them all in this one process with :mod:`sweep.engine` (cohorts of stacked runs, several at a time on
 one device). Hydra finds launchers only in the ``hydra_plugins`` package; the work is done by
-:func:`sweep.launcher.launch`."""
+:func:`sweep.cohort_launch.launch`."""
 
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,7 +33,7 @@ class CohortLauncher(Launcher):
         self.config, self.hydra_context = config, hydra_context
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from sweep.launcher import launch
+        from sweep.cohort_launch import launch
 
         assert self.config is not None
         return launch(self.config, job_overrides, initial_job_idx)

@@ -1,8 +1,8 @@
 """Sample quality: FID and KID in the feature space of a small CNN classifier trained by the harness.
 
-    python -m sweep.quality train mnist              # (re)train data/mnist/classifier/ (minutes on CPU)
-    python -m sweep.quality train fashion_mnist
-    python -m sweep.quality check                    # each cached classifier's checksum and test accuracy
+    python -m sweep.fid_kid train mnist              # (re)train data/mnist/classifier/ (minutes on CPU)
+    python -m sweep.fid_kid train fashion_mnist
+    python -m sweep.fid_kid check                    # each cached classifier's checksum and test accuracy
 
 Inception-v3 features (the usual FID) are made for 299×299 colour photographs; for 28×28 digits and
 clothes the harness trains its own feature network once per dataset, deterministically (fixed seed,
@@ -13,7 +13,7 @@ committed, so runs never train it; loading checks the checksum. The features are
 the penultimate layer.
 
 The distances are torchmetrics' ``FrechetInceptionDistance`` and ``KernelInceptionDistance`` with that
-network as their custom ``feature`` module (``tests/test_quality.py`` checks both against a direct
+network as their custom ``feature`` module (``tests/test_fid_kid.py`` checks both against a direct
 NumPy/SciPy computation). They are comparable between runs of one dataset scored with one classifier
 (its checksum is stored in every row), never with Inception-based FIDs of natural images.
 """
@@ -165,9 +165,9 @@ def save_classifier(dataset: str, net: FeatureCNN, test_accuracy: float, n_train
         "test_accuracy": test_accuracy,
         "train_images": n_train,
         "recipe": {**RECIPE, "epochs": epochs},
-        "architecture": "FeatureCNN (sweep/quality.py): 3x[conv3x3+ReLU+maxpool] 16/32/64, Linear(576,128)+ReLU, Linear(128,10)",
+        "architecture": "FeatureCNN (sweep/fid_kid.py): 3x[conv3x3+ReLU+maxpool] 16/32/64, Linear(576,128)+ReLU, Linear(128,10)",
         "torch_version": torch.__version__,
-        "command": f"python -m sweep.quality train {dataset}",
+        "command": f"python -m sweep.fid_kid train {dataset}",
     }
     results.atomic_write_bytes(out / WEIGHTS, weights)
     results.atomic_write_bytes(out / RECORD, (json.dumps(record, indent=2) + "\n").encode())
@@ -194,7 +194,7 @@ def load_classifier(dataset: str) -> Classifier:
     with _cache_lock:
         if dataset not in _cache:
             d = cache_dir(dataset)
-            fix = f"rebuild it with `python -m sweep.quality train {dataset}`"
+            fix = f"rebuild it with `python -m sweep.fid_kid train {dataset}`"
             if not (d / RECORD).is_file() or not (d / WEIGHTS).is_file():
                 raise DataError(f"the {dataset} feature classifier is missing ({d / WEIGHTS}); {fix}")
             record = json.loads((d / RECORD).read_text())
@@ -300,7 +300,7 @@ def meter_for(dataset: str, real: torch.Tensor, *, kid_subsets: int, kid_subset_
 
 # ---------------------------------------------------------------------------------------- command
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m sweep.quality", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m sweep.fid_kid", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="train and cache a dataset's feature classifier")
     t.add_argument("dataset", choices=list(DATASETS))

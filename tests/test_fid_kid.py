@@ -1,4 +1,4 @@
-"""Sample quality (sweep/quality.py): the cached feature classifiers, and FID/KID through torchmetrics
+"""Sample quality (sweep/fid_kid.py): the cached feature classifiers, and FID/KID through torchmetrics
 checked against a direct NumPy/SciPy computation."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from scipy import linalg
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance, poly_mmd
 
-from sweep import quality
+from sweep import fid_kid
 from sweep.data import DataError, load_mnist
 
 
@@ -25,7 +25,7 @@ def test_x() -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def features():
-    return quality.Features(quality.load_classifier("mnist").net)
+    return fid_kid.Features(fid_kid.load_classifier("mnist").net)
 
 
 def _fid(features, real: torch.Tensor, fake: torch.Tensor) -> float:
@@ -37,14 +37,14 @@ def _fid(features, real: torch.Tensor, fake: torch.Tensor) -> float:
 
 @pytest.mark.parametrize(
     "dataset",
-    [pytest.param(d, marks=() if d == "mnist" else pytest.mark.slow) for d in quality.ACCURACY_FLOOR],
+    [pytest.param(d, marks=() if d == "mnist" else pytest.mark.slow) for d in fid_kid.ACCURACY_FLOOR],
 )
 def test_the_cached_classifier_has_the_test_accuracy_it_records(dataset):
-    clf = quality.load_classifier(dataset)  # checks the weights' SHA-256 against classifier.json
+    clf = fid_kid.load_classifier(dataset)  # checks the weights' SHA-256 against classifier.json
     data = load_mnist("cpu", likelihood="bce", dataset=dataset)
-    acc = quality.accuracy(clf.net, data.test.x, data.test.y)
-    assert acc >= quality.ACCURACY_FLOOR[dataset]
-    assert acc == pytest.approx(clf.record["test_accuracy"], abs=quality.ACCURACY_SLACK)
+    acc = fid_kid.accuracy(clf.net, data.test.x, data.test.y)
+    assert acc >= fid_kid.ACCURACY_FLOOR[dataset]
+    assert acc == pytest.approx(clf.record["test_accuracy"], abs=fid_kid.ACCURACY_SLACK)
     assert clf.record["dataset"] == dataset and clf.record["train_images"] == 60_000
 
 
@@ -52,10 +52,10 @@ def test_the_cached_classifier_has_the_test_accuracy_it_records(dataset):
 def test_training_the_classifier_on_a_subset_learns_and_is_deterministic():
     # the recipe on 10,000 images for 2 epochs (the cached one: 60,000 images, 8 epochs) clears a looser
     # floor (measured 0.905 on the whole test set; chance is 0.10)
-    net, acc = quality.train_classifier("mnist", n_train=10_000, epochs=2, log=lambda _: None)
+    net, acc = fid_kid.train_classifier("mnist", n_train=10_000, epochs=2, log=lambda _: None)
     assert acc >= 0.85
-    again, _ = quality.train_classifier("mnist", n_train=300, epochs=1, log=lambda _: None)
-    twice, _ = quality.train_classifier("mnist", n_train=300, epochs=1, log=lambda _: None)
+    again, _ = fid_kid.train_classifier("mnist", n_train=300, epochs=1, log=lambda _: None)
+    twice, _ = fid_kid.train_classifier("mnist", n_train=300, epochs=1, log=lambda _: None)
     assert all(
         torch.equal(a, b)
         for a, b in zip(again.state_dict().values(), twice.state_dict().values(), strict=True)
@@ -63,21 +63,21 @@ def test_training_the_classifier_on_a_subset_learns_and_is_deterministic():
 
 
 def test_a_corrupted_or_missing_classifier_is_named(tmp_path, monkeypatch):
-    src = quality.cache_dir("mnist")
+    src = fid_kid.cache_dir("mnist")
     shutil.copytree(src, tmp_path / "classifier")
-    monkeypatch.setattr(quality, "cache_dir", lambda dataset: tmp_path / "classifier")
-    monkeypatch.setattr(quality, "_cache", {})
-    weights = tmp_path / "classifier" / quality.WEIGHTS
+    monkeypatch.setattr(fid_kid, "cache_dir", lambda dataset: tmp_path / "classifier")
+    monkeypatch.setattr(fid_kid, "_cache", {})
+    weights = tmp_path / "classifier" / fid_kid.WEIGHTS
     data = bytearray(weights.read_bytes())
     data[-10] ^= 0xFF
     weights.write_bytes(bytes(data))
     with pytest.raises(
         DataError, match=r"checksum mismatch for .*feature_cnn\.pt: sha256 [0-9a-f]{64}, expected"
     ):
-        quality.load_classifier("mnist")
+        fid_kid.load_classifier("mnist")
     weights.unlink()
-    with pytest.raises(DataError, match=r"classifier is missing .*python -m sweep.quality train mnist"):
-        quality.load_classifier("mnist")
+    with pytest.raises(DataError, match=r"classifier is missing .*python -m sweep.fid_kid train mnist"):
+        fid_kid.load_classifier("mnist")
 
 
 def test_fid_of_the_test_set_against_itself_is_zero_and_against_noise_large(features, test_x):
@@ -135,11 +135,11 @@ def test_kid_is_unbiased_so_two_samples_of_one_distribution_can_score_below_zero
 
 
 def test_the_meter_is_seeded_and_counts_its_images(test_x):
-    meter = quality.Meter("mnist", test_x[:1000], kid_subsets=10, kid_subset_size=5000)
+    meter = fid_kid.Meter("mnist", test_x[:1000], kid_subsets=10, kid_subset_size=5000)
     fake = test_x[1000:1500]
     a, b = meter.score(fake, fake, seed=0), meter.score(fake, fake, seed=0)
     assert a == b and meter.kid_subset_size == 1000
     assert (a["test/fid_samples"], a["test/fid_real"], a["test/kid_subset_size"]) == (500, 1000, 500)
     assert a["test/fid_prior"] == a["test/fid_recon"] > 0
-    record = json.loads((quality.cache_dir("mnist") / quality.RECORD).read_text())
+    record = json.loads((fid_kid.cache_dir("mnist") / fid_kid.RECORD).read_text())
     assert a["test/fid_classifier"] == record["sha256"]
