@@ -360,6 +360,21 @@ def search_node(key: str, sc: Any) -> None:
     if not isinstance(sc, dict):
         _fail(key, sc, "must be a group", "a search experiment's node, e.g. experiment=search_arch")
     integer(1)("search.n_trials", sc.get("n_trials"))
+    directions = _search_objectives(sc)
+    one_of(*SEARCH_SAMPLERS)("search.sampler", sc.get("sampler"))
+    one_of(*SEARCH_PRUNERS)("search.pruner", sc.get("pruner"))
+    if sc["pruner"] != "none" and len(directions) > 1:
+        raise ConfigError(
+            f"search.pruner={sc['pruner']!r} cannot prune a multi-objective search; valid: none"
+        )
+    SEED("search.seed", sc.get("seed", 0))
+    integer(0)("search.pruner_startup_trials", sc.get("pruner_startup_trials", 5))
+    _search_space(sc.get("space"))
+
+
+def _search_objectives(sc: dict[str, Any]) -> list[Any]:
+    """``search.objectives`` and ``search.directions``: lists that pair up, each objective once and a
+    numeric column of a run's results, each direction minimize or maximize. Returns the directions."""
     objectives, directions = sc.get("objectives") or [], sc.get("directions") or []
     for name, value in (("objectives", objectives), ("directions", directions)):
         if not isinstance(value, list):
@@ -382,15 +397,12 @@ def search_node(key: str, sc: Any) -> None:
     for o in objectives:
         if o not in valid:  # known before any trial trains, not after each one failed for it
             _fail("search.objectives", o, "is not a numeric column of a run's results", ", ".join(valid))
-    one_of(*SEARCH_SAMPLERS)("search.sampler", sc.get("sampler"))
-    one_of(*SEARCH_PRUNERS)("search.pruner", sc.get("pruner"))
-    if sc["pruner"] != "none" and len(directions) > 1:
-        raise ConfigError(
-            f"search.pruner={sc['pruner']!r} cannot prune a multi-objective search; valid: none"
-        )
-    SEED("search.seed", sc.get("seed", 0))
-    integer(0)("search.pruner_startup_trials", sc.get("pruner_startup_trials", 5))
-    space = sc.get("space")
+    return directions
+
+
+def _search_space(space: Any) -> None:
+    """``search.space``: a non-empty map of keys to distributions (categorical with choices, or int or
+    float over a range, log scales above 0)."""
     if not isinstance(space, dict) or not space:
         _fail(
             "search.space",
