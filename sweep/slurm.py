@@ -41,9 +41,10 @@ from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from omegaconf import DictConfig, OmegaConf
 
 from sweep import results
-from sweep.config import ConfigError, to_plain, validate_launcher
+from sweep.config import to_plain
 from sweep.engine import cohort_key
 from sweep.jobs import job_config, run_dir_of
+from sweep.rules import ConfigError, validate_launcher
 
 EXTRA_KEYS = ("runs_per_task",)  # ours; the rest of hydra.launcher goes to submitit as before
 SQUEUE_POLL_S = 30  # at most one squeue every 30 s once a launch has run a while (submitit's sacct: 600 s)
