@@ -12,10 +12,11 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from sweep.cohort import Cohort, on_stream
-from sweep.config import CONF_DIR, to_plain, validate
+from sweep.config import CONF_DIR, to_plain
 from sweep.data import Split
 from sweep.models import VAE
 from sweep.names import parse_run_name
+from sweep.rules import validate
 
 SCHEMA_VERSION = 1
 RESULTS_DIR = Path(__file__).resolve().parent / "results"

@@ -249,7 +249,7 @@ def table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     p = one_line_parser("python -m bench.throughput", __doc__)
     p.add_argument(
         "--configs", nargs="+", type=run_name, metavar="SPEC", help="run names, e.g. L25_dense1_conv4"
@@ -276,21 +276,82 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=output_path, help="JSON path (default bench/results/<device>.json)")
     p.add_argument("--note", default="", help="free text stored with the settings (why these settings)")
     p.add_argument("--quick", action="store_true", help="a tiny sample in a few seconds (for the test)")
-    try:
-        args = p.parse_args(argv)
-    except SystemExit as exc:  # a refused argument (status 2) or --help (0): returned like the rest
-        return int(exc.code or 0)
+    return p
+
+
+def settings_of(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    """The measurement's settings: the preset's (quick or default) where an argument is not given, and
+    the cohort path's size by device."""
     preset = QUICK if args.quick else DEFAULTS
     steps, warmup, repeats = (
         preset[k] if getattr(args, k) is None else getattr(args, k) for k in ("steps", "warmup", "repeats")
     )
+    cuda = device.type == "cuda"
+    return {
+        "batch_size": BATCH,
+        "lr": LR,
+        "seed": SEED,
+        "steps": steps,
+        "warmup": warmup,
+        "repeats": repeats,
+        "quick": args.quick,
+        "members": args.members if args.members is not None else (16 if cuda else 3),
+        "slots": args.slots if args.slots is not None else (4 if cuda else 1),
+        "note": args.note,
+        "stock": "torchvision MNIST + ToTensor + DataLoader(batch_size=128, shuffle=True), "
+        "continuous BCE + KL (sum), Adam, loss.item() each step",
+        "harness": "sweep.cohort.Cohort with one member, eager, over sweep.data.load_mnist (bernoulli "
+        "likelihood), fused Adam where available",
+        "graph": "the harness with its training step captured as one CUDA graph (CUDA only)",
+        "cohort": "members seeds stacked into one Cohort (torch.func vmap; graphed on CUDA), slots cohorts at "
+        "once, each in its own thread and CUDA stream; the rate counts every member's samples",
+    }
+
+
+def measure_all(names: list[str], device, loader, s: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every config of the sample measured in turn (:func:`measure_config`), each one's rates printed."""
+    cache: dict[str, Any] = {}
+    configs = []
+    for name in names:
+        c = measure_config(
+            name,
+            device,
+            loader,
+            cache,
+            steps=s["steps"],
+            warmup=s["warmup"],
+            repeats=s["repeats"],
+            members=s["members"],
+            slots=s["slots"],
+        )
+        configs.append(c)
+        print(
+            f"{name}: " + ", ".join(f"{k} {c[k]['samples_per_s']:.0f}/s" for k in PATHS if k in c),
+            file=sys.stderr,
+        )
+    return configs
+
+
+def write_report(report: dict[str, Any], out_path: Path) -> None:
+    """The JSON and the estimate's figure beside it, each written atomically; the table on stdout."""
+    png = out_path.with_name(f"{out_path.stem}_full_estimate.png")
+    report["full_estimate"]["figure"] = png.name
+    results.atomic_write_bytes(out_path, (json.dumps(report, indent=1) + "\n").encode())
+    results.atomic_write_bytes(png, plot_estimate(report))
+    print(table(report))
+    print(f"wrote {out_path} and {png.name}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as exc:  # a refused argument (status 2) or --help (0): returned like the rest
+        return int(exc.code or 0)
     names = args.configs or list(QUICK_CONFIGS if args.quick else DEFAULT_CONFIGS)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    cuda = device.type == "cuda"
-    members = args.members if args.members is not None else (16 if cuda else 3)
-    slots = args.slots if args.slots is not None else (4 if cuda else 1)
+    settings = settings_of(args, device)
     try:  # the default, known once the device is: proven writable before anything is measured
         out_path = args.out or output_path(str(default_out(device)))
     except argparse.ArgumentTypeError as exc:
@@ -305,60 +366,17 @@ def main(argv: list[str] | None = None) -> int:
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": " ".join(["python -m bench.throughput", *(sys.argv[1:] if argv is None else argv)]),
         "device": device_info(device),
-        "settings": {
-            "batch_size": BATCH,
-            "lr": LR,
-            "seed": SEED,
-            "steps": steps,
-            "warmup": warmup,
-            "repeats": repeats,
-            "quick": args.quick,
-            "members": members,
-            "slots": slots,
-            "note": args.note,
-            "stock": "torchvision MNIST + ToTensor + DataLoader(batch_size=128, shuffle=True), "
-            "continuous BCE + KL (sum), Adam, loss.item() each step",
-            "harness": "sweep.cohort.Cohort with one member, eager, over sweep.data.load_mnist (bernoulli "
-            "likelihood), fused Adam where available",
-            "graph": "the harness with its training step captured as one CUDA graph (CUDA only)",
-            "cohort": "members seeds stacked into one Cohort (torch.func vmap; graphed on CUDA), slots cohorts at "
-            "once, each in its own thread and CUDA stream; the rate counts every member's samples",
-            "stock_loader_ms_per_batch": loader_ms_per_batch(loader, max(steps, 5)),
-        },
+        "settings": settings,
     }
-    cache: dict[str, Any] = {}
-    configs = []
-    for name in names:
-        configs.append(
-            measure_config(
-                name,
-                device,
-                loader,
-                cache,
-                steps=steps,
-                warmup=warmup,
-                repeats=repeats,
-                members=members,
-                slots=slots,
-            )
-        )
-        c = configs[-1]
-        print(
-            f"{name}: " + ", ".join(f"{k} {c[k]['samples_per_s']:.0f}/s" for k in PATHS if k in c),
-            file=sys.stderr,
-        )
+    settings["stock_loader_ms_per_batch"] = loader_ms_per_batch(loader, max(settings["steps"], 5))
+    configs = measure_all(names, device, loader, settings)
     report["configs"] = configs
     report["overall"] = overall(configs)
     report["full_estimate"] = estimate_full(configs, iwae_k=iwae_k_for({"iwae_k": None}, device))
-    report["settings"]["load_average_before"] = load_before
-    report["settings"]["load_average_after"] = list(os.getloadavg())
-    report["settings"]["bench_seconds"] = time.perf_counter() - t0
-    png = out_path.with_name(f"{out_path.stem}_full_estimate.png")
-    report["full_estimate"]["figure"] = png.name
-    results.atomic_write_bytes(out_path, (json.dumps(report, indent=1) + "\n").encode())
-    results.atomic_write_bytes(png, plot_estimate(report))
-    print(table(report))
-    print(f"wrote {out_path} and {png.name}")
+    settings["load_average_before"] = load_before
+    settings["load_average_after"] = list(os.getloadavg())
+    settings["bench_seconds"] = time.perf_counter() - t0
+    write_report(report, out_path)
     return 0
 
 

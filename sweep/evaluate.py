@@ -429,7 +429,8 @@ def reevaluation_config(run_dir: Path, overrides: list[str]) -> dict[str, Any]:
     """The config to re-evaluate one finished run with: its stored config with ``overrides`` (only
     ``eval.*`` and ``device``) on top, validated by the rules ``sweep.train`` uses (this machine's
     device included). Raises a ValueError naming the bad key or file."""
-    from sweep.config import ConfigError, apply_overrides, validate
+    from sweep.config import apply_overrides
+    from sweep.rules import ConfigError, validate
 
     stored = results.read_stored_config(run_dir)
     if stored is None:
@@ -471,7 +472,7 @@ def reevaluate(run_dir: Path, overrides: list[str] | dict[str, Any]) -> dict[str
 def main(argv: list[str] | None = None) -> int:
     """Every run's config is checked before any run is re-evaluated: a bad override or stored config
     is refused with one ``error:`` line and exit status 2, nothing rewritten."""
-    from sweep.config import refusal
+    from sweep.rules import refusal
 
     p = argparse.ArgumentParser(prog="python -m sweep.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("path", type=Path, help="a run directory or a directory of runs (a sweep)")

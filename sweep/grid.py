@@ -1,7 +1,7 @@
 """Check a launch before anything is written (a Hydra callback, set in conf/config.yaml).
 
 For every job of a multirun (and for a single run, before Hydra creates its directory) this validates
-the job's config with :func:`sweep.config.validate` (every key; the device against this machine unless
+the job's config with :func:`sweep.rules.validate` (every key; the device against this machine unless
 a Slurm launcher runs the jobs elsewhere), resolves its run directory, and stops the launch with one
 ``error:`` line and exit status 2, before anything is written, if:
 * a job's config is invalid (e.g. a conv depth of 6 somewhere in the grid);
@@ -42,12 +42,13 @@ from omegaconf import DictConfig
 from omegaconf.errors import InterpolationResolutionError
 
 from sweep import results
-from sweep.config import CONF_DIR, ConfigError, refusal, to_plain, validate, validate_launcher
+from sweep.config import CONF_DIR, to_plain
 from sweep.data import dataset_of
 from sweep.jobs import job_config, job_overrides, override_key, run_dir_of
 from sweep.member import ConfigMismatchError, check_run_dir
 from sweep.models import SpecError
 from sweep.paths import writable
+from sweep.rules import ConfigError, refusal, validate, validate_launcher
 from sweep.status import COMPLETE_STATES, FAILED_STATES, GRID_FILE, Scanner, Status, hms, scan, show_progress
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"

@@ -19,7 +19,8 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from sweep import names
-from sweep.config import CONF_DIR, FAMILY_DEPTHS, to_plain, validate
+from sweep.config import CONF_DIR, FAMILY_DEPTHS, to_plain
+from sweep.rules import validate
 
 
 def _run_name_resolver(*, _root_: DictConfig) -> str:

@@ -27,12 +27,13 @@ import torch
 from omegaconf import OmegaConf
 
 from sweep import results
-from sweep.config import config_diff, flatten, row_values, to_plain, validate
+from sweep.config import config_diff, flatten, row_values, to_plain
 from sweep.data import check_data, dataset_of
 from sweep.evaluate import skip_evaluation
 from sweep.fid_kid import check_classifier
 from sweep.lock import holder, note_holder, run_lock
 from sweep.paths import writable
+from sweep.rules import validate
 from sweep.tblog import RunLogger
 
 
@@ -266,7 +267,7 @@ def check_run_dir(cfg: dict[str, Any], out_dir: Path) -> None:
 
 def check_job(cfg: dict[str, Any], out_dir: Path, *, here: bool = True) -> dict[str, Any]:
     """Everything that must hold before a run may write to ``out_dir``: every key of its config (with
-    ``here``, this machine's devices too; :func:`sweep.config.validate`) and :func:`check_run_dir`.
+    ``here``, this machine's devices too; :func:`sweep.rules.validate`) and :func:`check_run_dir`.
     Returns the validated plain config."""
     cfg = validate(to_plain(cfg), here=here)
     check_run_dir(cfg, Path(out_dir))

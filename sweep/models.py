@@ -34,7 +34,7 @@ CONV_SIZES = (28, 14, 7, 4, 2, 1)  # spatial size after 0..5 stride-2 blocks
 # would only fail allocating, after its run directory was written (latent_dim=10**10: 40 TB).
 MAX_PARAMS = 2**28
 # What one size key alone implies, so each has a range of its own (the exact count of the whole
-# architecture is checked against MAX_PARAMS too, by sweep.config): the Gaussian head has at least 4
+# architecture is checked against MAX_PARAMS too, by sweep.rules): the Gaussian head has at least 4
 # parameters per latent dimension (a weight from at least one feature and a bias, for μ and log σ²),
 # and a first layer of width w at least 25·w (a 5×5 convolution from the one image channel; a dense
 # one has 784·w).

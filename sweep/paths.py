@@ -9,7 +9,7 @@ writes calls it before it writes anything (``sweep.train`` single and multirun, 
 ``sweep.search``, ``analysis.figures --out``, the ``bench`` outputs). :func:`readable` turns what the
 operating system says about a path a read-only tool is given (too long, a NUL byte, no permission)
 into the same one-line refusal. Both raise :class:`PathError`, a ``ValueError`` as every refusal is
-(:data:`sweep.config.REFUSALS`), so every entry point prints it as its one ``error:`` line. It imports
+(:data:`sweep.rules.REFUSALS`), so every entry point prints it as its one ``error:`` line. It imports
 nothing of the harness (``sweep.status`` uses it and stays free of torch and Hydra).
 """
 

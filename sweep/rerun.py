@@ -29,11 +29,12 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 
 from sweep import results
-from sweep.config import CONF_DIR, ConfigError, apply_overrides, refusal, to_plain, validate
+from sweep.config import CONF_DIR, apply_overrides, to_plain
 from sweep.data import dataset_of
 from sweep.hydra_setup import register
 from sweep.names import dataset_subdir, parse_run_name, run_name_of
 from sweep.paths import writable
+from sweep.rules import ConfigError, refusal, validate
 
 register()  # an entry point: it composes configs
 

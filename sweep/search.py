@@ -31,12 +31,13 @@ from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 from optuna.trial import TrialState
 
-from sweep.config import CONF_DIR, ConfigError, refusal, to_plain, validate
+from sweep.config import CONF_DIR, to_plain
 from sweep.data import dataset_of
 from sweep.hydra_setup import register
 from sweep.lock import run_lock
 from sweep.names import dataset_suffix, run_name_of
 from sweep.paths import writable
+from sweep.rules import ConfigError, refusal, validate
 
 register()  # an entry point: it composes configs
 
@@ -53,7 +54,7 @@ def search_dir(cfg: dict[str, Any]) -> Path:
 
 def check_search(cfg: dict[str, Any], base: list[str]) -> dict[str, Any]:
     """Refuse a bad search before anything is written: the base config by the rules every run obeys
-    (:func:`sweep.config.validate`, its ``search`` node included), then every value the space can give
+    (:func:`sweep.rules.validate`, its ``search`` node included), then every value the space can give
     (each categorical choice, each numeric range's ends) applied to it. Returns the ``search`` node."""
     sc = cfg.get("search")
     if not sc:

@@ -41,9 +41,10 @@ from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from omegaconf import DictConfig, OmegaConf
 
 from sweep import results
-from sweep.config import ConfigError, to_plain, validate_launcher
+from sweep.config import to_plain
 from sweep.engine import cohort_key
 from sweep.jobs import job_config, run_dir_of
+from sweep.rules import ConfigError, validate_launcher
 
 EXTRA_KEYS = ("runs_per_task",)  # ours; the rest of hydra.launcher goes to submitit as before
 SQUEUE_POLL_S = 30  # at most one squeue every 30 s once a launch has run a while (submitit's sacct: 600 s)
@@ -204,34 +205,10 @@ def split_complete(
     return out, todo
 
 
-def launch(
-    config: DictConfig,
-    params: dict[str, Any],
-    executor_name: str,
-    per_run: Callable[..., JobReturn],
-    job_overrides: Sequence[Sequence[str]],
-    initial_job_idx: int,
-) -> list[JobReturn]:
-    """Submit the unfinished jobs of a multirun as one Slurm array and wait for every task.
-
-    ``params`` is ``hydra.launcher`` (resolved); ``per_run`` the launcher itself, called in a task
-    with Hydra's usual arguments (``runs_per_task`` = 1)."""
+def make_executor(params: dict[str, Any], executor_name: str) -> tuple[Any, Any]:
+    """submitit's executor with ``hydra.launcher``'s parameters (``runs_per_task`` already taken out),
+    and the squeue watcher where this cluster keeps no accounting (else None)."""
     import submitit
-
-    params = dict(params)
-    validate_launcher(params)  # the grid check did so before anything was written; a launch without it
-    runs_per_task = params.pop("runs_per_task", 1)
-    sweep_dir = Path(str(config.hydra.sweep.dir))
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-
-    out, todo = split_complete(config, job_overrides)
-    n_tasks = -(-len(todo) // runs_per_task)
-    print(
-        f"slurm launcher: {len(job_overrides)} runs, {len(job_overrides) - len(todo)} complete (not submitted), "
-        f"{len(todo)} to submit as {n_tasks} array task(s) of up to {runs_per_task} run(s)"
-    )
-    if not todo:
-        return out  # type: ignore[return-value]
 
     executor = submitit.AutoExecutor(
         cluster=executor_name,
@@ -251,7 +228,19 @@ def launch(
             "so sacct cannot answer: task states come from squeue"
         )
         watcher = squeue_watcher()
+    return executor, watcher
 
+
+def submit(
+    executor: Any,
+    config: DictConfig,
+    per_run: Callable[..., JobReturn],
+    todo: list[tuple[int, list[str], DictConfig]],
+    runs_per_task: int,
+    initial_job_idx: int,
+) -> tuple[list[list[tuple[int, list[str], DictConfig]]], list[Any]]:
+    """The jobs left to submit as one array: one run per task through ``per_run``, or groups of
+    ``runs_per_task`` neighbours that can stack, each a :class:`GroupTask`. Returns (groups, jobs)."""
     for i, overrides, _ in todo:
         print(f"\t#{initial_job_idx + i} : {' '.join(filter_overrides(overrides))}")
     state = Singleton.get_state()
@@ -265,10 +254,14 @@ def launch(
         tasks = [GroupTask(config, [ov for _, ov, _ in g], initial_job_idx + g[0][0], state) for g in groups]
         with executor.batch():
             jobs = [executor.submit(task) for task in tasks]
-    if watcher is not None:  # submitit's class-wide sacct watcher, replaced for these jobs only
-        for job in jobs:
-            job.watcher = watcher
+    return groups, jobs
 
+
+def wait_all(
+    groups: list[list[tuple[int, list[str], DictConfig]]], jobs: list[Any], out: list[JobReturn | None]
+) -> None:
+    """Every task waited for, its runs' returns put in ``out`` by job index; a task without a result
+    (cancelled, node failure, out of requeues, crashed) fails its runs and is reported once all are done."""
     problems = []
     for group, job in zip(groups, jobs, strict=True):
         job.wait()
@@ -286,4 +279,39 @@ def launch(
             f"slurm launcher: {len(problems)} of {len(jobs)} task(s) did not finish; their runs stay unfinished "
             "(a relaunch resumes them):\n  " + "\n  ".join(problems)
         )
+
+
+def launch(
+    config: DictConfig,
+    params: dict[str, Any],
+    executor_name: str,
+    per_run: Callable[..., JobReturn],
+    job_overrides: Sequence[Sequence[str]],
+    initial_job_idx: int,
+) -> list[JobReturn]:
+    """Submit the unfinished jobs of a multirun as one Slurm array and wait for every task.
+
+    ``params`` is ``hydra.launcher`` (resolved); ``per_run`` the launcher itself, called in a task
+    with Hydra's usual arguments (``runs_per_task`` = 1)."""
+    params = dict(params)
+    validate_launcher(params)  # the grid check did so before anything was written; a launch without it
+    runs_per_task = params.pop("runs_per_task", 1)
+    sweep_dir = Path(str(config.hydra.sweep.dir))
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+
+    out, todo = split_complete(config, job_overrides)
+    n_tasks = -(-len(todo) // runs_per_task)
+    print(
+        f"slurm launcher: {len(job_overrides)} runs, {len(job_overrides) - len(todo)} complete (not submitted), "
+        f"{len(todo)} to submit as {n_tasks} array task(s) of up to {runs_per_task} run(s)"
+    )
+    if not todo:
+        return out  # type: ignore[return-value]
+
+    executor, watcher = make_executor(params, executor_name)
+    groups, jobs = submit(executor, config, per_run, todo, runs_per_task, initial_job_idx)
+    if watcher is not None:  # submitit's class-wide sacct watcher, replaced for these jobs only
+        for job in jobs:
+            job.watcher = watcher
+    wait_all(groups, jobs, out)
     return out  # type: ignore[return-value]

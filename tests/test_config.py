@@ -12,9 +12,10 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 import sweep.config
-from sweep.config import config_diff, identity, to_plain, validate
+from sweep.config import config_diff, identity, to_plain
 from sweep.hydra_setup import register
 from sweep.models import VAE, Spec
+from sweep.rules import validate
 
 register()  # these tests compose as sweep.train does
 

@@ -40,6 +40,7 @@ from synthetic import make_sweep
 import sweep.cohort as cohort_mod
 import sweep.config as config_mod
 import sweep.data as data_mod
+import sweep.rules as rules_mod
 import sweep.slot as slot_mod
 import sweep.stack as stack_mod
 import sweep.train as train_mod
@@ -49,11 +50,12 @@ from analysis.own_figures import fig_iwae_heatmap
 from analysis.paper_figures import _pca_figure
 from sweep import evaluate, grid, metrics, rerun, results
 from sweep import search as search_mod
-from sweep.config import CONF_DIR, ConfigError
+from sweep.config import CONF_DIR
 from sweep.data import DataError
 from sweep.member import ConfigMismatchError
 from sweep.models import LOGVAR_MAX, LOGVAR_MIN, GaussianHead, SpecError
 from sweep.paths import PathError
+from sweep.rules import ConfigError
 from sweep.train import train
 
 FILE = "<a file>"  # placeholder: replaced by the path of an existing regular file
@@ -452,7 +454,7 @@ def test_non_finite_latents_are_flagged_in_the_row_and_named_on_the_figures(tmp_
 def test_every_rule_refuses_a_value_of_the_wrong_kind_naming_the_key_and_what_is_valid():
     """Totality: each key of the config has a rule, and each rule refuses garbage by name."""
     cfg = make_cfg()
-    for key in config_mod.RULES:
+    for key in rules_mod.RULES:
         bad = copy.deepcopy(cfg)
         node = bad
         *parents, leaf = key.split(".")
@@ -460,10 +462,10 @@ def test_every_rule_refuses_a_value_of_the_wrong_kind_naming_the_key_and_what_is
             node = node.setdefault(p, {})
         node[leaf] = ["garbage"]
         with pytest.raises(ConfigError) as got:
-            config_mod.validate(bad)
+            rules_mod.validate(bad)
         assert str(got.value).startswith(key) and "valid" in str(got.value), (key, str(got.value))
     leaves = {k for k in config_mod.flatten(cfg) if k.split(".")[0] not in ("encoder", "decoder")}
-    assert leaves <= set(config_mod.RULES), leaves - set(config_mod.RULES)
+    assert leaves <= set(rules_mod.RULES), leaves - set(rules_mod.RULES)
 
 
 def test_a_missing_config_group_in_process_names_the_options():

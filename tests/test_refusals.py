@@ -31,7 +31,7 @@ import sweep.train as train_mod
 from analysis.collect import load_sweep
 from sweep import results, status
 from sweep import search as search_mod
-from sweep.config import ConfigError, validate
+from sweep.rules import ConfigError, validate
 from sweep.train import train
 
 # a search trial that trains in about a second: 64 images, one epoch, nothing logged

@@ -11,7 +11,7 @@ from pathlib import Path
 import networkx as nx
 import pytest
 
-from sweep import config
+from sweep import config, rules
 from sweep.engine import cohort_key
 
 REPO = Path(__file__).resolve().parent.parent
@@ -83,7 +83,7 @@ def test_no_module_imports_another_modules_private_names():
 def test_every_config_key_has_one_role():
     """A key added to the validator's RULES must say whether it is identity (a relaunch with another
     value is refused), per member (cohorts may mix it) or execution only."""
-    top_level = {key.split(".")[0] for key in config.RULES}
+    top_level = {key.split(".")[0] for key in rules.RULES}
     assert set(config.KEY_ROLES) == top_level
     assert set(config.KEY_ROLES.values()) == {"identity", "member", "cohort", "execution"}
 

@@ -10,7 +10,7 @@ from conftest import interrupt_in_epoch, make_cfg
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from sweep.config import ConfigError, validate
+from sweep.rules import ConfigError, validate
 from sweep.train import train
 
 EPOCH_TAGS = {"loss": "loss", "recon": "distortion", "kl": "rate", "neg_elbo": "neg_elbo"}
