@@ -28,7 +28,7 @@ from analysis.plotting import (  # noqa: E402
     STATE,
     STATES,
     collapse_factors,
-    evaluated_mask,
+    evaluated,
     excluded_note,
     family_colours,
     figure,
@@ -59,7 +59,7 @@ def fig_rate_distortion(data) -> Figure:
     """Rate–distortion plane: every evaluated run's KL (log) against its reconstruction."""
     runs = prepare(data)
     title = "Rate–distortion plane of every run"
-    ev = runs[evaluated_mask(runs)] if len(runs) else runs
+    ev = evaluated(runs)
     if not len(ev):
         return message_figure(title, "No evaluated runs. " + excluded_note(runs))
     fig = Figure(figsize=(PAGE_WIDTH, 5.0), layout="constrained")
@@ -83,7 +83,7 @@ def fig_fid_distortion(data) -> Figure:
     """FID of prior samples (log) against distortion, one panel per dataset, coloured by collapse state."""
     runs = prepare(data)
     title = "Sample quality (FID of prior samples) against reconstruction"
-    ev = runs[evaluated_mask(runs)] if len(runs) else runs
+    ev = evaluated(runs)
     if len(ev) and "test/fid_prior" in ev.columns:
         ev = ev[np.isfinite(pd.to_numeric(ev["test/fid_prior"], errors="coerce").astype(float))]
     else:
@@ -113,7 +113,7 @@ def fig_iwae_heatmap(data) -> Figure:
     """IWAE NLL, mean over seeds, encoder × decoder, one panel per latent size (bernoulli runs only)."""
     runs = prepare(data)
     title = "IWAE NLL (nats per image), mean over seeds: encoder × decoder per latent size"
-    ev = runs[evaluated_mask(runs)] if len(runs) else runs
+    ev = evaluated(runs)
     nonfinite: list[str] = []  # an IWAE NLL that was computed but is not finite: named in the note
     if len(ev) and "test/iwae_nll" in ev.columns:
         nll = ev["test/iwae_nll"].astype(float)
@@ -192,7 +192,7 @@ def fig_active_units(data) -> Figure:
     latent size (black bar), and the line y = x (every unit active)."""
     runs = prepare(data)
     title = "Active units vs latent size"
-    ev = runs[evaluated_mask(runs)] if len(runs) else runs
+    ev = evaluated(runs)
     if len(ev) and "test/active_units" in ev.columns:
         ev = ev[ev["test/active_units"].notna()]
     if not len(ev):

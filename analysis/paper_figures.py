@@ -33,7 +33,7 @@ from analysis.plotting import (  # noqa: E402
     RATE_FLOOR,
     STATE,
     STATES,
-    evaluated_mask,
+    evaluated,
     excluded_note,
     family_colours,
     figure,
@@ -59,7 +59,7 @@ def fig1_rate_sorted(data) -> Figure:
     """Fig. 1: the KL (rate) of every evaluated run, ascending, log scale, collapsed runs coloured."""
     runs = prepare(data)
     title = "Fig. 1: KL (rate) of every run, sorted"
-    ev = runs[evaluated_mask(runs)] if len(runs) else runs
+    ev = evaluated(runs)
     if not len(ev):
         return message_figure(title, "No evaluated runs. " + excluded_note(runs))
     ev = ev.sort_values(["test/rate", "run_name"], kind="mergesort")
@@ -87,7 +87,7 @@ def fig2_recon_sorted(data) -> Figure:
     """Fig. 2: reconstruction of every evaluated run, ascending; KL on a second (top, log) axis."""
     runs = prepare(data)
     title = "Fig. 2: reconstruction of every run, sorted, with its KL"
-    ev = runs[evaluated_mask(runs)] if len(runs) else runs
+    ev = evaluated(runs)
     if not len(ev):
         return message_figure(title, "No evaluated runs. " + excluded_note(runs))
     ev = ev.sort_values(["test/distortion", "run_name"], kind="mergesort")

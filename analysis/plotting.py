@@ -133,6 +133,11 @@ def evaluated_mask(runs: pd.DataFrame) -> pd.Series:
     return runs["status"].eq("ok") & runs["eval/status"].eq("ok") & finite
 
 
+def evaluated(runs: pd.DataFrame) -> pd.DataFrame:
+    """The rows of :func:`evaluated_mask` (``runs`` itself when it is empty)."""
+    return runs[evaluated_mask(runs)] if len(runs) else runs
+
+
 def excluded(runs: pd.DataFrame) -> dict[str, list[str]]:
     """Runs without test metrics, grouped by why: their status (``failed``, ``diverged``),
     ``non-finite test metrics`` (evaluated, but rate or distortion is not finite) or ``not evaluated``
