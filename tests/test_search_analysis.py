@@ -66,13 +66,16 @@ def test_a_two_objective_study_gives_its_trials_front_and_importances(tmp_path):
     assert figures["search_front"].is_file() and figures["search_front"].suffix == ".png"
 
 
-def test_the_front_of_two_objectives_is_the_non_dominated_trials(tmp_path):
+def test_the_front_drawn_through_two_objectives_is_the_non_dominated_trials(tmp_path):
     values = [[1.0, 4.0], [2.0, 2.0], [3.0, 3.0], [4.0, 1.0], [5.0, 5.0]]  # [3,3] and [5,5] dominated
     params = [{"lr": 1e-3, "beta": 1.0 + i / 10} for i in range(5)]
     study = stored_study(
         tmp_path, values=values, params=params, directions=["minimize"] * 2, names=["a", "b"]
     )
-    assert sorted(t.number for t in search.load_study(tmp_path).best_trials) == [0, 1, 3]
+    fig = search.fig_search_front.__wrapped__(search.load_study(tmp_path))
+    (front,) = fig.axes[0].get_lines()
+    assert list(front.get_xdata()) == [1.0, 2.0, 4.0] and list(front.get_ydata()) == [4.0, 2.0, 1.0]
+    assert len(fig.axes[0].collections[0].get_offsets()) == 5  # every finished trial as a dot
     assert search.objective_names(study) == ["a", "b"]
 
 
