@@ -92,7 +92,10 @@ def test_precision_measures_with_the_evaluations_noise(tmp_path):
     (row,) = report["runs"]
     ev = pq.read_table(run_dir / "eval.parquet").to_pylist()[0]
     assert row["run"] == "run" and ev["test/iwae_k"] == k
-    assert row["fp32_nll"] == pytest.approx(ev["test/iwae_nll"], rel=1e-6)
+    # the plain model against the evaluation's stack of one: another CPU's kernels may round them
+    # differently, by at most n·u ≈ 800 × 6e-8 ≈ 5e-5 relative (a log-mean-exp of sums of 784
+    # non-negative per-pixel terms and the KL: no cancellation), as in tests/test_iwae_bias.py
+    assert row["fp32_nll"] == pytest.approx(ev["test/iwae_nll"], rel=5e-5)
     assert set(report["summary"]) == {"tf32", "bf16"}
     for name in ("tf32", "bf16"):
         assert row[f"{name}_minus_fp32"] == row[f"{name}_nll"] - row["fp32_nll"]
