@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# The GPU measurements behind bench/results/h200*.json, in one session on the lent device (an NVIDIA
-# H200 with torch 2.11 preinstalled), run from the repository root:
+# Everything this project does on a lent device (an NVIDIA H200 with torch 2.11 preinstalled), in one
+# session, run from the repository root:
 #
-#   OUT=/some/dir bash bench/device_session.sh
+#   OUT=/some/dir bash bench/device_session.sh                      # the GPU measurements (bench/results/h200*.json)
+#   OUT=/some/dir STEPS="reproduce e30" bash bench/device_session.sh   # the reproduction's missing runs, then seed 0 at 30 epochs
+#
+# The reproduction steps train, in one cohort launch each, whatever of the sweep is not complete until
+# the deadline, slim it, and pack only the runs that became complete into $OUT/<sweep>_new_<k>.tar
+# (at most 150 slimmed runs, ~11 MB, per file). Back here: docs/gpu.md "The reproduction on a lent GPU".
 #
 # Hydra is not on that machine: its wheels travel in .whl/ (git-ignored), made here with
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 --platform any -d .whl \
@@ -20,9 +25,10 @@ LOG="$OUT/log.txt"
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD
 
-step() {  # step <seconds> <command...>
+step() {  # step <seconds> <command...>; <seconds> = rest-N: all the time left but N seconds
     local budget=$1; shift
     local left=$((DEADLINE - ($(date +%s) - START)))
+    case $budget in rest-*) budget=$((left - ${budget#rest-})); [ "$budget" -ge 30 ] || budget=$((left + 1));; esac
     if [ "$left" -lt "$budget" ]; then
         echo "== SKIPPED (only ${left}s left, needs ${budget}s): $*" | tee -a "$LOG"
         return
@@ -37,6 +43,37 @@ python3 -c "import torch, torchvision, hydra; print('torch', torch.__version__, 
 
 STEPS=${STEPS:-"disk tests grid throughput precision agreement"}
 has() { case " $STEPS " in *" $1 "*) return 0;; esac; return 1; }
+
+complete() {  # complete <sweep dir> <marker>: the run directories below it that hold <marker>, sorted
+    [ -d "$1" ] && (cd "$1" && for m in */"$2"; do [ -e "$m" ] && dirname "$m"; done) | sort
+}
+reproduce() {  # reproduce <sweep dir> <overrides...>: train the missing runs, slim, pack the new ones
+    local dir=$1 name; shift
+    name=$(basename "$dir")
+    local before="$OUT/.${name}_before" new="$OUT/.${name}_new" fresh=""
+    [ -d "$dir" ] || fresh=1
+    complete "$dir" COMPLETE >"$before"
+    step rest-${REPRO_RESERVE:-90} python3 -m sweep.train "$@" hydra/launcher=cohort \
+        eval.iwae_image_chunk=100 eval.iwae_sample_chunk=500
+    find "$dir" -name .lock -delete 2>/dev/null
+    step 60 python3 -m sweep.slim "$dir"
+    complete "$dir" SLIMMED | comm -13 "$before" - >"$new"
+    echo "== $name: $(wc -l <"$new") runs newly complete and slimmed" | tee -a "$LOG"
+    [ -s "$new" ] || { rm -f "$OUT/.${name}"_*; return 0; }
+    # a sweep this session began also brings its own files (grid.json, multirun.yaml)
+    [ -n "$fresh" ] && find "$dir" -maxdepth 1 -type f -printf '%f\n' >>"$new"
+    split -l 150 -d "$new" "$OUT/.${name}_part_"
+    for part in "$OUT/.${name}_part_"*; do
+        tar -cf "$OUT/${name}_new_${part##*_}.tar" -C "$dir" --exclude=.lock -T "$part"
+    done
+    rm -f "$OUT/.${name}"_*
+}
+REPRO_DIR=${REPRO_DIR:-results/examples/reproduce}
+# R. the reproduction (conf/experiment/reproduce.yaml): its missing runs, on this GPU
+has reproduce && reproduce "$REPRO_DIR" ${REPRO_ARGS:-experiment=reproduce}
+# E. the issue's extension: seed 0 again at 30 epochs, its own sweep, with what time is left
+has e30 && reproduce "${REPRO_DIR}_e30" ${REPRO_ARGS:-experiment=reproduce} \
+    seed=0 epochs=30 sweep_name=$(basename "$REPRO_DIR")_e30
 
 # 0. how fast this machine's disk takes a fsync'ed write (checkpoints are written that way)
 has disk && step 30 dd if=/dev/zero of=/tmp/ddtest bs=1M count=1024 conv=fsync
