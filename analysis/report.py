@@ -117,6 +117,14 @@ def _values(runs: pd.DataFrame, col: str) -> str:
     return ", ".join(fmt(v) for v in sorted(vals, key=lambda v: (str(type(v)), v)))
 
 
+def _tally(runs: pd.DataFrame, col: str) -> str:
+    """Each value of ``col`` with its number of runs, e.g. ``cpu (139), cuda (161)``."""
+    if col not in runs.columns or not runs[col].notna().any():
+        return "n/a"
+    counts = runs[col].dropna().astype(str).value_counts()
+    return ", ".join(f"{v} ({counts[v]})" for v in sorted(counts.index))
+
+
 def _blocks(sweep: Sweep, out_dir: Path, figures: dict[str, Path], tables: dict[str, pd.DataFrame]) -> list:
     """The report as a list of blocks, rendered to markdown and to HTML by the same code."""
     return [
@@ -152,6 +160,8 @@ def _summary_blocks(sweep: Sweep) -> list:
         f"likelihood: {_values(runs, 'data.likelihood')}; loss.reduction: {_values(runs, 'loss.reduction')}; "
         f"epochs: {_values(runs, 'epochs')}; IWAE K: {_values(runs, 'test/iwae_k')}",
         f"datasets: {_values(runs, 'data.name')}; FID prior samples: {_values(runs, 'test/fid_samples')}",
+        f"trained on (runs per value, as each run recorded it): device {_tally(runs, 'device')}; "
+        f"torch {_tally(runs, 'torch_version')}",
         f"skipped input files: {len(sweep.skipped)}",
     ]
     b: list[tuple] = [("h2", "Summary"), ("ul", summary)]

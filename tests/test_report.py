@@ -50,6 +50,15 @@ def test_notes_carry_the_constants():
     assert set(notes.FIGURE_NOTES) == {d.figure_name for d in figures.FIGURES} | {"search_front"}
 
 
+def test_the_summary_counts_the_runs_of_each_device_and_torch_version():
+    runs = pd.DataFrame(
+        {"device": ["cuda", "cpu", "cpu", None], "torch_version": ["2.11.0", "2.14.1", "2.14.1", "2.14.1"]}
+    )
+    assert report._tally(runs, "device") == "cpu (2), cuda (1)"
+    assert report._tally(runs, "torch_version") == "2.11.0 (1), 2.14.1 (3)"
+    assert report._tally(runs, "hostname") == "n/a"
+
+
 @pytest.fixture(scope="module")
 def written(tmp_path_factory):
     root = tmp_path_factory.mktemp("rep")
@@ -89,6 +98,7 @@ def test_report_has_everything(written):
     cap = claims.split("### Architecture or capacity?")[1]
     assert "C(encoder family)" in cap and "C4 (test/distortion): " in cap and "C5 (test/neg_elbo): " in cap
     assert "runs: 8 (1 failed, 7 ok)" in md
+    assert "trained on (runs per value, as each run recorded it): device cpu (8); torch n/a" in md
     assert "`L4_dense1_conv2_s1`: failed" in md.split("## Runs without test metrics")[1]
     assert "intervals across seeds are unavailable" not in md  # two seeds
     assert "collapse_rate_threshold = 0.1" in md and "rank.TOP_FRACTION = 0.25" in md
