@@ -104,10 +104,11 @@ def _inline_html(text: str) -> str:
 # ---------------------------------------------------------------- content
 
 
-def _counts(runs: pd.DataFrame) -> dict[str, int]:
-    if not len(runs) or "status" not in runs.columns:
+def _counts(runs: pd.DataFrame, col: str = "status") -> dict[str, int]:
+    """The number of runs with each value of ``col`` (nulls left out), in sorted order."""
+    if not len(runs) or col not in runs.columns:
         return {}
-    return {s: int(n) for s, n in runs["status"].astype(str).value_counts().sort_index().items()}
+    return {s: int(n) for s, n in runs[col].dropna().astype(str).value_counts().sort_index().items()}
 
 
 def _values(runs: pd.DataFrame, col: str) -> str:
@@ -119,10 +120,7 @@ def _values(runs: pd.DataFrame, col: str) -> str:
 
 def _tally(runs: pd.DataFrame, col: str) -> str:
     """Each value of ``col`` with its number of runs, e.g. ``cpu (139), cuda (161)``."""
-    if col not in runs.columns or not runs[col].notna().any():
-        return "n/a"
-    counts = runs[col].dropna().astype(str).value_counts()
-    return ", ".join(f"{v} ({counts[v]})" for v in sorted(counts.index))
+    return ", ".join(f"{v} ({n})" for v, n in _counts(runs, col).items()) or "n/a"
 
 
 def _blocks(sweep: Sweep, out_dir: Path, figures: dict[str, Path], tables: dict[str, pd.DataFrame]) -> list:

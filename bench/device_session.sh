@@ -28,9 +28,9 @@ export PYTHONPATH=/tmp/site:$PWD
 step() {  # step <seconds> <command...>; <seconds> = rest-N: all the time left but N seconds
     local budget=$1; shift
     local left=$((DEADLINE - ($(date +%s) - START)))
-    case $budget in rest-*) budget=$((left - ${budget#rest-})); [ "$budget" -ge 30 ] || budget=$((left + 1));; esac
-    if [ "$left" -lt "$budget" ]; then
-        echo "== SKIPPED (only ${left}s left, needs ${budget}s): $*" | tee -a "$LOG"
+    case $budget in rest-*) budget=$((left - ${budget#rest-}));; esac
+    if [ "$left" -lt "$budget" ] || [ "$budget" -lt 30 ]; then
+        echo "== SKIPPED (only ${left}s left, needs ${budget}s and any step 30s): $*" | tee -a "$LOG"
         return
     fi
     echo "== $(date +%T) [$((left))s left] $*" | tee -a "$LOG"
