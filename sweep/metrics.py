@@ -7,6 +7,7 @@ parameters ``mu`` and ``logvar`` are (N, L). All log-densities are in nats.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -15,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sweep.losses import kl_per_dim
-from sweep.models import IMAGE_SHAPE, build_model
+from sweep.models import BUILDERS, IMAGE_SHAPE, Spec, validate_latent
 from sweep.stack import ModelAsStack, Stack
 from sweep.thresholds import ACTIVE_UNIT_THRESHOLD, COLLAPSE_RATE_THRESHOLD, PAPER_COLLAPSE_THRESHOLD
 
@@ -306,8 +307,18 @@ def flops_per_image(module: nn.Module, example_input: torch.Tensor) -> int:
 
 def vae_flops(cfg) -> tuple[int, int]:
     """Forward FLOPs per image of a run's (encoder, decoder), from its config (``encoder``, ``decoder``,
-    ``latent_dim``), counted on the meta device: no weights are made or touched."""
+    ``latent_dim``), counted on the meta device: no weights are made or touched. An encoder's count
+    depends only on its spec and the latent size (a decoder's alike), so each is counted once per
+    process: a grid of E encoders × D decoders costs E + D counts, not 2·E·D."""
+    latent = validate_latent(cfg["latent_dim"])
+    enc, dec = Spec(**cfg["encoder"]).validate("encoder"), Spec(**cfg["decoder"]).validate("decoder")
+    return _part_flops(enc, latent, 0), _part_flops(dec, latent, 1)
+
+
+@functools.lru_cache(maxsize=4096)
+def _part_flops(spec: Spec, latent_dim: int, part: int) -> int:
+    """FLOPs per image of one half of a VAE: ``part`` 0 is the encoder (on an image), 1 the decoder."""
     with torch.device("meta"):
-        model = build_model(cfg)
-        x, z = torch.empty(1, *IMAGE_SHAPE), torch.empty(1, cfg["latent_dim"])
-    return flops_per_image(model.encoder, x), flops_per_image(model.decoder, z)
+        net = BUILDERS[spec.kind][part](spec, latent_dim)
+        x = torch.empty(1, *IMAGE_SHAPE) if part == 0 else torch.empty(1, latent_dim)
+    return flops_per_image(net, x)

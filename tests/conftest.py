@@ -8,6 +8,8 @@ subprocess runs (``slow``) and the Slurm tests (``slurm``), which is what ``.ci/
 
 from __future__ import annotations
 
+import copy
+import functools
 import os
 import subprocess
 import sys
@@ -68,7 +70,14 @@ def one_thread():
 
 # ---------------------------------------------------------------------------------------- configs
 def make_cfg(*overrides: str, arch: list[str] = SMALL) -> dict:
-    """A composed, resolved config for a seconds-long run (one epoch of :data:`TINY`); ``overrides`` win."""
+    """A composed, resolved config for a seconds-long run (one epoch of :data:`TINY`); ``overrides`` win.
+    A fresh copy each call (tests change what they get), composed once per process for each argument
+    list: a composition is ~0.1 s and the suite asks for the same config many times."""
+    return copy.deepcopy(_composed(tuple(arch), overrides))
+
+
+@functools.cache
+def _composed(arch: tuple[str, ...], overrides: tuple[str, ...]) -> dict:
     from hydra import compose, initialize_config_dir
 
     from sweep.config import CONF_DIR, to_plain

@@ -392,7 +392,9 @@ def test_evaluate_rerun_and_search_refuse_what_train_refuses(populated, capsys):
     assert snapshot(populated) == before
 
 
-def test_analysis_survives_column_type_drift_and_a_stored_config_that_is_not_yaml(tmp_path, capsys):
+def _drifted_sweep(tmp_path) -> tuple[Path, Path, Path]:
+    """Two runs: one whose run.parquet stores a string where the other's has an int, one whose stored
+    Hydra config is not YAML. Returns (sweep, the drifted file, the broken file)."""
     sweep_dir = make_sweep(
         tmp_path, seeds=(0,), latents=(4,), encoders=("dense1", "conv2"), decoders=("dense1",)
     )
@@ -403,15 +405,34 @@ def test_analysis_survives_column_type_drift_and_a_stored_config_that_is_not_yam
     broken = sweep_dir / "L4_dense1_dense1_s0" / ".hydra" / "config.yaml"
     broken.parent.mkdir()
     broken.write_text("latent_dim: [4,\n  : :")
-    out = tmp_path / "figures"
-    assert figures.main([str(sweep_dir), "--out", str(out)]) == 0
-    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    return sweep_dir, drifted, broken
+
+
+def _assert_drift_warnings(err: str, drifted: Path, broken: Path) -> None:
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 2, warnings
     assert (
         str(drifted) in warnings[0]
         and "column batch_size is string where the other runs' is int64" in warnings[0]
     )
     assert str(broken) in warnings[1] and "is not valid YAML" in warnings[1]
+
+
+def test_reading_a_sweep_skips_a_file_whose_column_type_drifted_and_a_config_that_is_not_yaml(
+    tmp_path, capsys
+):
+    sweep_dir, drifted, broken = _drifted_sweep(tmp_path)
+    sweep = load_sweep(sweep_dir)
+    _assert_drift_warnings(capsys.readouterr().err, drifted, broken)
+    assert sorted(path for path, _ in sweep.skipped) == sorted([str(drifted), str(broken)])
+
+
+@pytest.mark.slow  # every figure drawn; the test above reads the same sweep
+def test_analysis_survives_column_type_drift_and_a_stored_config_that_is_not_yaml(tmp_path, capsys):
+    sweep_dir, drifted, broken = _drifted_sweep(tmp_path)
+    out = tmp_path / "figures"
+    assert figures.main([str(sweep_dir), "--out", str(out)]) == 0
+    _assert_drift_warnings(capsys.readouterr().err, drifted, broken)
     skipped = (out / "report.md").read_text().split("## Skipped files")[1]
     assert "L4_conv2_dense1_s0/run.parquet" in skipped and "L4_dense1_dense1_s0/.hydra/config.yaml" in skipped
 
@@ -575,6 +596,7 @@ def test_a_run_of_an_incompatible_schema_version_is_skipped_by_collect_and_refus
     assert snapshot(sweep) == before
 
 
+@pytest.mark.slow  # the command; the test above refuses the same run in process
 def test_relaunching_a_sweep_over_an_incompatible_run_is_refused_before_anything_is_written(tmp_path):
     run_dir = tmp_path / "sweeps" / "smoke" / "L8_dense2_dense2_s0"
     _write_foreign_run(run_dir)

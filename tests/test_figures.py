@@ -154,6 +154,7 @@ def test_main_writes_figures_tables_and_report(main_out):
     assert "C4: settles at epoch" in section.split("###")[0]
 
 
+@pytest.mark.slow  # a second full draw of every figure
 def test_main_is_deterministic(sweep_dir, main_out, tmp_path):
     assert figures.main([str(sweep_dir), "--out", str(tmp_path)]) == 0
     for name in ["report.md", "report.html", "claims.csv", "runs.md"] + [
@@ -171,6 +172,7 @@ def single_seed_corrupt(tmp_path_factory):
     return sweep_dir, bad
 
 
+@pytest.mark.slow  # a second full draw (test_main_writes_figures_tables_and_report draws in the default tier)
 def test_single_seed_and_corrupted_file(single_seed_corrupt, capsys):
     sweep_dir, bad = single_seed_corrupt
     assert figures.main([str(sweep_dir)]) == 0  # default output: <sweep dir>/figures

@@ -20,6 +20,7 @@ def check(*overrides: str):
         return check_grid(cfg), job_overrides(cfg)
 
 
+@pytest.mark.slow  # 300 compositions; the default tier enumerates the 50 of the ablation grid
 def test_paper_grid_jobs_are_enumerated_as_hydra_launches_them(tmp_path):
     got, jobs = check("experiment=paper", f"results_dir={tmp_path}")
     assert got["runs"] == len(jobs) == 300 and got["complete"] == 0
@@ -35,8 +36,14 @@ def test_a_variant_the_run_name_does_not_show_is_a_collision_naming_the_key(tmp_
 
 
 def test_the_ablation_experiment_gives_each_variant_its_own_directory(tmp_path):
-    got, jobs = check("experiment=paper_loss_ablation", f"results_dir={tmp_path}", "latent_dim=25", "seed=0")
-    assert got["runs"] == len(jobs) == 50
+    # two architectures of the grid (its 50 at one latent size and seed: the same check, 12 times longer)
+    args = ["latent_dim=25", "seed=0", "encoder=dense1", "decoder=dense1,conv4"]
+    got, jobs = check("experiment=paper_loss_ablation", f"results_dir={tmp_path}", *args)
+    assert got["runs"] == len(jobs) == 4  # the same run names twice, once per loss.reduction: no collision
+    assert (
+        sorted(o for job in jobs for o in job if o.startswith("loss.reduction="))
+        == ["loss.reduction=paper"] * 2 + ["loss.reduction=sum"] * 2
+    )
 
 
 def test_an_invalid_grid_member_is_named_before_anything_runs(tmp_path):

@@ -194,6 +194,7 @@ def test_the_slurm_launcher_finds_a_complete_run_in_its_own_datasets_directory(t
     assert done[1].return_value == pq.read_table(dirs[1] / "run.parquet").column("val/neg_elbo")[0].as_py()
 
 
+@pytest.mark.slow  # a fresh interpreter (the import of torch alone is seconds)
 def test_a_slurm_task_of_several_runs_trains_them_in_a_process_that_imported_nothing_else(tmp_path):
     """An array task with ``runs_per_task`` > 1 (:class:`sweep.slurm.GroupTask`), pickled as submitit
     pickles it and called in a fresh interpreter that imports nothing first: the Hydra state it

@@ -10,6 +10,7 @@ is a row of a table: the exit code, the one line (its needles name the key or pa
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -20,7 +21,7 @@ from pathlib import Path
 import optuna
 import pyarrow.parquet as pq
 import pytest
-from conftest import cli, make_cfg, one_error_line, snapshot
+from conftest import cli, make_cfg, one_error_line, snapshot, tiered
 from hydra.core.global_hydra import GlobalHydra
 from optuna.trial import TrialState
 from synthetic import make_sweep
@@ -69,6 +70,19 @@ def load(tmp_path, name: str = "search_arch") -> optuna.Study:
 # ------------------------------------------------------------ class 1: a resumed search explores
 
 
+@pytest.mark.parametrize("experiment", ["search_arch", "search_pareto"])
+def test_a_resumed_search_draws_a_new_trial(tmp_path, experiment):
+    """The default tier's half of the test below: a second launch with n_trials = 2 adds one trial with
+    parameters the first did not draw."""
+    extra = [] if experiment == "search_arch" else ["search.space.encoder.choices=[dense1]"]
+    for n in (1, 2):
+        search_mod.search(search_args(tmp_path, f"search.n_trials={n}", *extra, experiment=experiment))
+    trials = load(tmp_path, experiment).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
+    assert trials[0].params != trials[1].params
+
+
+@pytest.mark.slow  # six launches per study
 @pytest.mark.parametrize("experiment", ["search_arch", "search_pareto"])
 def test_a_search_relaunched_one_trial_at_a_time_never_replays_a_trial(tmp_path, experiment):
     """Launched with n_trials = 1, 2, 3 (the issue's case), each launch adds one trial with new
@@ -156,20 +170,41 @@ def _fail_seeds(*seeds: int):
     return train_epoch
 
 
+MULTIRUN_ENDS = [
+    "all ok",
+    "the last run failed",
+    "the first run failed",
+    "every run failed",
+    "a run diverged",
+]
+
+
+# the default tier: a failure that a later success must not mask, and a divergence that is a result
 @pytest.mark.parametrize(
     "failing, code, needle",
-    [
-        (None, 0, None),
-        (1, 1, "error: 1 of 2 runs of the grid failed (L2_dense1_dense1_s1: ValueError: an injected fault"),
-        (0, 1, "error: 1 of 2 runs of the grid failed (L2_dense1_dense1_s0: ValueError: an injected fault"),
-        (
-            "all",
-            1,
-            "error: 2 of 2 runs of the grid failed (L2_dense1_dense1_s0: ValueError: an injected fault",
-        ),
-        ("diverged", 0, None),  # a diverged run is a result (a single run that diverged exits 0 too)
-    ],
-    ids=["all ok", "the last run failed", "the first run failed", "every run failed", "a run diverged"],
+    tiered(
+        [
+            (None, 0, None),
+            (
+                1,
+                1,
+                "error: 1 of 2 runs of the grid failed (L2_dense1_dense1_s1: ValueError: an injected fault",
+            ),
+            (
+                0,
+                1,
+                "error: 1 of 2 runs of the grid failed (L2_dense1_dense1_s0: ValueError: an injected fault",
+            ),
+            (
+                "all",
+                1,
+                "error: 2 of 2 runs of the grid failed (L2_dense1_dense1_s0: ValueError: an injected fault",
+            ),
+            ("diverged", 0, None),  # a diverged run is a result (a single run that diverged exits 0 too)
+        ],
+        MULTIRUN_ENDS,
+        default={"the first run failed", "a run diverged"},
+    ),
 )
 def test_a_multirun_exits_1_when_a_run_failed_and_sweep_status_agrees(
     tmp_path, monkeypatch, capsys, failing, code, needle
@@ -377,6 +412,24 @@ OTHER_ENTRIES = [
 ]
 
 
+@pytest.mark.parametrize("args, needle", OTHER_ENTRIES[1:], ids=[" ".join(a) for a, _ in OTHER_ENTRIES[1:]])
+def test_hydra_errors_in_rerun_and_search_are_one_line_with_exit_2(tmp_path, capsys, args, needle):
+    """What the commands below print, from each entry point's ``main`` in this process."""
+    (tmp_path / "keep").write_text("x\n")
+    before = snapshot(tmp_path)
+    main = importlib.import_module(args[0]).main
+    GlobalHydra.instance().clear()
+    try:
+        assert main([*args[1:], f"results_dir={tmp_path}"]) == 2
+    finally:
+        GlobalHydra.instance().clear()
+    captured = capsys.readouterr()
+    line = one_error_line(captured.out + captured.err)
+    assert needle in line and "Config search path" not in line, line
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.slow  # one interpreter per command; the two tests above give the same refusals in process
 @pytest.mark.parametrize("args, needle", OTHER_ENTRIES, ids=[" ".join(a) for a, _ in OTHER_ENTRIES])
 def test_hydra_errors_are_one_line_with_exit_2_at_every_entry_point(tmp_path, args, needle):
     (tmp_path / "keep").write_text("x\n")

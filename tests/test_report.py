@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.figure import Figure
-from synthetic import make_sweep
+from synthetic import corrupt, make_sweep
 
 from analysis import figures, notes, report
 from analysis.collect import load_sweep
@@ -57,6 +57,19 @@ def test_the_summary_counts_the_runs_of_each_device_and_torch_version():
     assert report._tally(runs, "device") == "cpu (2), cuda (1)"
     assert report._tally(runs, "torch_version") == "2.11.0 (1), 2.14.1 (3)"
     assert report._tally(runs, "hostname") == "n/a"
+
+
+def test_a_single_seed_sweep_says_it_has_no_intervals_and_names_the_file_it_skipped(tmp_path):
+    """The summary and skipped-files blocks of a one-seed sweep with a torn run.parquet (the command on
+    such a sweep: test_figures' slow test_single_seed_and_corrupted_file)."""
+    sweep_dir = make_sweep(tmp_path, seeds=(0,), latents=(4,))
+    corrupt(sweep_dir / "L4_conv2_conv2_s0" / "run.parquet")
+    sweep = load_sweep(sweep_dir)
+    summary = report._summary_blocks(sweep)
+    assert summary[1][1][0].startswith("runs: 3 (3 ok)")
+    assert any("intervals across seeds are unavailable" in str(block) for block in summary)
+    (skipped,) = report._skipped_blocks(sweep)[1][1]
+    assert skipped.startswith("`L4_conv2_conv2_s0/run.parquet`: ")
 
 
 @pytest.fixture(scope="module")

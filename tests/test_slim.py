@@ -59,6 +59,7 @@ def _draw(root: Path, out: Path) -> dict[str, bytes]:
     return {k: v for k, v in _files(out).items() if not k.endswith((".pdf", ".html"))}
 
 
+@pytest.mark.slow  # two full figure draws; the default tier's test_the_committed_reproduction_regenerates_its_verdicts reads a slimmed sweep
 def test_a_slimmed_sweep_draws_the_same_figures_tables_and_report(sweep_copy, tmp_path):
     root, _ = sweep_copy
     before = _draw(root, tmp_path / "before")
