@@ -25,8 +25,9 @@ from sweep.metrics import (
     pca_silhouette,
     probe_accuracies,
     psnr,
+    vae_flops,
 )
-from sweep.models import VAE, Spec
+from sweep.models import VAE, Spec, SpecError
 
 P = 784
 GRID = torch.linspace(-8.0, 8.0, 4001, dtype=torch.float64)  # quadrature grid over a 1-D latent
@@ -344,3 +345,23 @@ def test_flops_per_image_hand_counts():
     assert flops_per_image(mlp, torch.zeros(3, 784)) == 2 * (784 * 512 + 512 * 10)
     conv = nn.Conv2d(1, 8, 3, padding=1)
     assert flops_per_image(conv, torch.zeros(2, 1, 28, 28)) == 2 * 8 * 9 * 28 * 28
+
+
+@pytest.mark.parametrize(
+    "enc, dec", [(("dense", 2, 64), ("conv", 3, 16)), (("conv", 2, 8), ("dense", 1, 32))]
+)
+def test_vae_flops_counts_each_half_of_the_built_model_and_refuses_a_bad_spec(enc, dec):
+    """``vae_flops`` counts an encoder (a decoder) once per spec and latent size: what it returns for a
+    config is what counting the halves of that config's whole model gives, asked twice or not."""
+    cfg = {"encoder": dict(zip(("kind", "depth", "width"), enc, strict=True)), "latent_dim": 6}
+    cfg["decoder"] = dict(zip(("kind", "depth", "width"), dec, strict=True))
+    model = VAE(Spec(*enc), Spec(*dec), 6)
+    whole = (
+        flops_per_image(model.encoder, torch.zeros(2, 1, 28, 28)),
+        flops_per_image(model.decoder, torch.zeros(2, 6)),
+    )
+    assert vae_flops(cfg) == vae_flops(cfg) == whole and min(whole) > 0
+    with pytest.raises(SpecError, match=r"decoder.depth=0 is out of range; valid: >= 1"):
+        vae_flops({**cfg, "decoder": {**cfg["decoder"], "depth": 0}})
+    with pytest.raises(SpecError, match=r"latent_dim=0 is out of range"):
+        vae_flops({**cfg, "latent_dim": 0})
