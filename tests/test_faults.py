@@ -31,7 +31,6 @@ from conftest import (
     one_error_line,
     results_of,
     snapshot,
-    tiered,
 )
 from hydra import compose, initialize_config_dir
 from hydra.errors import MissingConfigException
@@ -239,11 +238,10 @@ REFUSED = [
 ]
 
 
-# the default tier runs one case as a subprocess; every entry point's main() refuses the same values in
-# process (test_evaluate_rerun_and_search_refuse_what_train_refuses)
-@pytest.mark.parametrize(
-    "args, needles", tiered(REFUSED, [" ".join(a) for a, _ in REFUSED], default={"sweep.train lr=nan"})
-)
+# one interpreter per command: the full tier; every entry point's main() refuses the same values in
+# process in the default tier (test_evaluate_rerun_and_search_refuse_what_train_refuses)
+@pytest.mark.slow
+@pytest.mark.parametrize("args, needles", REFUSED, ids=[" ".join(a) for a, _ in REFUSED])
 def test_every_entry_point_refuses_in_one_line_with_exit_2_and_writes_nothing(populated, args, needles):
     args = [a.replace(RUN, str(populated / "runs" / "L4_dense1_conv2_s0")) for a in args]
     extra = {"sweep.train": LAUNCHED, "sweep.search": LAUNCHED, "sweep.rerun": [], "sweep.evaluate": []}[
