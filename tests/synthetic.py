@@ -114,6 +114,27 @@ def _write_run(
     rate = float(rng.uniform(1e-8, 5e-7)) if collapsed else float(rng.uniform(15.0, 30.0))
     active = 0 if collapsed else int(rng.integers(max(1, latent // 2), latent + 1))
     row = {
+        **_run_row(name, status, distortion, rate, latent, ed, dd),
+        **_config(latent, enc, dec, seed, likelihood, sweep_name, root, dataset),
+    }
+    results.write_parquet(run_dir / "run.parquet", [row], results.RUN_COLUMNS)
+    if with_epochs and status != "failed":
+        _write_epochs(run_dir, name, row["epochs_done"], distortion, rate, fast=enc == "dense1")
+    if status == "failed":
+        return  # a failed run writes run.parquet only (and no COMPLETE, so a relaunch retries it)
+    if status == "diverged":
+        ev = {"run_name": name, "eval/status": "skipped", "eval/reason": "run status is diverged"}
+        results.write_parquet(run_dir / "eval.parquet", [{**ev, **thresholds.THRESHOLDS}], EVAL_COLUMNS)
+        results.write_complete(run_dir, "diverged")
+        return
+    _write_eval(run_dir, row, rng, active, collapsed)
+    _write_latents(run_dir, name, rng, centres, labels, latent, active, collapsed, rate)
+    results.write_complete(run_dir, "ok")
+
+
+def _run_row(name, status, distortion, rate, latent, ed, dd) -> dict:
+    """run.parquet's outcome columns of one fake run (its configuration columns come from ``_config``)."""
+    return {
         "run_name": name,
         "status": status,
         "error": {"ok": None, "failed": "RuntimeError: out of memory", "diverged": "non-finite loss"}[status],
@@ -129,19 +150,15 @@ def _write_run(
         "device": "cpu",
         "started_at": "2025-01-01T00:00:00+00:00",
         "finished_at": "2025-01-01T00:00:01+00:00",
-        **_config(latent, enc, dec, seed, likelihood, sweep_name, root, dataset),
     }
-    results.write_parquet(run_dir / "run.parquet", [row], results.RUN_COLUMNS)
-    if with_epochs and status != "failed":
-        _write_epochs(run_dir, name, row["epochs_done"], distortion, rate, fast=enc == "dense1")
-    if status == "failed":
-        return  # a failed run writes run.parquet only (and no COMPLETE, so a relaunch retries it)
-    if status == "diverged":
-        ev = {"run_name": name, "eval/status": "skipped", "eval/reason": "run status is diverged"}
-        results.write_parquet(run_dir / "eval.parquet", [{**ev, **thresholds.THRESHOLDS}], EVAL_COLUMNS)
-        results.write_complete(run_dir, "diverged")
-        return
-    bernoulli = likelihood == "bernoulli"
+
+
+def _write_eval(run_dir, row, rng, active, collapsed) -> None:
+    """eval.parquet of one evaluated fake run, from its run row (one draw from ``rng``: the IWAE bound's
+    noise)."""
+    name, latent, ed, dd = row["run_name"], row["latent_dim"], row["encoder.depth"], row["decoder.depth"]
+    distortion, rate = row["test/recon"], row["test/kl"]
+    bernoulli = row["data.likelihood"] == "bernoulli"
     ev = {
         "run_name": name,
         "eval/status": "ok",
@@ -178,6 +195,11 @@ def _write_run(
         **thresholds.THRESHOLDS,
     }
     results.write_parquet(run_dir / "eval.parquet", [ev], EVAL_COLUMNS)
+
+
+def _write_latents(run_dir, name, rng, centres, labels, latent, active, collapsed, rate) -> None:
+    """dims.parquet and latents.parquet of one evaluated fake run: the first ``active`` units carry
+    digit-clustered means, the rest (all of a collapsed run's) none."""
     mu_var = np.zeros(latent) if collapsed else np.where(np.arange(latent) < active, 1.0, 1e-4)
     dims = [
         {
@@ -206,7 +228,6 @@ def _write_run(
         }
     )
     results.write_parquet(run_dir / "latents.parquet", latents)
-    results.write_complete(run_dir, "ok")
 
 
 def _write_epochs(run_dir, name, epochs, distortion, rate, fast) -> None:
