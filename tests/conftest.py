@@ -1,9 +1,10 @@
 """Shared test helpers: the one tiny-run config, the CLI as a user runs it, result snapshots, engine spies.
 
-Test modules import these names (``from conftest import TINY, cli, make_cfg``); pytest puts ``tests/`` on
-``sys.path`` for them. Tiers (markers in ``pyproject.toml``): a plain ``python -m pytest`` runs the unit
-and in-process tests (2–3 minutes on 2 cores); ``python -m pytest -m ""`` adds the end-to-end
-subprocess runs (``slow``) and the Slurm tests (``slurm``), which is what ``.ci/run`` does.
+Test modules import these names (``from conftest import TINY, cli, make_cfg``; the refusal tests'
+``TINY_RUN``, ``train_in_process``, ``tree``); pytest puts ``tests/`` on ``sys.path`` for them. Tiers
+(markers in ``pyproject.toml``): a plain ``python -m pytest`` runs the unit and in-process tests (2–3
+minutes on 2 cores); ``python -m pytest -m ""`` adds the end-to-end subprocess runs (``slow``) and the
+Slurm tests (``slurm``), which is what ``.ci/run`` does.
 """
 
 from __future__ import annotations
@@ -202,6 +203,72 @@ def spy_epochs(monkeypatch) -> list[tuple[int, int]]:
     real, seen = slot_mod.train_epoch, []
     monkeypatch.setattr(slot_mod, "train_epoch", lambda c, e: seen.append((c.size, e)) or real(c, e))
     return seen
+
+
+# ------------------------------------------------------------- the refusal tests' seconds-long runs
+# a search trial that trains in about a second: 64 images, one epoch, nothing logged
+TINY_SEARCH = [
+    "epochs=1",
+    "data.subset=64",
+    "data.val_size=64",
+    "batch_size=32",
+    "eval.iwae_k=2",
+    "eval.latents_n=32",
+    "eval.probe_train=64",
+    "eval.fid_samples=16",
+    "eval.kid_subset_size=8",
+    "eval.kid_subsets=2",
+    "logger=none",
+    "progress=false",
+    "device=cpu",
+    "num_threads=1",
+    "search.pruner=none",
+    # dense1/dense1 only: every trial differs in latent_dim, lr and beta alone
+    "search.space.encoder.choices=[dense1]",
+    "search.space.decoder.choices=[dense1]",
+    "search.space.latent_dim.choices=[2,4]",
+]
+# a run of the same seconds-long settings
+TINY_RUN = [
+    "encoder=dense1",
+    "decoder=dense1",
+    "latent_dim=2",
+    *(o for o in TINY_SEARCH if not o.startswith("search.")),
+]
+
+
+def search_args(tmp_path, *more: str, experiment: str = "search_arch") -> list[str]:
+    return [f"experiment={experiment}", f"results_dir={tmp_path}", *TINY_SEARCH, *more]
+
+
+def train_in_process(monkeypatch, *args: str) -> int:
+    """``python -m sweep.train <args>`` in this process (Hydra's basic launcher runs a multirun's jobs
+    here too, so a test can inject a fault); returns its exit status."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    import sweep.train as train_mod
+
+    monkeypatch.setattr(sys, "argv", ["sweep.train", *args])
+    GlobalHydra.instance().clear()
+    try:
+        train_mod.cli()
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 1
+    finally:
+        GlobalHydra.instance().clear()
+    return 0
+
+
+def tree(root: Path) -> dict:
+    """Every entry below ``root``, directories too (a refusal must not leave an empty sweeps/)."""
+    return {**snapshot(root), "dirs": sorted(str(p) for p in root.rglob("*") if p.is_dir())}
+
+
+def two_run_sweep(root: Path) -> Path:
+    """A fake sweep of two runs (seeds 0 and 1 of L25_dense1_dense1)."""
+    from synthetic import make_sweep
+
+    return make_sweep(root, seeds=(0, 1), latents=(25,), encoders=("dense1",), decoders=("dense1",))
 
 
 # ---------------------------------------------------------------------------------------- tiers
