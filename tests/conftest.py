@@ -2,7 +2,7 @@
 
 Test modules import these names (``from conftest import TINY, cli, make_cfg``; the refusal tests'
 ``TINY_RUN``, ``train_in_process``, ``tree``); pytest puts ``tests/`` on ``sys.path`` for them. Tiers
-(markers in ``pyproject.toml``): a plain ``python -m pytest`` runs the unit and in-process tests (2–3
+(markers in ``pyproject.toml``): a plain ``python -m pytest`` runs the unit and in-process tests (1½–3
 minutes on 2 cores); ``python -m pytest -m ""`` adds the end-to-end subprocess runs (``slow``) and the
 Slurm tests (``slurm``), which is what ``.ci/run`` does.
 """
