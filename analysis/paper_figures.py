@@ -54,7 +54,7 @@ from sweep.thresholds import COLLAPSE_RATE_THRESHOLD  # noqa: E402
 # ---------------------------------------------------------------- the paper's figures
 
 
-@figure("fig1_rate_sorted")
+@figure("fig1_rate_sorted", palette=True)
 def fig1_rate_sorted(data) -> Figure:
     """Fig. 1: the KL (rate) of every evaluated run, ascending, log scale, collapsed runs coloured."""
     runs = prepare(data)
@@ -82,7 +82,7 @@ def fig1_rate_sorted(data) -> Figure:
     return fig
 
 
-@figure("fig2_recon_sorted")
+@figure("fig2_recon_sorted", palette=True)
 def fig2_recon_sorted(data) -> Figure:
     """Fig. 2: reconstruction of every evaluated run, ascending; KL on a second (top, log) axis."""
     runs = prepare(data)
@@ -313,13 +313,13 @@ def _pca_panel(ax, r, got, cmap, norm) -> None:
         )  # fmt: skip
 
 
-@figure("fig6_pca_top25")
+@figure("fig6_pca_top25", palette=True)
 def fig6_pca_top25(data) -> Figure:
     """Fig. 6: 2-D PCA of the stored test latent means of each top-25 % run, coloured by digit."""
     return _pca_figure(data, PCA_FRACTIONS["fig6_pca_top25"], "Fig. 6: latent projections of the top 25 %")
 
 
-@figure("fig7_pca_top50")
+@figure("fig7_pca_top50", palette=True)
 def fig7_pca_top50(data) -> Figure:
     """Fig. 7: as Fig. 6 for the top 50 %."""
     return _pca_figure(data, PCA_FRACTIONS["fig7_pca_top50"], "Fig. 7: latent projections of the top 50 %")

@@ -220,27 +220,46 @@ def message_figure(title: str, message: str) -> Figure:
     return fig
 
 
-def save(fig: Figure, out_dir: Path, name: str) -> list[Path]:
+def save(fig: Figure, out_dir: Path, name: str, palette: bool = False) -> list[Path]:
     """``fig`` → ``<name>.png`` and ``<name>.pdf`` in ``out_dir``, each rendered in memory, then written
-    atomically. The PDF has no creation date, so identical inputs give identical bytes."""
+    atomically. The PDF has no creation date, so identical inputs give identical bytes. ``palette``: the
+    PNG is stored with 256 colours (``palette_png``)."""
     paths = []
     for ext, kw in (("png", {"dpi": DPI}), ("pdf", {"metadata": {"CreationDate": None}})):
         buf = io.BytesIO()
         fig.savefig(buf, format=ext, bbox_inches="tight", pad_inches=0.1, **kw)
+        data = palette_png(buf.getvalue()) if palette and ext == "png" else buf.getvalue()
         path = Path(out_dir) / f"{name}.{ext}"
-        atomic_write_bytes(path, buf.getvalue())
+        atomic_write_bytes(path, data)
         paths.append(path)
     return paths
 
 
-def figure(name: str) -> Callable:
-    """Turn ``draw(data) -> Figure`` into ``fig_<name>(data, out_dir) -> [png, pdf]`` under ``RC``."""
+def palette_png(png: bytes) -> bytes:
+    """An opaque PNG re-encoded with a 256-colour palette (median cut, no dithering), or ``png`` as it
+    was if any pixel is transparent. For figures of a few flat colours and their anti-aliased edges
+    (scatter small multiples, one row per run) this keeps ≥ 80 % of pixels exact and stores a third to
+    a quarter of the bytes; the PDF beside it keeps every colour."""
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(png))
+    if image.mode not in ("RGB", "RGBA") or (image.mode == "RGBA" and image.getextrema()[3][0] < 255):
+        return png
+    quantized = image.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    out = io.BytesIO()
+    quantized.save(out, format="PNG", optimize=True)
+    return out.getvalue()
+
+
+def figure(name: str, palette: bool = False) -> Callable:
+    """Turn ``draw(data) -> Figure`` into ``fig_<name>(data, out_dir) -> [png, pdf]`` under ``RC``;
+    ``palette``: its PNG is stored with 256 colours (for the figures that grow with the run count)."""
 
     def wrap(draw: Callable[[Sweep | pd.DataFrame], Figure]) -> Callable:
         @functools.wraps(draw)
         def write(data: Sweep | pd.DataFrame, out_dir: str | Path) -> list[Path]:
             with matplotlib.rc_context(RC):
-                return save(draw(data), Path(out_dir), name)
+                return save(draw(data), Path(out_dir), name, palette)
 
         write.figure_name = name
         return write

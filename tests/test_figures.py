@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 
+import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
@@ -91,6 +92,32 @@ def test_every_figure_writes_png_and_pdf(sweep, main_out, tmp_path):
     paths = figures.fig1_rate_sorted(sweep, tmp_path)
     assert paths == [tmp_path / "fig1_rate_sorted.png", tmp_path / "fig1_rate_sorted.pdf"]
     assert_written(paths)
+
+
+def test_the_growing_figures_store_a_palette_png_close_to_the_full_colour_rendering(sweep, main_out):
+    from PIL import Image
+
+    palette = {"fig1_rate_sorted", "fig2_recon_sorted", "fig6_pca_top25", "fig7_pca_top50"}
+    for draw in figures.FIGURES:
+        assert (Image.open(main_out / f"{draw.figure_name}.png").mode == "P") == (draw.figure_name in palette)
+    with matplotlib.rc_context(plotting.RC):  # the same drawing, full colour vs its stored palette PNG
+        buf = io.BytesIO()
+        figures.fig6_pca_top25.__wrapped__(sweep).savefig(
+            buf, format="png", dpi=plotting.DPI, bbox_inches="tight", pad_inches=0.1
+        )
+    full = np.asarray(Image.open(buf).convert("RGB"), dtype=int)
+    stored = np.asarray(Image.open(main_out / "fig6_pca_top25.png").convert("RGB"), dtype=int)
+    assert stored.shape == full.shape
+    error = np.abs(stored - full).max(axis=-1)  # per pixel, in 0-255 levels
+    white, black = (full == 255).all(axis=-1), (full == 0).all(axis=-1)
+    assert white.mean() > 0.3 and black.any()
+    assert (error[white] == 0).all() and (error[black] == 0).all()  # the background and text stay exact
+    # only anti-aliased blends move, a little (the 257-run Fig. 7 of 2026-12-04: 83 % exact, mean 1.2 levels)
+    assert (error == 0).mean() > 0.8 and error.mean() < 3
+    # a transparent PNG is not flattened: it comes back as it was
+    rgba = io.BytesIO()
+    Image.new("RGBA", (8, 8), (255, 0, 0, 128)).save(rgba, format="PNG")
+    assert plotting.palette_png(rgba.getvalue()) == rgba.getvalue()
 
 
 def test_failed_and_diverged_runs_are_named_not_dropped(sweep):
