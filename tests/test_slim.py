@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import shutil
 from pathlib import Path
 
@@ -209,6 +210,34 @@ def test_the_committed_reproduction_regenerates_its_verdicts():
             np.testing.assert_allclose(got[col], want[col], rtol=1e-9, atol=0, equal_nan=True, err_msg=col)
         else:
             assert got[col].tolist() == want[col].tolist(), col
+
+
+def _numbers(text: str) -> list[tuple[float, float]]:
+    """Each number written in ``text`` (``−`` or ``-`` signed) with half a unit of its last digit."""
+    found = re.findall(r"[−+-]?\d+(?:\.\d+)?", text.replace(",", ""))
+    return [(float(x.replace("−", "-")), 0.5 * 10.0 ** -len((x.split(".") + [""])[1])) for x in found]
+
+
+@pytest.mark.skipif(not (REPRODUCE / "claims.csv").is_file(), reason="no committed reproduction report yet")
+def test_readme_states_the_committed_reproductions_run_count_verdicts_and_statistics():
+    """README's "What the study finds" is the published answer: its table's run count is the committed
+    sweep's, each claim's verdict cell starts with claims.csv's verdict, and its statistic and interval
+    are written in the row (to the precision written there)."""
+    text = (ROOT / "README.md").read_text().split("## What the study finds", 1)[1].split("\n## ", 1)[0]
+    want = pd.read_csv(REPRODUCE / "claims.csv")
+    n_runs = sum((d / "COMPLETE").is_file() for d in REPRODUCE.glob("L*"))
+    assert n_runs and (want["n"][want.claim == "C1"] == n_runs).all()
+    header = next(line for line in text.splitlines() if line.startswith("| claim |"))
+    assert f"({n_runs} runs" in header, header
+    rows = {m[0]: m for m in re.findall(r"^\| (C\d) \| ([^|]*) \| ([^|]*) \| ([^|]*) \|$", text, re.M)}
+    assert sorted(rows) == sorted(want.claim)
+    for _, claim in want.iterrows():
+        _, _, evidence, verdict = rows[claim.claim]
+        assert re.match(re.escape(claim.verdict) + r"\b", verdict.strip()), (claim.claim, verdict)
+        written = _numbers(evidence)
+        for col in ("statistic", "ci_low", "ci_high"):
+            if np.isfinite(claim[col]):
+                assert any(abs(x - claim[col]) <= half for x, half in written), (claim.claim, col, claim[col])
 
 
 @pytest.mark.slow
