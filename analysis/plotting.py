@@ -225,14 +225,21 @@ def save(fig: Figure, out_dir: Path, name: str, palette: bool = False) -> list[P
     atomically. The PDF has no creation date, so identical inputs give identical bytes. ``palette``: the
     PNG is stored with 256 colours (``palette_png``)."""
     paths = []
-    for ext, kw in (("png", {"dpi": DPI}), ("pdf", {"metadata": {"CreationDate": None}})):
-        buf = io.BytesIO()
-        fig.savefig(buf, format=ext, bbox_inches="tight", pad_inches=0.1, **kw)
-        data = palette_png(buf.getvalue()) if palette and ext == "png" else buf.getvalue()
+    for ext in ("png", "pdf"):
+        data = render(fig, ext)
+        data = palette_png(data) if palette and ext == "png" else data
         path = Path(out_dir) / f"{name}.{ext}"
         atomic_write_bytes(path, data)
         paths.append(path)
     return paths
+
+
+def render(fig: Figure, ext: str) -> bytes:
+    """``fig`` as the full-colour ``png`` (at ``DPI``) or ``pdf`` (no creation date) bytes ``save`` stores."""
+    kw = {"dpi": DPI} if ext == "png" else {"metadata": {"CreationDate": None}}
+    buf = io.BytesIO()
+    fig.savefig(buf, format=ext, bbox_inches="tight", pad_inches=0.1, **kw)
+    return buf.getvalue()
 
 
 def palette_png(png: bytes) -> bytes:
