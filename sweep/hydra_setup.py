@@ -8,6 +8,10 @@ task gets them with Hydra's state from the launch). Importing a library module r
   returns :func:`sweep.names.run_name_of` of it, the one place names are made;
 * ``${dataset_suffix:}`` and ``${dataset_subdir:}``: ``""`` for MNIST, else ``_<dataset>`` /
   ``<dataset>/``, the default sweep and run paths of ``conf/config.yaml``;
+* ``${matched_width:encoder}`` / ``${matched_width:decoder}``: the capacity-matched width of that role's
+  family at the config's ``latent_dim`` (:func:`sweep.capacity.matched_width`, read from the role's
+  ``kind``, ``depth`` and ``activation``), an integer in the resolved config, so a stored run config holds
+  the width itself (``experiment=capacity_matched``);
 * family shorthands ``encoder=conv4`` / ``decoder=dense16`` in Hydra's ConfigStore, built in a loop
   from ``conf/{encoder,decoder}/{dense,conv}.yaml`` plus a depth, so a grid can sweep
   ``encoder: dense1,dense4,conv1,conv2,conv4`` while ``encoder=conv encoder.depth=4`` keeps working.
@@ -19,12 +23,18 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from sweep import names
+from sweep.capacity import check_role, matched_width
 from sweep.config import CONF_DIR, FAMILY_DEPTHS, to_plain
 from sweep.rules import validate
 
 
 def _run_name_resolver(*, _root_: DictConfig) -> str:
     return names.run_name_of(validate(to_plain(_root_)))
+
+
+def _matched_width_resolver(role: str, *, _root_: DictConfig) -> int:
+    spec = _root_[check_role(role)]
+    return matched_width(role, spec.kind, spec.depth, _root_.latent_dim, spec.activation)
 
 
 def _dataset(root: DictConfig) -> str | None:
@@ -35,6 +45,8 @@ def register() -> None:
     """Register the resolvers and the family shorthands (idempotent: a second call changes nothing)."""
     if not OmegaConf.has_resolver("run_name"):
         OmegaConf.register_new_resolver("run_name", _run_name_resolver)
+    if not OmegaConf.has_resolver("matched_width"):
+        OmegaConf.register_new_resolver("matched_width", _matched_width_resolver)
     if not OmegaConf.has_resolver("dataset_suffix"):
         OmegaConf.register_new_resolver(
             "dataset_suffix", lambda *, _root_: names.dataset_suffix(_dataset(_root_))
