@@ -24,7 +24,7 @@ matplotlib.use("Agg")
 
 import pandas as pd  # noqa: E402
 
-from analysis import report  # noqa: E402
+from analysis import pc_probe, report  # noqa: E402
 from analysis.budget import budget_table, fig_claims_budget  # noqa: E402
 from analysis.collect import Sweep, load_sweep  # noqa: E402
 from analysis.own_figures import (  # noqa: E402
@@ -95,7 +95,7 @@ def write_all(sweep: Sweep, out_dir: str | Path) -> tuple[dict[str, Path], dict[
 
         figures[name] = _guarded(f"figure {name}", lambda draw=draw: draw(sweep, out_dir), broken)[0]
     tables = {}
-    made = build_tables(sweep.runs)
+    made = build_tables(pc_probe.with_pc2_probe(sweep))
     made["claims_budget"] = lambda: budget_table(sweep)
     for name, make in made.items():
         df = _guarded(f"table {name}", make, lambda reason: pd.DataFrame({"error": [reason]}))

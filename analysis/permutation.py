@@ -63,9 +63,20 @@ class Result:
     def text(self) -> str:
         return (
             f"{_g(self.statistic)}, bootstrap 95 % CI [{_g(self.ci_low)}, {_g(self.ci_high)}], permutation "
-            f"p = {_g(self.p_value)} (MC SE {_g(self.mc_se)}; {self.n_perm} permutations, {self.n_boot} "
-            f"resamples, {self.n_runs} runs)"
+            f"{p_text(self.p_value, self.n_perm)} (MC SE {_g(self.mc_se)}; {self.n_perm} permutations, "
+            f"{self.n_boot} resamples, {self.n_runs} units)"
         )
+
+
+def p_text(p: float | None, n_perm: int, name: str = "p") -> str:
+    """``p = 0.0123``, or ``p ≤ 1e-04`` at the floor 1/(1 + B) of B permutations: no permutation reached
+    the observed statistic, so the p-value is only bounded (Phipson & Smyth 2010)."""
+    if p is None or not np.isfinite(p):
+        return f"{name} = nan"
+    floor = 1 / (1 + n_perm) if n_perm else 0.0
+    if n_perm and p <= floor * (1 + 1e-9):
+        return f"{name} ≤ {floor:.0e}" if floor < 1e-3 else f"{name} ≤ {floor:.3g}"
+    return f"{name} = {p:.3g}"
 
 
 def _g(x) -> str:

@@ -1,0 +1,103 @@
+"""Matched contrasts between architecture families, on the configuration table (``analysis.units``), and
+the multiplicity adjustment of the claims family.
+
+A contrast compares two groups of families of one factor (say encoders ``dense1`` against ``conv2``)
+**matched on the cells** the claim holds fixed (say latent size × decoder): in each cell where both
+groups are present, the difference ``mean(metric of the other group) − mean(metric of the claimed
+group)``; the statistic is the mean of those cell differences, so a positive value (in nats, for a loss)
+says the claimed group is better. Each cell is one matched pair of configurations (or a small block
+when a group holds several families), so the design's other factors cancel inside it.
+
+* **Test**: a stratified permutation test of "the group label does not matter within a cell": the labels
+  are shuffled within each cell (for one family against one, a sign flip of the cell's difference: the
+  paired permutation test; Good 2005, ch. 3), ``permutation.N_PERM`` draws from a fixed seed,
+  p = (1 + #≥)/(1 + B) (Phipson & Smyth 2010), one-sided in the claimed direction.
+* **Interval**: percentile bootstrap over cells, resampled within latent sizes (every resample keeps the
+  design's composition), ``permutation.N_BOOT`` resamples.
+* **Multiplicity**: :func:`holm` adjusts the family of one-sided tests the verdicts rest on (Holm 1979,
+  through ``statsmodels``); each verdict is decided on its adjusted p.
+
+    from analysis import contrasts
+    res = contrasts.paired(units, "test/distortion", "family/encoder", {"dense1"}, {"conv2"},
+                           ["latent_dim", "family/decoder"])
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from statsmodels.stats.multitest import multipletests
+
+from analysis import permutation
+from analysis.claim_stats import numeric
+
+
+def paired(
+    units: pd.DataFrame, metric: str, factor: str, claimed, other, cells: list[str], *,
+    n_perm: int = permutation.N_PERM, n_boot: int = permutation.N_BOOT, gen: np.random.Generator | None = None,
+) -> permutation.Result:  # fmt: skip
+    """The matched contrast ``other − claimed`` of ``metric`` over ``cells`` (see the module docstring);
+    ``claimed`` and ``other`` are sets of values of ``factor``. Rows outside both groups, with a
+    non-finite metric, or in a cell that lacks either group are left out. ``n_runs`` of the result
+    counts the configurations used; a contrast without a matched cell is NaN throughout."""
+    gen = gen or permutation.rng()
+    claimed, other = set(claimed), set(other)
+    if factor not in units.columns or not len(units):
+        return _empty(n_perm, n_boot)
+    fam = units[factor].astype(str)
+    x = numeric(units, metric)
+    rows = units[(fam.isin(claimed) | fam.isin(other)) & np.isfinite(x)]
+    if not len(rows):
+        return _empty(n_perm, n_boot)
+    label = rows[factor].astype(str).isin(other).to_numpy(dtype=float)  # 1: other, 0: claimed
+    cell = permutation.codes(rows, cells)
+    both = pd.Series(label).groupby(cell).agg(lambda s: 0 < s.sum() < len(s)).to_numpy()
+    keep = both[cell]
+    if not keep.any():
+        return _empty(n_perm, n_boot)
+    rows, label, x = rows[keep], label[keep], numeric(rows, metric).to_numpy()[keep]
+    cell = np.unique(permutation.codes(rows, cells), return_inverse=True)[1]
+    onehot = np.zeros((len(rows), cell.max() + 1))
+    onehot[np.arange(len(rows)), cell] = 1.0
+
+    def diffs(lab: np.ndarray) -> np.ndarray:  # (B, n) labels -> (B, cells) other − claimed
+        s1, c1 = (lab * x) @ onehot, lab @ onehot
+        s0, c0 = ((1 - lab) * x) @ onehot, (1 - lab) @ onehot
+        return s1 / c1 - s0 / c0
+
+    observed_cells = diffs(label[None, :])[0]
+    observed = float(observed_cells.mean())
+    perms = permutation.within(cell, n_perm, gen)
+    null = np.concatenate(
+        [diffs(label[perms[i : i + 2000]]).mean(axis=1) for i in range(0, n_perm, 2000)] or [np.array([])]
+    )
+    p = permutation.p_value(observed, null, "greater")
+    low = high = math.nan
+    cell_latent = pd.Series(permutation.codes(rows, ["latent_dim"])).groupby(cell).first().to_numpy()
+    ids = np.arange(len(observed_cells))
+    if n_boot and permutation.resamplable(ids, cell_latent):
+        w = permutation.cluster_weights(ids, cell_latent, n_boot, gen)
+        low, high = permutation.percentile((w * observed_cells).sum(axis=1) / w.sum(axis=1))
+    return permutation.Result(observed, p, low, high, len(rows), n_perm, n_boot, permutation.mc_se(p, n_perm))
+
+
+def _empty(n_perm: int, n_boot: int) -> permutation.Result:
+    return permutation.Result(math.nan, math.nan, math.nan, math.nan, 0, n_perm, n_boot, math.nan)
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm's step-down adjusted p-values of one family (NaN entries stay NaN and are not counted)."""
+    p = np.asarray(p_values, dtype=float)
+    out = np.full(len(p), np.nan)
+    finite = np.isfinite(p)
+    if finite.any():
+        out[finite] = multipletests(p[finite], method="holm")[1]
+    return out
+
+
+def at_floor(p: float, n_perm: int) -> bool:
+    """Whether a permutation p-value is the smallest its B permutations can give, 1/(1 + B): no
+    permutation reached the observed statistic, so the p-value is only a bound, p ≤ 1/(1 + B)."""
+    return bool(n_perm and np.isfinite(p) and p <= (1 + 1e-9) / (1 + n_perm))
