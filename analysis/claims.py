@@ -693,7 +693,7 @@ def p_fmt(p: float | None, bound: bool) -> str:
     """``= 0.0123``, or ``≤ 0.0025`` where the p-value rests on a permutation floor (a bound)."""
     if p is None or not np.isfinite(p):
         return "= nan"
-    return f"≤ {p:.2g}" if bound else f"= {p:.3g}"
+    return f"≤ {permutation.ceil_text(p)}" if bound else f"= {p:.3g}"
 
 
 def deciding(verdicts: list[Verdict]) -> list[Verdict]:

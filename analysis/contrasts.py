@@ -62,10 +62,13 @@ def paired(
     onehot = np.zeros((len(rows), cell.max() + 1))
     onehot[np.arange(len(rows)), cell] = 1.0
 
+    # a shuffle within cells keeps each cell's counts and total: only the other group's sum moves
+    n1, n0 = label @ onehot, (1 - label) @ onehot
+    total = x @ onehot
+
     def diffs(lab: np.ndarray) -> np.ndarray:  # (B, n) labels -> (B, cells) other − claimed
-        s1, c1 = (lab * x) @ onehot, lab @ onehot
-        s0, c0 = ((1 - lab) * x) @ onehot, (1 - lab) @ onehot
-        return s1 / c1 - s0 / c0
+        s1 = (lab * x) @ onehot
+        return s1 / n1 - (total - s1) / n0
 
     observed_cells = diffs(label[None, :])[0]
     observed = float(observed_cells.mean())

@@ -77,9 +77,10 @@ FIGURE_NOTES = {
     ),
     "claims_budget": (
         "Verdicts against the training budget (analysis/budget.py): C1 (share of runs whose validation KL "
-        "is below the paper's floor), C3 (rho in the top {pct}) and C4, C5 (lifts in the top {pct}) "
-        "recomputed at every epoch from each ok run's validation reconstruction and KL (epochs.parquet), "
-        "with the claims check's all-runs tests; dots coloured by verdict with the bootstrap interval, "
+        "is below the paper's floor), C3 (rho in the top {pct}), C4 (the smallest dense1 contrast), C5a "
+        "and C5b (the decoder contrasts), each claim's deciding row recomputed at every epoch from each ok "
+        "run's validation reconstruction and KL (epochs.parquet) with the claims check's "
+        "configuration-level tests (Holm over the budget claims' tests of that epoch); dots coloured by verdict with the bootstrap interval, "
         "stars the stored test-split evaluation (best-by-validation checkpoint); dashed: the null value, "
         "dotted: C1's band. The note says at which epoch each verdict settles."
     ),
@@ -136,7 +137,8 @@ TABLE_NOTES = {
     ),
     "claims_budget": (
         "The budget figure's numbers: one row per claim × epoch on the validation split (split = val), "
-        "then the test-split row; n_paper_collapsed / n_rate_collapsed count runs with validation KL "
+        "then the test-split row (as in the claims table); n_configs / n_runs: what the test used; "
+        "n_paper_collapsed / n_rate_collapsed count runs with validation KL "
         "below 1e-6 / 0.1 nats (the per-epoch record has no active-unit count, so the latter is the rate "
         "half of the `collapsed` flag)."
     ),
@@ -148,11 +150,16 @@ TABLE_NOTES = {
         "families), C5's (conv decoders of depth >= 2 − the other decoders; nats, negative = better), and "
         "the capacity slopes, each with its 95 % interval; notes name the terms a design cannot separate "
         "(one seed, one latent size, parameter counts fixed by the family), left out rather than failing. "
-        "A family effect survives the control if its interval with the capacity terms lies below 0."
+        "A family effect survives the control if its interval with the capacity terms lies below 0. "
+        "Rows with response = design: the R² of each log parameter count on the family × latent cells "
+        "(1 = the capacity slopes are not identified apart from a family × latent interaction: the model "
+        "is then a description only) and the widest spread of log parameter counts within a latent size "
+        "(at most log(1.05/0.95): capacity matched by design)."
     ),
     "claims": (
-        "The claims check: one row per claim, the fields of analysis.claims.Verdict; statement, test and "
-        "why are in the claims check above and in claims.csv / claims.md."
+        "The claims check: one row per test, the fields of analysis.claims.Verdict (decides: the row that "
+        "holds its claim's verdict; in_family: a member of the Holm family; p_bound: p at the permutation "
+        "floor, a bound); statement, test and why are in claims.csv."
     ),
 }
 

@@ -68,6 +68,14 @@ class Result:
         )
 
 
+def ceil_text(x: float, digits: int = 2) -> str:
+    """``x`` rounded *up* to ``digits`` significant digits, for a bound (``≤ 1e-04``, never below x)."""
+    if x <= 0 or not np.isfinite(x):
+        return f"{x:g}"
+    scale = 10.0 ** (math.floor(math.log10(x)) - digits + 1)
+    return f"{math.ceil(round(x / scale, 9)) * scale:.{digits}g}"
+
+
 def p_text(p: float | None, n_perm: int, name: str = "p") -> str:
     """``p = 0.0123``, or ``p ≤ 1e-04`` at the floor 1/(1 + B) of B permutations: no permutation reached
     the observed statistic, so the p-value is only bounded (Phipson & Smyth 2010)."""
@@ -75,7 +83,7 @@ def p_text(p: float | None, n_perm: int, name: str = "p") -> str:
         return f"{name} = nan"
     floor = 1 / (1 + n_perm) if n_perm else 0.0
     if n_perm and p <= floor * (1 + 1e-9):
-        return f"{name} ≤ {floor:.0e}" if floor < 1e-3 else f"{name} ≤ {floor:.3g}"
+        return f"{name} ≤ {ceil_text(floor)}"
     return f"{name} = {p:.3g}"
 
 
