@@ -28,6 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from analysis import mi
 from sweep.projection import LATENTS_FILE, Projection, read_latents
 from sweep.projection import of_run as projection_of_run
 from sweep.results import SCHEMA_VERSION, atomic_write_bytes
@@ -170,8 +171,8 @@ class Sweep:
     """Everything analysis reads from a results directory. ``runs``: one row per run, ``run.parquet``
     joined with ``eval.parquet`` on ``run_dir`` (the run directory relative to the root: unique even
     where ablation variants share a run name; eval columns null where a run has no evaluation),
-    plus ``label`` (the paper's spelling, e.g. ``L25_DNN1_CNN4``), ``family/encoder`` (``dense1``…) and
-    ``family/decoder``. ``dims``: one row per run × latent dimension. ``skipped``: (path, reason) of
+    plus ``label`` (the paper's spelling, e.g. ``L25_DNN1_CNN4``), ``family/encoder`` (``dense1``…),
+    ``family/decoder``, and the mutual information's ceiling and flag (:func:`analysis.mi.with_ceiling`). ``dims``: one row per run × latent dimension. ``skipped``: (path, reason) of
     every file that could not be used."""
 
     root: Path
@@ -242,6 +243,7 @@ def load_sweep(root: str | Path | list[str | Path]) -> Sweep:
         df = df.merge(ev.drop(columns=dup), on="run_dir", how="left") if len(ev) else df
         df["family/encoder"] = df["encoder.kind"] + df["encoder.depth"].astype(str)
         df["family/decoder"] = df["decoder.kind"] + df["decoder.depth"].astype(str)
+        df = mi.with_ceiling(df)  # the estimate's ceiling, derived for runs stored before it was recorded
         df["label"] = [
             paper_label(
                 r["latent_dim"], r["encoder.kind"], r["encoder.depth"], r["decoder.kind"], r["decoder.depth"]

@@ -5,7 +5,7 @@ Used by :mod:`analysis.report`.
 
 from __future__ import annotations
 
-from analysis import rank
+from analysis import mi, rank
 from sweep.thresholds import THRESHOLDS
 
 PCT = f"{rank.TOP_FRACTION:.0%}"
@@ -15,6 +15,12 @@ TH = THRESHOLDS
 FLOOR = (
     f"collapsed = no active unit (Var_x μ_d ≤ {TH['active_unit_threshold']:g}) and rate < "
     f"{TH['collapse_rate_threshold']:g} nats; paper_collapsed = rate < {TH['paper_collapse_threshold']:g} nats"
+)
+MI_CEILING = (
+    f"The mutual information ({mi.MI}) is an aggregate-posterior estimate that can never exceed log N, "
+    f"N the test images ({mi.CEILING}; for runs stored before it was recorded, log of {mi.N_TEST}); "
+    f"{mi.AT_CEILING} is true where it lies within {mi.MI_CEILING_TOLERANCE:g} nats of that ceiling: "
+    f"{mi.FLAG}, a measure of N rather than of the code (analysis/mi.py)."
 )
 FID_CAVEAT = (
     "These FIDs are not comparable with Inception-based FIDs of natural images (another feature "
@@ -98,7 +104,7 @@ TABLE_NOTES = {
     ),
     "runs": (
         "Every run (any status): run.parquet joined with eval.parquet. The CSV has every column; the "
-        "markdown and this report show the main ones."
+        "markdown and this report show the main ones. {mi_ceiling}"
     ),
     "ranking_recon": (
         "Ok runs with a finite test distortion, ascending (the paper's criterion), ties by run name; "
@@ -116,7 +122,8 @@ TABLE_NOTES = {
     ),
     "seed_aggregates": (
         "One row per configuration (latent size × encoder × decoder, plus any other varying config key): "
-        "mean ± {ci} Student-t half-width over its ok seeds, with n; no interval when n < 2."
+        "mean ± {ci} Student-t half-width over its ok seeds, with n; no interval when n < 2. "
+        "{mi_ceiling} Here the flag compares the configuration's mean estimate with its mean ceiling."
     ),
     "win_rates": (
         "Top-{pct} membership by reconstruction per value: n_trained (ranked runs), n_top, share_top, "
@@ -173,5 +180,5 @@ def note_for(name: str, notes: dict[str, str]) -> str:
 
     return notes[key].format(
         pct=PCT, top=rank.TOP_FRACTION, cuts=CUTS, ci=CI, floor=FLOOR, rate_floor=RATE_FLOOR,
-        active=TH["active_unit_threshold"], fid_caveat=FID_CAVEAT,
+        active=TH["active_unit_threshold"], fid_caveat=FID_CAVEAT, mi_ceiling=MI_CEILING,
     )  # fmt: skip

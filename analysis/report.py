@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import budget, capacity, claims, rank
+from analysis import budget, capacity, claims, mi, rank
 from analysis.collect import Sweep
 from analysis.notes import FIGURE_NOTES, TABLE_NOTES, note_for
 from sweep.results import atomic_write_bytes
@@ -28,7 +28,7 @@ from sweep.thresholds import THRESHOLDS
 RUN_DISPLAY = [
     "run_name", "label", "status", "latent_dim", "family/encoder", "family/decoder", "seed", "epochs_done",
     "params/total", "test/distortion", "test/rate", "test/neg_elbo", "test/iwae_nll", "test/fid_prior", "test/active_units",
-    "test/mutual_information", "collapsed", "partial", "paper_collapsed", "latent/linear_probe_acc",
+    mi.MI, mi.CEILING, mi.AT_CEILING, "collapsed", "partial", "paper_collapsed", "latent/linear_probe_acc",
     "latent/knn_acc", "test/psnr",
 ]  # fmt: skip
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
@@ -54,22 +54,29 @@ def fmt(value) -> str:
 
 def display(name: str, df: pd.DataFrame) -> pd.DataFrame:
     """The shown form of a table: the main columns of the run table; ``mean ± ci (n)`` cells for seed
-    aggregates. CSV files keep the full numeric tables."""
+    aggregates; the mutual information's ceiling flag in words. CSV files keep the full numeric tables."""
+    if mi.AT_CEILING in df.columns:
+        df = df.assign(**{mi.AT_CEILING: mi.flag_words(df[mi.AT_CEILING])})
     if name == "runs":
         return df[[c for c in RUN_DISPLAY if c in df.columns]]
-    if name == "seed_aggregates":
-        out = df[[c for c in df.columns if not re.search(r"/(mean|ci95|n)$", c)]].copy()
-        for m in dict.fromkeys(c.rsplit("/", 1)[0] for c in df.columns if c.endswith("/mean")):
-            cells = []
-            for mean, ci, n in zip(df[f"{m}/mean"], df[f"{m}/ci95"], df[f"{m}/n"], strict=True):
-                if not n:
-                    cells.append("")
-                else:
-                    half = "" if ci is None or (isinstance(ci, float) and math.isnan(ci)) else f" ± {ci:.3g}"
-                    cells.append(f"{mean:.4g}{half} (n={int(n)})")
-            out[m] = cells
-        return out
+    if name == "seed_aggregates":  # each metric's three columns become one, where its mean was
+        out = {}
+        for c in df.columns:
+            if c.endswith("/mean"):
+                m = c.rsplit("/", 1)[0]
+                out[m] = [_mean_cell(*v) for v in zip(df[c], df[f"{m}/ci95"], df[f"{m}/n"], strict=True)]
+            elif not re.search(r"/(ci95|n)$", c) or f"{c.rsplit('/', 1)[0]}/mean" not in df.columns:
+                out[c] = df[c].tolist()
+        return pd.DataFrame(out, index=df.index, columns=list(out))
     return df
+
+
+def _mean_cell(mean, ci, n) -> str:
+    """``mean ± ci (n=…)``; no interval where there is none, empty where no run has a value."""
+    if not n:
+        return ""
+    half = "" if ci is None or (isinstance(ci, float) and math.isnan(ci)) else f" ± {ci:.3g}"
+    return f"{mean:.4g}{half} (n={int(n)})"
 
 
 def markdown_table(df: pd.DataFrame) -> str:
@@ -162,6 +169,8 @@ def _summary_blocks(sweep: Sweep) -> list:
         f"torch {_tally(runs, 'torch_version')}",
         f"skipped input files: {len(sweep.skipped)}",
     ]
+    if (line := mi.summary(runs)) is not None:
+        summary.insert(-1, line)
     b: list[tuple] = [("h2", "Summary"), ("ul", summary)]
     if seeds == 0:
         b.append(("p", "**No runs were found below this directory.**"))
@@ -332,6 +341,7 @@ def _constants_blocks() -> list:
 
     consts = {**THRESHOLDS, "rank.TOP_FRACTION": rank.TOP_FRACTION, "rank.CUTOFFS": rank.CUTOFFS}
     consts.update({"rank.CI_LEVEL": rank.CI_LEVEL, "plotting.RATE_FLOOR": RATE_FLOOR})
+    consts["mi.MI_CEILING_TOLERANCE"] = mi.MI_CEILING_TOLERANCE
     return [("h2", "Thresholds and constants"), ("ul", [f"{k} = {v}" for k, v in consts.items()])]
 
 

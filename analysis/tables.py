@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 
 import pandas as pd  # noqa: E402
 
-from analysis import capacity, claims, collapse, rank  # noqa: E402
+from analysis import capacity, claims, collapse, mi, rank  # noqa: E402
 from analysis.plotting import (  # noqa: E402
     collapse_factors,
 )
@@ -27,7 +27,7 @@ RANK_DISPLAY = [
 ]  # fmt: skip
 SEED_METRICS = [
     "test/distortion", "test/rate", "test/neg_elbo", "test/iwae_nll", "test/active_units",
-    "test/mutual_information", "latent/linear_probe_acc", "latent/knn_acc", "latent/pca_silhouette", "test/psnr",
+    mi.MI, mi.CEILING, "latent/linear_probe_acc", "latent/knn_acc", "latent/pca_silhouette", "test/psnr",
     "test/fid_prior", "test/kid_prior", "test/fid_recon",
 ]  # fmt: skip
 SHORT = {"latent_dim": "latent", "family/encoder": "encoder", "family/decoder": "decoder"}
@@ -48,7 +48,9 @@ def build_tables(runs: pd.DataFrame) -> dict[str, Callable[[], pd.DataFrame]]:
             return r[[c for c in RANK_DISPLAY if c in r.columns]]
 
         t[f"ranking_{crit}"] = ranked
-    t["seed_aggregates"] = lambda: rank.aggregate_seeds(runs, [m for m in SEED_METRICS if m in runs.columns])
+    t["seed_aggregates"] = lambda: mi.flag_aggregates(
+        rank.aggregate_seeds(runs, [m for m in SEED_METRICS if m in runs.columns])
+    )
     best = functools.cache(lambda: rank.top_set(runs))
     for by in rank.BASE_CONFIG:
         t[f"win_rates_{_short(by)}"] = lambda by=by: rank.base_rates(runs, best(), by)

@@ -36,11 +36,11 @@ from typing import Any
 
 import torch
 
-from sweep import results
 from sweep.config import PER_MEMBER_KEYS, flatten
 from sweep.device import cpu_threads, resolve_device, tf32_on_cuda
 from sweep.member import Job, prepare
 from sweep.metrics import vae_flops
+from sweep.provenance import provenance
 from sweep.slot import Context, Halt, run_slot
 
 
@@ -113,7 +113,7 @@ def train_jobs(jobs: Sequence[Job], settings: Settings | None = None) -> list[di
     first = next(iter(prepared.values())).cfg
     devices = {resolve_device(j.cfg["device"]) for j in prepared.values()}
     settings = settings or Settings.of(first, resolve_device(first["device"]))
-    ctx = Context(settings, results.provenance(), out)
+    ctx = Context(settings, provenance({j.cfg["results_dir"] for j in prepared.values()}), out)
     ready = list(prepared)
     todo = [[ready[i] for i in chunk] for chunk in plan([prepared[i] for i in ready], settings.max_members)]
     tasks: queue.Queue = queue.Queue()

@@ -360,11 +360,13 @@ def _arch_columns(stack: Stack, cfg: dict[str, Any]) -> dict[str, int]:
 def _latent_columns(
     rate: float, mu: torch.Tensor, logvar: torch.Tensor, gen, mi_chunk: int
 ) -> dict[str, Any]:
-    """One member's active units, mutual information and collapse flags. mu, logvar: (N, L)."""
+    """One member's active units, mutual information (with its ceiling log N) and collapse flags. mu,
+    logvar: (N, L)."""
     n_active = metrics.active_units(mu)
     return {
         "test/active_units": n_active,
         "test/mutual_information": metrics.mutual_information(mu, logvar, generator=gen(2), chunk=mi_chunk),
+        "test/mutual_information_ceiling": metrics.mutual_information_ceiling(mu.shape[0]),
         **metrics.collapse_flags(rate, n_active, mu.shape[1]),
     }
 

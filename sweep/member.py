@@ -33,6 +33,7 @@ from sweep.evaluate import skip_evaluation
 from sweep.fid_kid import check_classifier
 from sweep.lock import holder, note_holder, run_lock
 from sweep.paths import writable
+from sweep.provenance import GIT_FIELDS
 from sweep.rules import validate
 from sweep.tblog import RunLogger
 
@@ -88,9 +89,7 @@ class Member:
             "device": str(device),
             "overrides": " ".join(job.overrides or []),
             "started_at": _now(),
-            **{
-                k: prov[k] for k in ("torch_version", "python_version", "hostname", "git_commit", "git_dirty")
-            },
+            **{k: prov[k] for k in ("torch_version", "python_version", "hostname", *GIT_FIELDS)},
         }
         self.out: dict[str, Any] = {}
         self.history: list[dict[str, Any]] = []

@@ -206,6 +206,15 @@ def mutual_information(
     return float((log_q_own - torch.cat(log_q_agg)).mean())
 
 
+def mutual_information_ceiling(n: int) -> float:
+    """log N, the most :func:`mutual_information` can return over N posteriors (nats): each of its terms
+    is log N + log p(n | z_n), p(n | z_n) = q(z_n|x_n) / Σ_j q(z_n|x_j) ≤ 1 the share of the aggregate
+    posterior's density at z_n that its own image holds. It is also I_q(x; z) of N distinct images
+    whose codes identify each one for certain, so an estimate near it says how many images were
+    pooled, not how much the code carries (``analysis.mi`` flags those)."""
+    return math.log(_positive_int("n", n))
+
+
 def collapse_flags(rate: float, n_active: int, latent_dim: int) -> dict[str, bool]:
     """Collapse flags (docs/protocol.md "Collapse flags"); ``rate`` in nats per image.
 

@@ -11,10 +11,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import platform
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -68,6 +64,7 @@ RUN_COLUMNS = [
     "hostname",
     "git_commit",
     "git_dirty",
+    "git_diff_sha256",
     "overrides",
     "started_at",
     "finished_at",
@@ -91,6 +88,7 @@ EVAL_COLUMNS = [
     "test/iwae_null_reason",
     "test/active_units",
     "test/mutual_information",
+    "test/mutual_information_ceiling",
     "collapsed",
     "partial",
     "paper_collapsed",
@@ -319,28 +317,3 @@ def trained_config(run_dir: Path) -> dict[str, Any] | None:
     """The stored config of a run that has trained, which a relaunch must match; None where the
     directory is empty or its run never trained (its config, readable or not, is replaced)."""
     return read_stored_config(run_dir) if has_trained(run_dir) else None
-
-
-def _git(*args: str) -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", *args], cwd=Path(__file__).resolve().parent, capture_output=True, text=True, timeout=10
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
-
-
-def provenance() -> dict[str, Any]:
-    """Where and with what a run was made: git commit and dirty flag, versions, host."""
-    import torch
-
-    status = _git("status", "--porcelain")
-    return {
-        "git_commit": _git("rev-parse", "HEAD"),
-        "git_dirty": None if status is None else bool(status),
-        "torch_version": torch.__version__,
-        "python_version": platform.python_version(),
-        "hostname": socket.gethostname(),
-        "argv": " ".join(sys.argv),
-    }

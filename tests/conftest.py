@@ -48,6 +48,7 @@ RUN_VOLATILE = {
     "hostname",
     "git_commit",
     "git_dirty",
+    "git_diff_sha256",
     "overrides",
     "results_dir",
     "torch_version",

@@ -22,6 +22,7 @@ from sweep.metrics import (
     kl_per_dim_mean,
     mu_variance,
     mutual_information,
+    mutual_information_ceiling,
     pca_silhouette,
     probe_accuracies,
     psnr,
@@ -248,19 +249,53 @@ def test_collapse_flag_thresholds():
 # ---------------------------------------------------------------- mutual information
 
 
-def test_mi_zero_for_posterior_independent_of_x():
-    mu = torch.tensor([0.3, -1.0, 2.0]).expand(400, 3)
-    logvar = torch.tensor([0.0, -2.0, 1.0]).expand(400, 3)
-    assert abs(mutual_information(mu, logvar, generator=gen(0), chunk=64)) < 1e-9
+def gaussian_channel(n: int, latent: int, snr: float, seed: int):
+    """Posteriors q(z|x) = N(x, 1) of n codes x ~ N(0, snr·I), (mu, logvar) each (n, latent), and the
+    estimate's known answer with its tolerance. Over the continuous x, I(x; z) = L/2·log(1 + snr) (the
+    Gaussian channel). One term of the estimate has variance L·ρ², ρ² = snr/(1 + snr) (the squared
+    correlation of x_d and z_d), so its Monte Carlo standard error is sqrt(L·ρ²/n); the finite mixture
+    (its own image among the n, and the log of an average) biases it by at most about
+    E[q(z|x)/p(z)]/(n − 1) = (1 + snr)^L/(n − 1) per side. Tolerance: 5 standard errors plus twice that."""
+    g = gen(seed)
+    mu = math.sqrt(snr) * torch.randn((n, latent), generator=g, dtype=torch.float64)
+    logvar = torch.zeros(n, latent, dtype=torch.float64)
+    truth = latent / 2 * math.log1p(snr)
+    tol = 5 * math.sqrt(latent * snr / (1 + snr) / n) + 2 * (1 + snr) ** latent / (n - 1)
+    return mu, logvar, truth, tol
 
 
-def test_mi_is_log_n_for_separated_posteriors():
-    n = 300
+def separated(n: int = 300):
+    """A 20 × 15 grid of means 5 apart, σ = exp(−5): each code identifies its image, MI = log n."""
     grid = torch.arange(n)
-    mu = 5.0 * torch.stack([grid % 20, grid // 20], dim=1).float()  # 20 × 15 grid, spacing 5
-    logvar = torch.full((n, 2), -10.0)
-    mi = mutual_information(mu, logvar, generator=gen(0), chunk=64)  # σ = exp(−5) ≈ 0.0067 ≪ 5
-    assert abs(mi - math.log(n)) < 1e-6, (mi, math.log(n))
+    return (
+        5.0 * torch.stack([grid % 20, grid // 20], dim=1).float(),
+        torch.full((n, 2), -10.0),
+        math.log(n),
+        1e-6,
+    )
+
+
+def identical(n: int = 400):
+    """Every posterior the same: z says nothing about x, MI = 0 (up to rounding)."""
+    mu = torch.tensor([0.3, -1.0, 2.0]).expand(n, 3)
+    return mu, torch.tensor([0.0, -2.0, 1.0]).expand(n, 3), 0.0, 1e-9
+
+
+MI_CASES = {
+    "identical posteriors": identical,
+    "separated posteriors": separated,
+    "gaussian L=1 snr=4": lambda: gaussian_channel(2000, 1, 4.0, 1),
+    "gaussian L=2 snr=1": lambda: gaussian_channel(2000, 2, 1.0, 2),
+    "gaussian L=3 snr=0.5": lambda: gaussian_channel(2000, 3, 0.5, 3),
+}
+
+
+@pytest.mark.parametrize("case", MI_CASES)
+def test_mi_known_answers_never_above_the_ceiling(case):
+    mu, logvar, truth, tol = MI_CASES[case]()
+    mi = mutual_information(mu, logvar, generator=gen(0), chunk=64)
+    assert mi <= mutual_information_ceiling(len(mu)) + 1e-9
+    assert abs(mi - truth) <= tol, (mi, truth, tol)
 
 
 def test_mi_matches_brute_force_and_is_deterministic():
