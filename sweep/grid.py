@@ -51,7 +51,7 @@ from sweep import results
 from sweep.config import CONF_DIR, flatten, to_plain
 from sweep.data import dataset_of
 from sweep.jobs import job_config, job_overrides, override_key, run_dir_of
-from sweep.keys import protocol, protocol_diff
+from sweep.keys import protocol, protocol_diff, shown
 from sweep.lock import sweep_lock
 from sweep.member import ConfigMismatchError, check_run_dir
 from sweep.models import SpecError
@@ -115,10 +115,6 @@ def sweep_settings(sweep_dir: Path) -> tuple[dict[str, Any], str]:
     return common, "runs stored there"
 
 
-def _shown(value: Any) -> str:
-    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
-
-
 def check_settings(sweep_dir: Path, jobs: list[tuple[list[str], dict[str, Any]]]) -> dict[str, Any]:
     """Refuse a job (overrides, protocol) whose protocol differs from the sweep's settings
     (:func:`sweep_settings`), naming the key and both values; return the settings the sweep keeps:
@@ -127,9 +123,9 @@ def check_settings(sweep_dir: Path, jobs: list[tuple[list[str], dict[str, Any]]]
     for overrides, proto in jobs:
         for key, want, got in protocol_diff(settings, proto):
             raise GridError(
-                f"grid job [{' '.join(overrides)}] sets {key}={_shown(got)}, but the sweep {sweep_dir} holds "
-                f"{key}={_shown(want)} (its {source}): the runs of one sweep share their dataset, epochs, "
-                f"loss and evaluation profile; valid: {key}={_shown(want)}, or another sweep_name"
+                f"grid job [{' '.join(overrides)}] sets {key}={shown(got)}, but the sweep {sweep_dir} holds "
+                f"{key}={shown(want)} (its {source}): the runs of one sweep share their dataset, epochs, "
+                f"loss and evaluation profile; valid: {key}={shown(want)}, or another sweep_name"
             )
     if settings or not jobs:
         return settings

@@ -102,6 +102,11 @@ def comparable(value: Any) -> Any:
     return str(value)
 
 
+def shown(value: Any) -> str:
+    """A :func:`comparable` value as a config spells it (``2``, not ``2.0``)."""
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
 def protocol(flat: dict[str, Any]) -> dict[str, Any]:
     """The protocol of a flattened config or a run row: every protocol key it has, values
     :func:`comparable`; a run stored before ``data.name`` existed trained on MNIST."""

@@ -46,7 +46,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from sweep import results
-from sweep.keys import flatten, is_protocol, protocol, protocol_diff
+from sweep.keys import flatten, is_protocol, protocol, protocol_diff, shown
 from sweep.lock import LOCK_NAME, local_locks, read_note
 from sweep.paths import PathError, readable
 
@@ -198,7 +198,7 @@ def _differs(run_dir: Path, settings: dict[str, Any]) -> str | None:
             return None
         flat = flatten(stored)
     diff = protocol_diff(settings, flat)
-    return "; ".join(f"{k}={got!r} where {GRID_FILE} has {want!r}" for k, want, got in diff) or None
+    return "; ".join(f"{k}={shown(got)} where {GRID_FILE} has {shown(want)}" for k, want, got in diff) or None
 
 
 def _scan_run(sweep_dir: Path, name: str, locks: set[int] | None, now: float, stale_after: float) -> Run:

@@ -311,8 +311,8 @@ def test_watch_refreshes_until_nothing_is_left_to_train(tmp_path, capsys):
 @pytest.mark.parametrize(
     "key, value, shown",
     [
-        ("epochs", 3, "epochs=3.0 where grid.json has 2.0"),
-        ("data.name", "fashion_mnist", "data.name='fashion_mnist'"),
+        ("epochs", 3, "epochs=3 where grid.json has 2"),
+        ("data.name", "fashion_mnist", "data.name=fashion_mnist where grid.json has mnist"),
     ],
 )
 def test_a_run_whose_protocol_is_not_the_sweeps_settings_is_named_and_not_complete(
