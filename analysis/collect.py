@@ -29,9 +29,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from analysis import mi
+from sweep.keys import flatten, row_identity
 from sweep.projection import LATENTS_FILE, Projection, read_latents
 from sweep.projection import of_run as projection_of_run
-from sweep.results import SCHEMA_VERSION, atomic_write_bytes
+from sweep.results import SCHEMA_VERSION, StoredConfigError, atomic_write_bytes, read_stored_config
 
 TABLES = ("run", "epochs", "eval", "dims", "latents")
 # The columns that identify a row within one run's file; () = the file holds exactly one row.
@@ -80,7 +81,7 @@ def collect(root: str | Path, table: str = "run") -> Collected:
         if reason is None and (version := _schema_version(t)) != SCHEMA_VERSION:
             reason = f"schema version {version}, this code reads {SCHEMA_VERSION}"
         if reason is None:
-            reason = _rows_problem(t, table)
+            reason = _rows_problem(t, table) or _not_this_run(path, t, table)
         if reason is not None:
             skipped.append((str(path), reason))
             print(f"warning: skipped {path}: {reason}", file=sys.stderr)
@@ -110,6 +111,44 @@ def _not_one_run(path: Path, run_dirs: dict[Path, Path], table: str) -> str | No
         return (
             f"inside the run directory {run_dirs[outer].parent}: a run never holds another run "
             "(a sweep directory was set inside a run's directory); analyse that sweep on its own"
+        )
+    return None
+
+
+def _not_this_run(path: Path, t: pa.Table, table: str) -> str | None:
+    """Why the file ``path`` (read as ``t``) belongs to another run than its directory's, or None: a
+    ``run.parquet`` whose config (the identity keys: config plus seed) disagrees with the directory's
+    ``.hydra/config.yaml`` on a key both hold, or another file whose ``run_name`` is not the one of
+    the directory's ``run.parquet`` (a file copied from another run). What a directory lacks is not
+    checked: the run is what its files agree on."""
+    run_dir = path.parent
+    if table == "run":
+        try:
+            stored = read_stored_config(run_dir)
+        except (StoredConfigError, OSError):
+            return None  # named by _bad_configs; the row still counts
+        if stored is None:
+            return None
+        here = dict(row_identity(t.to_pylist()[0]))
+        there = dict(row_identity(flatten(stored)))
+        differ = [
+            f"{k}={here[k]!r} (config {there[k]!r})"
+            for k in sorted(set(here) & set(there))
+            if here[k] != there[k]
+        ]
+        if differ:
+            return f"its run's config is not the one in {run_dir / '.hydra' / 'config.yaml'}: {', '.join(differ)}"
+        return None
+    try:
+        with pq.ParquetFile(run_dir / "run.parquet") as f:  # a tenth of read_table's cost
+            owner = f.read(columns=["run_name"]).column("run_name").to_pylist()
+    except Exception:  # noqa: BLE001 - no run row to compare with (skipped itself, or still training)
+        return None
+    names = sorted({str(n) for n in t.column("run_name").to_pylist()}) if "run_name" in t.column_names else []
+    if owner and names != [str(owner[0])]:
+        return (
+            f"holds run {', '.join(names) or '(no run_name)'}, but {run_dir / 'run.parquet'} is run {owner[0]}: "
+            "another run's file, not used"
         )
     return None
 
@@ -212,14 +251,57 @@ class Sweep:
 def load_sweep(root: str | Path | list[str | Path]) -> Sweep:
     """Read a sweep (or any results directory, or several: a list) for analysis; never loads a model.
     With several roots, ``root`` is their common parent and each ``run_dir`` is relative to it. Runs
-    stored before ``data.name`` existed trained on MNIST and get ``data.name = mnist``."""
+    stored before ``data.name`` existed trained on MNIST and get ``data.name = mnist``. A trained model
+    stored twice (two copies of a sweep, a rerun beside its sweep: the same config and seed,
+    :func:`sweep.keys.row_identity`) counts once (:func:`counted_once`)."""
+    return counted_once(_load(root))
+
+
+def counted_once(sweep: Sweep) -> Sweep:
+    """``sweep`` with one run per identity (config plus seed, wherever it is stored): of runs with one
+    identity the first ok one by ``run_dir`` is kept (else the first), and every other is skipped with
+    a warning naming the one kept, as are its dimensions."""
+    runs = sweep.runs
+    if not len(runs):
+        return sweep
+    keys = [row_identity(r) for r in runs.to_dict("records")]
+    order = sorted(
+        range(len(runs)), key=lambda i: (str(runs["status"].iloc[i]) != "ok", runs["run_dir"].iloc[i])
+    )
+    kept: dict[tuple, str] = {}
+    dropped: list[tuple[str, str]] = []
+    for i in order:
+        run_dir = runs["run_dir"].iloc[i]
+        if keys[i] in kept:
+            dropped.append((run_dir, kept[keys[i]]))
+        else:
+            kept[keys[i]] = run_dir
+    if not dropped:
+        return sweep
+    skipped = []
+    for run_dir, same in sorted(dropped):
+        reason = f"the same run (config and seed) as {sweep.root / same}: counted once"
+        skipped.append((str(sweep.root / run_dir), reason))
+        print(f"warning: skipped {sweep.root / run_dir}: {reason}", file=sys.stderr)
+    gone = {d for d, _ in dropped}
+    runs = runs[~runs["run_dir"].isin(gone)].reset_index(drop=True)
+    dims = (
+        sweep.dims[~sweep.dims["run_dir"].isin(gone)].reset_index(drop=True)
+        if len(sweep.dims)
+        else sweep.dims
+    )
+    return Sweep(sweep.root, runs, dims, sweep.skipped + skipped, sweep.roots)
+
+
+def _load(root: str | Path | list[str | Path]) -> Sweep:
+    """:func:`load_sweep` before runs stored twice are counted once."""
     from sweep.names import DEFAULT_DATASET, paper_label
 
     roots = [Path(r) for r in root] if isinstance(root, list | tuple) else [Path(root)]
     roots, repeated = _distinct_roots(roots)
     if len(roots) > 1:  # each read alone (their columns' types may differ), joined as data frames
         base = Path(os.path.commonpath([r.resolve() for r in roots]))
-        parts = [load_sweep(r) for r in roots]
+        parts = [_load(r) for r in roots]
 
         def joined(frames: list[pd.DataFrame], part_roots: list[Path]) -> pd.DataFrame:
             frames = [
@@ -283,8 +365,6 @@ def _bad_configs(root: str | Path) -> list[tuple[str, str]]:
     """Every stored ``.hydra/config.yaml`` below ``root`` that is not a readable config: one warning
     each, naming the file (its run's parquet rows are still used; the config is what a relaunch
     compares against)."""
-    from sweep.results import StoredConfigError, read_stored_config
-
     out = []
     for path in sorted(Path(root).glob("**/.hydra/config.yaml")):
         try:

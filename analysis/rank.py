@@ -15,10 +15,13 @@ ties broken by ``run_name``, so the output is deterministic for the same input.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 from scipy import stats
+
+from sweep.keys import is_protocol
 
 # The paper ranks by reconstruction loss; −ELBO, IWAE NLL (bernoulli likelihood only) and the FID of
 # prior samples (sample quality, sweep/fid_kid.py) are ours.
@@ -54,6 +57,33 @@ BOOKKEEPING = {
     "decoder.kind",
     "decoder.depth",
 }
+
+
+def protocol_columns(runs: pd.DataFrame) -> list[str]:
+    """The protocol keys (:func:`sweep.keys.is_protocol`: dataset, epochs, loss, evaluation profile)
+    that take more than one value in ``runs``, sorted: the columns of a protocol group. Runs that
+    differ in one of them mean different things by the same number and are never ranked, counted or
+    averaged together; none for a sweep of one protocol."""
+    return sorted(c for c in runs.columns if is_protocol(c) and _varies(runs[c]))
+
+
+def per_protocol(
+    table: Callable[[pd.DataFrame], pd.DataFrame], runs: pd.DataFrame, across: tuple[str, ...] = ()
+) -> pd.DataFrame:
+    """``table`` computed on each protocol group of ``runs`` alone, the group's columns first, groups
+    in order; ``table(runs)`` itself where the runs hold one group. ``across``: protocol columns the
+    table compares (e.g. collapse by ``loss.reduction``), kept inside each group."""
+    cols = [c for c in protocol_columns(runs) if c not in across]
+    if not cols:
+        return table(runs)
+    parts = []
+    for values, group in runs.groupby(cols, dropna=False, sort=True):
+        part = table(group.reset_index(drop=True))
+        part = part.drop(columns=[c for c in cols if c in part.columns])
+        for i, (c, v) in enumerate(zip(cols, values, strict=True)):
+            part.insert(i, c, v)
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)
 
 
 def metric_of(criterion: str) -> str:

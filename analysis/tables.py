@@ -4,7 +4,6 @@ and ``analysis.claims``."""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 
 import matplotlib
@@ -38,29 +37,42 @@ def _short(factor: str) -> str:
 
 
 def build_tables(runs: pd.DataFrame) -> dict[str, Callable[[], pd.DataFrame]]:
-    """Every analysis table, by name, as a thunk (``write_all`` computes each one, guarded)."""
+    """Every analysis table, by name, as a thunk (``write_all`` computes each one, guarded). Every
+    table but ``runs`` and the claims (which split by dataset and ablation arm themselves) is computed
+    per protocol group (:func:`analysis.rank.per_protocol`) and carries the group's columns."""
     runs = runs.sort_values("run_name").reset_index(drop=True) if "run_name" in runs.columns else runs
     t: dict[str, Callable[[], pd.DataFrame]] = {"runs": lambda: runs}
+
+    def grouped(table: Callable[[pd.DataFrame], pd.DataFrame], across=()) -> Callable[[], pd.DataFrame]:
+        return lambda: rank.per_protocol(table, runs, tuple(across))
+
     for crit in rank.CRITERIA:
 
-        def ranked(crit=crit) -> pd.DataFrame:
-            r = rank.ranking(runs, crit)
+        def ranked(part: pd.DataFrame, crit=crit) -> pd.DataFrame:
+            r = rank.ranking(part, crit)
             return r[[c for c in RANK_DISPLAY if c in r.columns]]
 
-        t[f"ranking_{crit}"] = ranked
-    t["seed_aggregates"] = lambda: mi.flag_aggregates(
-        rank.aggregate_seeds(runs, [m for m in SEED_METRICS if m in runs.columns])
+        t[f"ranking_{crit}"] = grouped(ranked)
+    t["seed_aggregates"] = grouped(
+        lambda part: mi.flag_aggregates(
+            rank.aggregate_seeds(part, [m for m in SEED_METRICS if m in part.columns])
+        )
     )
-    best = functools.cache(lambda: rank.top_set(runs))
     for by in rank.BASE_CONFIG:
-        t[f"win_rates_{_short(by)}"] = lambda by=by: rank.base_rates(runs, best(), by)
-    t["collapse_counts"] = lambda: collapse.collapse_table(runs)
+        t[f"win_rates_{_short(by)}"] = grouped(
+            lambda part, by=by: rank.base_rates(part, rank.top_set(part), by)
+        )
+    t["collapse_counts"] = grouped(collapse.collapse_table)
     for factor in collapse_factors(runs) if len(runs) else rank.BASE_CONFIG:
-        t[f"collapse_by_{_short(factor)}"] = lambda f=factor: collapse.collapse_by_factor(runs, f)
+        t[f"collapse_by_{_short(factor)}"] = grouped(
+            lambda part, f=factor: collapse.collapse_by_factor(part, f), across=(factor,)
+        )
     for by in rank.BASE_CONFIG:
-        t[f"cutoff_sensitivity_{_short(by)}"] = lambda by=by: rank.cutoff_sensitivity(runs, "recon", by)
+        t[f"cutoff_sensitivity_{_short(by)}"] = grouped(
+            lambda part, by=by: rank.cutoff_sensitivity(part, "recon", by)
+        )
     t["claims"] = lambda: claims_table(runs)
-    t["capacity"] = lambda: capacity.capacity_table(runs)
+    t["capacity"] = grouped(capacity.capacity_table)
     if len(datasets(runs)) > 1:
         t["claims_by_dataset"] = lambda: claims_by_dataset(t["claims"]())
     return t

@@ -3,7 +3,8 @@ depths, the role of each top-level key (what makes a run's identity, what may di
 plain dicts of a composed config, flattening, identities and their diffs, overrides on a stored config,
 and how a run row types its config columns.
 
-The rules a config is checked by are :mod:`sweep.rules`'s. Importing it registers nothing with Hydra: the
+The role of each key, a run's identity and its protocol are :mod:`sweep.keys`'s (torch- and Hydra-free,
+re-exported here). The rules a config is checked by are :mod:`sweep.rules`'s. Importing it registers nothing with Hydra: the
 ``${run_name:}`` resolver and the family shorthands are :func:`sweep.hydra_setup.register`'s, called by
 the entry points.
 """
@@ -17,48 +18,19 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from sweep import names
+from sweep.keys import (  # noqa: F401 - the key roles and identities, torch-free, re-exported here
+    KEY_ROLES,
+    NON_IDENTITY_KEYS,
+    PER_MEMBER_KEYS,
+    config_diff,
+    flatten,
+    identity,
+)
 from sweep.models import CONV_MAX_DEPTH
 from sweep.rules import RULES, ConfigError
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 FAMILY_DEPTHS = {"dense": range(1, 17), "conv": range(1, CONV_MAX_DEPTH + 1)}
-# The role of each top-level key of a run config, the one table that says which keys make a run's
-# identity (what a stored run and its relaunch must agree on: config_diff, so the grid check and every
-# entry point) and which may differ between runs stacked into one cohort (sweep.engine.cohort_key):
-#   identity   what the run trains; runs of one cohort share it (one architecture, one data set)
-#   member     what the run trains; each member of a cohort has its own (the stack trains each its own)
-#   cohort     how the run executes, not what it trains; runs of one cohort share it (one device, one
-#              evaluation of the stack, one thread count)
-#   execution  how and where the run executes and is shown; may differ run by run
-# A key missing here counts as identity (the safe side). tests/test_structure.py checks that every
-# key with a rule in sweep.rules.RULES has a role.
-KEY_ROLES = {
-    "latent_dim": "identity",
-    "encoder": "identity",
-    "decoder": "identity",
-    "batch_size": "identity",
-    "lr": "identity",
-    "train": "identity",
-    "data": "identity",
-    "seed": "member",
-    "trial": "member",
-    "epochs": "member",
-    "loss": "member",
-    "device": "cohort",
-    "num_threads": "cohort",
-    "eval": "cohort",
-    "results_dir": "execution",
-    "sweep_name": "execution",
-    "progress": "execution",
-    "search": "execution",
-    "engine": "execution",
-    "logger": "execution",
-}
-# Keys that do not change what a run trains: they may differ between a stored run and a relaunch.
-NON_IDENTITY_KEYS = tuple(k for k, role in KEY_ROLES.items() if role in ("cohort", "execution"))
-# Keys in which runs stacked into one cohort may differ; everything else must be equal.
-PER_MEMBER_KEYS = tuple(k for k, role in KEY_ROLES.items() if role in ("member", "execution"))
 
 
 def to_plain(cfg: DictConfig | dict) -> dict[str, Any]:
@@ -71,33 +43,6 @@ def to_plain(cfg: DictConfig | dict) -> dict[str, Any]:
             if k != "hydra"
         }
     return {k: v for k, v in cfg.items() if k != "hydra"}
-
-
-def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"a": {"b": 1}} → {"a.b": 1}; lists become their string form (parquet-friendly scalars)."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(flatten(v, key + "."))
-        else:
-            out[key] = str(v) if isinstance(v, list | tuple) else v
-    return out
-
-
-def identity(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The flattened config keys that determine what a run trains. A config stored before
-    ``data.name`` existed trained on MNIST, and counts as ``data.name: mnist``."""
-    flat = {"data.name": names.DEFAULT_DATASET, **flatten(cfg)}
-    return {k: v for k, v in flat.items() if k.split(".")[0] not in NON_IDENTITY_KEYS}
-
-
-def config_diff(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
-    """Keys whose values differ between two configs' identities, as ``key: a -> b``."""
-    ia, ib = identity(a), identity(b)
-    return [
-        f"{k}: {ia.get(k)!r} -> {ib.get(k)!r}" for k in sorted(set(ia) | set(ib)) if ia.get(k) != ib.get(k)
-    ]
 
 
 _ABSENT = object()

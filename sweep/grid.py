@@ -11,13 +11,19 @@ a Slurm launcher runs the jobs elsewhere), resolves its run directory, and stops
   directory (``experiment=paper_loss_ablation`` does so);
 * a run directory already holds a run of a different configuration that trained, or one written by
   a version of the harness with another result schema (``results.SCHEMA_VERSION``);
+* a job's protocol (dataset, epochs, loss, evaluation profile: :func:`sweep.keys.protocol`) differs
+  from the sweep's settings: those its ``grid.json`` records, or, for a sweep launched before they were
+  recorded, those every run stored there shares (the message names the key and both values). Launcher,
+  engine, device, thread and progress settings never count;
 * a sweep directory would hold runs of two datasets (``data.name``): two jobs of the grid, or a job and
   a run already there. The default sweep directory names the dataset when it is not MNIST
   (``results/sweeps/paper_fashion_mnist``), so this only stops an explicit ``hydra.sweep.dir``.
 The check fails closed: any exception inside it (a bug included) stops the launch the same way, since
-Hydra would otherwise turn a callback's exception into a warning and launch anyway. It then prints how
-many runs are already complete and writes the grid's run directories to
-``<sweep dir>/grid.json`` (atomically), which ``python -m sweep.status`` compares the sweep with.
+Hydra would otherwise turn a callback's exception into a warning and launch anyway. It then, holding the
+sweep's lock (:func:`sweep.lock.sweep_lock`), checks the settings once more and writes the grid's run
+directories and the sweep's settings to ``<sweep dir>/grid.json`` (atomically), which ``python -m
+sweep.status`` compares the sweep with: of two launches of different settings into one sweep at once,
+the second is refused in one line. Then it prints how many runs are already complete.
 Composition is done once per distinct group choice (encoder × decoder
 …), with plain key overrides applied on top, so a 768-run grid checks in seconds. Sweepers other than
 Hydra's basic one are left alone. :class:`SweepProgress`, the other callback here, draws the whole
@@ -42,14 +48,26 @@ from omegaconf import DictConfig
 from omegaconf.errors import InterpolationResolutionError
 
 from sweep import results
-from sweep.config import CONF_DIR, to_plain
+from sweep.config import CONF_DIR, flatten, to_plain
 from sweep.data import dataset_of
 from sweep.jobs import job_config, job_overrides, override_key, run_dir_of
+from sweep.keys import protocol, protocol_diff, shown
+from sweep.lock import sweep_lock
 from sweep.member import ConfigMismatchError, check_run_dir
 from sweep.models import SpecError
 from sweep.paths import writable
 from sweep.rules import ConfigError, refusal, validate, validate_launcher
-from sweep.status import COMPLETE_STATES, FAILED_STATES, GRID_FILE, Scanner, Status, hms, scan, show_progress
+from sweep.status import (
+    COMPLETE_STATES,
+    FAILED_STATES,
+    GRID_FILE,
+    Scanner,
+    Status,
+    hms,
+    read_settings,
+    scan,
+    show_progress,
+)
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
@@ -64,17 +82,55 @@ def runs_here(config: DictConfig) -> bool:
     return not str(config.hydra.launcher.get("_target_", "")).endswith("SlurmLauncher")
 
 
-def stored_datasets(sweep_dir: Path) -> dict[str, Path]:
-    """Each dataset (``data.name``) of the runs stored below ``sweep_dir``, with one run of it."""
-    found: dict[str, Path] = {}
+def stored_configs(sweep_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """(run directory, stored config) of every run below ``sweep_dir`` that has trained."""
+    found = []
     for path in sorted(Path(sweep_dir).glob("**/.hydra/config.yaml")):
         try:  # a run that never trained holds nothing (a corrected relaunch replaces it)
             stored = results.trained_config(path.parent.parent)
         except results.StoredConfigError:
             continue  # unreadable: the check of its own run names it when the grid includes it
         if isinstance(stored, dict):
-            found.setdefault(dataset_of(stored), path.parent.parent)
+            found.append((path.parent.parent, stored))
     return found
+
+
+def stored_datasets(sweep_dir: Path) -> dict[str, Path]:
+    """Each dataset (``data.name``) of the runs stored below ``sweep_dir``, with one run of it."""
+    found: dict[str, Path] = {}
+    for run_dir, stored in stored_configs(sweep_dir):
+        found.setdefault(dataset_of(stored), run_dir)
+    return found
+
+
+def sweep_settings(sweep_dir: Path) -> tuple[dict[str, Any], str]:
+    """(the protocol settings every run of the sweep shares, where they come from): its ``grid.json``'s
+    ``settings``; for a sweep launched before they were recorded, the protocol keys on which every
+    run stored there agrees ({} for a new sweep)."""
+    recorded = read_settings(sweep_dir)
+    if recorded is not None:
+        return recorded, GRID_FILE
+    stored = [protocol(flatten(cfg)) for _, cfg in stored_configs(sweep_dir)]
+    common = {k: v for k, v in stored[0].items() if all(p.get(k) == v for p in stored)} if stored else {}
+    return common, "runs stored there"
+
+
+def check_settings(sweep_dir: Path, jobs: list[tuple[list[str], dict[str, Any]]]) -> dict[str, Any]:
+    """Refuse a job (overrides, protocol) whose protocol differs from the sweep's settings
+    (:func:`sweep_settings`), naming the key and both values; return the settings the sweep keeps:
+    those it had, or for a new sweep the protocol keys every job of this grid shares."""
+    settings, source = sweep_settings(sweep_dir)
+    for overrides, proto in jobs:
+        for key, want, got in protocol_diff(settings, proto):
+            raise GridError(
+                f"grid job [{' '.join(overrides)}] sets {key}={shown(got)}, but the sweep {sweep_dir} holds "
+                f"{key}={shown(want)} (its {source}): the runs of one sweep share their dataset, epochs, "
+                f"loss and evaluation profile; valid: {key}={shown(want)}, or another sweep_name"
+            )
+    if settings or not jobs:
+        return settings
+    first = jobs[0][1]
+    return {k: v for k, v in first.items() if all(p.get(k) == v for _, p in jobs)}
 
 
 def _check_one_dataset(sweep_dir: Path, dataset: str, overrides: list[str], dirs: dict) -> None:
@@ -107,6 +163,7 @@ def check_grid(config: DictConfig) -> dict[str, Any]:
 
         check_partition(config.hydra.launcher)
     writable_dirs: set[Path] = set()
+    protocols: dict[Path, list[tuple[list[str], dict[str, Any]]]] = {}
     for overrides in job_overrides(config):
         cfg = job_config(config, overrides, cache)
         try:
@@ -120,6 +177,7 @@ def check_grid(config: DictConfig) -> dict[str, Any]:
             writable(job_sweep_dir, "hydra.sweep.dir")
             writable_dirs.add(job_sweep_dir)
         _check_one_dataset(job_sweep_dir, dataset_of(to_plain(cfg)), overrides, datasets)
+        protocols.setdefault(job_sweep_dir, []).append((overrides, protocol(flatten(plain))))
         if run_dir in seen:
             if sorted(overrides) == sorted(seen[run_dir]):
                 raise GridError(
@@ -139,6 +197,8 @@ def check_grid(config: DictConfig) -> dict[str, Any]:
         except (results.SchemaVersionError, results.StoredConfigError, ConfigMismatchError) as exc:
             raise GridError(str(exc)) from None
         complete += results.is_complete(run_dir)
+    for job_sweep_dir, jobs in protocols.items():  # again, under the sweep's lock, before grid.json
+        check_settings(job_sweep_dir, jobs)
     dirs = sorted(datasets) or [sweep_dir]  # several when the grid sweeps the dataset
     where = dirs[0] if len(dirs) == 1 else ", ".join(map(str, dirs))
     by_dir = {d: [r for r in seen if r.is_relative_to(d)] for d in dirs}
@@ -148,19 +208,35 @@ def check_grid(config: DictConfig) -> dict[str, Any]:
         "sweep_dir": where,
         "run_dirs": list(seen),
         "by_dir": by_dir,
+        "protocols": protocols,
     }
 
 
-def write_grid_file(sweep_dir: Path, run_dirs: list[Path], argv: list[str]) -> None:
+def write_grid_file(
+    sweep_dir: Path, run_dirs: list[Path], argv: list[str], settings: dict[str, Any] | None = None
+) -> None:
     """Record the launched grid for ``python -m sweep.status``: every run directory (relative to the
-    sweep directory), the command and the time. Each launch replaces it (like Hydra's multirun.yaml)."""
+    sweep directory), the command, the time and the sweep's protocol ``settings`` (what every later
+    launch and every run must agree with). Each launch replaces it (like Hydra's multirun.yaml)."""
     record = {
         "schema_version": results.SCHEMA_VERSION,
         "launched_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": "python -m sweep.train " + shlex.join(argv[1:]),
         "runs": [str(Path(d).relative_to(sweep_dir)) for d in run_dirs],
+        "settings": settings or {},
     }
     results.atomic_write_bytes(Path(sweep_dir) / GRID_FILE, json.dumps(record, indent=1).encode())
+
+
+def record_grid(got: dict[str, Any], argv: list[str]) -> None:
+    """Write the ``grid.json`` of each sweep directory of a checked grid (``got``, from
+    :func:`check_grid`), each after checking the jobs' settings once more while holding the sweep's
+    lock: a concurrent launch of other settings, checked meanwhile, finds this grid.json and is
+    refused (:class:`GridError`), not mixed in."""
+    for sweep_dir, run_dirs in got["by_dir"].items():  # one per dataset when the grid sweeps it
+        with sweep_lock(sweep_dir):
+            settings = check_settings(sweep_dir, got["protocols"].get(sweep_dir, []))
+            write_grid_file(sweep_dir, run_dirs, argv, settings)
 
 
 def repeated_values(config: DictConfig) -> list[str]:
@@ -262,12 +338,14 @@ class GridCheck(Callback):
             got = check_grid(config)
         except Exception as exc:  # noqa: BLE001 - fail closed
             _refuse("grid", exc)
+        try:
+            record_grid(got, sys.argv)
+        except Exception as exc:  # noqa: BLE001 - fail closed
+            _refuse("grid", exc)
         print(
             f"grid: {got['runs']} runs in {got['sweep_dir']}: {got['complete']} already complete, "
             f"{got['runs'] - got['complete']} to train or resume"
         )
-        for sweep_dir, run_dirs in got["by_dir"].items():  # one per dataset when the grid sweeps it
-            write_grid_file(sweep_dir, run_dirs, sys.argv)
         self.sweep_dirs = list(got["by_dir"])
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:

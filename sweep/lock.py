@@ -95,3 +95,25 @@ def local_locks() -> set[int] | None:
         if dev is not None and ("FLOCK" in parts or "POSIX" in parts):
             out.add(int(dev.rsplit(":", 1)[1]))
     return out
+
+
+GRID_LOCK_NAME = ".grid.lock"
+
+
+@contextmanager
+def sweep_lock(sweep_dir: str | Path) -> Iterator[None]:
+    """Hold the sweep's lock (an exclusive ``flock`` on ``<sweep dir>/.grid.lock``), waiting for it:
+    the last check of a launch's grid against the sweep's ``grid.json`` and the write of its own are
+    one step, so of two launches of different settings into one sweep the second is refused. Only a
+    launch whose grid passed every other check takes it (the directory is then written anyway)."""
+    sweep_dir = Path(sweep_dir)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(sweep_dir / GRID_LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)

@@ -7,8 +7,10 @@ Each run of the grid (``grid.json``, written by the launch's grid check; for a s
 that file existed, the jobs of Hydra's ``multirun.yaml``, or else the run directories found on disk)
 is one of: ``ok``, ``diverged``, ``pruned`` (complete: its ``COMPLETE`` marker), ``failed`` (``run.parquet`` says so; a relaunch retries it),
 ``training`` (a live process holds its lock: host, pid and epoch from the holder note),
-``interrupted`` (started, no live holder: a relaunch resumes it), ``not started``, or ``unreadable``
-(a file that cannot be parsed; named). Below the counts: the median wall seconds of the runs that
+``interrupted`` (started, no live holder: a relaunch resumes it), ``not started``, ``unreadable``
+(a file that cannot be parsed; named), or ``mismatched``: its row (or stored config) differs from the
+protocol settings ``grid.json`` records for the sweep (dataset, epochs, loss, evaluation profile:
+:func:`sweep.keys.protocol`), each differing key named; it counts as neither complete nor failed. Below the counts: the median wall seconds of the runs that
 finished ok and an ETA for what is left at the current number of runs training at once, each failed
 or diverged run with the first line of its error, and the commands that retry the failed runs and
 resume the rest.
@@ -44,12 +46,15 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from sweep import results
+from sweep.keys import flatten, is_protocol, protocol, protocol_diff, shown
 from sweep.lock import LOCK_NAME, local_locks, read_note
 from sweep.paths import PathError, readable
 
 GRID_FILE = "grid.json"  # as sweep.grid writes it (that module imports Hydra: not imported here)
 COMPLETE_STATES = ("ok", "diverged", "pruned")
-FAILED_STATES = ("failed", "unreadable")  # what makes a sweep, and the multirun that trained it, exit 1
+# what makes a sweep, and the multirun that trained it, exit 1; "mismatched": a run whose protocol
+# (sweep.keys.protocol) is not the sweep's settings in grid.json
+FAILED_STATES = ("failed", "unreadable", "mismatched")
 STALE_AFTER = 1800.0  # seconds without a heartbeat before a holder on another machine counts as gone
 SHOW_TRAINING = 20  # training runs listed by name; the rest are counted
 
@@ -123,6 +128,7 @@ def _read_row(run_dir: Path) -> dict[str, Any]:
     raises ``ValueError`` naming it, so the run is reported unreadable instead of breaking the table."""
     cols = ["status", "error", "wall_seconds"]  # ParquetFile: a tenth of read_table's cost per file
     with pq.ParquetFile(run_dir / "run.parquet") as f:
+        cols += [n for n in f.schema_arrow.names if is_protocol(n)]  # compared with grid.json's settings
         rows = f.read(columns=cols).to_pylist()
     if len(rows) != 1:
         raise ValueError(f"{len(rows)} rows where a run has exactly one")
@@ -161,9 +167,41 @@ def _holder_live(run_dir: Path, note: dict | None, locks: set[int] | None, now: 
 
 
 def scan_run(
-    sweep_dir: Path, name: str, locks: set[int] | None, now: float, stale_after: float = STALE_AFTER
+    sweep_dir: Path,
+    name: str,
+    locks: set[int] | None,
+    now: float,
+    stale_after: float = STALE_AFTER,
+    settings: dict[str, Any] | None = None,
 ) -> Run:
-    """The state of run ``name`` (a directory relative to ``sweep_dir``)."""
+    """The state of run ``name`` (a directory relative to ``sweep_dir``): ``mismatched`` where its
+    row (or, before it has one, its stored config) differs from the sweep's ``settings``."""
+    run = _scan_run(sweep_dir, name, locks, now, stale_after)
+    if settings and run.state != "unreadable" and (diff := _differs(sweep_dir / name, settings)):
+        return Run(name, "mismatched", diff, run.seconds)
+    return run
+
+
+def _differs(run_dir: Path, settings: dict[str, Any]) -> str | None:
+    """How the run in ``run_dir`` differs from its sweep's ``settings`` (``key=value where grid.json
+    has value``), or None; a run with neither a readable row nor a stored config is not compared."""
+    try:
+        flat = _read_row(run_dir) if (run_dir / "run.parquet").is_file() else None
+    except Exception:  # noqa: BLE001 - reported as unreadable by the scan itself
+        flat = None
+    if flat is None:
+        try:
+            stored = results.read_stored_config(run_dir)
+        except (results.StoredConfigError, OSError):
+            stored = None
+        if stored is None:
+            return None
+        flat = flatten(stored)
+    diff = protocol_diff(settings, flat)
+    return "; ".join(f"{k}={shown(got)} where {GRID_FILE} has {shown(want)}" for k, want, got in diff) or None
+
+
+def _scan_run(sweep_dir: Path, name: str, locks: set[int] | None, now: float, stale_after: float) -> Run:
     run_dir = sweep_dir / name
     try:
         if results.is_complete(run_dir):
@@ -250,6 +288,22 @@ def _grid_runs(record: Any) -> list[str]:
     return runs
 
 
+def read_settings(sweep_dir: Path) -> dict[str, Any] | None:
+    """The protocol settings (:func:`sweep.keys.protocol`) every run of the sweep shares, as its
+    ``grid.json`` records them; None where it records none (no file, or one written before)."""
+    try:
+        record = json.loads((Path(sweep_dir) / GRID_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    settings = record.get("settings") if isinstance(record, dict) else None
+    return protocol(settings) if isinstance(settings, dict) else None
+
+
+def sweep_of(path: Path) -> Path | None:
+    """The sweep directory (one with a ``grid.json``) that ``path`` lies in, or None."""
+    return next((p for p in Path(path).resolve().parents if (p / GRID_FILE).is_file()), None)
+
+
 def read_grid(sweep_dir: Path) -> tuple[list[str], str, str | None]:
     """(run directories, where they came from, launch command): ``grid.json``; for a sweep launched
     before it existed, Hydra's ``multirun.yaml``; else the run directories on disk."""
@@ -285,10 +339,13 @@ class Scanner:
 
     def scan(self) -> Status:
         names, source, command = read_grid(self.sweep_dir)
+        settings = read_settings(self.sweep_dir)
         locks, now = local_locks(), time.time()
         runs = []
         for name in names:
-            run = self._final.get(name) or scan_run(self.sweep_dir, name, locks, now, self.stale_after)
+            run = self._final.get(name) or scan_run(
+                self.sweep_dir, name, locks, now, self.stale_after, settings
+            )
             if run.state in COMPLETE_STATES:
                 self._final[name] = run
             runs.append(run)
@@ -337,6 +394,10 @@ def render(st: Status) -> str:
     ]
     if st.count("unreadable"):
         rows.append(("unreadable", st.count("unreadable"), "named below"))
+    if st.count("mismatched"):
+        rows.append(
+            ("mismatched", st.count("mismatched"), f"not the sweep's settings ({GRID_FILE}): named below")
+        )
     for label, count, note in rows:
         lines.append(f"  {label:<13}{count:>6}   {note}".rstrip())
     median, eta = st.median_seconds(), st.eta_seconds()
@@ -351,7 +412,9 @@ def render(st: Status) -> str:
         timing += " · no run is training now: no ETA"
     lines.append(timing)
     training = st.of("training")
-    listed = training[:SHOW_TRAINING] + [r for s in ("failed", "diverged", "unreadable") for r in st.of(s)]
+    listed = training[:SHOW_TRAINING] + [
+        r for s in ("failed", "diverged", "unreadable", "mismatched") for r in st.of(s)
+    ]
     width = max((len(r.name) for r in listed), default=0)
     for r in listed:
         detail = f"({r.detail}, {_epoch(r)})" if r.state == "training" else r.detail or ""

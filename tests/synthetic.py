@@ -30,7 +30,7 @@ def _family(name: str) -> tuple[str, int]:
     return m.group(1), int(m.group(2))
 
 
-def _config(latent, enc, dec, seed, likelihood, sweep_name, root, dataset="mnist") -> dict:
+def _config(latent, enc, dec, seed, likelihood, sweep_name, root, dataset="mnist", reduction="sum") -> dict:
     (ek, ed), (dk, dd) = _family(enc), _family(dec)
     return {
         "encoder.kind": ek,
@@ -52,7 +52,7 @@ def _config(latent, enc, dec, seed, likelihood, sweep_name, root, dataset="mnist
         "epochs": 2,
         "batch_size": 128,
         "lr": 1e-3,
-        "loss.reduction": "sum",
+        "loss.reduction": reduction,
         "loss.beta": 1.0,
         "loss.warmup_epochs": 0,
         "loss.free_bits": 0.0,
@@ -77,13 +77,15 @@ def make_sweep(
     sweep_name: str = "synthetic",
     dataset: str = "mnist",
     with_epochs: bool = True,
+    loss_reduction: str = "sum",
 ) -> Path:
     """Write a fake sweep; returns its directory. ``failed`` / ``diverged``: run names (e.g.
     ``L25_dense1_conv2_s0``) given that status. About ``collapsed_fraction`` of the other runs are
     collapsed (rate below the paper's floor, no active unit); the rest have every second-to-all units
     active and latent means clustered by digit. With ``with_epochs``, evaluated and diverged runs also
     get ``epochs.parquet`` (train and val rows per epoch: the validation distortion falls to the final
-    one, dense1 encoders twice as fast, and the rate grows to the final one; no draw from the rng)."""
+    one, dense1 encoders twice as fast, and the rate grows to the final one; no draw from the rng).
+    ``loss_reduction`` is the runs' ``loss.reduction`` (what tells an ablation's arms apart)."""
     rng = np.random.default_rng(rng_seed)
     out = Path(root) / "sweeps" / sweep_name
     labels = np.arange(N_IMAGES) % N_DIGITS
@@ -95,13 +97,14 @@ def make_sweep(
                     _write_run(
                         out, rng, centres, labels, latent, enc, dec, seed, failed, diverged,
                         collapsed_fraction, likelihood, sweep_name, root, dataset, with_epochs,
+                        loss_reduction,
                     )  # fmt: skip
     return out
 
 
 def _write_run(
     out, rng, centres, labels, latent, enc, dec, seed, failed, diverged, collapsed_fraction, likelihood,
-    sweep_name, root, dataset="mnist", with_epochs=True,
+    sweep_name, root, dataset="mnist", with_epochs=True, loss_reduction="sum",
 ):  # fmt: skip
     (ek, ed), (dk, dd) = _family(enc), _family(dec)
     name = run_name(latent, ek, ed, dk, dd, seed)
@@ -115,7 +118,7 @@ def _write_run(
     active = 0 if collapsed else int(rng.integers(max(1, latent // 2), latent + 1))
     row = {
         **_run_row(name, status, distortion, rate, latent, ed, dd),
-        **_config(latent, enc, dec, seed, likelihood, sweep_name, root, dataset),
+        **_config(latent, enc, dec, seed, likelihood, sweep_name, root, dataset, loss_reduction),
     }
     results.write_parquet(run_dir / "run.parquet", [row], results.RUN_COLUMNS)
     if with_epochs and status != "failed":

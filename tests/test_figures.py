@@ -253,6 +253,8 @@ def test_two_datasets_get_their_own_claims_side_by_side_an_fid_ranking_and_figur
     text = (out / "report.md").read_text()
     assert "### Verdicts by dataset" in text and "not comparable with Inception-based FIDs" in text
     ranked = tables["ranking_fid"]
-    assert len(ranked) == 32 and ranked["test/fid_prior"].is_monotonic_increasing
+    assert len(ranked) == 32 and ranked.columns[0] == "data.name"  # one ranking per dataset, never pooled
+    for _, one in ranked.groupby("data.name"):
+        assert one["test/fid_prior"].is_monotonic_increasing and one["rank"].tolist() == list(range(1, 17))
     assert_written([figs["fid_distortion"], figs["fid_distortion"].with_suffix(".pdf")])
     assert "mnist (16 runs)" in texts(own_figures.fig_fid_distortion.__wrapped__(sweep))

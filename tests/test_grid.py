@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from conftest import TINY, make_cfg
 from hydra import compose, initialize_config_dir
 
 from sweep.config import CONF_DIR
-from sweep.grid import GridError, check_grid, job_overrides
+from sweep.grid import GridError, check_grid, job_overrides, record_grid
 from sweep.train import train
 
 
@@ -66,6 +68,7 @@ def test_existing_runs_are_counted_and_a_changed_config_is_refused(tmp_path):
     got, _ = check(*args)
     run_dirs = got.pop("run_dirs")  # what GridCheck records in grid.json for sweep.status
     assert got.pop("by_dir") == {tmp_path / "sweeps" / "smoke": run_dirs}  # one dataset: one grid.json
+    assert len(got.pop("protocols")[tmp_path / "sweeps" / "smoke"]) == 4  # each job's settings
     assert got == {"runs": 4, "complete": 1, "sweep_dir": tmp_path / "sweeps" / "smoke"}
     assert {p.name for p in run_dirs} == {
         f"L8_{e}_{d}_s0" for e in ("dense2", "conv5") for d in ("dense2", "conv5")
@@ -100,3 +103,81 @@ def test_two_datasets_in_one_sweep_directory_are_refused(tmp_path):
         GridError, match=r"holds data.name=mnist runs \(the run .*mixed/L8_dense2_dense2_s0\)"
     ):
         check("experiment=smoke", f"results_dir={tmp_path}", one_dir, "data=fashion_mnist")
+
+
+# ------------------------------------------------------------ a sweep keeps one protocol (issue 35)
+SMOKE = ["experiment=smoke", "epochs=1", *TINY]
+
+
+@pytest.mark.parametrize(
+    "change, refused",
+    [
+        (
+            "eval.iwae_k=3",
+            "sets eval.iwae_k=3, but the sweep .*smoke holds eval.iwae_k=2 \\(its grid.json\\)",
+        ),
+        ("epochs=2", "sets epochs=2, but the sweep .*smoke holds epochs=1"),
+        ("loss.beta=2", "sets loss.beta=2, but the sweep .*smoke holds loss.beta=1"),
+        ("data.subset=300", "sets data.subset=300, but the sweep .*smoke holds data.subset=200"),
+        ("num_threads=1", None),
+        ("engine.slots=1", None),
+        ("progress=true", None),
+        ("eval.iwae_image_chunk=7", None),
+        ("hydra/launcher=joblib", None),
+    ],
+)
+def test_a_relaunch_may_change_how_runs_execute_but_not_their_protocol(tmp_path, change, refused):
+    got, _ = check(f"results_dir={tmp_path}", *SMOKE)
+    record_grid(got, ["sweep.train", *SMOKE])  # the first launch records the sweep's settings
+    again = [f"results_dir={tmp_path}", *SMOKE, change]
+    if refused is None:
+        check(*again)
+        return
+    with pytest.raises(GridError, match=refused):
+        check(*again)
+
+
+def test_a_sweep_launched_before_settings_were_recorded_keeps_its_stored_runs_protocol(tmp_path):
+    import yaml
+
+    from sweep import results
+
+    run_dir = tmp_path / "sweeps" / "smoke" / "L8_dense2_dense2_s0"  # a run of an older launch, no grid.json
+    (run_dir / ".hydra").mkdir(parents=True)
+    cfg = make_cfg(
+        f"results_dir={tmp_path}", *SMOKE, "latent_dim=8", "encoder=dense2", "decoder=dense2", arch=[]
+    )
+    (run_dir / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    results.write_complete(run_dir, "ok")
+    check(f"results_dir={tmp_path}", *SMOKE)  # the same settings
+    with pytest.raises(
+        GridError, match=r"sets eval.iwae_k=5, .* holds eval.iwae_k=2 \(its runs stored there\)"
+    ):
+        check(f"results_dir={tmp_path}", *SMOKE, "eval.iwae_k=5")
+
+
+def test_of_two_launches_checked_at_once_the_second_to_record_its_grid_is_refused(tmp_path):
+    import threading
+
+    from sweep.lock import sweep_lock
+
+    a, _ = check(f"results_dir={tmp_path}", *SMOKE)
+    b, _ = check(f"results_dir={tmp_path}", *SMOKE[: -len(TINY)], "epochs=2", *TINY)  # both pass alone
+    sweep_dir = tmp_path / "sweeps" / "smoke"
+    failed: list[BaseException] = []
+
+    def launch(got):
+        try:
+            record_grid(got, ["sweep.train"])
+        except GridError as exc:
+            failed.append(exc)
+
+    with sweep_lock(sweep_dir):  # a launch holding the lock: the other waits for it
+        first = threading.Thread(target=launch, args=(a,))
+        first.start()
+        first.join(0.5)
+        assert first.is_alive() and not (sweep_dir / "grid.json").exists()
+    first.join()
+    launch(b)
+    assert len(failed) == 1 and "sets epochs=2, but the sweep" in str(failed[0])
+    assert json.loads((sweep_dir / "grid.json").read_text())["settings"]["epochs"] == 1

@@ -194,3 +194,41 @@ def test_cutoff_sensitivity_is_one_base_rate_table_per_cutoff():
     first = got[got["cutoff"] == 0.10].set_index("family/encoder")
     # ceil(0.1 × 12) = 2: runs 0 (dense1) and 1 (conv4)
     assert first["n_top"].to_dict() == {"conv1": 0, "conv4": 1, "dense1": 1}
+
+
+# ------------------------------------------------------------ protocol groups are never pooled (issue 35)
+@pytest.mark.parametrize(
+    "column, other",
+    [("data.name", "fashion_mnist"), ("epochs", 30), ("eval.iwae_k", 5000), ("loss.reduction", "paper")],
+)
+def test_every_table_is_computed_per_protocol_group_and_names_it(tmp_path, column, other):
+    from synthetic import make_sweep
+
+    from analysis.collect import load_sweep
+    from analysis.tables import build_tables
+
+    runs = load_sweep(make_sweep(tmp_path, seeds=(0, 1), latents=(25,))).runs
+    if column not in runs.columns:
+        runs[column] = 100
+    # the same runs again under another protocol, their numbers shifted: pooled, they would interleave
+    shifted = runs.assign(
+        **{column: other, "run_dir": "b/" + runs["run_dir"], "test/distortion": runs["test/distortion"] + 0.5}
+    )
+    both = pd.concat([runs, shifted], ignore_index=True)
+    alone, mixed = build_tables(runs), build_tables(both)
+    assert rank.protocol_columns(runs) == [] and rank.protocol_columns(both) == [column]
+    for name, table in mixed.items():
+        if name == "runs" or name.startswith("claims") or name not in alone:
+            continue  # (collapse_by_loss_reduction compares the two groups: it exists only with both)
+        got = table()
+        assert column in got.columns, name
+        for value, expected in ((runs[column].iloc[0], alone[name]()), (other, None)):
+            part = got[got[column].astype(str) == str(value)].drop(columns=column).reset_index(drop=True)
+            if expected is not None:  # the group alone gives the same table (no column where one group)
+                assert column not in expected.columns or name.startswith(("seed_", "collapse_by"))
+                pd.testing.assert_frame_equal(
+                    part, expected.drop(columns=column, errors="ignore"), check_dtype=False
+                )
+    ranking = mixed["ranking_recon"]()
+    assert ranking.groupby(column)["run_name"].apply(lambda s: s.is_unique).all()
+    assert sorted(ranking["rank"]) == sorted(list(range(1, 9)) * 2)  # ranks restart in each group

@@ -270,3 +270,59 @@ def test_a_bench_argument_out_of_range_is_refused_in_one_line_before_it_measures
     captured = capsys.readouterr()
     assert needle in one_error_line(captured.out + captured.err)
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------ a rerun never joins a sweep it is not of (issue 35)
+def _sweep_with_one_run(root: Path) -> Path:
+    """A sweep directory with grid.json (settings recorded) and one stored run, L2_dense1_dense1_s0."""
+    import yaml
+    from conftest import make_cfg
+
+    from sweep.grid import write_grid_file
+    from sweep.keys import flatten, protocol
+
+    cfg = make_cfg(f"results_dir={root}", "latent_dim=2", "encoder=dense1", "decoder=dense1", arch=[])
+    sweep = root / "sweeps" / "s"
+    (sweep / "L2_dense1_dense1_s0" / ".hydra").mkdir(parents=True)
+    (sweep / "L2_dense1_dense1_s0" / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    write_grid_file(sweep, [sweep / "L2_dense1_dense1_s0"], ["sweep.train"], protocol(flatten(cfg)))
+    return sweep
+
+
+RERUN_INTO_SWEEPS = [
+    (
+        ["--out", "S/L2_dense1_dense1_s0_again"],
+        "lies in the sweep S, whose grid has no run L2_dense1_dense1_s0_again",
+    ),
+    (["--out", "S/extra/L2_dense1_dense1_s0"], "whose grid has no run extra/L2_dense1_dense1_s0"),
+    (
+        ["--out", "S/L2_dense1_dense1_s0", "eval.iwae_k=7"],
+        "which holds eval.iwae_k=2, but this run sets eval.iwae_k=7",
+    ),
+    (["--out", "S/L2_dense1_dense1_s0", "epochs=3"], "which holds epochs=1, but this run sets epochs=3"),
+]
+
+
+@pytest.mark.parametrize("args, needle", RERUN_INTO_SWEEPS, ids=["again", "nested", "eval", "epochs"])
+def test_a_rerun_out_into_a_sweep_it_does_not_belong_to_is_refused(tmp_path, capsys, args, needle):
+    from sweep import rerun
+
+    sweep = _sweep_with_one_run(tmp_path)
+    before = tree(tmp_path)
+    args = [a.replace("S/", f"{sweep}/") for a in args]
+    source = ["--from", str(sweep / "L2_dense1_dense1_s0")]
+    assert rerun.main(["L2_dense1_dense1_s0", f"results_dir={tmp_path}", *source, *args]) == 2
+    captured = capsys.readouterr()
+    assert needle.replace("sweep S", f"sweep {sweep.resolve()}") in one_error_line(
+        captured.out + captured.err
+    )
+    assert tree(tmp_path) == before
+
+
+def test_a_rerun_out_of_a_sweeps_own_run_with_its_settings_is_accepted(tmp_path):
+    from sweep import rerun
+
+    sweep = _sweep_with_one_run(tmp_path)
+    cfg, _ = rerun.build_config("L2_dense1_dense1_s0", [f"results_dir={tmp_path}"], tmp_path)
+    assert rerun.output_dir(cfg, sweep / "L2_dense1_dense1_s0") == sweep / "L2_dense1_dense1_s0"
+    assert rerun.output_dir(cfg, tmp_path / "runs" / "x") == tmp_path / "runs" / "x"

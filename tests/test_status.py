@@ -305,3 +305,35 @@ def test_watch_refreshes_until_nothing_is_left_to_train(tmp_path, capsys):
         finisher.join()
     tables = capsys.readouterr().out.split("sweep ")[1:]
     assert len(tables) >= 2 and "interrupted       1" in tables[0] and "ok 2 ·" in tables[-1]
+
+
+# ------------------------------------------------------------ each run against the sweep's settings (issue 35)
+@pytest.mark.parametrize(
+    "key, value, shown",
+    [
+        ("epochs", 3, "epochs=3 where grid.json has 2"),
+        ("data.name", "fashion_mnist", "data.name=fashion_mnist where grid.json has mnist"),
+    ],
+)
+def test_a_run_whose_protocol_is_not_the_sweeps_settings_is_named_and_not_complete(
+    tmp_path, key, value, shown
+):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from synthetic import make_sweep
+
+    sweep_dir = make_sweep(tmp_path, seeds=(0,), latents=(25,))
+    names = sorted(p.name for p in sweep_dir.glob("L*"))
+    write_grid_file(
+        sweep_dir, [sweep_dir / n for n in names], ["sweep.train"], {"epochs": 2, "data.name": "mnist"}
+    )
+    assert scan(sweep_dir).finished
+    path = sweep_dir / names[0] / "run.parquet"  # one run of another protocol in the sweep
+    t = pq.read_table(path)
+    t = t.set_column(t.column_names.index(key), key, pa.array([value]))
+    results.write_parquet(path, t)
+    st = scan(sweep_dir)
+    assert [(r.name, r.state) for r in st.runs if r.state != "ok"] == [(names[0], "mismatched")]
+    assert shown in st.of("mismatched")[0].detail and not st.finished
+    text = render(st)
+    assert "mismatched" in text and names[0] in text
