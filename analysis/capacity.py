@@ -293,7 +293,13 @@ def summary(table: pd.DataFrame) -> list[str]:
                 f"design in the capacity-matched grid (experiment=capacity_matched)."
             )
         else:
-            out.append(f"Identifiability{where}: R² of log parameter counts on family × latent size: {txt}.")
+            states = ", ".join(
+                f"{q.split('/')[-1]} {v:.4f} ({'not ' if v >= IDENTIFIED_BELOW else ''}identified)"
+                for q, v in r2.items()
+            )
+            out.append(
+                f"Identifiability{where}: R² of log parameter counts on family × latent size: {states}."
+            )
     for (arm, response), g in table[~table["response"].eq(DESIGN)].groupby(["arm", "response"], sort=False):
         for claim in ("C4", "C5"):
             q = g[g["quantity"].eq(QUANTITIES[claim])].set_index("model")

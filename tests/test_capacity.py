@@ -30,7 +30,47 @@ def test_a_planted_family_effect_survives_the_capacity_control():
     assert "cluster-robust SEs over 100 configurations" in ctl["note"]
     text = capacity.summary(table)
     assert any(t.startswith("C4 (test/distortion)") and "survives the capacity control" in t for t in text)
-    assert any(t.startswith("C4 (test/neg_elbo)") for t in text) and len(text) == 4
+    assert any(t.startswith("C4 (test/neg_elbo)") for t in text) and len(text) == 5
+    assert text[0].startswith("Identifiability") and "description only" in text[0]
+
+
+def _design(table, what):
+    got = table[table["response"].eq(capacity.DESIGN) & table["quantity"].str.startswith(what)]
+    return dict(zip(got["quantity"].str.split("/").str[-1], got["estimate"], strict=True)), got
+
+
+def test_identifiability_and_matching_are_measured_from_the_parameter_counts():
+    runs = with_elbo(planted_table(np.random.default_rng(0), shift=3.0))
+    # fixed widths: a count per family × latent cell, so the capacity slopes are not identified
+    r2, got = _design(capacity.capacity_table(runs), "R²")
+    assert r2["encoder"] == pytest.approx(1.0) and r2["decoder"] == pytest.approx(1.0)
+    assert got["note"].str.startswith("not identified").all()
+    # counts that vary within a cell (as widths drawn per run would) are identified
+    gen = np.random.default_rng(1)
+    jitter = runs.assign(**{"params/encoder": runs["params/encoder"] * np.exp(gen.normal(0, 0.3, len(runs)))})
+    r2, got = _design(capacity.capacity_table(jitter), "R²")
+    assert r2["encoder"] < 0.9 and r2["decoder"] == pytest.approx(1.0)
+    assert "encoder 0.8700 (identified), decoder 1.0000 (not identified)" in capacity.summary(
+        capacity.capacity_table(jitter)
+    )[0].replace(f"{r2['encoder']:.4f}", "0.8700")
+    # every family of a role within ±5 % of one count per latent size: matched by design, said first
+    latent = runs["latent_dim"].astype(float)
+    codes = {f: i for i, f in enumerate(sorted(runs["family/encoder"].astype(str).unique()))}
+    wobble = runs["family/encoder"].astype(str).map(lambda f: 1 + 0.01 * codes[f])
+    matched = runs.assign(**{"params/encoder": 1e5 * latent * wobble, "params/decoder": 2e5 * latent})
+    table = capacity.capacity_table(matched)
+    spread, _ = _design(table, "spread")
+    assert spread["encoder"] <= capacity.MATCHED_SPREAD and spread["decoder"] == pytest.approx(0.0)
+    assert capacity.summary(table)[0].startswith("Capacity is matched by design")
+    # a 20 % spread is not matched
+    wide = matched.assign(
+        **{
+            "params/encoder": matched["params/encoder"]
+            * runs["family/encoder"].eq("dense1").map({True: 1.2, False: 1.0})
+        }
+    )
+    spread, _ = _design(capacity.capacity_table(wide), "spread")
+    assert spread["encoder"] > capacity.MATCHED_SPREAD
 
 
 def test_a_capacity_effect_is_not_mistaken_for_a_family_effect():

@@ -67,7 +67,7 @@ def test_a_single_seed_sweep_says_it_has_no_intervals_and_names_the_file_it_skip
     sweep = load_sweep(sweep_dir)
     summary = report._summary_blocks(sweep)
     assert summary[1][1][0].startswith("runs: 3 (3 ok)")
-    assert any("intervals across seeds are unavailable" in str(block) for block in summary)
+    assert any("single seed" in str(block) and "configuration as the unit" in str(block) for block in summary)
     (skipped,) = report._skipped_blocks(sweep)[1][1]
     assert skipped.startswith("`L4_conv2_conv2_s0/run.parquet`: ")
 
@@ -100,14 +100,20 @@ def test_report_has_everything(written):
     for name in tables:
         assert f"### {name}\n" in md
     claims = md.split("## Claims check")[1].split("## Figures")[0]
-    for c in ("C1", "C2", "C3", "C4", "C5", "C6"):
-        assert f"**{c}: " in claims
-    assert "Test: " in claims and "Why: " in claims
-    # the all-runs tests are named with their references, the per-seed rule kept as a robustness column
+    # one table of the verdicts opens the section: one row per claim, with raw and Holm p and n configurations
+    assert claims.lstrip().startswith(
+        "| claim | the paper says | test | statistic [95 % CI] | p | Holm p | verdict | n configs (runs) |"
+    )
+    verdicts = claims.split("\n\n")[1]
+    for c in ("C1", "C2", "C3", "C4", "C5a", "C5b", "C6"):
+        assert verdicts.count(f"\n| {c} |") == 1, c
+    # the method once, below it, with its references; each claim's test in one line; supporting tests after
+    assert claims.count("The experimental unit is the configuration") == 1
     assert (
         "Pesarin & Salmaso" in claims and "Phipson & Smyth 2010" in claims and "Efron & Tibshirani" in claims
     )
-    assert "Per-seed t interval" in claims and "n_perm = 10000" in claims
+    assert "Holm" in claims and "n_perm = 10000" in claims and "`seed_verdict`" in claims
+    assert "**C5b**: " in claims and "### Supporting tests" in claims
     cap = claims.split("### Architecture or capacity?")[1]
     assert "C(encoder family)" in cap and "C4 (test/distortion): " in cap and "C5 (test/neg_elbo): " in cap
     assert "runs: 8 (1 failed, 7 ok)" in md
