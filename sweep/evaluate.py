@@ -36,7 +36,7 @@ import torch
 from omegaconf import OmegaConf
 from torchvision.utils import make_grid, save_image
 
-from sweep import fid_kid, metrics, results
+from sweep import divergence, fid_kid, metrics, results
 from sweep.data import binarize, load_data
 from sweep.device import cpu_threads, resolve_device
 from sweep.losses import Knobs
@@ -362,9 +362,12 @@ def _latent_columns(
 ) -> dict[str, Any]:
     """One member's active units, mutual information and collapse flags. mu, logvar: (N, L)."""
     n_active = metrics.active_units(mu)
+    terms = metrics.mutual_information_terms(mu, logvar, generator=gen(2), chunk=mi_chunk)
+    se = float(terms.std() / math.sqrt(len(terms))) if len(terms) > 1 else math.nan
     return {
         "test/active_units": n_active,
-        "test/mutual_information": metrics.mutual_information(mu, logvar, generator=gen(2), chunk=mi_chunk),
+        "test/mutual_information": float(terms.mean()),
+        "test/mutual_information_se": se,
         **metrics.collapse_flags(rate, n_active, mu.shape[1]),
     }
 
@@ -466,7 +469,23 @@ def reevaluate(run_dir: Path, overrides: list[str] | dict[str, Any]) -> dict[str
         model = build_model(cfg).to(device)
         state = torch.load(run_dir / "best.pt", map_location=device, weights_only=True)["model"]
         model.load_state_dict(state)
-        return evaluate_run(model, load_data(cfg, device), cfg, run_dir, name)
+        row = evaluate_run(model, load_data(cfg, device), cfg, run_dir, name)
+    if reason := divergence.of_evaluation(row, cfg["data"]["likelihood"]):
+        record_divergence(run_dir, f"evaluation: {reason}")
+    return row
+
+
+def record_divergence(run_dir: Path, reason: str) -> None:
+    """Mark a finished ``ok`` run ``diverged`` (:mod:`sweep.divergence`) after its re-evaluation:
+    ``run.parquet`` first, then ``COMPLETE`` (a kill between them leaves ``COMPLETE`` at ``ok``, so the
+    next ``sweep.evaluate`` re-evaluates the run and marks it again)."""
+    import pyarrow.parquet as pq
+
+    row = pq.read_table(run_dir / "run.parquet").to_pylist()[0]
+    row.update(status="diverged", error=reason, diverged_epoch=row.get("best/epoch"))
+    results.write_parquet(run_dir / "run.parquet", [row], results.RUN_COLUMNS)
+    results.write_complete(run_dir, "diverged")
+    print(f"{row['run_name']}: diverged: {reason}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:

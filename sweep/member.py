@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 import torch
 from omegaconf import OmegaConf
 
-from sweep import results
+from sweep import divergence, results
 from sweep.config import config_diff, flatten, row_values, to_plain
 from sweep.data import check_data, dataset_of
 from sweep.evaluate import skip_evaluation
@@ -170,14 +170,8 @@ class Member:
         results.write_parquet(self.out_dir / "epochs.parquet", self.history, results.EPOCH_COLUMNS)
         if self.tb is not None:
             self.tb.epoch(epoch + 1, rows)
-        if not all(math.isfinite(r[k]) for r in rows for k in ("loss", "recon", "kl")):
-            self.out.update(
-                status="diverged",
-                diverged_epoch=epoch + 1,
-                epochs_done=epoch + 1,
-                error=f"non-finite loss in epoch {epoch + 1}",
-                wall_seconds=time.perf_counter() - self.t0,
-            )
+        if reason := divergence.of_epoch(epoch + 1, rows, self.cfg["data"]["likelihood"]):
+            self.diverge(reason, epoch + 1, epochs_done=epoch + 1)
             skip_evaluation(self.out_dir, self.name, f"run diverged in epoch {epoch + 1}")
             return "diverged"
         val = rows[1]["neg_elbo"]
@@ -213,6 +207,17 @@ class Member:
             + "".join(traceback.format_exception(exc, limit=-3))
         )
         print(f"{self.name}: FAILED: {exc}", file=sys.stderr)
+
+    def diverge(self, reason: str, epoch: int | None, **more: Any) -> None:
+        """End the run ``diverged`` (:mod:`sweep.divergence`): final, left out of every analysis."""
+        self.out.update(
+            status="diverged",
+            diverged_epoch=epoch,
+            error=reason,
+            wall_seconds=time.perf_counter() - self.t0,
+            **more,
+        )
+        print(f"{self.name}: diverged: {reason}", file=sys.stderr)
 
     def stop(self, stop: StopRun) -> None:
         self.out.update(status=stop.status, error=str(stop), epochs_done=stop.epoch)

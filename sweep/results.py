@@ -91,6 +91,7 @@ EVAL_COLUMNS = [
     "test/iwae_null_reason",
     "test/active_units",
     "test/mutual_information",
+    "test/mutual_information_se",
     "collapsed",
     "partial",
     "paper_collapsed",
