@@ -209,6 +209,7 @@ class PendingEval:
             if row["eval/nonfinite"]:
                 print(f"{row['run_name']}: non-finite {row['eval/nonfinite']}", file=sys.stderr)
             results.write_parquet(run_dir / "eval.parquet", [row], EVAL_COLUMNS)
+            (run_dir / results.EVALUATING).unlink(missing_ok=True)  # its files are one evaluation again
         return self.rows
 
 
@@ -250,6 +251,8 @@ def evaluate_stack(
         data.dataset, test.x, kid_subsets=ec["kid_subsets"], kid_subset_size=ec["kid_subset_size"]
     )
     arch = _arch_columns(stack, cfg)
+    for run_dir in run_dirs:  # before its first evaluation file; PendingEval.finish removes it
+        results.atomic_write_bytes(Path(run_dir) / results.EVALUATING, b"")
     for i, (row, run_dir, name) in enumerate(zip(rows, run_dirs, names, strict=True)):
         probs, samples, fid_samples = (p[i] for p in pictures)
         row.update(
@@ -418,6 +421,7 @@ def skip_evaluation(run_dir: Path, run_name: str, reason: str) -> dict[str, Any]
     """Record that a run was not evaluated (e.g. it diverged), and why."""
     row = {"run_name": run_name, "eval/status": "skipped", "eval/reason": reason, **THRESHOLDS}
     results.write_parquet(run_dir / "eval.parquet", [row], EVAL_COLUMNS)
+    (Path(run_dir) / results.EVALUATING).unlink(missing_ok=True)
     return row
 
 
@@ -497,7 +501,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("path", type=Path, help="a run directory or a directory of runs (a sweep)")
     p.add_argument("overrides", nargs="*", help="eval.* or device overrides, e.g. eval.iwae_k=5000")
     args = p.parse_intermixed_args(argv)
-    from sweep.paths import PathError, readable
+    from sweep.lock import holder, run_lock
+    from sweep.paths import PathError, readable, writable
 
     try:
         runs = find_finished_runs(readable(args.path, "path"))
@@ -513,18 +518,31 @@ def main(argv: list[str] | None = None) -> int:
     cfgs = {}
     for run_dir in runs:
         try:
+            writable(run_dir, "the run directory")  # before any run is computed
             cfgs[run_dir] = reevaluation_config(run_dir, args.overrides)
         except Exception as exc:  # noqa: BLE001 - refused before anything is rewritten
             print(refusal(exc, f"evaluation of {run_dir}"), file=sys.stderr)
             return 2
     failed = 0
     for run_dir, cfg in cfgs.items():
-        try:
-            row = reevaluate(run_dir, cfg)
-            print(f"{run_dir.name}: {row['eval/status']} {row.get('eval/reason') or ''}".rstrip())
-        except Exception as exc:  # one broken run must not stop the others
-            failed += 1
-            print(f"{run_dir.name}: evaluation failed: {exc}", file=sys.stderr)
+        with run_lock(run_dir) as held:  # never beside training or sweep.slim on the same run
+            if not held:
+                failed += 1
+                print(
+                    f"{run_dir.name}: used by another process ({holder(run_dir)}), not re-evaluated; "
+                    "run this again once it is done",
+                    file=sys.stderr,
+                )
+                continue
+            try:
+                results.tidy(run_dir)
+                if results.read_complete(run_dir).get("status") == "ok":  # slimmed since the check?
+                    require_checkpoint(run_dir, "re-evaluate")
+                row = reevaluate(run_dir, cfg)
+                print(f"{run_dir.name}: {row['eval/status']} {row.get('eval/reason') or ''}".rstrip())
+            except Exception as exc:  # one broken run must not stop the others
+                failed += 1
+                print(f"{run_dir.name}: evaluation failed: {exc}", file=sys.stderr)
     return 1 if failed else 0
 
 

@@ -114,11 +114,12 @@ class Member:
             return {**dict.fromkeys(results.RUN_COLUMNS), "run_name": self.name, "status": "locked"}
         if results.is_complete(self.out_dir):
             row = pq.read_table(self.out_dir / "run.parquet").to_pylist()[0]
+            results.tidy(self.out_dir)  # what a kill after COMPLETE left (a last.pt); else nothing
             self.release()
             print(f"{self.name}: already complete ({row['status']}), skipped: {self.out_dir}")
             return row
         note_holder(self.out_dir, 0, self.cfg["epochs"])  # resume() and every epoch update the epoch
-        results.remove_stale_temps(self.out_dir)  # left by a process killed mid-write; we hold the lock
+        results.tidy(self.out_dir)  # left by a process killed mid-write; we hold the lock
         if not results.has_trained(self.out_dir):  # written before anything else, kept once it trains
             results.write_yaml(self.out_dir / ".hydra" / "config.yaml", self.cfg)
             results.write_yaml(self.out_dir / ".hydra" / "overrides.yaml", list(self.job.overrides or []))

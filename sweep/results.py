@@ -28,6 +28,10 @@ from sweep.thresholds import THRESHOLDS
 
 SCHEMA_VERSION = 1
 COMPLETE = "COMPLETE"
+# Present while a run's evaluation files are being rewritten (written before the first, removed after
+# eval.parquet, the last): one left behind means a killed evaluation, whose files may mix two
+# evaluations. Analysis skips that run's evaluation files; sweep.evaluate redoes it.
+EVALUATING = "EVALUATING"
 EPOCH_COLUMNS = [
     "schema_version",
     "run_name",
@@ -189,6 +193,21 @@ def remove_stale_temps(run_dir: Path) -> list[Path]:
     for p in stale:
         p.unlink(missing_ok=True)
     return stale
+
+
+def tidy(run_dir: Path) -> list[Path]:
+    """What a process killed in ``run_dir`` left behind, removed: its temporary files, and the
+    ``last.pt`` of a complete run (a kill between ``COMPLETE`` and the removal of the resume state).
+    Every tool that takes the run's lock (training, ``sweep.evaluate``, ``sweep.slim``) calls it once
+    it holds the lock, so the next start of any of them finishes the job; it removes nothing else
+    (an interrupted evaluation is flagged by :data:`EVALUATING` and redone by ``sweep.evaluate``).
+    Returns the paths removed."""
+    gone = remove_stale_temps(run_dir)
+    last = Path(run_dir) / "last.pt"
+    if is_complete(run_dir) and last.is_file():
+        last.unlink()
+        gone.append(last)
+    return gone
 
 
 def check_schema_version(run_dir: Path) -> None:
