@@ -135,6 +135,33 @@ class Member:
             self._lock.__exit__(None, None, None)
             self._lock = None
 
+    def step_back(self, epoch: int) -> bool:
+        """Resume from ``prev.pt`` instead, if it holds ``epoch`` (one before ``last.pt``): it becomes
+        ``last.pt`` (a rename), so the epoch after it is trained again (``epoch`` 0: from the start). Its cohort was killed between
+        its members' checkpoints of one epoch, and the members must train that epoch together again,
+        as they did uninterrupted (a differently stacked cohort rounds differently). Returns whether
+        it stepped back."""
+        prev = self.out_dir / "prev.pt"
+        if self.epoch != epoch + 1:
+            return False
+        if epoch == 0:  # its first checkpoint: it starts afresh, as the others do
+            (self.out_dir / "last.pt").unlink()
+            self.state, self.history, self.epoch, self.resumed_seconds = None, [], 0, 0.0
+            self.best = {"epoch": None, "neg_elbo": math.inf}
+            print(f"{self.name}: back to the start, where the rest of its cohort stopped")
+            return True
+        if not prev.is_file():
+            return False
+        try:
+            if torch.load(prev, map_location="cpu", weights_only=True)["epoch"] != epoch:
+                return False
+        except Exception:  # unreadable: the run goes on from last.pt, in a cohort of its own
+            return False
+        os.replace(prev, self.out_dir / "last.pt")
+        self.resume()
+        print(f"{self.name}: back to epoch {epoch}, where the rest of its cohort stopped")
+        return True
+
     def resume(self) -> None:
         """Load ``last.pt`` if the run was interrupted; an unreadable one is moved aside and raises."""
         last = self.out_dir / "last.pt"
@@ -182,6 +209,7 @@ class Member:
                 self.out_dir / "best.pt",
                 {"model": checkpoint["model"], "epoch": epoch + 1, "val/neg_elbo": val},
             )
+        results.keep_previous(self.out_dir / "last.pt", self.out_dir / "prev.pt")
         results.save_torch(
             self.out_dir / "last.pt",
             {
@@ -240,7 +268,8 @@ class Member:
                 self.tb.end(row)
             if row["status"] != "failed":
                 results.write_complete(self.out_dir, row["status"])
-                (self.out_dir / "last.pt").unlink(missing_ok=True)  # resume state is not needed once complete
+                for name in results.RESUME_FILES:  # resume state is not needed once complete
+                    (self.out_dir / name).unlink(missing_ok=True)
             print(f"{self.name}: {row['status']}; results in {self.out_dir}")
             return row
         finally:

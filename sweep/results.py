@@ -195,6 +195,17 @@ def remove_stale_temps(run_dir: Path) -> list[Path]:
     return stale
 
 
+def keep_previous(path: Path, previous: Path) -> None:
+    """Make ``previous`` the current version of ``path`` (a hard link, renamed into place: either the
+    old ``previous`` or this one, never a torn file), before ``path`` is rewritten."""
+    if not Path(path).is_file():
+        return
+    tmp = Path(previous).with_name(f".{Path(previous).name}.{os.getpid()}{TMP_SUFFIX}")
+    tmp.unlink(missing_ok=True)
+    os.link(path, tmp)
+    os.replace(tmp, previous)
+
+
 def tidy(run_dir: Path) -> list[Path]:
     """What a process killed in ``run_dir`` left behind, removed: its temporary files, and the
     ``last.pt`` of a complete run (a kill between ``COMPLETE`` and the removal of the resume state).
@@ -203,10 +214,10 @@ def tidy(run_dir: Path) -> list[Path]:
     (an interrupted evaluation is flagged by :data:`EVALUATING` and redone by ``sweep.evaluate``).
     Returns the paths removed."""
     gone = remove_stale_temps(run_dir)
-    last = Path(run_dir) / "last.pt"
-    if is_complete(run_dir) and last.is_file():
-        last.unlink()
-        gone.append(last)
+    for name in RESUME_FILES if is_complete(run_dir) else ():
+        if (Path(run_dir) / name).is_file():
+            (Path(run_dir) / name).unlink()
+            gone.append(Path(run_dir) / name)
     return gone
 
 
@@ -315,6 +326,9 @@ def read_stored_config(run_dir: Path) -> dict[str, Any] | None:
     return cfg
 
 
+# The resume state: the last epoch's checkpoint and the one before it (a cohort killed between its
+# members' checkpoints restarts the members that got ahead from it: sweep/slot.py).
+RESUME_FILES = ("last.pt", "prev.pt")
 # A run directory that holds any of these has trained at least one epoch (or finished).
 TRAINED_FILES = ("epochs.parquet", "last.pt", "best.pt", COMPLETE)
 

@@ -39,7 +39,7 @@ from sweep.paths import PathError, writable
 
 SLIMMED = "SLIMMED"
 SLIM_STATUSES = ("ok", "diverged", "pruned")  # final states; a failed run is retried in place
-CHECKPOINTS = ("best.pt", "last.pt")
+CHECKPOINTS = ("best.pt", *results.RESUME_FILES)
 PICTURES = ("recon.png", "samples.png")
 TABLES = ("run.parquet", "eval.parquet", "epochs.parquet", "dims.parquet")
 TB_GLOB = "events.out.tfevents.*"

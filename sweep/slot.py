@@ -153,6 +153,11 @@ def _run_chunk(
                 _finalize([member], ctx, exc)
                 continue
             members.append(member)
+        # A kill between the members' checkpoints of one epoch leaves some one epoch ahead: they
+        # restart from their previous checkpoint, so the cohort trains that epoch whole again.
+        behind = min((m.epoch for m in members), default=0)
+        for m in members:
+            m.step_back(behind)
         by_epoch: dict[int, list[Member]] = {}
         for m in members:
             by_epoch.setdefault(m.epoch, []).append(m)
