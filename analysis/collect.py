@@ -32,9 +32,10 @@ from analysis import mi
 from sweep.keys import flatten, row_identity
 from sweep.projection import LATENTS_FILE, Projection, read_latents
 from sweep.projection import of_run as projection_of_run
-from sweep.results import SCHEMA_VERSION, StoredConfigError, atomic_write_bytes, read_stored_config
+from sweep.results import EVALUATING, SCHEMA_VERSION, StoredConfigError, atomic_write_bytes, read_stored_config
 
 TABLES = ("run", "epochs", "eval", "dims", "latents")
+EVALUATION_TABLES = ("eval", "dims", "latents")  # rewritten together by one evaluation
 # The columns that identify a row within one run's file; () = the file holds exactly one row.
 ROW_KEYS: dict[str, tuple[str, ...]] = {
     "run": (),
@@ -73,6 +74,11 @@ def collect(root: str | Path, table: str = "run") -> Collected:
     run_dirs = {path.parent.resolve(): path for path in reversed(found)}  # the first path of each
     for path in found:
         reason = _not_one_run(path, run_dirs, table)
+        if reason is None and table in EVALUATION_TABLES and (path.parent / EVALUATING).exists():
+            reason = (
+                f"its evaluation was interrupted ({EVALUATING} is there): its evaluation files may "
+                "come from two evaluations; run python -m sweep.evaluate on it"
+            )
         if reason is None:
             try:
                 t = pq.read_table(path)

@@ -81,10 +81,32 @@ def _guarded(what: str, make: Callable, fallback: Callable[[str], object]):
         return fallback(reason)
 
 
+# Present in an output directory while this command rewrites it (written before its first file, removed
+# after report.md and report.html, its last): one left behind means a killed run, whose figures,
+# tables and report may come from different sweeps; the next run rewrites them all and removes it.
+IN_PROGRESS = "REPORT_IN_PROGRESS"
+OUTPUT_SUFFIXES = (".png", ".pdf", ".csv", ".md", ".html")  # what it writes (not e.g. a sweep's grid.json)
+_RERUN = "until this file is gone, its figures, tables and report may come from different runs: run it again"
+
+
+def _begin(out_dir: Path) -> None:
+    """Remove the temporary files a killed run of this command left (its own outputs' only: the
+    directory may be a sweep's, where a launch writes its own files), then mark the directory."""
+    for tmp in out_dir.glob(".*.tmp"):
+        if tmp.name[1:].rsplit(".", 2)[0].endswith(OUTPUT_SUFFIXES):  # .<name>.<random>.tmp
+            tmp.unlink(missing_ok=True)
+    if (out_dir / IN_PROGRESS).exists():
+        print(f"{out_dir}: a previous run was interrupted; rewriting every figure, table and the report")
+    note = f"python -m analysis.figures is writing this directory (or was killed doing so); {_RERUN}\n"
+    atomic_write_bytes(out_dir / IN_PROGRESS, note.encode())
+
+
 def write_all(sweep: Sweep, out_dir: str | Path) -> tuple[dict[str, Path], dict[str, pd.DataFrame]]:
-    """Every figure (PNG + PDF), every table (CSV + markdown) and the report into ``out_dir``;
-    returns {figure name: PNG path} and {table name: table}."""
+    """Every figure (PNG + PDF), every table (CSV + markdown) and the report into ``out_dir``, inside
+    an :data:`IN_PROGRESS` marker; returns {figure name: PNG path} and {table name: table}."""
     out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _begin(out_dir)
     figures = {}
     for draw in FIGURES:
         name = draw.figure_name
@@ -113,6 +135,7 @@ def write_all(sweep: Sweep, out_dir: str | Path) -> tuple[dict[str, Path], dict[
         atomic_write_bytes(out_dir / f"{name}.md", report.markdown_table(df).encode())
         tables[name] = df
     report.write_report(sweep, out_dir, figures, tables)
+    (out_dir / IN_PROGRESS).unlink()
     return figures, tables
 
 

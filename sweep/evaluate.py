@@ -36,7 +36,7 @@ import torch
 from omegaconf import OmegaConf
 from torchvision.utils import make_grid, save_image
 
-from sweep import fid_kid, metrics, results
+from sweep import divergence, fid_kid, metrics, results
 from sweep.data import binarize, load_data
 from sweep.device import cpu_threads, resolve_device
 from sweep.losses import Knobs
@@ -209,6 +209,7 @@ class PendingEval:
             if row["eval/nonfinite"]:
                 print(f"{row['run_name']}: non-finite {row['eval/nonfinite']}", file=sys.stderr)
             results.write_parquet(run_dir / "eval.parquet", [row], EVAL_COLUMNS)
+            (run_dir / results.EVALUATING).unlink(missing_ok=True)  # its files are one evaluation again
         return self.rows
 
 
@@ -250,6 +251,8 @@ def evaluate_stack(
         data.dataset, test.x, kid_subsets=ec["kid_subsets"], kid_subset_size=ec["kid_subset_size"]
     )
     arch = _arch_columns(stack, cfg)
+    for run_dir in run_dirs:  # before its first evaluation file; PendingEval.finish removes it
+        results.atomic_write_bytes(Path(run_dir) / results.EVALUATING, b"")
     for i, (row, run_dir, name) in enumerate(zip(rows, run_dirs, names, strict=True)):
         probs, samples, fid_samples = (p[i] for p in pictures)
         row.update(
@@ -363,10 +366,13 @@ def _latent_columns(
     """One member's active units, mutual information (with its ceiling log N) and collapse flags. mu,
     logvar: (N, L)."""
     n_active = metrics.active_units(mu)
+    terms = metrics.mutual_information_terms(mu, logvar, generator=gen(2), chunk=mi_chunk)
+    se = float(terms.std() / math.sqrt(len(terms))) if len(terms) > 1 else math.nan
     return {
         "test/active_units": n_active,
-        "test/mutual_information": metrics.mutual_information(mu, logvar, generator=gen(2), chunk=mi_chunk),
+        "test/mutual_information": float(terms.mean()),
         "test/mutual_information_ceiling": metrics.mutual_information_ceiling(mu.shape[0]),
+        "test/mutual_information_se": se,
         **metrics.collapse_flags(rate, n_active, mu.shape[1]),
     }
 
@@ -417,6 +423,7 @@ def skip_evaluation(run_dir: Path, run_name: str, reason: str) -> dict[str, Any]
     """Record that a run was not evaluated (e.g. it diverged), and why."""
     row = {"run_name": run_name, "eval/status": "skipped", "eval/reason": reason, **THRESHOLDS}
     results.write_parquet(run_dir / "eval.parquet", [row], EVAL_COLUMNS)
+    (Path(run_dir) / results.EVALUATING).unlink(missing_ok=True)
     return row
 
 
@@ -468,7 +475,23 @@ def reevaluate(run_dir: Path, overrides: list[str] | dict[str, Any]) -> dict[str
         model = build_model(cfg).to(device)
         state = torch.load(run_dir / "best.pt", map_location=device, weights_only=True)["model"]
         model.load_state_dict(state)
-        return evaluate_run(model, load_data(cfg, device), cfg, run_dir, name)
+        row = evaluate_run(model, load_data(cfg, device), cfg, run_dir, name)
+    if reason := divergence.of_evaluation(row, cfg["data"]["likelihood"]):
+        record_divergence(run_dir, f"evaluation: {reason}")
+    return row
+
+
+def record_divergence(run_dir: Path, reason: str) -> None:
+    """Mark a finished ``ok`` run ``diverged`` (:mod:`sweep.divergence`) after its re-evaluation:
+    ``run.parquet`` first, then ``COMPLETE`` (a kill between them leaves ``COMPLETE`` at ``ok``, so the
+    next ``sweep.evaluate`` re-evaluates the run and marks it again)."""
+    import pyarrow.parquet as pq
+
+    row = pq.read_table(run_dir / "run.parquet").to_pylist()[0]
+    row.update(status="diverged", error=reason, diverged_epoch=row.get("best/epoch"))
+    results.write_parquet(run_dir / "run.parquet", [row], results.RUN_COLUMNS)
+    results.write_complete(run_dir, "diverged")
+    print(f"{row['run_name']}: diverged: {reason}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -480,7 +503,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("path", type=Path, help="a run directory or a directory of runs (a sweep)")
     p.add_argument("overrides", nargs="*", help="eval.* or device overrides, e.g. eval.iwae_k=5000")
     args = p.parse_intermixed_args(argv)
-    from sweep.paths import PathError, readable
+    from sweep.lock import holder, run_lock
+    from sweep.paths import PathError, readable, writable
 
     try:
         runs = find_finished_runs(readable(args.path, "path"))
@@ -496,18 +520,31 @@ def main(argv: list[str] | None = None) -> int:
     cfgs = {}
     for run_dir in runs:
         try:
+            writable(run_dir, "the run directory")  # before any run is computed
             cfgs[run_dir] = reevaluation_config(run_dir, args.overrides)
         except Exception as exc:  # noqa: BLE001 - refused before anything is rewritten
             print(refusal(exc, f"evaluation of {run_dir}"), file=sys.stderr)
             return 2
     failed = 0
     for run_dir, cfg in cfgs.items():
-        try:
-            row = reevaluate(run_dir, cfg)
-            print(f"{run_dir.name}: {row['eval/status']} {row.get('eval/reason') or ''}".rstrip())
-        except Exception as exc:  # one broken run must not stop the others
-            failed += 1
-            print(f"{run_dir.name}: evaluation failed: {exc}", file=sys.stderr)
+        with run_lock(run_dir) as held:  # never beside training or sweep.slim on the same run
+            if not held:
+                failed += 1
+                print(
+                    f"{run_dir.name}: used by another process ({holder(run_dir)}), not re-evaluated; "
+                    "run this again once it is done",
+                    file=sys.stderr,
+                )
+                continue
+            try:
+                results.tidy(run_dir)
+                if results.read_complete(run_dir).get("status") == "ok":  # slimmed since the check?
+                    require_checkpoint(run_dir, "re-evaluate")
+                row = reevaluate(run_dir, cfg)
+                print(f"{run_dir.name}: {row['eval/status']} {row.get('eval/reason') or ''}".rstrip())
+            except Exception as exc:  # one broken run must not stop the others
+                failed += 1
+                print(f"{run_dir.name}: evaluation failed: {exc}", file=sys.stderr)
     return 1 if failed else 0
 
 

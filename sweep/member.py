@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 import torch
 from omegaconf import OmegaConf
 
-from sweep import results
+from sweep import divergence, results
 from sweep.config import config_diff, flatten, row_values, to_plain
 from sweep.data import check_data, dataset_of
 from sweep.evaluate import skip_evaluation
@@ -113,11 +113,12 @@ class Member:
             return {**dict.fromkeys(results.RUN_COLUMNS), "run_name": self.name, "status": "locked"}
         if results.is_complete(self.out_dir):
             row = pq.read_table(self.out_dir / "run.parquet").to_pylist()[0]
+            results.tidy(self.out_dir)  # what a kill after COMPLETE left (a last.pt); else nothing
             self.release()
             print(f"{self.name}: already complete ({row['status']}), skipped: {self.out_dir}")
             return row
         note_holder(self.out_dir, 0, self.cfg["epochs"])  # resume() and every epoch update the epoch
-        results.remove_stale_temps(self.out_dir)  # left by a process killed mid-write; we hold the lock
+        results.tidy(self.out_dir)  # left by a process killed mid-write; we hold the lock
         if not results.has_trained(self.out_dir):  # written before anything else, kept once it trains
             results.write_yaml(self.out_dir / ".hydra" / "config.yaml", self.cfg)
             results.write_yaml(self.out_dir / ".hydra" / "overrides.yaml", list(self.job.overrides or []))
@@ -132,6 +133,33 @@ class Member:
         if self._lock is not None:
             self._lock.__exit__(None, None, None)
             self._lock = None
+
+    def step_back(self, epoch: int) -> bool:
+        """Resume from ``prev.pt`` instead, if it holds ``epoch`` (one before ``last.pt``): it becomes
+        ``last.pt`` (a rename), so the epoch after it is trained again (``epoch`` 0: from the start). Its cohort was killed between
+        its members' checkpoints of one epoch, and the members must train that epoch together again,
+        as they did uninterrupted (a differently stacked cohort rounds differently). Returns whether
+        it stepped back."""
+        prev = self.out_dir / "prev.pt"
+        if self.epoch != epoch + 1:
+            return False
+        if epoch == 0:  # its first checkpoint: it starts afresh, as the others do
+            (self.out_dir / "last.pt").unlink()
+            self.state, self.history, self.epoch, self.resumed_seconds = None, [], 0, 0.0
+            self.best = {"epoch": None, "neg_elbo": math.inf}
+            print(f"{self.name}: back to the start, where the rest of its cohort stopped")
+            return True
+        if not prev.is_file():
+            return False
+        try:
+            if torch.load(prev, map_location="cpu", weights_only=True)["epoch"] != epoch:
+                return False
+        except Exception:  # unreadable: the run goes on from last.pt, in a cohort of its own
+            return False
+        os.replace(prev, self.out_dir / "last.pt")
+        self.resume()
+        print(f"{self.name}: back to epoch {epoch}, where the rest of its cohort stopped")
+        return True
 
     def resume(self) -> None:
         """Load ``last.pt`` if the run was interrupted; an unreadable one is moved aside and raises."""
@@ -169,14 +197,8 @@ class Member:
         results.write_parquet(self.out_dir / "epochs.parquet", self.history, results.EPOCH_COLUMNS)
         if self.tb is not None:
             self.tb.epoch(epoch + 1, rows)
-        if not all(math.isfinite(r[k]) for r in rows for k in ("loss", "recon", "kl")):
-            self.out.update(
-                status="diverged",
-                diverged_epoch=epoch + 1,
-                epochs_done=epoch + 1,
-                error=f"non-finite loss in epoch {epoch + 1}",
-                wall_seconds=time.perf_counter() - self.t0,
-            )
+        if reason := divergence.of_epoch(epoch + 1, rows, self.cfg["data"]["likelihood"]):
+            self.diverge(reason, epoch + 1, epochs_done=epoch + 1)
             skip_evaluation(self.out_dir, self.name, f"run diverged in epoch {epoch + 1}")
             return "diverged"
         val = rows[1]["neg_elbo"]
@@ -186,6 +208,7 @@ class Member:
                 self.out_dir / "best.pt",
                 {"model": checkpoint["model"], "epoch": epoch + 1, "val/neg_elbo": val},
             )
+        results.keep_previous(self.out_dir / "last.pt", self.out_dir / "prev.pt")
         results.save_torch(
             self.out_dir / "last.pt",
             {
@@ -213,6 +236,17 @@ class Member:
         )
         print(f"{self.name}: FAILED: {exc}", file=sys.stderr)
 
+    def diverge(self, reason: str, epoch: int | None, **more: Any) -> None:
+        """End the run ``diverged`` (:mod:`sweep.divergence`): final, left out of every analysis."""
+        self.out.update(
+            status="diverged",
+            diverged_epoch=epoch,
+            error=reason,
+            wall_seconds=time.perf_counter() - self.t0,
+            **more,
+        )
+        print(f"{self.name}: diverged: {reason}", file=sys.stderr)
+
     def stop(self, stop: StopRun) -> None:
         self.out.update(status=stop.status, error=str(stop), epochs_done=stop.epoch)
         skip_evaluation(self.out_dir, self.name, f"run {stop.status} after epoch {stop.epoch}: {stop}")
@@ -233,7 +267,8 @@ class Member:
                 self.tb.end(row)
             if row["status"] != "failed":
                 results.write_complete(self.out_dir, row["status"])
-                (self.out_dir / "last.pt").unlink(missing_ok=True)  # resume state is not needed once complete
+                for name in results.RESUME_FILES:  # resume state is not needed once complete
+                    (self.out_dir / name).unlink(missing_ok=True)
             print(f"{self.name}: {row['status']}; results in {self.out_dir}")
             return row
         finally:

@@ -174,7 +174,14 @@ def active_units(mu: torch.Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) -> 
 def mutual_information(
     mu: torch.Tensor, logvar: torch.Tensor, *, generator: torch.Generator | None, chunk: int = 1000
 ) -> float:
-    """I_q(x; z) = E_x E_{q(z|x)}[log q(z|x) − log q(z)] (He et al. 2019; docs/protocol.md
+    """I_q(x; z) in nats: the mean of :func:`mutual_information_terms`."""
+    return float(mutual_information_terms(mu, logvar, generator=generator, chunk=chunk).mean())
+
+
+def mutual_information_terms(
+    mu: torch.Tensor, logvar: torch.Tensor, *, generator: torch.Generator | None, chunk: int = 1000
+) -> torch.Tensor:
+    """The per-image terms whose mean estimates I_q(x; z) = E_x E_{q(z|x)}[log q(z|x) − log q(z)] (He et al. 2019; docs/protocol.md
     "Mutual information").
 
     q(z) = (1/N) Σ_n q(z|x_n) is the aggregate posterior over all N given posteriors; mu, logvar: (N, L).
@@ -185,7 +192,8 @@ def mutual_information(
     the N posteriors, with the squared distances expanded into matrix products in float64 (after
     centring on the mean μ), so memory is O(chunk × N), never O(N² × L); the expansion's rounding error
     is about 1e-16·(|z − mean μ|/σ)² nats, negligible unless means sit ~1e5 σ from the centre.
-    Returns nats (float).
+    Returns the N terms log q(z_n|x_n) − log q(z_n), float64 nats (N,): their mean is the estimate,
+    their standard deviation / √N its Monte Carlo standard error.
     """
     _positive_int("chunk", chunk)
     mu, logvar = mu.double(), logvar.double()
@@ -203,7 +211,7 @@ def mutual_information(
         zc = z[i : i + chunk]  # (C, L)
         quad = zc.pow(2) @ inv_var.T - 2.0 * zc @ (mu * inv_var).T + const  # (C, N)
         log_q_agg.append(torch.logsumexp(-0.5 * quad, dim=1) - math.log(n))
-    return float((log_q_own - torch.cat(log_q_agg)).mean())
+    return log_q_own - torch.cat(log_q_agg)
 
 
 def mutual_information_ceiling(n: int) -> float:

@@ -24,6 +24,10 @@ from sweep.thresholds import THRESHOLDS
 
 SCHEMA_VERSION = 1
 COMPLETE = "COMPLETE"
+# Present while a run's evaluation files are being rewritten (written before the first, removed after
+# eval.parquet, the last): one left behind means a killed evaluation, whose files may mix two
+# evaluations. Analysis skips that run's evaluation files; sweep.evaluate redoes it.
+EVALUATING = "EVALUATING"
 EPOCH_COLUMNS = [
     "schema_version",
     "run_name",
@@ -89,6 +93,7 @@ EVAL_COLUMNS = [
     "test/active_units",
     "test/mutual_information",
     "test/mutual_information_ceiling",
+    "test/mutual_information_se",
     "collapsed",
     "partial",
     "paper_collapsed",
@@ -186,6 +191,32 @@ def remove_stale_temps(run_dir: Path) -> list[Path]:
     for p in stale:
         p.unlink(missing_ok=True)
     return stale
+
+
+def keep_previous(path: Path, previous: Path) -> None:
+    """Make ``previous`` the current version of ``path`` (a hard link, renamed into place: either the
+    old ``previous`` or this one, never a torn file), before ``path`` is rewritten."""
+    if not Path(path).is_file():
+        return
+    tmp = Path(previous).with_name(f".{Path(previous).name}.{os.getpid()}{TMP_SUFFIX}")
+    tmp.unlink(missing_ok=True)
+    os.link(path, tmp)
+    os.replace(tmp, previous)
+
+
+def tidy(run_dir: Path) -> list[Path]:
+    """What a process killed in ``run_dir`` left behind, removed: its temporary files, and the
+    ``last.pt`` of a complete run (a kill between ``COMPLETE`` and the removal of the resume state).
+    Every tool that takes the run's lock (training, ``sweep.evaluate``, ``sweep.slim``) calls it once
+    it holds the lock, so the next start of any of them finishes the job; it removes nothing else
+    (an interrupted evaluation is flagged by :data:`EVALUATING` and redone by ``sweep.evaluate``).
+    Returns the paths removed."""
+    gone = remove_stale_temps(run_dir)
+    for name in RESUME_FILES if is_complete(run_dir) else ():
+        if (Path(run_dir) / name).is_file():
+            (Path(run_dir) / name).unlink()
+            gone.append(Path(run_dir) / name)
+    return gone
 
 
 def check_schema_version(run_dir: Path) -> None:
@@ -298,6 +329,9 @@ def read_stored_config(run_dir: Path) -> dict[str, Any] | None:
     return cfg
 
 
+# The resume state: the last epoch's checkpoint and the one before it (a cohort killed between its
+# members' checkpoints restarts the members that got ahead from it: sweep/slot.py).
+RESUME_FILES = ("last.pt", "prev.pt")
 # A run directory that holds any of these has trained at least one epoch (or finished).
 TRAINED_FILES = ("epochs.parquet", "last.pt", "best.pt", COMPLETE)
 

@@ -35,10 +35,11 @@ import pyarrow.parquet as pq
 
 from sweep import projection, results
 from sweep.lock import LOCK_NAME, run_lock
+from sweep.paths import PathError, writable
 
 SLIMMED = "SLIMMED"
 SLIM_STATUSES = ("ok", "diverged", "pruned")  # final states; a failed run is retried in place
-CHECKPOINTS = ("best.pt", "last.pt")
+CHECKPOINTS = ("best.pt", *results.RESUME_FILES)
 PICTURES = ("recon.png", "samples.png")
 TABLES = ("run.parquet", "eval.parquet", "epochs.parquet", "dims.parquet")
 TB_GLOB = "events.out.tfevents.*"
@@ -156,9 +157,14 @@ def slim(root: Path, *, dry_run: bool = False) -> dict[str, list]:
             dropped = sum(p.stat().st_size for p in droppable(run_dir))
             out["slimmed"].append((run_dir, _size(run_dir), _size(run_dir) - dropped))
             continue
-        with run_lock(run_dir) as held:
+        with run_lock(run_dir) as held:  # never beside training or sweep.evaluate on the same run
             if not held:
                 out["left"].append((run_dir, "another process holds its lock"))
+                continue
+            results.tidy(run_dir)  # what a killed slim (or evaluate, or training) left
+            if (run_dir / results.EVALUATING).exists():
+                why = "its evaluation was interrupted (EVALUATING): run python -m sweep.evaluate on it first"
+                out["left"].append((run_dir, why))
                 continue
             out["slimmed"].append((run_dir, *slim_run(run_dir)))
     return out
@@ -172,6 +178,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.path.is_dir():
         print(f"error: {args.path} is not a directory; valid: a sweep or run directory", file=sys.stderr)
         return 2
+    if not args.dry_run:  # every run directory it would rewrite, before it touches any
+        try:
+            for run_dir in finished_runs(args.path):
+                writable(run_dir, "the run directory")
+        except PathError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     got = slim(args.path, dry_run=args.dry_run)
     for run_dir, why in got["left"]:
         print(f"{run_dir}: left as it is: {why}")

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from sweep import divergence
 from sweep.cohort import Cohort, on_stream
 from sweep.data import load_data
 from sweep.device import cpu_threads, resolve_device
@@ -97,10 +98,13 @@ class _Finisher:
                 keep.append((members, pending))
                 continue
             try:
-                pending.finish()
+                rows = pending.finish()
             except Exception as exc:
                 _finalize(members, self.ctx, exc)
             else:
+                for m, row in zip(members, rows, strict=True):
+                    if reason := divergence.of_evaluation(row, m.cfg["data"]["likelihood"]):
+                        m.diverge(f"evaluation: {reason}", m.best["epoch"])
                 _finalize(members, self.ctx)
         self.items = keep
 
@@ -149,6 +153,11 @@ def _run_chunk(
                 _finalize([member], ctx, exc)
                 continue
             members.append(member)
+        # A kill between the members' checkpoints of one epoch leaves some one epoch ahead: they
+        # restart from their previous checkpoint, so the cohort trains that epoch whole again.
+        behind = min((m.epoch for m in members), default=0)
+        for m in members:
+            m.step_back(behind)
         by_epoch: dict[int, list[Member]] = {}
         for m in members:
             by_epoch.setdefault(m.epoch, []).append(m)

@@ -247,3 +247,47 @@ def test_a_graphed_cohort_trains_what_the_eager_one_trains_on_cuda():
                 tol = kl_tolerance(w["kl"], cfgs[0]["latent_dim"], rel=1e-4)
                 assert g["kl"] == pytest.approx(w["kl"], abs=tol), (epoch, "kl")
         assert graphed._graphs  # the step was captured and replayed
+
+
+@pytest.mark.parametrize(
+    "killed_at",
+    [(2, 1), (2, 2), (1, 2)],
+    ids=["epoch2-after-member1", "epoch2-after-member2", "epoch1-after-member2"],
+)
+def test_a_cohort_killed_between_its_members_checkpoints_resumes_to_the_uninterrupted_numbers(
+    tmp_path, monkeypatch, killed_at
+):
+    """A kill after the ``last.pt`` of some members of a cohort's epoch and before the others'
+    (stopped here like a kill: a KeyboardInterrupt nothing records) left members one epoch apart; the
+    relaunch trained them as two cohorts, and stacking rounds differently from training apart, so
+    the runs drifted from an uninterrupted sweep. Now the ahead members restart from their previous
+    checkpoint (``prev.pt``) and the cohort trains that epoch again, whole: the same numbers, bit for bit."""
+    epoch, after = killed_at
+    cfgs = members("epochs=3")
+    straight = train_jobs(jobs_of(tmp_path / "straight", cfgs), STACKED)
+    real, seen = results.save_torch, []
+
+    def killed(path, obj):
+        real(path, obj)
+        if path.name == "last.pt" and obj["epoch"] == epoch:
+            seen.append(path)
+            if len(seen) == after:
+                raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(results, "save_torch", killed)
+        with pytest.raises(KeyboardInterrupt):
+            train_jobs(jobs_of(tmp_path / "resumed", cfgs), STACKED)
+    resumed_epochs = spy_epochs(monkeypatch)
+    rows = train_jobs(jobs_of(tmp_path / "resumed", cfgs), STACKED)
+    assert resumed_epochs == [(3, e) for e in range(epoch - 1, 3)]  # one cohort of all three, again
+    drop = {"wall_seconds", "started_at", "finished_at"}
+    for got, want in zip(rows, straight, strict=True):
+        assert {k: v for k, v in got.items() if k not in drop} == {
+            k: v for k, v in want.items() if k not in drop
+        }
+    for c in cfgs:
+        run = tmp_path / "resumed" / f"s{c['seed']}"
+        assert not (run / "last.pt").exists() and not (run / "prev.pt").exists()
+        pd_got, pd_want = epochs_table(run), epochs_table(tmp_path / "straight" / f"s{c['seed']}")
+        assert pd_got.equals(pd_want)

@@ -47,7 +47,7 @@ from analysis import figures
 from analysis.collect import collect, load_sweep
 from analysis.own_figures import fig_iwae_heatmap
 from analysis.paper_figures import _pca_figure
-from sweep import evaluate, grid, metrics, rerun, results
+from sweep import divergence, evaluate, grid, metrics, rerun, results
 from sweep import search as search_mod
 from sweep.config import CONF_DIR
 from sweep.data import DataError
@@ -436,10 +436,12 @@ def test_analysis_survives_column_type_drift_and_a_stored_config_that_is_not_yam
 
 
 def test_non_finite_latents_are_flagged_in_the_row_and_named_on_the_figures(tmp_path, monkeypatch):
-    """A run can end ``ok`` with μ beyond float16's range (a huge learning rate does it): its stored
-    latents are inf. The evaluation row says so, and the PCA figures name the run instead of drawing
-    a single point. The encoder's μ bias is set to 1e5 here, which is what such a run learns."""
+    """A run stored before the divergence bound (sweep/divergence.py, which now ends such a run
+    ``diverged``) could end ``ok`` with μ beyond float16's range (a huge learning rate does it): its
+    stored latents are inf. The evaluation row says so, and the PCA figures name the run instead of
+    drawing a single point. The encoder's μ bias is set to 1e5 here, which is what such a run learns."""
     real_build = cohort_mod.build_model
+    monkeypatch.setattr(divergence, "NEG_ELBO_MULTIPLE", math.inf)  # as before the bound
 
     def huge_mu(cfg):
         model = real_build(cfg)
@@ -684,6 +686,10 @@ def test_a_run_whose_encoder_explodes_reports_finite_metrics(tmp_path, monkeypat
         return model
 
     monkeypatch.setattr(cohort_mod, "build_model", exploding)
+    row = train(make_cfg("num_threads=1"), tmp_path / "bounded")
+    assert row["status"] == "diverged" and "-ELBO" in row["error"]  # finite, so by the bound
+    monkeypatch.setattr(divergence, "NEG_ELBO_MULTIPLE", math.inf)  # without it, evaluated:
+    monkeypatch.setattr(divergence, "MI_SE_MULTIPLE", math.inf)
     row = train(make_cfg("num_threads=1"), tmp_path)
     assert row["status"] == "ok"
     assert math.isfinite(row["test/kl"]) and row["test/kl"] > 1e8  # huge, reported, not inf

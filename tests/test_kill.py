@@ -50,6 +50,8 @@ HOOK_POINTS = [
 ]
 N_TIMER_KILLS = 4
 SKIP = ("train.log", ".lock")  # appended by Hydra's logging / rewritten by a lock holder: not results
+# a kill between COMPLETE and the removal of last.pt leaves it; the next launch removes it (and nothing else)
+FINISHED_SKIP = (*SKIP, "last.pt")
 
 
 def complete_runs(sweep_dir: Path) -> set[str]:
@@ -64,13 +66,13 @@ def check_invariants(sweep_dir: Path, finished: dict[str, dict], out: str, befor
         run = tmp.parent.parent if tmp.parent.name == ".hydra" else tmp.parent
         assert run.name not in done, tmp
     for name, snap in finished.items():  # finished runs are never touched again ...
-        assert snapshot(sweep_dir / name, skip=SKIP) == snap, name
+        assert snapshot(sweep_dir / name, skip=FINISHED_SKIP) == snap, name
     for name in before:  # ... nor retrained or resumed
         assert not any(
             line.startswith(f"{name}: ") and "already complete" not in line for line in out.splitlines()
         ), out
     for name in done - set(finished):
-        finished[name] = snapshot(sweep_dir / name, skip=SKIP)
+        finished[name] = snapshot(sweep_dir / name, skip=FINISHED_SKIP)
 
 
 def launch_killed(results_dir: Path, kind: str, arg) -> tuple[int, str]:
@@ -109,7 +111,7 @@ def test_sigkill_at_seeded_points_then_relaunch_loses_nothing_and_matches_a_stra
         assert last.returncode == 0, last.stderr[-3000:]
         check_invariants(sweep_dir, finished, last.stdout, before)
         assert complete_runs(sweep_dir) == SMOKE_RUNS
-        assert not list(sweep_dir.rglob("*.tmp"))
+        assert not list(sweep_dir.rglob("*.tmp")) and not list(sweep_dir.rglob("last.pt"))
         assert_same_results(results_of(sweep_dir), want)
 
     results_dir, finished = tmp_path / "killed0", {}
@@ -200,3 +202,34 @@ def test_the_hold_hook_holds_after_the_write_of_its_file_until_the_hold_file_goe
     hold.unlink()
     writer.join(timeout=10)
     assert not writer.is_alive()
+
+
+COHORT_SWEEP = [*SWEEP, "seed=0,1", "hydra/launcher=cohort", "engine.max_members=2"]  # 4 cohorts of 2
+
+
+@pytest.mark.slow
+def test_a_cohort_launch_sigkilled_between_its_members_checkpoints_resumes_to_a_straight_sweeps_numbers(
+    tmp_path,
+):
+    """The cohort launcher, SIGKILLed at seeded writes of ``last.pt`` (``after`` the n-th: one member of
+    a cohort has its epoch's checkpoint, the other not yet), relaunched until complete: every run's
+    numbers equal an uninterrupted cohort sweep's, bit for bit."""
+    straight = cli(*COHORT_SWEEP, f"results_dir={tmp_path / 'straight'}", timeout=600)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    want = results_of(tmp_path / "straight" / "sweeps" / "smoke")
+    rng = random.Random(20261205)
+    points = sorted(rng.sample(range(1, 16), 3))  # 16 last.pt writes: 8 runs x 2 epochs
+    kills = 0
+    for n in points:
+        killed = launch(
+            *COHORT_SWEEP, f"results_dir={tmp_path / 'killed'}", VAE_SWEEP_KILL_AT=f"last.pt:{n}:after"
+        )
+        _, err = killed.communicate(timeout=600)
+        assert killed.returncode in (0, -signal.SIGKILL), err[-3000:]
+        kills += killed.returncode == -signal.SIGKILL
+    assert kills >= 1  # the first launch writes all 16
+    last = cli(*COHORT_SWEEP, f"results_dir={tmp_path / 'killed'}", timeout=600)
+    assert last.returncode == 0, last.stderr[-3000:]
+    sweep_dir = tmp_path / "killed" / "sweeps" / "smoke"
+    assert not list(sweep_dir.rglob("*.tmp")) and not list(sweep_dir.rglob("last.pt"))
+    assert_same_results(results_of(sweep_dir), want)
