@@ -32,7 +32,13 @@ from analysis import mi
 from sweep.keys import flatten, row_identity
 from sweep.projection import LATENTS_FILE, Projection, read_latents
 from sweep.projection import of_run as projection_of_run
-from sweep.results import EVALUATING, SCHEMA_VERSION, StoredConfigError, atomic_write_bytes, read_stored_config
+from sweep.results import (
+    EVALUATING,
+    SCHEMA_VERSION,
+    StoredConfigError,
+    atomic_write_bytes,
+    read_stored_config,
+)
 
 TABLES = ("run", "epochs", "eval", "dims", "latents")
 EVALUATION_TABLES = ("eval", "dims", "latents")  # rewritten together by one evaluation
