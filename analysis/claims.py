@@ -360,8 +360,7 @@ def _contrast_rows(claim, statement, factor, claimed, others, cells, u, note) ->
                 why = f"no ({', '.join(cells)}) cell holds both {part.replace(' vs ', ' and ')} with a {mname}{note}"
                 out.append(_row(claim, part, metric, statement, test, why, null=0.0, side="above"))
                 continue
-            fam = u[factor].astype(str)
-            used = u[(fam.isin(claimed) | fam.isin(other)) & np.isfinite(numeric(u, metric))]
+            used = contrasts.matched(u, metric, factor, claimed, other, cells)  # the configurations it used
             why = f"{mname} gap (nats) = {res.text()}{note}."
             out.append(_result(
                 claim, part, metric, statement, test, res, by_test(res, 0.0, "above"), why,
@@ -647,14 +646,15 @@ def _adjust(verdicts: list[Verdict]) -> None:
         )  # fmt: skip
         v.verdict = by_test(res, v.null, v.side) if v.statistic is not None else INCONCLUSIVE
     for joint in [v for v in verdicts if v.claim == "C4" and v.decides]:
-        parts = [
+        parts = [  # every family's contrast, defined or not: an undefined one leaves a family untested
             v
             for v in verdicts
-            if v.claim == "C4" and v.in_family and v.metric == DECIDING_METRIC and " vs " in v.part
+            if v.claim == "C4" and not v.decides and v.metric == DECIDING_METRIC and " vs " in v.part
         ]
         defined = [v for v in parts if v.statistic is not None]
         if not parts or len(defined) < len(parts):
-            joint.why = joint.why or "a dense1 contrast is undefined (no matched cell)."
+            missing = ", ".join(v.part for v in parts if v.statistic is None)
+            joint.why = joint.why or f"{missing}: no matched cell, dense1 is not compared with every family."
             continue
         worst = min(defined, key=lambda v: v.statistic)
         verdicts_ = [v.verdict for v in defined]

@@ -43,21 +43,11 @@ def paired(
     non-finite metric, or in a cell that lacks either group are left out. ``n_runs`` of the result
     counts the configurations used; a contrast without a matched cell is NaN throughout."""
     gen = gen or permutation.rng()
-    claimed, other = set(claimed), set(other)
-    if factor not in units.columns or not len(units):
-        return _empty(n_perm, n_boot)
-    fam = units[factor].astype(str)
-    x = numeric(units, metric)
-    rows = units[(fam.isin(claimed) | fam.isin(other)) & np.isfinite(x)]
+    rows = matched(units, metric, factor, claimed, other, cells)
     if not len(rows):
         return _empty(n_perm, n_boot)
-    label = rows[factor].astype(str).isin(other).to_numpy(dtype=float)  # 1: other, 0: claimed
-    cell = permutation.codes(rows, cells)
-    both = pd.Series(label).groupby(cell).agg(lambda s: 0 < s.sum() < len(s)).to_numpy()
-    keep = both[cell]
-    if not keep.any():
-        return _empty(n_perm, n_boot)
-    rows, label, x = rows[keep], label[keep], numeric(rows, metric).to_numpy()[keep]
+    label = rows[factor].astype(str).isin(set(other)).to_numpy(dtype=float)  # 1: other, 0: claimed
+    x = numeric(rows, metric).to_numpy()
     cell = np.unique(permutation.codes(rows, cells), return_inverse=True)[1]
     onehot = np.zeros((len(rows), cell.max() + 1))
     onehot[np.arange(len(rows)), cell] = 1.0
@@ -81,6 +71,22 @@ def paired(
         w = permutation.cluster_weights(ids, cell_latent, n_boot, gen)
         low, high = permutation.percentile((w * observed_cells).sum(axis=1) / w.sum(axis=1))
     return permutation.Result(observed, p, low, high, len(rows), n_perm, n_boot, permutation.mc_se(p, n_perm))
+
+
+def matched(units: pd.DataFrame, metric: str, factor: str, claimed, other, cells: list[str]) -> pd.DataFrame:
+    """The configurations a contrast uses: rows of either group with a finite ``metric``, in a cell of
+    ``cells`` that holds both groups (empty when there is none)."""
+    claimed, other = set(claimed), set(other)
+    if factor not in units.columns or not len(units):
+        return units.iloc[:0]
+    fam = units[factor].astype(str)
+    rows = units[(fam.isin(claimed) | fam.isin(other)) & np.isfinite(numeric(units, metric))]
+    if not len(rows):
+        return rows
+    label = rows[factor].astype(str).isin(other).to_numpy(dtype=float)
+    cell = permutation.codes(rows, cells)
+    both = pd.Series(label).groupby(cell).agg(lambda s: 0 < s.sum() < len(s)).to_numpy()
+    return rows[both[cell]]
 
 
 def _empty(n_perm: int, n_boot: int) -> permutation.Result:
