@@ -49,13 +49,17 @@ def paired(
     label = rows[factor].astype(str).isin(set(other)).to_numpy(dtype=float)  # 1: other, 0: claimed
     x = numeric(rows, metric).to_numpy()
     cell = np.unique(permutation.codes(rows, cells), return_inverse=True)[1]
-    onehot = np.zeros((len(rows), cell.max() + 1))
-    onehot[np.arange(len(rows)), cell] = 1.0
+    # per-cell sums by np.add.reduceat over the rows grouped by cell, not a one-hot matrix product, whose
+    # BLAS threads stall on a busy machine (a 100-configuration claims check: 8.8 s with it, 2.0 s)
+    order = np.argsort(cell, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(cell[order]) != 0])
+    size, xs = np.bincount(cell).astype(float), x[order]
 
     def diffs(lab: np.ndarray) -> np.ndarray:  # (B, n) labels -> (B, cells) other − claimed
-        s1, c1 = (lab * x) @ onehot, lab @ onehot
-        s0, c0 = ((1 - lab) * x) @ onehot, (1 - lab) @ onehot
-        return s1 / c1 - s0 / c0
+        lab = lab[:, order]
+        s1, c1 = np.add.reduceat(lab * xs, starts, axis=1), np.add.reduceat(lab, starts, axis=1)
+        s0 = np.add.reduceat((1 - lab) * xs, starts, axis=1)
+        return s1 / c1 - s0 / (size - c1)
 
     observed_cells = diffs(label[None, :])[0]
     observed = float(observed_cells.mean())
