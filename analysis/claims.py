@@ -401,7 +401,7 @@ def _c4(u, seeds, note) -> list[Verdict]:
             DECIDING_METRIC,
             statement,
             test,
-            "",
+            note,  # the notes on excluded and pooled runs; _adjust puts the contrasts before them
             decides=True,
             null=0.0,
             side="above",
@@ -652,9 +652,11 @@ def _adjust(verdicts: list[Verdict]) -> None:
             if v.claim == "C4" and not v.decides and v.metric == DECIDING_METRIC and " vs " in v.part
         ]
         defined = [v for v in parts if v.statistic is not None]
-        if not parts or len(defined) < len(parts):
+        if not parts:  # no dense1 encoder or no other family: _c4 wrote why
+            continue
+        if len(defined) < len(parts):
             missing = ", ".join(v.part for v in parts if v.statistic is None)
-            joint.why = joint.why or f"{missing}: no matched cell, dense1 is not compared with every family."
+            joint.why = f"{missing}: no matched cell, dense1 is not compared with every family{joint.why}."
             continue
         worst = min(defined, key=lambda v: v.statistic)
         verdicts_ = [v.verdict for v in defined]
@@ -673,7 +675,7 @@ def _adjust(verdicts: list[Verdict]) -> None:
                 f"{p_fmt(v.p_holm, v.p_bound)} ({v.verdict})"
                 for v in defined
             )
-            + "."
+            + f"{joint.why}."
         )
 
 
