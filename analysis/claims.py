@@ -360,8 +360,7 @@ def _contrast_rows(claim, statement, factor, claimed, others, cells, u, note) ->
                 why = f"no ({', '.join(cells)}) cell holds both {part.replace(' vs ', ' and ')} with a {mname}{note}"
                 out.append(_row(claim, part, metric, statement, test, why, null=0.0, side="above"))
                 continue
-            fam = u[factor].astype(str)
-            used = u[(fam.isin(claimed) | fam.isin(other)) & np.isfinite(numeric(u, metric))]
+            used = contrasts.matched(u, metric, factor, claimed, other, cells)  # the configurations it used
             why = f"{mname} gap (nats) = {res.text()}{note}."
             out.append(_result(
                 claim, part, metric, statement, test, res, by_test(res, 0.0, "above"), why,
@@ -402,7 +401,7 @@ def _c4(u, seeds, note) -> list[Verdict]:
             DECIDING_METRIC,
             statement,
             test,
-            "",
+            note,  # the notes on excluded and pooled runs; _adjust puts the contrasts before them
             decides=True,
             null=0.0,
             side="above",
@@ -647,14 +646,17 @@ def _adjust(verdicts: list[Verdict]) -> None:
         )  # fmt: skip
         v.verdict = by_test(res, v.null, v.side) if v.statistic is not None else INCONCLUSIVE
     for joint in [v for v in verdicts if v.claim == "C4" and v.decides]:
-        parts = [
+        parts = [  # every family's contrast, defined or not: an undefined one leaves a family untested
             v
             for v in verdicts
-            if v.claim == "C4" and v.in_family and v.metric == DECIDING_METRIC and " vs " in v.part
+            if v.claim == "C4" and not v.decides and v.metric == DECIDING_METRIC and " vs " in v.part
         ]
         defined = [v for v in parts if v.statistic is not None]
-        if not parts or len(defined) < len(parts):
-            joint.why = joint.why or "a dense1 contrast is undefined (no matched cell)."
+        if not parts:  # no dense1 encoder or no other family: _c4 wrote why
+            continue
+        if len(defined) < len(parts):
+            missing = ", ".join(v.part for v in parts if v.statistic is None)
+            joint.why = f"{missing}: no matched cell, dense1 is not compared with every family{joint.why}."
             continue
         worst = min(defined, key=lambda v: v.statistic)
         verdicts_ = [v.verdict for v in defined]
@@ -673,7 +675,7 @@ def _adjust(verdicts: list[Verdict]) -> None:
                 f"{p_fmt(v.p_holm, v.p_bound)} ({v.verdict})"
                 for v in defined
             )
-            + "."
+            + f"{joint.why}."
         )
 
 

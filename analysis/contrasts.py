@@ -43,32 +43,23 @@ def paired(
     non-finite metric, or in a cell that lacks either group are left out. ``n_runs`` of the result
     counts the configurations used; a contrast without a matched cell is NaN throughout."""
     gen = gen or permutation.rng()
-    claimed, other = set(claimed), set(other)
-    if factor not in units.columns or not len(units):
-        return _empty(n_perm, n_boot)
-    fam = units[factor].astype(str)
-    x = numeric(units, metric)
-    rows = units[(fam.isin(claimed) | fam.isin(other)) & np.isfinite(x)]
+    rows = matched(units, metric, factor, claimed, other, cells)
     if not len(rows):
         return _empty(n_perm, n_boot)
-    label = rows[factor].astype(str).isin(other).to_numpy(dtype=float)  # 1: other, 0: claimed
-    cell = permutation.codes(rows, cells)
-    both = pd.Series(label).groupby(cell).agg(lambda s: 0 < s.sum() < len(s)).to_numpy()
-    keep = both[cell]
-    if not keep.any():
-        return _empty(n_perm, n_boot)
-    rows, label, x = rows[keep], label[keep], numeric(rows, metric).to_numpy()[keep]
+    label = rows[factor].astype(str).isin(set(other)).to_numpy(dtype=float)  # 1: other, 0: claimed
+    x = numeric(rows, metric).to_numpy()
     cell = np.unique(permutation.codes(rows, cells), return_inverse=True)[1]
-    onehot = np.zeros((len(rows), cell.max() + 1))
-    onehot[np.arange(len(rows)), cell] = 1.0
-
-    # a shuffle within cells keeps each cell's counts and total: only the other group's sum moves
-    n1, n0 = label @ onehot, (1 - label) @ onehot
-    total = x @ onehot
+    # per-cell sums by np.add.reduceat over the rows grouped by cell, not a one-hot matrix product, whose
+    # BLAS threads stall on a busy machine (a 100-configuration claims check: 8.8 s with it, 2.0 s)
+    order = np.argsort(cell, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(cell[order]) != 0])
+    size, xs = np.bincount(cell).astype(float), x[order]
 
     def diffs(lab: np.ndarray) -> np.ndarray:  # (B, n) labels -> (B, cells) other − claimed
-        s1 = (lab * x) @ onehot
-        return s1 / n1 - (total - s1) / n0
+        lab = lab[:, order]
+        s1, c1 = np.add.reduceat(lab * xs, starts, axis=1), np.add.reduceat(lab, starts, axis=1)
+        s0 = np.add.reduceat((1 - lab) * xs, starts, axis=1)
+        return s1 / c1 - s0 / (size - c1)
 
     observed_cells = diffs(label[None, :])[0]
     observed = float(observed_cells.mean())
@@ -84,6 +75,22 @@ def paired(
         w = permutation.cluster_weights(ids, cell_latent, n_boot, gen)
         low, high = permutation.percentile((w * observed_cells).sum(axis=1) / w.sum(axis=1))
     return permutation.Result(observed, p, low, high, len(rows), n_perm, n_boot, permutation.mc_se(p, n_perm))
+
+
+def matched(units: pd.DataFrame, metric: str, factor: str, claimed, other, cells: list[str]) -> pd.DataFrame:
+    """The configurations a contrast uses: rows of either group with a finite ``metric``, in a cell of
+    ``cells`` that holds both groups (empty when there is none)."""
+    claimed, other = set(claimed), set(other)
+    if factor not in units.columns or not len(units):
+        return units.iloc[:0]
+    fam = units[factor].astype(str)
+    rows = units[(fam.isin(claimed) | fam.isin(other)) & np.isfinite(numeric(units, metric))]
+    if not len(rows):
+        return rows
+    label = rows[factor].astype(str).isin(other).to_numpy(dtype=float)
+    cell = permutation.codes(rows, cells)
+    both = pd.Series(label).groupby(cell).agg(lambda s: 0 < s.sum() < len(s)).to_numpy()
+    return rows[both[cell]]
 
 
 def _empty(n_perm: int, n_boot: int) -> permutation.Result:
