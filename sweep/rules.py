@@ -454,6 +454,12 @@ def _limits(cfg: dict[str, Any]) -> None:
             f"encoder={cfg['encoder']} decoder={cfg['decoder']} latent_dim={cfg['latent_dim']} make a model of "
             f"{total} parameters; valid: at most {MAX_PARAMS} (2**28: 4 GiB with gradients and Adam's state)"
         )
+    warmup, epochs = cfg["loss"]["warmup_epochs"], cfg["epochs"]
+    if warmup > epochs:  # β·min(1, t / warm-up) would never reach β: the run's objective is not the one named
+        raise ConfigError(
+            f"loss.warmup_epochs={warmup} is longer than the run (epochs={epochs}): the KL weight would "
+            f"never reach loss.beta; valid: 0..{epochs} (0: no warm-up)"
+        )
     n = sizes(cfg)
     if cfg["batch_size"] > n["train"]:
         raise ConfigError(
