@@ -33,7 +33,7 @@ from sweep.config import CONF_DIR, apply_overrides, to_plain
 from sweep.data import dataset_of
 from sweep.hydra_setup import register
 from sweep.names import dataset_subdir, parse_run_name, run_name_of
-from sweep.paths import writable
+from sweep.paths import PathError, readable, writable
 from sweep.rules import ConfigError, refusal, validate
 
 register()  # an entry point: it composes configs
@@ -179,13 +179,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--failed", type=Path, metavar="SWEEP_DIR", help="retry every failed run of a sweep, in place"
     )
-    args = p.parse_intermixed_args(argv)
+    from sweep.status import check_sweep_dir, usage_error
+
+    p.error = usage_error  # one error: line, not argparse's usage
+    try:
+        args = p.parse_intermixed_args(argv)
+        if args.failed is not None and (args.name or args.overrides):
+            p.error(f"--failed takes one sweep directory and nothing else (got {args.failed} {args.name})")
+        if args.failed is None and args.name is None:
+            p.error("a run name is required (or --failed SWEEP_DIR)")
+    except SystemExit as exc:  # a refused argument (status 2) or --help (0)
+        return int(exc.code or 0)
     if args.failed is not None:
-        if args.name or args.overrides or not args.failed.is_dir():
-            p.error(f"--failed takes one existing sweep directory and nothing else (got {args.failed})")
+        try:
+            if not readable(args.failed, "--failed").is_dir():
+                raise PathError(f"--failed={args.failed} is not a directory; valid: a sweep directory")
+            check_sweep_dir(args.failed)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         return retry_failed(args.failed)
-    if args.name is None:
-        p.error("a run name is required (or --failed SWEEP_DIR)")
     results_dir = Path(
         next((o.split("=", 1)[1] for o in args.overrides if o.startswith("results_dir=")), "results")
     )

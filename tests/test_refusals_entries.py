@@ -270,3 +270,36 @@ def test_a_bench_argument_out_of_range_is_refused_in_one_line_before_it_measures
     captured = capsys.readouterr()
     assert needle in one_error_line(captured.out + captured.err)
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------- issue 35: what was accepted but must be refused, in one line, exit 2
+EMPTY = "<an empty directory>"  # placeholder: tmp_path / "empty", made per test
+NOT_A_SWEEP = [
+    ("analysis.figures", [EMPTY], f"sweep_dir={EMPTY} holds no run (no run.parquet below it); valid:"),
+    ("analysis.figures", [EMPTY, "--out", f"{TMP}/figs"], f"sweep_dir={EMPTY} holds no run"),
+    ("sweep.status", [EMPTY], f"sweep_dir={EMPTY} holds no sweep: no grid.json, multirun.yaml or run"),
+    ("sweep.rerun", ["--failed", f"{TMP}/nowhere"], f"--failed={TMP}/nowhere is not a directory; valid:"),
+    ("sweep.rerun", ["--failed", FILE], f"--failed={FILE} is not a directory; valid: a sweep directory"),
+    ("sweep.rerun", ["--failed", EMPTY], f"sweep_dir={EMPTY} holds no sweep"),
+    ("sweep.rerun", ["--failed", EMPTY, "L2_dense1_dense1_s0"], "--failed takes one sweep directory and"),
+    ("sweep.rerun", [], "a run name is required (or --failed SWEEP_DIR); see --help"),
+    ("sweep.rerun", ["--nope"], "unrecognized arguments: --nope; see --help"),
+]
+
+
+@pytest.mark.parametrize(
+    "entry, args, needle", NOT_A_SWEEP, ids=[f"{e} {' '.join(a)[:50]}" for e, a, _ in NOT_A_SWEEP]
+)
+def test_a_directory_that_holds_no_sweep_is_refused_in_one_line_and_nothing_is_written(
+    tmp_path, capsys, entry, args, needle
+):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("not a run\n")
+    subs = {EMPTY: str(tmp_path / "empty")}
+    args = [subs.get(a, a) for a in _paths(tmp_path, args)]
+    (needle,) = _paths(tmp_path, [needle.replace(EMPTY, str(tmp_path / "empty"))])
+    before = tree(tmp_path)
+    assert _main(entry)(args) == 2
+    captured = capsys.readouterr()
+    assert needle in one_error_line(captured.out + captured.err)
+    assert tree(tmp_path) == before
