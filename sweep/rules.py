@@ -3,8 +3,9 @@
 :func:`validate` is what every entry point checks a config with before anything is written
 (``sweep.train`` single and multirun through :mod:`sweep.grid`, the engine's ``prepare``,
 ``sweep.rerun``, ``sweep.evaluate``, ``sweep.search``): ``RULES`` has one declarative rule per key (a
-new key is one line there; a key without a rule is refused), then the limits that depend on the data
-the run will use, then, where the run executes, this machine's devices. :func:`validate_launcher`
+new key is one line there; a key without a rule is refused), then the bundled data and FID classifier
+the run reads (their checksums), then the limits that depend on the data the run will use, then,
+where the run executes, this machine's devices. :func:`validate_launcher`
 checks ``hydra.launcher`` against ``LAUNCHER_RULES``; :func:`refusal` is the one ``error:`` line.
 """
 
@@ -20,7 +21,8 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from sweep.data import DATASETS, LIKELIHOODS, dataset_of, first_two_classes
+from sweep.data import DATASETS, LIKELIHOODS, check_data, dataset_of, first_two_classes
+from sweep.fid_kid import check_classifier
 from sweep.losses import REDUCTIONS
 from sweep.models import MAX_PARAMS, Spec, SpecError, n_params, validate_latent
 from sweep.paths import PathError, creatable
@@ -493,6 +495,15 @@ def _probe_classes(cfg: dict[str, Any], n: dict[str, int]) -> None:
     )
 
 
+def _bundle(cfg: dict[str, Any]) -> None:
+    """What every run of the config reads from ``data/<data.name>/``: the data files (their checksums)
+    and the FID feature classifier its evaluation loads (its checksum), checked before a launch writes
+    anything, not in each job after the grid and its run directories were written. Both are cached
+    per process. Raises :class:`~sweep.data.DataError` naming the file and how to restore it."""
+    check_data(dataset_of(cfg))
+    check_classifier(dataset_of(cfg))
+
+
 def _leaves(d: dict[str, Any], prefix: str = ""):
     for k, v in d.items():
         key = f"{prefix}{k}"
@@ -516,7 +527,8 @@ def _get(cfg: dict[str, Any], key: str) -> Any:
 
 def validate(cfg: dict[str, Any], *, here: bool = False) -> dict[str, Any]:
     """Refuse a bad config before anything is written: every key against its rule (a key without one
-    is refused), then the limits that depend on the data, then, with ``here``, what this machine must
+    is refused), then the bundled data and FID classifier the run reads (their checksums), then the
+limits that depend on the data, then, with ``here``, what this machine must
     provide (the device). Messages name the key, the value and what is valid. Returns ``cfg``."""
     for key, value in _leaves({k: v for k, v in cfg.items() if k != "hydra"}):
         if key not in RULES:
@@ -529,6 +541,7 @@ def validate(cfg: dict[str, Any], *, here: bool = False) -> dict[str, Any]:
             raise ConfigError(
                 f"{key} is missing from the config; valid: {getattr(RULES[key], 'valid', 'see conf/config.yaml')}"
             )
+    _bundle(cfg)
     _limits(cfg)
     if here:
         check_here(cfg)

@@ -303,3 +303,63 @@ def test_a_directory_that_holds_no_sweep_is_refused_in_one_line_and_nothing_is_w
     captured = capsys.readouterr()
     assert needle in one_error_line(captured.out + captured.err)
     assert tree(tmp_path) == before
+
+
+# ------------------- issue 35: the FID classifier is checked before a launch, with the data checksums
+
+
+def _record(d: Path, **changes) -> None:
+    import json
+
+    record = json.loads((d / "classifier.json").read_text())
+    (d / "classifier.json").write_text(json.dumps({**record, **changes}))
+
+
+def _garbage_weights(d: Path) -> None:
+    """Bytes that are not a state dict, with a record whose checksum matches them."""
+    import hashlib
+
+    (d / "feature_cnn.pt").write_bytes(b"not a checkpoint")
+    _record(d, sha256=hashlib.sha256(b"not a checkpoint").hexdigest())
+
+
+# (what is done to a copy of data/mnist/classifier/, the needle of the one error line)
+BAD_CLASSIFIERS = [
+    (lambda d: (d / "feature_cnn.pt").unlink(), "the mnist feature classifier is missing (<c>/feature_cnn.pt)"),
+    (lambda d: (d / "classifier.json").unlink(), "the mnist feature classifier is missing (<c>/classifier.json)"),
+    (
+        lambda d: (d / "feature_cnn.pt").write_bytes((d / "feature_cnn.pt").read_bytes()[:-1]),
+        "checksum mismatch for <c>/feature_cnn.pt: sha256",
+    ),
+    (lambda d: (d / "classifier.json").write_text("{"), "<c>/classifier.json is not a classifier record"),
+    (lambda d: (d / "classifier.json").write_text("[]"), "<c>/classifier.json is not a classifier record (TypeError"),
+    (_garbage_weights, "<c>/feature_cnn.pt does not load as the feature classifier"),
+]
+LAUNCHES = {"a grid": ["-m", "seed=0,1"], "a single run": []}
+
+
+@pytest.mark.parametrize("launch", list(LAUNCHES))
+@pytest.mark.parametrize(
+    "spoil, needle",
+    BAD_CLASSIFIERS,
+    ids=["no weights", "no record", "corrupt weights", "record not JSON", "record not a mapping", "garbage weights"],
+)
+def test_a_missing_or_corrupt_fid_classifier_refuses_the_launch_before_anything_is_written(
+    tmp_path, monkeypatch, capsys, spoil, needle, launch
+):
+    import shutil
+
+    from sweep import fid_kid
+
+    classifier = tmp_path / "classifier"
+    shutil.copytree(fid_kid.cache_dir("mnist"), classifier)
+    monkeypatch.setattr(fid_kid, "cache_dir", lambda dataset: classifier)
+    monkeypatch.setattr(fid_kid, "_cache", {})
+    spoil(classifier)
+    results = tmp_path / "results"
+    args = LAUNCHES[launch]
+    flags, rest = [a for a in args if a == "-m"], [a for a in args if a != "-m"]
+    assert train_in_process(monkeypatch, *flags, f"results_dir={results}", *TINY_RUN, *rest) == 2
+    captured = capsys.readouterr()
+    assert needle.replace("<c>", str(classifier)) in one_error_line(captured.out + captured.err)
+    assert not results.exists()  # no grid.json, no run directory
