@@ -363,3 +363,41 @@ def test_a_missing_or_corrupt_fid_classifier_refuses_the_launch_before_anything_
     captured = capsys.readouterr()
     assert needle.replace("<c>", str(classifier)) in one_error_line(captured.out + captured.err)
     assert not results.exists()  # no grid.json, no run directory
+
+
+# ---------------- issue 35: a run directory that holds anything but its run's own files is refused
+FOREIGN = [
+    ("hydra.run.dir", ["notes.txt"], "holds 'notes.txt', which no run writes"),
+    ("hydra.run.dir", ["data/", "z.csv"], "holds 'data' and 1 more entries, which no run writes"),
+    ("hydra.run.dir", ["run.parquet.bak"], "holds 'run.parquet.bak', which no run writes"),
+    ("hydra.sweep.dir", ["L2_dense1_dense1_s1/notes.txt"], "holds 'notes.txt', which no run writes"),
+    ("--out", ["runs/here/notes.txt"], "holds 'notes.txt', which no run writes"),
+]
+
+
+@pytest.mark.parametrize("key, entries, needle", FOREIGN, ids=[f"{k} {' '.join(e)}" for k, e, _ in FOREIGN])
+def test_a_run_directory_holding_unrelated_files_is_refused_before_anything_is_written(
+    tmp_path, monkeypatch, capsys, key, entries, needle
+):
+    target = tmp_path / "target"
+    for entry in entries:
+        path = target / entry.rstrip("/")
+        if entry.endswith("/"):
+            path.mkdir(parents=True)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("not a run's\n")
+    before = tree(tmp_path)
+    results = [f"results_dir={tmp_path / 'target'}"]
+    if key == "--out":
+        from sweep import rerun
+
+        code = rerun.main(["L2_dense1_dense1_s0", *results, "--out", str(target / "runs" / "here"), *TINY_RUN])
+    elif key == "hydra.sweep.dir":
+        code = train_in_process(monkeypatch, "-m", f"{key}={target}", *results, *TINY_RUN, "seed=0,1")
+    else:
+        code = train_in_process(monkeypatch, f"{key}={target}", *results, *TINY_RUN)
+    assert code == 2
+    captured = capsys.readouterr()
+    assert needle in one_error_line(captured.out + captured.err)
+    assert tree(tmp_path) == before
