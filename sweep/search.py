@@ -247,6 +247,11 @@ def main(argv: list[str] | None = None) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         study = search(args.overrides)
+    except KeyboardInterrupt as exc:  # Ctrl-C: the trial in flight stays RUNNING; a relaunch resumes it
+        from sweep.engine import interrupted_line
+
+        print(interrupted_line(exc, ["python", "-m", "sweep.search", *args.overrides]), file=sys.stderr)
+        return 130
     except Exception as exc:  # noqa: BLE001 - a refused search is one line; nothing was written
         print(refusal(exc, "search"), file=sys.stderr)
         return 2
