@@ -71,6 +71,11 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+# Every config value is a column of the run's row (run.parquet), where an integer is 64 bits: a larger
+# one would be accepted, trained, and then fail the row's write at the end of the run.
+INT64_MAX = 2**63 - 1
+
+
 def integer(lo: int, hi: int | None = None) -> Check:
     valid = f"{lo}..{hi}" if hi is not None else f">= {lo}"
 
@@ -79,6 +84,8 @@ def integer(lo: int, hi: int | None = None) -> Check:
             _fail(key, value, "must be an integer", valid)
         if value < lo or (hi is not None and value > hi):
             _fail(key, value, "is out of range", valid)
+        if value > INT64_MAX:
+            _fail(key, value, "is out of range", f"{lo}..{INT64_MAX} (a run's row stores it in 64 bits)")
 
     check.valid = valid  # type: ignore[attr-defined]
     return check
