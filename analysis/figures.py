@@ -158,6 +158,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.out is not None or len(dirs) == 1:
             out = writable(args.out or dirs[0] / "figures", "--out")
         sweep = load_sweep(dirs[0] if len(dirs) == 1 else dirs)  # one warning line per skipped file
+        if not len(sweep.runs):  # figures, tables and verdicts of nothing would read as a result
+            skipped = f" ({len(sweep.skipped)} unreadable files skipped)" if sweep.skipped else ""
+            raise PathError(
+                f"sweep_dir={' '.join(map(str, dirs))} holds no run (no run.parquet below it{skipped}); "
+                "valid: a sweep or results directory with at least one run, e.g. results/sweeps/<sweep_name>"
+            )
         if args.out is None and len(dirs) > 1:  # next to them: known once they are read
             out = writable(sweep.root / ("figures_" + "+".join(d.resolve().name for d in dirs)), "--out")
     except PathError as exc:

@@ -18,6 +18,7 @@ import functools
 import gzip
 import hashlib
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,12 +75,27 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _read_sums(path: Path) -> dict[str, str]:
+def _read_sums(path: Path, names: list[str]) -> dict[str, str]:
+    """``{file name: sha256}`` of a ``SHA256SUMS`` file (``<64 hex digits>  <name>`` per line) for
+    each of ``names``; :class:`DataError` naming the file and the line that is not such a line, or the
+    name it lacks."""
     sums = {}
-    for line in path.read_text().splitlines():
-        if line.strip():
-            digest, name = line.split()
-            sums[name] = digest
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 2 or not re.fullmatch(r"[0-9a-f]{64}", parts[0]):
+            raise DataError(
+                f"{path} line {number} is {line[:80]!r}; valid: '<64 hex digits>  <file name>' per line "
+                "(restore the file from the repository)"
+            )
+        sums[parts[1]] = parts[0]
+    missing = [n for n in names if n not in sums]
+    if missing:
+        raise DataError(
+            f"{path} has no checksum for {missing[0]}; valid: a line for each of {', '.join(names)} "
+            "(restore the file from the repository)"
+        )
     return sums
 
 
@@ -109,13 +125,12 @@ def verify_and_extract(root: Path = BUNDLED_ROOT, dataset: str = DEFAULT_DATASET
         raise DataError(
             f"{dataset} checksum files missing under {root} (expected SHA256SUMS and SHA256SUMS.raw)"
         )
-    want_gz, want_raw = _read_sums(sums_gz), _read_sums(sums_raw)
+    names = [n for pair in FILES.values() for n in pair]
+    want_gz, want_raw = _read_sums(sums_gz, [f"{n}.gz" for n in names]), _read_sums(sums_raw, names)
     raw_dir = root / ".cache" / DATASETS[check_dataset(dataset)] / "raw"
-    raw_dir.mkdir(parents=True, exist_ok=True)
-    for name in [n for pair in FILES.values() for n in pair]:
-        raw = raw_dir / name
-        if raw.is_file() and _sha256(raw) == want_raw[name]:
-            continue
+    for name in names:
+        # the bundled file is what the repository vouches for: checked every time, even where its
+        # decompressed cache matches (a corrupt .gz must not go unnoticed until the cache is rebuilt)
         gz = root / f"{name}.gz"
         if not gz.is_file():
             raise DataError(f"{dataset} file missing: {gz}")
@@ -125,6 +140,10 @@ def verify_and_extract(root: Path = BUNDLED_ROOT, dataset: str = DEFAULT_DATASET
                 f"checksum mismatch for {gz}: sha256 {got}, expected {want_gz[f'{name}.gz']} "
                 f"(from {sums_gz}); restore the file from the repository"
             )
+        raw = raw_dir / name
+        if raw.is_file() and _sha256(raw) == want_raw[name]:
+            continue
+        raw_dir.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=raw_dir, prefix=f".{name}.")
         try:
             with os.fdopen(fd, "wb") as out, gzip.open(gz, "rb") as src:

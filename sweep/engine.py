@@ -29,15 +29,18 @@ import functools
 import json
 import os
 import queue
+import shlex
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from sweep.config import PER_MEMBER_KEYS, flatten
 from sweep.device import cpu_threads, resolve_device, tf32_on_cuda
+from sweep.lock import read_note
 from sweep.member import Job, prepare
 from sweep.metrics import vae_flops
 from sweep.provenance import provenance
@@ -86,6 +89,42 @@ def cohort_cost(cfgs: Sequence[dict[str, Any]]) -> float:
     return sum(vae_flops(cfgs[0])) * sum(c["epochs"] for c in cfgs)
 
 
+# ---------------------------------------------------------------------------------------- Ctrl-C
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a launch: ``stopped`` holds (run directory, epochs done, epochs) of each run it
+    left unfinished after it had started (each resumes from its last epoch's checkpoint)."""
+
+    def __init__(self, stopped: list[tuple[Path, int | None, int | None]]):
+        super().__init__()
+        self.stopped = stopped
+
+
+def _stopped(jobs: dict[int, Job], out: list) -> list[tuple[Path, int | None, int | None]]:
+    """The started runs among ``jobs`` that have no result yet, with how far their holder note says
+    they got."""
+    got = []
+    for i, job in jobs.items():
+        if out[i] is None and any((job.out_dir / m).is_file() for m in results.RUN_MARKERS):
+            note = read_note(job.out_dir) or {}
+            got.append((Path(job.out_dir), note.get("epoch"), note.get("epochs")))
+    return got
+
+
+def interrupted_line(exc: KeyboardInterrupt, command: list[str]) -> str:
+    """The one line an entry point prints on Ctrl-C (then it exits with status 130): where each run
+    stopped, and the command that resumes it (``command``: the entry point's argv, the same command)."""
+    again = "`" + shlex.join(command) + "`"
+    stopped = getattr(exc, "stopped", [])
+    where = [
+        f"{d.name} stopped after epoch {e} of {n} ({d})" if e is not None else f"{d.name} stopped ({d})"
+        for d, e, n in stopped
+    ]
+    if not where:
+        return f"interrupted: no run was left half-trained; {again} goes on where it stopped"
+    them = "it" if len(where) == 1 else "them"
+    return f"interrupted: {'; '.join(where)}; {again} resumes {them} from the last finished epoch"
+
+
 # ---------------------------------------------------------------------------------------- launch
 def plan(jobs: Sequence[Job], max_members: int) -> list[list[int]]:
     """Indices of ``jobs`` grouped into cohorts of at most ``max_members`` (same :func:`cohort_key`),
@@ -132,6 +171,8 @@ def train_jobs(jobs: Sequence[Job], settings: Settings | None = None) -> list[di
                 # slots need to feed the GPU. One intra-op thread per slot instead.
                 with cpu_threads(1):
                     _run_threads(slot, min(settings.slots, len(todo)), ctx)
+        except KeyboardInterrupt as exc:  # the runs' locks are released: say where each one stopped
+            raise Interrupted(getattr(exc, "stopped", None) or _stopped(prepared, out)) from None
         finally:
             ctx.close()
     return out  # type: ignore[return-value]

@@ -195,17 +195,29 @@ def load_classifier(dataset: str) -> Classifier:
         if dataset not in _cache:
             d = cache_dir(dataset)
             fix = f"rebuild it with `python -m sweep.fid_kid train {dataset}`"
-            if not (d / RECORD).is_file() or not (d / WEIGHTS).is_file():
-                raise DataError(f"the {dataset} feature classifier is missing ({d / WEIGHTS}); {fix}")
-            record = json.loads((d / RECORD).read_text())
+            for path in (d / RECORD, d / WEIGHTS):
+                if not path.is_file():
+                    raise DataError(f"the {dataset} feature classifier is missing ({path}); {fix}")
+            try:
+                record = json.loads((d / RECORD).read_text())
+                want = record["sha256"]
+            except (ValueError, KeyError, TypeError) as exc:  # not JSON, or not the record it wrote
+                raise DataError(
+                    f"{d / RECORD} is not a classifier record ({type(exc).__name__}: {exc}); restore it "
+                    f"from the repository or {fix}"
+                ) from None
             weights = (d / WEIGHTS).read_bytes()
-            if _sha256(weights) != record["sha256"]:
+            if _sha256(weights) != want:
                 raise DataError(
                     f"checksum mismatch for {d / WEIGHTS}: sha256 {_sha256(weights)}, expected "
-                    f"{record['sha256']} (from {d / RECORD}); restore it from the repository or {fix}"
+                    f"{want} (from {d / RECORD}); restore it from the repository or {fix}"
                 )
             net = FeatureCNN()
-            net.load_state_dict(torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True))
+            try:
+                net.load_state_dict(torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True))
+            except Exception as exc:  # noqa: BLE001 - a record made to match other bytes: still one line
+                reason = " ".join(str(exc).split())[:200]
+                raise DataError(f"{d / WEIGHTS} does not load as the feature classifier ({reason}); {fix}") from None
             _cache[dataset] = Classifier(net.eval(), record)
         return _cache[dataset]
 

@@ -269,6 +269,22 @@ def failed_runs(sweep_dirs: list[Path]) -> str | None:
     )
 
 
+def summary_line(sweep_dirs: list[Path]) -> str | None:
+    """The one line a multirun ends with when no run failed: how its runs ended, where they are and
+    what to run next (the table, the figures). None without a grid (a sweeper other than the basic one)."""
+    if not sweep_dirs:
+        return None
+    states = [r.state for d in sweep_dirs for r in scan(d).runs]
+    shown = ("ok", "diverged", "pruned", "training", "interrupted", "not started")
+    parts = [f"{states.count(s)} {s}" for s in shown[1:] if states.count(s)]
+    where = " ".join(shlex.quote(str(d)) for d in sweep_dirs)
+    status = " · ".join(f"python -m sweep.status {shlex.quote(str(d))}" for d in sweep_dirs)
+    return (
+        f"sweep done: {states.count('ok')} of {len(states)} runs ok, {', '.join([*parts, '0 failed'])}, "
+        f"in {where}; next: {status} · python -m analysis.figures {where}"
+    )
+
+
 def check_command_line(argv: list[str]) -> None:
     """Compose the command line's config as Hydra will, before Hydra does, so that what Hydra itself
     refuses (an override that does not parse, an unknown group option such as ``data=foo`` or
@@ -318,7 +334,8 @@ class GridCheck(Callback):
     same checks of a single run (its config, this machine's device, its directory) before Hydra
     creates the run directory. Either failing prints one ``error:`` line and exits with status 2. At the
     end of a multirun it exits with status 1 when a run of the grid failed (:func:`failed_runs`), as a
-    failed single run does, so scripts and Slurm dependencies can tell."""
+    failed single run does, so scripts and Slurm dependencies can tell; otherwise it prints
+    :func:`summary_line`."""
 
     def __init__(self) -> None:
         self.sweep_dirs: list[Path] = []  # the grid's sweep directories, once its check passed
@@ -353,6 +370,9 @@ class GridCheck(Callback):
         if line:
             print(line, file=sys.stderr)
             raise SystemExit(1)
+        summary = summary_line(self.sweep_dirs)
+        if summary:
+            print(summary)
 
 
 class SweepProgress(Callback):

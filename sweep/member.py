@@ -280,8 +280,9 @@ def check_run_dir(cfg: dict[str, Any], out_dir: Path) -> None:
     config (one that never trained does not count: a corrected relaunch replaces it). Raises
     :class:`~sweep.results.SchemaVersionError`, :class:`~sweep.results.StoredConfigError` or
     :class:`ConfigMismatchError`. A directory inside another run's directory is refused too: runs never
-    nest, or the analysis of the outer run's sweep would count this one as well. First of all it must
-    be creatable (:func:`sweep.paths.writable`: :class:`~sweep.paths.PathError`)."""
+    nest, or the analysis of the outer run's sweep would count this one as well, and so is a directory
+    that holds anything a run does not write (:func:`sweep.results.foreign_entries`). First of all it
+    must be creatable (:func:`sweep.paths.writable`: :class:`~sweep.paths.PathError`)."""
     writable(out_dir, "the run directory")
     outer = results.enclosing_run(out_dir)
     if outer is not None:
@@ -289,6 +290,14 @@ def check_run_dir(cfg: dict[str, Any], out_dir: Path) -> None:
             f"{out_dir} is inside {outer}, the directory of another run: runs never nest (that run's "
             "sweep would count this one too); valid: a hydra.sweep.dir, hydra.run.dir or --out outside "
             "every run directory"
+        )
+    foreign = results.foreign_entries(out_dir)
+    if foreign:  # e.g. hydra.run.dir=/ or a home directory: a run never writes beside unrelated files
+        more = f" and {len(foreign) - 1} more entries" if len(foreign) > 1 else ""
+        raise ConfigMismatchError(
+            f"{out_dir} holds {foreign[0]!r}{more}, which no run writes: a run directory holds only its "
+            "run's own files; valid: a directory that does not exist yet, an empty one, or this run's own "
+            "(hydra.run.dir, hydra.sweep.dir or --out elsewhere)"
         )
     results.check_schema_version(out_dir)  # a run of another schema version is neither skipped nor touched
     stored = results.trained_config(out_dir)

@@ -34,7 +34,7 @@ from sweep.config import CONF_DIR, apply_overrides, to_plain
 from sweep.data import dataset_of
 from sweep.hydra_setup import register
 from sweep.names import dataset_subdir, parse_run_name, run_name_of
-from sweep.paths import writable
+from sweep.paths import PathError, readable, writable
 from sweep.rules import ConfigError, refusal, validate
 
 register()  # an entry point: it composes configs
@@ -60,10 +60,16 @@ def build_config(name: str, overrides: list[str], results_dir: Path, source: Pat
     """(config, where it came from) for run ``name``."""
     rid = parse_run_name(name)
     dataset = _dataset_override(overrides)
+    note = ""
     if source is None:
         found = find_runs(results_dir, rid.name)
         if dataset is not None:
             found = [p for p in found if dataset_of(results.read_stored_config(p) or {}) == dataset]
+        mine = [p for p in found if _unfinished_rerun(p, results_dir)]
+        if len(found) > 1 and len(mine) == 1:  # the same command again, after it was interrupted
+            others = ", ".join(str(p) for p in found if p != mine[0])
+            note = f" (an unfinished rerun of this name: resuming it, not {others}; --from DIR picks one)"
+            found = mine
         if len(found) > 1:
             raise ConfigError(
                 f"{len(found)} runs are named {rid.name} under {results_dir}: "
@@ -85,10 +91,21 @@ def build_config(name: str, overrides: list[str], results_dir: Path, source: Pat
         # the data group has one choice key on a stored config: data=X means data.name=X
         overrides = [f"data.name={dataset}" if o.lstrip("+").startswith("data=") else o for o in overrides]
         stored = {**stored, "data": {"name": dataset_of(stored), **stored["data"]}}
-        return apply_overrides(stored, overrides), str(source)
+        return apply_overrides(stored, overrides), str(source) + note
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=rid.overrides() + overrides)
     return to_plain(cfg), "composed from the run name"
+
+
+def _unfinished_rerun(run_dir: Path, results_dir: Path) -> bool:
+    """Whether ``run_dir`` is where ``sweep.rerun`` trains its run by default and that run is not
+    complete: an interrupted (or failed) rerun, which the same command resumes."""
+    try:
+        stored = results.read_stored_config(run_dir) or {}
+    except results.StoredConfigError:
+        return False
+    default = results_dir / "runs" / (dataset_subdir(dataset_of(stored)) + run_dir.name)
+    return run_dir.resolve() == default.resolve() and not results.is_complete(run_dir)
 
 
 def stored_job(run_dir: Path):
@@ -208,13 +225,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--failed", type=Path, metavar="SWEEP_DIR", help="retry every failed run of a sweep, in place"
     )
-    args = p.parse_intermixed_args(argv)
+    from sweep.status import check_sweep_dir, usage_error
+
+    p.error = usage_error  # one error: line, not argparse's usage
+    try:
+        args = p.parse_intermixed_args(argv)
+        if args.failed is not None and (args.name or args.overrides):
+            p.error(f"--failed takes one sweep directory and nothing else (got {args.failed} {args.name})")
+        if args.failed is None and args.name is None:
+            p.error("a run name is required (or --failed SWEEP_DIR)")
+    except SystemExit as exc:  # a refused argument (status 2) or --help (0)
+        return int(exc.code or 0)
     if args.failed is not None:
-        if args.name or args.overrides or not args.failed.is_dir():
-            p.error(f"--failed takes one existing sweep directory and nothing else (got {args.failed})")
-        return retry_failed(args.failed)
-    if args.name is None:
-        p.error("a run name is required (or --failed SWEEP_DIR)")
+        try:
+            if not readable(args.failed, "--failed").is_dir():
+                raise PathError(f"--failed={args.failed} is not a directory; valid: a sweep directory")
+            check_sweep_dir(args.failed)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        return _resumable(retry_failed, args.failed, argv=argv)
     results_dir = Path(
         next((o.split("=", 1)[1] for o in args.overrides if o.startswith("results_dir=")), "results")
     )
@@ -230,8 +260,23 @@ def main(argv: list[str] | None = None) -> int:
     print(f"config: {origin}; training into {out}")
     from sweep.train import train  # imported late: it is heavy and not needed for bad names
 
-    row = train(cfg, out, overrides=args.overrides)
+    row = _resumable(train, cfg, out, overrides=args.overrides, argv=argv)
+    if isinstance(row, int):
+        return row
     return 0 if row["status"] != "failed" else 1
+
+
+def _resumable(work, *args, argv: list[str] | None, **kwargs):
+    """``work(*args, **kwargs)``; on Ctrl-C, one line saying where the run stopped and the command
+    that resumes it, and exit status 130."""
+    from sweep.engine import interrupted_line
+
+    try:
+        return work(*args, **kwargs)
+    except KeyboardInterrupt as exc:
+        command = ["python", "-m", "sweep.rerun", *(sys.argv[1:] if argv is None else argv)]
+        print(interrupted_line(exc, command), file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ Every parquet file carries ``schema_version`` as a column and in its metadata.
 
 from __future__ import annotations
 
+import fnmatch
 import io
 import json
 import os
@@ -343,6 +344,41 @@ def enclosing_run(path: Path) -> Path | None:
     """The nearest directory above ``path`` (resolved) that holds a run, or None."""
     return next(
         (p for p in Path(path).resolve().parents if any((p / m).is_file() for m in RUN_MARKERS)), None
+    )
+
+
+# Every name a run writes in its own directory (results/README.md lists them), and the patterns of the
+# names it writes more than one of: the moved-aside checkpoints, TensorBoard sessions, atomic writes'
+# and path checks' temporary entries. Anything else is not this run's.
+RUN_ENTRIES = (
+    ".hydra",
+    "epochs.parquet",
+    "run.parquet",
+    "eval.parquet",
+    "dims.parquet",
+    "latents.parquet",
+    "pca.parquet",
+    "best.pt",
+    "last.pt",
+    "recon.png",
+    "samples.png",
+    COMPLETE,
+    "SLIMMED",
+    ".lock",
+    "train.log",  # Hydra's job log, written by earlier versions
+)
+RUN_PATTERNS = ("*.corrupt*", "events.out.tfevents.*", f".*{TMP_SUFFIX}", ".write-check-*")
+
+
+def foreign_entries(run_dir: Path) -> list[str]:
+    """The names in ``run_dir`` that no run writes (sorted; none where it does not exist)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    return sorted(
+        p.name
+        for p in run_dir.iterdir()
+        if p.name not in RUN_ENTRIES and not any(fnmatch.fnmatchcase(p.name, pat) for pat in RUN_PATTERNS)
     )
 
 

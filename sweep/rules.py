@@ -3,8 +3,9 @@
 :func:`validate` is what every entry point checks a config with before anything is written
 (``sweep.train`` single and multirun through :mod:`sweep.grid`, the engine's ``prepare``,
 ``sweep.rerun``, ``sweep.evaluate``, ``sweep.search``): ``RULES`` has one declarative rule per key (a
-new key is one line there; a key without a rule is refused), then the limits that depend on the data
-the run will use, then, where the run executes, this machine's devices. :func:`validate_launcher`
+new key is one line there; a key without a rule is refused), then the bundled data and FID classifier
+the run reads (their checksums), then the limits that depend on the data the run will use, then,
+where the run executes, this machine's devices. :func:`validate_launcher`
 checks ``hydra.launcher`` against ``LAUNCHER_RULES``; :func:`refusal` is the one ``error:`` line.
 """
 
@@ -20,7 +21,8 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from sweep.data import DATASETS, LIKELIHOODS, dataset_of, first_two_classes
+from sweep.data import DATASETS, LIKELIHOODS, check_data, dataset_of, first_two_classes
+from sweep.fid_kid import check_classifier
 from sweep.losses import REDUCTIONS
 from sweep.models import MAX_PARAMS, Spec, SpecError, n_params, validate_latent
 from sweep.paths import PathError, creatable
@@ -69,6 +71,11 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+# Every config value is a column of the run's row (run.parquet), where an integer is 64 bits: a larger
+# one would be accepted, trained, and then fail the row's write at the end of the run.
+INT64_MAX = 2**63 - 1
+
+
 def integer(lo: int, hi: int | None = None) -> Check:
     valid = f"{lo}..{hi}" if hi is not None else f">= {lo}"
 
@@ -77,6 +84,8 @@ def integer(lo: int, hi: int | None = None) -> Check:
             _fail(key, value, "must be an integer", valid)
         if value < lo or (hi is not None and value > hi):
             _fail(key, value, "is out of range", valid)
+        if value > INT64_MAX:
+            _fail(key, value, "is out of range", f"{lo}..{INT64_MAX} (a run's row stores it in 64 bits)")
 
     check.valid = valid  # type: ignore[attr-defined]
     return check
@@ -454,6 +463,12 @@ def _limits(cfg: dict[str, Any]) -> None:
             f"encoder={cfg['encoder']} decoder={cfg['decoder']} latent_dim={cfg['latent_dim']} make a model of "
             f"{total} parameters; valid: at most {MAX_PARAMS} (2**28: 4 GiB with gradients and Adam's state)"
         )
+    warmup, epochs = cfg["loss"]["warmup_epochs"], cfg["epochs"]
+    if warmup > epochs:  # β·min(1, t / warm-up) would never reach β: the run's objective is not the one named
+        raise ConfigError(
+            f"loss.warmup_epochs={warmup} is longer than the run (epochs={epochs}): the KL weight would "
+            f"never reach loss.beta; valid: 0..{epochs} (0: no warm-up)"
+        )
     n = sizes(cfg)
     if cfg["batch_size"] > n["train"]:
         raise ConfigError(
@@ -487,6 +502,15 @@ def _probe_classes(cfg: dict[str, Any], n: dict[str, int]) -> None:
     )
 
 
+def _bundle(cfg: dict[str, Any]) -> None:
+    """What every run of the config reads from ``data/<data.name>/``: the data files (their checksums)
+    and the FID feature classifier its evaluation loads (its checksum), checked before a launch writes
+    anything, not in each job after the grid and its run directories were written. Both are cached
+    per process. Raises :class:`~sweep.data.DataError` naming the file and how to restore it."""
+    check_data(dataset_of(cfg))
+    check_classifier(dataset_of(cfg))
+
+
 def _leaves(d: dict[str, Any], prefix: str = ""):
     for k, v in d.items():
         key = f"{prefix}{k}"
@@ -510,7 +534,8 @@ def _get(cfg: dict[str, Any], key: str) -> Any:
 
 def validate(cfg: dict[str, Any], *, here: bool = False) -> dict[str, Any]:
     """Refuse a bad config before anything is written: every key against its rule (a key without one
-    is refused), then the limits that depend on the data, then, with ``here``, what this machine must
+    is refused), then the bundled data and FID classifier the run reads (their checksums), then the
+limits that depend on the data, then, with ``here``, what this machine must
     provide (the device). Messages name the key, the value and what is valid. Returns ``cfg``."""
     for key, value in _leaves({k: v for k, v in cfg.items() if k != "hydra"}):
         if key not in RULES:
@@ -523,6 +548,7 @@ def validate(cfg: dict[str, Any], *, here: bool = False) -> dict[str, Any]:
             raise ConfigError(
                 f"{key} is missing from the config; valid: {getattr(RULES[key], 'valid', 'see conf/config.yaml')}"
             )
+    _bundle(cfg)
     _limits(cfg)
     if here:
         check_here(cfg)

@@ -19,8 +19,13 @@ diverge or fail are recorded as failed; hopeless ones are pruned by intermediate
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
+import os
+import shlex
+import sqlite3
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +80,19 @@ def check_search(cfg: dict[str, Any], base: list[str]) -> dict[str, Any]:
     return sc
 
 
+def distributions(space: dict[str, Any]) -> dict[str, optuna.distributions.BaseDistribution]:
+    """Optuna's distribution of each key of ``search.space`` (what :func:`suggest` draws from)."""
+    D = optuna.distributions
+    return {
+        key: D.CategoricalDistribution(list(d["choices"]))
+        if d["type"] == "categorical"
+        else (D.IntDistribution if d["type"] == "int" else D.FloatDistribution)(
+            d["low"], d["high"], log=d.get("log", False)
+        )
+        for key, d in space.items()
+    }
+
+
 def suggest(trial: optuna.Trial, space: dict[str, Any]) -> list[str]:
     """Sample every key of the space; return them as Hydra overrides."""
     out = []
@@ -93,14 +111,40 @@ def study_url(cfg: dict[str, Any]) -> str:
     return f"sqlite:///{(search_dir(cfg) / 'study.db').resolve()}"
 
 
-def stored_study(cfg: dict[str, Any]) -> optuna.Study | None:
-    """The study a previous launch left in ``study.db`` (read only), or None for a new search."""
-    if not (search_dir(cfg) / "study.db").is_file():
-        return None
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _holds_study(path: Path, name: str) -> str | None:
+    """Why the file ``path`` is not a study database holding the study ``name`` (None if it is one),
+    read without writing to it: Optuna would create its tables in any file it opens."""
+    with open(path, "rb") as f:
+        head = f.read(len(SQLITE_HEADER))
+    if not head:
+        return "is empty (0 bytes)"
+    if head != SQLITE_HEADER:
+        return "is not an SQLite database"
     try:
-        return optuna.load_study(study_name=cfg["sweep_name"], storage=study_url(cfg))
-    except KeyError:  # a database without this study: create_study adds it
+        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+            found = db.execute("SELECT 1 FROM studies WHERE study_name = ?", (name,)).fetchone()
+    except sqlite3.Error as exc:
+        return f"is not an Optuna study database ({exc})"
+    return None if found else f"holds no study named {name!r}"
+
+
+def stored_study(cfg: dict[str, Any]) -> optuna.Study | None:
+    """The study a previous launch left in ``study.db`` (read only), or None for a new search. A
+    ``study.db`` that is not that study (empty, another file, another study) is refused: a search
+    writes it whole (:func:`make_study`), so it is not one this search left."""
+    path = search_dir(cfg) / "study.db"
+    if not path.is_file():
         return None
+    why = _holds_study(path, cfg["sweep_name"])
+    if why is not None:
+        raise ConfigError(
+            f"{path} {why}: no search wrote it so; valid: move it away to start a new study, or "
+            "another sweep_name"
+        )
+    return optuna.load_study(study_name=cfg["sweep_name"], storage=study_url(cfg))
 
 
 def check_stored_study(cfg: dict[str, Any], study: optuna.Study | None) -> None:
@@ -120,6 +164,25 @@ def check_stored_study(cfg: dict[str, Any], study: optuna.Study | None) -> None:
                 f"{key}={asked[key]} disagrees with the study in {search_dir(cfg) / 'study.db'}, "
                 f"created with {key}={was}; valid: {was}, or another sweep_name for a new study"
             )
+    # the space: each key's distribution as the stored trials drew it (a changed one would fail the
+    # next trial's suggest after it was asked for, and mix two questions in one study)
+    space = distributions(sc["space"])
+    for t in study.get_trials(deepcopy=False):
+        for key, was in t.distributions.items():
+            if space.get(key) != was:
+                now = sc["space"].get(key, "absent")
+                raise ConfigError(
+                    f"search.space.{key}={now} disagrees with the study in {search_dir(cfg) / 'study.db'}, "
+                    f"whose trial {t.number} drew {key} from {was}; valid: that distribution, or "
+                    "another sweep_name for a new study"
+                )
+        new = sorted(set(space) - set(t.distributions))
+        if t.distributions and new:
+            raise ConfigError(
+                f"search.space.{new[0]}={sc['space'][new[0]]} is not in the study in "
+                f"{search_dir(cfg) / 'study.db'} (its trials drew {', '.join(t.distributions)}); valid: "
+                "those keys, or another sweep_name for a new study"
+            )
 
 
 SEED_RANGE = 2**32  # numpy's RandomState, which Optuna's samplers draw from, takes seeds below this
@@ -133,6 +196,8 @@ def make_study(cfg: dict[str, Any], n_stored: int = 0) -> optuna.Study:
     sc = cfg["search"]
     root = search_dir(cfg)
     root.mkdir(parents=True, exist_ok=True)
+    if not (root / "study.db").is_file():
+        _create_study_file(cfg)
     seed = (sc["seed"] + n_stored) % SEED_RANGE
     sampler = {
         "tpe": lambda: optuna.samplers.TPESampler(seed=seed, multivariate=True),
@@ -152,8 +217,32 @@ def make_study(cfg: dict[str, Any], n_stored: int = 0) -> optuna.Study:
         pruner=pruner,
         load_if_exists=True,
     )
-    study.set_metric_names(list(sc["objectives"]))
+    if list(study.metric_names or []) != list(sc["objectives"]):
+        study.set_metric_names(list(sc["objectives"]))
     return study
+
+
+def _create_study_file(cfg: dict[str, Any]) -> None:
+    """Write ``study.db`` whole: the study (its directions and objectives) created in a temporary
+    file, then linked into place, which fails if another search got there first (link never replaces).
+    So a ``study.db`` always holds its study, and two searches starting one study at once share it:
+    the second loads the first's, checked like any stored study (:func:`check_stored_study`)."""
+    sc, path = cfg["search"], search_dir(cfg) / "study.db"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".study.db.", suffix=".tmp")
+    os.close(fd)
+    try:
+        storage = optuna.storages.RDBStorage(f"sqlite:///{tmp}")
+        made = optuna.create_study(study_name=cfg["sweep_name"], storage=storage, directions=list(sc["directions"]))
+        made.set_metric_names(list(sc["objectives"]))
+        storage.engine.dispose()  # every connection closed: the file is complete
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:  # another search created it meanwhile: it must be the same study
+            check_stored_study(cfg, stored_study(cfg))
+    finally:
+        os.unlink(tmp)
 
 
 def run_trial(
@@ -220,12 +309,24 @@ def stale_trials(study: optuna.Study, cfg: dict[str, Any], base: list[str]) -> l
     return out
 
 
-def search(overrides: list[str]) -> optuna.Study:
+def open_search(overrides: list[str]) -> tuple[optuna.Study, dict[str, Any]]:
+    """Every check of a search, then its study (created whole, or loaded): nothing trains here, and a
+    refusal leaves a stored study untouched. Returns the study and the run config."""
     cfg = compose_cfg(overrides)
-    sc = check_search(cfg, overrides)
+    check_search(cfg, overrides)
     stored = stored_study(cfg)
     check_stored_study(cfg, stored)
-    study = make_study(cfg, len(stored.trials) if stored is not None else 0)
+    return make_study(cfg, len(stored.trials) if stored is not None else 0), cfg
+
+
+def search(overrides: list[str]) -> optuna.Study:
+    study, cfg = open_search(overrides)
+    return run_search(study, cfg, overrides)
+
+
+def run_search(study: optuna.Study, cfg: dict[str, Any], overrides: list[str]) -> optuna.Study:
+    """Resume the trials a stopped search left running, then ask for trials until ``n_trials``."""
+    sc = cfg["search"]
     for frozen in stale_trials(study, cfg, overrides):
         print(f"trial {frozen.number}: left running by a stopped search, resuming it")
         # re-suggesting on the same trial returns its stored parameters
@@ -245,11 +346,31 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    from sweep.engine import interrupted_line
+
+    command = ["python", "-m", "sweep.search", *args.overrides]
     try:
-        study = search(args.overrides)
-    except Exception as exc:  # noqa: BLE001 - a refused search is one line; nothing was written
+        study, cfg = open_search(args.overrides)
+    except KeyboardInterrupt as exc:
+        print(interrupted_line(exc, command), file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - a refused search is one line; no trial was asked for
         print(refusal(exc, "search"), file=sys.stderr)
         return 2
+    try:
+        run_search(study, cfg, args.overrides)
+    except KeyboardInterrupt as exc:  # Ctrl-C: the trial in flight stays RUNNING; a relaunch resumes it
+        print(interrupted_line(exc, command), file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - after trials started: say so, and how to go on
+        trials = study.get_trials(deepcopy=False)
+        print(
+            f"error: the search stopped in trial {len(trials) - 1} ({type(exc).__name__}: "
+            f"{' '.join(str(exc).split())}); the study keeps its trials: `{shlex.join(command)}` goes on "
+            "from there",
+            file=sys.stderr,
+        )
+        return 1
     states = [t.state.name for t in study.trials]
     print(
         f"{len(states)} trials in {study.study_name}: "

@@ -130,19 +130,38 @@ def _size(run_dir: Path) -> int:
     return sum(p.stat().st_size for p in Path(run_dir).rglob("*") if p.is_file() and p.name != LOCK_NAME)
 
 
-def finished_runs(root: Path) -> list[Path]:
-    """Every run directory at or below ``root`` that holds a ``COMPLETE`` marker."""
+def run_dirs(root: Path) -> list[Path]:
+    """Every run directory at or below ``root``: each holds one of what any started run writes first
+    (``.hydra/config.yaml``, ``run.parquet``, ``COMPLETE``)."""
     root = Path(root)
-    if results.is_complete(root):
+    if any((root / m).is_file() for m in results.RUN_MARKERS):
         return [root]
-    return sorted(p.parent for p in root.glob(f"**/{results.COMPLETE}"))
+    found = {p.parent for m in (results.COMPLETE, "run.parquet") for p in root.glob(f"**/{m}")}
+    found |= {p.parent.parent for p in root.glob("**/.hydra/config.yaml")}
+    return sorted(found)
+
+
+def _unfinished(run_dir: Path) -> str:
+    """Why a run without ``COMPLETE`` is left as it is: failed (with its error's first line), or
+    not finished (interrupted, or training now)."""
+    try:
+        row = pq.read_table(run_dir / "run.parquet", columns=["status", "error"]).to_pylist()[0]
+    except Exception:  # noqa: BLE001 - no row (still training or interrupted) or an unreadable one
+        row = {}
+    if row.get("status") == "failed":
+        error = (row.get("error") or "no error recorded").strip().splitlines()[0]
+        return f"failed ({error}; python -m sweep.rerun --failed retries it in place)"
+    return "not finished (training, or interrupted: a relaunch resumes it)"
 
 
 def slim(root: Path, *, dry_run: bool = False) -> dict[str, list]:
-    """Slim every finished run below ``root``. Returns {"slimmed": [(dir, before, after)],
-    "left": [(dir, why)]}."""
+    """Slim every finished run below ``root``; every other run is named in "left" with why.
+    Returns {"slimmed": [(dir, before, after)], "left": [(dir, why)]}."""
     out: dict[str, list] = {"slimmed": [], "left": []}
-    for run_dir in finished_runs(root):
+    for run_dir in run_dirs(root):
+        if not results.is_complete(run_dir):
+            out["left"].append((run_dir, _unfinished(run_dir)))
+            continue
         try:
             status = results.read_complete(run_dir).get("status")
         except (OSError, ValueError) as exc:

@@ -5,7 +5,7 @@
 
 Each run of the grid (``grid.json``, written by the launch's grid check; for a sweep launched before
 that file existed, the jobs of Hydra's ``multirun.yaml``, or else the run directories found on disk)
-is one of: ``ok``, ``diverged``, ``pruned`` (complete: its ``COMPLETE`` marker), ``failed`` (``run.parquet`` says so; a relaunch retries it),
+(or, given one run's directory, that run) is one of: ``ok``, ``diverged``, ``pruned`` (complete: its ``COMPLETE`` marker), ``failed`` (``run.parquet`` says so; a relaunch retries it),
 ``training`` (a live process holds its lock: host, pid and epoch from the holder note),
 ``interrupted`` (started, no live holder: a relaunch resumes it), ``not started``, ``unreadable``
 (a file that cannot be parsed; named), or ``mismatched``: its row (or stored config) differs from the
@@ -21,7 +21,8 @@ takes a lock, so it is safe beside running launches. A holder on this machine is
 lists its lock; a holder on another machine (a Slurm node, shared filesystem) is live while its note,
 rewritten after every epoch, is younger than ``--stale-after`` seconds. Exit code 0 when every run of
 the grid is complete (``ok``, ``diverged`` or ``pruned``: a single run that diverged exits 0 too), 1
-otherwise (a multirun whose runs failed exits 1 as well), 2 on bad usage; with ``--watch`` it returns once nothing is
+otherwise (a multirun whose runs failed exits 1 as well), 2 on bad usage or a directory that holds
+no sweep (no grid, no run); with ``--watch`` it returns once nothing is
 training or left to train, so a script can wait on it. It imports neither torch nor Hydra, so it
 answers in well under a second (``bench/status.py``).
 
@@ -330,15 +331,42 @@ def read_grid(sweep_dir: Path) -> tuple[list[str], str, str | None]:
     return runs_on_disk(sweep_dir), f"the run directories on disk (no {GRID_FILE} or multirun.yaml)", None
 
 
+def is_run_dir(path: Path) -> bool:
+    """Whether ``path`` is one run's directory (it holds what any started run writes first)."""
+    return any((Path(path) / m).is_file() for m in results.RUN_MARKERS)
+
+
+def check_sweep_dir(path: Path) -> None:
+    """Refuse (``ValueError``, one line) a directory that holds no sweep: no ``grid.json``, no
+    ``multirun.yaml`` and no run directory, where a table would report "0 runs" as if it were one."""
+    path = Path(path)
+    if is_run_dir(path) or (path / GRID_FILE).is_file() or (path / "multirun.yaml").is_file():
+        return
+    if not runs_on_disk(path):
+        raise ValueError(
+            f"sweep_dir={path} holds no sweep: no {GRID_FILE}, multirun.yaml or run directory "
+            "(<run>/.hydra/config.yaml) in it; valid: a sweep directory, e.g. results/sweeps/<sweep_name>, "
+            "or one run's directory"
+        )
+
+
 class Scanner:
-    """Scans a sweep again and again; complete runs are final, so each is read once."""
+    """Scans a sweep again and again; complete runs are final, so each is read once. Given one run's
+    directory, it scans that run alone (as the one run of its parent directory)."""
 
     def __init__(self, sweep_dir: str | Path, stale_after: float = STALE_AFTER):
         self.sweep_dir, self.stale_after = Path(sweep_dir), stale_after
+        self.single: str | None = None
+        if is_run_dir(self.sweep_dir):
+            self.single = self.sweep_dir.resolve().name
+            self.sweep_dir = self.sweep_dir.resolve().parent
         self._final: dict[str, Run] = {}
 
     def scan(self) -> Status:
-        names, source, command = read_grid(self.sweep_dir)
+        if self.single is not None:
+            names, source, command = [self.single], f"the single run directory {self.single}", None
+        else:
+            names, source, command = read_grid(self.sweep_dir)
         settings = read_settings(self.sweep_dir)
         locks, now = local_locks(), time.time()
         runs = []
@@ -350,7 +378,7 @@ class Scanner:
                 self._final[name] = run
             runs.append(run)
         outside = []
-        if not source.startswith("the run directories on disk"):
+        if self.single is None and not source.startswith("the run directories on disk"):
             grid = set(names)
             outside = [n for n in runs_on_disk(self.sweep_dir) if n not in grid]
         return Status(self.sweep_dir, runs, source, command, outside)
@@ -451,7 +479,9 @@ def usage_error(message: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m sweep.status", description=__doc__.split("\n\n")[0])
-    p.add_argument("sweep_dir", type=Path, help="a sweep directory, e.g. results/sweeps/paper")
+    p.add_argument(
+        "sweep_dir", type=Path, help="a sweep directory, e.g. results/sweeps/paper, or one run's directory"
+    )
     p.add_argument("--watch", action="store_true", help="refresh until nothing is left to train")
     p.add_argument("--interval", type=seconds, default=10.0, help="seconds between refreshes (--watch)")
     p.add_argument(
@@ -469,7 +499,8 @@ def main(argv: list[str] | None = None) -> int:
         if not readable(args.sweep_dir, "sweep_dir").is_dir():
             print(f"error: {args.sweep_dir} is not a directory", file=sys.stderr)
             return 2
-    except PathError as exc:
+        check_sweep_dir(args.sweep_dir)
+    except (PathError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     scanner = Scanner(args.sweep_dir, args.stale_after)

@@ -88,11 +88,17 @@ def main(cfg: DictConfig) -> float | None:
 
 def cli() -> None:
     """``python -m sweep.train``: Hydra's own errors (a bad override or group option) refused in one
-    line with exit status 2 (:func:`sweep.grid.check_command_line`), then Hydra's ``main``."""
+    line with exit status 2 (:func:`sweep.grid.check_command_line`), then Hydra's ``main``; Ctrl-C
+    ends it with one line saying where each run stopped and how to resume it, exit status 130."""
+    from sweep.engine import interrupted_line
     from sweep.grid import check_command_line
 
     check_command_line(sys.argv[1:])
-    main()
+    try:
+        main()
+    except KeyboardInterrupt as exc:  # Ctrl-C: one line saying where it stopped, not a traceback
+        print(interrupted_line(exc, ["python", "-m", "sweep.train", *sys.argv[1:]]), file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 if __name__ == "__main__":

@@ -158,6 +158,8 @@ def test_ref_iwae(hydra_compose):
         (["loss.beta=-1"], ["loss.beta=-1", ">= 0"]),
         (["loss.free_bits=-0.5"], ["loss.free_bits=-0.5", ">= 0"]),
         (["loss.warmup_epochs=-1"], ["loss.warmup_epochs=-1", ">= 0"]),
+        (["epochs=3", "loss.warmup_epochs=3.5"], ["loss.warmup_epochs=3.5 is longer than the run (epochs=3)", "0..3"]),
+        (["epochs=1", "loss.warmup_epochs=2"], ["loss.warmup_epochs=2 is longer than the run (epochs=1)"]),
         (["loss.reduction=mean"], ["loss.reduction='mean'", "sum", "paper"]),
         (["data.likelihood=gauss"], ["data.likelihood='gauss'", "bernoulli", "bce"]),
         (["seed=-1"], ["seed=-1", "0..4294967295"]),
@@ -185,6 +187,7 @@ def test_validate_rejects(hydra_compose, overrides, needles):
 def test_validate_accepts_the_edges(hydra_compose):
     validate(to_plain(hydra_compose(["data.subset=100", "batch_size=100", "seed=0", "loss.beta=0"])))
     validate(to_plain(hydra_compose(["encoder=conv5", "decoder=conv5", "latent_dim=1", "epochs=1"])))
+    validate(to_plain(hydra_compose(["epochs=3", "loss.warmup_epochs=3"])))  # β reached at the last step
 
 
 def test_validate_rejects_non_finite_lr(hydra_compose):

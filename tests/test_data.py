@@ -118,3 +118,67 @@ def test_fashion_mnist_is_bundled_checked_and_read_like_mnist(tmp_path):
         verify_and_extract(root, "fashion_mnist")
     with pytest.raises(DataError, match=r"data.name='kmnist' is unknown; valid: mnist, fashion_mnist"):
         load_mnist("cpu", dataset="kmnist")
+
+
+@pytest.fixture(scope="module")
+def extracted(tmp_path_factory):
+    """A copy of the MNIST bundle whose decompressed cache is already built and matches."""
+    root = tmp_path_factory.mktemp("bundle") / "mnist"
+    shutil.copytree(BUNDLED_ROOT, root, ignore=shutil.ignore_patterns(".cache", "classifier"))
+    verify_and_extract(root)
+    return root
+
+
+def _flip_byte(path, at=100):
+    data = bytearray(path.read_bytes())
+    data[at] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _replace_line(path, index, text):
+    lines = path.read_text().splitlines()
+    lines[index] = text
+    path.write_text("\n".join(lines) + "\n")
+
+
+# (what is done to a copy whose cache matches, the DataError's message): each names the file
+BAD_BUNDLES = [
+    (
+        lambda r: _flip_byte(r / "t10k-labels-idx1-ubyte.gz"),
+        r"checksum mismatch for .*/t10k-labels-idx1-ubyte\.gz: sha256 [0-9a-f]{64}, expected b91679",
+    ),
+    (
+        lambda r: (r / "train-images-idx3-ubyte.gz").write_bytes(b""),
+        r"checksum mismatch for .*/train-images-idx3-ubyte\.gz: sha256 e3b0c442",
+    ),
+    (
+        lambda r: _replace_line(r / "SHA256SUMS", 1, "garbage"),
+        r"/SHA256SUMS line 2 is 'garbage'; valid: '<64 hex digits>  <file name>' per line",
+    ),
+    (
+        lambda r: _replace_line(r / "SHA256SUMS.raw", 0, "0fa7 t10k-images-idx3-ubyte"),
+        r"/SHA256SUMS\.raw line 1 is '0fa7 t10k-images-idx3-ubyte'; valid: '<64 hex digits>",
+    ),
+    (
+        lambda r: _replace_line(r / "SHA256SUMS", 3, "1787" * 16 + "  other-file.gz"),
+        r"/SHA256SUMS has no checksum for train-labels-idx1-ubyte\.gz; valid: a line for each of",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "spoil, message",
+    BAD_BUNDLES,
+    ids=["corrupt gz", "empty gz", "garbage sums line", "short digest", "a file without a sum"],
+)
+def test_a_bad_bundle_is_refused_by_its_file_even_where_the_decompressed_cache_matches(
+    extracted, tmp_path, spoil, message
+):
+    root = tmp_path / "mnist"
+    shutil.copytree(extracted, root)
+    raw = root / ".cache" / "MNIST" / "raw"
+    before = {p.name: p.read_bytes() for p in raw.iterdir()}
+    spoil(root)
+    with pytest.raises(DataError, match=message):
+        verify_and_extract(root)
+    assert {p.name: p.read_bytes() for p in raw.iterdir()} == before  # the cache is left as it was

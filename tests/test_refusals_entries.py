@@ -326,3 +326,134 @@ def test_a_rerun_out_of_a_sweeps_own_run_with_its_settings_is_accepted(tmp_path)
     cfg, _ = rerun.build_config("L2_dense1_dense1_s0", [f"results_dir={tmp_path}"], tmp_path)
     assert rerun.output_dir(cfg, sweep / "L2_dense1_dense1_s0") == sweep / "L2_dense1_dense1_s0"
     assert rerun.output_dir(cfg, tmp_path / "runs" / "x") == tmp_path / "runs" / "x"
+
+
+# ------------------------------- issue 35: what was accepted but must be refused, in one line, exit 2
+EMPTY = "<an empty directory>"  # placeholder: tmp_path / "empty", made per test
+NOT_A_SWEEP = [
+    ("analysis.figures", [EMPTY], f"sweep_dir={EMPTY} holds no run (no run.parquet below it); valid:"),
+    ("analysis.figures", [EMPTY, "--out", f"{TMP}/figs"], f"sweep_dir={EMPTY} holds no run"),
+    ("sweep.status", [EMPTY], f"sweep_dir={EMPTY} holds no sweep: no grid.json, multirun.yaml or run"),
+    ("sweep.rerun", ["--failed", f"{TMP}/nowhere"], f"--failed={TMP}/nowhere is not a directory; valid:"),
+    ("sweep.rerun", ["--failed", FILE], f"--failed={FILE} is not a directory; valid: a sweep directory"),
+    ("sweep.rerun", ["--failed", EMPTY], f"sweep_dir={EMPTY} holds no sweep"),
+    ("sweep.rerun", ["--failed", EMPTY, "L2_dense1_dense1_s0"], "--failed takes one sweep directory and"),
+    ("sweep.rerun", [], "a run name is required (or --failed SWEEP_DIR); see --help"),
+    ("sweep.rerun", ["--nope"], "unrecognized arguments: --nope; see --help"),
+]
+
+
+@pytest.mark.parametrize(
+    "entry, args, needle", NOT_A_SWEEP, ids=[f"{e} {' '.join(a)[:50]}" for e, a, _ in NOT_A_SWEEP]
+)
+def test_a_directory_that_holds_no_sweep_is_refused_in_one_line_and_nothing_is_written(
+    tmp_path, capsys, entry, args, needle
+):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("not a run\n")
+    subs = {EMPTY: str(tmp_path / "empty")}
+    args = [subs.get(a, a) for a in _paths(tmp_path, args)]
+    (needle,) = _paths(tmp_path, [needle.replace(EMPTY, str(tmp_path / "empty"))])
+    before = tree(tmp_path)
+    assert _main(entry)(args) == 2
+    captured = capsys.readouterr()
+    assert needle in one_error_line(captured.out + captured.err)
+    assert tree(tmp_path) == before
+
+
+# ------------------- issue 35: the FID classifier is checked before a launch, with the data checksums
+
+
+def _record(d: Path, **changes) -> None:
+    import json
+
+    record = json.loads((d / "classifier.json").read_text())
+    (d / "classifier.json").write_text(json.dumps({**record, **changes}))
+
+
+def _garbage_weights(d: Path) -> None:
+    """Bytes that are not a state dict, with a record whose checksum matches them."""
+    import hashlib
+
+    (d / "feature_cnn.pt").write_bytes(b"not a checkpoint")
+    _record(d, sha256=hashlib.sha256(b"not a checkpoint").hexdigest())
+
+
+# (what is done to a copy of data/mnist/classifier/, the needle of the one error line)
+BAD_CLASSIFIERS = [
+    (lambda d: (d / "feature_cnn.pt").unlink(), "the mnist feature classifier is missing (<c>/feature_cnn.pt)"),
+    (lambda d: (d / "classifier.json").unlink(), "the mnist feature classifier is missing (<c>/classifier.json)"),
+    (
+        lambda d: (d / "feature_cnn.pt").write_bytes((d / "feature_cnn.pt").read_bytes()[:-1]),
+        "checksum mismatch for <c>/feature_cnn.pt: sha256",
+    ),
+    (lambda d: (d / "classifier.json").write_text("{"), "<c>/classifier.json is not a classifier record"),
+    (lambda d: (d / "classifier.json").write_text("[]"), "<c>/classifier.json is not a classifier record (TypeError"),
+    (_garbage_weights, "<c>/feature_cnn.pt does not load as the feature classifier"),
+]
+LAUNCHES = {"a grid": ["-m", "seed=0,1"], "a single run": []}
+
+
+@pytest.mark.parametrize("launch", list(LAUNCHES))
+@pytest.mark.parametrize(
+    "spoil, needle",
+    BAD_CLASSIFIERS,
+    ids=["no weights", "no record", "corrupt weights", "record not JSON", "record not a mapping", "garbage weights"],
+)
+def test_a_missing_or_corrupt_fid_classifier_refuses_the_launch_before_anything_is_written(
+    tmp_path, monkeypatch, capsys, spoil, needle, launch
+):
+    import shutil
+
+    from sweep import fid_kid
+
+    classifier = tmp_path / "classifier"
+    shutil.copytree(fid_kid.cache_dir("mnist"), classifier)
+    monkeypatch.setattr(fid_kid, "cache_dir", lambda dataset: classifier)
+    monkeypatch.setattr(fid_kid, "_cache", {})
+    spoil(classifier)
+    results = tmp_path / "results"
+    args = LAUNCHES[launch]
+    flags, rest = [a for a in args if a == "-m"], [a for a in args if a != "-m"]
+    assert train_in_process(monkeypatch, *flags, f"results_dir={results}", *TINY_RUN, *rest) == 2
+    captured = capsys.readouterr()
+    assert needle.replace("<c>", str(classifier)) in one_error_line(captured.out + captured.err)
+    assert not results.exists()  # no grid.json, no run directory
+
+
+# ---------------- issue 35: a run directory that holds anything but its run's own files is refused
+FOREIGN = [
+    ("hydra.run.dir", ["notes.txt"], "holds 'notes.txt', which no run writes"),
+    ("hydra.run.dir", ["data/", "z.csv"], "holds 'data' and 1 more entries, which no run writes"),
+    ("hydra.run.dir", ["run.parquet.bak"], "holds 'run.parquet.bak', which no run writes"),
+    ("hydra.sweep.dir", ["L2_dense1_dense1_s1/notes.txt"], "holds 'notes.txt', which no run writes"),
+    ("--out", ["runs/here/notes.txt"], "holds 'notes.txt', which no run writes"),
+]
+
+
+@pytest.mark.parametrize("key, entries, needle", FOREIGN, ids=[f"{k} {' '.join(e)}" for k, e, _ in FOREIGN])
+def test_a_run_directory_holding_unrelated_files_is_refused_before_anything_is_written(
+    tmp_path, monkeypatch, capsys, key, entries, needle
+):
+    target = tmp_path / "target"
+    for entry in entries:
+        path = target / entry.rstrip("/")
+        if entry.endswith("/"):
+            path.mkdir(parents=True)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("not a run's\n")
+    before = tree(tmp_path)
+    results = [f"results_dir={tmp_path / 'target'}"]
+    if key == "--out":
+        from sweep import rerun
+
+        code = rerun.main(["L2_dense1_dense1_s0", *results, "--out", str(target / "runs" / "here"), *TINY_RUN])
+    elif key == "hydra.sweep.dir":
+        code = train_in_process(monkeypatch, "-m", f"{key}={target}", *results, *TINY_RUN, "seed=0,1")
+    else:
+        code = train_in_process(monkeypatch, f"{key}={target}", *results, *TINY_RUN)
+    assert code == 2
+    captured = capsys.readouterr()
+    assert needle in one_error_line(captured.out + captured.err)
+    assert tree(tmp_path) == before

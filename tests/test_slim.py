@@ -150,16 +150,41 @@ def test_an_interrupted_slim_loses_nothing_and_a_second_one_finishes(sweep_copy,
     assert _draw(root, tmp_path / "after") == before
 
 
-def test_unfinished_and_failed_runs_are_left_as_they_are(sweep_copy):
+def _fail(run_dir: Path, error: str | None) -> None:
+    """Make a finished run look failed: run.parquet says so (with ``error``), no COMPLETE."""
+    row = pq.read_table(run_dir / "run.parquet").to_pylist()[0]
+    results.write_parquet(run_dir / "run.parquet", [{**row, "status": "failed", "error": error}])
+    (run_dir / results.COMPLETE).unlink()
+
+
+def _interrupt(run_dir: Path) -> None:
+    """Make a finished run look interrupted: no run.parquet, no COMPLETE (its config and epochs stay)."""
+    (run_dir / "run.parquet").unlink()
+    (run_dir / results.COMPLETE).unlink()
+
+
+# (what is done to the first run, what slim says of it): the second run is slimmed either way
+LEFT_RUNS = [
+    (lambda d: _fail(d, "ValueError: boom\nTraceback ..."), "failed (ValueError: boom; python -m sweep.rerun --failed"),
+    (lambda d: _fail(d, None), "failed (no error recorded; python -m sweep.rerun --failed"),
+    (_interrupt, "not finished (training, or interrupted: a relaunch resumes it)"),
+    (lambda d: results.write_complete(d, "failed"), "status failed (retried in place by python -m sweep.rerun"),
+]
+
+
+@pytest.mark.parametrize(
+    "spoil, why", LEFT_RUNS, ids=["failed", "failed without error", "interrupted", "COMPLETE says failed"]
+)
+def test_unfinished_and_failed_runs_are_left_as_they_are_and_named(sweep_copy, capsys, spoil, why):
     root, cfgs = sweep_copy
-    failed, unfinished = (root / run_name_of(c) for c in cfgs)
-    results.write_complete(failed, "failed")
-    (unfinished / results.COMPLETE).unlink()
-    before = _files(root)
-    got = slim.slim(root)
-    assert got["slimmed"] == []
-    assert [(p, why.split()[1]) for p, why in got["left"]] == [(failed, "failed")]
-    assert _files(root) == before
+    left, done = (root / run_name_of(c) for c in cfgs)
+    spoil(left)
+    before = {k: v for k, v in _files(root).items() if k.startswith(left.name)}
+    assert slim.main([str(root)]) == 0
+    named = [line for line in capsys.readouterr().out.splitlines() if "left as it is" in line]
+    assert len(named) == 1 and named[0].startswith(f"{left}: left as it is: {why}"), named
+    assert {k: v for k, v in _files(root).items() if k.startswith(left.name)} == before
+    assert slim.is_slimmed(done) and not slim.is_slimmed(left)
 
 
 def test_the_projection_is_the_same_from_latents_and_from_pca_parquet(tmp_path):

@@ -183,14 +183,43 @@ def test_unreadable_files_are_named_and_do_not_stop_the_table(tmp_path, capsys):
     assert "\n  unreadable a  COMPLETE: JSONDecodeError" in out  # state, name, first line of the problem
 
 
-def test_an_empty_sweep_and_a_missing_one(tmp_path, capsys):
-    (tmp_path / "empty").mkdir()
-    st = scan(tmp_path / "empty")
-    assert st.runs == [] and not st.all_ok and "no grid.json or multirun.yaml" in st.source
-    assert main([str(tmp_path / "empty")]) == 1
-    assert "0 runs in the grid" in capsys.readouterr().out
+def test_a_missing_sweep_is_refused(tmp_path, capsys):
     assert main([str(tmp_path / "nowhere")]) == 2
     assert "is not a directory" in capsys.readouterr().err
+
+
+def _unrelated(d: Path) -> None:
+    (d / "notes.txt").write_text("x\n")
+    (d / "sub").mkdir()
+
+
+# a directory that is not a sweep is refused in one line (it reported "0 runs"); one run's directory
+# is shown as that run: (what the directory holds, exit status, the needle of stdout or the error line)
+NOT_SWEEPS = [
+    (lambda d: None, 2, "holds no sweep: no grid.json, multirun.yaml or run directory"),
+    (_unrelated, 2, "holds no sweep: no grid.json, multirun.yaml or run directory"),
+    (lambda d: write_run(d.parent, d.name, "ok"), 0, "1 runs in the grid (from the single run directory d)"),
+    (lambda d: write_run(d.parent, d.name, "failed", error="ValueError: x"), 1, "  failed     d  ValueError: x"),
+    (lambda d: write_run(d.parent, d.name, "interrupted"), 1, "  interrupted       1"),
+]
+
+
+@pytest.mark.parametrize(
+    "setup, code, needle", NOT_SWEEPS, ids=["empty", "unrelated files", "a run", "a failed run", "interrupted run"]
+)
+def test_a_directory_without_a_sweep_is_refused_and_one_run_is_shown(tmp_path, capsys, setup, code, needle):
+    d = tmp_path / "d"
+    d.mkdir()
+    setup(d)
+    assert main([str(d)]) == code
+    captured = capsys.readouterr()
+    if code == 2:
+        lines = captured.err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: sweep_dir={d} ") and needle in lines[0]
+        assert captured.out == ""
+    else:
+        assert needle in captured.out, captured.out
+        assert "0 runs" not in captured.out
 
 
 def test_without_grid_json_the_runs_on_disk_are_the_grid_and_others_are_counted(tmp_path, capsys):
