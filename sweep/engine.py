@@ -38,6 +38,7 @@ from typing import Any
 
 import torch
 
+from sweep import results
 from sweep.config import PER_MEMBER_KEYS, flatten
 from sweep.device import cpu_threads, resolve_device, tf32_on_cuda
 from sweep.lock import read_note

@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not args.dry_run:  # every run directory it would rewrite, before it touches any
         try:
-            for run_dir in finished_runs(args.path):
+            for run_dir in (d for d in run_dirs(args.path) if results.is_complete(d)):
                 writable(run_dir, "the run directory")
         except PathError as exc:
             print(f"error: {exc}", file=sys.stderr)

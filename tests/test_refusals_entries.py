@@ -381,14 +381,23 @@ def _garbage_weights(d: Path) -> None:
 
 # (what is done to a copy of data/mnist/classifier/, the needle of the one error line)
 BAD_CLASSIFIERS = [
-    (lambda d: (d / "feature_cnn.pt").unlink(), "the mnist feature classifier is missing (<c>/feature_cnn.pt)"),
-    (lambda d: (d / "classifier.json").unlink(), "the mnist feature classifier is missing (<c>/classifier.json)"),
+    (
+        lambda d: (d / "feature_cnn.pt").unlink(),
+        "the mnist feature classifier is missing (<c>/feature_cnn.pt)",
+    ),
+    (
+        lambda d: (d / "classifier.json").unlink(),
+        "the mnist feature classifier is missing (<c>/classifier.json)",
+    ),
     (
         lambda d: (d / "feature_cnn.pt").write_bytes((d / "feature_cnn.pt").read_bytes()[:-1]),
         "checksum mismatch for <c>/feature_cnn.pt: sha256",
     ),
     (lambda d: (d / "classifier.json").write_text("{"), "<c>/classifier.json is not a classifier record"),
-    (lambda d: (d / "classifier.json").write_text("[]"), "<c>/classifier.json is not a classifier record (TypeError"),
+    (
+        lambda d: (d / "classifier.json").write_text("[]"),
+        "<c>/classifier.json is not a classifier record (TypeError",
+    ),
     (_garbage_weights, "<c>/feature_cnn.pt does not load as the feature classifier"),
 ]
 LAUNCHES = {"a grid": ["-m", "seed=0,1"], "a single run": []}
@@ -398,7 +407,14 @@ LAUNCHES = {"a grid": ["-m", "seed=0,1"], "a single run": []}
 @pytest.mark.parametrize(
     "spoil, needle",
     BAD_CLASSIFIERS,
-    ids=["no weights", "no record", "corrupt weights", "record not JSON", "record not a mapping", "garbage weights"],
+    ids=[
+        "no weights",
+        "no record",
+        "corrupt weights",
+        "record not JSON",
+        "record not a mapping",
+        "garbage weights",
+    ],
 )
 def test_a_missing_or_corrupt_fid_classifier_refuses_the_launch_before_anything_is_written(
     tmp_path, monkeypatch, capsys, spoil, needle, launch
@@ -448,7 +464,9 @@ def test_a_run_directory_holding_unrelated_files_is_refused_before_anything_is_w
     if key == "--out":
         from sweep import rerun
 
-        code = rerun.main(["L2_dense1_dense1_s0", *results, "--out", str(target / "runs" / "here"), *TINY_RUN])
+        code = rerun.main(
+            ["L2_dense1_dense1_s0", *results, "--out", str(target / "runs" / "here"), *TINY_RUN]
+        )
     elif key == "hydra.sweep.dir":
         code = train_in_process(monkeypatch, "-m", f"{key}={target}", *results, *TINY_RUN, "seed=0,1")
     else:
