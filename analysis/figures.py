@@ -24,7 +24,7 @@ matplotlib.use("Agg")
 
 import pandas as pd  # noqa: E402
 
-from analysis import pc_probe, report  # noqa: E402
+from analysis import convergence, pc_probe, report  # noqa: E402
 from analysis.budget import budget_table, fig_claims_budget  # noqa: E402
 from analysis.collect import Sweep, load_sweep  # noqa: E402
 from analysis.own_figures import (  # noqa: E402
@@ -119,6 +119,8 @@ def write_all(sweep: Sweep, out_dir: str | Path) -> tuple[dict[str, Path], dict[
     tables = {}
     made = build_tables(pc_probe.with_pc2_probe(sweep))
     made["claims_budget"] = lambda: budget_table(sweep)
+    made["rank_stability"] = lambda: convergence.rank_stability(sweep)
+    made["still_improving"] = lambda: convergence.still_improving(sweep)
     for name, make in made.items():
         df = _guarded(f"table {name}", make, lambda reason: pd.DataFrame({"error": [reason]}))
         atomic_write_bytes(out_dir / f"{name}.csv", df.to_csv(index=False).encode())

@@ -5,7 +5,7 @@ Used by :mod:`analysis.report`.
 
 from __future__ import annotations
 
-from analysis import mi, rank
+from analysis import convergence, mi, rank
 from sweep.thresholds import THRESHOLDS
 
 PCT = f"{rank.TOP_FRACTION:.0%}"
@@ -148,6 +148,25 @@ TABLE_NOTES = {
         "n_paper_collapsed / n_rate_collapsed count runs with validation KL "
         "below 1e-6 / 0.1 nats (the per-epoch record has no active-unit count, so the latter is the rate "
         "half of the `collapsed` flag)."
+    ),
+    "rank_stability": (
+        "Rank stability (analysis/convergence.py): Spearman's ρ between the configurations' validation "
+        f"distortion (the paper's criterion), and their validation −ELBO = recon + KL, at epoch "
+        f"{convergence.REFERENCE_EPOCH} and at the sweep's last epoch (epochs.parquet, split val), over "
+        "configurations (seed means: the configuration is the unit; a single-seed sweep has one run each) "
+        "present at both epochs, overall and within each encoder and each decoder family, with a 95 % "
+        f"percentile bootstrap over configurations within latent sizes ({convergence.permutation.N_BOOT} "
+        f"resamples; none below {convergence.permutation.MIN_CORR_WEIGHT} configurations). ρ near 1: the "
+        f"ranking after {convergence.REFERENCE_EPOCH} epochs is the ranking after the longer budget. A "
+        f"sweep that ends at or before epoch {convergence.REFERENCE_EPOCH} says so in `note`."
+    ),
+    "still_improving": (
+        "Per configuration (analysis/convergence.py), on its seed-mean validation −ELBO per epoch "
+        "(epochs.parquet, the checkpoint criterion): best_epoch (the lowest; for one seed the run's own "
+        "checkpoint, stored_best_epochs = each run's best/epoch), val_neg_elbo at the last epoch, gain = "
+        f"−ELBO {convergence.LAST_EPOCHS} epochs before the last minus at the last (nats; positive = "
+        f"still falling), and still_improving = best epoch among the last {convergence.LAST_EPOCHS} "
+        f"epochs or gain > {convergence.MIN_GAIN:g} nats, with the reason."
     ),
     "capacity": (
         "Architecture or capacity (analysis/capacity.py): OLS (statsmodels formula API) of test distortion "

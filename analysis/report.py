@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import budget, capacity, claims, mi, rank
+from analysis import budget, capacity, claims, convergence, mi, rank
 from analysis.collect import Sweep
 from analysis.notes import FIGURE_NOTES, TABLE_NOTES, note_for
 from sweep.results import atomic_write_bytes
@@ -272,6 +272,7 @@ def _claims_blocks(tables: dict[str, pd.DataFrame]) -> list:
             b.append(("ul", list(budget.settling(budget_tab).values())))
         else:
             b.append(("p", "No per-epoch records (epochs.parquet) for any ok run: no budget verdicts."))
+    b += _convergence_blocks(tables)
     cap = tables.get("capacity")
     if cap is not None and "quantity" in cap.columns:
         b.append(("h3", "Architecture or capacity?"))
@@ -283,6 +284,19 @@ def _claims_blocks(tables: dict[str, pd.DataFrame]) -> list:
         b.append(("p", note_for("claims_by_dataset", TABLE_NOTES)))
         b.append(("table", by_dataset))
     return b
+
+
+def _convergence_blocks(tables: dict[str, pd.DataFrame]) -> list:
+    """Are the models converged, and do rankings survive longer training (analysis/convergence.py):
+    the method, then one sentence per criterion and the still-improving count."""
+    stability, improving = tables.get("rank_stability"), tables.get("still_improving")
+    if stability is None or improving is None or "rho" not in stability or "gain" not in improving:
+        return []
+    return [
+        ("h3", "Convergence"),
+        ("p", note_for("rank_stability", TABLE_NOTES) + " " + note_for("still_improving", TABLE_NOTES)),
+        ("ul", convergence.summary(stability, improving)),
+    ]
 
 
 def _figure_blocks(figures: dict[str, Path]) -> list:

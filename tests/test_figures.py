@@ -177,6 +177,13 @@ def test_main_writes_figures_tables_and_report(main_out):
     assert set(budget["split"]) == {"val", "test"} and sorted(budget["epoch"].unique()) == [1, 2]
     section = (main_out / "report.md").read_text().split("### Verdicts against the training budget")[1]
     assert "C4: settles at epoch" in section.split("###")[0]
+    # convergence: a 2-epoch sweep has no epoch after the reference one, and says so; the block follows
+    stability = pd.read_csv(main_out / "rank_stability.csv")
+    assert len(stability) and stability["note"].str.startswith("no later epoch").all()
+    improving = pd.read_csv(main_out / "still_improving.csv")
+    assert set(improving["last_epoch"]) == {2} and improving["still_improving"].all()
+    after = section.split("###")[1]
+    assert after.startswith(" Convergence\n") and "Still improving at epoch 2" in after
 
 
 @pytest.mark.slow  # a second full draw of every figure
