@@ -166,6 +166,9 @@ def settling(table: pd.DataFrame) -> dict[str, str]:
         if not len(val):
             out[name] = f"{name}: no validation record."
             continue
+        if val["statistic"].isna().all():
+            out[name] = f"{name}: not testable at any epoch (no configuration has what its test needs)."
+            continue
         verdicts, epochs = val["verdict"].tolist(), val["epoch"].tolist()
         final = verdicts[-1]
         start = len(verdicts) - 1

@@ -74,15 +74,21 @@ def rows(verdicts, test=None):
 
 def test_settling_names_the_first_epoch_of_the_final_verdict():
     got = budget.settling(
-        rows(["inconclusive", "reproduced", "inconclusive", "reproduced", "reproduced"], test="reproduced")
+        rows(
+            ["inconclusive", "reproduced", "inconclusive", "reproduced", "reproduced"], test="reproduced"
+        ).assign(statistic=1.0)
     )
     assert (
         got["C4"]
         == "C4: settles at epoch 4 of 5 (reproduced from then on); the test-split verdict is the same."
     )
-    late = budget.settling(rows(["reproduced", "reproduced", "inconclusive"], test="reproduced"))["C4"]
+    late = budget.settling(
+        rows(["reproduced", "reproduced", "inconclusive"], test="reproduced").assign(statistic=1.0)
+    )["C4"]
     assert "does not settle within the budget" in late and "the test-split verdict is reproduced" in late
-    assert "settles at epoch 1 of 3" in budget.settling(rows(["reproduced"] * 3))["C4"]
+    assert "settles at epoch 1 of 3" in budget.settling(rows(["reproduced"] * 3).assign(statistic=1.0))["C4"]
+    untestable = budget.settling(rows(["inconclusive"] * 3).assign(statistic=float("nan")))["C4"]
+    assert untestable.startswith("C4: not testable at any epoch")
 
 
 def test_figure_and_report_section(sweep, tmp_path):
