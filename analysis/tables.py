@@ -117,8 +117,10 @@ def claims_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def claims_by_dataset(claims: pd.DataFrame) -> pd.DataFrame:
-    """The verdicts of a per-dataset claims table side by side: one row per claim (and ablation arm),
-    one column per dataset."""
+    """The verdicts of a per-dataset claims table side by side: one row per claim (its deciding row; and
+    ablation arm), one column per dataset."""
+    if "decides" in claims.columns:  # each claim's verdict is on its deciding row
+        claims = claims[claims["decides"].astype(bool)]
     parts = claims["arm"].str.extract(r"^data\.name=(\S+)\s*(.*)$")
     table = claims.assign(dataset=parts[0], arm=parts[1].replace("", "all"))
     wide = table.pivot_table(index=["claim", "arm"], columns="dataset", values="verdict", aggfunc="first")

@@ -359,11 +359,12 @@ RUN_ENTRIES = (
     "latents.parquet",
     "pca.parquet",
     "best.pt",
-    "last.pt",
+    *RESUME_FILES,  # last.pt, and prev.pt: the epoch before, which a resumed cohort may step back to
     "recon.png",
     "samples.png",
     COMPLETE,
     "SLIMMED",
+    EVALUATING,
     ".lock",
     "train.log",  # Hydra's job log, written by earlier versions
 )

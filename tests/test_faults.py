@@ -690,10 +690,10 @@ def test_a_run_whose_encoder_explodes_reports_finite_metrics(tmp_path, monkeypat
     assert row["status"] == "diverged" and "-ELBO" in row["error"]  # finite, so by the bound
     monkeypatch.setattr(divergence, "NEG_ELBO_MULTIPLE", math.inf)  # without it, evaluated:
     monkeypatch.setattr(divergence, "MI_SE_MULTIPLE", math.inf)
-    row = train(make_cfg("num_threads=1"), tmp_path)
+    row = train(make_cfg("num_threads=1"), tmp_path / "evaluated")
     assert row["status"] == "ok"
     assert math.isfinite(row["test/kl"]) and row["test/kl"] > 1e8  # huge, reported, not inf
-    ev = pq.read_table(tmp_path / "eval.parquet").to_pylist()[0]
+    ev = pq.read_table(tmp_path / "evaluated" / "eval.parquet").to_pylist()[0]
     for k in ("test/neg_elbo", "test/rate", "test/iwae_nll", "test/mutual_information", "test/psnr"):
         assert math.isfinite(ev[k]), k
 
