@@ -246,10 +246,11 @@ def test_two_datasets_get_their_own_claims_side_by_side_an_fid_ranking_and_figur
     for name in ("mnist", "fashion_mnist"):  # each dataset checked on its own runs, as if alone
         alone = tables_mod.claims_table(sweep.runs[sweep.runs["data.name"].eq(name)])
         mine = claims[claims["arm"].eq(f"data.name={name}")]
-        assert mine["verdict"].tolist() == alone["verdict"].tolist() and len(mine) == 6
+        assert mine["verdict"].tolist() == alone["verdict"].tolist() and len(mine) == len(alone) > 0
+        assert set(mine["claim"]) == {"C1", "C2", "C3", "C4", "C5a", "C5b", "C6"}
     side = tables["claims_by_dataset"]
     assert side.columns.tolist() == ["claim", "arm", "fashion_mnist", "mnist"]
-    assert side["claim"].tolist() == ["C1", "C2", "C3", "C4", "C5", "C6"]
+    assert sorted(side["claim"]) == ["C1", "C2", "C3", "C4", "C5a", "C5b", "C6"]  # one row each
     text = (out / "report.md").read_text()
     assert "### Verdicts by dataset" in text and "not comparable with Inception-based FIDs" in text
     ranked = tables["ranking_fid"]
