@@ -32,7 +32,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from analysis import claims, rank  # noqa: E402
 from analysis.collect import Sweep, collect  # noqa: E402
-from analysis.plotting import PAGE_WIDTH, figure, message_figure, note  # noqa: E402
+from analysis.plotting import MAX_FIGURE_INCHES, PAGE_WIDTH, figure, message_figure, note  # noqa: E402
 from sweep.thresholds import COLLAPSE_RATE_THRESHOLD, PAPER_COLLAPSE_THRESHOLD  # noqa: E402
 
 BUDGET_CLAIMS = ("C1", "C3", "C4", "C5a", "C5b")
@@ -203,7 +203,9 @@ def fig_claims_budget(data) -> Figure:
     if not len(table):
         return message_figure(title, "No per-epoch records (epochs.parquet) for any ok run.")
     arms = list(dict.fromkeys(table["arm"]))
-    fig = Figure(figsize=(PAGE_WIDTH, 2.0 + 1.9 * len(BUDGET_CLAIMS)), layout="constrained")
+    fig = Figure(
+        figsize=(PAGE_WIDTH, min(MAX_FIGURE_INCHES, 2.0 + 1.6 * len(BUDGET_CLAIMS))), layout="constrained"
+    )
     axes = fig.subplots(len(BUDGET_CLAIMS), 1, squeeze=False, sharex=True)[:, 0]
     colours = {"reproduced": "#1a9850", "not reproduced": "#d73027", "inconclusive": "#878787"}
     offsets = np.linspace(-0.15, 0.15, len(arms)) if len(arms) > 1 else [0.0]

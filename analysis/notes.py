@@ -36,16 +36,23 @@ FIGURE_NOTES = {
     ),
     "fig1_rate_sorted": (
         "Paper Fig. 1. Test-set KL term (rate, nats per image) of every evaluated run, ascending, log axis; "
-        "colour = collapse state ({floor}). Rates at or below {rate_floor:g} nats are drawn at that floor."
+        "colour = collapse state ({floor}). Rates at or below {rate_floor:g} nats are drawn at that floor. "
+        "Past {max_rows} runs (more rows than one page holds) one row per configuration instead: the mean "
+        "KL over its seeds with their min–max, one panel per latent size, coloured by the most collapsed "
+        "state among its seeds. {spelling}"
     ),
     "fig2_recon_sorted": (
         "Paper Fig. 2. Test-set reconstruction term (distortion, nats per image; the paper's criterion) of "
-        "every evaluated run, ascending (bars, coloured by collapse state), with its KL on the top log axis."
+        "every evaluated run, ascending (bars, coloured by collapse state), with its KL on the top log axis; "
+        "past {max_rows} runs, of every configuration as in Fig. 1 (bar: the mean over its seeds, whisker: "
+        "their min–max; diamond: the mean KL)."
     ),
     "fig3_top_recon_vs_kl": (
-        "Paper Fig. 3. The top {pct} of ok runs ranked by distortion (ties by run name; size "
-        "ceil({top:g} × n ranked)): distortion against KL (log axis); colour = encoder, marker = decoder; "
-        "Spearman's ρ over those runs in the subtitle (claim C3 expects it negative)."
+        "Paper Fig. 3. The top {pct} of configurations (the claims check's unit: each the mean over its ok "
+        "seeds) ranked by distortion (ties by configuration; size ceil({top:g} × n ranked)): distortion "
+        "against KL (log axis); colour = encoder, marker = decoder. The subtitle gives claim C3's own "
+        "statistic on these configurations, Spearman's ρ with its bootstrap interval (the claims table: "
+        "its p-value and verdict)."
     ),
     "fig4_top_counts": (
         "Paper Fig. 4 with base rates. Per latent size, encoder and decoder: how many runs of the top {pct} "
@@ -58,11 +65,15 @@ FIGURE_NOTES = {
         "black ticks: the count expected from that family's share of the ranked runs of that latent size."
     ),
     "fig6_pca_top25": (
-        "Paper Fig. 6. For each run of the top 25 % by distortion (best first): the stored test latent means "
-        "μ projected on their first two principal components (exact SVD, each component's sign fixed so its "
-        "largest loading is positive), coloured by digit; axis labels give each component's share of variance."
+        "Paper Fig. 6. For each configuration of the top 25 % by mean distortion (best first; at most "
+        "{max_panels}, the best, so the figure fits a page): the stored test latent means μ of its run of "
+        "the lowest seed, projected on their first two principal components (exact SVD, each component's "
+        "sign fixed so its largest loading is positive), coloured by digit; axis labels give each "
+        "component's share of variance."
     ),
-    "fig7_pca_top50": "Paper Fig. 7. As Fig. 6 for the top 50 %.",
+    "fig7_pca_top50": (
+        "Paper Fig. 7. As Fig. 6 for the top 50 % (at most {max_panels} configurations, the best)."
+    ),
     "rate_distortion": (
         "Rate (log axis) against distortion for every evaluated run, coloured by collapse state ({floor})."
     ),
@@ -77,9 +88,9 @@ FIGURE_NOTES = {
     ),
     "fid_distortion": (
         "Sample quality against reconstruction: FID of prior samples (decoder means, count in "
-        "test/fid_samples) against the test images, in the feature space of the harness's own CNN "
-        "classifier of the dataset (sweep/fid_kid.py), log axis, against test distortion; one panel per "
-        "dataset; colour = collapse state ({floor}). {fid_caveat}"
+        "test/fid_samples) against the test images, in the feature space of the harness's own "
+        "convolutional classifier of the dataset (sweep/fid_kid.py), log axis, against test distortion; "
+        "one panel per dataset; colour = collapse state ({floor}). {fid_caveat}"
     ),
     "claims_budget": (
         "Verdicts against the training budget (analysis/budget.py): C1 (share of runs whose validation KL "
@@ -195,9 +206,10 @@ def note_for(name: str, notes: dict[str, str]) -> str:
     key = max((k for k in notes if name == k or name.startswith(k + "_")), key=len, default=None)
     if key is None:
         return ""
-    from analysis.plotting import RATE_FLOOR
+    from analysis.plotting import MAX_ROWS, PAPER_SPELLING, PCA_MAX_PANELS, RATE_FLOOR
 
     return notes[key].format(
         pct=PCT, top=rank.TOP_FRACTION, cuts=CUTS, ci=CI, floor=FLOOR, rate_floor=RATE_FLOOR,
         active=TH["active_unit_threshold"], fid_caveat=FID_CAVEAT, mi_ceiling=MI_CEILING,
+        max_rows=MAX_ROWS, max_panels=PCA_MAX_PANELS, spelling=PAPER_SPELLING,
     )  # fmt: skip

@@ -23,20 +23,44 @@ from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import LogFormatterSciNotation  # noqa: E402
 from matplotlib.transforms import offset_copy  # noqa: E402
 
-from analysis import rank  # noqa: E402
+from analysis import rank, units  # noqa: E402
 from analysis.collect import Sweep  # noqa: E402
 from sweep.results import atomic_write_bytes  # noqa: E402
 from sweep.thresholds import COLLAPSE_RATE_THRESHOLD, PAPER_COLLAPSE_THRESHOLD  # noqa: E402
 
 DPI = 150
 PAGE_WIDTH = 7.5  # inches: a figure at page width is printed at 100 %, so font sizes are what they say
+# The tallest figure: one printed page at PAGE_WIDTH, or one screen at DPI (1,650 px + the margins).
+# Every figure of a sweep stays within PAGE_WIDTH × MAX_FIGURE_INCHES, whatever its run count.
+MAX_FIGURE_INCHES = 11.0
+PAD_INCHES = 0.1  # the margin ``render`` leaves around a figure's tight bounding box
+# The largest PNG (width, height) in pixels: 1155 × 1680 at 150 dpi
+MAX_PIXELS = tuple(round((inches + 2 * PAD_INCHES) * DPI) for inches in (PAGE_WIDTH, MAX_FIGURE_INCHES))
 ROW_HEIGHT = 0.19  # inches per run in one-run-per-row figures (8 pt labels are 0.11 in tall)
+ROWS_EXTRA = 2.2  # inches of a one-row-per-run figure beside its rows: title, axis labels, legend
+NOTE_ROOM = 0.9  # inches kept for a figure's note (up to five lines of 8 pt)
+# The most runs a one-row-per-run figure draws (41: 2.2 + 41 × 0.19 = 10.0 in, plus a note): past it,
+# Figs. 1 and 2 draw one row per configuration, one panel per latent size (``facet_figure``).
+MAX_ROWS = int((MAX_FIGURE_INCHES - NOTE_ROOM - ROWS_EXTRA) / ROW_HEIGHT)
+FACET_COLUMNS = 2  # panels side by side in the per-configuration figures
+FACET_ROW_HEIGHT = 0.15  # inches per configuration in a panel (8 pt labels, 0.04 in apart)
+FACET_EXTRA = 1.4  # inches of a faceted figure beside its panels: its title, legend and x label
+FACET_LEGEND = 0.4  # inches of the legend cell under the panels (two rows of 8 pt entries)
+FACET_PANEL_EXTRA = 0.55  # inches of each row of panels beside its rows: the panel's title and x axis
 RATE_FLOOR = (
     1e-8  # nats; a rate at or below this (0, or slightly negative numerically) is drawn here on log axes
 )
 PCA_FRACTIONS = {"fig6_pca_top25": 0.25, "fig7_pca_top50": 0.50}
-PCA_COLUMNS = 4  # panels per row in the PCA small multiples (a run label at 8 pt fits the width)
-PCA_PANEL = 1.55  # inches per PCA panel
+PCA_COLUMNS = 5  # panels per row in the PCA small multiples (a run label at 8 pt fits the width)
+PCA_PANEL = 1.05  # inches per PCA panel
+PCA_EXTRA = 1.2  # inches of a PCA figure beside its panels: the title, subtitle and colour bar
+PCA_PANEL_EXTRA = 0.45  # inches of each row of panels beside the panels: the panel's title and labels
+PCA_NOTE_ROOM = 0.5  # inches kept for a PCA figure's note (two lines)
+# The most panels (configurations) a PCA figure draws: the rows of panels that fit MAX_FIGURE_INCHES
+# (6 rows of 5: 1.2 + 6 × 1.5 + 0.5 = 10.7 in); past it the figure shows "the best 30 of n".
+PCA_MAX_PANELS = PCA_COLUMNS * int(
+    (MAX_FIGURE_INCHES - PCA_EXTRA - PCA_NOTE_ROOM) / (PCA_PANEL + PCA_PANEL_EXTRA)
+)
 N_DIGITS = 10
 HEAT_CELL = 0.55  # inches per heat-map column
 LEGEND_DROP = 38  # points from an axes' bottom edge to a legend under its tick labels and x label
@@ -70,6 +94,10 @@ STATES = {
 }
 LABEL = "fig/label"
 STATE = "fig/state"
+CONFIG = "config"  # a configuration's id (``rank.with_config_id``), the key of the per-configuration rows
+# Figures spell families as run names do (dense1, conv4: ``L25_dense1_conv4``); the paper's spelling is
+# named once, in the note of each of its figures.
+PAPER_SPELLING = "The paper writes DNN for dense and CNN for conv (its L25_DNN1_CNN4 is L25_dense1_conv4)."
 
 
 # ---------------------------------------------------------------- run-table helpers
@@ -79,14 +107,29 @@ def runs_of(data: Sweep | pd.DataFrame) -> pd.DataFrame:
     return data.runs if isinstance(data, Sweep) else data
 
 
+def config_labels(runs: pd.DataFrame) -> pd.Series:
+    """The configuration of each row spelled as run names spell it (``L25_dense1_conv4``), with
+    `` key=value`` for each other config key that tells configurations of one label apart (an ablation
+    pooled with its baseline, e.g. ``loss.reduction=paper``); the run name where the table has no
+    families."""
+    return _labels(runs, seeds=False)
+
+
 def run_labels(runs: pd.DataFrame) -> pd.Series:
-    """The paper's label per run (``L25_DNN1_CNN4``), with ``_s{seed}`` when the table has several seeds
-    and `` key=value`` for each other config key that tells runs of one label apart (an ablation pooled
-    with its baseline, e.g. ``loss.reduction=paper``)."""
-    if not len(runs) or "label" not in runs.columns:
-        return pd.Series([], dtype=str) if not len(runs) else runs["run_name"].astype(str)
-    labels = runs["label"].astype(str)
-    if "seed" in runs.columns and runs["seed"].nunique() > 1:
+    """Each run's label: its configuration (``config_labels``) with ``_s{seed}`` before any ``key=value``
+    when the table has several seeds (``L25_dense1_conv4_s0 loss.reduction=paper``)."""
+    return _labels(runs, seeds=True)
+
+
+def _labels(runs: pd.DataFrame, seeds: bool) -> pd.Series:
+    if not len(runs):
+        return pd.Series([], dtype=str)
+    if not all(c in runs.columns for c in rank.BASE_CONFIG):
+        return runs["run_name"].astype(str)
+    latent = runs["latent_dim"].map(lambda v: f"{int(v)}" if pd.notna(v) else "?")
+    enc, dec = runs["family/encoder"].astype(str), runs["family/decoder"].astype(str)
+    labels = "L" + latent + "_" + enc + "_" + dec
+    if seeds and "seed" in runs.columns and runs["seed"].nunique() > 1:
         labels = labels + "_s" + runs["seed"].astype(str)
     for col in rank.id_columns(runs):
         labels = labels + f" {col}=" + runs[col].astype(str)
@@ -238,7 +281,7 @@ def render(fig: Figure, ext: str) -> bytes:
     """``fig`` as the full-colour ``png`` (at ``DPI``) or ``pdf`` (no creation date) bytes ``save`` stores."""
     kw = {"dpi": DPI} if ext == "png" else {"metadata": {"CreationDate": None}}
     buf = io.BytesIO()
-    fig.savefig(buf, format=ext, bbox_inches="tight", pad_inches=0.1, **kw)
+    fig.savefig(buf, format=ext, bbox_inches="tight", pad_inches=PAD_INCHES, **kw)
     return buf.getvalue()
 
 
@@ -318,11 +361,53 @@ DISTORTION_AXIS = "reconstruction (distortion), nats per image"
 
 
 def rows_figure(n: int) -> tuple[Figure, object]:
-    fig = Figure(figsize=(PAGE_WIDTH, 2.2 + ROW_HEIGHT * n), layout="constrained")
+    fig = Figure(figsize=(PAGE_WIDTH, ROWS_EXTRA + ROW_HEIGHT * n), layout="constrained")
     ax = fig.add_subplot()
     ax.set_ylim(n - 0.5, -0.5)  # first run at the top
     ax.margins(y=0)
     return fig, ax
+
+
+def per_config(ev: pd.DataFrame, metrics=("test/distortion", "test/rate")) -> pd.DataFrame:
+    """One row per configuration of the evaluated runs ``ev`` (``units.config_means``: the mean over its
+    seeds of every metric, ``n_seeds``), with ``<metric>/min`` and ``<metric>/max`` over its seeds for
+    each of ``metrics``, its label (``config_labels``) and its state: the most collapsed state among its
+    seeds (``STATES`` is in that order)."""
+    u = units.config_means(ev)
+    ids = rank.with_config_id(ev)
+    spread = ids.groupby(CONFIG)[list(metrics)].agg(["min", "max"])
+    spread.columns = [f"{m}/{s}" for m, s in spread.columns]
+    worst = ids[STATE].map({s: i for i, s in enumerate(STATES)}).groupby(ids[CONFIG]).min()
+    u = u.join(spread, on=CONFIG)
+    u[STATE] = u[CONFIG].map(worst.map(dict(enumerate(STATES))))
+    u[LABEL] = config_labels(u)
+    return u
+
+
+def facet_capacity(n_panels: int) -> int:
+    """The most configurations one panel of ``facet_figure(n_panels, ...)`` holds with the figure
+    within ``MAX_FIGURE_INCHES`` (25 with 4 panels)."""
+    rows = -(-n_panels // FACET_COLUMNS)
+    room = MAX_FIGURE_INCHES - NOTE_ROOM - FACET_EXTRA - rows * FACET_PANEL_EXTRA
+    return max(1, int(room / rows / FACET_ROW_HEIGHT))
+
+
+def facet_figure(n_panels: int, n_rows: int) -> tuple[Figure, list, object]:
+    """A page-wide figure of ``n_panels`` panels, ``FACET_COLUMNS`` to a row, each ``n_rows`` rows tall
+    (first row at the top, every panel with the same spacing), and under them one page-wide cell for a
+    legend (its axes hidden); returns (figure, panels, legend cell)."""
+    cols = min(FACET_COLUMNS, n_panels)
+    rows = -(-n_panels // cols)
+    panel = FACET_PANEL_EXTRA + FACET_ROW_HEIGHT * n_rows
+    fig = Figure(figsize=(PAGE_WIDTH, FACET_EXTRA + rows * panel), layout="constrained")
+    grid = fig.add_gridspec(rows + 1, cols, height_ratios=[panel] * rows + [FACET_LEGEND])
+    axes = [fig.add_subplot(grid[i // cols, i % cols]) for i in range(n_panels)]
+    for ax in axes:
+        ax.set_ylim(n_rows - 0.5, -0.5)
+        ax.margins(y=0)
+    legend = fig.add_subplot(grid[rows, :])
+    legend.set_axis_off()
+    return fig, axes, legend
 
 
 FACTOR_NAMES = {"latent_dim": "latent size", "family/encoder": "encoder", "family/decoder": "decoder"}

@@ -465,11 +465,11 @@ def test_non_finite_latents_are_flagged_in_the_row_and_named_on_the_figures(tmp_
 
     shown = "\n".join(t.get_text() for t in _pca_figure(sweep, 1.0, "all runs").findobj(Text))
     assert "non-finite\nlatents" in shown
-    assert "stored latent means μ not finite (beyond float16) for L4_DNN1_CNN2_s0" in shown.replace("\n", " ")
+    assert "stored latent means μ not finite (beyond float16) for L4_dense1_conv2_s0" in shown.replace("\n", " ")
     runs = sweep.runs.copy()
     runs.loc[runs["run_name"] == "L4_dense1_conv2_s1", "test/iwae_nll"] = float("inf")
     shown = "\n".join(t.get_text() for t in fig_iwae_heatmap.__wrapped__(runs).findobj(Text))
-    assert "Not shown (IWAE NLL not finite): L4_DNN1_CNN2_s1." in shown.replace("\n", " ")
+    assert "Not shown (IWAE NLL not finite): L4_dense1_conv2_s1." in shown.replace("\n", " ")
 
 
 def test_every_rule_refuses_a_value_of_the_wrong_kind_naming_the_key_and_what_is_valid():

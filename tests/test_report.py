@@ -119,7 +119,7 @@ def test_report_has_everything(written):
     assert "runs: 8 (1 failed, 7 ok)" in md
     assert "trained on (runs per value, as each run recorded it): device cpu (8); torch n/a" in md
     assert "`L4_dense1_conv2_s1`: failed" in md.split("## Runs without test metrics")[1]
-    assert "intervals across seeds are unavailable" not in md  # two seeds
+    assert "This sweep has a single seed" not in md  # two seeds
     assert "collapse_rate_threshold = 0.1" in md and "rank.TOP_FRACTION = 0.25" in md
 
 
