@@ -156,7 +156,7 @@ class Cohort:
         tensor crosses to the CPU once, then is sliced per member."""
         sd = self.opt.state_dict()
         group = {k: v for k, v in sd["param_groups"][0].items() if k != "params"}
-        weights = {k: v.detach().cpu() for k, v in self.stack.params.items()}
+        weights = {k: v.detach().cpu() for k, v in self.stack.state().items()}  # BatchNorm's buffers too
         moments = {j: {k: v.detach().cpu() for k, v in st.items()} for j, st in sd["state"].items()}
         n_params = len(self.stack.params)
         return [
@@ -204,7 +204,9 @@ class Cohort:
             x = self.data.train.x[self.order.index_select(1, idx)]  # (S, B, 1, 28, 28)
         eps = self.eps.index_select(1, idx)
         beta = self._beta(self.epoch_t + self.counter.to(torch.float64) / self.steps)
-        loss, recon, kl = self.stack.losses(x, eps, beta, self.knobs.free_bits, self.knobs.divisor)
+        loss, recon, kl = self.stack.losses(
+            x, eps, beta, self.knobs.free_bits, self.knobs.divisor, train=True
+        )
         loss.sum().backward()  # members share no weights: each gets its own gradient
         self.opt.step()
         with torch.no_grad():

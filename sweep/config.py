@@ -30,7 +30,11 @@ from sweep.models import CONV_MAX_DEPTH
 from sweep.rules import RULES, ConfigError
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
-FAMILY_DEPTHS = {"dense": range(1, 17), "conv": range(1, CONV_MAX_DEPTH + 1)}
+FAMILY_DEPTHS = {
+    "dense": range(1, 17),
+    "conv": range(1, CONV_MAX_DEPTH + 1),
+    "res": range(1, CONV_MAX_DEPTH + 1),
+}
 
 
 def to_plain(cfg: DictConfig | dict) -> dict[str, Any]:

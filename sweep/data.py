@@ -8,8 +8,9 @@ reader; nothing is ever downloaded. ``data.name`` (``data=mnist`` or ``data=fash
 Splits: the 60k training images are split 50k/10k into train/validation by a seeded permutation
 (``split_seed``, the same for every run so all runs see the same split); the 10k test images are the
 test split. Likelihoods: ``bernoulli`` resamples a binarisation of each training batch
-(:func:`binarize`) and uses one fixed seeded binarisation for validation and test; ``bce`` keeps the
-continuous pixels (the paper's setting).
+(:func:`binarize`) and uses one fixed seeded binarisation for validation and test; every other
+likelihood (``bce``, the paper's setting, and the continuous ones of :mod:`sweep.losses`) keeps the
+pixels k/255 as they are.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 
 import torch
 
+from sweep.losses import LIKELIHOODS
 from sweep.names import DEFAULT_DATASET
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
@@ -36,7 +38,6 @@ FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
-LIKELIHOODS = ("bernoulli", "bce")
 
 
 class DataError(ValueError):

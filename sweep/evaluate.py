@@ -39,7 +39,7 @@ from torchvision.utils import make_grid, save_image
 from sweep import divergence, fid_kid, metrics, results
 from sweep.data import binarize, load_data
 from sweep.device import cpu_threads, resolve_device
-from sweep.losses import Knobs
+from sweep.losses import NOT_NORMALISED, Knobs, bits_per_dim, decoder_mean
 from sweep.models import N_PIXELS, VAE, build_model, count_params
 from sweep.slim import require_checkpoint
 from sweep.stack import EVAL_BATCH, Stack, split_losses
@@ -68,9 +68,13 @@ def encode(stack: Stack, x: torch.Tensor, batch: int = EVAL_BATCH) -> tuple[torc
 
 @torch.no_grad()
 def decode_probs(stack: Stack, z: torch.Tensor, batch: int = EVAL_BATCH) -> torch.Tensor:
-    """z (S, N, L) → decoder means sigmoid(logits), (S, N, 1, 28, 28)."""
+    """z (S, N, L) → decoder means (σ(logits), or the continuous Bernoulli's mean), (S, N, 1, 28, 28)."""
     return torch.cat(
-        [torch.sigmoid(stack.decode(z[:, i : i + batch])) for i in range(0, z.shape[1], batch)], 1
+        [
+            decoder_mean(stack.likelihood, stack.decode(z[:, i : i + batch]))
+            for i in range(0, z.shape[1], batch)
+        ],
+        1,
     )
 
 
@@ -286,6 +290,7 @@ def _loss_rows(names: Sequence[str], test_losses, likelihood: str) -> list[dict[
             "test/neg_elbo": losses["neg_elbo"],
             "test/rate": losses["kl"],
             "test/distortion": losses["recon"],
+            "test/neg_elbo_bpd": None if likelihood in NOT_NORMALISED else bits_per_dim(losses["neg_elbo"]),
             "test/bce_pixel_mean": losses["recon"] / N_PIXELS if likelihood == "bce" else None,
             **THRESHOLDS,
         }
@@ -294,8 +299,8 @@ def _loss_rows(names: Sequence[str], test_losses, likelihood: str) -> list[dict[
 
 
 def _add_iwae(rows: list[dict[str, Any]], stack: Stack, data, ec: dict[str, Any], gen, names) -> None:
-    """The IWAE columns of each row (Bernoulli likelihood), or why there are none (BCE)."""
-    if data.likelihood != "bernoulli":
+    """The IWAE columns of each row (every normalised likelihood), or why there are none (BCE)."""
+    if data.likelihood in NOT_NORMALISED:
         for row in rows:
             row["test/iwae_null_reason"] = "bce on continuous pixels is not a normalised likelihood"
         return
@@ -307,7 +312,15 @@ def _add_iwae(rows: list[dict[str, Any]], stack: Stack, data, ec: dict[str, Any]
     n_iwae = nll.shape[1]
     se = (nll.double().std(1) / math.sqrt(n_iwae)).tolist() if n_iwae > 1 else [math.nan] * size
     for row, v, s in zip(rows, nll.mean(1).tolist(), se, strict=True):
-        row.update({"test/iwae_nll": v, "test/iwae_k": k, "test/iwae_images": n_iwae, "test/iwae_nll_se": s})
+        row.update(
+            {
+                "test/iwae_nll": v,
+                "test/iwae_bpd": bits_per_dim(v),
+                "test/iwae_k": k,
+                "test/iwae_images": n_iwae,
+                "test/iwae_nll_se": s,
+            }
+        )
     if used != chunks:
         print(
             f"{names[0]}{f' (+{size - 1})' if size > 1 else ''}: IWAE evaluated with image_chunk={used[0]}, sample_chunk={used[1]}"
@@ -344,7 +357,7 @@ def _decode_pictures(stack: Stack, mu: torch.Tensor, ec: dict[str, Any], gen, n_
     size, device = stack.size, mu.device
     probs = decode_probs(stack, mu)
     prior = torch.randn((64, stack.latent_dim), generator=gen(4), device=device)
-    samples = torch.sigmoid(stack.decode(prior.expand(size, -1, -1)))
+    samples = decode_probs(stack, prior.expand(size, -1, -1))
     n_fid = min(ec["fid_samples"], n_test)
     fid_z = torch.randn((n_fid, stack.latent_dim), generator=gen(5), device=device)
     return probs, samples, decode_probs(stack, fid_z.expand(size, -1, -1))

@@ -61,10 +61,19 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+# What a config stored before a key existed trained with: that key's default, so its identity (and
+# a relaunch's decision to skip it) is what it was.
+STORED_DEFAULTS = {
+    "data.name": names.DEFAULT_DATASET,
+    "encoder.norm": names.DEFAULT_NORM,
+    "decoder.norm": names.DEFAULT_NORM,
+}
+
+
 def identity(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The flattened config keys that determine what a run trains. A config stored before
-    ``data.name`` existed trained on MNIST, and counts as ``data.name: mnist``."""
-    flat = {"data.name": names.DEFAULT_DATASET, **flatten(cfg)}
+    """The flattened config keys that determine what a run trains. A config stored before a key of
+    ``STORED_DEFAULTS`` existed counts as having its default (``data.name: mnist``, no norm)."""
+    flat = {**STORED_DEFAULTS, **flatten(cfg)}
     return {k: v for k, v in flat.items() if k.split(".")[0] not in NON_IDENTITY_KEYS}
 
 

@@ -12,7 +12,6 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from sweep.losses import kl_per_dim
@@ -72,13 +71,14 @@ def iwae_nll(
     image_chunk: int = 100,
     sample_chunk: int = 500,
 ) -> torch.Tensor:
-    """Per-image IWAE NLL estimate (Burda et al. 2016; docs/protocol.md "IWAE NLL"), Bernoulli likelihood.
+    """Per-image IWAE NLL estimate (Burda et al. 2016; docs/protocol.md "IWAE NLL"), in nats.
 
     ``−log (1/K) Σ_k p(x|z_k) p(z_k) / q(z_k|x)`` with z_k ~ q(z|x) = N(μ(x), σ²(x)), where
-    ``log p(x|z) = −Σ_pixels BCE-with-logits(decoder(z), x)``, p(z) = N(0, I) and q is the encoder's
+    ``log p(x|z) = −Σ_pixels nll_pixels(likelihood, decoder(z), x)`` (:mod:`sweep.losses`; the model's
+    ``likelihood``, Bernoulli unless it says otherwise), p(z) = N(0, I) and q is the encoder's
     diagonal Gaussian. ``model``: a module with ``encoder`` and ``decoder`` (→ (N,) float64 nats on x's
     device), or a :class:`~sweep.stack.Stack` of S models (→ (S, N), all members evaluated at once).
-    x: (N, 1, 28, 28) binary targets. It upper-bounds −log p(x) in expectation and tightens as K grows
+    x: (N, 1, 28, 28) targets (binary for Bernoulli). It upper-bounds −log p(x) in expectation and tightens as K grows
     (K=1 is a one-sample −ELBO).
 
     Noise: standard-normal ε, (K, L) per image, drawn for ``IWAE_NOISE_BLOCK`` images at a time in
@@ -123,14 +123,12 @@ def iwae_nll(
 
 def _log_weights(stack, mu, logvar, std, e: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """log w = log p(x|z) + log p(z) − log q(z|x) at z = μ + ε·σ, float64 (S, n, m). mu, logvar, std:
-    (S, n, L); e: the noise ε, (n, m, L); target: the binary images flattened, (n, P)."""
+    (S, n, L); e: the noise ε, (n, m, L); target: the images flattened, (n, P)."""
     s_, n, latent = mu.shape
     m = e.shape[1]
     z = mu[:, :, None] + e * std[:, :, None]  # (S, n, m, L)
     logits = stack.decode(z.reshape(s_, n * m, latent)).reshape(s_, n, m, -1)  # (S, n, m, P)
-    log_px_z = -F.binary_cross_entropy_with_logits(
-        logits.float(), target[None, :, None].expand_as(logits), reduction="none"
-    ).sum(-1)
+    log_px_z = -stack.nll_pixels(logits.float(), target[None, :, None].expand_as(logits)).sum(-1)
     log_pz = -0.5 * (z.pow(2) + _LOG_2PI).sum(-1)
     log_qz_x = -0.5 * (e.pow(2) + _LOG_2PI + logvar[:, :, None]).sum(-1)  # (z−μ)/σ = ε exactly
     return (log_px_z + log_pz - log_qz_x).double()
@@ -336,6 +334,6 @@ def vae_flops(cfg) -> tuple[int, int]:
 def _part_flops(spec: Spec, latent_dim: int, part: int) -> int:
     """FLOPs per image of one half of a VAE: ``part`` 0 is the encoder (on an image), 1 the decoder."""
     with torch.device("meta"):
-        net = BUILDERS[spec.kind][part](spec, latent_dim)
+        net = BUILDERS[spec.kind][part](spec, latent_dim).eval()  # BatchNorm takes a batch of one
         x = torch.empty(1, *IMAGE_SHAPE) if part == 0 else torch.empty(1, latent_dim)
     return flops_per_image(net, x)

@@ -1,8 +1,8 @@
 """Encoders and decoders built from a tiny spec, exactly as ``docs/protocol.md`` ("Architectures") defines
 them.
 
-A spec is ``(kind, depth, width, activation)``; depth is a loop count. ``BUILDERS`` maps each kind to
-its builder, and that dict is the whole registry:
+A spec is ``(kind, depth, width, activation, norm)``; depth is a loop count. ``BUILDERS`` maps each kind
+to its builder, and that dict is the whole registry:
 
 * ``dense`` encoder: ``depth`` × [Linear(·, width) + act] on the flattened image, then the Gaussian head.
   ``dense`` decoder: ``depth`` × [Linear(·, width) + act] from z, then Linear(width, 784) logits.
@@ -10,6 +10,19 @@ its builder, and that dict is the whole registry:
   (32, 64, 128, 256, 256 at the default width 32), spatial 28→14→7→4→2→1, flatten, Gaussian head.
   ``conv`` decoder: Linear(L, C·s·s) + act, reshape, then ``depth`` ConvTranspose2d(k=5, s=2, p=2)
   mirroring the encoder (1→2→4→7→14→28, output_padding chosen per step), act between, 1 logit channel.
+* ``res`` encoder: ``depth`` × [Conv2d(k=5, s=2, p=2), then a pre-activation residual unit
+  h + conv3×3(act(norm(conv3×3(act(norm(h))))))], the conv kind's channels and sizes, then norm + act,
+  flatten, Gaussian head. ``res`` decoder: Linear(L, C·s·s), reshape, then ``depth`` × [residual unit,
+  norm + act, ConvTranspose2d(k=5, s=2, p=2)], the conv decoder's channels and sizes, 1 logit channel.
+
+``norm`` (``none``, ``batch``, ``layer``, ``group``) puts a normalisation layer after every hidden
+linear or conv layer, before its activation (never after the Gaussian head or the output logits):
+BatchNorm1d/2d, GroupNorm(1, C) (layer norm over each example's features, per-channel affine) or
+GroupNorm(``GROUP_NORM_GROUPS``, C). ``none`` adds no module, so the layers' names (a checkpoint's keys)
+are those of the models built before the key existed.
+
+The VAE's ``likelihood`` (``data.likelihood``, :mod:`sweep.losses`) adds one parameter where it learns a
+global scale (``gaussian_learned``, ``logistic``): ``log_scale``, beside the encoder and decoder.
 
 Every encoder returns ``(mu, logvar)``, each (B, L), through the one :class:`GaussianHead`; every
 decoder maps z (B, L) to logits (B, 1, 28, 28). Nothing here imports omegaconf.
@@ -40,7 +53,14 @@ MAX_PARAMS = 2**28
 # one has 784·w).
 MAX_LATENT = MAX_PARAMS // 4
 MAX_WIDTH = MAX_PARAMS // 25
-KINDS = ("dense", "conv")
+KINDS = ("dense", "conv", "res")
+NORMS = ("none", "batch", "layer", "group")
+# GroupNorm's group count: Wu & He (2018, Table 3) find G from 8 to 32 within 0.5 % of each other on
+# ImageNet; 8 is the one that divides the small widths of tests and searches (8, 16, 24, …) as well as
+# the defaults (32 conv channels, 512 dense units).
+GROUP_NORM_GROUPS = 8
+# likelihoods whose scale is one learned parameter of the model (sweep.losses)
+LEARNED_SCALE = ("gaussian_learned", "logistic")
 ACTIVATIONS = {
     "leaky_relu": lambda: nn.LeakyReLU(0.2),
     "relu": nn.ReLU,
@@ -61,6 +81,7 @@ class Spec:
     depth: int
     width: int
     activation: str = "leaky_relu"
+    norm: str = "none"
 
     def validate(self, role: str) -> Spec:
         if self.kind not in KINDS:
@@ -71,9 +92,9 @@ class Spec:
                 raise SpecError(f"{role}.{key}={value!r} must be an integer; valid: >= 1")
         if self.depth < 1:
             raise SpecError(f"{role}.depth={self.depth} is out of range; valid: >= 1")
-        if self.kind == "conv" and self.depth > CONV_MAX_DEPTH:
+        if self.kind in ("conv", "res") and self.depth > CONV_MAX_DEPTH:
             raise SpecError(
-                f"{role}.depth={self.depth} is out of range for conv; valid: 1..{CONV_MAX_DEPTH} "
+                f"{role}.depth={self.depth} is out of range for {self.kind}; valid: 1..{CONV_MAX_DEPTH} "
                 f"(each block halves 28x28; five reach 1x1)"
             )
         if self.width < 1:
@@ -86,6 +107,13 @@ class Spec:
         if self.activation not in ACTIVATIONS:
             raise SpecError(
                 f"{role}.activation={self.activation!r} is unknown; valid: {', '.join(ACTIVATIONS)}"
+            )
+        if self.norm not in NORMS:
+            raise SpecError(f"{role}.norm={self.norm!r} is unknown; valid: {', '.join(NORMS)}")
+        if self.norm == "group" and self.width % GROUP_NORM_GROUPS:
+            raise SpecError(
+                f"{role}.width={self.width} is not divisible by GroupNorm's {GROUP_NORM_GROUPS} groups "
+                f"({role}.norm=group); valid: a multiple of {GROUP_NORM_GROUPS}, or {role}.norm=none|batch|layer"
             )
         return self
 
@@ -102,10 +130,10 @@ def validate_latent(latent_dim) -> int:
 
 
 @functools.lru_cache(maxsize=256)
-def n_params(encoder: Spec, decoder: Spec, latent_dim: int) -> int:
+def n_params(encoder: Spec, decoder: Spec, latent_dim: int, likelihood: str = "bernoulli") -> int:
     """The parameters of the VAE of these specs, counted on the meta device (nothing is allocated)."""
     with torch.device("meta"):
-        return count_params(VAE(encoder, decoder, latent_dim))
+        return count_params(VAE(encoder, decoder, latent_dim, likelihood))
 
 
 def _conv_channels(spec: Spec) -> list[int]:
@@ -143,10 +171,25 @@ class Encoder(nn.Module):
         return self.head(self.body(x))
 
 
+def _norm(spec: Spec, channels: int, dims: int) -> list[nn.Module]:
+    """The normalisation layer of ``spec.norm`` over ``channels`` features of (B, C) (``dims`` 1) or
+    (B, C, H, W) (``dims`` 2) inputs; none for ``none``, so its models keep their layer names."""
+    if spec.norm == "none":
+        return []
+    if spec.norm == "batch":
+        return [(nn.BatchNorm1d if dims == 1 else nn.BatchNorm2d)(channels)]
+    return [nn.GroupNorm(1 if spec.norm == "layer" else GROUP_NORM_GROUPS, channels)]
+
+
+def _act(spec: Spec, channels: int, dims: int) -> list[nn.Module]:
+    """norm (if any), then the activation: what follows every hidden linear or conv layer."""
+    return [*_norm(spec, channels, dims), ACTIVATIONS[spec.activation]()]
+
+
 def _dense_stack(n_in: int, spec: Spec) -> list[nn.Module]:
     layers: list[nn.Module] = []
     for i in range(spec.depth):
-        layers += [nn.Linear(n_in if i == 0 else spec.width, spec.width), ACTIVATIONS[spec.activation]()]
+        layers += [nn.Linear(n_in if i == 0 else spec.width, spec.width), *_act(spec, spec.width, 1)]
     return layers
 
 
@@ -164,29 +207,69 @@ def conv_encoder(spec: Spec, latent_dim: int) -> Encoder:
     layers: list[nn.Module] = []
     c_in = 1
     for c in _conv_channels(spec):
-        layers += [nn.Conv2d(c_in, c, 5, stride=2, padding=2), ACTIVATIONS[spec.activation]()]
+        layers += [nn.Conv2d(c_in, c, 5, stride=2, padding=2), *_act(spec, c, 2)]
         c_in = c
     s = CONV_SIZES[spec.depth]
     return Encoder(nn.Sequential(*layers, nn.Flatten()), c_in * s * s, latent_dim)
 
 
+def _up(spec: Spec, i: int, c: int, c_out: int) -> nn.ConvTranspose2d:
+    """The decoder's i-th upsampling step, mirroring the encoder's (depth − i)-th block."""
+    size_in, size_out = CONV_SIZES[spec.depth - i], CONV_SIZES[spec.depth - i - 1]
+    # ConvTranspose2d(k=5, s=2, p=2) gives 2·in − 1 + output_padding
+    return nn.ConvTranspose2d(c, c_out, 5, stride=2, padding=2, output_padding=size_out - 2 * size_in + 1)
+
+
+def _decoder_input(spec: Spec, latent_dim: int) -> list[nn.Module]:
+    """Linear(L, C·s·s) reshaped to (C, s, s): where the conv and res decoders start."""
+    c, s = _conv_channels(spec)[-1], CONV_SIZES[spec.depth]
+    return [nn.Linear(latent_dim, c * s * s), nn.Unflatten(1, (c, s, s))]
+
+
 def conv_decoder(spec: Spec, latent_dim: int) -> nn.Module:
     channels = _conv_channels(spec)
-    c, s = channels[-1], CONV_SIZES[spec.depth]
-    layers: list[nn.Module] = [
-        nn.Linear(latent_dim, c * s * s),
-        ACTIVATIONS[spec.activation](),
-        nn.Unflatten(1, (c, s, s)),
-    ]
+    c = channels[-1]
+    # the activation after the reshape (elementwise, so where it sits is the same function; after it,
+    # a norm sees channels): the parameter layers keep the indices of models built before norms existed
+    layers: list[nn.Module] = [*_decoder_input(spec, latent_dim), *_act(spec, c, 2)]
     outs = channels[-2::-1] + [1]  # mirror the encoder's channels, ending in one logit channel
     for i, c_out in enumerate(outs):
-        size_in, size_out = CONV_SIZES[spec.depth - i], CONV_SIZES[spec.depth - i - 1]
-        # ConvTranspose2d(k=5, s=2, p=2) gives 2·in − 1 + output_padding
-        layers.append(
-            nn.ConvTranspose2d(c, c_out, 5, stride=2, padding=2, output_padding=size_out - 2 * size_in + 1)
-        )
+        layers.append(_up(spec, i, c, c_out))
         if i < len(outs) - 1:
-            layers.append(ACTIVATIONS[spec.activation]())
+            layers += _act(spec, c_out, 2)
+        c = c_out
+    return nn.Sequential(*layers)
+
+
+class ResidualUnit(nn.Module):
+    """A pre-activation residual unit (He et al. 2016, "Identity mappings"): h + conv3×3(act(norm(
+    conv3×3(act(norm(h)))))), channels and size kept. h: (B, C, H, W)."""
+
+    def __init__(self, spec: Spec, channels: int):
+        super().__init__()
+        conv = lambda: nn.Conv2d(channels, channels, 3, padding=1)  # noqa: E731
+        self.branch = nn.Sequential(*_act(spec, channels, 2), conv(), *_act(spec, channels, 2), conv())
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return h + self.branch(h)
+
+
+def res_encoder(spec: Spec, latent_dim: int) -> Encoder:
+    layers: list[nn.Module] = []
+    c_in = 1
+    for c in _conv_channels(spec):
+        layers += [nn.Conv2d(c_in, c, 5, stride=2, padding=2), ResidualUnit(spec, c)]
+        c_in = c
+    s = CONV_SIZES[spec.depth]
+    return Encoder(nn.Sequential(*layers, *_act(spec, c_in, 2), nn.Flatten()), c_in * s * s, latent_dim)
+
+
+def res_decoder(spec: Spec, latent_dim: int) -> nn.Module:
+    channels = _conv_channels(spec)
+    c = channels[-1]
+    layers: list[nn.Module] = _decoder_input(spec, latent_dim)
+    for i, c_out in enumerate(channels[-2::-1] + [1]):
+        layers += [ResidualUnit(spec, c), *_act(spec, c, 2), _up(spec, i, c, c_out)]
         c = c_out
     return nn.Sequential(*layers)
 
@@ -194,20 +277,26 @@ def conv_decoder(spec: Spec, latent_dim: int) -> nn.Module:
 BUILDERS = {
     "dense": (dense_encoder, dense_decoder),
     "conv": (conv_encoder, conv_decoder),
+    "res": (res_encoder, res_decoder),
 }
 
 
 class VAE(nn.Module):
-    """Gaussian-latent VAE with a standard-normal prior; the decoder outputs Bernoulli logits."""
+    """Gaussian-latent VAE with a standard-normal prior; the decoder outputs one logit per pixel, read by
+    the ``likelihood`` (:func:`sweep.losses.nll_pixels`), with a learned ``log_scale`` where it has one."""
 
-    def __init__(self, encoder_spec: Spec, decoder_spec: Spec, latent_dim: int):
+    def __init__(
+        self, encoder_spec: Spec, decoder_spec: Spec, latent_dim: int, likelihood: str = "bernoulli"
+    ):
         super().__init__()
         validate_latent(latent_dim)
         encoder_spec.validate("encoder")
         decoder_spec.validate("decoder")
-        self.latent_dim = latent_dim
+        self.latent_dim, self.likelihood = latent_dim, likelihood
         self.encoder = BUILDERS[encoder_spec.kind][0](encoder_spec, latent_dim)
         self.decoder = BUILDERS[decoder_spec.kind][1](decoder_spec, latent_dim)
+        if likelihood in LEARNED_SCALE:  # log σ (gaussian_learned) or log s (logistic), σ = s = 1 at first
+            self.log_scale = nn.Parameter(torch.zeros(()))
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None):
         """x (B, 1, 28, 28) → (logits (B, 1, 28, 28), mu (B, L), logvar (B, L)), one reparameterised z."""
@@ -222,8 +311,10 @@ def reparameterise(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor) ->
 
 
 def build_model(cfg) -> VAE:
-    """The VAE of a run config (``encoder``, ``decoder``, ``latent_dim``), on the default device."""
-    return VAE(Spec(**cfg["encoder"]), Spec(**cfg["decoder"]), cfg["latent_dim"])
+    """The VAE of a run config (``encoder``, ``decoder``, ``latent_dim``, ``data.likelihood``), on the
+    default device."""
+    likelihood = (cfg.get("data") or {}).get("likelihood", "bernoulli")
+    return VAE(Spec(**cfg["encoder"]), Spec(**cfg["decoder"]), cfg["latent_dim"], likelihood)
 
 
 def count_params(module: nn.Module) -> int:

@@ -208,14 +208,17 @@ def check_here(cfg: dict[str, Any]) -> None:
 
 
 def group_spec(key: str, value: Any) -> None:
-    """An encoder or decoder group: exactly Spec's fields, checked by the models (their own ranges)."""
-    fields = ("kind", "depth", "width", "activation")
+    """An encoder or decoder group: exactly Spec's fields, checked by the models (their own ranges);
+    ``norm`` may be absent (a config stored before it existed: no norm)."""
+    fields = ("kind", "depth", "width", "activation", "norm")
     if not isinstance(value, dict):
-        _fail(key, value, "must be a group", f"{key}=dense|conv|dense<n>|conv<n>, or {key}.<field>=…")
+        _fail(
+            key, value, "must be a group", f"{key}=dense|conv|res|dense<n>|conv<n>|res<n>, or {key}.<field>=…"
+        )
     extra = sorted(set(value) - set(fields))
     if extra:
         raise ConfigError(f"{key}.{extra[0]} is not a key of {key}; valid keys: {', '.join(fields)}")
-    missing = [f for f in fields if f not in value]
+    missing = [f for f in fields if f not in value and f != "norm"]
     if missing:
         raise ConfigError(f"{key} lacks {', '.join(missing)}; valid keys: {', '.join(fields)}")
     try:
@@ -457,7 +460,8 @@ def sizes(cfg: dict[str, Any]) -> dict[str, int]:
 def _limits(cfg: dict[str, Any]) -> None:
     """Keys whose valid range depends on the data the run will use, or on each other (the size of the
     model the architecture keys make together)."""
-    total = n_params(Spec(**cfg["encoder"]), Spec(**cfg["decoder"]), cfg["latent_dim"])
+    likelihood = cfg["data"].get("likelihood", "bernoulli")
+    total = n_params(Spec(**cfg["encoder"]), Spec(**cfg["decoder"]), cfg["latent_dim"], likelihood)
     if total > MAX_PARAMS:
         raise ConfigError(
             f"encoder={cfg['encoder']} decoder={cfg['decoder']} latent_dim={cfg['latent_dim']} make a model of "
@@ -475,12 +479,30 @@ def _limits(cfg: dict[str, Any]) -> None:
             f"batch_size={cfg['batch_size']} is larger than the training set ({n['train']} images); "
             f"valid: 1..{n['train']}"
         )
+    _batch_norm_batches(cfg, n["train"])
     _probe_classes(cfg, n)
     k = (cfg.get("eval") or {}).get("knn_k")
     if k is not None and k > n["probe"]:
         raise ConfigError(
             f"eval.knn_k={k} is larger than the kNN probe's training set ({n['probe']} images: "
             f"min(eval.probe_train, training set)); valid: 1..{n['probe']}"
+        )
+
+
+def _batch_norm_batches(cfg: dict[str, Any], n_train: int) -> None:
+    """BatchNorm normalises by the statistics of the batch: a training batch of one image has none (a
+    dense layer's variance is undefined and torch raises mid-epoch), so with ``norm=batch`` on either side
+    every batch of an epoch, the last partial one too, must hold two images or more."""
+    roles = [r for r in ("encoder", "decoder") if cfg[r].get("norm") == "batch"]
+    if not roles:
+        return
+    bs = cfg["batch_size"]
+    tail = n_train % bs
+    if bs == 1 or tail == 1:
+        what = "a batch of 1" if bs == 1 else f"a last batch of 1 image ({n_train} training images)"
+        raise ConfigError(
+            f"batch_size={bs} with {roles[0]}.norm=batch gives {what}, which BatchNorm cannot normalise; "
+            f"valid: a batch_size >= 2 that leaves no single image over, or {roles[0]}.norm=none|layer|group"
         )
 
 

@@ -10,6 +10,12 @@ alone and a run trained in a cohort go through the same code.
 Shapes: S members, B images, L latent dimensions. Images are (…, 1, 28, 28); inputs either carry the
 member dimension (S, B, …) or are shared by all members (B, …). Members share no weights, so a
 member's NaN never reaches another's gradient.
+
+Buffers (BatchNorm's running statistics, ``encoder.norm=batch``) are stacked like the weights and
+passed to ``functional_call`` beside them; BatchNorm updates them in place, under ``vmap`` each member
+its own row (a stack of one passes views of them). Training steps run the architecture in training
+mode (batch statistics, running statistics updated); everything else (validation, evaluation) in
+evaluation mode, with the running statistics.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch.func import functional_call, stack_module_state, vmap
 
-from sweep.losses import Knobs, kl_per_dim, objective, recon_per_image
+from sweep.losses import Knobs, kl_per_dim, nll_pixels, objective, recon_per_image
 from sweep.models import VAE, reparameterise
 
 if TYPE_CHECKING:
@@ -32,24 +38,29 @@ EVAL_BATCH = 1000  # images per forward pass when a whole split is evaluated
 
 class Stack:
     """S models of one architecture; ``params[name]`` is (S, *shape) for each parameter ``name`` of
-    the :class:`~sweep.models.VAE`."""
+    the :class:`~sweep.models.VAE`, ``buffers[name]`` alike for each buffer (none but BatchNorm's)."""
 
-    def __init__(self, base: VAE, params: dict[str, torch.Tensor]):
+    def __init__(
+        self, base: VAE, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor] | None = None
+    ):
         self.base = base  # on the meta device: the architecture only
-        self.params = params
+        self.params, self.buffers = params, buffers or {}
         self.size = next(iter(params.values())).shape[0]
         self.latent_dim = base.latent_dim
+        self.likelihood = getattr(base, "likelihood", "bernoulli")
         self._vmapped: dict[tuple, Callable] = {}
 
     @classmethod
     def of(cls, models: Sequence[VAE], *, trainable: bool = True) -> Stack:
-        """Copy the weights of ``models`` (one architecture, one device) into a new stack."""
+        """Copy the weights and buffers of ``models`` (one architecture, one device) into a new stack."""
         params, buffers = stack_module_state(list(models))
-        if buffers:
-            raise ValueError(f"a stacked VAE has no buffers; got {sorted(buffers)}")
         if not trainable:
             params = {k: v.detach() for k, v in params.items()}
-        return cls(copy.deepcopy(models[0]).to("meta"), params)
+        return cls(copy.deepcopy(models[0]).to("meta"), params, buffers)
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """Every stacked tensor by its name in the VAE's ``state_dict()``: the weights, then the buffers."""
+        return {**self.params, **self.buffers}
 
     # ------------------------------------------------------------------ per-member functions
     def _split(self, params: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
@@ -66,29 +77,45 @@ class Stack:
         → (objective, Σ_images recon, Σ_images Σ_d KL_d), nats."""
         mu, logvar = self._encode_one(params, x)
         logits = self._decode_one(params, reparameterise(mu, logvar, eps))
-        recon, kl_d = recon_per_image(logits, x), kl_per_dim(mu, logvar)
+        recon = recon_per_image(logits, x, self.likelihood, params.get("log_scale"))
+        kl_d = kl_per_dim(mu, logvar)
         loss = objective(recon, kl_d, beta=beta, free_bits=free_bits, divisor=divisor)
         return loss, recon.sum(), kl_d.sum()
 
-    def _batched(self, fn: Callable, in_dims: tuple, *args):
-        """``fn(params, *args)`` for every member: vmapped for S > 1, called directly for S = 1 (the
-        member dimension is indexed away and put back). ``in_dims``: 0 for per-member arguments, None
-        for shared ones."""
+    def _batched(self, fn: Callable, in_dims: tuple, *args, train: bool = False):
+        """``fn(weights and buffers, *args)`` for every member, the architecture in training mode with
+        ``train``, else in evaluation mode: vmapped for S > 1, called directly for S = 1 (the member
+        dimension is indexed away and put back). ``in_dims``: 0 for per-member arguments, None for
+        shared ones."""
+        self.base.train(train)
+        state = self.state()
         if self.size == 1:  # squeeze, not [0]: its backward is a view, not a zero-filled copy
-            one = {k: v.squeeze(0) for k, v in self.params.items()}
+            one = {k: v.squeeze(0) for k, v in state.items()}
             out = fn(one, *(a[0] if d == 0 else a for a, d in zip(args, in_dims, strict=True)))
             return tuple(o.unsqueeze(0) for o in out) if isinstance(out, tuple) else out.unsqueeze(0)
         key = (fn.__name__, in_dims)
         if key not in self._vmapped:
             self._vmapped[key] = vmap(fn, in_dims=(0, *in_dims))
-        return self._vmapped[key](self.params, *args)
+        return self._vmapped[key](state, *args)
 
     # ------------------------------------------------------------------ batched over members
-    def losses(self, x, eps, beta, free_bits, divisor, *, shared_x: bool = False):
+    def losses(self, x, eps, beta, free_bits, divisor, *, shared_x: bool = False, train: bool = False):
         """Per-member (objective, Σ recon, Σ KL), each (S,). x (S, B, …) or, with ``shared_x``, (B, …);
-        eps (S, B, L); beta, free_bits, divisor (S,) tensors."""
+        eps (S, B, L); beta, free_bits, divisor (S,) tensors. ``train``: a training step (BatchNorm
+        normalises by the batch and updates its running statistics); otherwise evaluation mode."""
         dims = (None if shared_x else 0, 0, 0, 0, 0)
-        return self._batched(self._losses_one, dims, x, eps, beta, free_bits, divisor)
+        return self._batched(self._losses_one, dims, x, eps, beta, free_bits, divisor, train=train)
+
+    def log_scale(self) -> torch.Tensor | None:
+        """Each member's learned log scale of the likelihood, (S,), or None where it has none."""
+        return self.params.get("log_scale")
+
+    def nll_pixels(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """−log p(target | logits) per pixel for every member: logits (S, …), target broadcast to it."""
+        log_scale = self.log_scale()
+        if log_scale is not None:
+            log_scale = log_scale.reshape(-1, *[1] * (logits.dim() - 1))
+        return nll_pixels(self.likelihood, logits, target, log_scale)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Images shared by all members (N, 1, 28, 28) → (μ, log σ²), each (S, N, L)."""
@@ -106,6 +133,11 @@ class ModelAsStack(Stack):
     def __init__(self, model):
         self.model, self.size = model, 1
         self.latent_dim = getattr(model, "latent_dim", None)
+        self.likelihood = getattr(model, "likelihood", "bernoulli")
+
+    def log_scale(self):
+        scale = getattr(self.model, "log_scale", None)
+        return None if scale is None else scale.reshape(1)
 
     def encode(self, x):
         mu, logvar = self.model.encoder(x)
@@ -128,8 +160,8 @@ def split_losses(
     ``knobs``), recon, kl and neg_elbo, in nats per image, with one seeded reparameterised sample per
     image: member i's noise is one ``randn((N, L))`` draw of a generator seeded with ``seeds[i]``, so
     its numbers do not depend on the other members or on ``batch``. Inputs and targets are
-    ``split.target`` (the fixed binarisation for ``bernoulli``, pixels for ``bce``), shared by all
-    members. One host sync."""
+    ``split.target`` (the fixed binarisation for ``bernoulli``, the pixels otherwise), shared by all
+    members; BatchNorm with its running statistics. One host sync."""
     device = split.x.device
     n = len(split)
     eps = torch.stack(

@@ -75,6 +75,8 @@ def test_experiment_composes_validates_and_builds(hydra_compose, experiment):
             if key in ("encoder", "decoder"):
                 kind = value.rstrip("0123456789")
                 assert (plain[key]["kind"], plain[key]["depth"]) == (kind, int(value[len(kind) :]))
+            elif key == "norm":  # the group that sets both sides' norm
+                assert plain["encoder"]["norm"] == plain["decoder"]["norm"] == value
             else:  # a dotted key (loss.reduction) addresses a nested value
                 assert str(OmegaConf.select(OmegaConf.create(plain), key)) == value
         build_and_run(plain)
@@ -124,7 +126,13 @@ def test_ref_pytorch_example(hydra_compose):
     plain = to_plain(hydra_compose(["experiment=ref_pytorch_example"]))
     assert plain["latent_dim"] == 20
     for role in ("encoder", "decoder"):
-        assert plain[role] == {"kind": "dense", "depth": 1, "width": 400, "activation": "relu"}
+        assert plain[role] == {
+            "kind": "dense",
+            "depth": 1,
+            "width": 400,
+            "activation": "relu",
+            "norm": "none",
+        }
     assert plain["data"]["likelihood"] == "bce"
     assert plain["epochs"] == 10
     assert (plain["lr"], plain["batch_size"]) == (1e-3, 128)
@@ -136,7 +144,13 @@ def test_ref_iwae(hydra_compose):
     plain = to_plain(hydra_compose(["experiment=ref_iwae"]))
     assert plain["latent_dim"] == 50
     for role in ("encoder", "decoder"):
-        assert plain[role] == {"kind": "dense", "depth": 2, "width": 200, "activation": "tanh"}
+        assert plain[role] == {
+            "kind": "dense",
+            "depth": 2,
+            "width": 200,
+            "activation": "tanh",
+            "norm": "none",
+        }
     assert plain["data"]["likelihood"] == "bernoulli"
     validate(plain)
 

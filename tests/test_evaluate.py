@@ -93,7 +93,7 @@ def test_bce_runs_have_no_iwae_and_report_the_per_pixel_scale(tmp_path):
 
 def test_a_diverged_run_is_not_evaluated_and_says_why(tmp_path, monkeypatch):
     real = stack_mod.recon_per_image
-    monkeypatch.setattr(stack_mod, "recon_per_image", lambda logits, x: real(logits, x) * float("inf"))
+    monkeypatch.setattr(stack_mod, "recon_per_image", lambda *a: real(*a) * float("inf"))
     train(make_cfg(), tmp_path)
     row = eval_row(tmp_path)
     assert row["eval/status"] == "skipped" and row["eval/reason"] == "run diverged in epoch 1"

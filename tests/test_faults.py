@@ -82,13 +82,28 @@ BAD_CONFIGS = [
     (["decoder.depth=6"], "decoder.depth=6 is out of range for conv; valid: 1..5"),
     (["encoder.depth=1.5"], "encoder.depth=1.5 must be an integer; valid: >= 1"),
     (["encoder.width=0"], "encoder.width=0 is out of range; valid: >= 1"),
-    (["encoder.kind=rnn"], "encoder.kind='rnn' is unknown; valid: dense, conv"),
-    (["decoder.kind=rnn"], "decoder.kind='rnn' is unknown; valid: dense, conv"),
+    (["encoder.kind=rnn"], "encoder.kind='rnn' is unknown; valid: dense, conv, res"),
+    (["decoder.kind=rnn"], "decoder.kind='rnn' is unknown; valid: dense, conv, res"),
+    (["encoder=res", "encoder.depth=6"], "encoder.depth=6 is out of range for res; valid: 1..5"),
+    (["encoder.norm=instance"], "encoder.norm='instance' is unknown; valid: none, batch, layer, group"),
+    (
+        ["decoder.norm=group", "decoder.width=12"],
+        "decoder.width=12 is not divisible by GroupNorm's 8 groups (decoder.norm=group); valid: a multiple of 8",
+    ),
+    (["norm=batch", "batch_size=1"], "batch_size=1 with encoder.norm=batch gives a batch of 1"),
+    (
+        ["decoder.norm=batch", "batch_size=199"],
+        "batch_size=199 with decoder.norm=batch gives a last batch of 1 image (200 training images)",
+    ),
     (
         ["decoder.activation=swish"],
         "decoder.activation='swish' is unknown; valid: leaky_relu, relu, tanh, elu, gelu, silu",
     ),
-    (["data.likelihood=gauss"], "data.likelihood='gauss' is unknown; valid: bernoulli, bce"),
+    (
+        ["data.likelihood=gauss"],
+        "data.likelihood='gauss' is unknown; valid: bernoulli, bce, continuous_bernoulli, gaussian, "
+        "gaussian_learned, logistic",
+    ),
     (["loss.reduction=mean"], "loss.reduction='mean' is unknown; valid: sum, paper"),
     (["lr=-0.1"], "lr=-0.1 is out of range; valid: > 0"),
     (["lr=0"], "lr=0 is out of range; valid: > 0"),

@@ -274,3 +274,134 @@ def test_spec_validate_returns_spec_and_checks_integer_depth():
     assert Spec("conv", 5, 32).validate("encoder") == Spec("conv", 5, 32)
     with pytest.raises(SpecError, match=re.escape("encoder.depth=2.0")):
         Spec("dense", 2.0, 512).validate("encoder")
+
+
+# ---------------------------------------------------------------- norm and the residual family
+NORM_LAYER = {"batch": (nn.BatchNorm1d, nn.BatchNorm2d), "layer": (nn.GroupNorm,), "group": (nn.GroupNorm,)}
+NORM_GROUPS = {"layer": 1, "group": 8}
+
+
+def _hidden_layers(module: nn.Module) -> list[nn.Module]:
+    """The leaf layers in order, the Gaussian head left out."""
+    return [m for n, m in module.named_modules() if not list(m.children()) and not n.startswith("head")]
+
+
+@pytest.mark.parametrize("norm", ["batch", "layer", "group"])
+@pytest.mark.parametrize(("kind", "depth"), [("dense", 2), ("conv", 3), ("res", 2)])
+def test_a_norm_sits_after_every_hidden_layer_before_its_activation(kind, depth, norm):
+    s = Spec(kind, depth, 16, "elu", norm)
+    vae = VAE(s, s, 4)
+    for part in (vae.encoder, vae.decoder):
+        layers = _hidden_layers(part)
+        for i, m in enumerate(layers):
+            if isinstance(m, nn.ELU):
+                assert isinstance(layers[i - 1], NORM_LAYER[norm]), (part, i)
+            if isinstance(m, nn.GroupNorm):
+                assert m.num_groups == NORM_GROUPS[norm]
+            if isinstance(m, NORM_LAYER[norm]):
+                assert isinstance(layers[i + 1], nn.ELU)  # and a norm is always followed by one
+        n_act = sum(isinstance(m, nn.ELU) for m in layers)
+        assert sum(isinstance(m, NORM_LAYER[norm]) for m in layers) == n_act
+    # the decoder's logits come straight from its last layer: no norm, no activation after it
+    out = [m for m in _hidden_layers(vae.decoder) if not isinstance(m, nn.Unflatten)][-1]
+    assert isinstance(out, nn.Linear if kind == "dense" else nn.ConvTranspose2d)
+    assert (out.out_features if kind == "dense" else out.out_channels) == (784 if kind == "dense" else 1)
+
+
+@pytest.mark.parametrize(("kind", "depth"), [("dense", 2), ("conv", 3)])
+def test_without_a_norm_the_layers_keep_the_names_models_had_before_norms(kind, depth):
+    """So a checkpoint written before the key existed loads: parameter names are those of a model
+    built from the layer list docs/protocol.md gives (hidden layers at even indices, an activation
+    after each; the conv decoder's Linear, reshape and activation, then its transposed convs)."""
+    s = Spec(kind, depth, 16)
+    vae = VAE(s, s, 4)
+    if kind == "dense":
+        enc = [f"body.{1 + 2 * i}" for i in range(depth)]  # body.0 is the Flatten
+        dec = [f"{2 * i}" for i in range(depth + 1)]
+    else:
+        enc = [f"body.{2 * i}" for i in range(depth)]
+        dec = ["0"] + [f"{3 + 2 * i}" for i in range(depth)]
+    assert {n.rsplit(".", 1)[0] for n, _ in vae.encoder.named_parameters()} == {*enc, "head.linear"}
+    assert {n.rsplit(".", 1)[0] for n, _ in vae.decoder.named_parameters()} == set(dec)
+    assert not list(vae.buffers())
+
+
+def res_unit_params(c: int) -> int:
+    return 2 * (c * c * 9 + c)
+
+
+@pytest.mark.parametrize("latent", (1, 25))
+@pytest.mark.parametrize("depth", CONV_DEPTHS)
+def test_res_parameter_counts_are_the_conv_kinds_plus_two_3x3_convs_per_block(depth, latent):
+    """The res kind keeps the conv kind's channels, sizes, head and decoder input; each block adds one
+    residual unit (two 3×3 convs at the block's channels)."""
+    vae = build("res", depth, latent, width=8)
+    chans = conv_channels(depth, 8)
+    extra = sum(res_unit_params(c) for c in chans)
+    assert n_params(vae.encoder) == conv_encoder_params(depth, 8, latent) + extra
+    assert n_params(vae.decoder) == conv_decoder_params(depth, 8, latent) + extra
+
+
+@pytest.mark.parametrize("depth", CONV_DEPTHS)
+def test_res_encoder_and_decoder_keep_the_conv_sizes(depth):
+    s = Spec("res", depth, 8)
+    vae = VAE(s, s, 6)
+    x = torch.rand(B, 1, 28, 28)
+    feats = vae.encoder.body[:-1](x)  # before the flatten
+    assert feats.shape == (B, conv_channels(depth, 8)[-1], SIZES[depth], SIZES[depth])
+    assert vae.decoder(torch.randn(B, 6)).shape == (B, 1, 28, 28)
+
+
+def test_a_residual_unit_is_the_identity_plus_its_branch():
+    from sweep.models import ResidualUnit
+
+    unit = ResidualUnit(Spec("res", 1, 8, norm="layer"), 8)
+    h = torch.randn(2, 8, 7, 7)
+    torch.testing.assert_close(unit(h), h + unit.branch(h))
+    nn.init.zeros_(unit.branch[-1].weight), nn.init.zeros_(unit.branch[-1].bias)
+    assert torch.equal(unit(h), h)  # a zero branch passes h through unchanged
+
+
+@pytest.mark.parametrize(
+    ("kind", "norm"), [("res", "none"), ("res", "batch"), ("conv", "group"), ("dense", "layer")]
+)
+def test_flops_are_recorded_for_every_kind_and_norm(kind, norm):
+    """FLOPs count the matmuls and convolutions, not the norms: the same with any norm, and the res
+    kind's are the conv kind's plus its 3×3 convs (2·9·C² per output pixel each, two per block)."""
+    from sweep.metrics import vae_flops
+
+    cfg = lambda k, n: {  # noqa: E731
+        "latent_dim": 8,
+        "encoder": {"kind": k, "depth": 2, "width": 16, "activation": "relu", "norm": n},
+        "decoder": {"kind": k, "depth": 2, "width": 16, "activation": "relu", "norm": n},
+    }
+    enc, dec = vae_flops(cfg(kind, norm))
+    assert (enc, dec) == vae_flops(cfg(kind, "none"))
+    if kind == "res":
+        conv_enc, conv_dec = vae_flops(cfg("conv", "none"))
+        chans, sizes = conv_channels(2, 16), SIZES[1:3]
+        extra = sum(2 * 2 * 9 * c * c * s * s for c, s in zip(chans, sizes, strict=True))
+        assert enc == conv_enc + extra and dec == conv_dec + extra
+
+
+@pytest.mark.parametrize(
+    ("spec_", "needle"),
+    [
+        (Spec("res", 6, 8), "encoder.depth=6 is out of range for res; valid: 1..5"),
+        (Spec("conv", 2, 12, norm="group"), "encoder.width=12 is not divisible by GroupNorm's 8 groups"),
+        (Spec("dense", 2, 8, norm="instance"), "encoder.norm='instance' is unknown; valid: none, batch"),
+    ],
+)
+def test_bad_norms_and_res_depths_are_refused_by_name(spec_, needle):
+    with pytest.raises(SpecError, match=re.escape(needle)):
+        spec_.validate("encoder")
+
+
+@pytest.mark.parametrize(
+    ("likelihood", "extra"), [("bernoulli", 0), ("gaussian", 0), ("gaussian_learned", 1), ("logistic", 1)]
+)
+def test_a_learned_likelihood_scale_is_one_parameter_of_the_model(likelihood, extra):
+    from sweep.models import n_params as model_params
+
+    s = Spec("dense", 1, 16)
+    assert model_params(s, s, 4, likelihood) == model_params(s, s, 4) + extra

@@ -137,3 +137,44 @@ def test_bad_names_raise_with_the_grammar(bad):
         parse_run_name(bad)
     assert GRAMMAR in str(err.value)
     assert repr(bad) in str(err.value)
+
+
+# ---------------------------------------------------------------- norms and likelihoods in the name
+DESIGN_NAMES = [
+    (RunId(50, "res", 2, "conv", 4, 0, enc_norm="batch"), "L50_res2bn_conv4_s0"),
+    (RunId(50, "dense", 1, "res", 2, 1, enc_norm="layer", dec_norm="group"), "L50_dense1ln_res2gn_s1"),
+    (RunId(25, "conv", 2, "conv", 2, 0, likelihood="continuous_bernoulli"), "L25_conv2_conv2_s0_cb"),
+    (RunId(25, "dense", 1, "conv", 4, 2, likelihood="gaussian"), "L25_dense1_conv4_s2_gauss"),
+    (RunId(25, "dense", 1, "conv", 4, 0, likelihood="gaussian_learned"), "L25_dense1_conv4_s0_gausslearned"),
+    (RunId(25, "res", 5, "res", 5, 0, 7, "batch", "batch", "logistic"), "L25_res5bn_res5bn_s0_logistic_t7"),
+    (RunId(25, "dense", 1, "conv", 4, 0, likelihood="bce"), "L25_dense1_conv4_s0_bce"),
+]
+
+
+@pytest.mark.parametrize(("rid", "name"), DESIGN_NAMES, ids=[n for _, n in DESIGN_NAMES])
+def test_a_non_default_norm_or_likelihood_shows_in_the_name_and_reads_back(hydra_compose, rid, name):
+    assert rid.name == name and parse_run_name(name) == rid
+    plain = sweep.config.to_plain(hydra_compose(rid.overrides()))
+    assert run_name_of(plain) == name  # the overrides the name gives compose its configuration
+
+
+def test_the_norm_axis_sets_both_sides_and_names_every_cell_apart(hydra_compose):
+    names = set()
+    for norm, enc, dec in itertools.product(
+        ("none", "batch", "layer", "group"), ("dense1", "res2"), ("conv2", "res2")
+    ):
+        plain = sweep.config.to_plain(hydra_compose([f"norm={norm}", f"encoder={enc}", f"decoder={dec}"]))
+        assert plain["encoder"]["norm"] == plain["decoder"]["norm"] == norm
+        names.add(run_name_of(plain))
+    assert len(names) == 16
+
+
+def test_defaults_keep_the_names_of_configs_stored_before_norms_and_likelihoods():
+    stored = {
+        "latent_dim": 25,
+        "seed": 0,
+        "encoder": {"kind": "dense", "depth": 1},
+        "decoder": {"kind": "conv", "depth": 4},
+    }
+    assert run_name_of(stored) == "L25_dense1_conv4_s0"
+    assert run_name_of({**stored, "data": {"likelihood": "bernoulli"}}) == "L25_dense1_conv4_s0"

@@ -191,6 +191,28 @@ def test_a_relaunch_of_the_reproduction_would_skip_every_committed_run():
     assert len(jobs) == 300 and differ == {}
 
 
+def test_every_committed_reproduction_run_is_what_its_name_composes_under_this_code():
+    """The cheap form of the relaunch check above: each stored config (written before encoder.norm and
+    decoder.norm existed) has the identity of a fresh composition of ``experiment=reproduce`` with the
+    overrides its name parses to, and the name it is stored under. One composition per (encoder,
+    decoder) pair; latent size and seed are set on it."""
+    from sweep.names import parse_run_name, run_name_of
+
+    stored = {p.name: read_stored_config(p) for p in sorted(REPRODUCE.glob("L*/")) if p.is_dir()}
+    composed, differ = {}, {}
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        for name, cfg in stored.items():
+            rid = parse_run_name(name)
+            assert "norm" not in cfg["encoder"] and run_name_of(cfg) == name == rid.name
+            pair = tuple(o for o in rid.overrides() if o.startswith(("encoder", "decoder")))
+            if pair not in composed:
+                composed[pair] = to_plain(compose("config", overrides=["experiment=reproduce", *pair]))
+            fresh = {**composed[pair], "latent_dim": rid.latent_dim, "seed": rid.seed}
+            if config_diff(cfg, fresh):
+                differ[name] = config_diff(cfg, fresh)
+    assert len(stored) == 300 and len(composed) == 25 and differ == {}
+
+
 def test_runs_stored_before_the_hash_are_read_beside_new_ones(tmp_path):
     """A sweep may hold runs from before ``git_diff_sha256`` (the committed reproduction's) beside new
     ones: analysis reads both, the old runs' hash null."""

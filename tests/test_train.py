@@ -128,7 +128,7 @@ def test_interrupted_run_resumes_from_its_checkpoint_with_the_same_metrics(tmp_p
 
 def test_forced_nan_records_diverged_and_the_next_run_still_trains(tmp_path, monkeypatch):
     real = stack_mod.recon_per_image
-    monkeypatch.setattr(stack_mod, "recon_per_image", lambda logits, x: real(logits, x) * float("nan"))
+    monkeypatch.setattr(stack_mod, "recon_per_image", lambda *a: real(*a) * float("nan"))
     row = train(make_cfg("epochs=3"), tmp_path / "nan")
     assert row["status"] == "diverged" and row["diverged_epoch"] == 1 and row["epochs_done"] == 1
     assert "non-finite" in row["error"]
@@ -160,3 +160,81 @@ def test_ref_pytorch_example_trains_its_784_400_20_model_with_test_rows(tmp_path
     assert row["params/decoder"] == 20 * 400 + 400 + 400 * 784 + 784
     splits = pq.read_table(tmp_path / "epochs.parquet").column("split").to_pylist()
     assert splits == ["train", "val", "test"]
+
+
+# ---------------------------------------------------------------- design keys: norm, res, likelihoods
+RES = ["encoder=res", "encoder.width=8", "decoder=res2", "decoder.width=8"]
+# every new value trains on the tiny settings, four runs covering them all (each side, each likelihood)
+DESIGN_RUNS = [
+    ([*RES, "norm=batch", "data.likelihood=logistic"], "L4_res1bn_res2bn_s0_logistic"),
+    (["norm=layer", "data.likelihood=continuous_bernoulli"], "L4_dense1ln_conv2ln_s0_cb"),
+    (["encoder.norm=group", "data.likelihood=gaussian_learned"], "L4_dense1gn_conv2_s0_gausslearned"),
+    (
+        ["decoder=res", "decoder.width=8", "decoder.norm=group", "data.likelihood=gaussian"],
+        "L4_dense1_res2gn_s0_gauss",
+    ),
+]
+
+
+@pytest.mark.parametrize(("overrides", "name"), DESIGN_RUNS, ids=[n for _, n in DESIGN_RUNS])
+def test_every_norm_kind_and_likelihood_trains_and_is_evaluated_as_a_normalised_likelihood(
+    tmp_path, overrides, name
+):
+    from sweep.names import parse_run_name, run_name_of
+
+    cfg = make_cfg(*overrides)
+    assert run_name_of(cfg) == name and parse_run_name(name).name == name
+    rid = parse_run_name(name)
+    assert (rid.enc_norm, rid.dec_norm, rid.likelihood) == (
+        cfg["encoder"]["norm"],
+        cfg["decoder"]["norm"],
+        cfg["data"]["likelihood"],
+    )
+    row = train(cfg, tmp_path / name)
+    assert row["status"] == "ok"
+    ev = pq.read_table(tmp_path / name / "eval.parquet").to_pylist()[0]
+    bits = 784 * __import__("math").log(2.0)
+    assert ev["test/iwae_null_reason"] is None
+    assert ev["test/iwae_nll"] <= ev["test/neg_elbo"] + 3 * ev["test/iwae_nll_se"]
+    assert ev["test/iwae_bpd"] == pytest.approx(ev["test/iwae_nll"] / bits)
+    assert ev["test/neg_elbo_bpd"] == pytest.approx(ev["test/neg_elbo"] / bits)
+    assert row["params/total"] == row["params/encoder"] + row["params/decoder"] + (
+        cfg["data"]["likelihood"] in ("gaussian_learned", "logistic")
+    )
+    assert ev["flops/encoder"] > 0 and ev["flops/decoder"] > 0
+
+
+def test_batch_norm_evaluates_each_image_alone_with_its_running_statistics():
+    """In evaluation mode every image's −ELBO is its own (the running statistics, not the batch's), so a
+    split's losses do not depend on how it is batched; a training step's would."""
+    from sweep.data import load_data
+    from sweep.losses import Knobs
+    from sweep.models import build_model
+    from sweep.stack import Stack, split_losses
+
+    cfg = make_cfg(*RES, "norm=batch")
+    data = load_data(cfg, "cpu")
+    torch.manual_seed(0)
+    model = build_model(cfg).train()
+    with torch.no_grad():
+        for i in range(0, 200, 50):  # running statistics away from their initial 0 and 1
+            model(data.train.x[i : i + 50])
+    stack = Stack.of([model], trainable=False)
+    knobs = Knobs.of([cfg["loss"]], "cpu")
+    whole = split_losses(stack, data.val, seeds=[0], knobs=knobs, batch=1000)[0]
+    pieces = split_losses(stack, data.val, seeds=[0], knobs=knobs, batch=7)[0]
+    for k in whole:  # sums of ~200 non-negative float32 terms per image, accumulated in float64
+        assert pieces[k] == pytest.approx(whole[k], rel=1e-5), k
+    assert not stack.base.training
+    eps = torch.zeros(1, 14, 4)
+    x = data.val.target
+
+    def one(xs, train):
+        return stack.losses(
+            xs, eps[:, : len(xs)], knobs.beta, knobs.free_bits, knobs.divisor, shared_x=True, train=train
+        )[1]
+
+    assert float(one(x[:7], False)) == pytest.approx(
+        float(one(x[:14], False) - one(x[7:14], False)), rel=1e-5
+    )
+    assert float(one(x[:7], True)) != pytest.approx(float(one(x[:14], True) - one(x[7:14], True)), rel=1e-5)
