@@ -134,7 +134,7 @@ def row_identity(row: dict[str, Any]) -> tuple:
     """A run's identity from its run row (run.parquet: the flattened config among the result
     columns), hashable: the sorted (key, value) pairs of every identity or member key (config plus
     seed), values :func:`comparable`. Two rows with the same one are the same trained model."""
-    row = {"data.name": names.DEFAULT_DATASET, **row}
+    row = {**STORED_DEFAULTS, **row}
     roles = ("identity", "member")
     return tuple(
         sorted((k, comparable(v)) for k, v in row.items() if KEY_ROLES.get(k.split(".")[0]) in roles)
