@@ -73,8 +73,8 @@ def test_an_evaluation_diverges_by_its_neg_elbo_or_a_negative_mutual_information
 
 
 def test_an_unknown_likelihood_has_no_bound_and_says_which_have():
-    with pytest.raises(ValueError, match="valid: bernoulli, bce"):
-        divergence.neg_elbo_bound("gaussian")
+    with pytest.raises(ValueError, match="valid: bernoulli, bce, continuous_bernoulli"):
+        divergence.neg_elbo_bound("poisson")
 
 
 def test_no_committed_reproduction_run_is_diverged_and_the_margins():
@@ -137,3 +137,13 @@ def test_a_reevaluation_that_finds_a_negative_mutual_information_marks_the_run_d
     assert pq.read_table(tmp_path / "eval.parquet").column("eval/reason").to_pylist() == [
         "run status is diverged"
     ]
+
+
+def test_every_likelihood_a_run_may_use_has_a_bound_on_its_scale():
+    from sweep.losses import LIKELIHOODS
+
+    assert set(divergence.BASELINE_NATS) == set(LIKELIHOODS)
+    binary, eight_bit = 784 * math.log(2), 784 * math.log(256)
+    for likelihood in LIKELIHOODS:
+        want = binary if likelihood in ("bernoulli", "bce") else eight_bit
+        assert divergence.neg_elbo_bound(likelihood) == pytest.approx(divergence.NEG_ELBO_MULTIPLE * want)

@@ -53,6 +53,7 @@ from sweep.config import CONF_DIR
 from sweep.data import DataError
 from sweep.member import ConfigMismatchError
 from sweep.models import LOGVAR_MAX, LOGVAR_MIN, GaussianHead, SpecError
+from sweep.names import GRAMMAR
 from sweep.paths import PathError
 from sweep.rules import ConfigError
 from sweep.train import train
@@ -223,7 +224,7 @@ def test_bad_command_line_is_refused_by_name_and_nothing_on_disk_changes(populat
 def test_an_unparseable_run_name_is_refused_with_the_grammar(populated, capsys):
     before = snapshot(populated)
     for name, message in [
-        ("L25_dense1", "cannot parse run name 'L25_dense1'; grammar: L{latent}_{enc}{depth}_{dec}{depth}"),
+        ("L25_dense1", f"cannot parse run name 'L25_dense1'; grammar: {GRAMMAR}"),
         ("L25_rnn1_conv4_s0", "unknown layer kind 'rnn' in run name 'L25_rnn1_conv4_s0'; grammar:"),
         ("L0_dense1_conv4_s0", "latent_dim=0 is out of range; valid: an integer >= 1"),
     ]:
@@ -663,7 +664,7 @@ def test_a_nan_gradient_with_a_finite_loss_marks_the_run_diverged_in_that_epoch(
 
 def test_an_inf_loss_is_diverged_and_its_evaluation_is_skipped_with_the_reason(tmp_path, monkeypatch):
     real = stack_mod.recon_per_image
-    monkeypatch.setattr(stack_mod, "recon_per_image", lambda logits, x: real(logits, x) * float("inf"))
+    monkeypatch.setattr(stack_mod, "recon_per_image", lambda *a: real(*a) * float("inf"))
     row = train(make_cfg("num_threads=1"), tmp_path)
     assert row["status"] == "diverged" and row["diverged_epoch"] == 1
     ev = pq.read_table(tmp_path / "eval.parquet").to_pylist()[0]

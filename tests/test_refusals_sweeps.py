@@ -78,7 +78,7 @@ def test_a_multirun_exits_1_when_a_run_failed_and_sweep_status_agrees(
 
     if failing == "diverged":
         real = stack_mod.recon_per_image
-        monkeypatch.setattr(stack_mod, "recon_per_image", lambda logits, x: real(logits, x) * float("inf"))
+        monkeypatch.setattr(stack_mod, "recon_per_image", lambda *a: real(*a) * float("inf"))
     elif failing is not None:
         monkeypatch.setattr(
             slot_mod, "train_epoch", _fail_seeds(*((0, 1) if failing == "all" else (failing,)))
