@@ -266,11 +266,16 @@ def _ci(r) -> str:
 
 
 def summary(table: pd.DataFrame) -> list[str]:
-    """One sentence per arm × response × claim (C4, C5): the family effect without and with the capacity
-    terms, and whether it survives the control (its interval stays entirely below 0)."""
+    """One sentence per arm (and protocol group) × response × claim (C4, C5): the family effect without
+    and with the capacity terms, and whether it survives the control (its interval stays entirely below
+    0); first, per arm, whether capacity is identified or matched by design."""
     out = []
     if not len(table):
         return ["No run has test metrics and parameter counts: no capacity model."]
+    groups = [c for c in table.columns if c not in COLUMNS]  # protocol-group columns (rank.per_protocol)
+    if groups:  # one model per protocol group: its columns join the arm that names each sentence
+        label = table[groups].astype(str).apply(lambda r: " ".join(f"{k}={v}" for k, v in r.items()), axis=1)
+        table = table.assign(arm=np.where(table["arm"].eq("all"), label, label + " " + table["arm"]))
     design = table[table["response"].eq(DESIGN)]
     for arm, g in design.groupby("arm", sort=False):
         r2 = dict(zip(g["quantity"], g["estimate"], strict=True))

@@ -4,6 +4,7 @@ a planted capacity effect, and on designs that cannot separate the two."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from synthetic import DECODER_EFFECT, planted_table
 
@@ -130,3 +131,14 @@ def test_one_seed_still_fits_with_the_seed_term_dropped():
     ctl = rows(capacity.capacity_table(runs), "families + capacity", C4)
     assert "one seed: no seed fixed effect" in ctl["note"] and ctl["ci_high"] < 0
     assert ctl["estimate"] == pytest.approx(-3.0, abs=1.5)
+
+
+def test_the_summary_speaks_for_each_protocol_group_of_a_grouped_table():
+    # analysis.tables computes the capacity table per protocol group (rank.per_protocol), whose columns
+    # come first: each group gets its own sentences, named, never a mix of two groups' rows
+    runs = with_elbo(planted_table(np.random.default_rng(0), shift=3.0))
+    parts = [capacity.capacity_table(runs).assign(epochs=e) for e in (10, 30)]
+    grouped = pd.concat(parts, ignore_index=True)[["epochs", *capacity.COLUMNS]]
+    text = capacity.summary(grouped)
+    assert len(text) == 2 * len(capacity.summary(parts[0]))
+    assert sum("epochs=10" in t for t in text) == sum("epochs=30" in t for t in text) == len(text) // 2

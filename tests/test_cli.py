@@ -8,6 +8,7 @@ import pytest
 from conftest import SMOKE_RUNS, cli, make_cfg
 
 from analysis.collect import collect
+from sweep.names import GRAMMAR
 
 # every test here runs the commands as subprocesses: the full tier (python -m pytest -m "")
 pytestmark = pytest.mark.slow
@@ -65,7 +66,7 @@ def test_rerun_of_an_unknown_run_composes_it_from_the_name(tmp_path):
     [
         (
             ["sweep.rerun", "L25_dense1"],
-            "cannot parse run name 'L25_dense1'; grammar: L{latent}_{enc}{depth}_{dec}{depth}",
+            f"cannot parse run name 'L25_dense1'; grammar: {GRAMMAR}",
         ),
         (["sweep.rerun", "L25_rnn1_conv4_s0"], "unknown layer kind 'rnn'"),
         (["sweep.rerun", "L25_conv9_conv4_s0"], "encoder.depth=9 is out of range for conv; valid: 1..5"),

@@ -50,8 +50,9 @@ HOOK_POINTS = [
 ]
 N_TIMER_KILLS = 4
 SKIP = ("train.log", ".lock")  # appended by Hydra's logging / rewritten by a lock holder: not results
-# a kill between COMPLETE and the removal of last.pt leaves it; the next launch removes it (and nothing else)
-FINISHED_SKIP = (*SKIP, "last.pt")
+# a kill between COMPLETE and the removal of the resume state (last.pt, prev.pt) leaves it; the next launch
+# removes it (and nothing else)
+FINISHED_SKIP = (*SKIP, *results.RESUME_FILES)
 
 
 def complete_runs(sweep_dir: Path) -> set[str]:
