@@ -71,16 +71,20 @@ def directional(low, high, null: float, side: str) -> str:
     return REPRODUCED if low > null else NOT_REPRODUCED if high <= null else INCONCLUSIVE
 
 
-def by_test(res: permutation.Result, null: float, side: str) -> str:
-    """The verdict of a directional claim: reproduced when the one-sided permutation p < ALPHA; not
-    reproduced when the bootstrap interval lies entirely at or beyond ``null`` on the other side
-    (the statistic is plainly not on the claimed side); else inconclusive."""
-    if res.p_value is not None and np.isfinite(res.p_value) and res.p_value < ALPHA:
+def decide(p, low, high, null: float, side: str) -> str:
+    """The verdict of a directional claim from its (adjusted) p-value and bootstrap interval: reproduced
+    when p < ALPHA; not reproduced when the interval lies entirely at or beyond ``null`` on the other
+    side (the statistic is plainly not on the claimed side); else inconclusive."""
+    if p is not None and np.isfinite(p) and p < ALPHA:
         return REPRODUCED
-    low, high = res.ci_low, res.ci_high
-    if np.isfinite(low) and (high <= null if side == "above" else low >= null):
+    if low is not None and np.isfinite(low) and (high <= null if side == "above" else low >= null):
         return NOT_REPRODUCED
     return INCONCLUSIVE
+
+
+def by_test(res: permutation.Result, null: float, side: str) -> str:
+    """:func:`decide` on a test's raw p-value and interval."""
+    return decide(res.p_value, res.ci_low, res.ci_high, null, side)
 
 
 def band(low, high, lo, hi) -> str:

@@ -37,6 +37,7 @@ enter; others are counted in ``why``. The decision rules are the named constants
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass, fields
 
@@ -57,6 +58,7 @@ from analysis.claim_stats import (
     band,
     by_test,
     corr,
+    decide,
     design,
     directional,
     fmt3,
@@ -156,11 +158,6 @@ def _n_runs(rows: pd.DataFrame) -> int:
     return int(rows["n_seeds"].sum()) if "n_seeds" in rows.columns else len(rows)
 
 
-def _rate(df: pd.DataFrame, name: str) -> pd.Series:
-    """A flag of the configuration table as the fraction of seeds raising it (NaN: not evaluated)."""
-    return numeric(df, name)
-
-
 # ---------------------------------------------------------------------------------------------- claims
 def _c1(ok, u, seeds, note: str) -> Verdict:
     lo, hi = C1_BAND
@@ -189,7 +186,7 @@ def _c1(ok, u, seeds, note: str) -> Verdict:
         else "no evaluated ok run"
     )
     ours_txt = f"our `collapsed` flag (no active unit and rate < 0.1 nats): {fmt3(ours_est.mean)}"
-    rate = _rate(u, "paper_collapsed")
+    rate = numeric(u, "paper_collapsed")
     rows = u[np.isfinite(rate)]
     if not len(rows):
         why = f"{pooled_txt}{note}"
@@ -198,7 +195,7 @@ def _c1(ok, u, seeds, note: str) -> Verdict:
         )
     d = design(rows)
     res = permutation.mean(
-        d["_seed"], _rate(d, "paper_collapsed"), d["_cluster"], d["_latent"], gen=permutation.rng()
+        d["_seed"], numeric(d, "paper_collapsed"), d["_cluster"], d["_latent"], gen=permutation.rng()
     )
     why = (
         f"paper_collapsed fraction {fmt3(res.statistic)}, bootstrap 95 % CI [{fmt3(res.ci_low)}, "
@@ -234,9 +231,9 @@ def _c2(ok, u, seeds, note: str) -> Verdict:
 
     robust = robust_columns(est, rule)
     n_coll = int(collapse.flag(ok, "collapsed").fillna(False).sum())
-    rate, dist = _rate(u, "collapsed"), numeric(u, "test/distortion")
+    rate, dist = numeric(u, "collapsed"), numeric(u, "test/distortion")
     rows = u[np.isfinite(rate) & np.isfinite(dist)]
-    if not len(rows) or np.ptp(_rate(rows, "collapsed")) == 0:
+    if not len(rows) or np.ptp(numeric(rows, "collapsed")) == 0:
         why = (
             f"{n_coll} of {len(ok)} ok runs collapsed: the collapsed fraction does not vary over the "
             f"configurations, so r is undefined{note}"
@@ -246,7 +243,7 @@ def _c2(ok, u, seeds, note: str) -> Verdict:
         )
     d = design(rows)
     res = permutation.correlation(
-        d["_seed"], _rate(d, "collapsed"), numeric(d, "test/distortion"), strata(d, []), d["_cluster"],
+        d["_seed"], numeric(d, "collapsed"), numeric(d, "test/distortion"), strata(d, []), d["_cluster"],
         d["_latent"], method="pearson", side="two-sided", gen=permutation.rng(),
     )  # fmt: skip
     verdict = rule(res.ci_low, res.ci_high) if np.isfinite(res.ci_low) else INCONCLUSIVE
@@ -355,12 +352,12 @@ def _contrast_rows(claim, statement, factor, claimed, others, cells, u, note) ->
                 f"{mname}({'+'.join(sorted(claimed))}); one-sided permutation (labels shuffled within "
                 f"cells: 0 against > 0)."
             )
-            res = contrasts.paired(u, metric, factor, claimed, other, cells, gen=permutation.rng())
+            used = contrasts.matched(u, metric, factor, claimed, other, cells)  # the configurations it uses
+            res = contrasts.paired_test(used, metric, factor, other, cells, gen=permutation.rng())
             if not res.n_runs:
                 why = f"no ({', '.join(cells)}) cell holds both {part.replace(' vs ', ' and ')} with a {mname}{note}"
                 out.append(_row(claim, part, metric, statement, test, why, null=0.0, side="above"))
                 continue
-            used = contrasts.matched(u, metric, factor, claimed, other, cells)  # the configurations it used
             why = f"{mname} gap (nats) = {res.text()}{note}."
             out.append(_result(
                 claim, part, metric, statement, test, res, by_test(res, 0.0, "above"), why,
@@ -611,17 +608,16 @@ def check_claims(runs: pd.DataFrame, only=CLAIMS) -> list[Verdict]:
         values = ", ".join(sorted(ok[col].astype(str).unique()))
         notes.append(f"pooled over {col} in {{{values}}}")
     note = "".join(f" ({n})" for n in notes)
+    c5 = functools.cache(lambda: _c5(u, seeds, note))  # C5a and C5b share the decoder families
     make = {
         "C1": lambda: [_c1(ok, u, seeds, note)],
         "C2": lambda: [_c2(ok, u, seeds, note)],
         "C3": lambda: [_c3(ok, u, seeds, note)],
         "C4": lambda: _c4(u, seeds, note),
-        "C5a": lambda: [],  # made with C5b: they share the decoder families
-        "C5b": lambda: [r for r in _c5(u, seeds, note) if r.claim in wanted],
+        "C5a": lambda: [r for r in c5() if r.claim == "C5a"],
+        "C5b": lambda: [r for r in c5() if r.claim == "C5b"],
         "C6": lambda: _c6(u, seeds, note),
     }
-    if "C5a" in wanted and "C5b" not in wanted:
-        make["C5a"] = lambda: [r for r in _c5(u, seeds, note) if r.claim == "C5a"]
     verdicts = [r for c in wanted for r in make[c]()]
     _adjust(verdicts)
     if "C6" in wanted:
@@ -640,11 +636,7 @@ def _adjust(verdicts: list[Verdict]) -> None:
         family, contrasts.holm([np.nan if v.p_value is None else v.p_value for v in family]), strict=True
     ):
         v.p_holm = as_float(p)
-        res = permutation.Result(
-            np.nan if v.statistic is None else v.statistic, p, np.nan if v.ci_low is None else v.ci_low,
-            np.nan if v.ci_high is None else v.ci_high, v.n_configs, 0, 0, np.nan,
-        )  # fmt: skip
-        v.verdict = by_test(res, v.null, v.side) if v.statistic is not None else INCONCLUSIVE
+        v.verdict = decide(p, v.ci_low, v.ci_high, v.null, v.side) if v.statistic is not None else INCONCLUSIVE
     for joint in [v for v in verdicts if v.claim == "C4" and v.decides]:
         parts = [  # every family's contrast, defined or not: an undefined one leaves a family untested
             v

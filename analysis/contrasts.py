@@ -42,8 +42,16 @@ def paired(
     ``claimed`` and ``other`` are sets of values of ``factor``. Rows outside both groups, with a
     non-finite metric, or in a cell that lacks either group are left out. ``n_runs`` of the result
     counts the configurations used; a contrast without a matched cell is NaN throughout."""
-    gen = gen or permutation.rng()
     rows = matched(units, metric, factor, claimed, other, cells)
+    return paired_test(rows, metric, factor, other, cells, n_perm=n_perm, n_boot=n_boot, gen=gen)
+
+
+def paired_test(
+    rows: pd.DataFrame, metric: str, factor: str, other, cells: list[str], *,
+    n_perm: int = permutation.N_PERM, n_boot: int = permutation.N_BOOT, gen: np.random.Generator | None = None,
+) -> permutation.Result:  # fmt: skip
+    """:func:`paired` on rows :func:`matched` already chose (a caller that also needs them)."""
+    gen = gen or permutation.rng()
     if not len(rows):
         return _empty(n_perm, n_boot)
     label = rows[factor].astype(str).isin(set(other)).to_numpy(dtype=float)  # 1: other, 0: claimed
