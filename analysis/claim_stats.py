@@ -1,7 +1,8 @@
 """The statistics the claims check (:mod:`analysis.claims`) decides with: per-seed values summarised
 across seeds (Student-t interval and t-test), the decision rules that turn an interval or a test into a
 verdict word, the correlations and lifts computed within one seed's runs, and the design columns and
-strata of the all-runs tests (:mod:`analysis.permutation`). No claim is defined here.
+strata of the all-runs tests (:mod:`analysis.permutation`), and the row every claim test returns
+(:class:`Verdict`, built with :func:`row` / :func:`result`). No claim is defined here.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inco
 MIN_SEEDS = 2  # seeds needed for the per-seed (robustness) t interval
 MIN_CORR_RUNS = 3  # runs a seed needs for a correlation to count
 ALPHA = 0.05  # level of the one-sided permutation tests (C3, C4, C5, C6's degradation)
+UNIT, CORR = (0.0, 1.0), (-1.0, 1.0)  # ranges that intervals are clipped to
 _FAMILY = re.compile(r"^([a-z]+)(\d+)$")
 
 
@@ -177,3 +179,59 @@ def design(df: pd.DataFrame) -> pd.DataFrame:
 def strata(df: pd.DataFrame, cols: list[str]) -> np.ndarray:
     """Permutation strata: the seed × ``cols`` cell of each row (always nested in seeds)."""
     return permutation.codes(df, ["seed", *cols])
+
+
+@dataclass
+class Verdict:
+    claim: str  # "C1".."C6" (C5 as C5a, C5b) or "ablation"
+    part: str  # what this row tests, e.g. "dense1 vs conv2" or "lift in the top 25 %"
+    metric: str  # the measure the row's statistic is computed from
+    statement: str  # the claim in one sentence
+    test: str  # the statistic and the decision rule in one or two sentences (the method: the report)
+    statistic: float | None  # on the configuration table (ablation: rate difference)
+    ci_low: float | None  # percentile bootstrap over configurations (ablation: Newcombe)
+    ci_high: float | None
+    p_value: float | None  # raw one-sided permutation p (C2: two-sided; ablation: Fisher exact)
+    p_holm: float | None  # Holm-adjusted over the claims family (rows with in_family)
+    p_bound: bool  # the raw p is at the permutation floor 1/(1 + B): a bound, p ≤ that
+    n_configs: int  # configurations the test used: the experimental unit
+    n_runs: int  # the runs behind them
+    verdict: str  # reproduced | not reproduced | inconclusive
+    decides: bool  # this row holds the claim's verdict (one row per claim)
+    in_family: bool  # a member of the family Holm adjusts
+    why: str  # one sentence, always filled
+    null: float | None = None  # the claim's null value of the statistic
+    side: str = ""  # "above" or "below": where the claim puts the statistic
+    n_seeds: int = 0  # seeds with a per-seed value (robustness columns)
+    seed_ci_low: float | None = None  # robustness: Student-t 95 % interval of the per-seed values
+    seed_ci_high: float | None = None
+    seed_p_value: float | None = None  # two-sided one-sample t-test against the claim's null
+    seed_verdict: str | None = None  # the same rule applied to the t interval (inconclusive with 1 seed)
+
+
+def row(claim, part, metric, statement, test, why, **kw) -> Verdict:
+    base = dict(
+        statistic=None, ci_low=None, ci_high=None, p_value=None, p_holm=None, p_bound=False, n_configs=0,
+        n_runs=0, verdict=INCONCLUSIVE, decides=False, in_family=False,
+    )  # fmt: skip
+    return Verdict(claim, part, metric, statement, test, why=why, **{**base, **kw})
+
+
+def result(claim, part, metric, statement, test, res: permutation.Result, verdict, why, **kw) -> Verdict:
+    return row(
+        claim, part, metric, statement, test, why, statistic=as_float(res.statistic),
+        ci_low=as_float(res.ci_low), ci_high=as_float(res.ci_high), p_value=as_float(res.p_value),
+        p_bound=permutation.at_floor(res.p_value, res.n_perm), n_configs=res.n_runs, verdict=verdict, **kw,
+    )  # fmt: skip
+
+
+def n_runs(rows: pd.DataFrame) -> int:
+    """The runs behind configuration rows (their ``n_seeds``)."""
+    return int(rows["n_seeds"].sum()) if "n_seeds" in rows.columns else len(rows)
+
+
+def p_fmt(p: float | None, bound: bool) -> str:
+    """``= 0.0123``, or ``≤ 0.0025`` where the p-value rests on a permutation floor (a bound)."""
+    if p is None or not np.isfinite(p):
+        return "= nan"
+    return f"≤ {permutation.ceil_text(p)}" if bound else f"= {p:.3g}"

@@ -113,9 +113,3 @@ def holm(p_values) -> np.ndarray:
     if finite.any():
         out[finite] = multipletests(p[finite], method="holm")[1]
     return out
-
-
-def at_floor(p: float, n_perm: int) -> bool:
-    """Whether a permutation p-value is the smallest its B permutations can give, 1/(1 + B): no
-    permutation reached the observed statistic, so the p-value is only a bound, p ≤ 1/(1 + B)."""
-    return bool(n_perm and np.isfinite(p) and p <= (1 + 1e-9) / (1 + n_perm))

@@ -355,3 +355,9 @@ def mean(seed, value, clusters, boot_strata, *, n_boot: int = N_BOOT, gen=None) 
 def _chunked(stat, perms: np.ndarray, chunk: int = 2_000) -> np.ndarray:
     """``stat`` over the permutation matrix in row blocks, to bound memory on large sweeps."""
     return np.concatenate([stat(perms[i : i + chunk]) for i in range(0, len(perms), chunk)] or [np.array([])])
+
+
+def at_floor(p: float, n_perm: int) -> bool:
+    """Whether a permutation p-value is the smallest its B permutations can give, 1/(1 + B): no
+    permutation reached the observed statistic, so the p-value is only a bound, p ≤ 1/(1 + B)."""
+    return bool(n_perm and np.isfinite(p) and p <= (1 + 1e-9) / (1 + n_perm))

@@ -19,11 +19,11 @@ import pytest
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from analysis import claims, permutation
+from analysis import arch_claims, claim_stats, claims, latent_claims, permutation
 
 B = permutation.N_PERM
 FLOOR = 1 / (1 + B)  # the smallest p of B permutations, (1 + 0) / (1 + B)
-DIST = claims.DECIDING_METRIC
+DIST = arch_claims.DECIDING_METRIC
 DEFAULTS = {
     "status": "ok",
     "seed": 0,
@@ -388,7 +388,7 @@ def test_c4_contrast_against_the_exact_sign_flip_null(gaps):
 def test_c4_contrast_rests_on_the_permutation_floor_when_two_to_the_k_exceeds_b():
     # 2^20 sign patterns against 10,000 draws: the one pattern that reaches the data is hardly ever drawn
     v = row(check(paired_runs([1.0] * 20), "C4"), "C4", "dense1 vs conv2")
-    assert v.p_value == pytest.approx(FLOOR) and v.p_bound and "≤" in claims.p_fmt(v.p_value, v.p_bound)
+    assert v.p_value == pytest.approx(FLOOR) and v.p_bound and "≤" in claim_stats.p_fmt(v.p_value, v.p_bound)
     assert v.verdict == "reproduced"
 
 
@@ -570,7 +570,7 @@ def test_c5_contrasts_against_their_exact_nulls():
 def test_c5b_ignores_dense_decoders_and_c5a_reads_them():
     best = check(c5_runs(dense=(90.0, 91.0), encoders=("conv1", "dense1"), latents=(25, 50, 100)), "C5")
     none = check(c5_runs(dense=None, encoders=("conv1", "dense1"), latents=(25, 50, 100)), "C5b")
-    for metric in claims.METRICS:
+    for metric in arch_claims.METRICS:
         with_dense = row(best, "C5b", "conv2+conv4 vs conv1", metric)
         without = row(none, "C5b", "conv2+conv4 vs conv1", metric)
         assert (with_dense.statistic, with_dense.p_value, with_dense.ci_low, with_dense.ci_high) == (
@@ -617,8 +617,8 @@ def c6_runs(knn, probe=RISING, seeds=2):
 def test_c6_decides_on_knn_where_the_full_latent_probe_rises():
     got = check(c6_runs(DEGRADING), "C6")
     probe_acc = "latent/linear_probe_acc"
-    v, probe = decider(got, "C6"), row(got, "C6", claims.C6_MEASURES[probe_acc], probe_acc)
-    assert (v.metric, v.verdict) == (claims.C6_DECIDING, "reproduced") and "separability: reproduced" in v.why
+    v, probe = decider(got, "C6"), row(got, "C6", latent_claims.C6_MEASURES[probe_acc], probe_acc)
+    assert (v.metric, v.verdict) == (latent_claims.C6_DECIDING, "reproduced") and "separability: reproduced" in v.why
     sizes = [s for s in DEGRADING for _ in range(4)]
     means = [DEGRADING[s] + 0.002 - 0.003 * j for s in DEGRADING for j in range(4)]
     assert v.statistic == pytest.approx(stats.spearmanr(sizes, means)[0])
@@ -646,7 +646,7 @@ def test_c6_not_reproduced_without_degradation_or_separability(knn, why):
 
 def test_c6_inconclusive_with_one_latent_size():
     v = decider(check(c6_runs({25: 0.97}), "C6"), "C6")
-    assert v.verdict == "inconclusive" and "one level" in v.why and v.metric == claims.C6_DECIDING
+    assert v.verdict == "inconclusive" and "one level" in v.why and v.metric == latent_claims.C6_DECIDING
 
 
 # ------------------------------------------------------------------------ seeds, empty tables, table form

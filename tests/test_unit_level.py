@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from analysis import claims, contrasts, permutation, rank, units
+from analysis import arch_claims, claims, contrasts, permutation, rank, units
 from analysis.claim_stats import design, numeric, strata
 
 LATENTS = {25: 0.0, 50: -0.5, 100: -0.8, 200: -0.6}  # latent-size shifts: the strata matter
@@ -74,7 +74,7 @@ def per_seed_top_rho(runs: pd.DataFrame) -> float:
 
 def unit_lift(runs: pd.DataFrame) -> float:
     u = units.config_means(runs)
-    return claims.lift_test(
+    return arch_claims.lift_test(
         u[rank.ranked_mask(u, "recon")], _dense1, "family/encoder", n_perm=N_PERM, n_boot=0
     ).p_value
 
