@@ -5,7 +5,7 @@ Used by :mod:`analysis.report`.
 
 from __future__ import annotations
 
-from analysis import convergence, mi, rank
+from analysis import convergence, design, mi, rank
 from sweep.thresholds import THRESHOLDS
 
 PCT = f"{rank.TOP_FRACTION:.0%}"
@@ -192,6 +192,10 @@ TABLE_NOTES = {
         "(1 = the capacity slopes are not identified apart from a family × latent interaction: the model "
         "is then a description only) and the widest spread of log parameter counts within a latent size "
         "(at most log(1.05/0.95): capacity matched by design)."
+    ),
+    "design": (
+        "One row per test (role: deciding, a Holm family; supporting, −ELBO; descriptive, per norm level "
+        "or rank, never deciding: p_min is the smallest p its exact test can give). " + design.METHOD
     ),
     "claims": (
         "The claims check: one row per test, the fields of analysis.claims.Verdict (decides: the row that "

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import budget, capacity, claims, convergence, mi, rank
+from analysis import budget, capacity, claims, convergence, design, mi, rank
 from analysis.collect import Sweep
 from analysis.notes import FIGURE_NOTES, TABLE_NOTES, note_for
 from sweep.results import atomic_write_bytes
@@ -142,6 +142,7 @@ def _blocks(sweep: Sweep, out_dir: Path, figures: dict[str, Path], tables: dict[
         ),
         *_summary_blocks(sweep),
         *_claims_blocks(tables),
+        *_design_blocks(tables),
         *_figure_blocks(figures),
         *_table_blocks(tables),
         *_unevaluated_blocks(sweep.runs),
@@ -296,6 +297,25 @@ def _convergence_blocks(tables: dict[str, pd.DataFrame]) -> list:
         ("h3", "Convergence"),
         ("p", note_for("rank_stability", TABLE_NOTES) + " " + note_for("still_improving", TABLE_NOTES)),
         ("ul", convergence.summary(stability, improving)),
+    ]
+
+
+def _design_blocks(tables: dict[str, pd.DataFrame]) -> list:
+    """Design choices (analysis/design.py), where the sweep has a design axis: the deciding rows, the
+    method and its limits, the descriptive per-norm rows in words."""
+    table = tables.get("design")
+    if table is None or "decides" not in table.columns or not len(table):
+        return []
+    return [
+        ("h2", "Design choices"),
+        (
+            "p",
+            "Does dense1's place among the encoders, and the conv-over-dense decoder gap, change with "
+            "normalisation or residual blocks? Every row and its note: `design.csv`.",
+        ),
+        ("table", design.overview(table)),
+        ("p", design.METHOD),
+        ("ul", design.summary(table)),
     ]
 
 

@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 
 import pandas as pd  # noqa: E402
 
-from analysis import capacity, claims, collapse, mi, rank  # noqa: E402
+from analysis import capacity, claims, collapse, design, mi, rank  # noqa: E402
 from analysis.plotting import (  # noqa: E402
     collapse_factors,
 )
@@ -73,6 +73,8 @@ def build_tables(runs: pd.DataFrame) -> dict[str, Callable[[], pd.DataFrame]]:
         )
     t["claims"] = lambda: claims_table(runs)
     t["capacity"] = grouped(capacity.capacity_table)
+    if design.has_design(runs):  # a norm axis or residual blocks (experiment=design)
+        t["design"] = grouped(design.design_table)
     if len(datasets(runs)) > 1:
         t["claims_by_dataset"] = lambda: claims_by_dataset(t["claims"]())
     return t

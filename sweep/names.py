@@ -111,8 +111,9 @@ def run_name(
 
 
 def paper_label(latent_dim, enc_kind, enc_depth, dec_kind, dec_depth) -> str:
-    """The paper's label, ``L25_DNN1_CNN4``, for figures."""
-    k = {"dense": "DNN", "conv": "CNN"}
+    """The paper's label, ``L25_DNN1_CNN4``, for figures; a kind the paper lacks is spelled in capitals
+    (``res`` → ``RES``: ``L50_RES2_CNN2``, which :func:`parse_run_name` reads back)."""
+    k = {"dense": "DNN", "conv": "CNN", "res": "RES"}
     return f"L{latent_dim}_{k[enc_kind]}{enc_depth}_{k[dec_kind]}{dec_depth}"
 
 

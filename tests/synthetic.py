@@ -20,19 +20,23 @@ from sweep.names import run_name
 
 N_IMAGES = 60  # stored test latents per run
 N_DIGITS = 10
-_FAMILY = re.compile(r"^(dense|conv)(\d+)$")
+_FAMILY = re.compile(r"^(dense|conv|res)(\d+)$")
 
 
 def _family(name: str) -> tuple[str, int]:
     m = _FAMILY.match(name)
     if not m:
-        raise ValueError(f"family {name!r} is not dense<n> or conv<n>")
+        raise ValueError(f"family {name!r} is not dense<n>, conv<n> or res<n>")
     return m.group(1), int(m.group(2))
 
 
-def _config(latent, enc, dec, seed, likelihood, sweep_name, root, dataset="mnist", reduction="sum") -> dict:
+def _config(
+    latent, enc, dec, seed, likelihood, sweep_name, root, dataset="mnist", reduction="sum", norm=None
+) -> dict:
     (ek, ed), (dk, dd) = _family(enc), _family(dec)
+    norms = {} if norm is None else {"encoder.norm": norm, "decoder.norm": norm}
     return {
+        **norms,
         "encoder.kind": ek,
         "encoder.depth": ed,
         "encoder.width": 512 if ek == "dense" else 32,
@@ -78,6 +82,7 @@ def make_sweep(
     dataset: str = "mnist",
     with_epochs: bool = True,
     loss_reduction: str = "sum",
+    norms=None,
 ) -> Path:
     """Write a fake sweep; returns its directory. ``failed`` / ``diverged``: run names (e.g.
     ``L25_dense1_conv2_s0``) given that status. About ``collapsed_fraction`` of the other runs are
@@ -85,29 +90,33 @@ def make_sweep(
     active and latent means clustered by digit. With ``with_epochs``, evaluated and diverged runs also
     get ``epochs.parquet`` (train and val rows per epoch: the validation distortion falls to the final
     one, dense1 encoders twice as fast, and the rate grows to the final one; no draw from the rng).
-    ``loss_reduction`` is the runs' ``loss.reduction`` (what tells an ablation's arms apart)."""
+    ``loss_reduction`` is the runs' ``loss.reduction`` (what tells an ablation's arms apart). ``norms``:
+    a normalisation axis, the same norm on both sides (``experiment=design``'s, e.g. ``("none", "batch",
+    "layer")``; the runs get ``encoder.norm``/``decoder.norm`` and their names its tag); None (the
+    default) writes no norm key, as runs stored before it existed."""
     rng = np.random.default_rng(rng_seed)
     out = Path(root) / "sweeps" / sweep_name
     labels = np.arange(N_IMAGES) % N_DIGITS
     for latent in latents:
         centres = rng.normal(0.0, 2.0, size=(N_DIGITS, latent))
-        for enc in encoders:
-            for dec in decoders:
-                for seed in seeds:
-                    _write_run(
-                        out, rng, centres, labels, latent, enc, dec, seed, failed, diverged,
-                        collapsed_fraction, likelihood, sweep_name, root, dataset, with_epochs,
-                        loss_reduction,
-                    )  # fmt: skip
+        for norm in norms or (None,):
+            for enc in encoders:
+                for dec in decoders:
+                    for seed in seeds:
+                        _write_run(
+                            out, rng, centres, labels, latent, enc, dec, seed, failed, diverged,
+                            collapsed_fraction, likelihood, sweep_name, root, dataset, with_epochs,
+                            loss_reduction, norm,
+                        )  # fmt: skip
     return out
 
 
 def _write_run(
     out, rng, centres, labels, latent, enc, dec, seed, failed, diverged, collapsed_fraction, likelihood,
-    sweep_name, root, dataset="mnist", with_epochs=True, loss_reduction="sum",
+    sweep_name, root, dataset="mnist", with_epochs=True, loss_reduction="sum", norm=None,
 ):  # fmt: skip
     (ek, ed), (dk, dd) = _family(enc), _family(dec)
-    name = run_name(latent, ek, ed, dk, dd, seed)
+    name = run_name(latent, ek, ed, dk, dd, seed, enc_norm=norm or "none", dec_norm=norm or "none")
     run_dir = out / name
     status = "failed" if name in failed else "diverged" if name in diverged else "ok"
     collapsed = status == "ok" and rng.random() < collapsed_fraction
@@ -118,7 +127,7 @@ def _write_run(
     active = 0 if collapsed else int(rng.integers(max(1, latent // 2), latent + 1))
     row = {
         **_run_row(name, status, distortion, rate, latent, ed, dd),
-        **_config(latent, enc, dec, seed, likelihood, sweep_name, root, dataset, loss_reduction),
+        **_config(latent, enc, dec, seed, likelihood, sweep_name, root, dataset, loss_reduction, norm),
     }
     results.write_parquet(run_dir / "run.parquet", [row], results.RUN_COLUMNS)
     if with_epochs and status != "failed":
@@ -295,6 +304,43 @@ def planted_table(
                     "params/decoder": params_dec,
                 }
             )
+    import pandas as pd
+
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------- the design grid with planted effects
+DESIGN_FAMILIES = ("dense1", "conv2", "res2")
+DESIGN_NORMS = ("none", "batch", "layer")
+NORM_TREND = {"none": -1.0, "batch": 0.0, "layer": 1.0}  # how a planted × norm interaction grows
+
+
+def planted_design(
+    rng, *, encoder=None, decoder=None, norm=None, enc_norm=0.0, dec_norm=0.0, enc_dec_sd=0.0, noise=1.0
+):
+    """A run table of ``experiment=design`` (latent 50 × encoders × decoders × norms {none, batch,
+    layer}, the same norm on both sides, seed 0), status ok: test/distortion = 90 + ``encoder[enc]`` +
+    ``decoder[dec]`` + ``norm[norm]`` (dicts of nats, 0 where absent) + an encoder × decoder effect (one
+    draw of sd ``enc_dec_sd`` per pair, the same at every norm) + ``enc_norm`` · t(norm) for dense1
+    encoders + ``dec_norm`` · t(norm) for dense1 decoders (t = -1, 0, 1 for none, batch, layer: a planted
+    interaction) + the configuration's noise (sd ``noise``); test/neg_elbo adds a rate of 20 ± 1."""
+    encoder, decoder, norm = encoder or {}, decoder or {}, norm or {}
+    pair = {(e, d): rng.normal(0.0, enc_dec_sd) for e in DESIGN_FAMILIES for d in DESIGN_FAMILIES}
+    rows = []
+    for n in DESIGN_NORMS:
+        for enc in DESIGN_FAMILIES:
+            for dec in DESIGN_FAMILIES:
+                (ek, ed), (dk, dd) = _family(enc), _family(dec)
+                t = NORM_TREND[n]
+                d = 90.0 + encoder.get(enc, 0.0) + decoder.get(dec, 0.0) + norm.get(n, 0.0) + pair[enc, dec]
+                d += enc_norm * t * (enc == "dense1") + dec_norm * t * (dec == "dense1")
+                d += rng.normal(0.0, noise)
+                rows.append({
+                    "run_name": run_name(50, ek, ed, dk, dd, 0, enc_norm=n, dec_norm=n), "status": "ok",
+                    "seed": 0, "latent_dim": 50, "family/encoder": enc, "family/decoder": dec,
+                    "encoder.norm": n, "decoder.norm": n, "test/distortion": d,
+                    "test/neg_elbo": d + 20.0 + rng.normal(0.0, 1.0),
+                })  # fmt: skip
     import pandas as pd
 
     return pd.DataFrame(rows)

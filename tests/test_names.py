@@ -9,7 +9,7 @@ from hydra import compose, initialize_config_dir
 
 import sweep.config
 from sweep.hydra_setup import register
-from sweep.names import GRAMMAR, RunId, RunNameError, parse_run_name, run_name, run_name_of
+from sweep.names import GRAMMAR, RunId, RunNameError, paper_label, parse_run_name, run_name, run_name_of
 
 register()  # these tests compose as sweep.train does
 
@@ -107,6 +107,19 @@ def test_paper_spelling_is_accepted(name, expected):
     rid = parse_run_name(name)
     assert rid == expected
     assert rid.name == expected_name(expected)  # written canonically
+
+
+@pytest.mark.parametrize(
+    ("rid", "label"),
+    [
+        (RunId(25, "dense", 1, "conv", 4), "L25_DNN1_CNN4"),
+        (RunId(50, "res", 2, "conv", 2), "L50_RES2_CNN2"),  # the design grid's residual kind
+        (RunId(50, "dense", 1, "res", 2), "L50_DNN1_RES2"),
+    ],
+)
+def test_every_kind_has_a_paper_label_that_reads_back(rid, label):
+    assert paper_label(rid.latent_dim, rid.enc_kind, rid.enc_depth, rid.dec_kind, rid.dec_depth) == label
+    assert parse_run_name(label) == rid
 
 
 def test_latent_prefix_must_be_capital_l():
