@@ -4,7 +4,7 @@ decoders (claims C4 and C5a) survive normalisation layers and residual blocks? T
 norm {none, batch, layer} (the same norm on both sides), one seed, 27 configurations.
 
 **The unit is the configuration** (``analysis.units``: its seeds averaged), one per cell encoder ×
-decoder × norm. Response: distortion, the measure the claims decide with (``claims.DECIDING_METRIC``);
+decoder × norm. Response: distortion, the measure the claims decide with (``arch_claims.DECIDING_METRIC``);
 −ELBO gives supporting rows.
 
 * **Interactions** (deciding): OLS (statsmodels formula API) of ``FORMULA`` on the cells. With one
@@ -41,8 +41,8 @@ from scipy import stats
 from statsmodels.stats.anova import anova_lm
 
 from analysis import contrasts, permutation, rank, units
+from analysis.arch_claims import DECIDING_METRIC
 from analysis.claim_stats import ALPHA, decide, fmt3, numeric
-from analysis.claims import DECIDING_METRIC
 from sweep.keys import shown
 
 METRICS = {DECIDING_METRIC: "distortion", "test/neg_elbo": "−ELBO"}  # the first decides
