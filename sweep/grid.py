@@ -11,6 +11,9 @@ a Slurm launcher runs the jobs elsewhere), resolves its run directory, and stops
   directory (``experiment=paper_loss_ablation`` does so);
 * a run directory already holds a run of a different configuration that trained, or one written by
   a version of the harness with another result schema (``results.SCHEMA_VERSION``);
+* a single run's ``hydra.run.dir`` lies in a sweep (a directory with ``grid.json``) but is not one of
+  its grid's run directories, or is one with another protocol than the sweep's settings
+  (:func:`check_sweep_member`, which ``python -m sweep.rerun --out`` makes too);
 * a job's protocol (dataset, epochs, loss, evaluation profile: :func:`sweep.keys.protocol`) differs
   from the sweep's settings: those its ``grid.json`` records, or, for a sweep launched before they were
   recorded, those every run stored there shares (the message names the key and both values). Launcher,
@@ -64,9 +67,11 @@ from sweep.status import (
     Scanner,
     Status,
     hms,
+    read_grid,
     read_settings,
     scan,
     show_progress,
+    sweep_of,
 )
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
@@ -147,6 +152,32 @@ def _check_one_dataset(sweep_dir: Path, dataset: str, overrides: list[str], dirs
             "Leave hydra.sweep.dir at its default (it names the dataset) or give each dataset its own"
         )
     dirs[sweep_dir].setdefault(dataset, f"grid job [{' '.join(overrides)}]")
+
+
+def check_sweep_member(cfg: dict[str, Any], run_dir: Path, what: str) -> None:
+    """Refuse (:class:`ConfigError`) a single run's directory ``run_dir`` (given as ``what``:
+    ``hydra.run.dir`` or ``--out``) inside a sweep (a directory with ``grid.json``) unless it is one of
+    that sweep's run directories and the run's protocol is the sweep's: another run put there would be
+    counted by the sweep's analysis as one of its own (a second copy of a seed, or a run of another
+    protocol)."""
+    sweep = sweep_of(run_dir)
+    if sweep is None:
+        return
+    grid = read_grid(sweep)[0]
+    rel = str(Path(run_dir).resolve().relative_to(sweep))
+    if rel not in grid:
+        raise ConfigError(
+            f"{what} {str(run_dir)!r} lies in the sweep {sweep}, whose grid has no run {rel}: a run put there "
+            f"would count as one of the sweep's; valid: one of its run directories (e.g. {sweep / grid[0]}) "
+            f"or a directory outside every sweep, e.g. {Path(cfg['results_dir']) / 'runs' / Path(rel).name}"
+            if grid
+            else f"{what} {str(run_dir)!r} lies in the sweep {sweep}, whose grid has no run {rel}"
+        )
+    for key, want, got in protocol_diff(read_settings(sweep) or {}, flatten(cfg)):
+        raise ConfigError(
+            f"{what} {str(run_dir)!r} is a run of the sweep {sweep}, which holds {key}={shown(want)}, but "
+            f"this run sets {key}={shown(got)}; valid: {key}={shown(want)}, or a {what} outside the sweep"
+        )
 
 
 def check_grid(config: DictConfig) -> dict[str, Any]:
@@ -331,7 +362,8 @@ def _refuse(what: str, exc: BaseException) -> NoReturn:
 
 class GridCheck(Callback):
     """Hydra callback: :func:`check_grid` at the start of every multirun of the basic sweeper, and the
-    same checks of a single run (its config, this machine's device, its directory) before Hydra
+    same checks of a single run (its config, this machine's device, its directory, the sweep it lies
+    in: :func:`check_sweep_member`) before Hydra
     creates the run directory. Either failing prints one ``error:`` line and exits with status 2. At the
     end of a multirun it exits with status 1 when a run of the grid failed (:func:`failed_runs`), as a
     failed single run does, so scripts and Slurm dependencies can tell; otherwise it prints
@@ -344,6 +376,7 @@ class GridCheck(Callback):
         try:
             plain = validate(to_plain(config), here=True)
             writable(str(config.hydra.run.dir), "hydra.run.dir")
+            check_sweep_member(plain, Path(str(config.hydra.run.dir)), "hydra.run.dir")
             check_run_dir(plain, Path(str(config.hydra.run.dir)))
         except Exception as exc:  # noqa: BLE001 - fail closed
             _refuse("run", exc)
