@@ -75,6 +75,10 @@ from sweep.status import (
 )
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+# The sweep directories of the multirun this process launched, once its grid check passed (``sweep.train``
+# clears it at each start): what Ctrl-C names the unfinished runs of where they train in other processes
+# (the joblib launcher's workers), so that no engine of this process knows where they stopped.
+LAUNCHED: list[Path] = []
 
 
 class GridError(HydraException):
@@ -300,6 +304,15 @@ def failed_runs(sweep_dirs: list[Path]) -> str | None:
     )
 
 
+def unfinished_runs(sweep_dirs: list[Path]) -> list[tuple[Path, int | None, int | None]]:
+    """(run directory, epochs done, epochs) of each run of the grids in ``sweep_dirs`` (their
+    ``grid.json``) that has started and is not complete (:func:`sweep.engine.stopped_runs`), as a
+    Ctrl-C's line names them (:func:`sweep.engine.interrupted_line`)."""
+    from sweep.engine import stopped_runs
+
+    return stopped_runs([Path(d) / rel for d in sweep_dirs for rel in read_grid(Path(d))[0]])
+
+
 def summary_line(sweep_dirs: list[Path]) -> str | None:
     """The one line a multirun ends with when no run failed: how its runs ended, where they are and
     what to run next (the table, the figures). None without a grid (a sweeper other than the basic one)."""
@@ -397,6 +410,7 @@ class GridCheck(Callback):
             f"{got['runs'] - got['complete']} to train or resume"
         )
         self.sweep_dirs = list(got["by_dir"])
+        LAUNCHED[:] = self.sweep_dirs
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         line = failed_runs(self.sweep_dirs)
