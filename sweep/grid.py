@@ -53,6 +53,7 @@ from omegaconf.errors import InterpolationResolutionError
 from sweep import results
 from sweep.config import CONF_DIR, flatten, to_plain
 from sweep.data import dataset_of
+from sweep.engine import stopped_runs
 from sweep.jobs import job_config, job_overrides, override_key, run_dir_of
 from sweep.keys import protocol, protocol_diff, shown
 from sweep.lock import sweep_lock
@@ -75,9 +76,10 @@ from sweep.status import (
 )
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
-# The sweep directories of the multirun this process launched, once its grid check passed (``sweep.train``
-# clears it at each start): what Ctrl-C names the unfinished runs of where they train in other processes
-# (the joblib launcher's workers), so that no engine of this process knows where they stopped.
+# The sweep directories of the multirun this process launched on this machine, once its grid check passed
+# (``sweep.train`` clears it at each start): what Ctrl-C names the unfinished runs of where they train in
+# other processes (the joblib launcher's workers), so that no engine of this process knows where they
+# stopped.
 LAUNCHED: list[Path] = []
 
 
@@ -308,8 +310,6 @@ def unfinished_runs(sweep_dirs: list[Path]) -> list[tuple[Path, int | None, int 
     """(run directory, epochs done, epochs) of each run of the grids in ``sweep_dirs`` (their
     ``grid.json``) that has started and is not complete (:func:`sweep.engine.stopped_runs`), as a
     Ctrl-C's line names them (:func:`sweep.engine.interrupted_line`)."""
-    from sweep.engine import stopped_runs
-
     return stopped_runs([Path(d) / rel for d in sweep_dirs for rel in read_grid(Path(d))[0]])
 
 
@@ -410,7 +410,8 @@ class GridCheck(Callback):
             f"{got['runs'] - got['complete']} to train or resume"
         )
         self.sweep_dirs = list(got["by_dir"])
-        LAUNCHED[:] = self.sweep_dirs
+        if runs_here(config):  # Slurm's tasks go on training on their nodes: Ctrl-C here stops none
+            LAUNCHED[:] = self.sweep_dirs
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         line = failed_runs(self.sweep_dirs)
