@@ -44,19 +44,12 @@ COMMANDS = [
     (_train, [], f"runs/{NAME}", "python -m sweep.train results_dir=<r>"),
     (_train, ["-m", "seed=0,1"], f"sweeps/default/{NAME}", "python -m sweep.train -m results_dir=<r>"),
     (_rerun, [], f"runs/{NAME}", f"python -m sweep.rerun {NAME} results_dir=<r>"),
-    (
-        _search,
-        [],
-        "searches/search_arch/L*_t0",
-        "python -m sweep.search experiment=search_arch results_dir=<r>",
-    ),
+    (_search, [], "searches/search_arch/L*_t0", "python -m sweep.search experiment=search_arch results_dir=<r>"),
 ]
 
 
 @pytest.mark.parametrize(
-    "command, more, run, shown",
-    COMMANDS,
-    ids=["sweep.train", "sweep.train -m", "sweep.rerun", "sweep.search"],
+    "command, more, run, shown", COMMANDS, ids=["sweep.train", "sweep.train -m", "sweep.rerun", "sweep.search"]
 )
 def test_ctrl_c_prints_where_the_run_stopped_and_the_same_command_resumes_it(
     tmp_path, monkeypatch, capsys, command, more, run, shown
@@ -70,9 +63,7 @@ def test_ctrl_c_prints_where_the_run_stopped_and_the_same_command_resumes_it(
     assert "Traceback" not in err
     line = err.strip().splitlines()[-1]
     assert line.startswith(f"interrupted: {run_dir.name} stopped after epoch 1 of 2 ({run_dir}); `"), line
-    assert f"{shown.replace('<r>', str(root))} " in line and line.endswith(
-        "resumes it from the last finished epoch"
-    )
+    assert f"{shown.replace('<r>', str(root))} " in line and line.endswith("resumes it from the last finished epoch")
     assert command(monkeypatch, root, *more) == 0  # the same command again
     out = capsys.readouterr().out
     assert f"{run_dir.name}: resuming after epoch 1" in out and f"{run_dir.name}: ok; results in" in out
@@ -104,19 +95,14 @@ def test_rerunning_the_interrupted_command_resumes_its_run_where_another_run_has
     assert f"{NAME}: resuming after epoch 1" in out
     # once it is complete, the name is ambiguous again: refused, naming both
     assert rerun.main([NAME, f"results_dir={root}"]) == 2
-    assert (
-        f"2 runs are named {NAME} under {root}: {mine}, {other}; pick one with --from DIR"
-        in capsys.readouterr().err
-    )
+    assert f"2 runs are named {NAME} under {root}: {mine}, {other}; pick one with --from DIR" in capsys.readouterr().err
 
 
 LAUNCHES = {"a single run": ([], f"runs/{NAME}"), "a grid": (["-m", "seed=0,1"], "sweeps/default")}
 
 
 @pytest.mark.parametrize("launch", list(LAUNCHES))
-def test_a_launch_leaves_no_empty_log_and_a_grid_ends_with_one_summary_line(
-    tmp_path, monkeypatch, capsys, launch
-):
+def test_a_launch_leaves_no_empty_log_and_a_grid_ends_with_one_summary_line(tmp_path, monkeypatch, capsys, launch):
     more, where = LAUNCHES[launch]
     root = tmp_path / "results"
     assert _train(monkeypatch, root, *more) == 0
