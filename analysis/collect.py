@@ -11,7 +11,10 @@ with one warning line naming it, and listed in the returned ``skipped``; so is a
 files are keyed on their resolved run directory (a link to a run already read is skipped), a file
 must hold one row per run (``run``, ``eval``) or per its key (``ROW_KEYS``: no empty file, no repeated
 epoch × split, dimension or image), and a run directory inside another run directory (a sweep launched
-into a run) is skipped with both named; the same directory given twice is read once.
+into a run) is skipped with both named; the same directory given twice is read once. A run's files
+agree on whose they are: a file stamped with another run's identity (config plus seed,
+:func:`sweep.keys.identity_digest`), or, for files written before stamps existed, one of another run
+name, is skipped as another run's file (:func:`_not_this_run`).
 """
 
 from __future__ import annotations
@@ -29,14 +32,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from analysis import mi
-from sweep.keys import flatten, row_identity
-from sweep.projection import LATENTS_FILE, Projection, read_latents
+from sweep.keys import flatten, identity_digest, row_identity
+from sweep.projection import LATENTS_FILE, PCA_FILE, Projection, read_latents
 from sweep.projection import of_run as projection_of_run
 from sweep.results import (
     EVALUATING,
+    IDENTITY_KEY,
     SCHEMA_VERSION,
     StoredConfigError,
     atomic_write_bytes,
+    identity_of,
     read_stored_config,
 )
 
@@ -130,9 +135,12 @@ def _not_one_run(path: Path, run_dirs: dict[Path, Path], table: str) -> str | No
 def _not_this_run(path: Path, t: pa.Table, table: str) -> str | None:
     """Why the file ``path`` (read as ``t``) belongs to another run than its directory's, or None: a
     ``run.parquet`` whose config (the identity keys: config plus seed) disagrees with the directory's
-    ``.hydra/config.yaml`` on a key both hold, or another file whose ``run_name`` is not the one of
-    the directory's ``run.parquet`` (a file copied from another run). What a directory lacks is not
-    checked: the run is what its files agree on."""
+    ``.hydra/config.yaml`` on a key both hold, or another file whose identity stamp is not its run's
+    (:func:`_other_run`: a file copied from another run, even one of the same run name). A file
+    without a stamp (written before stamps existed, as the committed runs under ``results/examples``
+    were) falls back to its ``run_name``, which must be the one of the directory's ``run.parquet``: a
+    copy from a run of the same name but another config goes unseen there. What a directory lacks is
+    not checked: the run is what its files agree on."""
     run_dir = path.parent
     if table == "run":
         try:
@@ -151,6 +159,9 @@ def _not_this_run(path: Path, t: pa.Table, table: str) -> str | None:
         if differ:
             return f"its run's config is not the one in {run_dir / '.hydra' / 'config.yaml'}: {', '.join(differ)}"
         return None
+    stamp = (t.schema.metadata or {}).get(IDENTITY_KEY)
+    if stamp is not None:
+        return _other_run(path, stamp.decode())
     try:
         with pq.ParquetFile(run_dir / "run.parquet") as f:  # a tenth of read_table's cost
             owner = f.read(columns=["run_name"]).column("run_name").to_pylist()
@@ -163,6 +174,41 @@ def _not_this_run(path: Path, t: pa.Table, table: str) -> str | None:
             "another run's file, not used"
         )
     return None
+
+
+def _other_run(path: Path, stamp: str | None = None) -> str | None:
+    """Why the stamped file ``path`` (its identity stamp ``stamp``, read from it if not given) is another
+    run's, or None: its stamp is neither the stamp of the directory's ``run.parquet`` nor the identity
+    of that file's row (a run stored before stamps, evaluated since), or, before the run has a
+    ``run.parquet``, not the identity of its ``.hydra/config.yaml``. None where the file has no stamp or
+    there is nothing readable to compare with."""
+    run_dir = path.parent
+    owner = run_dir / "run.parquet"
+    try:
+        stamp = stamp if stamp is not None else identity_of(path)
+        if stamp is None:
+            return None
+        if owner.is_file():
+            theirs = identity_of(owner)
+            if stamp == theirs:
+                return None
+            of_row = identity_digest(pq.read_table(owner).to_pylist()[0])
+            if stamp == of_row:
+                return None
+            mine, source = theirs or of_row, owner
+        else:
+            stored = read_stored_config(run_dir)
+            if stored is None:
+                return None
+            mine, source = identity_digest(stored), run_dir / ".hydra" / "config.yaml"
+    except Exception:  # noqa: BLE001 - nothing readable to compare with: named where it is read
+        return None
+    if mine == stamp:
+        return None
+    return (
+        f"it is stamped with run identity {stamp}, but {source} is run identity {mine} (another config or "
+        "seed, whatever its run name): another run's file, not used"
+    )
 
 
 def _rows_problem(t: pa.Table, table: str) -> str | None:
@@ -243,6 +289,9 @@ class Sweep:
         if not path.is_file():
             return None
         try:
+            if reason := _other_run(path):
+                print(f"warning: skipped {path}: {reason}", file=sys.stderr)
+                return None
             return read_latents(path)
         except Exception as exc:
             print(f"warning: skipped {path}: unreadable ({exc})", file=sys.stderr)
@@ -250,9 +299,15 @@ class Sweep:
 
     def projection(self, run_dir: str) -> Projection | None:
         """The 2-D PCA projection of one run's stored latents (from ``latents.parquet``, or from the
-        ``pca.parquet`` of a slimmed run: the same numbers either way), or None."""
+        ``pca.parquet`` of a slimmed run: the same numbers either way), or None; None with a warning
+        where that file is stamped as another run's (:func:`_other_run`)."""
+        run = self.root / run_dir
+        path = run / LATENTS_FILE if (run / LATENTS_FILE).is_file() else run / PCA_FILE
         try:
-            return projection_of_run(self.root / run_dir)
+            if path.is_file() and (reason := _other_run(path)):
+                print(f"warning: skipped {path}: {reason}", file=sys.stderr)
+                return None
+            return projection_of_run(run)
         except Exception as exc:
             print(
                 f"warning: skipped the latents of {self.root / run_dir}: unreadable ({exc})", file=sys.stderr

@@ -103,11 +103,19 @@ class Interrupted(KeyboardInterrupt):
 def _stopped(jobs: dict[int, Job], out: list) -> list[tuple[Path, int | None, int | None]]:
     """The started runs among ``jobs`` that have no result yet, with how far their holder note says
     they got."""
+    return stopped_runs([Path(job.out_dir) for i, job in jobs.items() if out[i] is None])
+
+
+def stopped_runs(run_dirs: Sequence[Path]) -> list[tuple[Path, int | None, int | None]]:
+    """(run directory, epochs done, epochs) of each of ``run_dirs`` that has started (it holds what any
+    started run writes first) and is not complete, with how far its holder note says it got (None
+    where it has no note)."""
     got = []
-    for i, job in jobs.items():
-        if out[i] is None and any((job.out_dir / m).is_file() for m in results.RUN_MARKERS):
-            note = read_note(job.out_dir) or {}
-            got.append((Path(job.out_dir), note.get("epoch"), note.get("epochs")))
+    for run_dir in run_dirs:
+        started = any((run_dir / m).is_file() for m in results.RUN_MARKERS)
+        if started and not results.is_complete(run_dir):
+            note = read_note(run_dir) or {}
+            got.append((Path(run_dir), note.get("epoch"), note.get("epochs")))
     return got
 
 

@@ -39,6 +39,7 @@ from torchvision.utils import make_grid, save_image
 from sweep import divergence, fid_kid, metrics, results
 from sweep.data import binarize, load_data
 from sweep.device import cpu_threads, resolve_device
+from sweep.keys import identity_digest
 from sweep.losses import NOT_NORMALISED, Knobs, bits_per_dim, decoder_mean
 from sweep.models import N_PIXELS, VAE, build_model, count_params
 from sweep.slim import require_checkpoint
@@ -196,23 +197,26 @@ class Inline:
 class PendingEval:
     """The evaluation of a stack's members whose CPU side may still be running in a pool: ``done()``
     says whether it has finished, ``finish()`` waits for it, completes each row and writes each run's
-    ``eval.parquet`` (its other evaluation files are written already)."""
+    ``eval.parquet`` (its other evaluation files are written already), stamped with its run's identity."""
 
-    def __init__(self, rows, run_dirs, jobs, device_seconds: float):
-        self.rows, self.run_dirs, self.jobs, self.device_seconds = rows, run_dirs, jobs, device_seconds
+    def __init__(self, rows, run_dirs, identities, jobs, device_seconds: float):
+        self.rows, self.run_dirs, self.identities = rows, run_dirs, identities
+        self.jobs, self.device_seconds = jobs, device_seconds
 
     def done(self) -> bool:
         return all(j.done() for j in self.jobs)
 
     def finish(self) -> list[dict[str, Any]]:
-        for row, run_dir, job in zip(self.rows, self.run_dirs, self.jobs, strict=True):
+        for row, run_dir, identity, job in zip(
+            self.rows, self.run_dirs, self.identities, self.jobs, strict=True
+        ):
             cpu = dict(job.result())
             row["eval/seconds"] = self.device_seconds + cpu.pop("_seconds")
             row.update(cpu)
             row["eval/nonfinite"] = nonfinite(row, row.pop("_latents_nonfinite"))
             if row["eval/nonfinite"]:
                 print(f"{row['run_name']}: non-finite {row['eval/nonfinite']}", file=sys.stderr)
-            results.write_parquet(run_dir / "eval.parquet", [row], EVAL_COLUMNS)
+            results.write_parquet(run_dir / "eval.parquet", [row], EVAL_COLUMNS, identity=identity)
             (run_dir / results.EVALUATING).unlink(missing_ok=True)  # its files are one evaluation again
         return self.rows
 
@@ -224,6 +228,7 @@ def evaluate_stack(
     cfg: dict[str, Any],
     run_dirs: Sequence[Path],
     names: Sequence[str],
+    identities: Sequence[str],
     test_losses: Sequence[dict[str, float]] | None = None,
     pool=None,
 ) -> PendingEval:
@@ -231,7 +236,9 @@ def evaluate_stack(
     config, e.g. the members of a cohort) and write each run's evaluation files. The device work (IWAE,
     encodings, MI, pictures) runs once for all members; the CPU side (probes, silhouette) goes to
     ``pool`` (an executor; None runs it here), so the result is a :class:`PendingEval` whose
-    ``finish()`` writes ``eval.parquet``. ``test_losses``: each member's test losses if training has
+    ``finish()`` writes ``eval.parquet``. ``identities``: each member's identity stamp
+    (:func:`sweep.keys.identity_digest` of its own config; members differ in their seeds), which each of
+    its files carries. ``test_losses``: each member's test losses if training has
     just computed them (same seed, same noise), so the test set is not passed twice.
     ``eval/seconds`` is the time the device part took plus the CPU part's own compute time.
 
@@ -257,7 +264,7 @@ def evaluate_stack(
     arch = _arch_columns(stack, cfg)
     for run_dir in run_dirs:  # before its first evaluation file; PendingEval.finish removes it
         results.atomic_write_bytes(Path(run_dir) / results.EVALUATING, b"")
-    for i, (row, run_dir, name) in enumerate(zip(rows, run_dirs, names, strict=True)):
+    for i, (row, run_dir, name, identity) in enumerate(zip(rows, run_dirs, names, identities, strict=True)):
         probs, samples, fid_samples = (p[i] for p in pictures)
         row.update(
             {
@@ -267,10 +274,12 @@ def evaluate_stack(
                 **meter.score(fid_samples, probs, seed=ec["seed"]),
             }
         )
-        row["_latents_nonfinite"] = _write_latents(run_dir, name, mu[i], logvar[i], mu_np[i], pick, y_test)
+        row["_latents_nonfinite"] = _write_latents(
+            run_dir, name, identity, mu[i], logvar[i], mu_np[i], pick, y_test
+        )
         results.atomic_write_bytes(run_dir / "recon.png", _png(torch.cat([test.x[:16], probs[:16]]), nrow=16))
         results.atomic_write_bytes(run_dir / "samples.png", _png(samples, nrow=8))
-    return PendingEval(rows, list(run_dirs), cpu_jobs, time.perf_counter() - t0)
+    return PendingEval(rows, list(run_dirs), list(identities), cpu_jobs, time.perf_counter() - t0)
 
 
 def _test_losses(stack: Stack, test, seed: int) -> list[dict[str, float]]:
@@ -390,8 +399,11 @@ def _latent_columns(
     }
 
 
-def _write_latents(run_dir: Path, name: str, mu, logvar, mu_np, pick, y_test) -> tuple[int, int]:
-    """Write one member's ``dims.parquet`` and ``latents.parquet`` (μ[pick] in float16). mu, logvar:
+def _write_latents(
+    run_dir: Path, name: str, identity: str, mu, logvar, mu_np, pick, y_test
+) -> tuple[int, int]:
+    """Write one member's ``dims.parquet`` and ``latents.parquet`` (μ[pick] in float16), each stamped
+    ``identity``. mu, logvar:
     (N, L) tensors, mu_np the same μ as NumPy. Returns (stored images with a non-finite μ, stored
     images), for :func:`nonfinite`."""
     idx = pick.numpy()
@@ -411,8 +423,8 @@ def _write_latents(run_dir: Path, name: str, mu, logvar, mu_np, pick, y_test) ->
         {"run_name": name, "dim": d, "kl": kl_l[d], "mu_var": var_l[d], "active": act_l[d]}
         for d in range(mu.shape[1])
     ]
-    results.write_parquet(run_dir / "dims.parquet", dims)
-    results.write_parquet(run_dir / "latents.parquet", latents)
+    results.write_parquet(run_dir / "dims.parquet", dims, identity=identity)
+    results.write_parquet(run_dir / "latents.parquet", latents, identity=identity)
     return int((~np.isfinite(mu16)).any(axis=1).sum()), len(idx)
 
 
@@ -426,16 +438,15 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """:func:`evaluate_stack` for one model."""
     stack = Stack.of([model], trainable=False)
-    pending = evaluate_stack(
-        stack, data, cfg, [run_dir], [run_name], None if test_losses is None else [test_losses]
-    )
+    losses = None if test_losses is None else [test_losses]
+    pending = evaluate_stack(stack, data, cfg, [run_dir], [run_name], [identity_digest(cfg)], losses)
     return pending.finish()[0]
 
 
-def skip_evaluation(run_dir: Path, run_name: str, reason: str) -> dict[str, Any]:
-    """Record that a run was not evaluated (e.g. it diverged), and why."""
+def skip_evaluation(run_dir: Path, run_name: str, reason: str, *, identity: str) -> dict[str, Any]:
+    """Record that a run was not evaluated (e.g. it diverged), and why; ``identity``: the run's stamp."""
     row = {"run_name": run_name, "eval/status": "skipped", "eval/reason": reason, **THRESHOLDS}
-    results.write_parquet(run_dir / "eval.parquet", [row], EVAL_COLUMNS)
+    results.write_parquet(run_dir / "eval.parquet", [row], EVAL_COLUMNS, identity=identity)
     (Path(run_dir) / results.EVALUATING).unlink(missing_ok=True)
     return row
 
@@ -482,7 +493,7 @@ def reevaluate(run_dir: Path, overrides: list[str] | dict[str, Any]) -> dict[str
     name = run_name_of(cfg)
     status = results.read_complete(run_dir)["status"]
     if status != "ok":
-        return skip_evaluation(run_dir, name, f"run status is {status}")
+        return skip_evaluation(run_dir, name, f"run status is {status}", identity=identity_digest(cfg))
     with cpu_threads(cfg.get("num_threads")):  # as training does
         device = resolve_device(cfg["device"])
         model = build_model(cfg).to(device)
@@ -502,7 +513,7 @@ def record_divergence(run_dir: Path, reason: str) -> None:
 
     row = pq.read_table(run_dir / "run.parquet").to_pylist()[0]
     row.update(status="diverged", error=reason, diverged_epoch=row.get("best/epoch"))
-    results.write_parquet(run_dir / "run.parquet", [row], results.RUN_COLUMNS)
+    results.write_parquet(run_dir / "run.parquet", [row], results.RUN_COLUMNS, identity=identity_digest(row))
     results.write_complete(run_dir, "diverged")
     print(f"{row['run_name']}: diverged: {reason}", file=sys.stderr)
 

@@ -11,6 +11,9 @@ a Slurm launcher runs the jobs elsewhere), resolves its run directory, and stops
   directory (``experiment=paper_loss_ablation`` does so);
 * a run directory already holds a run of a different configuration that trained, or one written by
   a version of the harness with another result schema (``results.SCHEMA_VERSION``);
+* a single run's ``hydra.run.dir`` lies in a sweep (a directory with ``grid.json``) but is not one of
+  its grid's run directories, or is one with another protocol than the sweep's settings
+  (:func:`check_sweep_member`, which ``python -m sweep.rerun --out`` makes too);
 * a job's protocol (dataset, epochs, loss, evaluation profile: :func:`sweep.keys.protocol`) differs
   from the sweep's settings: those its ``grid.json`` records, or, for a sweep launched before they were
   recorded, those every run stored there shares (the message names the key and both values). Launcher,
@@ -50,6 +53,7 @@ from omegaconf.errors import InterpolationResolutionError
 from sweep import results
 from sweep.config import CONF_DIR, flatten, to_plain
 from sweep.data import dataset_of
+from sweep.engine import stopped_runs
 from sweep.jobs import job_config, job_overrides, override_key, run_dir_of
 from sweep.keys import protocol, protocol_diff, shown
 from sweep.lock import sweep_lock
@@ -64,12 +68,19 @@ from sweep.status import (
     Scanner,
     Status,
     hms,
+    read_grid,
     read_settings,
     scan,
     show_progress,
+    sweep_of,
 )
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+# The sweep directories of the multirun this process launched on this machine, once its grid check passed
+# (``sweep.train`` clears it at each start): what Ctrl-C names the unfinished runs of where they train in
+# other processes (the joblib launcher's workers), so that no engine of this process knows where they
+# stopped.
+LAUNCHED: list[Path] = []
 
 
 class GridError(HydraException):
@@ -147,6 +158,32 @@ def _check_one_dataset(sweep_dir: Path, dataset: str, overrides: list[str], dirs
             "Leave hydra.sweep.dir at its default (it names the dataset) or give each dataset its own"
         )
     dirs[sweep_dir].setdefault(dataset, f"grid job [{' '.join(overrides)}]")
+
+
+def check_sweep_member(cfg: dict[str, Any], run_dir: Path, what: str) -> None:
+    """Refuse (:class:`ConfigError`) a single run's directory ``run_dir`` (given as ``what``:
+    ``hydra.run.dir`` or ``--out``) inside a sweep (a directory with ``grid.json``) unless it is one of
+    that sweep's run directories and the run's protocol is the sweep's: another run put there would be
+    counted by the sweep's analysis as one of its own (a second copy of a seed, or a run of another
+    protocol)."""
+    sweep = sweep_of(run_dir)
+    if sweep is None:
+        return
+    grid = read_grid(sweep)[0]
+    rel = str(Path(run_dir).resolve().relative_to(sweep))
+    if rel not in grid:
+        raise ConfigError(
+            f"{what} {str(run_dir)!r} lies in the sweep {sweep}, whose grid has no run {rel}: a run put there "
+            f"would count as one of the sweep's; valid: one of its run directories (e.g. {sweep / grid[0]}) "
+            f"or a directory outside every sweep, e.g. {Path(cfg['results_dir']) / 'runs' / Path(rel).name}"
+            if grid
+            else f"{what} {str(run_dir)!r} lies in the sweep {sweep}, whose grid has no run {rel}"
+        )
+    for key, want, got in protocol_diff(read_settings(sweep) or {}, flatten(cfg)):
+        raise ConfigError(
+            f"{what} {str(run_dir)!r} is a run of the sweep {sweep}, which holds {key}={shown(want)}, but "
+            f"this run sets {key}={shown(got)}; valid: {key}={shown(want)}, or a {what} outside the sweep"
+        )
 
 
 def check_grid(config: DictConfig) -> dict[str, Any]:
@@ -269,6 +306,13 @@ def failed_runs(sweep_dirs: list[Path]) -> str | None:
     )
 
 
+def unfinished_runs(sweep_dirs: list[Path]) -> list[tuple[Path, int | None, int | None]]:
+    """(run directory, epochs done, epochs) of each run of the grids in ``sweep_dirs`` (their
+    ``grid.json``) that has started and is not complete (:func:`sweep.engine.stopped_runs`), as a
+    Ctrl-C's line names them (:func:`sweep.engine.interrupted_line`)."""
+    return stopped_runs([Path(d) / rel for d in sweep_dirs for rel in read_grid(Path(d))[0]])
+
+
 def summary_line(sweep_dirs: list[Path]) -> str | None:
     """The one line a multirun ends with when no run failed: how its runs ended, where they are and
     what to run next (the table, the figures). None without a grid (a sweeper other than the basic one)."""
@@ -331,7 +375,8 @@ def _refuse(what: str, exc: BaseException) -> NoReturn:
 
 class GridCheck(Callback):
     """Hydra callback: :func:`check_grid` at the start of every multirun of the basic sweeper, and the
-    same checks of a single run (its config, this machine's device, its directory) before Hydra
+    same checks of a single run (its config, this machine's device, its directory, the sweep it lies
+    in: :func:`check_sweep_member`) before Hydra
     creates the run directory. Either failing prints one ``error:`` line and exits with status 2. At the
     end of a multirun it exits with status 1 when a run of the grid failed (:func:`failed_runs`), as a
     failed single run does, so scripts and Slurm dependencies can tell; otherwise it prints
@@ -344,6 +389,7 @@ class GridCheck(Callback):
         try:
             plain = validate(to_plain(config), here=True)
             writable(str(config.hydra.run.dir), "hydra.run.dir")
+            check_sweep_member(plain, Path(str(config.hydra.run.dir)), "hydra.run.dir")
             check_run_dir(plain, Path(str(config.hydra.run.dir)))
         except Exception as exc:  # noqa: BLE001 - fail closed
             _refuse("run", exc)
@@ -364,6 +410,8 @@ class GridCheck(Callback):
             f"{got['runs'] - got['complete']} to train or resume"
         )
         self.sweep_dirs = list(got["by_dir"])
+        if runs_here(config):  # Slurm's tasks go on training on their nodes: Ctrl-C here stops none
+            LAUNCHED[:] = self.sweep_dirs
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         line = failed_runs(self.sweep_dirs)

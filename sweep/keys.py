@@ -6,6 +6,8 @@ numbers mean besides its architecture and seed). Free of torch and Hydra, so tha
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from typing import Any
 
@@ -139,3 +141,14 @@ def row_identity(row: dict[str, Any]) -> tuple:
     return tuple(
         sorted((k, comparable(v)) for k, v in row.items() if KEY_ROLES.get(k.split(".")[0]) in roles)
     )
+
+
+def identity_digest(d: dict[str, Any]) -> str:
+    """A run's identity (:func:`row_identity`: config plus seed) as a short stable stamp: the first 16
+    hex digits of the sha256 of its canonical JSON. ``d`` is a config (nested, as ``.hydra/config.yaml``
+    stores it) or a run row (flat, as ``run.parquet`` stores it): both give the same stamp. Every per-run
+    parquet file carries it (``sweep.results.IDENTITY_KEY``), so analysis can tell a file copied from
+    another run of the same name from the run's own (:func:`analysis.collect.collect`)."""
+    pairs = row_identity(flatten(d))
+    canonical = json.dumps(pairs, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]

@@ -31,6 +31,7 @@ from sweep.config import config_diff, flatten, row_values, to_plain
 from sweep.data import check_data, dataset_of
 from sweep.evaluate import skip_evaluation
 from sweep.fid_kid import check_classifier
+from sweep.keys import identity_digest
 from sweep.lock import holder, note_holder, run_lock
 from sweep.paths import writable
 from sweep.provenance import GIT_FIELDS
@@ -80,6 +81,7 @@ class Member:
 
     def __init__(self, job: Job, name: str, prov: dict[str, Any], device: torch.device, index: int = 0):
         self.job, self.cfg, self.name, self.out_dir, self.index = job, job.cfg, name, Path(job.out_dir), index
+        self.identity = identity_digest(job.cfg)  # stamped on each of its parquet files
         self.row: dict[str, Any] = {
             "run_name": name,
             "status": "failed",
@@ -194,12 +196,16 @@ class Member:
         for r in rows:
             r.update(run_name=self.name, lr=self.cfg["lr"])
         self.history.extend(rows)
-        results.write_parquet(self.out_dir / "epochs.parquet", self.history, results.EPOCH_COLUMNS)
+        results.write_parquet(
+            self.out_dir / "epochs.parquet", self.history, results.EPOCH_COLUMNS, identity=self.identity
+        )
         if self.tb is not None:
             self.tb.epoch(epoch + 1, rows)
         if reason := divergence.of_epoch(epoch + 1, rows, self.cfg["data"]["likelihood"]):
             self.diverge(reason, epoch + 1, epochs_done=epoch + 1)
-            skip_evaluation(self.out_dir, self.name, f"run diverged in epoch {epoch + 1}")
+            skip_evaluation(
+                self.out_dir, self.name, f"run diverged in epoch {epoch + 1}", identity=self.identity
+            )
             return "diverged"
         val = rows[1]["neg_elbo"]
         if val < self.best["neg_elbo"]:
@@ -249,7 +255,8 @@ class Member:
 
     def stop(self, stop: StopRun) -> None:
         self.out.update(status=stop.status, error=str(stop), epochs_done=stop.epoch)
-        skip_evaluation(self.out_dir, self.name, f"run {stop.status} after epoch {stop.epoch}: {stop}")
+        reason = f"run {stop.status} after epoch {stop.epoch}: {stop}"
+        skip_evaluation(self.out_dir, self.name, reason, identity=self.identity)
 
     def finalize(self) -> dict[str, Any]:
         """Write ``run.parquet`` (and ``COMPLETE`` unless it failed), release the lock, return the row.
@@ -262,7 +269,9 @@ class Member:
             flat = row_values(flatten(self.cfg))
             flat["device.requested"] = flat.pop("device")  # the row's ``device`` is the one actually used
             row = {**dict.fromkeys(results.RUN_COLUMNS), **row, **flat}
-            results.write_parquet(self.out_dir / "run.parquet", [row], results.RUN_COLUMNS)
+            results.write_parquet(
+                self.out_dir / "run.parquet", [row], results.RUN_COLUMNS, identity=self.identity
+            )
             if self.tb is not None:
                 self.tb.end(row)
             if row["status"] != "failed":

@@ -185,35 +185,10 @@ def output_dir(cfg: dict, out: Path | None) -> Path:
             f"--out {str(out)!r} is not below results_dir ({root}); valid: a directory below it, e.g. "
             f"{root / 'runs' / 'long'}, or results_dir=... set to where it should go"
         )
-    check_sweep_member(cfg, out)
+    from sweep.grid import check_sweep_member  # the check sweep.train makes of hydra.run.dir
+
+    check_sweep_member(cfg, out, "--out")
     return out
-
-
-def check_sweep_member(cfg: dict, out: Path) -> None:
-    """Refuse ``--out`` inside a sweep (a directory with ``grid.json``) unless it is one of that sweep's
-    run directories and the run's protocol is the sweep's: another run put there would be counted by
-    the sweep's analysis as one of its own (a second copy of a seed, or a run of another protocol)."""
-    from sweep.keys import flatten, protocol_diff, shown
-    from sweep.status import read_grid, read_settings, sweep_of
-
-    sweep = sweep_of(out)
-    if sweep is None:
-        return
-    grid = read_grid(sweep)[0]
-    rel = str(out.resolve().relative_to(sweep))
-    if rel not in grid:
-        raise ConfigError(
-            f"--out {str(out)!r} lies in the sweep {sweep}, whose grid has no run {rel}: a run put there "
-            f"would count as one of the sweep's; valid: one of its run directories (e.g. {sweep / grid[0]}) "
-            f"or a directory outside every sweep, e.g. {Path(cfg['results_dir']) / 'runs' / Path(rel).name}"
-            if grid
-            else f"--out {str(out)!r} lies in the sweep {sweep}, whose grid has no run {rel}"
-        )
-    for key, want, got in protocol_diff(read_settings(sweep) or {}, flatten(cfg)):
-        raise ConfigError(
-            f"--out {str(out)!r} is a run of the sweep {sweep}, which holds {key}={shown(want)}, but this "
-            f"run sets {key}={shown(got)}; valid: {key}={shown(want)}, or an --out outside the sweep"
-        )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,7 +3,8 @@
 A run directory holds (see ``results/README.md`` for the full schemas):
 ``epochs.parquet`` (one row per epoch × split), ``run.parquet`` (one row), ``last.pt`` (resume state),
 ``best.pt`` (best-validation weights), ``.hydra/`` (config snapshot), and ``COMPLETE`` written last.
-Every parquet file carries ``schema_version`` as a column and in its metadata.
+Every parquet file carries ``schema_version`` as a column and in its metadata, and every per-run one its
+run's identity stamp (:data:`IDENTITY_KEY`) in its metadata.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ import yaml
 from sweep.thresholds import THRESHOLDS
 
 SCHEMA_VERSION = 1
+# The schema metadata key of a per-run parquet file that holds its run's identity stamp
+# (:func:`sweep.keys.identity_digest`: config plus seed), so a file copied from another run of the same
+# name is told apart from the run's own. Files written before it existed have none.
+IDENTITY_KEY = b"vae_sweep.identity"
 COMPLETE = "COMPLETE"
 # Present while a run's evaluation files are being rewritten (written before the first, removed after
 # eval.parquet, the last): one left behind means a killed evaluation, whose files may mix two
@@ -254,11 +259,14 @@ def write_parquet(
     columns: list[str] | None = None,
     *,
     compact: bool = False,
+    identity: str | None = None,
 ) -> None:
     """Rows (or a table) → one parquet file with ``schema_version`` in every row and in the metadata.
     ``columns`` puts those first, in that order, missing ones as nulls. ``compact``: no column
     statistics and no dictionary pages (the same values in fewer bytes, for files that are read
-    whole: what :mod:`sweep.slim` keeps)."""
+    whole: what :mod:`sweep.slim` keeps). ``identity``: the run's identity stamp
+    (:func:`sweep.keys.identity_digest`), stored under :data:`IDENTITY_KEY`; every writer of a run's
+    file passes it (a table read back keeps the stamp its metadata holds)."""
     if isinstance(rows, pa.Table) and "schema_version" in rows.column_names:
         table = rows
     elif isinstance(rows, pa.Table):
@@ -273,13 +281,21 @@ def write_parquet(
             columns = columns + list(dict.fromkeys(extra))
             rows = [{c: r.get(c) for c in columns} for r in rows]
         table = pa.Table.from_pylist(rows)
-    table = table.replace_schema_metadata(
-        {**(table.schema.metadata or {}), b"vae_sweep.schema_version": str(SCHEMA_VERSION).encode()}
-    )
+    meta = {**(table.schema.metadata or {}), b"vae_sweep.schema_version": str(SCHEMA_VERSION).encode()}
+    if identity is not None:
+        meta[IDENTITY_KEY] = identity.encode()
+    table = table.replace_schema_metadata(meta)
     buf = io.BytesIO()
     options = {"write_statistics": False, "use_dictionary": False} if compact else {}
     pq.write_table(table, buf, compression="zstd", **options)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def identity_of(path: Path) -> str | None:
+    """The identity stamp (:data:`IDENTITY_KEY`) of the parquet file ``path``, or None where it has
+    none (written before stamps existed). Reads the footer only."""
+    raw = (pq.read_schema(path).metadata or {}).get(IDENTITY_KEY)
+    return raw.decode() if raw is not None else None
 
 
 def write_yaml(path: Path, obj: Any) -> None:

@@ -105,8 +105,9 @@ def slim_run(run_dir: Path) -> tuple[int, int]:
     latents = run_dir / projection.LATENTS_FILE
     if latents.is_file():  # the projection first: once it is written, nothing is lost by a stop
         got = projection.of_latents(*projection.read_latents(latents))
-        results.write_parquet(run_dir / projection.PCA_FILE, projection.compact_table(got), compact=True)
-    for name in TABLES:  # the same values without the column statistics (no reader uses them)
+        pca, stamp = projection.compact_table(got), results.identity_of(latents)  # the latents' run's
+        results.write_parquet(run_dir / projection.PCA_FILE, pca, compact=True, identity=stamp)
+    for name in TABLES:  # the same values, metadata (identity stamp) included, without column statistics
         path = run_dir / name
         if path.is_file() and not is_slimmed(run_dir):
             results.write_parquet(path, pq.read_table(path), compact=True)

@@ -350,6 +350,7 @@ def _evaluate(members: list[Member], data, device: torch.device, ctx: Context, f
             cfgs[0],
             [m.out_dir for m in members],
             [m.name for m in members],
+            [m.identity for m in members],
             losses["test"],
             ctx.pool(),
         )

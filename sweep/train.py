@@ -89,14 +89,20 @@ def main(cfg: DictConfig) -> float | None:
 def cli() -> None:
     """``python -m sweep.train``: Hydra's own errors (a bad override or group option) refused in one
     line with exit status 2 (:func:`sweep.grid.check_command_line`), then Hydra's ``main``; Ctrl-C
-    ends it with one line saying where each run stopped and how to resume it, exit status 130."""
-    from sweep.engine import interrupted_line
-    from sweep.grid import check_command_line
+    ends it with one line saying where each run stopped and how to resume it, exit status 130: the
+    runs this process's engine stopped, or, where they trained in other processes (the joblib
+    launcher's workers), every started and unfinished run of the launched grid
+    (:func:`sweep.grid.unfinished_runs`)."""
+    from sweep import grid
+    from sweep.engine import Interrupted, interrupted_line
 
-    check_command_line(sys.argv[1:])
+    grid.LAUNCHED.clear()
+    grid.check_command_line(sys.argv[1:])
     try:
         main()
     except KeyboardInterrupt as exc:  # Ctrl-C: one line saying where it stopped, not a traceback
+        if not isinstance(exc, Interrupted):  # no engine here saw the runs stop: the grid's files say
+            exc = Interrupted(grid.unfinished_runs(grid.LAUNCHED))
         print(interrupted_line(exc, ["python", "-m", "sweep.train", *sys.argv[1:]]), file=sys.stderr)
         raise SystemExit(130) from None
 

@@ -3,7 +3,8 @@
 ``make_sweep(tmp_path)`` writes ``<root>/sweeps/synthetic/<run_name>/`` with ``run.parquet``,
 ``eval.parquet``, ``dims.parquet``, ``latents.parquet`` and ``COMPLETE``, through the harness's own
 writers (``sweep.results.write_parquet`` with ``RUN_COLUMNS`` / ``EVAL_COLUMNS``), so analysis reads
-exactly what a real sweep would give it. Everything is a function of the arguments and ``rng_seed``.
+exactly what a real sweep would give it, each file stamped with its run's identity as a real run's is
+(:func:`sweep.keys.identity_digest` of its row). Everything is a function of the arguments and ``rng_seed``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pyarrow as pa
 
 from sweep import results, thresholds
 from sweep.evaluate import EVAL_COLUMNS
+from sweep.keys import identity_digest
 from sweep.names import run_name
 
 N_IMAGES = 60  # stored test latents per run
@@ -129,18 +131,20 @@ def _write_run(
         **_run_row(name, status, distortion, rate, latent, ed, dd),
         **_config(latent, enc, dec, seed, likelihood, sweep_name, root, dataset, loss_reduction, norm),
     }
-    results.write_parquet(run_dir / "run.parquet", [row], results.RUN_COLUMNS)
+    stamp = identity_digest(row)
+    results.write_parquet(run_dir / "run.parquet", [row], results.RUN_COLUMNS, identity=stamp)
     if with_epochs and status != "failed":
-        _write_epochs(run_dir, name, row["epochs_done"], distortion, rate, fast=enc == "dense1")
+        _write_epochs(run_dir, name, stamp, row["epochs_done"], distortion, rate, fast=enc == "dense1")
     if status == "failed":
         return  # a failed run writes run.parquet only (and no COMPLETE, so a relaunch retries it)
     if status == "diverged":
         ev = {"run_name": name, "eval/status": "skipped", "eval/reason": "run status is diverged"}
-        results.write_parquet(run_dir / "eval.parquet", [{**ev, **thresholds.THRESHOLDS}], EVAL_COLUMNS)
+        ev = {**ev, **thresholds.THRESHOLDS}
+        results.write_parquet(run_dir / "eval.parquet", [ev], EVAL_COLUMNS, identity=stamp)
         results.write_complete(run_dir, "diverged")
         return
-    _write_eval(run_dir, row, rng, active, collapsed)
-    _write_latents(run_dir, name, rng, centres, labels, latent, active, collapsed, rate)
+    _write_eval(run_dir, row, stamp, rng, active, collapsed)
+    _write_latents(run_dir, name, stamp, rng, centres, labels, latent, active, collapsed, rate)
     results.write_complete(run_dir, "ok")
 
 
@@ -165,7 +169,7 @@ def _run_row(name, status, distortion, rate, latent, ed, dd) -> dict:
     }
 
 
-def _write_eval(run_dir, row, rng, active, collapsed) -> None:
+def _write_eval(run_dir, row, stamp, rng, active, collapsed) -> None:
     """eval.parquet of one evaluated fake run, from its run row (one draw from ``rng``: the IWAE bound's
     noise)."""
     name, latent, ed, dd = row["run_name"], row["latent_dim"], row["encoder.depth"], row["decoder.depth"]
@@ -206,10 +210,10 @@ def _write_eval(run_dir, row, rng, active, collapsed) -> None:
         "test/fid_classifier": "0" * 64,
         **thresholds.THRESHOLDS,
     }
-    results.write_parquet(run_dir / "eval.parquet", [ev], EVAL_COLUMNS)
+    results.write_parquet(run_dir / "eval.parquet", [ev], EVAL_COLUMNS, identity=stamp)
 
 
-def _write_latents(run_dir, name, rng, centres, labels, latent, active, collapsed, rate) -> None:
+def _write_latents(run_dir, name, stamp, rng, centres, labels, latent, active, collapsed, rate) -> None:
     """dims.parquet and latents.parquet of one evaluated fake run: the first ``active`` units carry
     digit-clustered means, the rest (all of a collapsed run's) none."""
     mu_var = np.zeros(latent) if collapsed else np.where(np.arange(latent) < active, 1.0, 1e-4)
@@ -223,7 +227,7 @@ def _write_latents(run_dir, name, rng, centres, labels, latent, active, collapse
         }
         for d in range(latent)
     ]
-    results.write_parquet(run_dir / "dims.parquet", dims)
+    results.write_parquet(run_dir / "dims.parquet", dims, identity=stamp)
     mu = (
         np.zeros((N_IMAGES, latent))
         if collapsed
@@ -239,10 +243,10 @@ def _write_latents(run_dir, name, rng, centres, labels, latent, active, collapse
             "mu": pa.FixedSizeListArray.from_arrays(flat, latent),
         }
     )
-    results.write_parquet(run_dir / "latents.parquet", latents)
+    results.write_parquet(run_dir / "latents.parquet", latents, identity=stamp)
 
 
-def _write_epochs(run_dir, name, epochs, distortion, rate, fast) -> None:
+def _write_epochs(run_dir, name, stamp, epochs, distortion, rate, fast) -> None:
     """epochs.parquet of one run: per epoch e, a train and a val row whose distortion is the final one
     plus 8 (4 for ``fast``) nats per epoch still to go, and whose rate grows linearly to the final one."""
     rows = []
@@ -252,7 +256,7 @@ def _write_epochs(run_dir, name, epochs, distortion, rate, fast) -> None:
         for split in ("train", "val"):
             rows.append({"run_name": name, "epoch": e, "split": split, "loss": recon + kl, "recon": recon,
                          "kl": kl, "neg_elbo": recon + kl, "seconds": 1.0, "lr": 1e-3, "beta": 1.0})  # fmt: skip
-    results.write_parquet(run_dir / "epochs.parquet", rows, results.EPOCH_COLUMNS)
+    results.write_parquet(run_dir / "epochs.parquet", rows, results.EPOCH_COLUMNS, identity=stamp)
 
 
 def corrupt(path: str | Path) -> Path:

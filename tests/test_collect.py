@@ -189,3 +189,124 @@ def test_a_run_row_that_agrees_with_its_stored_config_is_kept(tmp_path):
     (run_dir / ".hydra").mkdir()
     (run_dir / ".hydra" / "config.yaml").write_text(yaml.safe_dump(nested))
     assert not collect(sweep_dir).skipped
+
+
+# ------------------------------------------- a run's files carry its identity: a same-named copy is seen
+ONE_RUN = {"seeds": (0,), "latents": (25,), "encoders": ("dense1",), "decoders": ("dense1",)}
+NAME = "L25_dense1_dense1_s0"
+REPRODUCE = Path(__file__).resolve().parent.parent / "results" / "examples" / "reproduce"
+
+
+def _unstamp(path: Path) -> None:
+    """Rewrite ``path`` without its identity stamp, as a file written before stamps existed."""
+    from sweep.results import IDENTITY_KEY, write_parquet
+
+    t = pq.read_table(path)
+    write_parquet(
+        path, t.replace_schema_metadata({k: v for k, v in t.schema.metadata.items() if k != IDENTITY_KEY})
+    )
+
+
+def _stamp_of_row(run_dir: Path) -> str:
+    from sweep.keys import identity_digest
+
+    return identity_digest(pq.read_table(run_dir / "run.parquet").to_pylist()[0])
+
+
+def _no_row_yet(run_dir: Path) -> None:
+    """The run as it is while it trains: its stored config (its row's identity keys, nested), no
+    run.parquet."""
+    import yaml
+
+    from sweep.keys import row_identity
+
+    nested: dict = {}
+    for k, v in row_identity(pq.read_table(run_dir / "run.parquet").to_pylist()[0]):
+        *parents, last = k.split(".")
+        node = nested
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = v
+    (run_dir / ".hydra").mkdir()
+    (run_dir / ".hydra" / "config.yaml").write_text(yaml.safe_dump(nested))
+    (run_dir / "run.parquet").unlink()
+
+
+# (case, how the other run of the same name differs, what predates stamps, skipped)
+IDENTITY_CASES = [
+    ("another-config", {"loss_reduction": "paper"}, None, True),
+    ("same-config-reevaluated", {"rng_seed": 1}, None, False),
+    ("another-config-run-row-unstamped", {"loss_reduction": "paper"}, "run", True),
+    ("same-config-run-row-unstamped", {"rng_seed": 1}, "run", False),
+    ("another-config-no-run-row-yet", {"loss_reduction": "paper"}, "no row", True),
+    ("another-config-file-unstamped", {"loss_reduction": "paper"}, "file", False),  # the name check: unseen
+]
+STAMPED = [  # only epochs.parquet is written before run.parquet
+    (table, *c) for table in ("eval", "dims", "epochs", "latents") for c in IDENTITY_CASES
+    if c[2] != "no row" or table == "epochs"
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "table, case, theirs, old, skipped", STAMPED, ids=[f"{t}-{c}" for t, c, *_ in STAMPED]
+)
+def test_a_file_of_a_same_named_run_of_another_identity_is_skipped_naming_both_stamps(
+    tmp_path, capsys, table, case, theirs, old, skipped
+):
+    mine = make_sweep(tmp_path / "mine", **ONE_RUN) / NAME
+    other = make_sweep(tmp_path / "theirs", **ONE_RUN, **theirs) / NAME
+    path = mine / f"{table}.parquet"
+    shutil.copy(other / path.name, path)
+    mine_stamp, their_stamp = _stamp_of_row(mine), _stamp_of_row(other)
+    assert (mine_stamp == their_stamp) == ("loss_reduction" not in theirs)  # same name either way
+    if old == "run":
+        _unstamp(mine / "run.parquet")
+    elif old == "file":
+        _unstamp(path)
+    elif old == "no row":
+        _no_row_yet(mine)
+    got = collect(mine.parent, table)
+    if not skipped:
+        assert got.skipped == [] and got.to_pandas()["run_dir"].unique().tolist() == [NAME]
+        return
+    source = mine / ("run.parquet" if old != "no row" else ".hydra/config.yaml")
+    reason = (
+        f"it is stamped with run identity {their_stamp}, but {source} is run identity {mine_stamp} "
+        "(another config or seed, whatever its run name): another run's file, not used"
+    )
+    assert got.skipped == [(str(path), reason)]
+    assert f"warning: skipped {path}: {reason}" in capsys.readouterr().err
+    if table == "latents":  # what the figures read of a run is checked the same way
+        sweep = load_sweep(mine.parent)
+        assert sweep.latents(NAME) is None and sweep.projection(NAME) is None
+        assert capsys.readouterr().err.count(f"warning: skipped {path}: {reason}") == 2
+
+
+def test_an_unstamped_file_of_another_run_name_is_skipped_by_the_name_check(tmp_path, capsys):
+    """Files written before stamps (the committed runs') fall back to the run name."""
+    sweep_dir = make_sweep(tmp_path, seeds=(0, 1), **{k: v for k, v in ONE_RUN.items() if k != "seeds"})
+    for path in sweep_dir.glob("*/*.parquet"):
+        _unstamp(path)
+    shutil.copy(sweep_dir / "L25_dense1_dense1_s1" / "eval.parquet", sweep_dir / NAME / "eval.parquet")
+    got = collect(sweep_dir, "eval")
+    reason = (
+        f"holds run L25_dense1_dense1_s1, but {sweep_dir / NAME / 'run.parquet'} is run {NAME}: "
+        "another run's file, not used"
+    )
+    assert got.skipped == [(str(sweep_dir / NAME / "eval.parquet"), reason)]
+
+
+def test_the_committed_runs_are_collected_whole_and_their_config_and_row_have_one_identity():
+    """The runs under results/examples predate stamps (read only, never rewritten): every file is read
+    (the name check), and the identity of each stored config is the identity of its run row, so a run
+    re-evaluated now (files stamped from its config) keeps its evaluation beside its unstamped row."""
+    from sweep.keys import identity_digest
+    from sweep.results import identity_of, read_stored_config
+
+    for table in ("run", "eval", "dims", "epochs"):
+        got = collect(REPRODUCE, table)
+        assert got.skipped == [] and got.to_pandas()["run_dir"].nunique() == 300, table
+    run_dirs = sorted(p.parent for p in REPRODUCE.glob("*/run.parquet"))
+    assert len(run_dirs) == 300 and {identity_of(d / "eval.parquet") for d in run_dirs} == {None}
+    differ = [d.name for d in run_dirs if identity_digest(read_stored_config(d)) != _stamp_of_row(d)]
+    assert differ == []

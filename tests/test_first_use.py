@@ -121,3 +121,111 @@ def test_a_launch_leaves_no_empty_log_and_a_grid_ends_with_one_summary_line(tmp_
         )
     else:
         assert last == f"{NAME}: ok; results in {sweep}"
+
+
+# ------------------------------- Ctrl-C where the runs train in other processes (the joblib launcher)
+def _grid_in_states(sweep: Path) -> dict[str, tuple[int | None, int | None] | None]:
+    """A sweep whose grid.json lists a run in each state; returns what Ctrl-C must say of each:
+    (epochs done, epochs) for a started, unfinished run, None for one it must not name."""
+    from sweep import results
+    from sweep.grid import write_grid_file
+    from sweep.lock import note_holder
+
+    states = {
+        "complete": None,
+        "training": (1, 2),  # its holder note says how far it got
+        "started_no_note": (None, None),  # its config snapshot only
+        "failed": (2, 2),  # run.parquet, no COMPLETE: the same command retries it
+        "not_started": None,
+    }
+    for name in states:
+        (sweep / name).mkdir(parents=True)
+    for name in ("complete", "training", "started_no_note", "failed"):
+        results.write_yaml(sweep / name / ".hydra" / "config.yaml", {"seed": 0})
+    results.write_complete(sweep / "complete", "ok")
+    note_holder(sweep / "training", 1, 2)
+    note_holder(sweep / "failed", 2, 2)
+    results.write_parquet(sweep / "failed" / "run.parquet", [{"run_name": "failed", "status": "failed"}])
+    write_grid_file(sweep, [sweep / n for n in states], ["sweep.train"])
+    results.write_yaml(sweep.parent / "elsewhere" / ".hydra" / "config.yaml", {"seed": 0})  # not of the grid
+    return states
+
+
+def test_the_runs_a_ctrl_c_names_are_the_started_unfinished_runs_of_the_grid(tmp_path):
+    from sweep.grid import unfinished_runs
+
+    sweep = tmp_path / "sweeps" / "s"
+    states = _grid_in_states(sweep)
+    want = [(sweep / n, *at) for n, at in states.items() if at is not None]
+    assert unfinished_runs([sweep]) == want
+
+
+def _as_a_process_launcher_parent(monkeypatch) -> None:
+    """Ctrl-C as the parent of a process launcher (joblib) sees it: a plain KeyboardInterrupt, with no
+    word from the engine, which ran in a worker, on where its runs stopped."""
+    import sweep.train as train_mod
+
+    real = train_mod.train_jobs
+
+    def in_a_worker(*args, **kwargs):
+        try:
+            return real(*args, **kwargs)
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt from None
+
+    monkeypatch.setattr(train_mod, "train_jobs", in_a_worker)
+
+
+def test_ctrl_c_names_the_grids_unfinished_runs_where_they_trained_in_other_processes(
+    tmp_path, monkeypatch, capsys
+):
+    root = tmp_path / "results"
+    with monkeypatch.context() as m:
+        interrupt_in_epoch(m, 1)
+        _as_a_process_launcher_parent(m)
+        assert interrupted(_train, monkeypatch, root, "-m", "seed=0,1") == 130
+    run_dir = root / "sweeps" / "default" / NAME
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith(
+        f"interrupted: {NAME} stopped after epoch 1 of 2 ({run_dir}); `python -m sweep.train -m"
+    )
+    assert line.endswith("` resumes it from the last finished epoch") and "_s1" not in line
+
+
+@pytest.mark.slow  # a real SIGINT to a joblib multirun of the smoke grid, and its workers
+def test_a_real_ctrl_c_under_the_joblib_launcher_names_the_unfinished_runs(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import LAUNCHED, ROOT, env
+
+    from sweep.results import RUN_MARKERS, is_complete
+
+    launcher = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+    args = ["sweep.train", "experiment=smoke", "epochs=100", *LAUNCHED, f"results_dir={tmp_path}", *launcher]
+    p = subprocess.Popen(  # its own process group, as a terminal's foreground job: Ctrl-C reaches every process
+        [sys.executable, "-m", *args], cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, start_new_session=True,
+    )  # fmt: skip
+    sweep = tmp_path / "sweeps" / "smoke"
+    deadline = time.monotonic() + 300
+    while not list(sweep.glob("*/epochs.parquet")) and p.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.killpg(p.pid, signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err[-3000:]
+    line = next(x for x in err.splitlines() if x.startswith("interrupted: "))
+    unfinished = [
+        d
+        for d in sorted(sweep.iterdir())
+        if any((d / m).is_file() for m in RUN_MARKERS) and not is_complete(d)
+    ]
+    assert unfinished and "no run was left half-trained" not in line
+    for d in unfinished:
+        assert f"{d.name} stopped after epoch " in line and f"({d})" in line
+    assert line.endswith(
+        f"`python -m {' '.join(args)}` resumes {'it' if len(unfinished) == 1 else 'them'} from the last finished epoch"
+    )

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import (
+    TINY,
     TINY_RUN,
     cli,
     one_error_line,
@@ -326,6 +327,40 @@ def test_a_rerun_out_of_a_sweeps_own_run_with_its_settings_is_accepted(tmp_path)
     cfg, _ = rerun.build_config("L2_dense1_dense1_s0", [f"results_dir={tmp_path}"], tmp_path)
     assert rerun.output_dir(cfg, sweep / "L2_dense1_dense1_s0") == sweep / "L2_dense1_dense1_s0"
     assert rerun.output_dir(cfg, tmp_path / "runs" / "x") == tmp_path / "runs" / "x"
+
+
+# the command line that composes _sweep_with_one_run's run (its results_dir set per test)
+SWEEP_RUN = ["latent_dim=2", "encoder=dense1", "decoder=dense1", "epochs=1", *TINY]
+TRAIN_INTO_SWEEPS = [
+    (["hydra.run.dir=S/L2_dense1_dense1_s0_again"], "hydra.run.dir 'S/L2_dense1_dense1_s0_again' lies in the sweep S, whose grid has no run L2_dense1_dense1_s0_again"),
+    (["hydra.run.dir=S/extra/L2_dense1_dense1_s0"], "lies in the sweep S, whose grid has no run extra/L2_dense1_dense1_s0"),
+    (["hydra.run.dir=S/L2_dense1_dense1_s0", "eval.iwae_k=7"], "is a run of the sweep S, which holds eval.iwae_k=2, but this run sets eval.iwae_k=7"),
+    (["hydra.run.dir=S/L2_dense1_dense1_s0", "epochs=3"], "which holds epochs=1, but this run sets epochs=3; valid: epochs=1, or a hydra.run.dir outside the sweep"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("args, needle", TRAIN_INTO_SWEEPS, ids=["again", "nested", "eval", "epochs"])
+def test_a_single_run_dir_in_a_sweep_it_does_not_belong_to_is_refused(
+    tmp_path, monkeypatch, capsys, args, needle
+):
+    """``python -m sweep.train hydra.run.dir=…`` is checked as ``sweep.rerun --out`` is."""
+    sweep = _sweep_with_one_run(tmp_path)
+    before = tree(tmp_path)
+    args = [a.replace("S/", f"{sweep}/") for a in args]
+    assert train_in_process(monkeypatch, f"results_dir={tmp_path}", *SWEEP_RUN, *args) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert needle.replace("S/", f"{sweep}/").replace("sweep S", f"sweep {sweep.resolve()}") in line, line
+    assert tree(tmp_path) == before
+
+
+def test_a_single_run_into_its_sweeps_own_run_with_its_settings_trains(tmp_path, monkeypatch):
+    sweep = _sweep_with_one_run(tmp_path)
+    run = sweep / "L2_dense1_dense1_s0"
+    assert train_in_process(monkeypatch, f"results_dir={tmp_path}", *SWEEP_RUN, f"hydra.run.dir={run}") == 0
+    assert (run / "COMPLETE").is_file() and sorted(p.name for p in sweep.iterdir()) == [
+        "L2_dense1_dense1_s0",
+        "grid.json",
+    ]
 
 
 # ------------------------------- issue 35: what was accepted but must be refused, in one line, exit 2

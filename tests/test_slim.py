@@ -97,6 +97,30 @@ def test_slimming_drops_checkpoints_events_and_latents_and_keeps_what_analysis_r
             pd.testing.assert_frame_equal(pq.read_table(root / rel).to_pandas(), df)
 
 
+def test_every_parquet_file_of_a_run_carries_its_identity_through_reevaluation_and_slimming(sweep_copy):
+    """Training, ``sweep.evaluate`` and ``sweep.slim`` (the re-compacted tables and ``pca.parquet``) stamp
+    every parquet file of a run with its identity: that of its config, of its stored config and of its
+    run row alike, and another run's is another stamp."""
+    from sweep.keys import identity_digest
+
+    root, cfgs = sweep_copy
+    stamps = [identity_digest(cfg) for cfg in cfgs]
+    assert len(set(stamps)) == 2
+    trained = {"run.parquet", "epochs.parquet", "eval.parquet", "dims.parquet", "latents.parquet"}
+    slimmed = trained - {"latents.parquet"} | {"pca.parquet"}
+    for step, names in (("trained", trained), ("reevaluated", trained), ("slimmed", slimmed)):
+        if step == "reevaluated":
+            evaluate.reevaluate(root / run_name_of(cfgs[0]), [])
+        elif step == "slimmed":
+            assert len(slim.slim(root)["slimmed"]) == 2
+        for cfg, stamp in zip(cfgs, stamps, strict=True):
+            run_dir = root / run_name_of(cfg)
+            row = pq.read_table(run_dir / "run.parquet").to_pylist()[0]
+            assert identity_digest(results.read_stored_config(run_dir)) == identity_digest(row) == stamp
+            got = {p.name: results.identity_of(p) for p in run_dir.glob("*.parquet")}
+            assert got == dict.fromkeys(names, stamp), step
+
+
 def test_a_relaunch_over_a_slimmed_sweep_trains_nothing(sweep_copy, monkeypatch):
     root, cfgs = sweep_copy
     slim.slim(root)
