@@ -59,6 +59,7 @@ from sweep.keys import protocol, protocol_diff, shown
 from sweep.lock import sweep_lock
 from sweep.member import ConfigMismatchError, check_run_dir
 from sweep.models import SpecError
+from sweep.names import run_name_of
 from sweep.paths import writable
 from sweep.rules import ConfigError, refusal, validate, validate_launcher
 from sweep.status import (
@@ -163,7 +164,8 @@ def _check_one_dataset(sweep_dir: Path, dataset: str, overrides: list[str], dirs
 def check_sweep_member(cfg: dict[str, Any], run_dir: Path, what: str) -> None:
     """Refuse (:class:`ConfigError`) a single run's directory ``run_dir`` (given as ``what``:
     ``hydra.run.dir`` or ``--out``) inside a sweep (a directory with ``grid.json``) unless it is one of
-    that sweep's run directories and the run's protocol is the sweep's: another run put there would be
+    that sweep's run directories, named as this run is, and the run's protocol is the sweep's: another run
+    put there would be
     counted by the sweep's analysis as one of its own (a second copy of a seed, or a run of another
     protocol)."""
     sweep = sweep_of(run_dir)
@@ -178,6 +180,13 @@ def check_sweep_member(cfg: dict[str, Any], run_dir: Path, what: str) -> None:
             f"or a directory outside every sweep, e.g. {Path(cfg['results_dir']) / 'runs' / Path(rel).name}"
             if grid
             else f"{what} {str(run_dir)!r} lies in the sweep {sweep}, whose grid has no run {rel}"
+        )
+    name = run_name_of(cfg)
+    if Path(rel).name != name:
+        raise ConfigError(
+            f"{what} {str(run_dir)!r} is the sweep {sweep}'s run {rel}, but this run is {name} (its "
+            f"architecture, seed or trial differ): it would be counted as {Path(rel).name}; valid: "
+            f"{what}={sweep / Path(rel).parent / name if name in {Path(r).name for r in grid} else 'a directory outside the sweep'}"
         )
     for key, want, got in protocol_diff(read_settings(sweep) or {}, flatten(cfg)):
         raise ConfigError(

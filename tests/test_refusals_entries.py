@@ -301,10 +301,11 @@ RERUN_INTO_SWEEPS = [
         "which holds eval.iwae_k=2, but this run sets eval.iwae_k=7",
     ),
     (["--out", "S/L2_dense1_dense1_s0", "epochs=3"], "which holds epochs=1, but this run sets epochs=3"),
+    (["--out", "S/L2_dense1_dense1_s0", "seed=1"], "is the sweep S's run L2_dense1_dense1_s0, but this run is L2_dense1_dense1_s1"),
 ]
 
 
-@pytest.mark.parametrize("args, needle", RERUN_INTO_SWEEPS, ids=["again", "nested", "eval", "epochs"])
+@pytest.mark.parametrize("args, needle", RERUN_INTO_SWEEPS, ids=["again", "nested", "eval", "epochs", "seed"])
 def test_a_rerun_out_into_a_sweep_it_does_not_belong_to_is_refused(tmp_path, capsys, args, needle):
     from sweep import rerun
 
@@ -336,10 +337,12 @@ TRAIN_INTO_SWEEPS = [
     (["hydra.run.dir=S/extra/L2_dense1_dense1_s0"], "lies in the sweep S, whose grid has no run extra/L2_dense1_dense1_s0"),
     (["hydra.run.dir=S/L2_dense1_dense1_s0", "eval.iwae_k=7"], "is a run of the sweep S, which holds eval.iwae_k=2, but this run sets eval.iwae_k=7"),
     (["hydra.run.dir=S/L2_dense1_dense1_s0", "epochs=3"], "which holds epochs=1, but this run sets epochs=3; valid: epochs=1, or a hydra.run.dir outside the sweep"),
+    (["hydra.run.dir=S/L2_dense1_dense1_s0", "seed=1"], "is the sweep S's run L2_dense1_dense1_s0, but this run is L2_dense1_dense1_s1"),
+    (["hydra.run.dir=S/L2_dense1_dense1_s0", "encoder.depth=2"], "but this run is L2_dense2_dense1_s0 (its architecture, seed or trial differ)"),
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize("args, needle", TRAIN_INTO_SWEEPS, ids=["again", "nested", "eval", "epochs"])
+@pytest.mark.parametrize("args, needle", TRAIN_INTO_SWEEPS, ids=["again", "nested", "eval", "epochs", "seed", "architecture"])
 def test_a_single_run_dir_in_a_sweep_it_does_not_belong_to_is_refused(
     tmp_path, monkeypatch, capsys, args, needle
 ):
