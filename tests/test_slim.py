@@ -269,51 +269,42 @@ def _numbers(text: str) -> list[tuple[float, float]]:
     return [(float(x.replace("−", "-")), 0.5 * 10.0 ** -len((x.split(".") + [""])[1])) for x in found]
 
 
-# README's conditions (columns of "What the study finds") and the committed sweep each is read from
-CONDITIONS = {
-    "MNIST, 10 epochs, 3 seeds": "reproduce",
-    "MNIST, 30 epochs, seed 0": "reproduce_e30",
-    "capacity-matched, seed 0": "capacity_matched",
-    "Fashion-MNIST, 10 epochs, seed 0": "reproduce_fashion_mnist",
-}
-
-
 @pytest.mark.skipif(not (REPRODUCE / "claims.csv").is_file(), reason="no committed reproduction report yet")
 def test_readme_states_each_conditions_verdicts_statistics_and_counts():
-    """README's "What the study finds" is the published answer: one column per condition. Where the
-    condition's sweep has a committed report, its header gives the sweep's configuration and run counts,
-    and each claim's cell starts with claims.csv's deciding verdict and writes its statistic, interval
-    and n configurations (to the precision written there); where it has none, the cell says pending."""
-    text = (ROOT / "README.md").read_text().split("## What the study finds", 1)[1].split("\n## ", 1)[0]
-    header = next(line for line in text.splitlines() if line.startswith("| claim |"))
-    columns = [c.strip() for c in header.strip("|").split("|")]
-    rows = {
-        cells[0]: cells
-        for line in text.splitlines()
-        if re.match(r"^\| C\d", line)
-        for cells in [[c.strip() for c in line.strip().strip("|").split("|")]]
-    }
-    assert sorted(CONDITIONS) == sorted(c.split(" (")[0] for c in columns[2:]), columns
-    for col, column in enumerate(columns[2:], start=2):
-        sweep = REPRODUCE.parent / CONDITIONS[column.split(" (")[0]]
+    """README's "What the study finds" is the published answer, one column per condition: its block is
+    what ``python -m analysis.conditions`` writes from the committed reports, and for every condition
+    with a committed report the header gives its configuration and run counts, and each claim's cell
+    starts with claims.csv's deciding verdict and writes its statistic, interval and n configurations
+    (to the precision written there); a condition without one says pending."""
+    from analysis import conditions
+
+    root = REPRODUCE.parent
+    readme = (ROOT / "README.md").read_text()
+    assert conditions.replace_block(readme, conditions.markdown(root)) == readme, (
+        "README's conditions block is stale: python -m analysis.conditions results/examples --readme README.md"
+    )
+    headers, cells = conditions.table(root)
+    assert [h.split(" (")[0] for h in headers] == [label for label, _ in conditions.CONDITIONS]
+    for header, (_, name) in zip(headers, conditions.CONDITIONS, strict=True):
+        sweep = root / name
         if not (sweep / "claims.csv").is_file():
-            assert all(r[col].startswith("pending") for r in rows.values()), column
+            assert all(cells[c][header] == "pending" for c in cells), header
             continue
         want = pd.read_csv(sweep / "claims.csv")
         want = want[want["decides"]]
-        assert sorted(rows) == sorted(want.claim), column
+        assert sorted(cells) == sorted(want.claim), header
         n_runs = sum((d / "COMPLETE").is_file() for d in sweep.glob("L*"))
         n_configs = int(want.loc[want.claim.eq("C1"), "n_configs"].iloc[0])
-        assert f"({n_configs} configurations, {n_runs} runs)" in column, column
+        assert header.endswith(f"({n_configs} configurations, {n_runs} runs)"), header
         for _, claim in want.iterrows():
-            cell = rows[claim.claim][col]
-            assert re.match(re.escape(claim.verdict) + r":", cell), (column, claim.claim, cell)
+            cell = cells[claim.claim][header]
+            assert re.match(re.escape(claim.verdict) + r":", cell), (header, claim.claim, cell)
             written = _numbers(cell)
             for key in ("statistic", "ci_low", "ci_high"):
                 if np.isfinite(claim[key]):
-                    assert any(abs(x - claim[key]) <= half for x, half in written), (column, claim.claim, key)
+                    assert any(abs(x - claim[key]) <= half for x, half in written), (header, claim.claim, key)
             if claim.n_configs:
-                assert f"n = {claim.n_configs}" in cell, (column, claim.claim)
+                assert f"n = {claim.n_configs}" in cell, (header, claim.claim)
 
 
 @pytest.mark.slow

@@ -1,0 +1,227 @@
+"""The published answer across conditions: README's "What the study finds" table (claim × condition)
+and its paragraph on which verdicts hold in every condition, written from each condition's committed
+``claims.csv`` (the deciding row of each claim: docs/protocol.md "Claims check"), never by hand.
+
+A condition is a committed sweep under ``results/examples/`` (``CONDITIONS``). One whose report is not
+committed yet (its sweep is still training) fills its column with ``pending`` (how far each sweep got:
+results/examples/README.md). Every number in a cell is the claims table's, to 3 significant digits.
+
+    python -m analysis.conditions results/examples                  # print the table and the paragraph
+    python -m analysis.conditions results/examples --readme README.md   # rewrite README's block
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.arch_claims import DECIDING_METRIC
+from analysis.claim_stats import fmt3, p_fmt
+from sweep.results import atomic_write_bytes
+
+# README's columns, in order: (label, the committed sweep under results/examples/ it is read from)
+CONDITIONS = (
+    ("MNIST, 10 epochs, 3 seeds", "reproduce"),
+    ("MNIST, 30 epochs, seed 0", "reproduce_e30"),
+    ("capacity-matched, seed 0", "capacity_matched"),
+    ("Fashion-MNIST, 10 epochs, seed 0", "reproduce_fashion_mnist"),
+)
+# the paper's words for each claim (the table's second column)
+PAPER = {
+    "C1": "nearly half the runs collapse",
+    "C2": "collapse correlates only weakly with poor reconstruction",
+    "C3": "in the top 25 %, lower distortion goes with higher KL",
+    "C4": "one-layer dense encoders encode best",
+    "C5a": "conv decoders decode better than dense ones",
+    "C5b": "conv decoders benefit from several blocks",
+    "C6": "larger latents degrade latent quality, separable at moderate sizes",
+}
+STATISTIC = {  # what each claim's deciding statistic is, in a cell
+    "C1": "paper-collapsed fraction",
+    "C2": "r(collapsed fraction, distortion)",
+    "C3": "ρ(distortion, KL) in the top 25 %",
+    "C6": "ρ(latent, kNN accuracy)",
+}
+PENDING = "pending"  # a condition whose report is not committed: results/examples/README.md says how far
+BEGIN, END = "<!-- conditions: begin (python -m analysis.conditions) -->", "<!-- conditions: end -->"
+_SEPARABLE = re.compile(
+    r"at latent <= (\d+): ([-\d.e]+), bootstrap 95 % CI \[([-\d.e]+), ([-\d.e]+)\] against ([\d.]+) "
+    r"\(separability: ([a-z ]+)\)"
+)
+
+
+class ConditionsError(ValueError):
+    """A condition's claims table cannot be read into one column (several protocol groups, no rows)."""
+
+
+def num(x) -> str:
+    """A cell's number: 3 significant digits, a true minus sign."""
+    return fmt3(x).replace("-", "−")
+
+
+def _p(row) -> str:
+    if not np.isfinite(row["p_holm"]):
+        return ""
+    bound = bool(row["p_bound"])
+    return f", p {p_fmt(row['p_value'], bound)}, Holm p {p_fmt(row['p_holm'], bound)}".replace("-", "−")
+
+
+def _gap(part: str) -> str:
+    """``"dense1 vs conv2"`` → ``"conv2 − dense1"``: the contrast rows' statistic is other − claimed."""
+    claimed, other = part.split(" vs ", 1)
+    name = lambda s: s if "+" not in s else "(" + s.replace("+", ", ") + ")"  # noqa: E731
+    return f"{name(other)} − {name(claimed)}"
+
+
+def cell(row: pd.Series, rows: pd.DataFrame) -> str:
+    """One claim's cell from its deciding row ``row`` (``rows``: the claim's other rows, where C4's joint
+    row finds the contrast that gave its smallest gap): verdict, statistic [interval], p and Holm p
+    where the test has them, n configurations."""
+    claim, verdict = row["claim"], row["verdict"]
+    if not np.isfinite(row["statistic"]):
+        what = STATISTIC.get(claim, "the contrast")
+        return f"{verdict}: {what} undefined ({str(row['why']).split(':')[0].strip()})"
+    stat, ci = num(row["statistic"]), f"[{num(row['ci_low'])}, {num(row['ci_high'])}]"
+    if claim == "C4":
+        worst = rows[
+            rows["metric"].eq(DECIDING_METRIC)
+            & rows["part"].str.contains(" vs ")
+            & ~rows["decides"].astype(bool)
+        ]
+        worst = worst[np.isclose(worst["statistic"], row["statistic"], rtol=0, atol=0)]
+        what = f"smallest gap ({_gap(worst['part'].iloc[0])})" if len(worst) else "smallest gap"
+        text = f"{what} {stat} {ci} nats"
+    elif claim in STATISTIC:
+        text = f"{STATISTIC[claim]} {stat} {ci}"
+    else:
+        text = f"{_gap(row['part'])} {stat} {ci} nats"
+    text = f"{verdict}: {text}{_p(row)}, n = {int(row['n_configs'])}"
+    if claim == "C6" and (m := _SEPARABLE.search(str(row["why"]))):
+        latent, mean, low, high, _, sep = m.groups()
+        text += f"; separability {sep} (kNN {num(float(mean))} [{num(float(low))}, {num(float(high))}] at latent ≤ {latent})"
+    return text
+
+
+def read_condition(sweep: Path) -> tuple[pd.DataFrame | None, int]:
+    """(the claims table of ``sweep``'s committed report or None, its trained runs)."""
+    trained = sum((d / "COMPLETE").is_file() for d in sweep.glob("L*"))
+    path = sweep / "claims.csv"
+    if not path.is_file():
+        return None, trained
+    table = pd.read_csv(path)
+    groups = [c for c in table.columns[: list(table.columns).index("claim")]]
+    if groups and len(table[groups].drop_duplicates()) > 1:
+        raise ConditionsError(f"{path} holds several protocol groups ({', '.join(groups)}): one column each")
+    if not table["decides"].astype(bool).any():
+        raise ConditionsError(f"{path} has no deciding row")
+    return table, trained
+
+
+def table(root: Path) -> tuple[list[str], dict[str, dict[str, str]]]:
+    """(column headers, {claim: {header: cell}}) for the conditions under ``root``."""
+    headers, cells = [], {c: {} for c in PAPER}
+    for label, name in CONDITIONS:
+        claims, trained = read_condition(root / name)
+        if claims is None:
+            headers.append(label)
+            for c in cells:
+                cells[c][label] = PENDING
+            continue
+        decide = claims[claims["decides"].astype(bool)]
+        header = f"{label} ({int(decide['n_configs'].max())} configurations, {trained} runs)"
+        headers.append(header)
+        for c in cells:
+            row = decide[decide["claim"].eq(c)]
+            cells[c][header] = cell(row.iloc[0], claims[claims["claim"].eq(c)]) if len(row) else "not tested"
+    return headers, cells
+
+
+def _label(header: str) -> str:
+    return header.split(" (")[0]
+
+
+def agreement(headers: list[str], cells: dict[str, dict[str, str]]) -> str:
+    """The paragraph: which verdicts are the same in every decided condition, which differ."""
+    decided = [h for h in headers if not next(iter(cells.values()))[h].startswith("pending")]
+    pending = [h for h in headers if h not in decided]
+    same, differ = {}, []
+    for claim, row in cells.items():
+        verdicts = [row[h].split(":")[0] for h in decided]
+        if len(set(verdicts)) == 1:
+            same.setdefault(verdicts[0], []).append(claim)
+        else:
+            each = ", ".join(f"{v} in {_label(h)}" for v, h in zip(verdicts, decided, strict=True))
+            differ.append(f"{claim} ({each})")
+    names = "; ".join(_label(h) for h in decided)
+    pending_text = (
+        f" Pending: {'; '.join(_label(h) for h in pending)} (their sweeps are still training)."
+        if pending
+        else ""
+    )
+    if len(decided) == 1:
+        return f"Only one condition is decided so far ({names}); no verdict can yet be said to hold across conditions.{pending_text}"
+    out = f"Across the {len(decided)} condition{'s' if len(decided) != 1 else ''} decided so far ({names}): "
+    out += "; ".join(f"{verdict} in every one: {', '.join(cs)}" for verdict, cs in same.items()) or "none"
+    out += ". " + (
+        f"Depends on the condition: {'; '.join(differ)}."
+        if differ
+        else "No verdict depends on the condition."
+    )
+    return out + pending_text
+
+
+def markdown(root: Path) -> str:
+    """README's block: the claim × condition table and the agreement paragraph, between the markers."""
+    headers, cells = table(root)
+    lines = [
+        BEGIN,
+        "| claim | the paper says | " + " | ".join(headers) + " |",
+        "| --- | --- | " + " | ".join("---" for _ in headers) + " |",
+        *(f"| {c} | {PAPER[c]} | " + " | ".join(cells[c][h] for h in headers) + " |" for c in PAPER),
+        "",
+        agreement(headers, cells),
+        END,
+    ]
+    return "\n".join(lines)
+
+
+def replace_block(text: str, block: str) -> str:
+    """``text`` with its one block between ``BEGIN`` and ``END`` replaced by ``block``."""
+    if text.count(BEGIN) != 1 or text.count(END) != 1:
+        raise ConditionsError(f"the file must hold the markers {BEGIN!r} and {END!r} once each")
+    head, rest = text.split(BEGIN, 1)
+    return head + block + rest.split(END, 1)[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m analysis.conditions", description=__doc__.split("\n\n")[0])
+    p.add_argument("root", type=Path, help="the directory holding the conditions' sweeps (results/examples)")
+    p.add_argument("--readme", type=Path, help="rewrite this file's block between the markers")
+    args = p.parse_args(argv)
+    if not args.root.is_dir():
+        print(
+            f"error: {args.root} is not a directory; valid: the folder of the committed sweeps, e.g. results/examples",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        block = markdown(args.root)
+        if args.readme is None:
+            print(block)
+            return 0
+        text = replace_block(args.readme.read_text(), block)
+    except (ConditionsError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    atomic_write_bytes(args.readme, text.encode())
+    print(f"wrote the conditions table of {args.root} into {args.readme}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""README's claim × condition table (analysis/conditions.py): written from each condition's claims table,
+verdict first, the deciding row's numbers, n configurations; the paragraph says which verdicts agree."""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import claims, conditions
+
+FAMILIES = ("dense1", "dense4", "conv1", "conv2", "conv4")
+ENC = {"dense1": 0.0, "dense4": 8.0, "conv1": -1.5, "conv2": -2.7, "conv4": -0.9}  # planted, nats
+DEC = {"dense1": 7.0, "dense4": 7.5, "conv1": 0.0, "conv2": 0.3, "conv4": 0.1}
+
+
+def runs(enc=ENC, dec=DEC) -> pd.DataFrame:
+    """A seed-0 G0-shaped run table (latent 25 and 50) with planted encoder and decoder effects."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for latent, e, d in itertools.product((25, 50), FAMILIES, FAMILIES):
+        dist = 90.0 + enc[e] + dec[d] + rng.normal(0, 0.3)
+        rows.append({
+            "run_name": f"L{latent}_{e}_{d}_s0", "status": "ok", "seed": 0, "latent_dim": latent,
+            "family/encoder": e, "family/decoder": d, "loss.reduction": "sum", "test/distortion": dist,
+            "test/rate": 20.0 + rng.normal(0, 1), "test/neg_elbo": dist + 20, "test/iwae_nll": dist + 18,
+            "collapsed": False, "paper_collapsed": False, "partial": False,
+            "latent/knn_acc": 0.95 + rng.normal(0, 0.005), "latent/linear_probe_acc": 0.95,
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def write_condition(root, name, run_table, n_runs) -> pd.DataFrame:
+    """A committed condition: ``claims.csv`` of ``run_table`` and ``n_runs`` complete run directories."""
+    sweep = root / name
+    sweep.mkdir(parents=True)
+    table = claims.verdicts_table(claims.check_claims(run_table))
+    table.to_csv(sweep / "claims.csv", index=False)
+    for i in range(n_runs):
+        (sweep / f"L25_r{i}_s0").mkdir()
+        (sweep / f"L25_r{i}_s0" / "COMPLETE").write_text("{}")
+    return pd.read_csv(sweep / "claims.csv")
+
+
+@pytest.fixture(scope="module")
+def two(tmp_path_factory):
+    """Two decided conditions (the second with dense1 planted best: C4 flips) and two pending."""
+    root = tmp_path_factory.mktemp("examples")
+    first = write_condition(root, "reproduce", runs(), 50)
+    better = {**ENC, "dense1": -5.0}
+    second = write_condition(root, "reproduce_e30", runs(enc=better), 50)
+    return root, first, second
+
+
+def test_each_cell_starts_with_the_deciding_verdict_and_writes_its_numbers_and_n(two):
+    root, first, _ = two
+    headers, cells = conditions.table(root)
+    assert headers[0] == "MNIST, 10 epochs, 3 seeds (50 configurations, 50 runs)"
+    for _, row in first[first["decides"]].iterrows():
+        cell = cells[row.claim][headers[0]]
+        assert cell.startswith(f"{row.verdict}:"), cell
+        if np.isfinite(row.statistic):
+            for x in (row.statistic, row.ci_low, row.ci_high):
+                assert conditions.num(x) in cell, (row.claim, x, cell)
+            assert f"n = {row.n_configs}" in cell
+    assert all(cells[c][headers[2]] == "pending" and cells[c][headers[3]] == "pending" for c in cells)
+
+
+def test_c4_names_the_family_that_gave_the_smallest_gap(two):
+    root, first, second = two
+    headers, cells = conditions.table(root)
+    # planted: conv2 is the best encoder (−2.7) in the first condition, so dense1's smallest gap is against it
+    assert "smallest gap (conv2 − dense1)" in cells["C4"][headers[0]]
+    assert cells["C4"][headers[0]].startswith("not reproduced:")
+    assert cells["C4"][headers[1]].startswith("reproduced:")  # dense1 planted best of all
+    joint = second[second["claim"].eq("C4") & second["decides"]].iloc[0]
+    contrasts = second[second["claim"].eq("C4") & second["part"].str.startswith("dense1 vs ")]
+    gaps = contrasts[contrasts["metric"].eq("test/distortion")].set_index("part")["statistic"]
+    assert joint.statistic == gaps.min()
+    assert f"({gaps.idxmin().split(' vs ')[1]} − dense1)" in cells["C4"][headers[1]]
+
+
+def test_the_paragraph_names_agreeing_and_condition_dependent_verdicts(two):
+    root, *_ = two
+    text = conditions.agreement(*conditions.table(root))
+    assert "Across the 2 conditions decided so far" in text
+    assert re.search(
+        r"Depends on the condition: C4 \(not reproduced in MNIST, 10 epochs, 3 seeds, reproduced in MNIST, 30 epochs",
+        text,
+    )
+    assert re.search(r"reproduced in every one: [^;.]*C5a", text)
+    assert "Pending: capacity-matched, seed 0; Fashion-MNIST, 10 epochs, seed 0" in text
+
+
+def test_one_decided_condition_claims_no_agreement(tmp_path):
+    write_condition(tmp_path, "reproduce", runs(), 50)
+    text = conditions.agreement(*conditions.table(tmp_path))
+    assert text.startswith("Only one condition is decided so far") and "every one" not in text
+
+
+def test_readme_block_is_rewritten_in_place_and_nothing_else(tmp_path, two):
+    root, *_ = two
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\nbefore\n{conditions.BEGIN}\nstale\n{conditions.END}\nafter\n")
+    assert conditions.main([str(root), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert text.startswith("# x\n\nbefore\n") and text.endswith("\nafter\n") and "stale" not in text
+    assert conditions.markdown(root) in text
+
+
+BAD = [
+    ("no markers", lambda tmp, root: (tmp / "R.md", "no block here\n", [str(root), "--readme", str(tmp / "R.md")]), "must hold the markers"),
+    ("two blocks", lambda tmp, root: (tmp / "R.md", f"{conditions.BEGIN}{conditions.END}{conditions.BEGIN}{conditions.END}", [str(root), "--readme", str(tmp / "R.md")]), "once each"),
+    ("no root", lambda tmp, root: (tmp / "R.md", "x", [str(tmp / "nope"), "--readme", str(tmp / "R.md")]), "is not a directory; valid:"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case, make, needle", BAD, ids=[b[0] for b in BAD])
+def test_bad_input_is_one_error_line_exit_2_and_nothing_written(tmp_path, capsys, two, case, make, needle):
+    root, *_ = two
+    path, text, argv = make(tmp_path, root)
+    path.write_text(text)
+    assert conditions.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and needle in err[0], err
+    assert path.read_text() == text
+
+
+def test_a_claims_table_of_several_protocol_groups_is_refused(tmp_path):
+    sweep = tmp_path / "reproduce"
+    sweep.mkdir()
+    table = claims.verdicts_table(claims.check_claims(runs()))
+    both = pd.concat([table.assign(dataset="mnist"), table.assign(dataset="fashion_mnist")])
+    both[["dataset", *table.columns]].to_csv(sweep / "claims.csv", index=False)
+    with pytest.raises(conditions.ConditionsError, match="several protocol groups"):
+        conditions.table(tmp_path)
