@@ -18,12 +18,14 @@ from conftest import make_cfg, spy_epochs
 
 from analysis import figures, tables
 from analysis.collect import load_sweep
+from analysis.conditions import CONDITIONS
 from sweep import evaluate, projection, results, slim, status
 from sweep.names import run_name_of
 from sweep.train import train
 
 ROOT = Path(__file__).resolve().parent.parent
 REPRODUCE = ROOT / "results" / "examples" / "reproduce"
+
 ARCHS = (
     ["encoder=dense", "encoder.width=32", "decoder=conv", "decoder.depth=2", "latent_dim=4"],
     ["encoder=conv", "encoder.depth=1", "decoder=dense", "decoder.width=32", "latent_dim=3"],
@@ -243,17 +245,20 @@ def test_cli_dry_run_changes_nothing_and_a_bad_path_is_refused(sweep_copy, capsy
     assert len(err) == 1 and "nope" in err[0]
 
 
-@pytest.mark.skipif(not (REPRODUCE / "claims.csv").is_file(), reason="no committed reproduction report yet")
-def test_the_committed_reproduction_regenerates_its_verdicts():
-    """The committed claims.csv is what the committed runs give. Verdict text must match exactly; the
-    numbers to 1e-9 relative: the same float64 statistics of the same data, where only the order of
-    summation (SIMD width of the CPU's numpy kernels) may differ, ~1e-15 relative per operation."""
-    sweep = load_sweep(REPRODUCE)
+@pytest.mark.parametrize("name", [name for _, name in CONDITIONS])
+def test_each_committed_condition_regenerates_its_verdicts(name):
+    """A committed condition's claims.csv is what its committed runs give. Verdict text must match
+    exactly; the numbers to 1e-9 relative: the same float64 statistics of the same data, where only the
+    order of summation (SIMD width of the CPU's numpy kernels) may differ, ~1e-15 relative per operation."""
+    path = REPRODUCE.parent / name
+    if not (path / "claims.csv").is_file():
+        pytest.skip(f"no committed report of {name} yet (its sweep is still training)")
+    sweep = load_sweep(path)
     assert not sweep.skipped
     from analysis import pc_probe
 
     got = tables.claims_table(pc_probe.with_pc2_probe(sweep))  # the runs as analysis.figures reads them
-    want = pd.read_csv(REPRODUCE / "claims.csv")
+    want = pd.read_csv(path / "claims.csv")
     got = pd.read_csv(io.StringIO(got.to_csv(index=False)))  # the same types as the committed file
     assert list(got.columns) == list(want.columns) and len(got) == len(want)
     for col in want.columns:
