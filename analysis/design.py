@@ -23,7 +23,7 @@ decoder × norm. Response: distortion, the measure the claims decide with (``arc
 The deciding rows (distortion) form one Holm family (``contrasts.holm``); each verdict is
 ``claim_stats.decide`` on the adjusted p: reproduced (the row's statement holds) if p_holm < ALPHA, not
 reproduced if the interval lies entirely on the other side of 0, else inconclusive. An F-test has no
-interval: it can show an interaction, never its absence. A sweep that pools other latent sizes or
+interval: it can show an interaction (verdict ``shown``), never its absence (else ``inconclusive``). A sweep that pools other latent sizes or
 ablation arms is analysed per arm (``arm``); families not trained at every norm level are left out.
 
     from analysis import design
@@ -42,7 +42,7 @@ from statsmodels.stats.anova import anova_lm
 
 from analysis import contrasts, permutation, rank, units
 from analysis.arch_claims import DECIDING_METRIC
-from analysis.claim_stats import ALPHA, decide, fmt3, numeric
+from analysis.claim_stats import ALPHA, REPRODUCED, decide, fmt3, numeric
 from sweep.keys import shown
 
 METRICS = {DECIDING_METRIC: "distortion", "test/neg_elbo": "−ELBO"}  # the first decides
@@ -65,6 +65,7 @@ COLUMNS = [
     "partial_eta2", "df_num", "df_den", "p_value", "p_min", "p_holm", "verdict", "decides", "n_configs",
     "n_units", "note",
 ]  # fmt: skip
+SHOWN = "shown"  # an interaction F-test's verdict where Holm p < ALPHA (else inconclusive: never "absent")
 ALL = "all"  # the norm column of a row pooled over norm levels
 NORM_ORDER = ("none", "batch", "layer", "group")  # rows per norm level in this order, others after
 METHOD = (
@@ -76,7 +77,7 @@ METHOD = (
     "(all 2^n flips; p_min = 2^-n) and a percentile bootstrap over pairs within norm levels "
     f"({permutation.N_BOOT} resamples); the deciding rows are one Holm family, decided as the claims are "
     f"(reproduced if Holm p < {ALPHA}, not reproduced if the interval lies entirely on the other side of "
-    "0, else inconclusive). What it cannot decide: one seed, so the F-tests generalise over this grid's "
+    "0, else inconclusive; an F row is shown if Holm p < alpha, else inconclusive). What it cannot decide: one seed, so the F-tests generalise over this grid's "
     "cells, not over seeds; an F-test never shows that an interaction is absent; and the per-norm rows "
     "(3 pairs, exact p ≥ 1/8) and dense1's rank per norm are descriptive."
 )
@@ -281,7 +282,8 @@ def design_table(runs: pd.DataFrame) -> pd.DataFrame:
         for i in t.index[fam]:
             side = "above" if t.at[i, "test"] == "interaction F" else "below"
             low, high = (None, None) if side == "above" else (t.at[i, "ci_low"], t.at[i, "ci_high"])
-            t.at[i, "verdict"] = decide(t.at[i, "p_holm"], low, high, 0.0, side)
+            verdict = decide(t.at[i, "p_holm"], low, high, 0.0, side)
+            t.at[i, "verdict"] = SHOWN if side == "above" and verdict == REPRODUCED else verdict
         frames.append(t)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
 
