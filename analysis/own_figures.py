@@ -16,7 +16,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from analysis import collapse  # noqa: E402
+from analysis import collapse, rank  # noqa: E402
 from analysis.plotting import (  # noqa: E402
     DISTORTION_AXIS,
     FACTOR_NAMES,
@@ -110,9 +110,10 @@ def fig_fid_distortion(data) -> Figure:
 
 @figure("iwae_heatmap")
 def fig_iwae_heatmap(data) -> Figure:
-    """IWAE NLL, mean over seeds, encoder × decoder, one panel per latent size (bernoulli runs only)."""
+    """IWAE NLL, mean over seeds, encoder × decoder, one panel per latent size and arm (bernoulli runs
+    only)."""
     runs = prepare(data)
-    title = "IWAE NLL (nats per image), mean over seeds: encoder × decoder per latent size"
+    title = "IWAE NLL (nats per image), mean over seeds: encoder × decoder per latent size (and arm)"
     ev = evaluated(runs)
     nonfinite: list[str] = []  # an IWAE NLL that was computed but is not finite: named in the note
     if len(ev) and "test/iwae_nll" in ev.columns:
@@ -130,15 +131,23 @@ def fig_iwae_heatmap(data) -> Figure:
             + why
             + (f" Not finite in: {', '.join(nonfinite)}." if nonfinite else ""),
         )
-    latents = ordered(ev["latent_dim"], "latent_dim")
+    # one panel per latent size and arm (the other config keys that tell configurations of one label
+    # apart: a norm, a loss reduction), so a cell never pools two configurations as if they were seeds
+    arms = [" ".join(p) for p in zip(*(f"{c}=" + ev[c].astype(str) for c in rank.id_columns(ev)), strict=True)]
+    ev = ev.assign(_arm=arms if arms else "")
+    panels = [
+        (latent, arm)
+        for latent in ordered(ev["latent_dim"], "latent_dim")
+        for arm in sorted(ev.loc[ev["latent_dim"].eq(latent), "_arm"].unique())
+    ]
     encs, decs = ordered(ev["family/encoder"], "family/"), ordered(ev["family/decoder"], "family/")
-    cols = min(2, len(latents))
-    rows = -(-len(latents) // cols)
+    cols = min(2, len(panels))
+    rows = -(-len(panels) // cols)
     # cells big enough for a value at 8 pt; the figure only as wide as its panels need
     width = min(PAGE_WIDTH, 1.4 + cols * (1.1 + HEAT_CELL * len(decs)))
     fig = Figure(figsize=(width, 1.3 + rows * (1.2 + 0.75 * HEAT_CELL * len(encs))), layout="constrained")
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
-    mean = ev.groupby(["latent_dim", "family/encoder", "family/decoder"])["test/iwae_nll"].agg(
+    mean = ev.groupby(["latent_dim", "_arm", "family/encoder", "family/decoder"])["test/iwae_nll"].agg(
         ["mean", "count"]
     )
     norm = Normalize(
@@ -147,10 +156,10 @@ def fig_iwae_heatmap(data) -> Figure:
     )
     cmap = colormaps["viridis_r"].with_extremes(bad="0.9")
     modal_n = int(mean["count"].mode().iloc[0])
-    for ax, latent in zip(axes, latents, strict=False):
-        _heat_panel(ax, mean, latent, encs, decs, norm, cmap, modal_n)
-        ax.set_title(f"L = {latent}")
-    for ax in axes[len(latents) :]:
+    for ax, (latent, arm) in zip(axes, panels, strict=False):
+        _heat_panel(ax, mean, (latent, arm), encs, decs, norm, cmap, modal_n)
+        ax.set_title(f"L = {latent}" + (f"\n{arm}" if arm else ""), fontsize=9 if arm else None)
+    for ax in axes[len(panels) :]:
         ax.set_axis_off()
     bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes.tolist(), shrink=0.8)
     bar.set_label("IWAE NLL, nats per image (lower is better)")
@@ -160,13 +169,13 @@ def fig_iwae_heatmap(data) -> Figure:
     return fig
 
 
-def _heat_panel(ax, mean: pd.DataFrame, latent, encs: list, decs: list, norm, cmap, modal_n: int) -> None:
-    """The encoder × decoder cells of one latent size: ``mean`` holds the (mean, count) of every
-    (latent_dim, encoder, decoder); a count other than the modal one is written in the cell."""
+def _heat_panel(ax, mean: pd.DataFrame, panel: tuple, encs: list, decs: list, norm, cmap, modal_n: int) -> None:
+    """The encoder × decoder cells of one panel, (latent size, arm): ``mean`` holds the (mean, count) of
+    every (latent_dim, arm, encoder, decoder); a count other than the modal one is written in the cell."""
     grid = np.full((len(encs), len(decs)), np.nan)
     counts = np.zeros_like(grid, dtype=int)
-    for (lat, e, d), r in mean.iterrows():
-        if lat == latent:
+    for (lat, arm, e, d), r in mean.iterrows():
+        if (lat, arm) == panel:
             grid[encs.index(e), decs.index(d)] = r["mean"]
             counts[encs.index(e), decs.index(d)] = r["count"]
     ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, norm=norm, aspect="auto")

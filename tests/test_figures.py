@@ -155,6 +155,42 @@ def test_bce_sweep_heatmap_says_why_it_is_empty(tmp_path):
     assert "No IWAE NLL values" in shown and "bce likelihood" in shown
 
 
+def test_heatmap_cells_never_pool_configurations_of_other_arms_as_seeds(tmp_path):
+    """One seed at three norms: each cell is one run, in a panel per (latent size, arm), not the mean of
+    three configurations called "n = 3 seeds"."""
+    sw = load_sweep(make_sweep(tmp_path, seeds=(0,), latents=(4,), norms=("none", "batch", "layer")))
+    shown = texts(figures.fig_iwae_heatmap.__wrapped__(sw))
+    assert "n = 1 seed(s)" in shown and "n = 3" not in shown and "n=3" not in shown
+    for norm in ("none", "batch", "layer"):
+        assert f"encoder.norm={norm}" in shown, shown
+    runs = sw.runs[sw.runs["encoder.norm"].eq("batch")]
+    one = runs[runs["family/encoder"].eq("dense1") & runs["family/decoder"].eq("conv2")]["test/iwae_nll"]
+    assert f"{float(one.iloc[0]):.1f}" in shown
+
+
+def test_fig3_prints_c3_per_arm_as_the_claims_table_decides_it(tmp_path):
+    """With arms (here three norms), the claims check decides C3 within each arm on its own top set:
+    Fig. 3 prints each arm's statistic, the claims table's number, not one pooled over the arms."""
+    fams = ("dense1", "conv2", "res2")
+    sw = load_sweep(
+        make_sweep(
+            tmp_path,
+            seeds=(0,),
+            latents=(4, 8),
+            encoders=fams,
+            decoders=fams,
+            norms=("none", "batch", "layer"),
+        )
+    )
+    shown = texts(figures.fig3_top_recon_vs_kl.__wrapped__(sw))
+    table = tables_mod.claims_table(sw.runs)
+    c3 = table[table["claim"].eq("C3") & table["decides"]].set_index("arm")["statistic"]
+    assert len(c3) == 3 and "pooled over decoder.norm, encoder.norm" in shown
+    for arm, rho in c3.items():
+        assert f"({arm}, its own top " in shown, shown
+        assert f"ρ(distortion, KL) = {rho:.3f}".replace("-", "−") in shown, (arm, rho, shown)
+
+
 def test_labels_have_no_seed_suffix_with_one_seed(tmp_path):
     sw = load_sweep(make_sweep(tmp_path, seeds=(3,), latents=(4,)))
     assert set(plotting.run_labels(sw.runs)) == set(sw.runs["run_name"].str.removesuffix("_s3"))
