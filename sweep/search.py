@@ -26,6 +26,7 @@ import shlex
 import sqlite3
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -233,7 +234,9 @@ def _create_study_file(cfg: dict[str, Any]) -> None:
     try:
         storage = optuna.storages.RDBStorage(f"sqlite:///{tmp}")
         made = optuna.create_study(study_name=cfg["sweep_name"], storage=storage, directions=list(sc["directions"]))
-        made.set_metric_names(list(sc["objectives"]))
+        with warnings.catch_warnings():  # experimental in optuna since 3.2; the names only label the objectives
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            made.set_metric_names(list(sc["objectives"]))
         storage.engine.dispose()  # every connection closed: the file is complete
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
