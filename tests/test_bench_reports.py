@@ -156,3 +156,55 @@ def test_the_tblog_benchmarks_jobs_are_the_smoke_grid_with_the_logger_asked_for(
     assert [(j.cfg["encoder"]["kind"], j.cfg["decoder"]["kind"]) for j in jobs] == [
         ("dense", "dense"), ("dense", "conv"), ("conv", "dense"), ("conv", "conv"),
     ]  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------- sweep cost
+def _timed_sweep(root: Path, times: dict[str, tuple[float, float]], grid: list[str]) -> Path:
+    """A sweep of complete runs with the given (training, evaluation) seconds, and its grid.json."""
+    root.mkdir(parents=True)
+    (root / "grid.json").write_text(json.dumps({"runs": grid}))
+    for name, (train_s, eval_s) in times.items():
+        d = root / name
+        d.mkdir()
+        results.write_parquet(d / "run.parquet", [{"run_name": name, "wall_seconds": train_s, "epochs": 10}])
+        results.write_parquet(d / "eval.parquet", [{"run_name": name, "eval/seconds": eval_s}])
+        results.write_complete(d, "ok")
+    return root
+
+
+def test_sweep_cost_scales_each_missing_run_by_its_family_pairs_measured_ratio(tmp_path, capsys):
+    from bench import sweep_cost
+
+    h = 36.0  # seconds: 100 h-hundredths, so every expected hour count is exact to 2 decimals
+    base = {  # two seeds of each configuration: the baseline time is their mean (1 h, 0.5 h, 0.6 h)
+        **{f"L{lat}_dense1_conv2_s{s}": ((90.0 + 20 * s) * h, 10.0 * h) for lat in (25, 50) for s in (0, 1)},
+        **{f"L{lat}_dense1_dense1_s{s}": (40.0 * h, 10.0 * h) for lat in (25, 50) for s in (0, 1)},
+        **{f"L{lat}_conv1_dense1_s{s}": (60.0 * h, 0.0) for lat in (25, 50) for s in (0, 1)},
+    }
+    baseline = _timed_sweep(tmp_path / "base", base, list(base))
+    grid = ["L25_dense1_conv2_s0", "L50_dense1_conv2_s0", "L25_dense1_dense1_s0", "L50_dense1_dense1_s0",
+            "L50_conv1_dense1_s0"]  # fmt: skip
+    # measured: dense1 x conv2 three times its baseline (3 h), dense1 x dense1 twice (1 h)
+    done = {"L25_dense1_conv2_s0": (290.0 * h, 10.0 * h), "L25_dense1_dense1_s0": (90.0 * h, 10.0 * h)}
+    sweep = _timed_sweep(tmp_path / "new", done, grid)
+    out = tmp_path / "cost.json"
+    assert sweep_cost.main([str(sweep), "--baseline", str(baseline), "--out", str(out)]) == 0
+    (s,) = json.loads(out.read_text())["sweeps"]
+    assert (s["complete_runs"], s["grid_runs"], s["missing_runs"]) == (2, 5, 3)
+    assert (s["summed_hours"], s["hours_on_workers"]) == (4.0, 2.0)
+    # L50 dense1 x conv2: 1 h x 3; L50 dense1 x dense1: 0.5 h x 2; L50 conv1 x dense1 (its pair not
+    # measured): 0.6 h x the dense1 decoder's median ratio, 2
+    assert s["estimated_rest_summed_hours"] == 3.0 + 1.0 + 1.2
+    assert s["missing_scaled_by"] == {"pair": 2, "decoder": 1, "all": 0, "none": 0}
+    assert s["median_train_minutes_by_decoder"] == {"conv2": 290 * h / 60, "dense1": 90 * h / 60}
+
+
+def test_sweep_cost_refuses_a_directory_that_is_not_a_sweep(tmp_path, capsys):
+    from bench import sweep_cost
+
+    with pytest.raises(SystemExit) as exit_:
+        sweep_cost.main([str(tmp_path), "--out", str(tmp_path / "c.json")])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "is not a sweep" in err[0]
+    assert not (tmp_path / "c.json").exists()
