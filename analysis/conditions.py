@@ -117,6 +117,9 @@ def read_condition(sweep: Path) -> tuple[pd.DataFrame | None, int]:
     groups = [c for c in table.columns[: list(table.columns).index("claim")]]
     if groups and len(table[groups].drop_duplicates()) > 1:
         raise ConditionsError(f"{path} holds several protocol groups ({', '.join(groups)}): one column each")
+    if "arm" in table.columns and table["arm"].nunique() > 1:
+        arms = ", ".join(sorted(table["arm"].astype(str).unique()))
+        raise ConditionsError(f"{path} holds several arms ({arms}): a condition is one arm")
     if not table["decides"].astype(bool).any():
         raise ConditionsError(f"{path} has no deciding row")
     return table, trained

@@ -137,3 +137,13 @@ def test_a_claims_table_of_several_protocol_groups_is_refused(tmp_path):
     both[["dataset", *table.columns]].to_csv(sweep / "claims.csv", index=False)
     with pytest.raises(conditions.ConditionsError, match="several protocol groups"):
         conditions.table(tmp_path)
+
+
+def test_a_claims_table_of_several_arms_is_refused(tmp_path):
+    sweep = tmp_path / "reproduce"
+    sweep.mkdir()
+    table = claims.verdicts_table(claims.check_claims(runs()))
+    both = pd.concat([table.assign(arm="loss.reduction=sum"), table.assign(arm="loss.reduction=paper")])
+    both.to_csv(sweep / "claims.csv", index=False)
+    with pytest.raises(conditions.ConditionsError, match="several arms"):
+        conditions.table(tmp_path)
