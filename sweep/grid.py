@@ -186,7 +186,11 @@ def check_sweep_member(cfg: dict[str, Any], run_dir: Path, what: str) -> None:
         raise ConfigError(
             f"{what} {str(run_dir)!r} is the sweep {sweep}'s run {rel}, but this run is {name} (its "
             f"architecture, seed or trial differ): it would be counted as {Path(rel).name}; valid: "
-            f"{what}={sweep / Path(rel).parent / name if name in {Path(r).name for r in grid} else 'a directory outside the sweep'}"
+            + (
+                f"{what}={sweep / Path(rel).parent / name}"
+                if name in {Path(r).name for r in grid}
+                else f"a {what} outside the sweep"
+            )
         )
     for key, want, got in protocol_diff(read_settings(sweep) or {}, flatten(cfg)):
         raise ConfigError(
