@@ -7,7 +7,10 @@
 
 If a run of that name exists under the results directory (``results_dir=…``, default ``results``),
 its exact stored config (``.hydra/config.yaml``) is reused with the overrides applied on top;
-otherwise the config is composed from the name. The run trains into ``results/runs/<run_name>/``
+otherwise the config is composed from the name. Where several runs share the name (the committed
+conditions each hold ``L25_dense1_conv4_s0``), the one whose stored config is the one the name
+composes to (config plus seed: :func:`sweep.keys.row_identity`) is meant, and the output says so;
+where none or several are, ``--from DIR`` picks one. The run trains into ``results/runs/<run_name>/``
 (``results/runs/<dataset>/<run_name>/`` for a dataset other than MNIST, or ``--out DIR``, which must
 lie below the results directory and, inside a sweep, be one of its grid's run directories with the
 sweep's settings), with the same checks and skip/resume
@@ -33,6 +36,7 @@ from sweep import results
 from sweep.config import CONF_DIR, apply_overrides, to_plain
 from sweep.data import dataset_of
 from sweep.hydra_setup import register
+from sweep.keys import flatten, row_identity
 from sweep.names import dataset_subdir, parse_run_name, run_name_of
 from sweep.paths import PathError, readable, writable
 from sweep.rules import ConfigError, refusal, validate
@@ -70,12 +74,22 @@ def build_config(name: str, overrides: list[str], results_dir: Path, source: Pat
             others = ", ".join(str(p) for p in found if p != mine[0])
             note = f" (an unfinished rerun of this name: resuming it, not {others}; --from DIR picks one)"
             found = mine
-        if len(found) > 1:
-            raise ConfigError(
-                f"{len(found)} runs are named {rid.name} under {results_dir}: "
-                + ", ".join(map(str, found))
-                + "; pick one with --from DIR"
-            )
+        if len(found) > 1:  # the one whose config is the one its name composes to, if only one is
+            default = dict(row_identity(flatten(_composed(rid, dataset))))
+            named = [
+                p
+                for p in found
+                if dict(row_identity(flatten(results.read_stored_config(p) or {}))) == default
+            ]
+            if len(named) != 1:
+                raise ConfigError(
+                    f"{len(found)} runs are named {rid.name} under {results_dir}: "
+                    + ", ".join(map(str, found))
+                    + "; pick one with --from DIR"
+                )
+            others = ", ".join(str(p) for p in found if p != named[0])
+            note = f" (of the {len(found)} runs of this name, the one with the config its name composes to; not {others}: --from DIR picks one)"
+            found = named
         source = found[0] if found else None
     if source is not None:
         stored = results.read_stored_config(source)
@@ -95,6 +109,13 @@ def build_config(name: str, overrides: list[str], results_dir: Path, source: Pat
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=rid.overrides() + overrides)
     return to_plain(cfg), "composed from the run name"
+
+
+def _composed(rid, dataset: str | None) -> dict:
+    """The config the run name ``rid`` composes to (with ``data=dataset`` where one was asked for)."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=rid.overrides() + ([f"data={dataset}"] if dataset else []))
+    return to_plain(cfg)
 
 
 def _unfinished_rerun(run_dir: Path, results_dir: Path) -> bool:

@@ -231,3 +231,41 @@ def test_a_real_ctrl_c_under_the_joblib_launcher_names_the_unfinished_runs(tmp_p
     assert line.endswith(
         f"`python -m {' '.join(args)}` resumes {'it' if len(unfinished) == 1 else 'them'} from the last finished epoch"
     )
+
+
+# which of several same-named stored runs a bare `sweep.rerun NAME` means: the one whose stored config is
+# the one its name composes to, if exactly one is (the committed conditions each hold L25_dense1_conv4_s0)
+SAME_NAME = [
+    ("one default, one of another condition", [[], ["epochs=30"]], 0),
+    ("one default, one of another width", [["encoder.width=64"], []], 1),
+    ("none default", [["epochs=30"], ["encoder.width=64"]], None),
+    ("two default copies", [[], []], None),
+]
+
+
+@pytest.mark.parametrize("case, stored, meant", SAME_NAME, ids=[c[0] for c in SAME_NAME])
+def test_a_bare_rerun_name_means_the_run_with_the_config_its_name_composes_to(tmp_path, case, stored, meant):
+    import yaml
+    from hydra import compose, initialize_config_dir
+
+    from sweep.config import CONF_DIR, to_plain
+    from sweep.names import parse_run_name
+    from sweep.rules import ConfigError
+
+    name = "L25_dense1_conv4_s0"
+    dirs = []
+    for i, overrides in enumerate(stored):
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = to_plain(compose("config", overrides=parse_run_name(name).overrides() + overrides))
+        d = tmp_path / "examples" / f"sweep{i}" / name
+        (d / ".hydra").mkdir(parents=True)
+        (d / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
+        dirs.append(d)
+    if meant is None:
+        with pytest.raises(ConfigError, match=f"2 runs are named {name} under .*; pick one with --from DIR"):
+            rerun.build_config("L25_dense1_conv4", [], tmp_path)
+        return
+    cfg, source = rerun.build_config("L25_dense1_conv4", ["lr=0.01"], tmp_path)
+    assert source.startswith(f"{dirs[meant]} (of the 2 runs of this name, the one with the config its name composes to")
+    assert f"not {dirs[1 - meant]}" in source
+    assert cfg["lr"] == 0.01  # the overrides go on top of the run it means
