@@ -133,8 +133,10 @@ def fig_iwae_heatmap(data) -> Figure:
         )
     # one panel per latent size and arm (the other config keys that tell configurations of one label
     # apart: a norm, a loss reduction), so a cell never pools two configurations as if they were seeds
-    arms = [" ".join(p) for p in zip(*(f"{c}=" + ev[c].astype(str) for c in rank.id_columns(ev)), strict=True)]
-    ev = ev.assign(_arm=arms if arms else "")
+    keys = rank.id_columns(ev)
+    ev = ev.assign(
+        _arm=[rank.arm_name(keys, tuple(r)) for r in ev[keys].itertuples(index=False)] if keys else ""
+    )
     panels = [
         (latent, arm)
         for latent in ordered(ev["latent_dim"], "latent_dim")
@@ -169,7 +171,9 @@ def fig_iwae_heatmap(data) -> Figure:
     return fig
 
 
-def _heat_panel(ax, mean: pd.DataFrame, panel: tuple, encs: list, decs: list, norm, cmap, modal_n: int) -> None:
+def _heat_panel(
+    ax, mean: pd.DataFrame, panel: tuple, encs: list, decs: list, norm, cmap, modal_n: int
+) -> None:
     """The encoder × decoder cells of one panel, (latent size, arm): ``mean`` holds the (mean, count) of
     every (latent_dim, arm, encoder, decoder); a count other than the modal one is written in the cell."""
     grid = np.full((len(encs), len(decs)), np.nan)

@@ -293,15 +293,7 @@ def fig3_top_recon_vs_kl(data) -> Figure:
     arms = rank.id_columns(ranked)
     if arms:  # the claims check decides C3 within each arm, on the arm's own top set: print those
         sub += f", pooled over {', '.join(arms)}"
-        parts = [
-            (
-                " ".join(
-                    f"{k}={v}" for k, v in zip(arms, key if isinstance(key, tuple) else (key,), strict=True)
-                ),
-                g,
-            )
-            for key, g in ranked.groupby(arms, sort=True)
-        ]
+        parts = [(rank.arm_name(arms, key), g) for key, g in ranked.groupby(arms, sort=True)]
     else:
         parts = [("", ranked)]
     for arm, part in parts:

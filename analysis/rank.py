@@ -131,6 +131,13 @@ def id_columns(runs: pd.DataFrame) -> list[str]:
     return [c for c in extra if (runs[c].astype(str).groupby(labels).nunique() > 1).any()]
 
 
+def arm_name(keys: list[str], values) -> str:
+    """An arm's name, as every table and figure spells it: ``key=value`` for each of ``keys`` (a
+    groupby key: a tuple, or one value for one key), e.g. ``encoder.norm=batch loss.reduction=sum``."""
+    values = values if isinstance(values, tuple) else (values,)
+    return " ".join(f"{k}={v}" for k, v in zip(keys, values, strict=True))
+
+
 def with_config_id(runs: pd.DataFrame) -> pd.DataFrame:
     """A copy of ``runs`` with ``config``: the paper label plus ``key=value`` for each of ``id_columns``,
     e.g. ``L25_DNN1_CNN4 loss.reduction=paper``; the same for every seed of a configuration."""

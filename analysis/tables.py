@@ -108,8 +108,7 @@ def claims_table(runs: pd.DataFrame) -> pd.DataFrame:
         return claims.verdicts_table(verdicts).assign(arm="all")
     frames = []
     for values, part in runs.groupby(arms, sort=True):
-        values = values if isinstance(values, tuple) else (values,)
-        arm = " ".join(f"{k}={v}" for k, v in zip(arms, values, strict=True))
+        arm = rank.arm_name(arms, values)
         per_arm = [v for v in claims.check_claims(part) if v.claim != "ablation"]
         frames.append(claims.verdicts_table(per_arm).assign(arm=arm))
     across = [v for v in verdicts if v.claim == "ablation"]

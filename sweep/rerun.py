@@ -75,7 +75,7 @@ def build_config(name: str, overrides: list[str], results_dir: Path, source: Pat
             note = f" (an unfinished rerun of this name: resuming it, not {others}; --from DIR picks one)"
             found = mine
         if len(found) > 1:  # the one whose config is the one its name composes to, if only one is
-            default = dict(row_identity(flatten(_composed(rid, dataset))))
+            default = dict(row_identity(flatten(_composed(rid, [f"data={dataset}"] if dataset else []))))
             named = [
                 p
                 for p in found
@@ -106,16 +106,13 @@ def build_config(name: str, overrides: list[str], results_dir: Path, source: Pat
         overrides = [f"data.name={dataset}" if o.lstrip("+").startswith("data=") else o for o in overrides]
         stored = {**stored, "data": {"name": dataset_of(stored), **stored["data"]}}
         return apply_overrides(stored, overrides), str(source) + note
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=rid.overrides() + overrides)
-    return to_plain(cfg), "composed from the run name"
+    return _composed(rid, overrides), "composed from the run name"
 
 
-def _composed(rid, dataset: str | None) -> dict:
-    """The config the run name ``rid`` composes to (with ``data=dataset`` where one was asked for)."""
+def _composed(rid, overrides: list[str]) -> dict:
+    """The config the run name ``rid`` composes to, ``overrides`` on top."""
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=rid.overrides() + ([f"data={dataset}"] if dataset else []))
-    return to_plain(cfg)
+        return to_plain(compose("config", overrides=rid.overrides() + overrides))
 
 
 def _unfinished_rerun(run_dir: Path, results_dir: Path) -> bool:
