@@ -277,6 +277,7 @@ class Sweep:
     dims: pd.DataFrame
     skipped: list[tuple[str, str]]
     roots: list[Path] = field(default_factory=list)  # the directories given, when several
+    same_as: list[str] = field(default_factory=list)  # run_dir of each run counted once as another's copy
 
     @property
     def name(self) -> str:
@@ -357,7 +358,7 @@ def counted_once(sweep: Sweep) -> Sweep:
         if len(sweep.dims)
         else sweep.dims
     )
-    return Sweep(sweep.root, runs, dims, sweep.skipped + skipped, sweep.roots)
+    return Sweep(sweep.root, runs, dims, sweep.skipped + skipped, sweep.roots, [d for d, _ in dropped])
 
 
 def _load(root: str | Path | list[str | Path]) -> Sweep:

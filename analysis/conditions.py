@@ -3,8 +3,9 @@ and its paragraph on which verdicts hold in every condition, written from each c
 ``claims.csv`` (the deciding row of each claim: docs/protocol.md "Claims check"), never by hand.
 
 A condition is a committed sweep under ``results/examples/`` (``CONDITIONS``). One whose report is not
-committed yet (its sweep is still training) fills its column with ``pending`` (how far each sweep got:
-results/examples/README.md). Every number in a cell is the claims table's, to 3 significant digits.
+committed yet, or whose launched grid is not complete (a report of a part of the grid:
+:func:`analysis.coverage.incomplete`, with a warning), fills its column with ``pending`` (how far
+each sweep got: results/examples/README.md). Every number in a cell is the claims table's, to 3 significant digits.
 
     python -m analysis.conditions results/examples                  # print the table and the paragraph
     python -m analysis.conditions results/examples --readme README.md   # rewrite README's block
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis import coverage
 from analysis.arch_claims import DECIDING_METRIC
 from analysis.claim_stats import fmt3, p_fmt
 from sweep.results import atomic_write_bytes
@@ -112,6 +114,13 @@ def read_condition(sweep: Path) -> tuple[pd.DataFrame | None, int]:
     trained = sum((d / "COMPLETE").is_file() for d in sweep.glob("L*"))
     path = sweep / "claims.csv"
     if not path.is_file():
+        return None, trained
+    if (short := coverage.incomplete(sweep)) is not None:  # its verdicts are of a part of the grid
+        print(
+            f"warning: {path} is of a grid still training ({short[0]} of its {short[1]} runs complete): "
+            "its condition stays pending",
+            file=sys.stderr,
+        )
         return None, trained
     table = pd.read_csv(path)
     groups = [c for c in table.columns[: list(table.columns).index("claim")]]

@@ -24,7 +24,7 @@ matplotlib.use("Agg")
 
 import pandas as pd  # noqa: E402
 
-from analysis import convergence, pc_probe, report  # noqa: E402
+from analysis import convergence, coverage, pc_probe, report  # noqa: E402
 from analysis.budget import budget_table, fig_claims_budget  # noqa: E402
 from analysis.collect import Sweep, load_sweep  # noqa: E402
 from analysis.own_figures import (  # noqa: E402
@@ -172,8 +172,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     figures, tables = write_all(sweep, out)
+    short = "".join(
+        f"; grid {g.where} incomplete: {g.present} of its {g.runs} runs"
+        for g in coverage.of_sweep(sweep)
+        if not g.complete
+    )
     print(
-        f"{len(sweep.runs)} runs, {len(sweep.skipped)} files skipped; wrote {len(figures)} figures "
+        f"{len(sweep.runs)} runs, {len(sweep.skipped)} files skipped{short}; wrote {len(figures)} figures "
         f"(PNG + PDF), {len(tables)} tables (CSV + markdown) and report.md/report.html to {out}"
     )
     return 0

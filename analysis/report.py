@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import budget, capacity, claims, convergence, design, mi, rank
+from analysis import budget, capacity, claims, convergence, coverage, design, mi, rank
 from analysis.collect import Sweep
 from analysis.notes import FIGURE_NOTES, TABLE_NOTES, note_for
 from sweep.results import atomic_write_bytes
@@ -172,7 +172,11 @@ def _summary_blocks(sweep: Sweep) -> list:
     ]
     if (line := mi.summary(runs)) is not None:
         summary.insert(-1, line)
+    grid_lines, short = coverage.summary_lines(coverage.of_sweep(sweep))
+    summary[-1:-1] = grid_lines
     b: list[tuple] = [("h2", "Summary"), ("ul", summary)]
+    if short is not None:
+        b.append(("p", short))
     if seeds == 0:
         b.append(("p", "**No runs were found below this directory.**"))
     elif seeds == 1:

@@ -1,0 +1,124 @@
+"""How much of each launched grid an analysis holds.
+
+A sweep's launch records its grid (``grid.json``: :func:`sweep.status.read_grid`). An analysis of a
+sweep that is still training decides its claims on the runs trained so far: a verdict of 52 of 100
+configurations, whose matched contrasts pair only the cells already present, is not the grid's
+verdict, and nothing in the tables themselves says so. :func:`grids` compares each grid that lies at,
+below or above the analysed directories with the runs the analysis counted; the report says, in its
+summary, how many runs of each grid it holds, and in bold where a grid is incomplete
+(:func:`summary_lines`); ``python -m analysis.conditions`` keeps a condition whose grid is incomplete
+pending (:func:`incomplete`).
+
+A run of the grid counts as present if the analysis holds it (any status: a failed run is in the
+tables as failed), or holds the same model stored elsewhere (counted once:
+:attr:`analysis.collect.Sweep.same_as`). Runs the analysis holds below a grid's directory that its
+last launch did not list (an earlier launch with other seeds, a rerun beside it) are counted apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sweep.results import is_complete
+from sweep.status import GRID_FILE, read_grid, sweep_of
+
+if TYPE_CHECKING:
+    from analysis.collect import Sweep
+
+
+@dataclass(frozen=True)
+class Grid:
+    """One launched grid against an analysis: ``where`` (the sweep directory as the analysis names
+    it), the grid's runs, those the analysis holds, the names of the rest, and the runs the analysis
+    holds below ``where`` that the grid does not list."""
+
+    where: str
+    runs: int
+    present: int
+    missing: tuple[str, ...]
+    extra: int
+
+    @property
+    def complete(self) -> bool:
+        return self.present == self.runs
+
+
+def of_sweep(sweep: Sweep) -> list[Grid]:
+    """:func:`grids` of a loaded sweep."""
+    runs = list(sweep.runs["run_dir"]) if len(sweep.runs) else []
+    return grids(
+        sweep.roots or [sweep.root], [sweep.root / d for d in runs], [sweep.root / d for d in sweep.same_as]
+    )
+
+
+def grids(roots: Sequence[Path], run_dirs: Sequence[Path], same_as: Sequence[Path] = ()) -> list[Grid]:
+    """Each grid at, below or above ``roots`` (the directories analysed) against ``run_dirs`` (the
+    runs the analysis counted) and ``same_as`` (runs it counted once under another directory)."""
+    held = {Path(d).resolve() for d in [*run_dirs, *same_as]}
+    sweeps: set[Path] = set()
+    for root in roots:
+        root = Path(root).resolve()
+        sweeps |= {p.parent for p in root.rglob(GRID_FILE)}
+        if (above := sweep_of(root)) is not None:
+            sweeps.add(above)
+    out = []
+    for sweep in sorted(sweeps):
+        names, _, _ = read_grid(sweep)
+        listed = {(sweep / n).resolve() for n in names}
+        present = listed & held
+        below = {d for d in held if d.is_relative_to(sweep)}
+        out.append(
+            Grid(
+                where=_shown(sweep, roots),
+                runs=len(listed),
+                present=len(present),
+                missing=tuple(sorted(str(d.relative_to(sweep)) for d in listed - present)),
+                extra=len(below - listed),
+            )
+        )
+    return out
+
+
+def _shown(sweep: Path, roots: Sequence[Path]) -> str:
+    """``sweep`` as the analysed directory it lies in names it (that directory's name first), or its
+    path where it lies above them."""
+    for root in roots:
+        root = Path(root).resolve()
+        if sweep.is_relative_to(root):
+            return str(Path(root.name) / sweep.relative_to(root))
+    return str(sweep)
+
+
+def summary_lines(found: list[Grid]) -> tuple[list[str], str | None]:
+    """(one summary line per grid, and a warning paragraph where any is incomplete, else None)."""
+    if not found:
+        return ["launched grids: none found (no grid.json at, below or above this directory)"], None
+    lines = []
+    for g in found:
+        line = f"grid `{g.where}` (its last launch's {GRID_FILE}): {g.present} of its {g.runs} runs in this analysis"
+        if g.extra:
+            line += f"; {g.extra} more runs below it that this grid does not list"
+        lines.append(line)
+    short = [g for g in found if not g.complete]
+    if not short:
+        return lines, None
+    parts = "; ".join(f"`{g.where}` holds {g.present} of its {g.runs} runs" for g in short)
+    return lines, (
+        f"**Incomplete grid: {parts}.** Every table and verdict below is of the runs trained so far, "
+        "not of the grid (a matched contrast pairs only the cells whose runs are all present); "
+        "`python -m sweep.status <sweep>` names the missing runs and the command that trains them."
+    )
+
+
+def incomplete(sweep_dir: Path) -> tuple[int, int] | None:
+    """(complete runs, runs) of the grid launched in ``sweep_dir`` where some run of it is not
+    complete; None where all are, or no grid was launched there."""
+    sweep_dir = Path(sweep_dir)
+    if not (sweep_dir / GRID_FILE).is_file():
+        return None
+    names, _, _ = read_grid(sweep_dir)
+    done = sum(is_complete(sweep_dir / n) for n in names)
+    return None if done == len(names) else (done, len(names))

@@ -1,0 +1,105 @@
+"""An analysis says how much of each launched grid it holds (analysis.coverage): a report of a sweep
+still training says in bold that its verdicts are of a part of the grid, and README's conditions table
+keeps such a condition pending."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from synthetic import make_sweep
+from test_conditions import runs, write_condition
+
+from analysis import conditions, coverage, figures
+from analysis.collect import load_sweep
+
+ENCODERS = DECODERS = ("dense1", "conv2")
+
+
+def sweep_with_grid(tmp_path, trained: int, listed: int, name="synthetic"):
+    """A synthetic seed-0 sweep (latent 25, 50 × 2 × 2: 8 runs) whose grid.json lists ``listed`` run
+    names, of which the first ``trained`` are on disk (the rest not started)."""
+    sweep = make_sweep(tmp_path, seeds=(0,), encoders=ENCODERS, decoders=DECODERS, sweep_name=name)
+    names = sorted(p.name for p in sweep.iterdir() if p.is_dir())
+    extra = [f"L100_{e}_{d}_s0" for e in ENCODERS for d in DECODERS]  # launched, not started
+    grid = (names + extra)[:listed]
+    for gone in names[trained:]:
+        shutil.rmtree(sweep / gone)
+    (sweep / "grid.json").write_text(json.dumps({"schema_version": 1, "runs": grid}))
+    return sweep
+
+
+def report_of(sweep, out):
+    assert figures.main([str(sweep), "--out", str(out)]) == 0
+    return (out / "report.md").read_text()
+
+
+# (case, runs on disk, runs the grid lists, runs present, grid size, runs beside the grid)
+CASES = [
+    ("complete", 8, 8, 8, 8, 0),
+    ("still training", 5, 8, 5, 8, 0),
+    ("launched beyond what is on disk", 8, 12, 8, 12, 0),
+    ("a relaunch listing fewer runs", 8, 6, 6, 6, 2),
+]
+
+
+@pytest.mark.parametrize("case, trained, listed, present, size, extra", CASES, ids=[c[0] for c in CASES])
+def test_each_grid_is_counted_against_the_runs_the_analysis_holds(
+    tmp_path, case, trained, listed, present, size, extra
+):
+    sweep = sweep_with_grid(tmp_path, trained, listed)
+    [got] = coverage.of_sweep(load_sweep(sweep))
+    assert (got.present, got.runs, got.extra, got.complete) == (present, size, extra, present == size)
+    assert len(got.missing) == size - present and got.where == "synthetic"
+
+
+def test_a_report_of_a_grid_still_training_says_so_in_bold_and_a_complete_one_does_not(tmp_path, capsys):
+    partial = sweep_with_grid(tmp_path / "a", trained=5, listed=8)
+    text = report_of(partial, tmp_path / "out_a")
+    assert "- grid `synthetic` (its last launch's grid.json): 5 of its 8 runs in this analysis" in text
+    assert "**Incomplete grid: `synthetic` holds 5 of its 8 runs.** Every table and verdict below" in text
+    assert "grid synthetic incomplete: 5 of its 8 runs;" in capsys.readouterr().out
+    full = sweep_with_grid(tmp_path / "b", trained=8, listed=8)
+    text = report_of(full, tmp_path / "out_b")
+    assert "8 of its 8 runs in this analysis" in text and "Incomplete grid" not in text
+    assert "incomplete" not in capsys.readouterr().out
+
+
+def test_one_run_of_a_sweep_analysed_alone_is_a_part_of_its_grid(tmp_path):
+    sweep = sweep_with_grid(tmp_path, trained=8, listed=8)
+    one = next(p for p in sorted(sweep.iterdir()) if p.is_dir())
+    [got] = coverage.of_sweep(load_sweep(one))
+    assert (got.present, got.runs, got.where) == (1, 8, str(sweep.resolve()))
+
+
+def test_a_copy_of_a_complete_sweep_analysed_beside_it_is_complete_too(tmp_path):
+    sweep = sweep_with_grid(tmp_path, trained=8, listed=8)
+    copy = shutil.copytree(sweep, tmp_path / "sweeps" / "copy")
+    loaded = load_sweep([sweep, copy])
+    assert len(loaded.runs) == 8 and len(loaded.same_as) == 8  # each model counted once
+    got = coverage.of_sweep(loaded)
+    assert [(g.where, g.present, g.runs) for g in got] == [("copy", 8, 8), ("synthetic", 8, 8)]
+
+
+def test_a_directory_without_a_launched_grid_says_none_was_found(tmp_path):
+    sweep = make_sweep(tmp_path, seeds=(0,), encoders=ENCODERS, decoders=DECODERS)
+    assert coverage.of_sweep(load_sweep(sweep)) == []
+    lines, warning = coverage.summary_lines([])
+    assert lines[0].startswith("launched grids: none found") and warning is None
+
+
+def test_a_condition_whose_grid_is_still_training_stays_pending_with_a_warning(tmp_path, capsys):
+    write_condition(tmp_path, "reproduce", runs(), 3)
+    write_condition(tmp_path, "capacity_matched", runs(), 3)  # claims.csv written from 3 of 4 runs
+    grid = ["L25_r0_s0", "L25_r1_s0", "L25_r2_s0", "L25_r3_s0"]
+    (tmp_path / "capacity_matched" / "grid.json").write_text(json.dumps({"runs": grid}))
+    headers, cells = conditions.table(tmp_path)
+    assert "capacity-matched, seed 0" in headers and cells["C4"]["capacity-matched, seed 0"] == "pending"
+    assert "capacity_matched/claims.csv is of a grid still training (3 of its 4 runs complete)" in (
+        capsys.readouterr().err
+    )
+    (tmp_path / "capacity_matched" / "L25_r3_s0").mkdir()
+    (tmp_path / "capacity_matched" / "L25_r3_s0" / "COMPLETE").write_text("{}")
+    headers, cells = conditions.table(tmp_path)
+    assert any(h.startswith("capacity-matched, seed 0 (") for h in headers)
