@@ -67,7 +67,7 @@ from analysis.claim_stats import (
     seed_text,
     strata,
 )
-from analysis.latent_claims import C6_MIN_ACC, C6_MODERATE_LATENT
+from analysis.latent_claims import C6_MIN_KEPT, C6_MODERATE_LATENT, PIXEL_KNN
 
 CLAIMS = ("C1", "C2", "C3", "C4", "C5a", "C5b", "C6")
 ALIASES = {"C5": ("C5a", "C5b")}  # the paper's one C5 is tested as its two statements
@@ -89,7 +89,8 @@ CONSTANTS = {
     "c2_weak_r": C2_WEAK_R,
     "c5_min_depth": C5_MIN_DEPTH,
     "c6_moderate_latent": C6_MODERATE_LATENT,
-    "c6_min_acc": C6_MIN_ACC,
+    "c6_min_kept": C6_MIN_KEPT,
+    **{f"c6_pixel_knn_{name}": acc for name, acc in PIXEL_KNN.items()},
     "ablation_alpha": ABLATION_ALPHA,
     "ablation_min_effect": ABLATION_MIN_EFFECT,
 }

@@ -32,9 +32,17 @@ from analysis.claim_stats import (
     seed_text,
     strata,
 )
+from sweep.names import DEFAULT_DATASET
 
 C6_MODERATE_LATENT = 100  # latent sizes up to this are "moderate"
-C6_MIN_ACC = 0.90  # "separable": kNN accuracy at moderate sizes
+# "separable": the kNN accuracy at moderate sizes keeps at least this fraction of the same kNN probe's
+# accuracy on the dataset's own pixels (PIXEL_KNN), so the bar means the same on every dataset; on MNIST
+# 0.95 × 0.9488 = 0.901, the fixed bar (0.90) it replaces, set before any other dataset was trained
+C6_MIN_KEPT = 0.95
+# kNN (k = 5) on the pixel intensities of the first 10,000 training images (split_seed 0, 10,000 held
+# out) scored on the 10,000 test images: sweep.metrics.pixel_knn_accuracy; tests/test_claims.py
+# recomputes each from the bundled data. A dataset without one leaves separability undecided.
+PIXEL_KNN = {"mnist": 0.9488, "fashion_mnist": 0.8186}
 C6_DECIDING = "latent/knn_acc"  # a neighbourhood measure: its capacity does not grow with the latent size
 C6_MEASURES = {
     "latent/knn_acc": "kNN accuracy",
@@ -59,7 +67,7 @@ def c6(u, seeds, note: str) -> list[Verdict]:
         if col == C6_DECIDING:
             test += (
                 f" Decides C6 with the separability of its mean at latent <= {C6_MODERATE_LATENT} (bootstrap "
-                f"interval at or above {C6_MIN_ACC}): reproduced if both hold, not reproduced if either fails."
+                f"interval at or above {_bar_text(u)}): reproduced if both hold, not reproduced if either fails."
             )
         per_seed = {seed: corr(numeric(g, "latent_dim"), numeric(g, col), "spearman") for seed, g in seeds}
         est = across(per_seed, 0.0, CORR)
@@ -82,9 +90,31 @@ def c6(u, seeds, note: str) -> list[Verdict]:
     return rows
 
 
+def dataset_of(u) -> str | None:
+    """The one dataset of the configurations ``u`` (runs stored before ``data.name`` existed trained on
+    MNIST), or None where they pool several."""
+    names = set(u["data.name"].astype(str)) if "data.name" in u.columns else {DEFAULT_DATASET}
+    return names.pop() if len(names) == 1 else None
+
+
+def separability_bar(dataset: str | None) -> float | None:
+    """The kNN accuracy a latent must keep to be "separable" on ``dataset``: ``C6_MIN_KEPT`` of the
+    pixels' own (``PIXEL_KNN``); None for a dataset without a pixel reference, or several pooled."""
+    ref = PIXEL_KNN.get(dataset) if dataset is not None else None
+    return None if ref is None else C6_MIN_KEPT * ref
+
+
+def _bar_text(u) -> str:
+    dataset = dataset_of(u)
+    bar = separability_bar(dataset)
+    if bar is None:
+        return f"{C6_MIN_KEPT} × the kNN accuracy on the dataset's pixels, which {dataset or 'pooled datasets'} has not"
+    return f"{C6_MIN_KEPT} × the kNN accuracy on {dataset}'s pixels, {PIXEL_KNN[dataset]}: {fmt3(bar)}"
+
+
 def _separability(u) -> tuple[str, str]:
     """C6's second half on the deciding measure: (verdict, text) of its mean at moderate latent sizes."""
-    m, acc = C6_MODERATE_LATENT, C6_MIN_ACC
+    m, bar = C6_MODERATE_LATENT, separability_bar(dataset_of(u))
     mod = u[(numeric(u, "latent_dim") <= m) & np.isfinite(numeric(u, C6_DECIDING))]
     if not len(mod):
         return INCONCLUSIVE, f"no configuration with latent <= {m}"
@@ -92,20 +122,20 @@ def _separability(u) -> tuple[str, str]:
     sep = permutation.mean(
         d["_seed"], numeric(d, C6_DECIDING), d["_cluster"], d["_latent"], gen=permutation.rng()
     )
-    verdict = _separable(sep.ci_low, sep.ci_high)
+    verdict = _separable(sep.ci_low, sep.ci_high, bar)
+    against = f"against {fmt3(bar)}" if bar is not None else f"against no bar ({_bar_text(u)})"
     text = (
         f"{C6_MEASURES[C6_DECIDING]} at latent <= {m}: {fmt3(sep.statistic)}, bootstrap 95 % CI "
-        f"[{fmt3(sep.ci_low)}, {fmt3(sep.ci_high)}] against {acc} (separability: {verdict})"
+        f"[{fmt3(sep.ci_low)}, {fmt3(sep.ci_high)}] {against} (separability: {verdict})"
     )
     return verdict, text
 
 
-def _separable(low, high) -> str:
-    """C6's separability rule on an interval of the moderate-size accuracy."""
-    if low is None or not np.isfinite(low):
+def _separable(low, high, bar: float | None) -> str:
+    """C6's separability rule on an interval of the moderate-size accuracy against ``bar``."""
+    if bar is None or low is None or not np.isfinite(low):
         return INCONCLUSIVE
-    acc = C6_MIN_ACC
-    return REPRODUCED if low >= acc else NOT_REPRODUCED if high < acc else INCONCLUSIVE
+    return REPRODUCED if low >= bar else NOT_REPRODUCED if high < bar else INCONCLUSIVE
 
 
 def _both(degrade: str, separable: str) -> str:

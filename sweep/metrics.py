@@ -271,6 +271,21 @@ def probe_accuracies(
     }
 
 
+def pixel_knn_accuracy(dataset: str, *, n_train: int = 10_000, knn_k: int = 5) -> float:
+    """The kNN probe of :func:`probe_accuracies` on ``dataset``'s pixels instead of a latent: fit on the
+    intensities of the first ``n_train`` training images of the default split (split_seed 0, 10,000
+    held out), scored on the test images. The reference C6's separability bar is relative to
+    (``analysis.latent_claims.PIXEL_KNN``, docs/protocol.md "Claims check")."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from sweep.data import load_mnist
+
+    data = load_mnist("cpu", dataset=dataset)
+    xtr, ytr = data.train.x[:n_train].flatten(1).numpy(), data.train.y[:n_train].numpy()
+    xte, yte = data.test.x.flatten(1).numpy(), data.test.y.numpy()
+    return float(KNeighborsClassifier(n_neighbors=knn_k).fit(xtr, ytr).score(xte, yte))
+
+
 def pca_silhouette(mu, y) -> tuple[np.ndarray, float]:
     """2-D PCA of μ and the silhouette of that projection by digit label (docs/protocol.md "Latent quality").
 

@@ -745,3 +745,27 @@ def test_newcombe_interval_known_value():
     # Newcombe (1998), Stat. Med. 17:873, example (a): 56/70 − 48/80, hybrid score interval 0.0524 to 0.3339
     low, high = claims.newcombe_interval(56, 70, 48, 80)
     assert (low, high) == (pytest.approx(0.0524, abs=1e-4), pytest.approx(0.3339, abs=1e-4))
+
+
+@pytest.mark.parametrize("dataset", sorted(latent_claims.PIXEL_KNN))
+def test_each_pixel_knn_reference_is_the_probe_on_the_bundled_pixels(dataset, atol=0.002):
+    # atol: 20 of the 10,000 test images, room for a float32 distance tie resolved otherwise on another CPU
+    from sweep.metrics import pixel_knn_accuracy
+
+    assert pixel_knn_accuracy(dataset) == pytest.approx(latent_claims.PIXEL_KNN[dataset], abs=atol)
+
+
+@pytest.mark.parametrize(
+    "dataset, verdict",
+    [("mnist", "not reproduced"), ("fashion_mnist", "reproduced"), ("cifar10", "inconclusive")],
+)
+def test_c6_separability_is_judged_against_the_dataset_s_own_pixels(dataset, verdict):
+    # kNN ≈ 0.85 at moderate sizes: below MNIST's bar (0.95 × 0.9488 = 0.901), above Fashion-MNIST's
+    # (0.95 × 0.8186 = 0.778); a dataset without a pixel reference has no bar
+    runs = c6_runs({k: a - 0.10 for k, a in DEGRADING.items()}).assign(**{"data.name": dataset})
+    v = decider(check(runs, "C6"), "C6")
+    assert f"(separability: {verdict})" in v.why
+    bar = latent_claims.separability_bar(dataset)
+    assert (bar is None) == (dataset not in latent_claims.PIXEL_KNN)
+    assert (f"against {bar:.3g}" if bar else "against no bar") in v.why and "pixels" in v.test
+    assert v.verdict == verdict  # the kNN degrades (reproduced): the verdict is separability's
