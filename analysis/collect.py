@@ -23,7 +23,7 @@ import argparse
 import os
 import sys
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -278,6 +278,7 @@ class Sweep:
     skipped: list[tuple[str, str]]
     roots: list[Path] = field(default_factory=list)  # the directories given, when several
     same_as: list[str] = field(default_factory=list)  # run_dir of each run counted once as another's copy
+    seeds: tuple[int, ...] | None = None  # the seeds chosen (only_seeds); None: every stored seed
 
     @property
     def name(self) -> str:
@@ -323,6 +324,22 @@ def load_sweep(root: str | Path | list[str | Path]) -> Sweep:
     stored twice (two copies of a sweep, a rerun beside its sweep: the same config and seed,
     :func:`sweep.keys.row_identity`) counts once (:func:`counted_once`)."""
     return counted_once(_load(root))
+
+
+def only_seeds(sweep: Sweep, seeds: list[int] | tuple[int, ...]) -> Sweep:
+    """``sweep`` restricted to the runs of ``seeds`` (``analysis.figures --seeds``: e.g. the
+    reproduction's seed 0 alone, the baseline of a single-seed condition); ValueError naming the stored
+    seeds where one of ``seeds`` has no run."""
+    have = sorted({int(x) for x in sweep.runs["seed"]}) if len(sweep.runs) else []
+    if missing := sorted(set(seeds) - set(have)):
+        raise ValueError(
+            f"--seeds {','.join(map(str, missing))}: no run of that seed below {sweep.root}; "
+            f"valid: {', '.join(map(str, have)) or 'none (no run)'}"
+        )
+    keep = sweep.runs["seed"].astype(int).isin(seeds)
+    runs = sweep.runs[keep].reset_index(drop=True)
+    dims = sweep.dims[sweep.dims["run_dir"].isin(set(runs["run_dir"]))].reset_index(drop=True)
+    return replace(sweep, runs=runs, dims=dims, seeds=tuple(sorted(set(seeds))))
 
 
 def counted_once(sweep: Sweep) -> Sweep:

@@ -2,7 +2,8 @@
 and its paragraph on which verdicts hold in every condition, written from each condition's committed
 ``claims.csv`` (the deciding row of each claim: docs/protocol.md "Claims check"), never by hand.
 
-A condition is a committed sweep under ``results/examples/`` (``CONDITIONS``). One whose report is not
+A condition is a committed sweep under ``results/examples/``, or chosen seeds of one (``CONDITIONS``:
+the reproduction's seed 0 alone is the baseline of the seed-0 conditions). One whose report is not
 committed yet, or whose launched grid is not complete (a report of a part of the grid:
 :func:`analysis.coverage.incomplete`, with a warning), fills its column with ``pending`` (how far
 each sweep got: results/examples/README.md). Every number in a cell is the claims table's, to 3 significant digits.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,12 +28,39 @@ from analysis.arch_claims import DECIDING_METRIC
 from analysis.claim_stats import fmt3, p_fmt
 from sweep.results import atomic_write_bytes
 
-# README's columns, in order: (label, the committed sweep under results/examples/ it is read from)
+
+@dataclass(frozen=True)
+class Condition:
+    """One column of README's table: ``label``, the committed ``sweep`` under results/examples/ whose
+    runs it is decided on, and the ``seeds`` of them it holds (None: every seed). A condition of chosen
+    seeds has its report in ``<sweep>/seed<seeds>/`` (:attr:`report`), made by :attr:`command`."""
+
+    label: str
+    sweep: str
+    seeds: tuple[int, ...] | None = None
+
+    @property
+    def report(self) -> str:
+        """The directory of its ``claims.csv``, relative to results/examples/."""
+        return self.sweep if self.seeds is None else f"{self.sweep}/seed{'_'.join(map(str, self.seeds))}"
+
+    @property
+    def command(self) -> str:
+        """The command that writes its report (run from the repository root)."""
+        where = "results/examples/"
+        seeds = "" if self.seeds is None else " --seeds " + ",".join(map(str, self.seeds))
+        return f"python -m analysis.figures {where}{self.sweep}{seeds} --out {where}{self.report}"
+
+
+# README's columns, in order. The reproduction's seed 0 alone is the baseline of the seed-0 conditions:
+# each differs from it in one factor (the 30-epoch runs' epochs 1-10 are its runs, bit for bit), where
+# against the three-seed column a verdict could also change with the seeds
 CONDITIONS = (
-    ("MNIST, 10 epochs, 3 seeds", "reproduce"),
-    ("MNIST, 30 epochs, seed 0", "reproduce_e30"),
-    ("capacity-matched, seed 0", "capacity_matched"),
-    ("Fashion-MNIST, 10 epochs, seed 0", "reproduce_fashion_mnist"),
+    Condition("MNIST, 10 epochs, 3 seeds", "reproduce"),
+    Condition("MNIST, 10 epochs, seed 0", "reproduce", (0,)),
+    Condition("MNIST, 30 epochs, seed 0", "reproduce_e30"),
+    Condition("capacity-matched, seed 0", "capacity_matched"),
+    Condition("Fashion-MNIST, 10 epochs, seed 0", "reproduce_fashion_mnist"),
 )
 # the paper's words for each claim (the table's second column)
 PAPER = {
@@ -109,13 +138,15 @@ def cell(row: pd.Series, rows: pd.DataFrame) -> str:
     return text
 
 
-def read_condition(sweep: Path) -> tuple[pd.DataFrame | None, int]:
-    """(the claims table of ``sweep``'s committed report or None, its trained runs)."""
-    trained = sum((d / "COMPLETE").is_file() for d in sweep.glob("L*"))
-    path = sweep / "claims.csv"
+def read_condition(root: Path, condition: Condition) -> tuple[pd.DataFrame | None, int]:
+    """(the claims table of ``condition``'s committed report under ``root`` or None, its trained runs)."""
+    sweep = root / condition.sweep
+    runs = coverage.of_seeds([d.name for d in sweep.glob("L*")], condition.seeds)
+    trained = sum((sweep / d / "COMPLETE").is_file() for d in runs)
+    path = root / condition.report / "claims.csv"
     if not path.is_file():
         return None, trained
-    if (short := coverage.incomplete(sweep)) is not None:  # its verdicts are of a part of the grid
+    if (short := coverage.incomplete(sweep, condition.seeds)) is not None:  # of a part of the grid
         print(
             f"warning: {path} is of a grid still training ({short[0]} of its {short[1]} runs complete): "
             "its condition stays pending",
@@ -137,8 +168,9 @@ def read_condition(sweep: Path) -> tuple[pd.DataFrame | None, int]:
 def table(root: Path) -> tuple[list[str], dict[str, dict[str, str]]]:
     """(column headers, {claim: {header: cell}}) for the conditions under ``root``."""
     headers, cells = [], {c: {} for c in PAPER}
-    for label, name in CONDITIONS:
-        claims, trained = read_condition(root / name)
+    for condition in CONDITIONS:
+        label = condition.label
+        claims, trained = read_condition(root, condition)
         if claims is None:
             headers.append(label)
             for c in cells:
@@ -177,6 +209,7 @@ def agreement(headers: list[str], cells: dict[str, dict[str, str]]) -> str:
     )
     if len(decided) == 1:
         return f"Only one condition is decided so far ({names}); no verdict can yet be said to hold across conditions.{pending_text}"
+    seeds_text = _seeds_sentence(decided, cells)
     out = f"Across the {len(decided)} condition{'s' if len(decided) != 1 else ''} decided so far ({names}): "
     out += "; ".join(f"{verdict} in every one: {', '.join(cs)}" for verdict, cs in same.items()) or "none"
     out += ". " + (
@@ -184,7 +217,29 @@ def agreement(headers: list[str], cells: dict[str, dict[str, str]]) -> str:
         if differ
         else "No verdict depends on the condition."
     )
-    return out + pending_text
+    return out + seeds_text + pending_text
+
+
+def _seeds_sentence(decided: list[str], cells: dict[str, dict[str, str]]) -> str:
+    """For each decided condition of chosen seeds whose sweep is decided on every seed too: whether the
+    chosen seeds give the same verdicts (a seed-0 condition is compared with its seed-0 baseline)."""
+    by_label = {_label(h): h for h in decided}
+    out = ""
+    for cond in CONDITIONS:
+        full = next((c for c in CONDITIONS if c.sweep == cond.sweep and c.seeds is None), None)
+        if cond.seeds is None or full is None or not {cond.label, full.label} <= set(by_label):
+            continue
+        a, b = by_label[cond.label], by_label[full.label]
+        diff = [
+            f"{c} ({row[a].split(':')[0]} against {row[b].split(':')[0]})"
+            for c, row in cells.items()
+            if row[a].split(":")[0] != row[b].split(":")[0]
+        ]
+        out += f" {cond.label} gives " + (
+            f"other verdicts than {full.label} in {'; '.join(diff)}" if diff else f"every verdict of {full.label}"
+        )
+        out += ": the seed-0 conditions are compared with it, each differing in one factor."
+    return out
 
 
 def markdown(root: Path) -> str:

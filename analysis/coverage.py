@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sweep.names import parse_run_name
 from sweep.results import is_complete
 from sweep.status import GRID_FILE, read_grid, sweep_of
 
@@ -50,13 +51,37 @@ def of_sweep(sweep: Sweep) -> list[Grid]:
     """:func:`grids` of a loaded sweep."""
     runs = list(sweep.runs["run_dir"]) if len(sweep.runs) else []
     return grids(
-        sweep.roots or [sweep.root], [sweep.root / d for d in runs], [sweep.root / d for d in sweep.same_as]
+        sweep.roots or [sweep.root],
+        [sweep.root / d for d in runs],
+        [sweep.root / d for d in sweep.same_as],
+        sweep.seeds,
     )
 
 
-def grids(roots: Sequence[Path], run_dirs: Sequence[Path], same_as: Sequence[Path] = ()) -> list[Grid]:
+def of_seeds(names: Sequence[str], seeds: Sequence[int] | None) -> list[str]:
+    """The run names (or paths) of ``names`` whose seed suffix ``_s<seed>`` is one of ``seeds`` (all of
+    them where ``seeds`` is None)."""
+    if seeds is None:
+        return list(names)
+    return [n for n in names if _seed_of(Path(n).name) in seeds]
+
+
+def _seed_of(name: str) -> int | None:
+    try:
+        return parse_run_name(name).seed
+    except ValueError:  # not a run name of the grammar: of no chosen seed
+        return None
+
+
+def grids(
+    roots: Sequence[Path],
+    run_dirs: Sequence[Path],
+    same_as: Sequence[Path] = (),
+    seeds: Sequence[int] | None = None,
+) -> list[Grid]:
     """Each grid at, below or above ``roots`` (the directories analysed) against ``run_dirs`` (the
-    runs the analysis counted) and ``same_as`` (runs it counted once under another directory)."""
+    runs the analysis counted) and ``same_as`` (runs it counted once under another directory); with
+    ``seeds``, each grid's runs of those seeds only (an analysis of chosen seeds)."""
     held = {Path(d).resolve() for d in [*run_dirs, *same_as]}
     sweeps: set[Path] = set()
     for root in roots:
@@ -67,7 +92,7 @@ def grids(roots: Sequence[Path], run_dirs: Sequence[Path], same_as: Sequence[Pat
     out = []
     for sweep in sorted(sweeps):
         names, _, _ = read_grid(sweep)
-        listed = {(sweep / n).resolve() for n in names}
+        listed = {(sweep / n).resolve() for n in of_seeds(names, seeds)}
         present = listed & held
         below = {d for d in held if d.is_relative_to(sweep)}
         out.append(
@@ -113,12 +138,12 @@ def summary_lines(found: list[Grid]) -> tuple[list[str], str | None]:
     )
 
 
-def incomplete(sweep_dir: Path) -> tuple[int, int] | None:
-    """(complete runs, runs) of the grid launched in ``sweep_dir`` where some run of it is not
-    complete; None where all are, or no grid was launched there."""
+def incomplete(sweep_dir: Path, seeds: Sequence[int] | None = None) -> tuple[int, int] | None:
+    """(complete runs, runs) of the grid launched in ``sweep_dir`` (its runs of ``seeds`` where given)
+    where some run of it is not complete; None where all are, or no grid was launched there."""
     sweep_dir = Path(sweep_dir)
     if not (sweep_dir / GRID_FILE).is_file():
         return None
-    names, _, _ = read_grid(sweep_dir)
+    names = of_seeds(read_grid(sweep_dir)[0], seeds)
     done = sum(is_complete(sweep_dir / n) for n in names)
     return None if done == len(names) else (done, len(names))

@@ -26,7 +26,7 @@ import pandas as pd  # noqa: E402
 
 from analysis import convergence, coverage, pc_probe, report  # noqa: E402
 from analysis.budget import budget_table, fig_claims_budget  # noqa: E402
-from analysis.collect import Sweep, load_sweep  # noqa: E402
+from analysis.collect import Sweep, load_sweep, only_seeds  # noqa: E402
 from analysis.own_figures import (  # noqa: E402
     fig_active_units,
     fig_collapse_by_factor,
@@ -141,6 +141,17 @@ def write_all(sweep: Sweep, out_dir: str | Path) -> tuple[dict[str, Path], dict[
     return figures, tables
 
 
+def _seed_list(text: str) -> list[int]:
+    """``--seeds``: comma-separated seeds (non-negative integers)."""
+    try:
+        seeds = [int(x) for x in text.split(",")]
+    except ValueError:
+        seeds = [-1]
+    if not seeds or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of seeds; valid: e.g. 0 or 0,1,2")
+    return seeds
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m analysis.figures", description=__doc__.split("\n\n")[0])
     p.add_argument(
@@ -150,6 +161,12 @@ def main(argv: list[str] | None = None) -> int:
         "--out",
         type=Path,
         help="output directory (default: <sweep_dir>/figures; for several, <parent>/figures_<a>+<b>…)",
+    )
+    p.add_argument(
+        "--seeds",
+        type=_seed_list,
+        help="analyse only the runs of these seeds, e.g. 0 or 0,1 (the reproduction's seed 0 alone: the "
+        "baseline of a single-seed condition); default: every stored seed",
     )
     args = p.parse_args(argv)
     dirs = list(dict.fromkeys(args.sweep_dirs))
@@ -166,6 +183,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"sweep_dir={' '.join(map(str, dirs))} holds no run (no run.parquet below it{skipped}); "
                 "valid: a sweep or results directory with at least one run, e.g. results/sweeps/<sweep_name>"
             )
+        if args.seeds is not None:
+            try:
+                sweep = only_seeds(sweep, args.seeds)
+            except ValueError as exc:
+                raise PathError(str(exc)) from None
         if args.out is None and len(dirs) > 1:  # next to them: known once they are read
             out = writable(sweep.root / ("figures_" + "+".join(d.resolve().name for d in dirs)), "--out")
     except PathError as exc:

@@ -151,6 +151,11 @@ def _blocks(sweep: Sweep, out_dir: Path, figures: dict[str, Path], tables: dict[
     ]
 
 
+def _chosen(sweep: Sweep) -> str:
+    """Where the analysis holds only some seeds (``--seeds``), that it chose them."""
+    return "" if sweep.seeds is None else " (chosen: `--seeds " + ",".join(map(str, sweep.seeds)) + "`)"
+
+
 def _summary_blocks(sweep: Sweep) -> list:
     """What the sweep holds, and a warning where it has no runs or a single seed."""
     runs = sweep.runs
@@ -161,7 +166,7 @@ def _summary_blocks(sweep: Sweep) -> list:
         + (", ".join(f"{n} {s}" for s, n in counts.items()) or "none")
         + "); evaluated: "
         + str(int(runs["eval/status"].eq("ok").sum()) if "eval/status" in runs.columns else 0),
-        f"seeds: {_values(runs, 'seed')}; latent sizes: {_values(runs, 'latent_dim')}",
+        f"seeds: {_values(runs, 'seed')}{_chosen(sweep)}; latent sizes: {_values(runs, 'latent_dim')}",
         f"encoders: {_values(runs, 'family/encoder')}; decoders: {_values(runs, 'family/decoder')}",
         f"likelihood: {_values(runs, 'data.likelihood')}; loss.reduction: {_values(runs, 'loss.reduction')}; "
         f"epochs: {_values(runs, 'epochs')}; IWAE K: {_values(runs, 'test/iwae_k')}",

@@ -33,16 +33,18 @@ def runs(enc=ENC, dec=DEC) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def write_condition(root, name, run_table, n_runs) -> pd.DataFrame:
-    """A committed condition: ``claims.csv`` of ``run_table`` and ``n_runs`` complete run directories."""
+def write_condition(root, name, run_table, n_runs, seed=0, report=None) -> pd.DataFrame:
+    """A committed condition: ``claims.csv`` of ``run_table`` (in ``report``, default the sweep) and
+    ``n_runs`` complete run directories of seed ``seed``."""
     sweep = root / name
-    sweep.mkdir(parents=True)
+    out = root / (report or name)
+    out.mkdir(parents=True, exist_ok=True)
     table = claims.verdicts_table(claims.check_claims(run_table))
-    table.to_csv(sweep / "claims.csv", index=False)
+    table.to_csv(out / "claims.csv", index=False)
     for i in range(n_runs):
-        (sweep / f"L25_r{i}_s0").mkdir()
-        (sweep / f"L25_r{i}_s0" / "COMPLETE").write_text("{}")
-    return pd.read_csv(sweep / "claims.csv")
+        (sweep / f"L25_dense{i + 1}_dense1_s{seed}").mkdir(parents=True)
+        (sweep / f"L25_dense{i + 1}_dense1_s{seed}" / "COMPLETE").write_text("{}")
+    return pd.read_csv(out / "claims.csv")
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +68,7 @@ def test_each_cell_starts_with_the_deciding_verdict_and_writes_its_numbers_and_n
             for x in (row.statistic, row.ci_low, row.ci_high):
                 assert conditions.num(x) in cell, (row.claim, x, cell)
             assert f"n = {row.n_configs}" in cell
-    assert all(cells[c][headers[2]] == "pending" and cells[c][headers[3]] == "pending" for c in cells)
+    assert all(cells[c][h] == "pending" for c in cells for h in (headers[1], headers[3], headers[4]))
 
 
 def test_c4_names_the_family_that_gave_the_smallest_gap(two):
@@ -75,12 +77,12 @@ def test_c4_names_the_family_that_gave_the_smallest_gap(two):
     # planted: conv2 is the best encoder (−2.7) in the first condition, so dense1's smallest gap is against it
     assert "smallest gap (conv2 − dense1)" in cells["C4"][headers[0]]
     assert cells["C4"][headers[0]].startswith("not reproduced:")
-    assert cells["C4"][headers[1]].startswith("reproduced:")  # dense1 planted best of all
+    assert cells["C4"][headers[2]].startswith("reproduced:")  # dense1 planted best of all
     joint = second[second["claim"].eq("C4") & second["decides"]].iloc[0]
     contrasts = second[second["claim"].eq("C4") & second["part"].str.startswith("dense1 vs ")]
     gaps = contrasts[contrasts["metric"].eq("test/distortion")].set_index("part")["statistic"]
     assert joint.statistic == gaps.min()
-    assert f"({gaps.idxmin().split(' vs ')[1]} − dense1)" in cells["C4"][headers[1]]
+    assert f"({gaps.idxmin().split(' vs ')[1]} − dense1)" in cells["C4"][headers[2]]
 
 
 def test_the_paragraph_names_agreeing_and_condition_dependent_verdicts(two):
@@ -92,7 +94,24 @@ def test_the_paragraph_names_agreeing_and_condition_dependent_verdicts(two):
         text,
     )
     assert re.search(r"reproduced in every one: [^;.]*C5a", text)
-    assert "Pending: capacity-matched, seed 0; Fashion-MNIST, 10 epochs, seed 0" in text
+    assert "Pending: MNIST, 10 epochs, seed 0; capacity-matched, seed 0; Fashion-MNIST, 10 epochs, seed 0" in text
+
+
+@pytest.mark.parametrize("planted, says", [(ENC, "gives every verdict of"), ({**ENC, "dense1": -5.0}, "gives other verdicts than")])
+def test_the_seed_0_baseline_counts_its_own_runs_and_is_compared_with_all_seeds(tmp_path, planted, says):
+    # the reproduction's three seeds (runs of seeds 0, 1, 2) and its seed 0 alone, in reproduce/seed0
+    for seed in (0, 1, 2):
+        write_condition(tmp_path, "reproduce", runs(), 7, seed=seed)
+    write_condition(tmp_path, "reproduce", runs(enc=planted), 0, report="reproduce/seed0")
+    headers, cells = conditions.table(tmp_path)
+    assert headers[:2] == [
+        "MNIST, 10 epochs, 3 seeds (50 configurations, 21 runs)",
+        "MNIST, 10 epochs, seed 0 (50 configurations, 7 runs)",
+    ]
+    text = conditions.agreement(headers, cells)
+    assert f"MNIST, 10 epochs, seed 0 {says}" in text
+    if "other" in says:  # dense1 planted best in seed 0 alone: C4 differs
+        assert "in C4 (reproduced against not reproduced)" in text
 
 
 def test_one_decided_condition_claims_no_agreement(tmp_path):

@@ -92,14 +92,32 @@ def test_a_directory_without_a_launched_grid_says_none_was_found(tmp_path):
 def test_a_condition_whose_grid_is_still_training_stays_pending_with_a_warning(tmp_path, capsys):
     write_condition(tmp_path, "reproduce", runs(), 3)
     write_condition(tmp_path, "capacity_matched", runs(), 3)  # claims.csv written from 3 of 4 runs
-    grid = ["L25_r0_s0", "L25_r1_s0", "L25_r2_s0", "L25_r3_s0"]
+    grid = [f"L25_dense{i}_dense1_s0" for i in (1, 2, 3, 4)]
     (tmp_path / "capacity_matched" / "grid.json").write_text(json.dumps({"runs": grid}))
     headers, cells = conditions.table(tmp_path)
     assert "capacity-matched, seed 0" in headers and cells["C4"]["capacity-matched, seed 0"] == "pending"
     assert "capacity_matched/claims.csv is of a grid still training (3 of its 4 runs complete)" in (
         capsys.readouterr().err
     )
-    (tmp_path / "capacity_matched" / "L25_r3_s0").mkdir()
-    (tmp_path / "capacity_matched" / "L25_r3_s0" / "COMPLETE").write_text("{}")
+    (tmp_path / "capacity_matched" / grid[3]).mkdir()
+    (tmp_path / "capacity_matched" / grid[3] / "COMPLETE").write_text("{}")
     headers, cells = conditions.table(tmp_path)
     assert any(h.startswith("capacity-matched, seed 0 (") for h in headers)
+
+
+def test_chosen_seeds_are_analysed_alone_and_counted_against_the_grid_s_runs_of_those_seeds(tmp_path, capsys):
+    sweep = make_sweep(tmp_path, seeds=(0, 1), encoders=ENCODERS, decoders=DECODERS)
+    names = sorted(p.name for p in sweep.iterdir() if p.is_dir())
+    (sweep / "grid.json").write_text(json.dumps({"schema_version": 1, "runs": names}))
+    text = report_of_seeds(sweep, tmp_path / "out", "0")
+    assert "- seeds: 0 (chosen: `--seeds 0`)" in text and "runs: 8 (8 ok)" in text
+    assert "8 of its 8 runs in this analysis" in text and "Incomplete grid" not in text
+    assert figures.main([str(sweep), "--seeds", "3", "--out", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"error: --seeds 3: no run of that seed below {sweep}; valid: 0, 1"
+    assert not (tmp_path / "none").exists()
+
+
+def report_of_seeds(sweep, out, seeds):
+    assert figures.main([str(sweep), "--seeds", seeds, "--out", str(out)]) == 0
+    return (out / "report.md").read_text()

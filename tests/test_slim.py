@@ -17,10 +17,10 @@ import pytest
 from conftest import make_cfg, spy_epochs
 
 from analysis import figures, tables
-from analysis.collect import load_sweep
+from analysis.collect import load_sweep, only_seeds
 from analysis.conditions import CONDITIONS
 from sweep import evaluate, projection, results, slim, status
-from sweep.names import run_name_of
+from sweep.names import parse_run_name, run_name_of
 from sweep.train import train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -245,16 +245,19 @@ def test_cli_dry_run_changes_nothing_and_a_bad_path_is_refused(sweep_copy, capsy
     assert len(err) == 1 and "nope" in err[0]
 
 
-@pytest.mark.parametrize("name", [name for _, name in CONDITIONS])
-def test_each_committed_condition_regenerates_its_verdicts(name):
-    """A committed condition's claims.csv is what its committed runs give. Verdict text must match
-    exactly; the numbers to 1e-9 relative: the same float64 statistics of the same data, where only the
-    order of summation (SIMD width of the CPU's numpy kernels) may differ, ~1e-15 relative per operation."""
-    path = REPRODUCE.parent / name
+@pytest.mark.parametrize("condition", CONDITIONS, ids=[c.report for c in CONDITIONS])
+def test_each_committed_condition_regenerates_its_verdicts(condition):
+    """A committed condition's claims.csv is what its committed runs (of its seeds) give. Verdict text
+    must match exactly; the numbers to 1e-9 relative: the same float64 statistics of the same data, where
+    only the order of summation (SIMD width of the CPU's numpy kernels) may differ, ~1e-15 relative per
+    operation."""
+    path = REPRODUCE.parent / condition.report
     if not (path / "claims.csv").is_file():
-        pytest.skip(f"no committed report of {name} yet (its sweep is still training)")
-    sweep = load_sweep(path)
+        pytest.skip(f"no committed report of {condition.report} yet (its sweep is still training)")
+    sweep = load_sweep(REPRODUCE.parent / condition.sweep)
     assert not sweep.skipped
+    if condition.seeds is not None:
+        sweep = only_seeds(sweep, condition.seeds)
     from analysis import pc_probe
 
     got = tables.claims_table(pc_probe.with_pc2_probe(sweep))  # the runs as analysis.figures reads them
@@ -289,16 +292,19 @@ def test_readme_states_each_conditions_verdicts_statistics_and_counts():
         "README's conditions block is stale: python -m analysis.conditions results/examples --readme README.md"
     )
     headers, cells = conditions.table(root)
-    assert [h.split(" (")[0] for h in headers] == [label for label, _ in conditions.CONDITIONS]
-    for header, (_, name) in zip(headers, conditions.CONDITIONS, strict=True):
-        sweep = root / name
+    assert [h.split(" (")[0] for h in headers] == [c.label for c in conditions.CONDITIONS]
+    for header, condition in zip(headers, conditions.CONDITIONS, strict=True):
+        sweep = root / condition.report
         if not (sweep / "claims.csv").is_file():
             assert all(cells[c][header] == "pending" for c in cells), header
             continue
         want = pd.read_csv(sweep / "claims.csv")
         want = want[want["decides"]]
         assert sorted(cells) == sorted(want.claim), header
-        n_runs = sum((d / "COMPLETE").is_file() for d in sweep.glob("L*"))
+        n_runs = sum(
+            (d / "COMPLETE").is_file() and (condition.seeds is None or parse_run_name(d.name).seed in condition.seeds)
+            for d in (root / condition.sweep).glob("L*")
+        )
         n_configs = int(want.loc[want.claim.eq("C1"), "n_configs"].iloc[0])
         assert header.endswith(f"({n_configs} configurations, {n_runs} runs)"), header
         for _, claim in want.iterrows():
