@@ -339,7 +339,18 @@ def only_seeds(sweep: Sweep, seeds: list[int] | tuple[int, ...]) -> Sweep:
     keep = sweep.runs["seed"].astype(int).isin(seeds)
     runs = sweep.runs[keep].reset_index(drop=True)
     dims = sweep.dims[sweep.dims["run_dir"].isin(set(runs["run_dir"]))].reset_index(drop=True)
-    return replace(sweep, runs=runs, dims=dims, seeds=tuple(sorted(set(seeds))))
+    same_as = [d for d in sweep.same_as if seed_of(Path(d).name) in seeds]  # copies of the chosen runs
+    return replace(sweep, runs=runs, dims=dims, same_as=same_as, seeds=tuple(sorted(set(seeds))))
+
+
+def seed_of(name: str) -> int | None:
+    """The seed a run directory's name gives (None where it is no run name)."""
+    from sweep.names import parse_run_name
+
+    try:
+        return parse_run_name(name).seed
+    except ValueError:
+        return None
 
 
 def counted_once(sweep: Sweep) -> Sweep:

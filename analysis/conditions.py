@@ -139,20 +139,21 @@ def cell(row: pd.Series, rows: pd.DataFrame) -> str:
 
 
 def read_condition(root: Path, condition: Condition) -> tuple[pd.DataFrame | None, int]:
-    """(the claims table of ``condition``'s committed report under ``root`` or None, its trained runs)."""
-    sweep = root / condition.sweep
-    runs = coverage.of_seeds([d.name for d in sweep.glob("L*")], condition.seeds)
-    trained = sum((sweep / d / "COMPLETE").is_file() for d in runs)
+    """(the claims table of ``condition``'s committed report under ``root`` or None, its complete
+    runs). None, with a warning, where its grid is not complete (a report of a part of it); a table
+    decided on another number of ok runs than its grid's complete ok runs (a report older than its
+    runs) is refused."""
+    got = coverage.done(root / condition.sweep, condition.seeds)
     path = root / condition.report / "claims.csv"
     if not path.is_file():
-        return None, trained
-    if (short := coverage.incomplete(sweep, condition.seeds)) is not None:  # of a part of the grid
+        return None, got.complete
+    if got.complete < got.runs or not got.runs:  # of a part of the grid (failed runs are holes too)
         print(
-            f"warning: {path} is of a grid still training ({short[0]} of its {short[1]} runs complete): "
-            "its condition stays pending",
+            f"warning: {path} is of a grid not complete ({got.complete} of its {got.runs} runs complete; "
+            "the rest failed or are not trained yet): its condition stays pending",
             file=sys.stderr,
         )
-        return None, trained
+        return None, got.complete
     table = pd.read_csv(path)
     groups = [c for c in table.columns[: list(table.columns).index("claim")]]
     if groups and len(table[groups].drop_duplicates()) > 1:
@@ -162,7 +163,13 @@ def read_condition(root: Path, condition: Condition) -> tuple[pd.DataFrame | Non
         raise ConditionsError(f"{path} holds several arms ({arms}): a condition is one arm")
     if not table["decides"].astype(bool).any():
         raise ConditionsError(f"{path} has no deciding row")
-    return table, trained
+    c1 = table[table["claim"].eq("C1") & table["decides"].astype(bool)]
+    if len(c1) and int(c1["n_runs"].iloc[0]) != got.ok:  # C1 counts every ok run
+        raise ConditionsError(
+            f"{path} is decided on {int(c1['n_runs'].iloc[0])} ok runs, but its grid has {got.ok} complete "
+            f"ok runs: it is older than its runs; regenerate it: {condition.command}"
+        )
+    return table, got.complete
 
 
 def table(root: Path) -> tuple[list[str], dict[str, dict[str, str]]]:
@@ -190,9 +197,14 @@ def _label(header: str) -> str:
 
 
 def agreement(headers: list[str], cells: dict[str, dict[str, str]]) -> str:
-    """The paragraph: which verdicts are the same in every decided condition, which differ."""
-    decided = [h for h in headers if not next(iter(cells.values()))[h].startswith("pending")]
-    pending = [h for h in headers if h not in decided]
+    """The paragraph: which verdicts are the same in every decided condition, which differ. A column of
+    chosen seeds holds a part of another column's runs, not another condition: it is left out of the
+    agreement and compared with its sweep's every-seed column alone (:func:`_seeds_sentence`)."""
+    decided_all = [h for h in headers if not next(iter(cells.values()))[h].startswith("pending")]
+    pending = [h for h in headers if h not in decided_all]
+    chosen = {c.label for c in CONDITIONS if c.seeds is not None}
+    decided = [h for h in decided_all if _label(h) not in chosen]
+    seeds_text = _seeds_sentence(decided_all, cells)
     same, differ = {}, []
     for claim, row in cells.items():
         verdicts = [row[h].split(":")[0] for h in decided]
@@ -203,13 +215,15 @@ def agreement(headers: list[str], cells: dict[str, dict[str, str]]) -> str:
             differ.append(f"{claim} ({each})")
     names = "; ".join(_label(h) for h in decided)
     pending_text = (
-        f" Pending: {'; '.join(_label(h) for h in pending)} (their sweeps are still training)."
+        f" Pending: {'; '.join(_label(h) for h in pending)} (their grids are not complete yet)."
         if pending
         else ""
     )
     if len(decided) == 1:
-        return f"Only one condition is decided so far ({names}); no verdict can yet be said to hold across conditions.{pending_text}"
-    seeds_text = _seeds_sentence(decided, cells)
+        return (
+            f"Only one condition is decided so far ({names}); no verdict can yet be said to hold across "
+            f"conditions.{seeds_text}{pending_text}"
+        )
     out = f"Across the {len(decided)} condition{'s' if len(decided) != 1 else ''} decided so far ({names}): "
     out += "; ".join(f"{verdict} in every one: {', '.join(cs)}" for verdict, cs in same.items()) or "none"
     out += ". " + (
@@ -235,10 +249,11 @@ def _seeds_sentence(decided: list[str], cells: dict[str, dict[str, str]]) -> str
             for c, row in cells.items()
             if row[a].split(":")[0] != row[b].split(":")[0]
         ]
-        out += f" {cond.label} gives " + (
+        seeds = ",".join(map(str, cond.seeds))
+        out += f" {cond.label}, the seed-{seeds} runs of {full.label}, gives " + (
             f"other verdicts than {full.label} in {'; '.join(diff)}" if diff else f"every verdict of {full.label}"
         )
-        out += ": the seed-0 conditions are compared with it, each differing in one factor."
+        out += f": the seed-{seeds} conditions are compared with it, each differing from it in one factor."
     return out
 
 

@@ -7,11 +7,11 @@ verdict, and nothing in the tables themselves says so. :func:`grids` compares ea
 below or above the analysed directories with the runs the analysis counted; the report says, in its
 summary, how many runs of each grid it holds, and in bold where a grid is incomplete
 (:func:`summary_lines`); ``python -m analysis.conditions`` keeps a condition whose grid is incomplete
-pending (:func:`incomplete`).
+pending, and refuses a ``claims.csv`` made from other runs than its grid's (:func:`done`).
 
-A run of the grid counts as present if the analysis holds it (any status: a failed run is in the
-tables as failed), or holds the same model stored elsewhere (counted once:
-:attr:`analysis.collect.Sweep.same_as`). Runs the analysis holds below a grid's directory that its
+A run of the grid counts as present if it is complete (its ``COMPLETE`` marker: ok, diverged or
+pruned; a failed run is a hole in the grid as one not trained is) and the analysis holds it, or holds
+the same model stored elsewhere (counted once: :attr:`analysis.collect.Sweep.same_as`). Runs the analysis holds below a grid's directory that its
 last launch did not list (an earlier launch with other seeds, a rerun beside it) are counted apart.
 """
 
@@ -20,14 +20,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from sweep.names import parse_run_name
-from sweep.results import is_complete
+from analysis.collect import Sweep, seed_of
+from sweep.results import is_complete, read_complete
 from sweep.status import GRID_FILE, read_grid, sweep_of
-
-if TYPE_CHECKING:
-    from analysis.collect import Sweep
 
 
 @dataclass(frozen=True)
@@ -44,7 +40,7 @@ class Grid:
 
     @property
     def complete(self) -> bool:
-        return self.present == self.runs
+        return 0 < self.present == self.runs
 
 
 def of_sweep(sweep: Sweep) -> list[Grid]:
@@ -63,14 +59,7 @@ def of_seeds(names: Sequence[str], seeds: Sequence[int] | None) -> list[str]:
     them where ``seeds`` is None)."""
     if seeds is None:
         return list(names)
-    return [n for n in names if _seed_of(Path(n).name) in seeds]
-
-
-def _seed_of(name: str) -> int | None:
-    try:
-        return parse_run_name(name).seed
-    except ValueError:  # not a run name of the grammar: of no chosen seed
-        return None
+    return [n for n in names if seed_of(Path(n).name) in seeds]
 
 
 def grids(
@@ -93,7 +82,7 @@ def grids(
     for sweep in sorted(sweeps):
         names, _, _ = read_grid(sweep)
         listed = {(sweep / n).resolve() for n in of_seeds(names, seeds)}
-        present = listed & held
+        present = {d for d in listed & held if is_complete(d)}  # a failed run is a hole, as one not trained
         below = {d for d in held if d.is_relative_to(sweep)}
         out.append(
             Grid(
@@ -123,27 +112,47 @@ def summary_lines(found: list[Grid]) -> tuple[list[str], str | None]:
         return ["launched grids: none found (no grid.json at, below or above this directory)"], None
     lines = []
     for g in found:
-        line = f"grid `{g.where}` (its last launch's {GRID_FILE}): {g.present} of its {g.runs} runs in this analysis"
+        line = (
+            f"grid `{g.where}` (its last launch's {GRID_FILE}): {g.present} of its {g.runs} runs complete "
+            "in this analysis"
+        )
         if g.extra:
             line += f"; {g.extra} more runs below it that this grid does not list"
         lines.append(line)
     short = [g for g in found if not g.complete]
     if not short:
         return lines, None
-    parts = "; ".join(f"`{g.where}` holds {g.present} of its {g.runs} runs" for g in short)
+    parts = "; ".join(f"`{g.where}` holds {g.present} of its {g.runs} runs complete" for g in short)
     return lines, (
-        f"**Incomplete grid: {parts}.** Every table and verdict below is of the runs trained so far, "
-        "not of the grid (a matched contrast pairs only the cells whose runs are all present); "
-        "`python -m sweep.status <sweep>` names the missing runs and the command that trains them."
+        f"**Incomplete grid: {parts}.** Every table and verdict below is of its complete runs only, not "
+        "of the grid (the rest failed or are not trained yet; a matched contrast pairs only the cells "
+        "whose runs are all there); `python -m sweep.status <sweep>` names them and the command that "
+        "trains them."
     )
 
 
-def incomplete(sweep_dir: Path, seeds: Sequence[int] | None = None) -> tuple[int, int] | None:
-    """(complete runs, runs) of the grid launched in ``sweep_dir`` (its runs of ``seeds`` where given)
-    where some run of it is not complete; None where all are, or no grid was launched there."""
+@dataclass(frozen=True)
+class Done:
+    """How far a sweep directory's grid (its runs of chosen seeds) got: its runs, the complete ones,
+    and those of them that finished ``ok`` (the runs a claims table is decided on)."""
+
+    runs: int
+    complete: int
+    ok: int
+
+
+def done(sweep_dir: Path, seeds: Sequence[int] | None = None) -> Done:
+    """:class:`Done` of the grid launched in ``sweep_dir`` (its run directories on disk where no grid
+    was launched there), restricted to ``seeds`` where given."""
     sweep_dir = Path(sweep_dir)
-    if not (sweep_dir / GRID_FILE).is_file():
-        return None
     names = of_seeds(read_grid(sweep_dir)[0], seeds)
-    done = sum(is_complete(sweep_dir / n) for n in names)
-    return None if done == len(names) else (done, len(names))
+    complete = [n for n in names if is_complete(sweep_dir / n)]
+    ok = sum(_status(sweep_dir / n) == "ok" for n in complete)
+    return Done(len(names), len(complete), ok)
+
+
+def _status(run_dir: Path) -> str | None:
+    try:
+        return read_complete(run_dir).get("status")
+    except (OSError, ValueError, AttributeError):
+        return None

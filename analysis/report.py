@@ -133,7 +133,7 @@ def _tally(runs: pd.DataFrame, col: str) -> str:
 def _blocks(sweep: Sweep, out_dir: Path, figures: dict[str, Path], tables: dict[str, pd.DataFrame]) -> list:
     """The report as a list of blocks, rendered to markdown and to HTML by the same code."""
     return [
-        ("h1", f"Analysis of sweep `{sweep.name}`"),
+        ("h1", f"Analysis of sweep `{sweep.name}`{_title_seeds(sweep)}"),
         (
             "p",
             "Produced by `python -m analysis.figures` from the stored result files only (no model is "
@@ -149,6 +149,13 @@ def _blocks(sweep: Sweep, out_dir: Path, figures: dict[str, Path], tables: dict[
         *_skipped_blocks(sweep),
         *_constants_blocks(),
     ]
+
+
+def _title_seeds(sweep: Sweep) -> str:
+    """The report title's note of chosen seeds (``--seeds``), e.g. `` (seed 0 alone)``."""
+    if sweep.seeds is None:
+        return ""
+    return f" (seed{'s' if len(sweep.seeds) > 1 else ''} {', '.join(map(str, sweep.seeds))} alone)"
 
 
 def _chosen(sweep: Sweep) -> str:
@@ -188,7 +195,7 @@ def _summary_blocks(sweep: Sweep) -> list:
         b.append(
             (
                 "p",
-                "**This sweep has a single seed.** The claims are still decided with the configuration as "
+                f"**This {'analysis' if sweep.seeds is not None else 'sweep'} has a single seed.** The claims are still decided with the configuration as "
                 "the unit (one run each); seed aggregates carry no interval and the per-seed robustness "
                 "columns of the claims are empty.",
             )
@@ -445,5 +452,5 @@ def write_report(
     blocks = _blocks(sweep, out_dir, figures, tables)
     md, page = out_dir / "report.md", out_dir / "report.html"
     atomic_write_bytes(md, _markdown(blocks, out_dir).encode())
-    atomic_write_bytes(page, _html(blocks, f"Analysis of sweep {sweep.name}").encode())
+    atomic_write_bytes(page, _html(blocks, f"Analysis of sweep {sweep.name}{_title_seeds(sweep)}").encode())
     return [md, page]

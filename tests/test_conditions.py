@@ -4,6 +4,7 @@ verdict first, the deciding row's numbers, n configurations; the paragraph says 
 from __future__ import annotations
 
 import itertools
+import json
 import re
 
 import numpy as np
@@ -35,16 +36,28 @@ def runs(enc=ENC, dec=DEC) -> pd.DataFrame:
 
 def write_condition(root, name, run_table, n_runs, seed=0, report=None) -> pd.DataFrame:
     """A committed condition: ``claims.csv`` of ``run_table`` (in ``report``, default the sweep) and
-    ``n_runs`` complete run directories of seed ``seed``."""
-    sweep = root / name
+    ``n_runs`` complete ok run directories of seed ``seed`` in its grid (:func:`add_runs`)."""
     out = root / (report or name)
     out.mkdir(parents=True, exist_ok=True)
     table = claims.verdicts_table(claims.check_claims(run_table))
     table.to_csv(out / "claims.csv", index=False)
-    for i in range(n_runs):
-        (sweep / f"L25_dense{i + 1}_dense1_s{seed}").mkdir(parents=True)
-        (sweep / f"L25_dense{i + 1}_dense1_s{seed}" / "COMPLETE").write_text("{}")
+    add_runs(root / name, n_runs, seed)
     return pd.read_csv(out / "claims.csv")
+
+
+def add_runs(sweep, n_runs, seed=0, status="ok", complete=True) -> list[str]:
+    """``n_runs`` run directories of seed ``seed`` in ``sweep`` (complete with ``status``, or started
+    only), added to the grid its ``grid.json`` lists."""
+    grid = sweep / "grid.json"
+    names = json.loads(grid.read_text())["runs"] if grid.is_file() else []
+    new = [f"L25_dense{len(names) + i + 1}_dense1_s{seed}" for i in range(n_runs)]
+    for name in new:
+        (sweep / name).mkdir(parents=True)
+        if complete:
+            (sweep / name / "COMPLETE").write_text(json.dumps({"status": status}))
+    sweep.mkdir(parents=True, exist_ok=True)
+    grid.write_text(json.dumps({"schema_version": 1, "runs": names + new}))
+    return new
 
 
 @pytest.fixture(scope="module")
@@ -97,21 +110,57 @@ def test_the_paragraph_names_agreeing_and_condition_dependent_verdicts(two):
     assert "Pending: MNIST, 10 epochs, seed 0; capacity-matched, seed 0; Fashion-MNIST, 10 epochs, seed 0" in text
 
 
-@pytest.mark.parametrize("planted, says", [(ENC, "gives every verdict of"), ({**ENC, "dense1": -5.0}, "gives other verdicts than")])
+@pytest.mark.parametrize(
+    "planted, says", [(ENC, "gives every verdict of"), ({**ENC, "dense1": -5.0}, "gives other verdicts than")]
+)
 def test_the_seed_0_baseline_counts_its_own_runs_and_is_compared_with_all_seeds(tmp_path, planted, says):
-    # the reproduction's three seeds (runs of seeds 0, 1, 2) and its seed 0 alone, in reproduce/seed0
-    for seed in (0, 1, 2):
-        write_condition(tmp_path, "reproduce", runs(), 7, seed=seed)
+    # the reproduction's three seeds (50 runs each) and its seed 0 alone, reported in reproduce/seed0
+    three = pd.concat([runs().assign(seed=s) for s in (0, 1, 2)], ignore_index=True)
+    write_condition(tmp_path, "reproduce", three, 50, seed=0)
+    for seed in (1, 2):
+        add_runs(tmp_path / "reproduce", 50, seed)
     write_condition(tmp_path, "reproduce", runs(enc=planted), 0, report="reproduce/seed0")
     headers, cells = conditions.table(tmp_path)
     assert headers[:2] == [
-        "MNIST, 10 epochs, 3 seeds (50 configurations, 21 runs)",
-        "MNIST, 10 epochs, seed 0 (50 configurations, 7 runs)",
+        "MNIST, 10 epochs, 3 seeds (50 configurations, 150 runs)",
+        "MNIST, 10 epochs, seed 0 (50 configurations, 50 runs)",
     ]
     text = conditions.agreement(headers, cells)
-    assert f"MNIST, 10 epochs, seed 0 {says}" in text
+    # a part of the three seeds' runs, not another condition: compared with them alone
+    assert text.startswith("Only one condition is decided so far (MNIST, 10 epochs, 3 seeds);")
+    assert f"MNIST, 10 epochs, seed 0, the seed-0 runs of MNIST, 10 epochs, 3 seeds, {says}" in text
     if "other" in says:  # dense1 planted best in seed 0 alone: C4 differs
         assert "in C4 (reproduced against not reproduced)" in text
+
+
+# a condition whose grid is not complete stays pending, one whose report is older than its runs is refused
+GRIDS = [
+    ("a run not complete (failed, or not trained yet)", dict(complete=False), "pending", "3 of its 4 runs complete"),
+    ("a run that diverged", dict(status="diverged"), "decided", "capacity-matched, seed 0 (3 configurations, 4 runs)"),
+    ("a report older than its runs", dict(), "refused", "decided on 3 ok runs, but its grid has 4 complete ok runs"),
+]
+
+
+@pytest.mark.parametrize("case, fourth, outcome, says", GRIDS, ids=[g[0] for g in GRIDS])
+def test_a_condition_s_report_must_be_of_its_whole_grid(tmp_path, capsys, case, fourth, outcome, says):
+    three = runs().iloc[:3]  # claims.csv decided on 3 ok runs
+    write_condition(tmp_path, "reproduce", runs(), 50)
+    write_condition(tmp_path, "capacity_matched", three, 3)
+    add_runs(tmp_path / "capacity_matched", 1, **fourth)
+    if outcome == "refused":
+        with pytest.raises(conditions.ConditionsError, match=says):
+            conditions.table(tmp_path)
+        assert "python -m analysis.figures results/examples/capacity_matched --out" in str(
+            pytest.raises(conditions.ConditionsError, conditions.table, tmp_path).value
+        )
+        return
+    headers, cells = conditions.table(tmp_path)
+    if outcome == "decided":  # complete, and not ok: the claims are decided on the 3 ok runs
+        assert says in headers
+        return
+    assert cells["C4"]["capacity-matched, seed 0"] == "pending"
+    err = capsys.readouterr().err
+    assert says in err and "the rest failed or are not trained yet" in err
 
 
 def test_one_decided_condition_claims_no_agreement(tmp_path):
@@ -150,7 +199,7 @@ def test_bad_input_is_one_error_line_exit_2_and_nothing_written(tmp_path, capsys
 
 def test_a_claims_table_of_several_protocol_groups_is_refused(tmp_path):
     sweep = tmp_path / "reproduce"
-    sweep.mkdir()
+    add_runs(sweep, 50)  # its grid complete
     table = claims.verdicts_table(claims.check_claims(runs()))
     both = pd.concat([table.assign(dataset="mnist"), table.assign(dataset="fashion_mnist")])
     both[["dataset", *table.columns]].to_csv(sweep / "claims.csv", index=False)
@@ -160,7 +209,7 @@ def test_a_claims_table_of_several_protocol_groups_is_refused(tmp_path):
 
 def test_a_claims_table_of_several_arms_is_refused(tmp_path):
     sweep = tmp_path / "reproduce"
-    sweep.mkdir()
+    add_runs(sweep, 50)  # its grid complete
     table = claims.verdicts_table(claims.check_claims(runs()))
     both = pd.concat([table.assign(arm="loss.reduction=sum"), table.assign(arm="loss.reduction=paper")])
     both.to_csv(sweep / "claims.csv", index=False)

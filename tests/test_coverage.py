@@ -9,18 +9,20 @@ import shutil
 
 import pytest
 from synthetic import make_sweep
-from test_conditions import runs, write_condition
 
-from analysis import conditions, coverage, figures
-from analysis.collect import load_sweep
+from analysis import coverage, figures
+from analysis.collect import load_sweep, only_seeds
 
 ENCODERS = DECODERS = ("dense1", "conv2")
 
 
-def sweep_with_grid(tmp_path, trained: int, listed: int, name="synthetic"):
+def sweep_with_grid(tmp_path, trained: int, listed: int, name="synthetic", failed=()):
     """A synthetic seed-0 sweep (latent 25, 50 × 2 × 2: 8 runs) whose grid.json lists ``listed`` run
-    names, of which the first ``trained`` are on disk (the rest not started)."""
-    sweep = make_sweep(tmp_path, seeds=(0,), encoders=ENCODERS, decoders=DECODERS, sweep_name=name)
+    names, of which the first ``trained`` are on disk (the rest not started); ``failed``: run names
+    that failed (no ``COMPLETE``: a relaunch retries them)."""
+    sweep = make_sweep(
+        tmp_path, seeds=(0,), encoders=ENCODERS, decoders=DECODERS, sweep_name=name, failed=failed
+    )
     names = sorted(p.name for p in sweep.iterdir() if p.is_dir())
     extra = [f"L100_{e}_{d}_s0" for e in ENCODERS for d in DECODERS]  # launched, not started
     grid = (names + extra)[:listed]
@@ -35,20 +37,21 @@ def report_of(sweep, out):
     return (out / "report.md").read_text()
 
 
-# (case, runs on disk, runs the grid lists, runs present, grid size, runs beside the grid)
+# (case, runs on disk, runs the grid lists, failed runs, runs present, grid size, runs beside the grid)
 CASES = [
-    ("complete", 8, 8, 8, 8, 0),
-    ("still training", 5, 8, 5, 8, 0),
-    ("launched beyond what is on disk", 8, 12, 8, 12, 0),
-    ("a relaunch listing fewer runs", 8, 6, 6, 6, 2),
+    ("complete", 8, 8, (), 8, 8, 0),
+    ("still training", 5, 8, (), 5, 8, 0),
+    ("launched beyond what is on disk", 8, 12, (), 8, 12, 0),
+    ("a relaunch listing fewer runs", 8, 6, (), 6, 6, 2),
+    ("a run failed: a hole in the grid", 8, 8, ("L25_dense1_conv2_s0",), 7, 8, 0),
 ]
 
 
-@pytest.mark.parametrize("case, trained, listed, present, size, extra", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("case, trained, listed, failed, present, size, extra", CASES, ids=[c[0] for c in CASES])
 def test_each_grid_is_counted_against_the_runs_the_analysis_holds(
-    tmp_path, case, trained, listed, present, size, extra
+    tmp_path, case, trained, listed, failed, present, size, extra
 ):
-    sweep = sweep_with_grid(tmp_path, trained, listed)
+    sweep = sweep_with_grid(tmp_path, trained, listed, failed=failed)
     [got] = coverage.of_sweep(load_sweep(sweep))
     assert (got.present, got.runs, got.extra, got.complete) == (present, size, extra, present == size)
     assert len(got.missing) == size - present and got.where == "synthetic"
@@ -57,12 +60,12 @@ def test_each_grid_is_counted_against_the_runs_the_analysis_holds(
 def test_a_report_of_a_grid_still_training_says_so_in_bold_and_a_complete_one_does_not(tmp_path, capsys):
     partial = sweep_with_grid(tmp_path / "a", trained=5, listed=8)
     text = report_of(partial, tmp_path / "out_a")
-    assert "- grid `synthetic` (its last launch's grid.json): 5 of its 8 runs in this analysis" in text
-    assert "**Incomplete grid: `synthetic` holds 5 of its 8 runs.** Every table and verdict below" in text
+    assert "- grid `synthetic` (its last launch's grid.json): 5 of its 8 runs complete in this analysis" in text
+    assert "**Incomplete grid: `synthetic` holds 5 of its 8 runs complete.** Every table and verdict below" in text
     assert "grid synthetic incomplete: 5 of its 8 runs;" in capsys.readouterr().out
     full = sweep_with_grid(tmp_path / "b", trained=8, listed=8)
     text = report_of(full, tmp_path / "out_b")
-    assert "8 of its 8 runs in this analysis" in text and "Incomplete grid" not in text
+    assert "8 of its 8 runs complete in this analysis" in text and "Incomplete grid" not in text
     assert "incomplete" not in capsys.readouterr().out
 
 
@@ -89,29 +92,15 @@ def test_a_directory_without_a_launched_grid_says_none_was_found(tmp_path):
     assert lines[0].startswith("launched grids: none found") and warning is None
 
 
-def test_a_condition_whose_grid_is_still_training_stays_pending_with_a_warning(tmp_path, capsys):
-    write_condition(tmp_path, "reproduce", runs(), 3)
-    write_condition(tmp_path, "capacity_matched", runs(), 3)  # claims.csv written from 3 of 4 runs
-    grid = [f"L25_dense{i}_dense1_s0" for i in (1, 2, 3, 4)]
-    (tmp_path / "capacity_matched" / "grid.json").write_text(json.dumps({"runs": grid}))
-    headers, cells = conditions.table(tmp_path)
-    assert "capacity-matched, seed 0" in headers and cells["C4"]["capacity-matched, seed 0"] == "pending"
-    assert "capacity_matched/claims.csv is of a grid still training (3 of its 4 runs complete)" in (
-        capsys.readouterr().err
-    )
-    (tmp_path / "capacity_matched" / grid[3]).mkdir()
-    (tmp_path / "capacity_matched" / grid[3] / "COMPLETE").write_text("{}")
-    headers, cells = conditions.table(tmp_path)
-    assert any(h.startswith("capacity-matched, seed 0 (") for h in headers)
-
-
 def test_chosen_seeds_are_analysed_alone_and_counted_against_the_grid_s_runs_of_those_seeds(tmp_path, capsys):
     sweep = make_sweep(tmp_path, seeds=(0, 1), encoders=ENCODERS, decoders=DECODERS)
     names = sorted(p.name for p in sweep.iterdir() if p.is_dir())
     (sweep / "grid.json").write_text(json.dumps({"schema_version": 1, "runs": names}))
     text = report_of_seeds(sweep, tmp_path / "out", "0")
+    assert text.startswith("# Analysis of sweep `synthetic` (seed 0 alone)")
     assert "- seeds: 0 (chosen: `--seeds 0`)" in text and "runs: 8 (8 ok)" in text
-    assert "8 of its 8 runs in this analysis" in text and "Incomplete grid" not in text
+    assert "8 of its 8 runs complete in this analysis" in text and "Incomplete grid" not in text
+    assert "**This analysis has a single seed.**" in text
     assert figures.main([str(sweep), "--seeds", "3", "--out", str(tmp_path / "none")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == f"error: --seeds 3: no run of that seed below {sweep}; valid: 0, 1"
@@ -121,3 +110,17 @@ def test_chosen_seeds_are_analysed_alone_and_counted_against_the_grid_s_runs_of_
 def report_of_seeds(sweep, out, seeds):
     assert figures.main([str(sweep), "--seeds", seeds, "--out", str(out)]) == 0
     return (out / "report.md").read_text()
+
+
+def test_chosen_seeds_count_only_their_own_copies_and_a_seed_the_grid_lacks_is_no_complete_grid(tmp_path):
+    sweep = make_sweep(tmp_path, seeds=(0, 1), encoders=ENCODERS, decoders=DECODERS)
+    names = sorted(p.name for p in sweep.iterdir() if p.is_dir())
+    (sweep / "grid.json").write_text(json.dumps({"schema_version": 1, "runs": names}))
+    copy = shutil.copytree(sweep, tmp_path / "sweeps" / "copy")
+    both = load_sweep([sweep, copy])
+    got = coverage.of_sweep(only_seeds(both, [0]))
+    # the copies of seed 1's runs are not this analysis's: nothing counted beside the grid
+    assert [(g.where, g.present, g.runs, g.extra) for g in got] == [("copy", 8, 8, 0), ("synthetic", 8, 8, 0)]
+    [none] = coverage.grids([sweep], [], seeds=[7])
+    assert (none.present, none.runs, none.complete) == (0, 0, False)
+    assert coverage.done(sweep, [7]) == coverage.Done(0, 0, 0) and coverage.done(sweep, [1]) == coverage.Done(8, 8, 8)
