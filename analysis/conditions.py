@@ -4,9 +4,10 @@ and its paragraph on which verdicts hold in every condition, written from each c
 
 A condition is a committed sweep under ``results/examples/``, or chosen seeds of one (``CONDITIONS``:
 the reproduction's seed 0 alone is the baseline of the seed-0 conditions). One whose report is not
-committed yet, or whose launched grid is not complete (a report of a part of the grid:
-:func:`analysis.coverage.incomplete`, with a warning), fills its column with ``pending`` (how far
-each sweep got: results/examples/README.md). Every number in a cell is the claims table's, to 3 significant digits.
+committed yet, or whose launched grid is not complete (a report of a part of the grid, a failed run a
+hole in it: :func:`analysis.coverage.done`, with a warning), fills its column with ``pending`` (how
+far each sweep got: results/examples/README.md); a report decided on other runs than its complete grid's
+(older than its runs) is refused. Every number in a cell is the claims table's, to 3 significant digits.
 
     python -m analysis.conditions results/examples                  # print the table and the paragraph
     python -m analysis.conditions results/examples --readme README.md   # rewrite README's block

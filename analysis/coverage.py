@@ -11,8 +11,10 @@ pending, and refuses a ``claims.csv`` made from other runs than its grid's (:fun
 
 A run of the grid counts as present if it is complete (its ``COMPLETE`` marker: ok, diverged or
 pruned; a failed run is a hole in the grid as one not trained is) and the analysis holds it, or holds
-the same model stored elsewhere (counted once: :attr:`analysis.collect.Sweep.same_as`). Runs the analysis holds below a grid's directory that its
-last launch did not list (an earlier launch with other seeds, a rerun beside it) are counted apart.
+the same model stored elsewhere (counted once: :attr:`analysis.collect.Sweep.same_as`). Runs the
+analysis holds below a grid's directory that its last launch did not list (an earlier launch with
+other seeds, a rerun beside it) are counted apart. With chosen seeds (``analysis.figures --seeds``),
+each grid counts its runs of those seeds only.
 """
 
 from __future__ import annotations
