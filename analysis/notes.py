@@ -127,6 +127,12 @@ TABLE_NOTES = {
         "As the reconstruction ranking, by the FID of prior samples (test/fid_prior; lower = samples "
         "closer to the test images), with the KID and the FID of reconstructions beside it. {fid_caveat}"
     ),
+    "claims_by_seed": (
+        "Each claim's deciding verdict and statistic on the configuration means of all seeds (the claims "
+        "table) beside the same test on each seed's runs alone (one replicate of each configuration, "
+        "Holm over the family within that seed); same_on: how many seeds alone give the all-seeds "
+        "verdict. A verdict that changes with the seed rests on a margin one training run can cross."
+    ),
     "claims_by_dataset": (
         "The verdicts of the claims check side by side, one column per dataset (data.name): each dataset's "
         "runs are checked on their own, never pooled."

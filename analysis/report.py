@@ -295,12 +295,32 @@ def _claims_blocks(tables: dict[str, pd.DataFrame]) -> list:
         b.append(("h3", "Architecture or capacity?"))
         b.append(("p", note_for("capacity", TABLE_NOTES)))
         b.append(("ul", capacity.summary(cap)))
+    by_seed = tables.get("claims_by_seed")
+    if by_seed is not None and len(by_seed):
+        b.append(("h3", "Verdicts on each seed alone"))
+        b.append(("p", note_for("claims_by_seed", TABLE_NOTES)))
+        b.append(("ul", _seed_summary(by_seed)))
+        b.append(("table", by_seed))
     by_dataset = tables.get("claims_by_dataset")
     if by_dataset is not None and len(by_dataset):
         b.append(("h3", "Verdicts by dataset"))
         b.append(("p", note_for("claims_by_dataset", TABLE_NOTES)))
         b.append(("table", by_dataset))
     return b
+
+
+def _seed_summary(by_seed: pd.DataFrame) -> list[str]:
+    """The claims whose verdict every seed alone gives, and a line for each that some seed does not."""
+    seeds = [c for c in by_seed.columns if c.startswith("seed ") and not c.endswith(" statistic")]
+    stable = by_seed[by_seed["same_on"].eq(f"{len(seeds)} of {len(seeds)}")]
+    lines = []
+    if len(stable):
+        lines.append(f"Every seed alone gives the verdict of all seeds together: {', '.join(stable['claim'])}.")
+    for _, r in by_seed.drop(stable.index).iterrows():
+        others = "; ".join(f"{r[s]} on {s} alone" for s in seeds if r[s] != r["all seeds"])
+        arm = "" if r["arm"] == "all" else f" ({r['arm']})"
+        lines.append(f"{r['claim']}{arm}: {r['all seeds']} on all seeds together, but {others}.")
+    return lines
 
 
 def _convergence_blocks(tables: dict[str, pd.DataFrame]) -> list:

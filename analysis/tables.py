@@ -77,6 +77,8 @@ def build_tables(runs: pd.DataFrame) -> dict[str, Callable[[], pd.DataFrame]]:
         t["design"] = grouped(design.design_table)
     if len(datasets(runs)) > 1:
         t["claims_by_dataset"] = lambda: claims_by_dataset(t["claims"]())
+    if "seed" in runs.columns and runs["seed"].nunique() > 1:
+        t["claims_by_seed"] = lambda: claims_by_seed(runs, t["claims"]())
     return t
 
 
@@ -115,6 +117,27 @@ def claims_table(runs: pd.DataFrame) -> pd.DataFrame:
     if across:
         frames.append(claims.verdicts_table(across).assign(arm="all"))
     return pd.concat(frames, ignore_index=True)
+
+
+def claims_by_seed(runs: pd.DataFrame, every: pd.DataFrame) -> pd.DataFrame:
+    """How far each verdict rests on the seeds: each claim's deciding verdict and statistic on the
+    configuration means of all seeds (``every``, the claims table) beside the same check on each seed's
+    runs alone, one row per claim (and arm), and ``same_on`` the seeds alone that give the all-seeds
+    verdict ("2 of 3"). A seed alone is the same test on one replicate of each configuration."""
+    keys = ["claim", "arm"]
+
+    def deciding(table: pd.DataFrame) -> pd.DataFrame:
+        return table[table["decides"].astype(bool)].drop_duplicates(keys).set_index(keys)
+
+    out = deciding(every)[["verdict", "statistic"]].copy()
+    seeds = sorted(int(x) for x in runs["seed"].dropna().unique())
+    for seed in seeds:
+        alone = deciding(claims_table(runs[runs["seed"].eq(seed)]))
+        out[f"seed {seed}"] = alone["verdict"].reindex(out.index)
+        out[f"seed {seed} statistic"] = alone["statistic"].reindex(out.index)
+    same = sum((out[f"seed {seed}"] == out["verdict"]).astype(int) for seed in seeds)
+    out["same_on"] = [f"{n} of {len(seeds)}" for n in same]
+    return out.rename(columns={"verdict": "all seeds", "statistic": "all seeds statistic"}).reset_index()
 
 
 def claims_by_dataset(claims: pd.DataFrame) -> pd.DataFrame:

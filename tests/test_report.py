@@ -132,3 +132,28 @@ def test_html_is_self_contained_and_deterministic(written):
     before = [p.read_bytes() for p in paths]
     report.write_report(sweep, out, pngs, tables)
     assert [p.read_bytes() for p in paths] == before
+
+
+def test_verdicts_on_each_seed_alone_show_a_verdict_one_seed_turns():
+    # seeds 0 and 1: conv2 encoders beat dense1 (C4 not reproduced); seed 2 alone: dense1 planted best
+    # (C4 reproduced on it), too weak to turn the mean over the three seeds
+    import pandas as pd
+    from test_conditions import ENC, runs
+
+    from analysis import tables
+    from analysis.report import _seed_summary
+
+    three = pd.concat(
+        [runs().assign(seed=0), runs().assign(seed=1), runs(enc={**ENC, "dense1": -5.0}).assign(seed=2)],
+        ignore_index=True,
+    )
+    built = tables.build_tables(three)
+    by_seed = built["claims_by_seed"]().set_index("claim")
+    c4 = by_seed.loc["C4"]
+    assert (c4["all seeds"], c4["seed 0"], c4["seed 1"], c4["seed 2"], c4["same_on"]) == (
+        "not reproduced", "not reproduced", "not reproduced", "reproduced", "2 of 3"
+    )
+    assert c4["seed 2 statistic"] > 0 > c4["all seeds statistic"]
+    lines = _seed_summary(by_seed.reset_index())
+    assert "C4: not reproduced on all seeds together, but reproduced on seed 2 alone." in lines
+    assert "claims_by_seed" not in tables.build_tables(three[three["seed"].eq(0)])  # one seed: no table
