@@ -7,9 +7,11 @@ For each sweep: its complete runs' wall time (training, ``run.parquet`` ``wall_s
 ``eval.parquet`` ``eval/seconds``), summed and as hours on ``--workers`` parallel workers, the median
 per run by encoder and by decoder family; and the estimate of its missing runs (``grid.json`` less the
 complete ones): each missing configuration's time in the baseline sweep (``--baseline``, the mean over
-its seeds), scaled by the median ratio of this sweep's complete runs to the same configurations in the
-baseline for the same encoder × decoder family pair (else for the decoder family, which dominates the
-cost, else for every run): a longer budget, other widths and the machines' load as they were measured.
+its seeds), its training time scaled to this sweep's epochs (evaluation does not scale), then by the
+median ratio of this sweep's complete runs to the same expectation for the same encoder × decoder
+family pair (else for the decoder family, which dominates the cost, else for every run): other widths
+and the machines' load as they were measured (the same configuration's training took 2.5 to 9.3 s an
+epoch across the reproduction's seeds: an estimate from a few runs carries that spread).
 With no complete run to measure a ratio on, the baseline time is used as it is (``missing_scaled_by``
 counts the runs of each kind).
 Wall times were measured on shared machines: the load average is in the JSON, not corrected for.
@@ -81,6 +83,17 @@ def _by(runs: dict[str, dict], key: str) -> dict[str, float]:
     return {f: round(statistics.median(v) / 60, 2) for f, v in sorted(fams.items())}
 
 
+def _sweep_epochs(sweep: Path, runs: dict[str, dict], baseline: dict[str, dict]) -> int | None:
+    """The epochs each run of ``sweep`` trains: its complete runs' (the most common), else its
+    ``grid.json`` settings', else None (the baseline's own, run by run)."""
+    if runs:
+        return statistics.mode(r["epochs"] for r in runs.values())
+    try:
+        return int(json.loads((sweep / "grid.json").read_text())["settings"]["epochs"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def cost(sweep: Path, baseline: dict[str, dict], workers: int) -> dict:
     """The cost record of one sweep against the baseline's per-configuration times."""
     runs = measured(sweep)
@@ -88,9 +101,11 @@ def cost(sweep: Path, baseline: dict[str, dict], workers: int) -> dict:
         grid = json.loads((sweep / "grid.json").read_text())["runs"]
     except (OSError, ValueError, KeyError):
         grid = list(runs)
+    epochs = _sweep_epochs(sweep, runs, baseline)
     base: dict[str, list[float]] = {}
-    for name, r in baseline.items():
-        base.setdefault(config_key(name) or name, []).append(r["train"] + r["eval"])
+    for name, r in baseline.items():  # training scales with the epochs, evaluation does not
+        per_epoch = r["train"] / r["epochs"] if r["epochs"] else r["train"]
+        base.setdefault(config_key(name) or name, []).append(per_epoch * (epochs or r["epochs"]) + r["eval"])
     base_mean = {k: statistics.fmean(v) for k, v in base.items()}
     ratios: dict[tuple[str, str], list[float]] = {}  # per (encoder, decoder) family pair
     for name, r in runs.items():
@@ -120,7 +135,7 @@ def cost(sweep: Path, baseline: dict[str, dict], workers: int) -> dict:
     scale_from = {how: sum(1 for *_, h in scaled if h == how) for how in ("pair", "decoder", "all", "none")}
     done = sum(r["train"] + r["eval"] for r in runs.values())
     return {
-        "sweep": str(sweep), "grid_runs": len(grid), "complete_runs": len(runs),
+        "sweep": str(sweep), "grid_runs": len(grid), "complete_runs": len(runs), "epochs": epochs,
         "summed_hours": round(done / 3600, 2), "hours_on_workers": round(done / 3600 / workers, 2),
         "median_train_minutes_by_encoder": _by(runs, "encoder"),
         "median_train_minutes_by_decoder": _by(runs, "decoder"),

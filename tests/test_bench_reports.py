@@ -159,14 +159,15 @@ def test_the_tblog_benchmarks_jobs_are_the_smoke_grid_with_the_logger_asked_for(
 
 
 # ---------------------------------------------------------------------------------------- sweep cost
-def _timed_sweep(root: Path, times: dict[str, tuple[float, float]], grid: list[str]) -> Path:
-    """A sweep of complete runs with the given (training, evaluation) seconds, and its grid.json."""
+def _timed_sweep(root: Path, times: dict[str, tuple[float, float]], grid: list[str], epochs=10) -> Path:
+    """A sweep of complete runs with the given (training, evaluation) seconds and epochs, and its
+    grid.json."""
     root.mkdir(parents=True)
     (root / "grid.json").write_text(json.dumps({"runs": grid}))
     for name, (train_s, eval_s) in times.items():
         d = root / name
         d.mkdir()
-        results.write_parquet(d / "run.parquet", [{"run_name": name, "wall_seconds": train_s, "epochs": 10}])
+        results.write_parquet(d / "run.parquet", [{"run_name": name, "wall_seconds": train_s, "epochs": epochs}])
         results.write_parquet(d / "eval.parquet", [{"run_name": name, "eval/seconds": eval_s}])
         results.write_complete(d, "ok")
     return root
@@ -197,6 +198,25 @@ def test_sweep_cost_scales_each_missing_run_by_its_family_pairs_measured_ratio(t
     assert s["estimated_rest_summed_hours"] == 3.0 + 1.0 + 1.2
     assert s["missing_scaled_by"] == {"pair": 2, "decoder": 1, "all": 0, "none": 0}
     assert s["median_train_minutes_by_decoder"] == {"conv2": 290 * h / 60, "dense1": 90 * h / 60}
+
+
+def test_sweep_cost_scales_training_with_the_epochs_and_not_evaluation(tmp_path, capsys):
+    from bench import sweep_cost
+
+    h = 36.0
+    # 10 epochs: L25 0.6 h of training + 0.4 h of evaluation, L50 0.2 h + 0.8 h
+    base = {"L25_dense1_dense1_s0": (60.0 * h, 40.0 * h), "L50_dense1_dense1_s0": (20.0 * h, 80.0 * h)}
+    baseline = _timed_sweep(tmp_path / "base", base, list(base))
+    # 30 epochs on a machine as fast: L25 1.8 h of training + 0.4 h of evaluation, ratio 1 to that expectation
+    done = {"L25_dense1_dense1_s0": (180.0 * h, 40.0 * h)}
+    sweep = _timed_sweep(tmp_path / "e30", done, ["L25_dense1_dense1_s0", "L50_dense1_dense1_s0"], epochs=30)
+    out = tmp_path / "cost.json"
+    assert sweep_cost.main([str(sweep), "--baseline", str(baseline), "--out", str(out)]) == 0
+    (s,) = json.loads(out.read_text())["sweeps"]
+    assert s["epochs"] == 30 and s["ratio_to_baseline"]["median"] == 1.0
+    # L50: 3 × 0.2 h of training + 0.8 h of evaluation (scaling the whole 1 h by the ratio of the totals
+    # instead, 2.2, would say 2.2 h)
+    assert s["estimated_rest_summed_hours"] == 1.4
 
 
 def test_sweep_cost_refuses_a_directory_that_is_not_a_sweep(tmp_path, capsys):
