@@ -131,7 +131,8 @@ TABLE_NOTES = {
         "Each claim's deciding verdict and statistic on the configuration means of all seeds (the claims "
         "table) beside the same test on each seed's runs alone (one replicate of each configuration, "
         "Holm over the family within that seed); same_on: how many seeds alone give the all-seeds "
-        "verdict. A verdict that changes with the seed rests on a margin one training run can cross."
+        "verdict among the seeds with runs of it. Where a seed alone gives another verdict, a one-seed "
+        "study could have reached it."
     ),
     "claims_by_dataset": (
         "The verdicts of the claims check side by side, one column per dataset (data.name): each dataset's "

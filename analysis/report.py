@@ -22,6 +22,7 @@ import pandas as pd
 from analysis import budget, capacity, claims, convergence, coverage, design, mi, rank
 from analysis.collect import Sweep
 from analysis.notes import FIGURE_NOTES, TABLE_NOTES, note_for
+from analysis.tables import NO_RUNS
 from sweep.results import atomic_write_bytes
 from sweep.thresholds import THRESHOLDS
 
@@ -296,7 +297,7 @@ def _claims_blocks(tables: dict[str, pd.DataFrame]) -> list:
         b.append(("p", note_for("capacity", TABLE_NOTES)))
         b.append(("ul", capacity.summary(cap)))
     by_seed = tables.get("claims_by_seed")
-    if by_seed is not None and len(by_seed):
+    if by_seed is not None and "same_on" in by_seed.columns and len(by_seed):
         b.append(("h3", "Verdicts on each seed alone"))
         b.append(("p", note_for("claims_by_seed", TABLE_NOTES)))
         b.append(("ul", _seed_summary(by_seed)))
@@ -312,14 +313,14 @@ def _claims_blocks(tables: dict[str, pd.DataFrame]) -> list:
 def _seed_summary(by_seed: pd.DataFrame) -> list[str]:
     """The claims whose verdict every seed alone gives, and a line for each that some seed does not."""
     seeds = [c for c in by_seed.columns if c.startswith("seed ") and not c.endswith(" statistic")]
-    stable = by_seed[by_seed["same_on"].eq(f"{len(seeds)} of {len(seeds)}")]
+    name = by_seed["claim"] + by_seed["arm"].map(lambda a: "" if a == "all" else f" ({a})")
+    stable = by_seed[by_seed["same_on"].map(lambda x: x.split(" of ")[0] == x.split(" of ")[1])]
     lines = []
     if len(stable):
-        lines.append(f"Every seed alone gives the verdict of all seeds together: {', '.join(stable['claim'])}.")
-    for _, r in by_seed.drop(stable.index).iterrows():
-        others = "; ".join(f"{r[s]} on {s} alone" for s in seeds if r[s] != r["all seeds"])
-        arm = "" if r["arm"] == "all" else f" ({r['arm']})"
-        lines.append(f"{r['claim']}{arm}: {r['all seeds']} on all seeds together, but {others}.")
+        lines.append(f"Every seed alone gives the verdict of all seeds together: {', '.join(name[stable.index])}.")
+    for i, r in by_seed.drop(stable.index).iterrows():
+        others = "; ".join(f"{r[s]} on {s} alone" for s in seeds if r[s] not in (r["all seeds"], NO_RUNS))
+        lines.append(f"{name[i]}: {r['all seeds']} on all seeds together, but {others}.")
     return lines
 
 

@@ -77,7 +77,7 @@ def build_tables(runs: pd.DataFrame) -> dict[str, Callable[[], pd.DataFrame]]:
         t["design"] = grouped(design.design_table)
     if len(datasets(runs)) > 1:
         t["claims_by_dataset"] = lambda: claims_by_dataset(t["claims"]())
-    if "seed" in runs.columns and runs["seed"].nunique() > 1:
+    if "seed" in runs.columns and runs["seed"].nunique() > 1:  # (claims_by_seed keeps the seeds with ok runs)
         t["claims_by_seed"] = lambda: claims_by_seed(runs, t["claims"]())
     return t
 
@@ -89,23 +89,28 @@ def datasets(runs: pd.DataFrame) -> list[str]:
     return sorted(runs["data.name"].dropna().astype(str).unique())
 
 
-def claims_table(runs: pd.DataFrame) -> pd.DataFrame:
+def claims_table(runs: pd.DataFrame, like: pd.DataFrame | None = None) -> pd.DataFrame:
     """The claims check. Where the sweep holds ablation arms (config keys that tell apart runs of one
     label, e.g. ``loss.reduction=sum|paper``), C1–C6 are decided within each arm, since pooling two
     different losses would mix two experiments; the ablation verdict compares the arms. Runs of
     different datasets (``data.name``) are never pooled: each dataset gets its own claims check, its
     arm prefixed with ``data.name=<dataset>``. An ``arm`` column names the arm (``all`` for the
-    verdicts over the whole sweep)."""
-    if len(names := datasets(runs)) > 1:
+    verdicts over the whole sweep). ``like``: the sweep whose datasets and arms label the rows (``runs``
+    a part of it, e.g. one seed's runs, that may lack a dataset or an arm: its rows keep their labels)."""
+    like = runs if like is None else like
+    if len(names := datasets(like)) > 1:
         frames = []
         for name in names:
-            part = claims_table(runs[runs["data.name"].astype(str).eq(name)])
+            part = runs[runs["data.name"].astype(str).eq(name)]
+            if not len(part):
+                continue
+            part = claims_table(part, like[like["data.name"].astype(str).eq(name)])
             prefix = f"data.name={name}"
             part["arm"] = [prefix if a == "all" else f"{prefix} {a}" for a in part["arm"]]
             frames.append(part)
         return pd.concat(frames, ignore_index=True)
     verdicts = claims.check_claims(runs)
-    arms = rank.id_columns(runs) if len(runs) else []
+    arms = rank.id_columns(like) if len(like) else []
     if not arms:
         return claims.verdicts_table(verdicts).assign(arm="all")
     frames = []
@@ -119,24 +124,32 @@ def claims_table(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+NO_RUNS = "no runs"  # a seed without ok runs of a claim's dataset or arm
+
+
 def claims_by_seed(runs: pd.DataFrame, every: pd.DataFrame) -> pd.DataFrame:
     """How far each verdict rests on the seeds: each claim's deciding verdict and statistic on the
     configuration means of all seeds (``every``, the claims table) beside the same check on each seed's
-    runs alone, one row per claim (and arm), and ``same_on`` the seeds alone that give the all-seeds
-    verdict ("2 of 3"). A seed alone is the same test on one replicate of each configuration."""
+    runs alone (the seeds with ok runs; rows labelled by the whole sweep's datasets and arms, ``no runs``
+    where a seed has none of one), one row per claim (and arm), and ``same_on`` the seeds alone that
+    give the all-seeds verdict among those with runs ("2 of 3"). A seed alone is the same test on one
+    replicate of each configuration."""
     keys = ["claim", "arm"]
 
     def deciding(table: pd.DataFrame) -> pd.DataFrame:
         return table[table["decides"].astype(bool)].drop_duplicates(keys).set_index(keys)
 
     out = deciding(every)[["verdict", "statistic"]].copy()
-    seeds = sorted(int(x) for x in runs["seed"].dropna().unique())
+    ok = runs[runs["status"].astype(str).eq("ok")] if "status" in runs.columns else runs
+    seeds = sorted({int(x) for x in ok["seed"].dropna()})
     for seed in seeds:
-        alone = deciding(claims_table(runs[runs["seed"].eq(seed)]))
-        out[f"seed {seed}"] = alone["verdict"].reindex(out.index)
+        alone = deciding(claims_table(runs[runs["seed"].eq(seed)], like=runs))
+        out[f"seed {seed}"] = alone["verdict"].reindex(out.index).fillna(NO_RUNS)
         out[f"seed {seed} statistic"] = alone["statistic"].reindex(out.index)
-    same = sum((out[f"seed {seed}"] == out["verdict"]).astype(int) for seed in seeds)
-    out["same_on"] = [f"{n} of {len(seeds)}" for n in same]
+    cols = [f"seed {seed}" for seed in seeds]
+    have = out[cols].ne(NO_RUNS)
+    same = (out[cols].eq(out["verdict"], axis=0) & have).sum(axis=1)
+    out["same_on"] = [f"{n} of {m}" for n, m in zip(same, have.sum(axis=1), strict=True)]
     return out.rename(columns={"verdict": "all seeds", "statistic": "all seeds statistic"}).reset_index()
 
 

@@ -10,10 +10,10 @@ complete ones): each missing configuration's time in the baseline sweep (``--bas
 its seeds), its training time scaled to this sweep's epochs (evaluation does not scale), then by the
 median ratio of this sweep's complete runs to the same expectation for the same encoder × decoder
 family pair (else for the decoder family, which dominates the cost, else for every run): other widths
-and the machines' load as they were measured (the same configuration's training took 2.5 to 9.3 s an
-epoch across the reproduction's seeds: an estimate from a few runs carries that spread).
-With no complete run to measure a ratio on, the baseline time is used as it is (``missing_scaled_by``
-counts the runs of each kind).
+and the machines' load as they were measured (L25_dense1_dense1's training epochs took 2.5 to 9.3 s
+across the reproduction's three seeds: an estimate from a few runs carries that spread).
+With no complete run to measure a ratio on, the epochs-scaled baseline time is used as it is
+(``missing_scaled_by`` counts the runs of each kind).
 Wall times were measured on shared machines: the load average is in the JSON, not corrected for.
 """
 
@@ -83,15 +83,15 @@ def _by(runs: dict[str, dict], key: str) -> dict[str, float]:
     return {f: round(statistics.median(v) / 60, 2) for f, v in sorted(fams.items())}
 
 
-def _sweep_epochs(sweep: Path, runs: dict[str, dict], baseline: dict[str, dict]) -> int | None:
-    """The epochs each run of ``sweep`` trains: its complete runs' (the most common), else its
-    ``grid.json`` settings', else None (the baseline's own, run by run)."""
-    if runs:
-        return statistics.mode(r["epochs"] for r in runs.values())
+def _sweep_epochs(sweep: Path, runs: dict[str, dict]) -> int | None:
+    """The epochs a missing run of ``sweep`` will train: its ``grid.json`` settings', else its complete
+    runs' (the largest count, where they differ), else None (the baseline's own, run by run)."""
     try:
         return int(json.loads((sweep / "grid.json").read_text())["settings"]["epochs"])
     except (OSError, ValueError, KeyError, TypeError):
-        return None
+        pass
+    got = [r["epochs"] for r in runs.values() if r["epochs"]]
+    return max(got) if got else None
 
 
 def cost(sweep: Path, baseline: dict[str, dict], workers: int) -> dict:
@@ -101,16 +101,24 @@ def cost(sweep: Path, baseline: dict[str, dict], workers: int) -> dict:
         grid = json.loads((sweep / "grid.json").read_text())["runs"]
     except (OSError, ValueError, KeyError):
         grid = list(runs)
-    epochs = _sweep_epochs(sweep, runs, baseline)
-    base: dict[str, list[float]] = {}
-    for name, r in baseline.items():  # training scales with the epochs, evaluation does not
-        per_epoch = r["train"] / r["epochs"] if r["epochs"] else r["train"]
-        base.setdefault(config_key(name) or name, []).append(per_epoch * (epochs or r["epochs"]) + r["eval"])
-    base_mean = {k: statistics.fmean(v) for k, v in base.items()}
-    ratios: dict[tuple[str, str], list[float]] = {}  # per (encoder, decoder) family pair
+    epochs = _sweep_epochs(sweep, runs)
+    base: dict[str, list[dict]] = {}
+    for name, r in baseline.items():
+        base.setdefault(config_key(name) or name, []).append(r)
+
+    def expected(key: str, at: int | None) -> float:
+        """The baseline's mean time of configuration ``key`` with its training at ``at`` epochs
+        (training scales with the epochs, evaluation does not; a run without epochs, or ``at`` None,
+        as it was)."""
+        return statistics.fmean(
+            r["train"] * (at / r["epochs"] if at and r["epochs"] else 1.0) + r["eval"] for r in base[key]
+        )
+
+    base_mean = {k: expected(k, epochs) for k in base}
+    ratios: dict[tuple[str, str], list[float]] = {}  # per (encoder, decoder) family pair, each run at its epochs
     for name, r in runs.items():
-        if (k := config_key(name)) in base_mean and base_mean[k] > 0:
-            ratios.setdefault(families(name), []).append((r["train"] + r["eval"]) / base_mean[k])
+        if (k := config_key(name)) in base and (want := expected(k, r["epochs"] or None)) > 0:
+            ratios.setdefault(families(name), []).append((r["train"] + r["eval"]) / want)
     every = [x for v in ratios.values() for x in v]
     by_decoder: dict[str, list[float]] = {}
     for (_, dec), v in ratios.items():
@@ -178,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{s['sweep']}: {s['complete_runs']} of {s['grid_runs']} runs, {s['summed_hours']} h summed "
             f"({s['hours_on_workers']} h on {args.workers} workers); the other {s['missing_runs']}: about "
             f"{s['estimated_rest_hours_on_workers']} h on {args.workers} workers (each missing run: its baseline "
-            f"time × this sweep's median ratio to the baseline for its family pair, else decoder, else all: "
+            f"time, training scaled to {s['epochs'] or 'its'} epochs, × this sweep's median ratio to that for "
+            f"its family pair, else decoder, else all: "
             f"{s['missing_scaled_by']}; ratios measured {s['ratio_to_baseline']})"
         )
     print(f"wrote {args.out}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import statistics
 from collections import defaultdict
 from pathlib import Path
@@ -217,6 +218,26 @@ def test_sweep_cost_scales_training_with_the_epochs_and_not_evaluation(tmp_path,
     # L50: 3 × 0.2 h of training + 0.8 h of evaluation (scaling the whole 1 h by the ratio of the totals
     # instead, 2.2, would say 2.2 h)
     assert s["estimated_rest_summed_hours"] == 1.4
+
+
+def test_sweep_cost_measures_each_run_at_its_own_epochs(tmp_path, capsys):
+    from bench import sweep_cost
+
+    h = 36.0
+    base = {f"L{lat}_dense1_dense1_s0": (60.0 * h, 40.0 * h) for lat in (25, 50, 100)}  # 10 epochs
+    baseline = _timed_sweep(tmp_path / "base", base, list(base))
+    grid = list(base)
+    # a 30-epoch sweep (its grid.json says so) holding one run of 30 epochs and one of 10, both as fast
+    # as the baseline: each ratio is 1 at its own epochs
+    sweep = _timed_sweep(tmp_path / "new", {"L25_dense1_dense1_s0": (180.0 * h, 40.0 * h)}, grid, epochs=30)
+    ten = _timed_sweep(tmp_path / "ten", {"L50_dense1_dense1_s0": (60.0 * h, 40.0 * h)}, grid)
+    shutil.move(ten / "L50_dense1_dense1_s0", sweep / "L50_dense1_dense1_s0")
+    (sweep / "grid.json").write_text(json.dumps({"runs": grid, "settings": {"epochs": 30}}))
+    out = tmp_path / "cost.json"
+    assert sweep_cost.main([str(sweep), "--baseline", str(baseline), "--out", str(out)]) == 0
+    (s,) = json.loads(out.read_text())["sweeps"]
+    assert s["epochs"] == 30 and s["ratio_to_baseline"] == {"min": 1.0, "median": 1.0, "max": 1.0}
+    assert s["estimated_rest_summed_hours"] == 2.2  # L100 at 30 epochs: 3 × 0.6 h + 0.4 h
 
 
 def test_sweep_cost_refuses_a_directory_that_is_not_a_sweep(tmp_path, capsys):

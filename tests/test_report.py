@@ -157,3 +157,25 @@ def test_verdicts_on_each_seed_alone_show_a_verdict_one_seed_turns():
     lines = _seed_summary(by_seed.reset_index())
     assert "C4: not reproduced on all seeds together, but reproduced on seed 2 alone." in lines
     assert "claims_by_seed" not in tables.build_tables(three[three["seed"].eq(0)])  # one seed: no table
+
+
+def test_verdicts_on_each_seed_alone_keep_their_arm_when_a_seed_lacks_one_and_skip_a_seed_without_ok_runs():
+    import pandas as pd
+    from test_conditions import runs
+
+    from analysis import tables
+    from analysis.report import _seed_summary
+
+    # arms sum (seeds 0, 1, 2) and paper (seeds 0, 1): seed 2 alone has no paper run; seed 3 only failed
+    sums = [runs().assign(seed=s) for s in (0, 1, 2)]
+    papers = [runs().assign(seed=s, **{"loss.reduction": "paper"}) for s in (0, 1)]
+    failed = runs().assign(seed=3, status="failed")
+    by_seed = tables.build_tables(pd.concat([*sums, *papers, failed], ignore_index=True))["claims_by_seed"]()
+    assert "seed 3" not in by_seed.columns  # no ok run: no verdict to show
+    rows = by_seed.set_index(["claim", "arm"])
+    assert rows.loc[("C4", "loss.reduction=sum"), "seed 2"] == "not reproduced"  # its own arm, not "all"
+    assert rows.loc[("C4", "loss.reduction=paper"), "seed 2"] == tables.NO_RUNS
+    assert rows.loc[("C4", "loss.reduction=paper"), "same_on"] == "2 of 2"
+    assert rows.loc[("C4", "loss.reduction=sum"), "same_on"] == "3 of 3"
+    [line] = _seed_summary(by_seed)
+    assert "C4 (loss.reduction=paper)" in line and "C4 (loss.reduction=sum)" in line

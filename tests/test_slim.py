@@ -349,20 +349,22 @@ def test_end_to_end_launch_slim_relaunch_status_and_figures(tmp_path):
     assert (tmp_path / "fig" / "fig6_pca_top25.png").is_file()
 
 
-def test_the_30_epoch_runs_begin_as_the_reproduction_s_seed_0(rtol=1e-6):
+def test_the_30_epoch_runs_begin_as_the_reproduction_s_seed_0(rtol=1e-6, atol=1e-6):
     """README: each seed-0 condition differs from the reproduction's seed 0 in one factor; the 30-epoch
     runs are the same config, seed and data order, so their epochs 1-10 are seed 0's (the committed runs
-    so far agree to the bit: rtol is float32 rounding, room for a run trained on another CPU)."""
+    so far agree to the bit: rtol is float32 rounding, room for a run trained on another CPU; atol, in
+    nats, for a KL near 0)."""
     e30 = REPRODUCE.parent / "reproduce_e30"
     pairs = [(d, REPRODUCE / d.name) for d in sorted(e30.glob("L*")) if (d / "COMPLETE").is_file()]
     if not pairs:
         pytest.skip("no committed 30-epoch run yet")
     cols = ["epoch", "split", "loss", "recon", "kl", "neg_elbo"]
     for long_run, short_run in pairs:
+        assert (short_run / "COMPLETE").is_file(), f"{long_run.name}: no complete run of it in {REPRODUCE}"
         a = pd.read_parquet(long_run / "epochs.parquet")[cols]
         b = pd.read_parquet(short_run / "epochs.parquet")[cols]
         a = a[a["epoch"] <= b["epoch"].max()].sort_values(["epoch", "split"]).reset_index(drop=True)
         b = b.sort_values(["epoch", "split"]).reset_index(drop=True)
         assert a[["epoch", "split"]].equals(b[["epoch", "split"]]), long_run.name
         for col in cols[2:]:
-            np.testing.assert_allclose(a[col], b[col], rtol=rtol, err_msg=f"{long_run.name} {col}")
+            np.testing.assert_allclose(a[col], b[col], rtol=rtol, atol=atol, err_msg=f"{long_run.name} {col}")
