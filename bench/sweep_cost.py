@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 from bench.args import one_line_parser, output_path, positive_int
 from sweep.names import RunNameError, parse_run_name
 from sweep.results import atomic_write_bytes
+from sweep.status import read_settings
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "results" / "sweep_cost.json"
@@ -86,10 +87,8 @@ def _by(runs: dict[str, dict], key: str) -> dict[str, float]:
 def _sweep_epochs(sweep: Path, runs: dict[str, dict]) -> int | None:
     """The epochs a missing run of ``sweep`` will train: its ``grid.json`` settings', else its complete
     runs' (the largest count, where they differ), else None (the baseline's own, run by run)."""
-    try:
-        return int(json.loads((sweep / "grid.json").read_text())["settings"]["epochs"])
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
+    if (settings := read_settings(sweep)) and settings.get("epochs"):  # the grid check's own record
+        return int(settings["epochs"])
     got = [r["epochs"] for r in runs.values() if r["epochs"]]
     return max(got) if got else None
 
