@@ -265,6 +265,23 @@ def _ci(r) -> str:
     return f"{r['estimate']:.3g} nats [{r['ci_low']:.3g}, {r['ci_high']:.3g}]"
 
 
+def _verdict(raw: pd.Series, ctl: pd.Series) -> str:
+    """What the capacity control does to a family effect (negative = the family named first is better):
+    "survives" and "does not survive" only of an effect there was, an interval below 0 by family alone."""
+    below = np.isfinite(raw["estimate"]) and raw["ci_high"] < 0
+    if ctl["ci_high"] < 0:
+        if below:
+            return "the family effect survives the capacity control"
+        return "a family effect shows only with the capacity terms (by family alone its interval is not below 0)"
+    if ctl["ci_low"] > 0:
+        if below:
+            return "with capacity controlled the family effect reverses"
+        return "the family is worse, by family alone and with the capacity terms (both intervals above 0)"
+    if below:
+        return "the family effect does not survive the capacity control (its interval contains 0)"
+    return "no family effect to control: its interval is not below 0 by family alone, and contains 0 with the capacity terms"
+
+
 def summary(table: pd.DataFrame) -> list[str]:
     """One sentence per arm (and protocol group) × response × claim (C4, C5): the family effect without
     and with the capacity terms, and whether it survives the control (its interval stays entirely below
@@ -323,12 +340,7 @@ def summary(table: pd.DataFrame) -> list[str]:
                     f"effect survives it is not tested here."
                 )
                 continue
-            if ctl["ci_high"] < 0:
-                verdict = "the family effect survives the capacity control"
-            elif ctl["ci_low"] > 0:
-                verdict = "with capacity controlled the family effect reverses"
-            else:
-                verdict = "the family effect does not survive the capacity control (its interval contains 0)"
+            verdict = _verdict(raw, ctl)
             out.append(
                 f"{where}: {raw_txt} without capacity terms, {_ci(ctl)} with log parameter counts "
                 f"(n = {int(ctl['n'])}, R² = {ctl['r2']:.3g}): {verdict}."

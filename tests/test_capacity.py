@@ -101,8 +101,31 @@ def test_a_capacity_effect_is_not_mistaken_for_a_family_effect():
     # the encoder families have no planted effect: C4's controlled interval covers 0
     c4 = rows(table, "families + capacity", C4)
     assert c4["ci_low"] <= 0.0 <= c4["ci_high"]
+    # ... as it does by family alone: there was no family effect for the control to remove
+    raw4 = rows(table, "families", C4)
+    assert raw4["ci_low"] <= 0.0 <= raw4["ci_high"]
     text = capacity.summary(table)
-    assert any(t.startswith("C4 (test/distortion)") and "does not survive" in t for t in text)
+    (c4_text,) = [t for t in text if t.startswith("C4 (test/distortion)")]
+    assert "no family effect to control" in c4_text and "survive" not in c4_text
+
+
+@pytest.mark.parametrize(
+    ("raw", "ctl", "said"),
+    [
+        ((-2.0, -1.0), (-2.0, -0.5), "survives the capacity control"),
+        ((-2.0, -1.0), (-1.0, 0.5), "does not survive the capacity control"),
+        ((-2.0, -1.0), (0.5, 1.0), "reverses"),
+        ((-1.0, 0.5), (-1.0, 0.5), "no family effect to control"),
+        ((0.5, 1.0), (-1.0, 0.5), "no family effect to control"),
+        ((-1.0, 0.5), (-2.0, -1.0), "shows only with the capacity terms"),
+        ((0.5, 1.0), (0.5, 2.0), "worse, by family alone and with the capacity terms"),
+    ],
+)
+def test_the_control_s_verdict_speaks_of_an_effect_only_where_there_was_one(raw, ctl, said):
+    def ci(lo_hi):
+        return pd.Series({"estimate": sum(lo_hi) / 2, "ci_low": lo_hi[0], "ci_high": lo_hi[1]})
+
+    assert said in capacity._verdict(ci(raw), ci(ctl))
 
 
 def test_designs_that_cannot_separate_capacity_get_a_note_not_a_crash():
