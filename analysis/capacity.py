@@ -53,6 +53,12 @@ QUANTITIES = {
     "enc": "log params/encoder (per e-fold)",
     "dec": "log params/decoder (per e-fold)",
 }
+CONTRASTS = {  # what the regression's family contrasts are, said in each sentence of the summary
+    "C4": "dense1 − the mean of the other encoder families, dense4 included (the claims check decides C4 "
+    "against each family)",
+    "C5": f"conv decoders of depth >= {C5_MIN_DEPTH} − the mean of the other decoders, dense ones included "
+    "(the claims check decides C5a and C5b apart)",
+}
 _FAMILY = re.compile(r"^([a-z]+)(\d+)$")
 
 
@@ -294,6 +300,7 @@ def summary(table: pd.DataFrame) -> list[str]:
         label = table[groups].astype(str).apply(lambda r: " ".join(f"{k}={v}" for k, v in r.items()), axis=1)
         table = table.assign(arm=np.where(table["arm"].eq("all"), label, label + " " + table["arm"]))
     design = table[table["response"].eq(DESIGN)]
+    matched_arms = set()
     for arm, g in design.groupby("arm", sort=False):
         r2 = dict(zip(g["quantity"], g["estimate"], strict=True))
         spread = {q: r2.pop(q) for q in list(r2) if q.startswith("spread")}
@@ -301,10 +308,12 @@ def summary(table: pd.DataFrame) -> list[str]:
         txt = ", ".join(f"{q.split('/')[-1]} {v:.4f}" for q, v in r2.items())
         if spread and all(v <= MATCHED_SPREAD for v in spread.values()):
             widest = max(spread.values())
+            matched_arms.add(arm)
             out.append(
                 f"Capacity{where} is matched by design: at each latent size every family of a role has the "
                 f"same parameter count within a spread of {np.expm1(widest):.1%} (widest), so the family "
-                f"contrasts of the claims check are not capacity effects; the regression below has no "
+                f"contrasts of the claims check are not parameter-count effects (compute per image is not "
+                f"matched: FLOPs and wall time still differ by family); the regression below has no "
                 f"capacity variation to use and is a description only."
             )
         elif all(v >= IDENTIFIED_BELOW for v in r2.values()):
@@ -328,11 +337,17 @@ def summary(table: pd.DataFrame) -> list[str]:
             if not {"families", "families + capacity"} <= set(q.index):
                 continue
             raw, ctl = q.loc["families"], q.loc["families + capacity"]
-            where = f"{claim} ({response}{'' if arm == 'all' else ', ' + arm})"
+            where = f"{claim} ({response}{'' if arm == 'all' else ', ' + arm}): {CONTRASTS[claim]}"
             if not np.isfinite(ctl["estimate"]):
                 out.append(f"{where}: not estimable ({ctl['note']}).")
                 continue
             raw_txt = _ci(raw) if np.isfinite(raw["estimate"]) else "not estimable"
+            if arm in matched_arms:
+                out.append(
+                    f"{where}: {raw_txt} by family alone; with parameter counts matched by design the "
+                    f"capacity terms have nothing to control ({_ci(ctl)} with them): no survival is claimed."
+                )
+                continue
             if "left out" in ctl["note"] or "no capacity term" in ctl["note"]:
                 out.append(
                     f"{where}: {raw_txt} by family alone; the capacity control cannot be fitted in full in this "

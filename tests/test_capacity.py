@@ -62,7 +62,11 @@ def test_identifiability_and_matching_are_measured_from_the_parameter_counts():
     table = capacity.capacity_table(matched)
     spread, _ = _design(table, "spread")
     assert spread["encoder"] <= capacity.MATCHED_SPREAD and spread["decoder"] == pytest.approx(0.0)
-    assert capacity.summary(table)[0].startswith("Capacity is matched by design")
+    text = capacity.summary(table)
+    assert text[0].startswith("Capacity is matched by design")
+    # ... and with nothing for the capacity terms to control, no family effect "survives" them
+    said = [t for t in text[1:] if t.startswith(("C4 (", "C5 ("))]
+    assert len(said) == 4 and all("no survival is claimed" in t and "survive" not in t for t in said)
     # a 20 % spread is not matched
     wide = matched.assign(
         **{
