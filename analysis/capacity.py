@@ -278,7 +278,9 @@ def _verdict(raw: pd.Series, ctl: pd.Series) -> str:
     if ctl["ci_high"] < 0:
         if below:
             return "the family effect survives the capacity control"
-        return "a family effect shows only with the capacity terms (by family alone its interval is not below 0)"
+        return (
+            "a family effect shows only with the capacity terms (by family alone its interval is not below 0)"
+        )
     if ctl["ci_low"] > 0:
         if below:
             return "with capacity controlled the family effect reverses"

@@ -5,9 +5,10 @@ and its paragraph on which verdicts hold in every condition, written from each c
 A condition is a committed sweep under ``results/examples/``, or chosen seeds of one (``CONDITIONS``:
 the reproduction's seed 0 alone is the baseline of the seed-0 conditions). One whose report is not
 committed yet, or whose launched grid is not complete (a report of a part of the grid, a failed run a
-hole in it: :func:`analysis.coverage.done`, with a warning), fills its column with ``pending`` (how
-far each sweep got: results/examples/README.md); a report decided on other runs than its complete grid's
-(older than its runs) is refused. Every number in a cell is the claims table's, to 3 significant digits.
+hole in it: :func:`analysis.coverage.done`) or not known whole (an unreadable ``grid.json``, or one a
+narrowed relaunch rewrote), fills its column with ``pending``, with a warning (how far each sweep got:
+results/examples/README.md); a report not made from its grid's complete runs as they are now (its
+``inputs.csv``: older than its runs, re-evaluated since, another sweep's) is refused. Every number in a cell is the claims table's, to 3 significant digits.
 
     python -m analysis.conditions results/examples                  # print the table and the paragraph
     python -m analysis.conditions results/examples --readme README.md   # rewrite README's block
@@ -39,6 +40,7 @@ class Condition:
     label: str
     sweep: str
     seeds: tuple[int, ...] | None = None
+    runs: int = 100  # its whole grid's runs (G0: 4 latent sizes × 5 encoders × 5 decoders, per seed)
 
     @property
     def report(self) -> str:
@@ -57,7 +59,7 @@ class Condition:
 # each differs from it in one factor (the 30-epoch runs' epochs 1-10 are its runs: tests/test_slim.py), where
 # against the three-seed column a verdict could also change with the seeds
 CONDITIONS = (
-    Condition("MNIST, 10 epochs, 3 seeds", "reproduce"),
+    Condition("MNIST, 10 epochs, 3 seeds", "reproduce", runs=300),
     Condition("MNIST, 10 epochs, seed 0", "reproduce", (0,)),
     Condition("MNIST, 30 epochs, seed 0", "reproduce_e30"),
     Condition("capacity-matched, seed 0", "capacity_matched"),
@@ -139,20 +141,32 @@ def cell(row: pd.Series, rows: pd.DataFrame) -> str:
     return text
 
 
+def _pending(path: Path, why: str) -> None:
+    print(f"warning: {path}: {why}: its condition stays pending", file=sys.stderr)
+
+
 def read_condition(root: Path, condition: Condition) -> tuple[pd.DataFrame | None, int]:
     """(the claims table of ``condition``'s committed report under ``root`` or None, its complete
-    runs). None, with a warning, where its grid is not complete (a report of a part of it); a table
-    decided on another number of ok runs than its grid's complete ok runs (a report older than its
-    runs) is refused."""
-    got = coverage.done(root / condition.sweep, condition.seeds)
+    runs). None, with a warning, where its grid is not complete (a report of a part of it), was not read
+    from its launch's record, or lists another number of runs than the condition's whole grid (a
+    narrowed relaunch rewrote it); a table not made from exactly the grid's complete runs as they are
+    now (:func:`analysis.coverage.inputs_differ`: older than its runs, or another sweep's) is refused."""
+    sweep_dir = root / condition.sweep
+    got = coverage.done(sweep_dir, condition.seeds)
     path = root / condition.report / "claims.csv"
     if not path.is_file():
         return None, got.complete
-    if got.complete < got.runs or not got.runs:  # of a part of the grid (failed runs are holes too)
-        print(
-            f"warning: {path} is of a grid not complete ({got.complete} of its {got.runs} runs complete; "
-            "the rest failed or are not trained yet): its condition stays pending",
-            file=sys.stderr,
+    if not got.launched:
+        _pending(path, f"its grid is not known from a launch ({got.source})")
+        return None, got.complete
+    if got.runs != condition.runs:
+        _pending(path, f"its grid ({got.source}) lists {got.runs} runs, not the condition's {condition.runs}")
+        return None, got.complete
+    if got.complete < got.runs:  # of a part of the grid (failed runs are holes too)
+        _pending(
+            path,
+            f"of a grid not complete ({got.complete} of its {got.runs} runs complete; the rest failed or "
+            "are not trained yet)",
         )
         return None, got.complete
     table = pd.read_csv(path)
@@ -164,11 +178,10 @@ def read_condition(root: Path, condition: Condition) -> tuple[pd.DataFrame | Non
         raise ConditionsError(f"{path} holds several arms ({arms}): a condition is one arm")
     if not table["decides"].astype(bool).any():
         raise ConditionsError(f"{path} has no deciding row")
-    c1 = table[table["claim"].eq("C1") & table["decides"].astype(bool)]
-    if len(c1) and int(c1["n_runs"].iloc[0]) != got.ok:  # C1 counts every ok run
+    if why := coverage.inputs_differ(sweep_dir, got.names, path.parent / coverage.INPUTS):
         raise ConditionsError(
-            f"{path} is decided on {int(c1['n_runs'].iloc[0])} ok runs, but its grid has {got.ok} complete "
-            f"ok runs: it is older than its runs; regenerate it: {condition.command}"
+            f"{path} was not made from its grid's {got.complete} complete runs as they are now ({why}); "
+            f"regenerate it: {condition.command}"
         )
     return table, got.complete
 
@@ -176,6 +189,12 @@ def read_condition(root: Path, condition: Condition) -> tuple[pd.DataFrame | Non
 def table(root: Path) -> tuple[list[str], dict[str, dict[str, str]]]:
     """(column headers, {claim: {header: cell}}) for the conditions under ``root``."""
     headers, cells = [], {c: {} for c in PAPER}
+    if not any((root / c.sweep).is_dir() for c in CONDITIONS):
+        sweeps = ", ".join(dict.fromkeys(c.sweep for c in CONDITIONS))
+        raise ConditionsError(
+            f"root={root} holds none of the conditions' sweeps; valid: the folder that holds {sweeps}, "
+            "e.g. results/examples"
+        )
     for condition in CONDITIONS:
         label = condition.label
         claims, trained = read_condition(root, condition)
@@ -252,7 +271,9 @@ def _seeds_sentence(decided: list[str], cells: dict[str, dict[str, str]]) -> str
         ]
         seeds = ",".join(map(str, cond.seeds))
         out += f" {cond.label}, the seed-{seeds} runs of {full.label}, gives " + (
-            f"other verdicts than {full.label} in {'; '.join(diff)}" if diff else f"every verdict of {full.label}"
+            f"other verdicts than {full.label} in {'; '.join(diff)}"
+            if diff
+            else f"every verdict of {full.label}"
         )
         out += f": the seed-{seeds} conditions are compared with it, each differing from it in one factor."
     return out

@@ -7,7 +7,7 @@ verdict, and nothing in the tables themselves says so. :func:`grids` compares ea
 below or above the analysed directories with the runs the analysis counted; the report says, in its
 summary, how many runs of each grid it holds, and in bold where a grid is incomplete
 (:func:`summary_lines`); ``python -m analysis.conditions`` keeps a condition whose grid is incomplete
-pending, and refuses a ``claims.csv`` made from other runs than its grid's (:func:`done`).
+pending, and refuses a ``claims.csv`` made from other runs than its grid's complete runs as they are now (:func:`done`, :func:`inputs_differ`).
 
 A run of the grid counts as present if it is complete (its ``COMPLETE`` marker: ok, diverged or
 pruned; a failed run is a hole in the grid as one not trained is) and the analysis holds it, or holds
@@ -19,9 +19,12 @@ each grid counts its runs of those seeds only.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import pandas as pd
 
 from analysis.collect import Sweep, seed_of
 from sweep.results import is_complete, read_complete
@@ -136,21 +139,74 @@ def summary_lines(found: list[Grid]) -> tuple[list[str], str | None]:
 @dataclass(frozen=True)
 class Done:
     """How far a sweep directory's grid (its runs of chosen seeds) got: its runs, the complete ones,
-    and those of them that finished ``ok`` (the runs a claims table is decided on)."""
+    and those of them that finished ``ok`` (the runs a claims table is decided on); ``names``: the
+    complete runs' directories (relative to the sweep); ``source``: where the grid was read from
+    (:func:`sweep.status.read_grid`; ``launched``: from a launch's record, not the directories on disk)."""
 
     runs: int
     complete: int
     ok: int
+    names: tuple[str, ...] = ()
+    source: str = ""
+
+    @property
+    def launched(self) -> bool:
+        return not self.source.startswith("the run directories on disk")
 
 
 def done(sweep_dir: Path, seeds: Sequence[int] | None = None) -> Done:
     """:class:`Done` of the grid launched in ``sweep_dir`` (its run directories on disk where no grid
     was launched there), restricted to ``seeds`` where given."""
     sweep_dir = Path(sweep_dir)
-    names = of_seeds(read_grid(sweep_dir)[0], seeds)
+    listed, source, _ = read_grid(sweep_dir)
+    names = of_seeds(listed, seeds)
     complete = [n for n in names if is_complete(sweep_dir / n)]
     ok = sum(_status(sweep_dir / n) == "ok" for n in complete)
-    return Done(len(names), len(complete), ok)
+    return Done(len(names), len(complete), ok, tuple(sorted(complete)), source)
+
+
+# An analysis's record of the run files it read (``analysis.figures`` writes it beside claims.csv): one
+# row per run, its directory and a digest of its result files, so that a claims table whose runs were
+# since re-evaluated, retrained or swapped for another sweep's is found (``analysis.conditions``).
+INPUTS = "inputs.csv"
+
+
+def run_digest(run_dir: Path) -> str:
+    """SHA-256 over a run directory's result files (every ``*.parquet``: its row, evaluation, epochs,
+    dimensions and latents), each with its name and length, in name order."""
+    h = hashlib.sha256()
+    for f in sorted(Path(run_dir).glob("*.parquet")):
+        data = f.read_bytes()
+        h.update(f"{f.name}\0{len(data)}\0".encode())
+        h.update(data)
+    return h.hexdigest()
+
+
+def inputs_table(sweep: Sweep) -> pd.DataFrame:
+    """The :data:`INPUTS` table of an analysis: each run it counted (``run_dir`` relative to its root)
+    and :func:`run_digest` of its files, in ``run_dir`` order."""
+    dirs = sorted(map(str, sweep.runs["run_dir"])) if len(sweep.runs) else []
+    return pd.DataFrame({"run_dir": dirs, "sha256": [run_digest(sweep.root / d) for d in dirs]})
+
+
+def inputs_differ(sweep_dir: Path, names: Sequence[str], inputs: Path) -> str | None:
+    """Why the analysis recorded in ``inputs`` did not read exactly the runs ``names`` of ``sweep_dir``
+    as they are now (None where it did): runs it lacks, runs it read that are not these, runs whose files
+    changed since."""
+    if not Path(inputs).is_file():
+        return f"it has no {INPUTS} (the record of the run files it read)"
+    got = pd.read_csv(inputs, dtype=str)
+    had = dict(zip(got["run_dir"], got["sha256"], strict=True))
+    now = {n: run_digest(Path(sweep_dir) / n) for n in names}
+    reasons = []
+    for what, which in (
+        ("lacks", sorted(set(now) - set(had))),
+        ("read runs its grid does not hold complete", sorted(set(had) - set(now))),
+        ("read files that changed since", sorted(n for n in set(now) & set(had) if now[n] != had[n])),
+    ):
+        if which:
+            reasons.append(f"{what}: {len(which)} ({', '.join(which[:3])}{', …' if len(which) > 3 else ''})")
+    return "; ".join(reasons) or None
 
 
 def _status(run_dir: Path) -> str | None:

@@ -136,6 +136,8 @@ def write_all(sweep: Sweep, out_dir: str | Path) -> tuple[dict[str, Path], dict[
         atomic_write_bytes(out_dir / f"{name}.csv", df.to_csv(index=False).encode())
         atomic_write_bytes(out_dir / f"{name}.md", report.markdown_table(df).encode())
         tables[name] = df
+    inputs = coverage.inputs_table(sweep)  # what conditions checks a claims table against
+    atomic_write_bytes(out_dir / coverage.INPUTS, inputs.to_csv(index=False).encode())
     report.write_report(sweep, out_dir, figures, tables)
     (out_dir / IN_PROGRESS).unlink()
     return figures, tables

@@ -3,6 +3,7 @@ verdict first, the deciding row's numbers, n configurations; the paragraph says 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import re
@@ -11,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import claims, conditions
+from analysis import claims, conditions, coverage
 
 FAMILIES = ("dense1", "dense4", "conv1", "conv2", "conv4")
 ENC = {"dense1": 0.0, "dense4": 8.0, "conv1": -1.5, "conv2": -2.7, "conv4": -0.9}  # planted, nats
@@ -34,15 +35,38 @@ def runs(enc=ENC, dec=DEC) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+@pytest.fixture(autouse=True)
+def half_grids(monkeypatch):
+    """The planted grids have 50 configurations (latent 25 and 50), half of G0's 100, and one seed unless
+    a test adds more (:func:`grid_runs`): each condition's whole grid is 50 runs."""
+    grid_runs(monkeypatch, lambda c: 50)
+
+
+def grid_runs(monkeypatch, runs_of) -> None:
+    """Each condition's whole grid: ``runs_of(condition)`` runs."""
+    grids = tuple(dataclasses.replace(c, runs=runs_of(c)) for c in conditions.CONDITIONS)
+    monkeypatch.setattr(conditions, "CONDITIONS", grids)
+
+
 def write_condition(root, name, run_table, n_runs, seed=0, report=None) -> pd.DataFrame:
     """A committed condition: ``claims.csv`` of ``run_table`` (in ``report``, default the sweep) and
-    ``n_runs`` complete ok run directories of seed ``seed`` in its grid (:func:`add_runs`)."""
+    ``n_runs`` complete ok run directories of seed ``seed`` in its grid (:func:`add_runs`), with the
+    record of the runs it was made from (:func:`record_inputs`)."""
     out = root / (report or name)
     out.mkdir(parents=True, exist_ok=True)
     table = claims.verdicts_table(claims.check_claims(run_table))
     table.to_csv(out / "claims.csv", index=False)
     add_runs(root / name, n_runs, seed)
+    record_inputs(root / name, out, None if report is None else (seed,))
     return pd.read_csv(out / "claims.csv")
+
+
+def record_inputs(sweep, report, seeds=None) -> None:
+    """``report``'s inputs.csv as ``analysis.figures`` writes it after reading the grid's complete runs
+    (of ``seeds``) as they are now."""
+    names = coverage.done(sweep, seeds).names
+    digests = [coverage.run_digest(sweep / n) for n in names]
+    pd.DataFrame({"run_dir": list(names), "sha256": digests}).to_csv(report / coverage.INPUTS, index=False)
 
 
 def add_runs(sweep, n_runs, seed=0, status="ok", complete=True) -> list[str]:
@@ -53,6 +77,9 @@ def add_runs(sweep, n_runs, seed=0, status="ok", complete=True) -> list[str]:
     new = [f"L25_dense{len(names) + i + 1}_dense1_s{seed}" for i in range(n_runs)]
     for name in new:
         (sweep / name).mkdir(parents=True)
+        (sweep / name / "eval.parquet").write_bytes(
+            f"{sweep.name}/{name}".encode()
+        )  # the inputs digest reads it
         if complete:
             (sweep / name / "COMPLETE").write_text(json.dumps({"status": status}))
     sweep.mkdir(parents=True, exist_ok=True)
@@ -107,18 +134,25 @@ def test_the_paragraph_names_agreeing_and_condition_dependent_verdicts(two):
         text,
     )
     assert re.search(r"reproduced in every one: [^;.]*C5a", text)
-    assert "Pending: MNIST, 10 epochs, seed 0; capacity-matched, seed 0; Fashion-MNIST, 10 epochs, seed 0" in text
+    assert (
+        "Pending: MNIST, 10 epochs, seed 0; capacity-matched, seed 0; Fashion-MNIST, 10 epochs, seed 0"
+        in text
+    )
 
 
 @pytest.mark.parametrize(
     "planted, says", [(ENC, "gives every verdict of"), ({**ENC, "dense1": -5.0}, "gives other verdicts than")]
 )
-def test_the_seed_0_baseline_counts_its_own_runs_and_is_compared_with_all_seeds(tmp_path, planted, says):
+def test_the_seed_0_baseline_counts_its_own_runs_and_is_compared_with_all_seeds(
+    tmp_path, monkeypatch, planted, says
+):
+    grid_runs(monkeypatch, lambda c: 150 if c.sweep == "reproduce" and c.seeds is None else 50)
     # the reproduction's three seeds (50 runs each) and its seed 0 alone, reported in reproduce/seed0
     three = pd.concat([runs().assign(seed=s) for s in (0, 1, 2)], ignore_index=True)
     write_condition(tmp_path, "reproduce", three, 50, seed=0)
     for seed in (1, 2):
         add_runs(tmp_path / "reproduce", 50, seed)
+    record_inputs(tmp_path / "reproduce", tmp_path / "reproduce")  # made once every seed was there
     write_condition(tmp_path, "reproduce", runs(enc=planted), 0, report="reproduce/seed0")
     headers, cells = conditions.table(tmp_path)
     assert headers[:2] == [
@@ -135,20 +169,44 @@ def test_the_seed_0_baseline_counts_its_own_runs_and_is_compared_with_all_seeds(
 
 # a condition whose grid is not complete stays pending, one whose report is older than its runs is refused
 GRIDS = [
-    ("a run not complete (failed, or not trained yet)", dict(complete=False), "pending", "3 of its 4 runs complete"),
-    ("a run that diverged", dict(status="diverged"), "decided", "capacity-matched, seed 0 (3 configurations, 4 runs)"),
-    ("a report older than its runs", dict(), "refused", "decided on 3 ok runs, but its grid has 4 complete ok runs"),
+    (
+        "a run not complete (failed, or not trained yet)",
+        dict(complete=False),
+        "pending",
+        "3 of its 4 runs complete",
+    ),
+    (
+        "a run that diverged",
+        dict(status="diverged"),
+        "decided",
+        "capacity-matched, seed 0 (3 configurations, 4 runs)",
+    ),
+    (
+        "a report older than its runs",
+        dict(),
+        "refused",
+        "not made from its grid's 4 complete runs as they are now (lacks: 1 (L25_dense4_dense1_s0))",
+    ),
 ]
 
 
+def four_run_capacity_grid(monkeypatch):
+    grid_runs(monkeypatch, lambda c: 4 if c.sweep == "capacity_matched" else 50)
+
+
 @pytest.mark.parametrize("case, fourth, outcome, says", GRIDS, ids=[g[0] for g in GRIDS])
-def test_a_condition_s_report_must_be_of_its_whole_grid(tmp_path, capsys, case, fourth, outcome, says):
+def test_a_condition_s_report_must_be_of_its_whole_grid(
+    tmp_path, capsys, monkeypatch, case, fourth, outcome, says
+):
+    four_run_capacity_grid(monkeypatch)
     three = runs().iloc[:3]  # claims.csv decided on 3 ok runs
     write_condition(tmp_path, "reproduce", runs(), 50)
     write_condition(tmp_path, "capacity_matched", three, 3)
     add_runs(tmp_path / "capacity_matched", 1, **fourth)
+    if outcome == "decided":  # made once the fourth run had ended
+        record_inputs(tmp_path / "capacity_matched", tmp_path / "capacity_matched")
     if outcome == "refused":
-        with pytest.raises(conditions.ConditionsError, match=says):
+        with pytest.raises(conditions.ConditionsError, match=re.escape(says)):
             conditions.table(tmp_path)
         assert "python -m analysis.figures results/examples/capacity_matched --out" in str(
             pytest.raises(conditions.ConditionsError, conditions.table, tmp_path).value
@@ -215,3 +273,85 @@ def test_a_claims_table_of_several_arms_is_refused(tmp_path):
     both.to_csv(sweep / "claims.csv", index=False)
     with pytest.raises(conditions.ConditionsError, match="several arms"):
         conditions.table(tmp_path)
+
+
+def _decided(root) -> None:
+    write_condition(root, "reproduce", runs(), 50)
+    write_condition(root, "capacity_matched", runs(), 50)
+
+
+@pytest.mark.parametrize(
+    "case, change, says",
+    [
+        (
+            "a run re-evaluated after the report",
+            lambda sweep, other: (sweep / "L25_dense7_dense1_s0" / "eval.parquet").write_bytes(
+                b"re-evaluated"
+            ),
+            "read files that changed since: 1 (L25_dense7_dense1_s0)",
+        ),
+        (
+            "another sweep's report copied in",
+            lambda sweep, other: (
+                (other / coverage.INPUTS).write_bytes((sweep / coverage.INPUTS).read_bytes())
+                or (other / "claims.csv").write_bytes((sweep / "claims.csv").read_bytes())
+            ),
+            "read files that changed since: 50",
+        ),
+        (
+            "a report without its record",
+            lambda sweep, other: (sweep / coverage.INPUTS).unlink(),
+            "has no inputs.csv",
+        ),
+    ],
+)
+def test_a_report_not_made_from_its_runs_as_they_are_is_refused(tmp_path, case, change, says):
+    _decided(tmp_path)
+    conditions.table(tmp_path)  # as made: accepted
+    for name in ("reproduce", "capacity_matched"):  # the two grids hold the same run names
+        assert coverage.done(tmp_path / name).names
+    change(tmp_path / "capacity_matched", tmp_path / "reproduce")
+    with pytest.raises(conditions.ConditionsError, match=re.escape(says)):
+        conditions.table(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "case, change, says",
+    [
+        (
+            "an unreadable grid.json",
+            lambda sweep: (sweep / "grid.json").write_text('{"runs": ['),
+            "its grid is not known from a launch (the run directories on disk",
+        ),
+        (
+            "a narrowed relaunch's grid.json",
+            lambda sweep: (sweep / "grid.json").write_text(
+                json.dumps(
+                    {"schema_version": 1, "runs": json.loads((sweep / "grid.json").read_text())["runs"][:3]}
+                )
+            ),
+            "lists 3 runs, not the condition's 50",
+        ),
+    ],
+)
+def test_a_grid_not_known_whole_keeps_its_condition_pending(tmp_path, capsys, case, change, says):
+    _decided(tmp_path)
+    change(tmp_path / "capacity_matched")
+    headers, cells = conditions.table(tmp_path)
+    assert cells["C4"]["capacity-matched, seed 0"] == "pending"
+    err = capsys.readouterr().err
+    assert says in err and "its condition stays pending" in err, err
+
+
+def test_a_root_without_any_condition_is_refused_and_nothing_written(tmp_path, capsys):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{conditions.BEGIN}\nkept\n{conditions.END}\n")
+    (tmp_path / "elsewhere").mkdir()
+    assert conditions.main([str(tmp_path / "elsewhere"), "--readme", str(readme)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert (
+        len(err) == 1
+        and err[0].startswith("error: root=")
+        and "holds none of the conditions' sweeps" in err[0]
+    )
+    assert "kept" in readme.read_text()

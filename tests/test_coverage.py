@@ -47,7 +47,9 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("case, trained, listed, failed, present, size, extra", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    "case, trained, listed, failed, present, size, extra", CASES, ids=[c[0] for c in CASES]
+)
 def test_each_grid_is_counted_against_the_runs_the_analysis_holds(
     tmp_path, case, trained, listed, failed, present, size, extra
 ):
@@ -60,8 +62,13 @@ def test_each_grid_is_counted_against_the_runs_the_analysis_holds(
 def test_a_report_of_a_grid_still_training_says_so_in_bold_and_a_complete_one_does_not(tmp_path, capsys):
     partial = sweep_with_grid(tmp_path / "a", trained=5, listed=8)
     text = report_of(partial, tmp_path / "out_a")
-    assert "- grid `synthetic` (its last launch's grid.json): 5 of its 8 runs complete in this analysis" in text
-    assert "**Incomplete grid: `synthetic` holds 5 of its 8 runs complete.** Every table and verdict below" in text
+    assert (
+        "- grid `synthetic` (its last launch's grid.json): 5 of its 8 runs complete in this analysis" in text
+    )
+    assert (
+        "**Incomplete grid: `synthetic` holds 5 of its 8 runs complete.** Every table and verdict below"
+        in text
+    )
     assert "grid synthetic incomplete: 5 of its 8 runs;" in capsys.readouterr().out
     full = sweep_with_grid(tmp_path / "b", trained=8, listed=8)
     text = report_of(full, tmp_path / "out_b")
@@ -123,4 +130,32 @@ def test_chosen_seeds_count_only_their_own_copies_and_a_seed_the_grid_lacks_is_n
     assert [(g.where, g.present, g.runs, g.extra) for g in got] == [("copy", 8, 8, 0), ("synthetic", 8, 8, 0)]
     [none] = coverage.grids([sweep], [], seeds=[7])
     assert (none.present, none.runs, none.complete) == (0, 0, False)
-    assert coverage.done(sweep, [7]) == coverage.Done(0, 0, 0) and coverage.done(sweep, [1]) == coverage.Done(8, 8, 8)
+    counts = lambda d: (d.runs, d.complete, d.ok, len(d.names))  # noqa: E731
+    assert counts(coverage.done(sweep, [7])) == (0, 0, 0, 0) and counts(coverage.done(sweep, [1])) == (
+        8,
+        8,
+        8,
+        8,
+    )
+    assert all(n.endswith("_s1") for n in coverage.done(sweep, [1]).names)
+
+
+def test_the_report_records_the_run_files_it_read_and_a_changed_run_is_found(tmp_path):
+    sweep = sweep_with_grid(tmp_path, 8, 8)
+    out = tmp_path / "report"
+    report_of(sweep, out)
+    names = coverage.done(sweep).names
+    recorded = (out / coverage.INPUTS).read_text().splitlines()
+    assert recorded[0] == "run_dir,sha256" and [r.split(",")[0] for r in recorded[1:]] == list(names)
+    assert coverage.inputs_differ(sweep, names, out / coverage.INPUTS) is None
+    # a re-evaluation rewrites a run's eval.parquet: the record no longer describes it
+    (sweep / names[2] / "eval.parquet").write_bytes((sweep / names[3] / "eval.parquet").read_bytes())
+    assert coverage.inputs_differ(sweep, names, out / coverage.INPUTS) == (
+        f"read files that changed since: 1 ({names[2]})"
+    )
+    # the same report regenerated records the runs as they are now, byte for byte the same each time
+    report_of(sweep, out)
+    first = (out / coverage.INPUTS).read_bytes()
+    report_of(sweep, out)
+    assert (out / coverage.INPUTS).read_bytes() == first
+    assert coverage.inputs_differ(sweep, names, out / coverage.INPUTS) is None
