@@ -20,6 +20,7 @@ name, is skipped as another run's file (:func:`_not_this_run`).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections import Counter
@@ -32,7 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from analysis import mi
-from sweep.keys import flatten, identity_digest, row_identity
+from sweep.keys import comparable, flatten, identity_digest, row_identity
 from sweep.projection import LATENTS_FILE, PCA_FILE, Projection, read_latents
 from sweep.projection import of_run as projection_of_run
 from sweep.results import (
@@ -389,6 +390,29 @@ def counted_once(sweep: Sweep) -> Sweep:
     return Sweep(sweep.root, runs, dims, sweep.skipped + skipped, sweep.roots, [d for d, _ in dropped])
 
 
+def as_evaluated(df: pd.DataFrame) -> pd.DataFrame:
+    """Each run's ``eval.*`` columns as its evaluation was made with: ``eval.parquet``'s ``eval/profile``
+    (:func:`sweep.evaluate.eval_profile`) where it has one, over the stored config's values, which a
+    re-evaluation with other ``eval.*`` values leaves as they were. So runs scored with two profiles
+    fall in two protocol groups (:func:`analysis.rank.protocol_columns`), never pooled. Columns change
+    only where a profile differs from the stored value (an evaluation stored before the profile was
+    recorded has none: its config's values stand)."""
+    if "eval/profile" not in df.columns:
+        return df
+    df = df.copy()
+    for i, text in df["eval/profile"].items():
+        if not isinstance(text, str):
+            continue
+        for key, value in json.loads(text).items():
+            col = f"eval.{key}"
+            if col not in df.columns:
+                df[col] = pd.Series([None] * len(df), index=df.index, dtype=object)
+            if comparable(df.at[i, col]) != comparable(value):
+                df[col] = df[col].astype(object)
+                df.at[i, col] = value
+    return df
+
+
 def _load(root: str | Path | list[str | Path]) -> Sweep:
     """:func:`load_sweep` before runs stored twice are counted once."""
     from sweep.names import DEFAULT_DATASET, paper_label
@@ -419,6 +443,7 @@ def _load(root: str | Path | list[str | Path]) -> Sweep:
         ev = evals.to_pandas().drop(columns=["schema_version"], errors="ignore")
         dup = [c for c in ev.columns if c in df.columns and c != "run_dir"]
         df = df.merge(ev.drop(columns=dup), on="run_dir", how="left") if len(ev) else df
+        df = as_evaluated(df)
         df["family/encoder"] = df["encoder.kind"] + df["encoder.depth"].astype(str)
         df["family/decoder"] = df["decoder.kind"] + df["decoder.depth"].astype(str)
         df = mi.with_ceiling(df)  # the estimate's ceiling, derived for runs stored before it was recorded

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import functools
 import io
+import json
 import math
 import sys
 import time
@@ -39,7 +40,7 @@ from torchvision.utils import make_grid, save_image
 from sweep import divergence, fid_kid, metrics, results
 from sweep.data import binarize, load_data
 from sweep.device import cpu_threads, resolve_device
-from sweep.keys import identity_digest
+from sweep.keys import identity_digest, is_protocol
 from sweep.losses import NOT_NORMALISED, Knobs, bits_per_dim, decoder_mean
 from sweep.models import N_PIXELS, VAE, build_model, count_params
 from sweep.slim import require_checkpoint
@@ -261,7 +262,7 @@ def evaluate_stack(
     meter = fid_kid.meter_for(
         data.dataset, test.x, kid_subsets=ec["kid_subsets"], kid_subset_size=ec["kid_subset_size"]
     )
-    arch = _arch_columns(stack, cfg)
+    arch = {**_arch_columns(stack, cfg), "eval/profile": eval_profile(ec)}
     for run_dir in run_dirs:  # before its first evaluation file; PendingEval.finish removes it
         results.atomic_write_bytes(Path(run_dir) / results.EVALUATING, b"")
     for i, (row, run_dir, name, identity) in enumerate(zip(rows, run_dirs, names, identities, strict=True)):
@@ -441,6 +442,15 @@ def evaluate_run(
     losses = None if test_losses is None else [test_losses]
     pending = evaluate_stack(stack, data, cfg, [run_dir], [run_name], [identity_digest(cfg)], losses)
     return pending.finish()[0]
+
+
+def eval_profile(ec: dict[str, Any]) -> str:
+    """The evaluation profile an ``eval`` node scores with, as ``eval.parquet`` records it: its protocol
+    keys (:func:`sweep.keys.is_protocol`: not the chunk sizes) as sorted JSON. A re-evaluation with other
+    ``eval.*`` values rewrites only the evaluation files, so this, not the run's stored config, says what
+    the run's evaluation numbers mean (``analysis.collect`` groups runs by it)."""
+    keep = {k: ec[k] for k in sorted(ec) if is_protocol(f"eval.{k}")}
+    return json.dumps(keep, sort_keys=True, separators=(",", ":"))
 
 
 def skip_evaluation(run_dir: Path, run_name: str, reason: str, *, identity: str) -> dict[str, Any]:

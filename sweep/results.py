@@ -122,6 +122,7 @@ EVAL_COLUMNS = [
     "test/kid_subset_size",
     "test/fid_classifier",
     *THRESHOLDS,
+    "eval/profile",
 ]
 
 

@@ -243,7 +243,7 @@ SEARCH_PRUNERS = ("median", "none")
 SEARCH_DISTRIBUTIONS = ("categorical", "int", "float")
 
 
-TEXT_COLUMNS = ("eval/status", "eval/reason", "eval/nonfinite", "test/iwae_null_reason")
+TEXT_COLUMNS = ("eval/status", "eval/reason", "eval/nonfinite", "test/iwae_null_reason", "eval/profile")
 
 
 def objective_columns() -> list[str]:

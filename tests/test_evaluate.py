@@ -139,3 +139,24 @@ def test_reevaluation_runs_on_the_runs_num_threads_and_restores_the_count(tmp_pa
     monkeypatch.setattr(evaluate, "evaluate_run", record)
     assert evaluate.main([str(tmp_path)]) == 0
     assert seen == [want] and torch.get_num_threads() == before
+
+
+def test_runs_re_evaluated_with_another_profile_are_never_pooled(tmp_path):
+    """A re-evaluation rewrites only the evaluation files, the run's config keeps the profile it was
+    trained with: eval.parquet records the profile it was made with, and analysis groups by that."""
+    import json
+
+    from analysis import rank
+    from analysis.collect import load_sweep
+
+    sweep = tmp_path / "sweep"
+    for seed in (0, 1):
+        cfg = make_cfg("epochs=1", "data.subset=300", f"seed={seed}")
+        assert train(cfg, sweep / f"run{seed}")["status"] == "ok"
+    assert json.loads(eval_row(sweep / "run0")["eval/profile"])["knn_k"] == 5
+    assert evaluate.main([str(sweep / "run1"), "eval.knn_k=3"]) == 0
+    profile = json.loads(eval_row(sweep / "run1")["eval/profile"])
+    assert profile["knn_k"] == 3 and "mi_chunk" not in profile  # chunk sizes only batch a computation
+    runs = load_sweep(sweep).runs
+    assert sorted(zip(runs["seed"], runs["eval.knn_k"], strict=True)) == [(0, 5), (1, 3)]
+    assert rank.protocol_columns(runs) == ["eval.knn_k"]  # two groups: never ranked or tested together
