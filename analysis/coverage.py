@@ -183,9 +183,12 @@ def run_digest(run_dir: Path) -> str:
 
 
 def inputs_table(sweep: Sweep) -> pd.DataFrame:
-    """The :data:`INPUTS` table of an analysis: each run it counted (``run_dir`` relative to its root)
-    and :func:`run_digest` of its files, in ``run_dir`` order."""
+    """The :data:`INPUTS` table of an analysis: each run it counted whole (``run_dir`` relative to its
+    root; not a run one of whose files it skipped, unreadable: its numbers are not all there) and
+    :func:`run_digest` of its files, in ``run_dir`` order."""
     dirs = sorted(map(str, sweep.runs["run_dir"])) if len(sweep.runs) else []
+    skipped = [Path(p).resolve() for p, _ in sweep.skipped]
+    dirs = [d for d in dirs if not any(p.is_relative_to((sweep.root / d).resolve()) for p in skipped)]
     return pd.DataFrame({"run_dir": dirs, "sha256": [run_digest(sweep.root / d) for d in dirs]})
 
 

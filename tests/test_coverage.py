@@ -153,9 +153,22 @@ def test_the_report_records_the_run_files_it_read_and_a_changed_run_is_found(tmp
     assert coverage.inputs_differ(sweep, names, out / coverage.INPUTS) == (
         f"read files that changed since: 1 ({names[2]})"
     )
-    # the same report regenerated records the runs as they are now, byte for byte the same each time
+    # regenerated, the report skips that file (another run's: its identity stamp) and so lacks the run;
+    # its record is byte for byte the same each time
     report_of(sweep, out)
     first = (out / coverage.INPUTS).read_bytes()
     report_of(sweep, out)
     assert (out / coverage.INPUTS).read_bytes() == first
-    assert coverage.inputs_differ(sweep, names, out / coverage.INPUTS) is None
+    assert coverage.inputs_differ(sweep, names, out / coverage.INPUTS) == f"lacks: 1 ({names[2]})"
+
+
+def test_a_run_whose_file_the_analysis_skipped_is_not_in_its_record(tmp_path):
+    sweep = sweep_with_grid(tmp_path, 8, 8)
+    names = coverage.done(sweep).names
+    (sweep / names[5] / "eval.parquet").write_bytes(b"not parquet")  # a torn copy: skipped, with a warning
+    out = tmp_path / "report"
+    report_of(sweep, out)
+    recorded = (out / coverage.INPUTS).read_text().splitlines()[1:]
+    assert [r.split(",")[0] for r in recorded] == [n for n in names if n != names[5]]
+    # so README's conditions table finds the report was not made from every run of its grid
+    assert coverage.inputs_differ(sweep, names, out / coverage.INPUTS) == f"lacks: 1 ({names[5]})"
