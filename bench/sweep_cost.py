@@ -57,9 +57,10 @@ def families(name: str) -> tuple[str, str]:
 
 
 def measured(sweep: Path) -> dict[str, dict]:
-    """{run name: {train, eval (seconds), epochs, encoder, decoder}} of ``sweep``'s complete runs."""
+    """{run directory relative to ``sweep`` (its run name, or ``<variant>/<run name>`` where a grid
+    nests its runs): {train, eval (seconds), epochs, encoder, decoder}} of ``sweep``'s complete runs."""
     out = {}
-    for run in sorted(sweep.glob("*/COMPLETE")):
+    for run in sorted(sweep.rglob("COMPLETE")):
         d = run.parent
         try:
             row = pq.read_table(d / "run.parquet").to_pylist()[0]
@@ -70,7 +71,7 @@ def measured(sweep: Path) -> dict[str, dict]:
             ev = float(
                 pq.read_table(d / "eval.parquet", columns=["eval/seconds"]).column(0)[0].as_py() or 0.0
             )
-        out[d.name] = {
+        out[d.relative_to(sweep).as_posix()] = {
             "train": float(row.get("wall_seconds") or 0.0), "eval": ev, "epochs": int(row.get("epochs") or 0),
             "encoder": families(d.name)[0], "decoder": families(d.name)[1],
         }  # fmt: skip
@@ -103,7 +104,7 @@ def cost(sweep: Path, baseline: dict[str, dict], workers: int) -> dict:
     epochs = _sweep_epochs(sweep, runs)
     base: dict[str, list[dict]] = {}
     for name, r in baseline.items():
-        base.setdefault(config_key(name) or name, []).append(r)
+        base.setdefault(config_key(Path(name).name) or name, []).append(r)
 
     def expected(key: str, at: int | None) -> float:
         """The baseline's mean time of configuration ``key`` with its training at ``at`` epochs
@@ -114,10 +115,12 @@ def cost(sweep: Path, baseline: dict[str, dict], workers: int) -> dict:
         )
 
     base_mean = {k: expected(k, epochs) for k in base}
-    ratios: dict[tuple[str, str], list[float]] = {}  # per (encoder, decoder) family pair, each run at its epochs
+    ratios: dict[
+        tuple[str, str], list[float]
+    ] = {}  # per (encoder, decoder) family pair, each run at its epochs
     for name, r in runs.items():
-        if (k := config_key(name)) in base and (want := expected(k, r["epochs"] or None)) > 0:
-            ratios.setdefault(families(name), []).append((r["train"] + r["eval"]) / want)
+        if (k := config_key(Path(name).name)) in base and (want := expected(k, r["epochs"] or None)) > 0:
+            ratios.setdefault(families(Path(name).name), []).append((r["train"] + r["eval"]) / want)
     every = [x for v in ratios.values() for x in v]
     by_decoder: dict[str, list[float]] = {}
     for (_, dec), v in ratios.items():
@@ -133,7 +136,7 @@ def cost(sweep: Path, baseline: dict[str, dict], workers: int) -> dict:
             return statistics.median(every), "all"
         return 1.0, "none"
 
-    missing = [n for n in grid if Path(n).name not in runs]
+    missing = [n for n in grid if Path(n).as_posix() not in runs]
     unknown = [n for n in missing if config_key(Path(n).name) not in base_mean]
     scaled = [
         (base_mean[k], *scale(Path(n).name)) for n in missing if (k := config_key(Path(n).name)) in base_mean
@@ -165,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=output_path, default=DEFAULT_OUT, help="JSON output")
     args = p.parse_args(argv)
     for d in [*args.sweeps, args.baseline]:
-        if not (d / "grid.json").is_file() and not list(d.glob("*/COMPLETE")):
+        if not (d / "grid.json").is_file() and not list(d.rglob("COMPLETE")):
             p.error(
                 f"{d} is not a sweep (no grid.json and no complete run); valid: e.g. results/examples/reproduce"
             )
@@ -184,7 +187,14 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{s['sweep']}: {s['complete_runs']} of {s['grid_runs']} runs, {s['summed_hours']} h summed "
             f"({s['hours_on_workers']} h on {args.workers} workers); the other {s['missing_runs']}: about "
-            f"{s['estimated_rest_hours_on_workers']} h on {args.workers} workers (each missing run: its baseline "
+            f"{s['estimated_rest_hours_on_workers']} h on {args.workers} workers"
+            + (
+                f", leaving out {s['missing_without_baseline']} with no run of their configuration in the "
+                "baseline to scale"
+                if s["missing_without_baseline"]
+                else ""
+            )
+            + f" (each missing run: its baseline "
             f"time, training scaled to {s['epochs'] or 'its'} epochs, × this sweep's median ratio to that for "
             f"its family pair, else decoder, else all: "
             f"{s['missing_scaled_by']}; ratios measured {s['ratio_to_baseline']})"

@@ -168,7 +168,9 @@ def _timed_sweep(root: Path, times: dict[str, tuple[float, float]], grid: list[s
     for name, (train_s, eval_s) in times.items():
         d = root / name
         d.mkdir()
-        results.write_parquet(d / "run.parquet", [{"run_name": name, "wall_seconds": train_s, "epochs": epochs}])
+        results.write_parquet(
+            d / "run.parquet", [{"run_name": name, "wall_seconds": train_s, "epochs": epochs}]
+        )
         results.write_parquet(d / "eval.parquet", [{"run_name": name, "eval/seconds": eval_s}])
         results.write_complete(d, "ok")
     return root
@@ -238,6 +240,37 @@ def test_sweep_cost_measures_each_run_at_its_own_epochs(tmp_path, capsys):
     (s,) = json.loads(out.read_text())["sweeps"]
     assert s["epochs"] == 30 and s["ratio_to_baseline"] == {"min": 1.0, "median": 1.0, "max": 1.0}
     assert s["estimated_rest_summed_hours"] == 2.2  # L100 at 30 epochs: 3 × 0.6 h + 0.4 h
+
+
+def test_sweep_cost_counts_nested_variant_runs_and_says_what_it_cannot_scale(tmp_path, capsys):
+    from bench import sweep_cost
+
+    h = 36.0
+    base = {f"L{lat}_dense1_dense1_s0": (60.0 * h, 40.0 * h) for lat in (25, 50)}
+    baseline = _timed_sweep(tmp_path / "base", base, list(base))
+    # a grid of two variants, each in its own directory (as experiment=paper_loss_ablation nests them),
+    # and a residual run that no baseline configuration can scale
+    grid = [f"{v}/L{lat}_dense1_dense1_s0" for v in ("sum", "paper") for lat in (25, 50)] + [
+        "sum/L25_res2_res2_s0"
+    ]
+    sweep = tmp_path / "ablation"
+    for v in ("sum", "paper"):
+        _timed_sweep(sweep / v, {"L25_dense1_dense1_s0": (60.0 * h, 40.0 * h)}, [])
+    (sweep / "grid.json").write_text(json.dumps({"runs": grid}))
+    out = tmp_path / "cost.json"
+    assert sweep_cost.main([str(sweep), "--baseline", str(baseline), "--out", str(out)]) == 0
+    (s,) = json.loads(out.read_text())["sweeps"]
+    assert (s["complete_runs"], s["grid_runs"], s["missing_runs"], s["missing_without_baseline"]) == (
+        2,
+        5,
+        3,
+        1,
+    )
+    assert s["summed_hours"] == 2.0 and s["estimated_rest_summed_hours"] == 2.0  # the two L50 runs, 1 h each
+    said = capsys.readouterr().out
+    assert (
+        "2 of 5 runs" in said and "leaving out 1 with no run of their configuration in the baseline" in said
+    )
 
 
 def test_sweep_cost_refuses_a_directory_that_is_not_a_sweep(tmp_path, capsys):
