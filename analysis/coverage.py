@@ -117,6 +117,11 @@ def summary_lines(found: list[Grid]) -> tuple[list[str], str | None]:
         return ["launched grids: none found (no grid.json at, below or above this directory)"], None
     lines = []
     for g in found:
+        if not g.runs:  # chosen seeds it has no run of: no part of this analysis
+            lines.append(
+                f"grid `{g.where}` (its last launch's {GRID_FILE}): none of its runs is of the chosen seeds"
+            )
+            continue
         line = (
             f"grid `{g.where}` (its last launch's {GRID_FILE}): {g.present} of its {g.runs} runs complete "
             "in this analysis"
@@ -124,7 +129,7 @@ def summary_lines(found: list[Grid]) -> tuple[list[str], str | None]:
         if g.extra:
             line += f"; {g.extra} more runs below it that this grid does not list"
         lines.append(line)
-    short = [g for g in found if not g.complete]
+    short = [g for g in found if g.runs and not g.complete]
     if not short:
         return lines, None
     parts = "; ".join(f"`{g.where}` holds {g.present} of its {g.runs} runs complete" for g in short)

@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     short = "".join(
         f"; grid {g.where} incomplete: {g.present} of its {g.runs} runs"
         for g in coverage.of_sweep(sweep)
-        if not g.complete
+        if g.runs and not g.complete  # a grid with no run of the chosen seeds is no part of it
     )
     print(
         f"{len(sweep.runs)} runs, {len(sweep.skipped)} files skipped{short}; wrote {len(figures)} figures "

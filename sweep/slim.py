@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 from sweep import projection, results
 from sweep.lock import LOCK_NAME, run_lock
 from sweep.paths import PathError, writable
+from sweep.status import check_sweep_dir
 
 SLIMMED = "SLIMMED"
 SLIM_STATUSES = ("ok", "diverged", "pruned")  # final states; a failed run is retried in place
@@ -197,6 +198,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not args.path.is_dir():
         print(f"error: {args.path} is not a directory; valid: a sweep or run directory", file=sys.stderr)
+        return 2
+    try:  # a directory with no sweep in it: "slimmed 0 runs" would read as done
+        check_sweep_dir(args.path)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     if not args.dry_run:  # every run directory it would rewrite, before it touches any
         try:

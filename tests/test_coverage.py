@@ -172,3 +172,16 @@ def test_a_run_whose_file_the_analysis_skipped_is_not_in_its_record(tmp_path):
     assert [r.split(",")[0] for r in recorded] == [n for n in names if n != names[5]]
     # so README's conditions table finds the report was not made from every run of its grid
     assert coverage.inputs_differ(sweep, names, out / coverage.INPUTS) == f"lacks: 1 ({names[5]})"
+
+
+def test_a_grid_without_a_run_of_the_chosen_seeds_is_named_but_not_called_incomplete(tmp_path, capsys):
+    seeded = make_sweep(tmp_path, seeds=(0, 1), encoders=ENCODERS, decoders=DECODERS, sweep_name="both")
+    (seeded / "grid.json").write_text(
+        json.dumps({"schema_version": 1, "runs": sorted(p.name for p in seeded.iterdir() if p.is_dir())})
+    )
+    only0 = sweep_with_grid(tmp_path / "zero", 8, 8, name="zero")
+    out = tmp_path / "out"
+    assert figures.main([str(seeded), str(only0), "--seeds", "1", "--out", str(out)]) == 0
+    text = (out / "report.md").read_text()
+    assert "grid `zero` (its last launch's grid.json): none of its runs is of the chosen seeds" in text
+    assert "Incomplete grid" not in text and "incomplete" not in capsys.readouterr().out

@@ -243,6 +243,10 @@ def test_cli_dry_run_changes_nothing_and_a_bad_path_is_refused(sweep_copy, capsy
     assert slim.main([str(root / "nope")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "nope" in err[0]
+    (root.parent / "empty").mkdir()  # no sweep in it: refused, not "slimmed 0 runs"
+    assert slim.main([str(root.parent / "empty")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "holds no sweep" in err[0]
 
 
 @pytest.mark.parametrize("condition", CONDITIONS, ids=[c.report for c in CONDITIONS])
