@@ -37,12 +37,14 @@ from sweep.keys import comparable, flatten, identity_digest, row_identity
 from sweep.projection import LATENTS_FILE, PCA_FILE, Projection, read_latents
 from sweep.projection import of_run as projection_of_run
 from sweep.results import (
+    COMPLETE,
     EVALUATING,
     IDENTITY_KEY,
     SCHEMA_VERSION,
     StoredConfigError,
     atomic_write_bytes,
     identity_of,
+    is_complete,
     read_stored_config,
 )
 
@@ -99,7 +101,7 @@ def collect(root: str | Path, table: str = "run") -> Collected:
         if reason is None and (version := _schema_version(t)) != SCHEMA_VERSION:
             reason = f"schema version {version}, this code reads {SCHEMA_VERSION}"
         if reason is None:
-            reason = _rows_problem(t, table) or _not_this_run(path, t, table)
+            reason = _rows_problem(t, table) or _not_this_run(path, t, table) or _unfinished(path, t, table)
         if reason is not None:
             skipped.append((str(path), reason))
             print(f"warning: skipped {path}: {reason}", file=sys.stderr)
@@ -116,6 +118,18 @@ def collect(root: str | Path, table: str = "run") -> Collected:
         return Collected(pa.table({}), skipped)
     out = pa.concat_tables(parts, promote_options="permissive")
     return Collected(out.sort_by([("run_dir", "ascending")]), skipped)
+
+
+def _unfinished(path: Path, t: pa.Table, table: str) -> str | None:
+    """Why a run row is not a finished run's (None if it is): a row that says the run ended (ok,
+    diverged, pruned) beside no ``COMPLETE`` marker was cut off between the two (``run.parquet`` is
+    written first): the run is not complete, and a relaunch finishes it. A failed run has no marker."""
+    if table != "run" or "status" not in t.column_names or is_complete(path.parent):
+        return None
+    status = t.column("status")[0].as_py()
+    if status == "failed":
+        return None
+    return f"its row says {status} but the run has no {COMPLETE} marker (not complete: a relaunch finishes it)"
 
 
 def _not_one_run(path: Path, run_dirs: dict[Path, Path], table: str) -> str | None:

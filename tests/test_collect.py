@@ -310,3 +310,27 @@ def test_the_committed_runs_are_collected_whole_and_their_config_and_row_have_on
     assert len(run_dirs) == 300 and {identity_of(d / "eval.parquet") for d in run_dirs} == {None}
     differ = [d.name for d in run_dirs if identity_digest(read_stored_config(d)) != _stamp_of_row(d)]
     assert differ == []
+
+
+def test_a_run_cut_off_before_its_complete_marker_is_skipped_not_counted(tmp_path, capsys):
+    """run.parquet is written before COMPLETE: a run killed between them says ok but is not complete,
+    and a relaunch finishes it. Counted, it would sit in every table while the report's grid line
+    counts it missing; it is skipped with a warning instead. A failed run (no marker by design) stays."""
+    from synthetic import make_sweep
+
+    from analysis.collect import load_sweep
+
+    sweep = make_sweep(
+        tmp_path,
+        seeds=(0,),
+        encoders=("dense1",),
+        decoders=("dense1", "conv2"),
+        failed=("L25_dense1_conv2_s0",),
+    )
+    whole = load_sweep(sweep).runs
+    cut = sorted(set(whole.loc[whole["status"].eq("ok"), "run_dir"]))[0]
+    (sweep / cut / "COMPLETE").unlink()
+    got = load_sweep(sweep)
+    assert cut not in set(got.runs["run_dir"]) and len(got.runs) == len(whole) - 1
+    assert "L25_dense1_conv2_s0" in set(got.runs["run_dir"])  # failed: kept, with no marker
+    assert any(p.endswith(f"{cut}/run.parquet") and "no COMPLETE marker" in why for p, why in got.skipped)
