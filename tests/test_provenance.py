@@ -217,12 +217,14 @@ def test_runs_stored_before_the_hash_are_read_beside_new_ones(tmp_path):
     """A sweep may hold runs from before ``git_diff_sha256`` (the committed reproduction's) beside new
     ones: analysis reads both, the old runs' hash null."""
     from analysis.collect import collect
-    from sweep.results import RUN_COLUMNS, write_parquet
+    from sweep.results import RUN_COLUMNS, write_complete, write_parquet
 
     new = {"run_name": "new", "status": "ok", "git_dirty": True, "git_diff_sha256": "d" * 64}
     write_parquet(tmp_path / "new" / "run.parquet", [new], RUN_COLUMNS)
     old = pq.read_table(next(REPRODUCE.glob("L*/run.parquet")))
     write_parquet(tmp_path / "old" / "run.parquet", old)
+    for run in ("new", "old"):  # finished runs, as a sweep stores them
+        write_complete(tmp_path / run, "ok")
     got = collect(tmp_path)
     assert got.skipped == []
     rows = {r["run_dir"]: r for r in got.to_pandas().to_dict("records")}
