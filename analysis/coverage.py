@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from analysis.collect import Sweep, seed_of
 from sweep.results import is_complete, read_complete
@@ -171,18 +173,35 @@ def done(sweep_dir: Path, seeds: Sequence[int] | None = None) -> Done:
 
 
 # An analysis's record of the run files it read (``analysis.figures`` writes it beside claims.csv): one
-# row per run, its directory and a digest of its result files, so that a claims table whose runs were
+# row per run, its directory and a digest of its result tables (:func:`run_digest`), so that a claims table whose runs were
 # since re-evaluated, retrained or swapped for another sweep's is found (``analysis.conditions``).
 INPUTS = "inputs.csv"
 
 
+# The tables an analysis reads a run's numbers from. Its latent projection (``latents.parquet``, or the
+# ``pca.parquet`` that ``sweep.slim`` keeps of it) is left out: one evaluation writes it with
+# ``eval.parquet``, whose digest a re-evaluation changes.
+DIGESTED = ("run.parquet", "eval.parquet", "epochs.parquet", "dims.parquet")
+
+
 def run_digest(run_dir: Path) -> str:
-    """SHA-256 over a run directory's result files (every ``*.parquet``: its row, evaluation, epochs,
-    dimensions and latents), each with its name and length, in name order."""
+    """SHA-256 over the values of a run's :data:`DIGESTED` tables (those it has), each with its name,
+    in that order: each table as Arrow IPC bytes, its schema metadata and file layout left out, so
+    rewriting a file with the same values (``sweep.slim`` drops column statistics) keeps the digest."""
     h = hashlib.sha256()
-    for f in sorted(Path(run_dir).glob("*.parquet")):
-        data = f.read_bytes()
-        h.update(f"{f.name}\0{len(data)}\0".encode())
+    for name in DIGESTED:
+        path = Path(run_dir) / name
+        if not path.is_file():
+            continue
+        try:
+            table = pq.read_table(path).replace_schema_metadata(None).combine_chunks()
+            sink = pa.BufferOutputStream()
+            with pa.ipc.new_stream(sink, table.schema) as writer:
+                writer.write_table(table)
+            data = sink.getvalue().to_pybytes()
+        except (OSError, pa.ArrowException):  # unreadable: its bytes, so a change still shows
+            data = b"unreadable\0" + path.read_bytes()
+        h.update(f"{name}\0{len(data)}\0".encode())
         h.update(data)
     return h.hexdigest()
 
