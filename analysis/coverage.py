@@ -20,6 +20,7 @@ each grid counts its runs of those seeds only.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,20 +186,19 @@ DIGESTED = ("run.parquet", "eval.parquet", "epochs.parquet", "dims.parquet")
 
 
 def run_digest(run_dir: Path) -> str:
-    """SHA-256 over the values of a run's :data:`DIGESTED` tables (those it has), each with its name,
-    in that order: each table as Arrow IPC bytes, its schema metadata and file layout left out, so
-    rewriting a file with the same values (``sweep.slim`` drops column statistics) keeps the digest."""
+    """SHA-256 over the values of a run's :data:`DIGESTED` tables (those it has), each with its name, in
+    that order: each table's columns by name with their values as JSON (floats as Python writes them,
+    exactly), so neither rewriting a file with the same values (``sweep.slim`` drops column statistics)
+    nor another pyarrow version changes it."""
     h = hashlib.sha256()
     for name in DIGESTED:
         path = Path(run_dir) / name
         if not path.is_file():
             continue
         try:
-            table = pq.read_table(path).replace_schema_metadata(None).combine_chunks()
-            sink = pa.BufferOutputStream()
-            with pa.ipc.new_stream(sink, table.schema) as writer:
-                writer.write_table(table)
-            data = sink.getvalue().to_pybytes()
+            table = pq.read_table(path)
+            columns = [[c, table.column(c).to_pylist()] for c in table.column_names]
+            data = json.dumps(columns, default=str).encode()
         except (OSError, pa.ArrowException):  # unreadable: its bytes, so a change still shows
             data = b"unreadable\0" + path.read_bytes()
         h.update(f"{name}\0{len(data)}\0".encode())
