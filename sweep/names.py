@@ -11,7 +11,7 @@ Grammar: ``L{latent}_{enc}{n}[norm]_{dec}{n}[norm]_s{seed}[_{likelihood}][_t{tri
 * runs of an Optuna search end in their trial number, ``L25_dense1_conv4_s0_t12``.
 
 A configuration with the defaults (no norm, the Bernoulli likelihood) keeps the name it had before these
-keys existed. The paper's spelling ``L25_DNN1_CNN4`` (DNN = dense, CNN = conv, any case, the seed suffix
+keys existed. The paper's spelling ``L25_DNN1_CNN4`` (DNN = dense, CNN = conv, the family names in any case, the seed suffix
 optional and 0 when absent) is accepted on input and always written canonically.
 """
 
