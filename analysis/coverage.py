@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 
 from analysis.collect import Sweep, seed_of
 from sweep.results import is_complete, read_complete
-from sweep.status import GRID_FILE, read_grid, sweep_of
+from sweep.status import GRID_FILE, ON_DISK, read_grid, sweep_of
 
 
 @dataclass(frozen=True)
@@ -159,7 +159,7 @@ class Done:
 
     @property
     def launched(self) -> bool:
-        return not self.source.startswith("the run directories on disk")
+        return not self.source.startswith(ON_DISK)
 
 
 def done(sweep_dir: Path, seeds: Sequence[int] | None = None) -> Done:

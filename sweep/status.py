@@ -305,6 +305,9 @@ def sweep_of(path: Path) -> Path | None:
     return next((p for p in Path(path).resolve().parents if (p / GRID_FILE).is_file()), None)
 
 
+ON_DISK = "the run directories on disk"  # how read_grid's source begins where no launch recorded the grid
+
+
 def read_grid(sweep_dir: Path) -> tuple[list[str], str, str | None]:
     """(run directories, where they came from, launch command): ``grid.json``; for a sweep launched
     before it existed, Hydra's ``multirun.yaml``; else the run directories on disk."""
@@ -317,7 +320,7 @@ def read_grid(sweep_dir: Path) -> tuple[list[str], str, str | None]:
         pass
     except (OSError, ValueError, KeyError, TypeError) as exc:
         print(f"warning: {path} is unreadable ({exc}); using the run directories on disk", file=sys.stderr)
-        return runs_on_disk(sweep_dir), f"the run directories on disk ({GRID_FILE} is unreadable)", None
+        return runs_on_disk(sweep_dir), f"{ON_DISK} ({GRID_FILE} is unreadable)", None
     multirun = sweep_dir / "multirun.yaml"
     if multirun.is_file():
         try:
@@ -328,7 +331,7 @@ def read_grid(sweep_dir: Path) -> tuple[list[str], str, str | None]:
                 f"warning: cannot read the grid from {multirun} ({type(exc).__name__}: {exc})",
                 file=sys.stderr,
             )
-    return runs_on_disk(sweep_dir), f"the run directories on disk (no {GRID_FILE} or multirun.yaml)", None
+    return runs_on_disk(sweep_dir), f"{ON_DISK} (no {GRID_FILE} or multirun.yaml)", None
 
 
 def is_run_dir(path: Path) -> bool:
@@ -378,7 +381,7 @@ class Scanner:
                 self._final[name] = run
             runs.append(run)
         outside = []
-        if self.single is None and not source.startswith("the run directories on disk"):
+        if self.single is None and not source.startswith(ON_DISK):
             grid = set(names)
             outside = [n for n in runs_on_disk(self.sweep_dir) if n not in grid]
         return Status(self.sweep_dir, runs, source, command, outside)
