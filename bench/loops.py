@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 from sweep.cohort import Cohort, on_stream
 from sweep.config import CONF_DIR, to_plain
 from sweep.data import Split
-from sweep.models import VAE
+from sweep.models import DEFAULT_WIDTH, VAE
 from sweep.names import parse_run_name
 from sweep.rules import validate
 
@@ -59,6 +59,7 @@ def arch_cfg(name: str) -> dict[str, Any]:
     group = lambda role, kind, depth: {  # noqa: E731
         **OmegaConf.to_container(OmegaConf.load(CONF_DIR / role / f"{kind}.yaml")),
         "depth": depth,
+        "width": DEFAULT_WIDTH[kind],  # the yaml's ${default_width:} needs Hydra's resolvers
     }
     return {
         "encoder": group("encoder", rid.enc_kind, rid.enc_depth),

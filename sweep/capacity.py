@@ -27,10 +27,8 @@ import functools
 import math
 
 import torch
-import yaml
 
-from sweep.config import CONF_DIR
-from sweep.models import BUILDERS, MAX_WIDTH, Spec, count_params, validate_latent
+from sweep.models import BUILDERS, DEFAULT_WIDTH, MAX_WIDTH, Spec, count_params, validate_latent
 
 TOLERANCE = 0.05  # every family's count within ±5 % of its role's target at each latent size
 ROLES = ("encoder", "decoder")
@@ -51,10 +49,11 @@ def check_role(role: str) -> str:
     return role
 
 
-@functools.cache
 def default_width(role: str, kind: str) -> int:
-    """The width of ``conf/<role>/<kind>.yaml``, the one a family has unless a config says otherwise."""
-    return int(yaml.safe_load((CONF_DIR / check_role(role) / f"{kind}.yaml").read_text())["width"])
+    """The width a family has unless a config says otherwise (``conf/<role>/<kind>.yaml``'s
+    ``${default_width:}``, :data:`sweep.models.DEFAULT_WIDTH`)."""
+    check_role(role)
+    return DEFAULT_WIDTH[kind]
 
 
 @functools.lru_cache(maxsize=8192, typed=True)

@@ -22,11 +22,12 @@ from sweep.keys import (  # noqa: F401 - the key roles and identities, torch-fre
     KEY_ROLES,
     NON_IDENTITY_KEYS,
     PER_MEMBER_KEYS,
+    STORED_DEFAULTS,
     config_diff,
     flatten,
     identity,
 )
-from sweep.models import CONV_MAX_DEPTH
+from sweep.models import CONV_MAX_DEPTH, DEFAULT_WIDTH
 from sweep.rules import RULES, ConfigError
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -53,10 +54,18 @@ _ABSENT = object()
 
 
 def apply_overrides(cfg: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``key=value`` overrides to a stored, resolved config; unknown keys are errors."""
-    conf = OmegaConf.create(cfg)
+    """Apply ``key=value`` overrides to a stored, resolved config; unknown keys are errors.
+
+    A key the config was stored without because it did not exist yet (``STORED_DEFAULTS``:
+    ``encoder.norm``, ``data.name``, …) is there with the default the run trained with, so it can be
+    overridden. An override of a role's ``kind`` that leaves its ``width`` alone gives the role the new
+    kind's default width (:data:`sweep.models.DEFAULT_WIDTH`), as composing ``encoder.kind=…`` does: a
+    dense run's 512 units would otherwise become 512 conv channels under a name that shows no width."""
+    conf = OmegaConf.create(_with_stored_defaults(cfg))
     OmegaConf.set_struct(conf, True)
-    for o in OverridesParser.create().parse_overrides(overrides):
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    given = {o.key_or_group for o in parsed}
+    for o in parsed:
         key = o.key_or_group
         current = OmegaConf.select(conf, key, default=_ABSENT)
         if current is _ABSENT:
@@ -72,7 +81,22 @@ def apply_overrides(cfg: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             OmegaConf.update(conf, key, o.value(), merge=True)
         except OmegaConfBaseException as exc:
             raise ConfigError(f"override {o.input_line!r} does not apply: {exc}") from exc
+    for role in ("encoder", "decoder"):
+        kind = OmegaConf.select(conf, f"{role}.kind", default=None)
+        changed = f"{role}.kind" in given and kind != flatten(cfg).get(f"{role}.kind")
+        if changed and f"{role}.width" not in given and kind in DEFAULT_WIDTH:
+            conf[role].width = DEFAULT_WIDTH[kind]
     return to_plain(conf)
+
+
+def _with_stored_defaults(cfg: dict[str, Any]) -> dict[str, Any]:
+    """``cfg`` with each ``STORED_DEFAULTS`` key it lacks set to that default (where its group exists)."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in cfg.items()}
+    for dotted, value in STORED_DEFAULTS.items():
+        group, _, key = dotted.partition(".")
+        if isinstance(out.get(group), dict) and key not in out[group]:
+            out[group][key] = value
+    return out
 
 
 def row_values(flat: dict[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,10 @@ task gets them with Hydra's state from the launch). Importing a library module r
   family at the config's ``latent_dim`` (:func:`sweep.capacity.matched_width`, read from the role's
   ``kind``, ``depth`` and ``activation``), an integer in the resolved config, so a stored run config holds
   the width itself (``experiment=capacity_matched``);
+* ``${default_width:}``: the width of the group's own ``kind`` (:data:`sweep.models.DEFAULT_WIDTH`),
+  the default ``width`` of every ``conf/{encoder,decoder}/<kind>.yaml``: resolved after the overrides,
+  so ``encoder.kind=res`` alone builds the width-32 model ``encoder=res`` builds (the run name holds no
+  width); a kind it does not know keeps the value the validation then names with the valid kinds;
 * family shorthands ``encoder=conv4`` / ``decoder=dense16`` in Hydra's ConfigStore, built in a loop
   from ``conf/{encoder,decoder}/{dense,conv}.yaml`` plus a depth, so a grid can sweep
   ``encoder: dense1,dense4,conv1,conv2,conv4`` while ``encoder=conv encoder.depth=4`` keeps working.
@@ -25,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from sweep import names
 from sweep.capacity import check_role, matched_width
 from sweep.config import CONF_DIR, FAMILY_DEPTHS, to_plain
+from sweep.models import DEFAULT_WIDTH
 from sweep.rules import validate
 
 
@@ -37,6 +42,11 @@ def _matched_width_resolver(role: str, *, _root_: DictConfig) -> int:
     return matched_width(role, spec.kind, spec.depth, _root_.latent_dim, spec.activation)
 
 
+def _default_width_resolver(*, _parent_: DictConfig) -> int | str:
+    kind = OmegaConf.select(_parent_, "kind", default=None)
+    return DEFAULT_WIDTH.get(kind, "the kind's own")  # an unknown kind: refused with the valid ones
+
+
 def _dataset(root: DictConfig) -> str | None:
     return OmegaConf.select(root, "data.name", default=None)
 
@@ -47,6 +57,8 @@ def register() -> None:
         OmegaConf.register_new_resolver("run_name", _run_name_resolver)
     if not OmegaConf.has_resolver("matched_width"):
         OmegaConf.register_new_resolver("matched_width", _matched_width_resolver)
+    if not OmegaConf.has_resolver("default_width"):
+        OmegaConf.register_new_resolver("default_width", _default_width_resolver)
     if not OmegaConf.has_resolver("dataset_suffix"):
         OmegaConf.register_new_resolver(
             "dataset_suffix", lambda *, _root_: names.dataset_suffix(_dataset(_root_))

@@ -54,6 +54,11 @@ MAX_PARAMS = 2**28
 MAX_LATENT = MAX_PARAMS // 4
 MAX_WIDTH = MAX_PARAMS // 25
 KINDS = ("dense", "conv", "res")
+# The width each kind has unless a config sets one: conf/{encoder,decoder}/<kind>.yaml hold
+# ``width: ${default_width:}``, resolved from the group's own kind, so ``encoder.kind=res`` alone builds
+# what ``encoder=res`` does (a width left at the other kind's default would train a model its run name
+# does not describe: the name holds no width).
+DEFAULT_WIDTH = {"dense": 512, "conv": 32, "res": 32}
 NORMS = ("none", "batch", "layer", "group")
 # GroupNorm's group count: Wu & He (2018, Table 3) find G from 8 to 32 within 0.5 % of each other on
 # ImageNet; 8 is the one that divides the small widths of tests and searches (8, 16, 24, …) as well as

@@ -17,7 +17,7 @@ from omegaconf.errors import InterpolationResolutionError
 from sweep import capacity
 from sweep.capacity import G0_FAMILIES, G0_LATENTS, ROLES, TOLERANCE, CapacityError, matched_width, target
 from sweep.config import CONF_DIR, to_plain
-from sweep.models import BUILDERS, Spec, count_params
+from sweep.models import BUILDERS, DEFAULT_WIDTH, Spec, count_params
 from sweep.names import run_name_of
 from sweep.rerun import build_config
 from sweep.rules import validate
@@ -59,10 +59,7 @@ def test_every_g0_family_is_within_tolerance_of_its_roles_target_and_at_its_near
 def test_the_target_is_the_coarsest_familys_count_nearest_the_geometric_mean_of_the_defaults(
     role, latent_dim
 ):
-    defaults = {
-        kind: yaml.safe_load((CONF_DIR / role / f"{kind}.yaml").read_text())["width"]
-        for kind in ("dense", "conv")
-    }
+    defaults = {kind: DEFAULT_WIDTH[kind] for kind in ("dense", "conv")}
     counts = [recount(role, f, defaults[split(f)[0]], latent_dim) for f in FAMILIES]
     anchor = math.exp(sum(map(math.log, counts)) / len(counts))
     coarsest, goal = target(role, latent_dim)

@@ -245,3 +245,50 @@ def test_config_diff_ignores_where_and_how_a_run_is_shown(hydra_compose):
     for key in ("results_dir", "progress", "device"):
         assert key not in identity(a)
     assert identity(a) == identity(b)
+
+
+@pytest.mark.parametrize(
+    "by_key, by_group",
+    [
+        (["encoder.kind=res"], ["encoder=res"]),
+        (["encoder.kind=conv", "encoder.depth=2"], ["encoder=conv2"]),
+        (["decoder.kind=dense"], ["decoder=dense"]),
+        (["encoder=conv", "encoder.kind=dense"], ["encoder=dense"]),
+        (["decoder=res2", "decoder.kind=conv"], ["decoder=conv2"]),
+    ],
+)
+def test_a_kind_set_by_key_builds_the_model_its_group_builds(hydra_compose, by_key, by_group):
+    # the run name holds no width: encoder.kind=res must not keep the dense group's 512 units as 512
+    # channels under the name L25_res1_…, which sweep.rerun would rebuild at width 32
+    a, b = (validate(to_plain(hydra_compose(o))) for o in (by_key, by_group))
+    assert a == b
+
+
+def test_an_explicit_width_outlives_a_kind_change(hydra_compose):
+    cfg = validate(to_plain(hydra_compose(["encoder.kind=res", "encoder.width=48"])))
+    assert cfg["encoder"]["width"] == 48
+    stored = OmegaConf.to_yaml(OmegaConf.create(cfg))
+    assert "default_width" not in stored  # a stored config holds the integer
+
+
+def test_an_unknown_kind_is_named_with_the_valid_ones(hydra_compose):
+    with pytest.raises(sweep.config.ConfigError, match=r"encoder\.kind='foo' is unknown; valid: dense, conv, res"):
+        validate(to_plain(hydra_compose(["encoder.kind=foo"])))
+
+
+def test_overrides_of_a_stored_config_change_a_kind_and_reach_keys_it_was_stored_without():
+    old = {  # a run stored before the norm keys and data.name existed
+        "latent_dim": 25,
+        "encoder": {"kind": "dense", "depth": 1, "width": 512, "activation": "leaky_relu"},
+        "decoder": {"kind": "conv", "depth": 4, "width": 40, "activation": "leaky_relu"},
+        "data": {"likelihood": "bernoulli"},
+    }
+    cfg = sweep.config.apply_overrides(old, ["encoder.norm=batch", "data.name=fashion_mnist"])
+    assert cfg["encoder"]["norm"] == "batch" and cfg["decoder"]["norm"] == "none"
+    assert cfg["data"] == {"likelihood": "bernoulli", "name": "fashion_mnist"}
+    assert sweep.config.apply_overrides(old, ["encoder.kind=res"])["encoder"]["width"] == 32
+    assert sweep.config.apply_overrides(old, ["decoder.kind=dense"])["decoder"]["width"] == 512
+    assert sweep.config.apply_overrides(old, ["decoder.kind=conv"])["decoder"]["width"] == 40  # unchanged kind
+    both = sweep.config.apply_overrides(old, ["encoder.kind=res", "encoder.width=24"])
+    assert both["encoder"]["width"] == 24
+    assert "norm" not in old["encoder"]  # the stored config itself is left alone
