@@ -43,6 +43,9 @@ from analysis.plotting import (  # noqa: E402
 )
 from sweep.thresholds import COLLAPSE_RATE_THRESHOLD  # noqa: E402
 
+# What an NLL is of: runs that differ in these never share a colour scale (nor a panel) in the heatmap
+SCALE_KEYS = ("data.name", "data.likelihood")
+
 # ---------------------------------------------------------------- our figures
 
 
@@ -110,8 +113,9 @@ def fig_fid_distortion(data) -> Figure:
 
 @figure("iwae_heatmap")
 def fig_iwae_heatmap(data) -> Figure:
-    """IWAE NLL, mean over seeds, encoder × decoder, one panel per latent size and arm (bernoulli runs
-    only)."""
+    """IWAE NLL, mean over seeds, encoder × decoder, one panel per latent size and arm. Runs of several
+    likelihoods or datasets get one colour scale each (a Gaussian's density and a Bernoulli's mass, in
+    nats, are not one quantity, nor is one dataset's NLL another's), and no panel mixes them."""
     runs = prepare(data)
     title = "IWAE NLL (nats per image), mean over seeds: encoder × decoder per latent size (and arm)"
     ev = evaluated(runs)
@@ -127,16 +131,20 @@ def fig_iwae_heatmap(data) -> Figure:
         why = f" Reason stored with the runs: {'; '.join(reasons)}." if reasons else ""
         return message_figure(
             title,
-            "No IWAE NLL values in this sweep (it is computed only for the bernoulli likelihood)."
+            "No IWAE NLL values in this sweep (it is computed for every normalised likelihood, not for "
+            "bce on continuous pixels)."
             + why
             + (f" Not finite in: {', '.join(nonfinite)}." if nonfinite else ""),
         )
     # one panel per latent size and arm (the other config keys that tell configurations of one label
     # apart: a norm, a loss reduction), so a cell never pools two configurations as if they were seeds
-    keys = rank.id_columns(ev)
-    ev = ev.assign(
-        _arm=[rank.arm_name(keys, tuple(r)) for r in ev[keys].itertuples(index=False)] if keys else ""
+    # and one colour scale per dataset and likelihood present, whose keys are then part of every arm
+    scales = [c for c in SCALE_KEYS if c in ev.columns and ev[c].astype(str).nunique() > 1]
+    keys = scales + [k for k in rank.id_columns(ev) if k not in scales]
+    named = lambda cols: (  # noqa: E731
+        [rank.arm_name(cols, tuple(r)) for r in ev[cols].astype(str).itertuples(index=False)] if cols else ""
     )
+    ev = ev.assign(_arm=named(keys), _scale=named(scales))
     panels = [
         (latent, arm)
         for latent in ordered(ev["latent_dim"], "latent_dim")
@@ -152,19 +160,23 @@ def fig_iwae_heatmap(data) -> Figure:
     mean = ev.groupby(["latent_dim", "_arm", "family/encoder", "family/decoder"])["test/iwae_nll"].agg(
         ["mean", "count"]
     )
-    norm = Normalize(
-        mean["mean"].min(),
-        mean["mean"].max() if mean["mean"].max() > mean["mean"].min() else mean["mean"].min() + 1,
-    )
+    scale_of = ev.groupby("_arm")["_scale"].first()  # an arm names its scale's keys: one scale each
+    norms = {}
+    for scale in sorted(scale_of.unique()):
+        m = mean.loc[mean.index.get_level_values("_arm").isin(scale_of.index[scale_of.eq(scale)]), "mean"]
+        norms[scale] = Normalize(m.min(), m.max() if m.max() > m.min() else m.min() + 1)
     cmap = colormaps["viridis_r"].with_extremes(bad="0.9")
     modal_n = int(mean["count"].mode().iloc[0])
     for ax, (latent, arm) in zip(axes, panels, strict=False):
-        _heat_panel(ax, mean, (latent, arm), encs, decs, norm, cmap, modal_n)
+        _heat_panel(ax, mean, (latent, arm), encs, decs, norms[scale_of[arm]], cmap, modal_n)
         ax.set_title(f"L = {latent}" + (f"\n{arm}" if arm else ""), fontsize=9 if arm else None)
     for ax in axes[len(panels) :]:
         ax.set_axis_off()
-    bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes.tolist(), shrink=0.8)
-    bar.set_label("IWAE NLL, nats per image (lower is better)")
+    for scale, norm in norms.items():
+        mine = [ax for ax, (_, arm) in zip(axes, panels, strict=False) if scale_of[arm] == scale]
+        mine = mine if len(norms) > 1 else axes.tolist()  # one scale: the whole grid, as it always was
+        bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=mine, shrink=0.8)
+        bar.set_label("IWAE NLL, nats per image (lower is better)" + (f"\n{scale}" if scale else ""))
     fig.suptitle(f"{title}\ncells: mean of n = {modal_n} seed(s) unless marked; n/a: no run with a value")
     skipped = f"Not shown (IWAE NLL not finite): {', '.join(nonfinite)}. " if nonfinite else ""
     note(fig, skipped + excluded_note(runs))

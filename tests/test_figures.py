@@ -304,3 +304,24 @@ def test_two_datasets_get_their_own_claims_side_by_side_an_fid_ranking_and_figur
         assert one["test/fid_prior"].is_monotonic_increasing and one["rank"].tolist() == list(range(1, 17))
     assert_written([figs["fid_distortion"], figs["fid_distortion"].with_suffix(".pdf")])
     assert "mnist (16 runs)" in texts(own_figures.fig_fid_distortion.__wrapped__(sweep))
+
+
+def test_heatmap_gives_each_likelihood_its_own_colour_scale_and_panels(tmp_path):
+    """A Gaussian's density and a Bernoulli's mass, both in nats, are not one quantity: runs of two
+    likelihoods are never drawn on one colour scale, nor in one panel (here the same configurations
+    under both, the Gaussian's NLL planted far below the Bernoulli's)."""
+    sw = load_sweep(make_sweep(tmp_path, seeds=(0,), latents=(4,)))
+    bern = sw.runs.assign(**{"data.likelihood": "bernoulli"})
+    gauss = bern.assign(**{"data.likelihood": "gaussian", "test/iwae_nll": bern["test/iwae_nll"] - 900.0})
+    fig = figures.fig_iwae_heatmap.__wrapped__(pd.concat([bern, gauss], ignore_index=True))
+    bars = [ax for ax in fig.axes if "IWAE NLL, nats per image" in ax.get_ylabel()]
+    assert sorted(ax.get_ylabel().split("\n")[-1] for ax in bars) == [
+        "data.likelihood=bernoulli",
+        "data.likelihood=gaussian",
+    ]
+    for ax in bars:
+        lo, hi = sorted(ax.get_ylim())
+        mine = gauss if ax.get_ylabel().endswith("gaussian") else bern
+        assert lo == pytest.approx(mine["test/iwae_nll"].min()) and hi == pytest.approx(mine["test/iwae_nll"].max())
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title().startswith("L = ")]
+    assert len(titles) == 2 and all(t.count("data.likelihood=") == 1 for t in titles), titles
