@@ -14,6 +14,9 @@ a Slurm launcher runs the jobs elsewhere), resolves its run directory, and stops
 * a single run's ``hydra.run.dir`` lies in a sweep (a directory with ``grid.json``) but is not one of
   its grid's run directories, or is one with another protocol than the sweep's settings
   (:func:`check_sweep_member`, which ``python -m sweep.rerun --out`` makes too);
+* a single run's directory holds that run, complete, evaluated with another profile than the command
+  asks for (:func:`sweep.member.check_evaluated_as`): it would be skipped, its numbers taken for this
+  command's;
 * a job's protocol (dataset, epochs, loss, evaluation profile: :func:`sweep.keys.protocol`) differs
   from the sweep's settings: those its ``grid.json`` records, or, for a sweep launched before they were
   recorded, those every run stored there shares (the message names the key and both values). Launcher,
@@ -57,7 +60,7 @@ from sweep.engine import stopped_runs
 from sweep.jobs import job_config, job_overrides, override_key, run_dir_of
 from sweep.keys import protocol, protocol_diff, shown
 from sweep.lock import sweep_lock
-from sweep.member import ConfigMismatchError, check_run_dir
+from sweep.member import ConfigMismatchError, check_evaluated_as, check_run_dir
 from sweep.models import SpecError
 from sweep.names import run_name_of
 from sweep.paths import writable
@@ -404,6 +407,7 @@ class GridCheck(Callback):
             writable(str(config.hydra.run.dir), "hydra.run.dir")
             check_sweep_member(plain, Path(str(config.hydra.run.dir)), "hydra.run.dir")
             check_run_dir(plain, Path(str(config.hydra.run.dir)))
+            check_evaluated_as(plain, Path(str(config.hydra.run.dir)), "hydra.run.dir")
         except Exception as exc:  # noqa: BLE001 - fail closed
             _refuse("run", exc)
 

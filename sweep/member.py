@@ -29,9 +29,9 @@ from omegaconf import OmegaConf
 from sweep import divergence, results
 from sweep.config import config_diff, flatten, row_values, to_plain
 from sweep.data import check_data, dataset_of
-from sweep.evaluate import skip_evaluation
+from sweep.evaluate import eval_defaults, eval_profile, skip_evaluation
 from sweep.fid_kid import check_classifier
-from sweep.keys import identity_digest
+from sweep.keys import comparable, identity_digest
 from sweep.lock import holder, note_holder, run_lock
 from sweep.paths import writable
 from sweep.provenance import GIT_FIELDS
@@ -314,6 +314,51 @@ def check_run_dir(cfg: dict[str, Any], out_dir: Path) -> None:
         raise ConfigMismatchError(
             f"{out_dir} already holds a run of a different configuration ({'; '.join(diff)}); "
             "choose another results_dir / --out, or move that run away"
+        )
+
+
+def evaluated_profile(out_dir: Path) -> dict[str, Any] | None:
+    """The evaluation profile (:func:`sweep.evaluate.eval_profile`, as a dict) the complete, evaluated run
+    in ``out_dir`` was scored with: its ``eval.parquet``'s ``eval/profile``, or, for an evaluation
+    written before that was recorded, its stored config's. None if the run is not complete, was not
+    evaluated (it diverged), or its files cannot be read (the checks that read them name that)."""
+    import json
+
+    if not results.is_complete(out_dir) or not (Path(out_dir) / "eval.parquet").is_file():
+        return None
+    try:
+        row = pq.read_table(Path(out_dir) / "eval.parquet").to_pylist()[0]
+        stored = results.read_stored_config(out_dir) or {}
+    except Exception:  # noqa: BLE001 - unreadable: not this check's to name
+        return None
+    if row.get("eval/status") not in (None, "ok"):
+        return None
+    text = row.get("eval/profile") or eval_profile({**eval_defaults(), **stored.get("eval", {})})
+    return json.loads(text)
+
+
+def check_evaluated_as(cfg: dict[str, Any], out_dir: Path, redo: str) -> None:
+    """A run that is complete in ``out_dir`` is skipped, its numbers taken for this command's: refuse
+    (:class:`ConfigMismatchError`) where they were evaluated with another profile than ``cfg`` asks
+    for (``eval.iwae_images``, ``eval.knn_k``, …: e.g. ``sweep.rerun L25_dense1_conv4_s7``, composed with
+    the defaults, after ``sweep.rerun L25_dense1_conv4 seed=7`` trained that run with the stored
+    reproduction's profile). ``redo`` names the option that trains elsewhere. A launch of a sweep checks
+    its protocol against the sweep's settings instead (:mod:`sweep.grid`), and leaves a run that
+    ``sweep.evaluate`` re-evaluated alone."""
+    have = evaluated_profile(out_dir)
+    if have is None:
+        return
+    import json
+
+    want = json.loads(eval_profile({**eval_defaults(), **cfg.get("eval", {})}))
+    diff = [k for k in sorted({*have, *want}) if comparable(have.get(k)) != comparable(want.get(k))]
+    if diff:
+        shown = "; ".join(f"eval.{k}={have.get(k)!r} there, {want.get(k)!r} asked" for k in diff)
+        asked = " ".join(f"eval.{k}={'null' if want.get(k) is None else want.get(k)}" for k in diff)
+        raise ConfigMismatchError(
+            f"{out_dir} already holds this run, complete, evaluated with another profile ({shown}): it "
+            f"would be skipped and its numbers taken for this command's; valid: the same eval settings, "
+            f"{redo} elsewhere, or re-evaluate it: python -m sweep.evaluate {out_dir} {asked}"
         )
 
 

@@ -14,7 +14,10 @@ where none or several are, ``--from DIR`` picks one. The run trains into ``resul
 (``results/runs/<dataset>/<run_name>/`` for a dataset other than MNIST, or ``--out DIR``, which must
 lie below the results directory and, inside a sweep, be one of its grid's run directories with the
 sweep's settings), with the same checks and skip/resume
-rules as ``python -m sweep.train``. A NAME that disagrees with ``--from DIR``'s run is refused.
+rules as ``python -m sweep.train``. A NAME that disagrees with ``--from DIR``'s run is refused, and
+so is a run directory that holds the run complete but evaluated with another profile than this
+command's (it would be skipped, its numbers taken for these). An interrupted rerun is resumed by its
+own command (the same overrides); for any other it is no source of config.
 ``data=fashion_mnist`` (or ``data.name=…``) picks the runs of that dataset when runs of both share the
 name.
 
@@ -69,7 +72,10 @@ def build_config(name: str, overrides: list[str], results_dir: Path, source: Pat
         found = find_runs(results_dir, rid.name)
         if dataset is not None:
             found = [p for p in found if dataset_of(results.read_stored_config(p) or {}) == dataset]
-        mine = [p for p in found if _unfinished_rerun(p, results_dir)]
+        unfinished = [p for p in found if _unfinished_rerun(p, results_dir)]
+        mine = [p for p in unfinished if _stored_overrides(p) == list(overrides)]
+        # an unfinished rerun of other overrides is no source: its config is another command's
+        found = [p for p in found if p not in unfinished or p in mine]
         if len(found) > 1 and len(mine) == 1:  # the same command again, after it was interrupted
             others = ", ".join(str(p) for p in found if p != mine[0])
             note = f" (an unfinished rerun of this name: resuming it, not {others}; --from DIR picks one)"
@@ -124,6 +130,17 @@ def _unfinished_rerun(run_dir: Path, results_dir: Path) -> bool:
         return False
     default = results_dir / "runs" / (dataset_subdir(dataset_of(stored)) + run_dir.name)
     return run_dir.resolve() == default.resolve() and not results.is_complete(run_dir)
+
+
+def _stored_overrides(run_dir: Path) -> list[str] | None:
+    """The overrides a run was launched with (``.hydra/overrides.yaml``), None if unreadable."""
+    import yaml
+
+    try:
+        got = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text())
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return None
+    return got if isinstance(got, list) else None
 
 
 def stored_job(run_dir: Path):
@@ -241,12 +258,13 @@ def main(argv: list[str] | None = None) -> int:
     results_dir = Path(
         next((o.split("=", 1)[1] for o in args.overrides if o.startswith("results_dir=")), "results")
     )
-    from sweep.member import check_job  # the checks sweep.train makes, before anything is written
+    from sweep.member import check_evaluated_as, check_job  # the checks sweep.train makes, first
 
     try:
         cfg, origin = build_config(args.name, args.overrides, results_dir, args.source)
         out = output_dir(validate(cfg, here=True), args.out)
         check_job(cfg, out)
+        check_evaluated_as(cfg, out, "--out")
     except Exception as exc:  # noqa: BLE001 - any refusal is one line, before anything is written
         print(refusal(exc, "rerun"), file=sys.stderr)
         return 2

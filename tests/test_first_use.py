@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import TINY_RUN, interrupt_in_epoch, make_cfg, search_args, train_in_process
 
-from sweep import rerun
+from sweep import rerun, results
 from sweep import search as search_mod
 
 NAME = "L2_dense1_dense1_s0"
@@ -96,6 +96,55 @@ def test_rerunning_the_interrupted_command_resumes_its_run_where_another_run_has
     # once it is complete, the name is ambiguous again: refused, naming both
     assert rerun.main([NAME, f"results_dir={root}"]) == 2
     assert f"2 runs are named {NAME} under {root}: {mine}, {other}; pick one with --from DIR" in capsys.readouterr().err
+
+
+def test_an_interrupted_rerun_is_resumed_only_by_its_own_command(elsewhere, monkeypatch, capsys):
+    """Its config is that command's (here 3 epochs): another command of the name, with other overrides,
+    neither trains with it nor resumes it, also with --out elsewhere."""
+    root = elsewhere
+    mine, other = root / "runs" / NAME, root / "sweeps" / "a" / NAME
+    with monkeypatch.context() as m:
+        interrupt_in_epoch(m, 1)
+        assert interrupted(rerun.main, [NAME, f"results_dir={root}", "epochs=3"]) == 130
+    capsys.readouterr()
+    assert rerun.main([NAME, f"results_dir={root}"]) == 2  # the sweep's run (2 epochs) is meant
+    err = capsys.readouterr().err
+    assert f"{mine} already holds a run of a different configuration (" in err and "epochs" in err, err
+    out = root / "runs" / "two"
+    assert rerun.main([NAME, f"results_dir={root}", "--out", str(out)]) == 0
+    assert f"config: {other}; training into {out}" in capsys.readouterr().out
+    assert results.read_stored_config(out)["epochs"] == 2
+    assert rerun.main([NAME, f"results_dir={root}", "epochs=3"]) == 0  # its own command resumes it
+    assert f"{NAME}: resuming after epoch 1" in capsys.readouterr().out
+
+
+def test_a_complete_run_evaluated_with_another_profile_is_not_skipped_as_this_commands(elsewhere, capsys):
+    """``rerun L…_s7`` (composed) and ``rerun L… seed=7`` (a stored config) can name one directory with
+    two evaluation profiles: the second must not pass the first's numbers off as its own."""
+    root = elsewhere
+    run = root / "sweeps" / "a" / NAME
+    args = [NAME, f"results_dir={root}", "--from", str(run), "--out", str(run)]
+    assert rerun.main([*args, "eval.knn_k=3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {run} already holds this run, complete, evaluated with another profile ")
+    assert "(eval.knn_k=5 there, 3 asked)" in err and err.endswith(f"python -m sweep.evaluate {run} eval.knn_k=3")
+    assert not (root / "runs").exists()
+    assert rerun.main(args) == 0 and f"{NAME}: already complete (ok), skipped" in capsys.readouterr().out
+    from sweep import evaluate
+
+    assert evaluate.main([str(run), "eval.knn_k=3"]) == 0  # the command the refusal names
+    assert rerun.main([*args, "eval.knn_k=3"]) == 0
+    assert f"{NAME}: already complete (ok), skipped" in capsys.readouterr().out
+
+
+def test_a_single_run_relaunched_with_another_evaluation_profile_is_refused(tmp_path, monkeypatch, capsys):
+    root = tmp_path / "results"
+    assert _train(monkeypatch, root) == 0
+    capsys.readouterr()
+    assert _train(monkeypatch, root, "eval.knn_k=3") == 2
+    err = capsys.readouterr().err.strip()
+    assert "evaluated with another profile (eval.knn_k=5 there, 3 asked)" in err and "hydra.run.dir elsewhere" in err
+    assert _train(monkeypatch, root) == 0 and "already complete (ok), skipped" in capsys.readouterr().out
 
 
 LAUNCHES = {"a single run": ([], f"runs/{NAME}"), "a grid": (["-m", "seed=0,1"], "sweeps/default")}
