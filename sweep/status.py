@@ -2,6 +2,7 @@
 
     python -m sweep.status results/sweeps/paper            # the table once
     python -m sweep.status results/sweeps/paper --watch    # refreshed until no run is left to train
+    python -m sweep.status results/examples                # each sweep below it, against its own grid
 
 Each run of the grid (``grid.json``, written by the launch's grid check; for a sweep launched before
 that file existed, the jobs of Hydra's ``multirun.yaml``, or else the run directories found on disk)
@@ -14,6 +15,10 @@ protocol settings ``grid.json`` records for the sweep (dataset, epochs, loss, ev
 finished ok and an ETA for what is left at the current number of runs training at once, each failed
 or diverged run with the first line of its error, and the commands that retry the failed runs and
 resume the rest.
+
+A directory that is neither a sweep nor a run but holds sweeps (``results/examples``) shows each
+sweep below it against its own grid, one table each (never one grid of all their runs), and counts the
+run directories that lie in none; it exits 0 when every one is complete.
 
 It only reads: files that are written atomically (``COMPLETE``, ``run.parquet``, ``grid.json``), the
 holder note (one fixed-size record, :func:`sweep.lock.note_holder`) and ``/proc/locks``; it never
@@ -353,6 +358,29 @@ def check_sweep_dir(path: Path) -> None:
         )
 
 
+def is_sweep_dir(path: Path) -> bool:
+    """Whether ``path`` is a sweep's directory: a launch recorded its grid there."""
+    return (Path(path) / GRID_FILE).is_file() or (Path(path) / "multirun.yaml").is_file()
+
+
+def sweeps_below(path: Path) -> list[Path]:
+    """The sweeps to show for ``path``: itself when it is a sweep or a run directory, or holds none;
+    else every sweep below it (a directory such as ``results/examples`` that collects several), each to
+    be shown against its own grid: merged, their runs would read as one grid, with one ETA."""
+    path = Path(path)
+    if is_run_dir(path) or is_sweep_dir(path):
+        return [path]
+    found = []
+    for here, dirs, _ in os.walk(path):
+        for d in sorted(dirs):
+            sub = Path(here) / d
+            if is_sweep_dir(sub):
+                found.append(sub)
+        # neither a sweep's directories nor a run's hold another sweep
+        dirs[:] = sorted(d for d in dirs if not is_sweep_dir(Path(here) / d) and not is_run_dir(Path(here) / d))
+    return sorted(found) or [path]
+
+
 class Scanner:
     """Scans a sweep again and again; complete runs are final, so each is read once. Given one run's
     directory, it scans that run alone (as the one run of its parent directory)."""
@@ -506,20 +534,34 @@ def main(argv: list[str] | None = None) -> int:
     except (PathError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    scanner = Scanner(args.sweep_dir, args.stale_after)
+    sweeps = sweeps_below(args.sweep_dir)
+    scanners = [Scanner(d, args.stale_after) for d in sweeps]
     clear = "\033[H\033[J" if sys.stdout.isatty() else ""
     try:
         while True:
-            st = scanner.scan()
-            print(clear + render(st), flush=True)
-            if not args.watch or st.settled:
+            states = [s.scan() for s in scanners]
+            text = "\n\n".join(map(render, states))
+            if len(sweeps) > 1:
+                text = f"{args.sweep_dir} holds {len(sweeps)} sweeps, each shown against its own grid\n\n{text}"
+                loose = _loose_runs(Path(args.sweep_dir), sweeps)
+                if loose:
+                    text += f"\n\n{loose} run directories below {args.sweep_dir} are in none of these sweeps"
+            print(clear + text, flush=True)
+            if not args.watch or all(st.settled for st in states):
                 break
             time.sleep(args.interval)
             if not clear:
                 print()
     except KeyboardInterrupt:
         pass
-    return 0 if st.finished else 1
+    return 0 if all(st.finished for st in states) else 1
+
+
+def _loose_runs(path: Path, sweeps: list[Path]) -> int:
+    """How many run directories below ``path`` lie in none of ``sweeps``."""
+    runs = {p.parent.parent for p in path.rglob("config.yaml") if p.parent.name == ".hydra"}
+    runs |= {p.parent for p in path.rglob("run.parquet")}
+    return sum(1 for run in runs if not any(run.is_relative_to(s) for s in sweeps))
 
 
 if __name__ == "__main__":

@@ -366,3 +366,20 @@ def test_a_run_whose_protocol_is_not_the_sweeps_settings_is_named_and_not_comple
     assert shown in st.of("mismatched")[0].detail and not st.finished
     text = render(st)
     assert "mismatched" in text and names[0] in text
+
+
+def test_a_directory_of_several_sweeps_shows_each_against_its_own_grid(tmp_path, capsys):
+    """Merged, two sweeps read as one grid (one count, one ETA): each is its own table, and a run
+    that lies in neither is counted."""
+    make(tmp_path / "a", {"r1": "ok", "r2": "ok"})
+    make(tmp_path / "b", {"r1": "ok"}, grid=["r1", "r2", "r3"])
+    write_run(tmp_path / "loose", "r9", "ok")
+    assert main([str(tmp_path)]) == 1  # b is not complete
+    out = capsys.readouterr().out
+    assert out.startswith(f"{tmp_path} holds 2 sweeps, each shown against its own grid")
+    assert f"sweep {tmp_path / 'a'}: 2 runs in the grid" in out and f"sweep {tmp_path / 'b'}: 3 runs in the grid" in out
+    assert re.search(r"complete +2 .*\n(.*\n)*.*complete +1 ", out) and re.findall(r"not started +(\d+)", out) == ["0", "2"]
+    assert out.rstrip().endswith(f"1 run directories below {tmp_path} are in none of these sweeps")
+    (tmp_path / "b" / "grid.json").unlink()
+    write_grid_file(tmp_path / "b", [tmp_path / "b" / "r1"], ["sweep/train.py", "experiment=x"])
+    assert main([str(tmp_path)]) == 0
