@@ -262,6 +262,14 @@ def claims_overview(verdicts: pd.DataFrame, deciding: bool) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+def _test_words(v: pd.Series) -> str:
+    """How a claim is tested, or, where it could not be here (C6 with one latent size), why not."""
+    test = v.get("test")
+    if isinstance(test, str) and test.strip():
+        return test
+    return f"not tested here: {v.get('why')}"
+
+
 def _claims_blocks(tables: dict[str, pd.DataFrame]) -> list:
     """The claims check: one table of the verdicts, the supporting tests, the method once, then the
     verdicts by budget, capacity and dataset."""
@@ -271,7 +279,7 @@ def _claims_blocks(tables: dict[str, pd.DataFrame]) -> list:
         b.append(("table", claims_overview(verdicts, True)))
         b.append(("p", _claims_method()))
         tests = verdicts[verdicts["decides"].astype(bool)].drop_duplicates("claim")
-        b.append(("ul", [f"**{v['claim']}**: {v['test']}" for _, v in tests.iterrows()]))
+        b.append(("ul", [f"**{v['claim']}**: {_test_words(v)}" for _, v in tests.iterrows()]))
         b.append(("h3", "Supporting tests"))
         b.append((
             "p",

@@ -10,7 +10,7 @@ import pytest
 from matplotlib.figure import Figure
 from synthetic import corrupt, make_sweep
 
-from analysis import figures, notes, report
+from analysis import figures, notes, report, tables
 from analysis.collect import load_sweep
 
 
@@ -70,6 +70,16 @@ def test_a_single_seed_sweep_says_it_has_no_intervals_and_names_the_file_it_skip
     assert any("single seed" in str(block) and "configuration as the unit" in str(block) for block in summary)
     (skipped,) = report._skipped_blocks(sweep)[1][1]
     assert skipped.startswith("`L4_conv2_conv2_s0/run.parquet`: ")
+
+
+def test_a_claim_not_tested_here_says_why_where_the_method_names_each_test(tmp_path):
+    """One latent size: C6 (which needs several) has no test; its line in the method list says why
+    instead of standing empty."""
+    sweep = load_sweep(make_sweep(tmp_path, seeds=(0,), latents=(4,)))
+    blocks = report._claims_blocks({"claims": tables.build_tables(sweep.runs)["claims"]()})
+    (items,) = [b[1] for b in blocks if b[0] == "ul" and any(str(i).startswith("**C1**") for i in b[1])]
+    (c6,) = [i for i in items if i.startswith("**C6**")]
+    assert c6 == "**C6**: not tested here: fewer than two latent sizes among the ok configurations: the factor has one level"
 
 
 @pytest.fixture(scope="module")
