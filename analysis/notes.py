@@ -79,8 +79,10 @@ FIGURE_NOTES = {
     ),
     "iwae_heatmap": (
         "IWAE estimate of −log p(x) (K importance samples, stored per run in test/iwae_k), mean over the "
-        "seeds of each configuration, encoder × decoder, one panel per latent size. Bernoulli likelihood "
-        "only: bce runs have no normalised likelihood, and the figure says so when no run has a value."
+        "seeds of each configuration, encoder × decoder, one panel per latent size (and arm). Every "
+        "normalised likelihood has one, in nats per image; runs of several likelihoods or datasets get a "
+        "colour scale each and never share a panel. bce on continuous pixels has none, and the figure "
+        "says so when no run has a value."
     ),
     "active_units": (
         "Active units (Var_x μ_d > {active:g} over the test set, Burda et al. 2016) of each evaluated run "
@@ -122,7 +124,7 @@ TABLE_NOTES = {
         "rank 1 = best."
     ),
     "ranking_neg_elbo": "As the reconstruction ranking, by test −ELBO (distortion + rate), nats per image.",
-    "ranking_iwae": "As the reconstruction ranking, by test IWAE NLL (bernoulli likelihood only; empty otherwise).",
+    "ranking_iwae": "As the reconstruction ranking, by test IWAE NLL (every normalised likelihood, one ranking per likelihood; empty for bce on continuous pixels).",
     "ranking_fid": (
         "As the reconstruction ranking, by the FID of prior samples (test/fid_prior; lower = samples "
         "closer to the test images), with the KID and the FID of reconstructions beside it. {fid_caveat}"

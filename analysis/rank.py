@@ -23,7 +23,7 @@ from scipy import stats
 
 from sweep.keys import is_protocol
 
-# The paper ranks by reconstruction loss; −ELBO, IWAE NLL (bernoulli likelihood only) and the FID of
+# The paper ranks by reconstruction loss; −ELBO, IWAE NLL (every normalised likelihood) and the FID of
 # prior samples (sample quality, sweep/fid_kid.py) are ours.
 CRITERIA = {
     "recon": "test/distortion",
