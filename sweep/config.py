@@ -58,13 +58,18 @@ def apply_overrides(cfg: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
     A key the config was stored without because it did not exist yet (``STORED_DEFAULTS``:
     ``encoder.norm``, ``data.name``, …) is there with the default the run trained with, so it can be
-    overridden. An override of a role's ``kind`` that leaves its ``width`` alone gives the role the new
-    kind's default width (:data:`sweep.models.DEFAULT_WIDTH`), as composing ``encoder.kind=…`` does: a
-    dense run's 512 units would otherwise become 512 conv channels under a name that shows no width."""
+    overridden. An override of a role's ``kind`` (``encoder.kind=…`` or ``encoder={kind: …}``) that
+    leaves its ``width`` alone gives the role the new kind's default width
+    (:data:`sweep.models.DEFAULT_WIDTH`), as composing ``encoder.kind=…`` does: a dense run's 512 units
+    would otherwise become 512 conv channels under a name that shows no width. Where the stored width is
+    not the old kind's default (a capacity-matched run), no default is right: the width must be given."""
     conf = OmegaConf.create(_with_stored_defaults(cfg))
     OmegaConf.set_struct(conf, True)
     parsed = OverridesParser.create().parse_overrides(overrides)
-    given = {o.key_or_group for o in parsed}
+    given = set()  # every dotted key the overrides set, a group's value's keys included
+    for o in parsed:
+        value = o.value()
+        given |= {f"{o.key_or_group}.{k}" for k in value} if isinstance(value, dict) else {o.key_or_group}
     for o in parsed:
         key = o.key_or_group
         current = OmegaConf.select(conf, key, default=_ABSENT)
@@ -81,11 +86,19 @@ def apply_overrides(cfg: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             OmegaConf.update(conf, key, o.value(), merge=True)
         except OmegaConfBaseException as exc:
             raise ConfigError(f"override {o.input_line!r} does not apply: {exc}") from exc
+    stored = flatten(cfg)
     for role in ("encoder", "decoder"):
-        kind = OmegaConf.select(conf, f"{role}.kind", default=None)
-        changed = f"{role}.kind" in given and kind != flatten(cfg).get(f"{role}.kind")
-        if changed and f"{role}.width" not in given and kind in DEFAULT_WIDTH:
-            conf[role].width = DEFAULT_WIDTH[kind]
+        kind, was = OmegaConf.select(conf, f"{role}.kind", default=None), stored.get(f"{role}.kind")
+        if f"{role}.kind" not in given or kind == was or f"{role}.width" in given or kind not in DEFAULT_WIDTH:
+            continue
+        width = stored.get(f"{role}.width")
+        if width != DEFAULT_WIDTH.get(was):
+            raise ConfigError(
+                f"override {role}.kind={kind} of a stored {role} of {role}.width={width}, not the {was} "
+                f"default {DEFAULT_WIDTH.get(was)} (a capacity-matched width?): no width follows from it; "
+                f"valid: {role}.width=… given too (python -m sweep.capacity prints the matched widths)"
+            )
+        conf[role].width = DEFAULT_WIDTH[kind]
     return to_plain(conf)
 
 

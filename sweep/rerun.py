@@ -17,7 +17,7 @@ sweep's settings), with the same checks and skip/resume
 rules as ``python -m sweep.train``. A NAME that disagrees with ``--from DIR``'s run is refused, and
 so is a run directory that holds the run complete but evaluated with another profile than this
 command's (it would be skipped, its numbers taken for these). An interrupted rerun is resumed by its
-own command (the same overrides); for any other it is no source of config.
+own command (the same overrides, in any order or spelling); for any other it is no source of config.
 ``data=fashion_mnist`` (or ``data.name=…``) picks the runs of that dataset when runs of both share the
 name.
 
@@ -32,14 +32,16 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from sweep import results
 from sweep.config import CONF_DIR, apply_overrides, to_plain
 from sweep.data import dataset_of
 from sweep.hydra_setup import register
-from sweep.keys import flatten, row_identity
+from sweep.keys import KEY_ROLES, flatten, row_identity
 from sweep.names import dataset_subdir, parse_run_name, run_name_of
 from sweep.paths import PathError, readable, writable
 from sweep.rules import ConfigError, refusal, validate
@@ -73,7 +75,7 @@ def build_config(name: str, overrides: list[str], results_dir: Path, source: Pat
         if dataset is not None:
             found = [p for p in found if dataset_of(results.read_stored_config(p) or {}) == dataset]
         unfinished = [p for p in found if _unfinished_rerun(p, results_dir)]
-        mine = [p for p in unfinished if _stored_overrides(p) == list(overrides)]
+        mine = [p for p in unfinished if _same_command(_stored_overrides(p), overrides)]
         # an unfinished rerun of other overrides is no source: its config is another command's
         found = [p for p in found if p not in unfinished or p in mine]
         if len(found) > 1 and len(mine) == 1:  # the same command again, after it was interrupted
@@ -130,6 +132,28 @@ def _unfinished_rerun(run_dir: Path, results_dir: Path) -> bool:
         return False
     default = results_dir / "runs" / (dataset_subdir(dataset_of(stored)) + run_dir.name)
     return run_dir.resolve() == default.resolve() and not results.is_complete(run_dir)
+
+
+def _same_command(stored: list[str] | None, overrides: list[str]) -> bool:
+    """Whether two override lists ask for the same run: the same keys and values in any order, in any
+    spelling of a value (``lr=0.01``, ``lr=1e-2``) or the dataset (``data=X``, ``data.name=X``), where
+    the run is shown (``results_dir``, ``progress``, …: execution keys) left out."""
+    if stored is None:
+        return False
+
+    def meaning(items: list[str]) -> dict[str, Any] | None:
+        try:
+            parsed = OverridesParser.create().parse_overrides(items)
+        except Exception:  # noqa: BLE001 - a stored list that does not parse is no command of ours
+            return None
+        out = {}
+        for o in parsed:
+            key = "data.name" if o.key_or_group == "data" else o.key_or_group
+            if KEY_ROLES.get(key.split(".")[0]) != "execution":
+                out[key] = o.value()
+        return out
+
+    return meaning(stored) is not None and meaning(stored) == meaning(list(overrides))
 
 
 def _stored_overrides(run_dir: Path) -> list[str] | None:

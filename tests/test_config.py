@@ -287,8 +287,13 @@ def test_overrides_of_a_stored_config_change_a_kind_and_reach_keys_it_was_stored
     assert cfg["encoder"]["norm"] == "batch" and cfg["decoder"]["norm"] == "none"
     assert cfg["data"] == {"likelihood": "bernoulli", "name": "fashion_mnist"}
     assert sweep.config.apply_overrides(old, ["encoder.kind=res"])["encoder"]["width"] == 32
-    assert sweep.config.apply_overrides(old, ["decoder.kind=dense"])["decoder"]["width"] == 512
+    assert sweep.config.apply_overrides(old, ["encoder={kind: conv, depth: 2}"])["encoder"]["width"] == 32
     assert sweep.config.apply_overrides(old, ["decoder.kind=conv"])["decoder"]["width"] == 40  # unchanged kind
     both = sweep.config.apply_overrides(old, ["encoder.kind=res", "encoder.width=24"])
     assert both["encoder"]["width"] == 24
+    assert sweep.config.apply_overrides(old, ["decoder={kind: dense, width: 64}"])["decoder"]["width"] == 64
+    # 40 is no default (a capacity-matched width): no width follows from a new kind, by key or group
+    for override in ("decoder.kind=dense", "decoder={kind: dense}"):
+        with pytest.raises(sweep.config.ConfigError, match=r"decoder\.width=40, not the conv default 32"):
+            sweep.config.apply_overrides(old, [override])
     assert "norm" not in old["encoder"]  # the stored config itself is left alone
