@@ -16,9 +16,9 @@ finished ok and an ETA for what is left at the current number of runs training a
 or diverged run with the first line of its error, and the commands that retry the failed runs and
 resume the rest.
 
-A directory that is neither a sweep nor a run but holds sweeps (``results/examples``) shows each
-sweep below it against its own grid, one table each (never one grid of all their runs), and counts the
-run directories that lie in none; it exits 0 when every one is complete.
+A directory that holds several sweeps (``results/examples``; or a sweep with one inside it) shows each
+against its own grid, one table each (never one grid of all their runs), then the run directories
+that lie in none, by state; it exits 0 when every run of them all is complete.
 
 It only reads: files that are written atomically (``COMPLETE``, ``run.parquet``, ``grid.json``), the
 holder note (one fixed-size record, :func:`sweep.lock.note_holder`) and ``/proc/locks``; it never
@@ -363,22 +363,30 @@ def is_sweep_dir(path: Path) -> bool:
     return (Path(path) / GRID_FILE).is_file() or (Path(path) / "multirun.yaml").is_file()
 
 
-def sweeps_below(path: Path) -> list[Path]:
-    """The sweeps to show for ``path``: itself when it is a sweep or a run directory, or holds none;
-    else every sweep below it (a directory such as ``results/examples`` that collects several), each to
-    be shown against its own grid: merged, their runs would read as one grid, with one ETA."""
+def sweeps_below(path: Path) -> tuple[list[Path], list[Path]]:
+    """(sweeps, loose runs) to show for ``path``. A run directory: itself, alone. Else every sweep at
+    or below it (``results/examples`` collects several; a sweep may hold another), each to be shown
+    against its own grid (merged, their runs would read as one grid with one ETA), and the run
+    directories below it that lie in none of them. Where there is no sweep: ``path`` itself, whose
+    runs on disk are then its grid."""
     path = Path(path)
-    if is_run_dir(path) or is_sweep_dir(path):
-        return [path]
-    found = []
-    for here, dirs, _ in os.walk(path):
+    if is_run_dir(path):
+        return [path], []
+    sweeps, runs = ([path] if is_sweep_dir(path) else []), []
+    for here, dirs, _ in os.walk(path, followlinks=True):
+        keep = []
         for d in sorted(dirs):
             sub = Path(here) / d
+            if is_run_dir(sub):  # a run holds no sweep: not walked
+                runs.append(sub)
+                continue
             if is_sweep_dir(sub):
-                found.append(sub)
-        # neither a sweep's directories nor a run's hold another sweep
-        dirs[:] = sorted(d for d in dirs if not is_sweep_dir(Path(here) / d) and not is_run_dir(Path(here) / d))
-    return sorted(found) or [path]
+                sweeps.append(sub)
+            keep.append(d)
+        dirs[:] = keep
+    if not sweeps:
+        return [path], []
+    return sorted(sweeps), [r for r in runs if not any(r.is_relative_to(s) for s in sweeps)]
 
 
 class Scanner:
@@ -534,18 +542,20 @@ def main(argv: list[str] | None = None) -> int:
     except (PathError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    sweeps = sweeps_below(args.sweep_dir)
+    sweeps, loose = sweeps_below(args.sweep_dir)
     scanners = [Scanner(d, args.stale_after) for d in sweeps]
+    loose_scanners = [Scanner(r, args.stale_after) for r in loose]
     clear = "\033[H\033[J" if sys.stdout.isatty() else ""
     try:
         while True:
             states = [s.scan() for s in scanners]
             text = "\n\n".join(map(render, states))
-            if len(sweeps) > 1:
-                text = f"{args.sweep_dir} holds {len(sweeps)} sweeps, each shown against its own grid\n\n{text}"
-                loose = _loose_runs(Path(args.sweep_dir), sweeps)
-                if loose:
-                    text += f"\n\n{loose} run directories below {args.sweep_dir} are in none of these sweeps"
+            if sweeps != [args.sweep_dir] or loose:
+                text = f"{args.sweep_dir}: {len(sweeps)} sweeps, each shown against its own grid\n\n{text}"
+            if loose:
+                alone = [s.scan() for s in loose_scanners]
+                text += "\n\n" + render_loose(Path(args.sweep_dir), alone)
+                states += alone
             print(clear + text, flush=True)
             if not args.watch or all(st.settled for st in states):
                 break
@@ -557,11 +567,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if all(st.finished for st in states) else 1
 
 
-def _loose_runs(path: Path, sweeps: list[Path]) -> int:
-    """How many run directories below ``path`` lie in none of ``sweeps``."""
-    runs = {p.parent.parent for p in path.rglob("config.yaml") if p.parent.name == ".hydra"}
-    runs |= {p.parent for p in path.rglob("run.parquet")}
-    return sum(1 for run in runs if not any(run.is_relative_to(s) for s in sweeps))
+def render_loose(path: Path, alone: list[Status]) -> str:
+    """The run directories below ``path`` that lie in no sweep: their count by state, and each that is
+    not complete by name and state."""
+    runs = [r for st in alone for r in st.runs]
+    states = (*COMPLETE_STATES, "failed", "training", "interrupted", "not started", "unreadable")
+    counts = " · ".join(f"{s} {n}" for s in states if (n := sum(r.state == s for r in runs)))
+    lines = [f"{len(runs)} run directories below {path} lie in no sweep: {counts}"]
+    for st in alone:
+        for r in st.runs:
+            if r.state not in COMPLETE_STATES:
+                lines.append(f"  {r.state:<11}{st.sweep_dir / r.name}  {r.detail or ''}".rstrip())
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

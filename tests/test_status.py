@@ -369,17 +369,27 @@ def test_a_run_whose_protocol_is_not_the_sweeps_settings_is_named_and_not_comple
 
 
 def test_a_directory_of_several_sweeps_shows_each_against_its_own_grid(tmp_path, capsys):
-    """Merged, two sweeps read as one grid (one count, one ETA): each is its own table, and a run
-    that lies in neither is counted."""
+    """Merged, two sweeps read as one grid (one count, one ETA): each is its own table; a sweep nested
+    in another is shown too, and a run that lies in none is shown with its state and counts for the
+    exit code."""
     make(tmp_path / "a", {"r1": "ok", "r2": "ok"})
     make(tmp_path / "b", {"r1": "ok"}, grid=["r1", "r2", "r3"])
+    make(tmp_path / "a" / "inner" / "c", {"r5": "ok"})
     write_run(tmp_path / "loose", "r9", "ok")
     assert main([str(tmp_path)]) == 1  # b is not complete
     out = capsys.readouterr().out
-    assert out.startswith(f"{tmp_path} holds 2 sweeps, each shown against its own grid")
-    assert f"sweep {tmp_path / 'a'}: 2 runs in the grid" in out and f"sweep {tmp_path / 'b'}: 3 runs in the grid" in out
-    assert re.search(r"complete +2 .*\n(.*\n)*.*complete +1 ", out) and re.findall(r"not started +(\d+)", out) == ["0", "2"]
-    assert out.rstrip().endswith(f"1 run directories below {tmp_path} are in none of these sweeps")
+    assert out.startswith(f"{tmp_path}: 3 sweeps, each shown against its own grid")
+    for sweep, n in (("a", 2), ("a/inner/c", 1), ("b", 3)):
+        assert f"sweep {tmp_path / sweep}: {n} runs in the grid" in out
+    assert re.findall(r"not started +(\d+)", out) == ["0", "0", "2"]
+    assert out.rstrip().endswith(f"1 run directories below {tmp_path} lie in no sweep: ok 1")
     (tmp_path / "b" / "grid.json").unlink()
     write_grid_file(tmp_path / "b", [tmp_path / "b" / "r1"], ["sweep/train.py", "experiment=x"])
     assert main([str(tmp_path)]) == 0
+    write_run(tmp_path / "loose", "r8", "interrupted")  # a run in no sweep, left to train
+    assert main([str(tmp_path)]) == 1
+    assert f"  interrupted{tmp_path / 'loose' / 'r8'}" in capsys.readouterr().out
+    assert main([str(tmp_path / "a")]) == 0  # a sweep with one inside: both
+    assert "a: 2 sweeps" in capsys.readouterr().out
+    assert main([str(tmp_path / "b")]) == 0  # a sweep alone: its table, as ever
+    assert capsys.readouterr().out.startswith(f"sweep {tmp_path / 'b'}: 1 runs in the grid")
