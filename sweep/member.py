@@ -29,7 +29,8 @@ from omegaconf import OmegaConf
 from sweep import divergence, results
 from sweep.config import config_diff, flatten, row_values, to_plain
 from sweep.data import check_data, dataset_of
-from sweep.evaluate import eval_defaults, eval_profile, skip_evaluation
+from sweep.device import resolve_device
+from sweep.evaluate import eval_defaults, eval_profile, iwae_k_for, skip_evaluation
 from sweep.fid_kid import check_classifier
 from sweep.keys import comparable, identity_digest
 from sweep.lock import holder, note_holder, run_lock
@@ -334,7 +335,10 @@ def evaluated_profile(out_dir: Path) -> dict[str, Any] | None:
     if row.get("eval/status") not in (None, "ok"):
         return None
     text = row.get("eval/profile") or eval_profile({**eval_defaults(), **stored.get("eval", {})})
-    return json.loads(text)
+    profile = json.loads(text)
+    if profile.get("iwae_k") is None and row.get("test/iwae_k") is not None:
+        profile["iwae_k"] = int(row["test/iwae_k"])  # null: the K its device chose, as recorded
+    return profile
 
 
 def check_evaluated_as(cfg: dict[str, Any], out_dir: Path, redo: str) -> None:
@@ -350,10 +354,14 @@ def check_evaluated_as(cfg: dict[str, Any], out_dir: Path, redo: str) -> None:
         return
     import json
 
-    want = json.loads(eval_profile({**eval_defaults(), **cfg.get("eval", {})}))
+    ec = {**eval_defaults(), **cfg.get("eval", {})}
+    want = json.loads(eval_profile(ec))
+    if want.get("iwae_k") is None and have.get("iwae_k") is not None:  # null: the K this device takes
+        want["iwae_k"] = iwae_k_for(ec, resolve_device(cfg.get("device", "auto")))
     diff = [k for k in sorted({*have, *want}) if comparable(have.get(k)) != comparable(want.get(k))]
     if diff:
-        shown = "; ".join(f"eval.{k}={have.get(k)!r} there, {want.get(k)!r} asked" for k in diff)
+        spelled = lambda v: "null" if v is None else repr(v)  # noqa: E731 - as a config spells it
+        shown = "; ".join(f"eval.{k}={spelled(have.get(k))} there, {spelled(want.get(k))} asked" for k in diff)
         asked = " ".join(f"eval.{k}={'null' if want.get(k) is None else want.get(k)}" for k in diff)
         raise ConfigMismatchError(
             f"{out_dir} already holds this run, complete, evaluated with another profile ({shown}): it "

@@ -151,6 +151,25 @@ def test_a_single_run_relaunched_with_another_evaluation_profile_is_refused(tmp_
     assert _train(monkeypatch, root) == 0 and "already complete (ok), skipped" in capsys.readouterr().out
 
 
+def test_a_null_iwae_k_is_the_k_its_device_chose(tmp_path, monkeypatch, capsys):
+    """eval.iwae_k=null means 100 importance samples on a CPU (5000 on a GPU): the same numbers as an
+    explicit 100 here, never those of a GPU's 5000."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = tmp_path / "results"
+    assert _train(monkeypatch, root, "eval.iwae_k=null") == 0
+    assert _train(monkeypatch, root, "eval.iwae_k=100") == 0 and "already complete" in capsys.readouterr().out
+    assert _train(monkeypatch, root, "eval.iwae_k=50") == 2
+    assert "(eval.iwae_k=100 there, 50 asked)" in capsys.readouterr().err
+    path = root / "runs" / NAME / "eval.parquet"  # as if a GPU had evaluated it with the null K
+    table = pq.read_table(path)
+    k = table.schema.get_field_index("test/iwae_k")
+    pq.write_table(table.set_column(k, table.schema.field(k), pa.array([5000], table.schema.field(k).type)), path)
+    assert _train(monkeypatch, root, "eval.iwae_k=null") == 2
+    assert "(eval.iwae_k=5000 there, 100 asked)" in capsys.readouterr().err
+
+
 LAUNCHES = {"a single run": ([], f"runs/{NAME}"), "a grid": (["-m", "seed=0,1"], "sweeps/default")}
 
 
