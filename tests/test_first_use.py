@@ -15,6 +15,7 @@ from sweep import rerun, results
 from sweep import search as search_mod
 
 NAME = "L2_dense1_dense1_s0"
+ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = [o for o in TINY_RUN[3:] if not o.startswith("epochs=")]  # TINY_RUN without its architecture
 
 
@@ -168,6 +169,22 @@ def test_a_null_iwae_k_is_the_k_its_device_chose(tmp_path, monkeypatch, capsys):
     pq.write_table(table.set_column(k, table.schema.field(k), pa.array([5000], table.schema.field(k).type)), path)
     assert _train(monkeypatch, root, "eval.iwae_k=null") == 2
     assert "(eval.iwae_k=5000 there, 100 asked)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("package", ["sweep", "analysis", "bench"])
+def test_a_ctrl_c_no_tool_catches_is_one_line_under_python_m(package):
+    """Python's -m sets sys.argv[0] to "-m" while it imports the package, as a Ctrl-C during the import
+    of torch finds it: one line and SIGINT's exit status, no traceback. As a library: Python's hook."""
+    import signal
+    import subprocess
+    import sys
+
+    code = f"import sys; sys.argv = ['-m']; import {package}; raise KeyboardInterrupt"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode in (-signal.SIGINT, 128 + signal.SIGINT)
+    assert done.stderr.startswith("interrupted: stopped by Ctrl-C;") and len(done.stderr.splitlines()) == 1
+    library = f"import sys; import {package}; assert sys.excepthook is sys.__excepthook__"
+    assert subprocess.run([sys.executable, "-c", library], cwd=ROOT).returncode == 0
 
 
 LAUNCHES = {"a single run": ([], f"runs/{NAME}"), "a grid": (["-m", "seed=0,1"], "sweeps/default")}
