@@ -213,7 +213,8 @@ def decide_joint(verdicts: list[Verdict]) -> None:
         joint.p_value = max(v.p_value for v in defined)
         joint.p_holm = max(v.p_holm for v in defined)
         joint.p_bound = all(v.p_bound for v in defined)
-        joint.n_configs, joint.n_runs = max(v.n_configs for v in defined), max(v.n_runs for v in defined)
+        # n of the contrast whose gap is the statistic (an incomplete grid gives the contrasts other n)
+        joint.n_configs, joint.n_runs = worst.n_configs, worst.n_runs
         joint.why = (
             "; ".join(
                 f"{v.part}: {fmt3(v.statistic)} [{fmt3(v.ci_low)}, {fmt3(v.ci_high)}] nats, Holm p "

@@ -36,6 +36,9 @@ from analysis.plotting import MAX_FIGURE_INCHES, PAGE_WIDTH, figure, message_fig
 from sweep.thresholds import COLLAPSE_RATE_THRESHOLD, PAPER_COLLAPSE_THRESHOLD  # noqa: E402
 
 BUDGET_CLAIMS = ("C1", "C3", "C4", "C5a", "C5b")
+# a verdict settles only if it holds for at least the last HELD_EPOCHS epochs (the window in which
+# analysis.convergence calls a run still improving), else it "does not settle within the budget"
+HELD_EPOCHS = 3
 SPLIT = "val"  # the split the per-epoch verdicts use (the test split is kept for the final evaluation)
 COLUMNS = [
     "arm", "claim", "epoch", "split", "statistic", "ci_low", "ci_high", "p_value", "p_holm", "n_configs",
@@ -156,8 +159,9 @@ def budget_table(sweep: Sweep) -> pd.DataFrame:
 
 def settling(table: pd.DataFrame) -> dict[str, str]:
     """{``arm claim``: one sentence}: the first epoch from which the validation verdict no longer
-    changes up to the last epoch, whether the last epoch's validation verdict is the test verdict, or
-    that the verdict changes at the last epoch (it does not settle within the budget)."""
+    changes up to the last epoch, whether the last epoch's validation verdict is the test verdict, or,
+    where that verdict holds for fewer than the last ``HELD_EPOCHS`` epochs, that it does not settle
+    within the budget (a verdict reached at epoch 29 of 30 has not shown that it holds)."""
     out = {}
     for (arm, claim), g in table.groupby(["arm", "claim"], sort=False):
         val = g[g["split"].eq(SPLIT)].sort_values("epoch")
@@ -178,10 +182,12 @@ def settling(table: pd.DataFrame) -> dict[str, str]:
         if len(test):
             same = test["verdict"].iloc[0] == final
             test_txt = f"; the test-split verdict is {'the same' if same else test['verdict'].iloc[0]}"
-        if start == len(verdicts) - 1 and len(verdicts) > 1:
+        held = len(verdicts) - start
+        if start > 0 and held < HELD_EPOCHS:
             out[name] = (
-                f"{name}: does not settle within the budget: {verdicts[-2]} at epoch {epochs[-2]}, "
-                f"{final} at the last epoch ({epochs[-1]}){test_txt}."
+                f"{name}: does not settle within the budget: {verdicts[start - 1]} at epoch "
+                f"{epochs[start - 1]}, {final} only from epoch {epochs[start]} of {epochs[-1]} (held "
+                f"{held} epoch{'s' if held > 1 else ''}, fewer than {HELD_EPOCHS}){test_txt}."
             )
         else:
             out[name] = (

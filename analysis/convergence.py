@@ -41,6 +41,10 @@ MAX_NAMES = 10  # the summary names the flagged configurations when there are at
 CRITERIA = {"distortion": "test/distortion", "neg_elbo": "test/neg_elbo"}  # budget.at_epoch's columns
 GROUPS = ("family/encoder", "family/decoder")  # rank stability within each family of either role
 MIN_N = permutation.MIN_CORR_WEIGHT  # configurations a correlation needs
+# configurations a bootstrap interval of rho needs: below, resamples of a few points repeat the same
+# ranks (n = 3 gives 4 possible values; a monotone set's every resample has rho = 1): an interval of
+# [1, 1] that would claim a certainty it does not have
+MIN_CI_N = 10
 STABILITY_COLUMNS = [
     "arm", "criterion", "group", "family", "reference_epoch", "last_epoch", "rho", "ci_low", "ci_high",
     "n_configs", "n_runs", "note",
@@ -68,7 +72,8 @@ def _ok_runs_and_epochs(sweep: Sweep) -> tuple[pd.DataFrame, pd.DataFrame]:
 # ---------------------------------------------------------------------------------- rank stability
 def _rho(both: pd.DataFrame, ref: str, last: str) -> tuple[float, float, float]:
     """Spearman's ρ of two columns over configurations (rows), with the percentile bootstrap interval
-    over configurations within latent sizes; NaN where fewer than 3 configurations define it."""
+    over configurations within latent sizes; NaN where fewer than 3 configurations define it, the
+    interval NaN where fewer than ``MIN_CI_N`` do."""
     if len(both) < MIN_N:
         return math.nan, math.nan, math.nan
     res = permutation.correlation(
@@ -76,6 +81,8 @@ def _rho(both: pd.DataFrame, ref: str, last: str) -> tuple[float, float, float]:
         np.zeros(len(both)), np.arange(len(both)), permutation.codes(both, ["latent_dim"]),
         method="spearman", n_perm=0,
     )  # fmt: skip
+    if len(both) < MIN_CI_N:
+        return res.statistic, math.nan, math.nan
     return res.statistic, res.ci_low, res.ci_high
 
 
@@ -128,7 +135,11 @@ def rank_stability(sweep: Sweep) -> pd.DataFrame:
                 rows.append({
                     **base, "criterion": crit, "group": group, "family": family, "rho": rho, "ci_low": lo,
                     "ci_high": hi, "n_configs": n, "n_runs": int(sub["n_seeds"].sum()),
-                    "note": "" if n >= MIN_N else f"too few configurations (n = {n} < {MIN_N})",
+                    "note": (
+                        "" if n >= MIN_CI_N
+                        else f"no interval: too few configurations (n = {n} < {MIN_CI_N})" if n >= MIN_N
+                        else f"too few configurations (n = {n} < {MIN_N})"
+                    ),
                 })  # fmt: skip
     return pd.DataFrame(rows, columns=STABILITY_COLUMNS)
 
@@ -212,10 +223,18 @@ def _improving_line(rows: pd.DataFrame) -> str:
     lasts = sorted(set(rows["last_epoch"].astype(int)))
     at = f"epoch {lasts[0]}" if len(lasts) == 1 else "their last epoch"
     flagged = rows[rows["still_improving"].astype(bool)]
+    by_best = rows["best_epoch"].astype(int) >= rows["last_epoch"].astype(int) - (LAST_EPOCHS - 1)
+    gain = rows["gain"].astype(float)
     text = (
         f"Still improving at {at}{arm} (best validation −ELBO in the last {LAST_EPOCHS} epochs, or more "
         f"than {MIN_GAIN:g} nats gained over them): {len(flagged)} of {len(rows)} configurations"
     )
+    if len(flagged):  # which rule flags them: a best epoch late in a curve that no longer falls is noise
+        text += (
+            f" ({int(by_best.sum())} by the best epoch, {int((gain > MIN_GAIN).sum())} by the gain; "
+            f"{int((by_best & ~(gain > 0)).sum())} with a late best epoch gained nothing over the last "
+            f"{LAST_EPOCHS} epochs)"
+        )
     if 0 < len(flagged) <= MAX_NAMES:
         return text + ": " + ", ".join(flagged["config"]) + "."
     if len(flagged):

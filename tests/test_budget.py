@@ -75,12 +75,19 @@ def rows(verdicts, test=None):
 def test_settling_names_the_first_epoch_of_the_final_verdict():
     got = budget.settling(
         rows(
-            ["inconclusive", "reproduced", "inconclusive", "reproduced", "reproduced"], test="reproduced"
+            ["inconclusive", "reproduced", "inconclusive", "reproduced", "reproduced", "reproduced"],
+            test="reproduced",
         ).assign(statistic=1.0)
     )
     assert (
         got["C4"]
-        == "C4: settles at epoch 4 of 5 (reproduced from then on); the test-split verdict is the same."
+        == "C4: settles at epoch 4 of 6 (reproduced from then on); the test-split verdict is the same."
+    )
+    # held for the last 2 epochs only (fewer than HELD_EPOCHS = 3): not settled, as at the last one
+    short = budget.settling(rows(["inconclusive"] * 4 + ["reproduced"] * 2).assign(statistic=1.0))["C4"]
+    assert short == (
+        "C4: does not settle within the budget: inconclusive at epoch 4, reproduced only from epoch 5 of 6 "
+        "(held 2 epochs, fewer than 3)."
     )
     late = budget.settling(
         rows(["reproduced", "reproduced", "inconclusive"], test="reproduced").assign(statistic=1.0)

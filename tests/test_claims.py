@@ -539,6 +539,23 @@ def test_c4_joint_row_is_inconclusive_when_a_family_has_no_matched_cell():
     assert joint.why.endswith("(excluded 1 diverged runs).")
 
 
+def test_c4_joint_row_counts_the_configurations_of_the_contrast_it_reports():
+    # dense1 vs conv2 in 12 cells (gap 1.0), vs conv4 in 4 of them (gap 0.5): the joint row's statistic
+    # is conv4's smallest gap, so its n is conv4's 8 configurations, not conv2's 24
+    rows = []
+    for seed in (0, 1):
+        for i in range(12):
+            dec = {"seed": seed, "latent_dim": 25, "family/decoder": f"dense{i + 1}"}
+            rows.append({**dec, "family/encoder": "dense1", "test/distortion": 99.0})
+            rows.append({**dec, "family/encoder": "conv2", "test/distortion": 100.0})
+            if i < 4:
+                rows.append({**dec, "family/encoder": "conv4", "test/distortion": 99.5})
+    got = check(table(rows), "C4")
+    joint, vs_conv2 = decider(got, "C4"), row(got, "C4", "dense1 vs conv2")
+    assert joint.statistic == pytest.approx(0.5) and (vs_conv2.n_configs, vs_conv2.n_runs) == (24, 48)
+    assert (joint.n_configs, joint.n_runs) == (8, 16)
+
+
 # ------------------------------------------------------------------------------------------------- C5
 def c5_runs(dense=(110.0, 111.0), encoders=("conv1",), latents=(25, 50)):
     """Cells latent × encoder, each with decoders conv4 100, conv2 101, conv1 102 and dense4, dense1 at

@@ -15,7 +15,7 @@ from analysis import convergence, report
 from analysis.collect import load_sweep
 from sweep import results
 
-SMALL = {"latents": (4, 8), "encoders": ("dense1", "conv2"), "decoders": ("dense1", "conv2")}
+SMALL = {"latents": (4, 8, 16), "encoders": ("dense1", "conv2"), "decoders": ("dense1", "conv2")}
 CONFIGS = [(lat, e, d) for lat in SMALL["latents"] for e in SMALL["encoders"] for d in SMALL["decoders"]]
 REF = convergence.REFERENCE_EPOCH
 
@@ -48,11 +48,11 @@ def spearman(x, y) -> float:
     return 1 - 6 * float((d**2).sum()) / (n * (n**2 - 1))
 
 
-# the configurations' distortion ranks at the last epoch (at the reference epoch: 0..7), and −ELBO ranks
+# the configurations' distortion ranks at the last epoch (at the reference epoch: 0..11), and −ELBO ranks
 ORDERS = {
-    "kept": ([0, 1, 2, 3, 4, 5, 6, 7], [0, 1, 2, 3, 4, 5, 6, 7]),
-    "swapped pairs": ([1, 0, 3, 2, 5, 4, 7, 6], [7, 6, 5, 4, 3, 2, 1, 0]),
-    "shuffled": ([3, 7, 0, 5, 1, 6, 2, 4], [2, 0, 6, 1, 7, 3, 5, 4]),
+    "kept": (list(range(12)), list(range(12))),
+    "swapped pairs": ([1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10], list(range(11, -1, -1))),
+    "shuffled": ([3, 7, 0, 5, 1, 6, 2, 4, 11, 9, 10, 8], [2, 0, 6, 1, 7, 3, 5, 4, 10, 8, 11, 9]),
 }
 
 
@@ -94,9 +94,12 @@ def test_known_ranks_give_known_rho(tmp_path, order, seeds):
             for family in SMALL["encoders"]:
                 members = [i for i, c in enumerate(CONFIGS) if c[position] == family]
                 got = rows.loc[(group, family)]
-                assert got["n_configs"] == len(members) and got["note"] == ""
+                assert got["n_configs"] == len(members) < convergence.MIN_CI_N
                 want = spearman(ref[members], np.asarray(last)[members])
                 assert got["rho"] == pytest.approx(want, abs=1e-12)
+                # 6 configurations: a rho, no interval (a bootstrap of so few repeats the same ranks)
+                assert np.isnan(got["ci_low"]) and np.isnan(got["ci_high"])
+                assert got["note"] == f"no interval: too few configurations (n = 6 < {convergence.MIN_CI_N})"
 
 
 def test_a_sweep_ending_at_the_reference_epoch_says_so(tmp_path):
@@ -181,6 +184,15 @@ def test_the_summary_names_the_configurations_still_improving(improving):
     assert f"Still improving at epoch {N}" in line and f"{len(flagged)} of {len(CONFIGS)}" in line
     assert all(name in line for name in flagged)
     assert not any(name in line for name in table.index if name not in flagged)
+    # which rule flags each, as planted; a late best epoch on a curve that gained nothing is named so
+    best = sum("best" in c[3] for c in CURVES.values())
+    gain = sum("gain" in c[3] for c in CURVES.values())
+    flat = sum("best" in c[3] and c[0][N - LAST - 1] - c[0][N - 1] <= 0 for c in CURVES.values())
+    assert best == 3 and gain == 2 and flat == 1  # the plants cover each case
+    assert (
+        f"({best} by the best epoch, {gain} by the gain; {flat} with a late best epoch gained nothing over "
+        f"the last {LAST} epochs)"
+    ) in line
 
 
 def test_the_configuration_is_the_unit_of_the_flag(tmp_path):
