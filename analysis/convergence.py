@@ -229,14 +229,16 @@ def _improving_line(rows: pd.DataFrame) -> str:
         f"Still improving at {at}{arm} (best validation −ELBO in the last {LAST_EPOCHS} epochs, or more "
         f"than {MIN_GAIN:g} nats gained over them): {len(flagged)} of {len(rows)} configurations"
     )
-    if len(flagged):  # which rule flags them: a best epoch late in a curve that no longer falls is noise
-        text += (
-            f" ({int(by_best.sum())} by the best epoch, {int((gain > MIN_GAIN).sum())} by the gain; "
-            f"{int((by_best & ~(gain > 0)).sum())} with a late best epoch gained nothing over the last "
-            f"{LAST_EPOCHS} epochs)"
-        )
+    # which rule flags them: a late best epoch on a curve that no longer falls is noise, not progress
+    rules = (
+        f" Flagged by the best epoch: {int(by_best.sum())}, by the gain: {int((gain > MIN_GAIN).sum())}; "
+        f"with a late best epoch but no gain over the last {LAST_EPOCHS} epochs: "
+        f"{int((by_best & ~(gain > 0)).sum())}."
+        if len(flagged)
+        else ""
+    )
     if 0 < len(flagged) <= MAX_NAMES:
-        return text + ": " + ", ".join(flagged["config"]) + "."
+        return text + ": " + ", ".join(flagged["config"]) + "." + rules
     if len(flagged):
         parts = []
         for group in ("family/encoder", "family/decoder"):
@@ -245,7 +247,7 @@ def _improving_line(rows: pd.DataFrame) -> str:
                 f"by {group.split('/')[1]} "
                 + ", ".join(f"{f} {int(c['sum'])}/{int(c['size'])}" for f, c in counts.iterrows())
             )
-        return text + " (" + "; ".join(parts) + ")."
+        return text + " (" + "; ".join(parts) + ")." + rules
     return text + "."
 
 

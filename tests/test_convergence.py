@@ -189,10 +189,10 @@ def test_the_summary_names_the_configurations_still_improving(improving):
     gain = sum("gain" in c[3] for c in CURVES.values())
     flat = sum("best" in c[3] and c[0][N - LAST - 1] - c[0][N - 1] <= 0 for c in CURVES.values())
     assert best == 3 and gain == 2 and flat == 1  # the plants cover each case
-    assert (
-        f"({best} by the best epoch, {gain} by the gain; {flat} with a late best epoch gained nothing over "
-        f"the last {LAST} epochs)"
-    ) in line
+    assert line.endswith(
+        f" Flagged by the best epoch: {best}, by the gain: {gain}; with a late best epoch but no gain over "
+        f"the last {LAST} epochs: {flat}."
+    )
 
 
 def test_the_configuration_is_the_unit_of_the_flag(tmp_path):
