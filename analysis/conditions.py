@@ -8,7 +8,10 @@ committed yet, or whose launched grid is not complete (a report of a part of the
 hole in it: :func:`analysis.coverage.done`) or not known whole (an unreadable ``grid.json``, or one a
 narrowed relaunch rewrote), fills its column with ``pending``, with a warning (how far each sweep got:
 results/examples/README.md); a report not made from its grid's complete runs as they are now (its
-``inputs.csv``: older than its runs, re-evaluated since, another sweep's) is refused. Every number in a cell is the claims table's, to 3 significant digits.
+``inputs.csv``: older than its runs, re-evaluated since, another sweep's) is refused, and so is a
+condition whose runs were not trained and evaluated as its experiment says (its protocol: dataset,
+epochs, loss, evaluation profile; an MNIST sweep in the Fashion-MNIST folder). Every number in a cell
+is the claims table's, to 3 significant digits.
 
     python -m analysis.conditions results/examples                  # print the table and the paragraph
     python -m analysis.conditions results/examples --readme README.md   # rewrite README's block
@@ -41,6 +44,24 @@ class Condition:
     sweep: str
     seeds: tuple[int, ...] | None = None
     runs: int = 100  # its whole grid's runs (G0: 4 latent sizes × 5 encoders × 5 decoders, per seed)
+
+    @property
+    def experiment(self) -> str:
+        """The experiment (``conf/experiment/``) that trains its sweep, whose protocol its runs must have:
+        the sweep's name (each condition's sweep is its experiment's ``sweep_name``)."""
+        return self.sweep
+
+    def protocol(self) -> dict:
+        """The protocol (:func:`sweep.keys.protocol`) its experiment composes to: what its label promises."""
+        from hydra import compose, initialize_config_dir
+
+        from sweep.config import CONF_DIR, flatten, to_plain
+        from sweep.hydra_setup import register
+        from sweep.keys import protocol
+
+        register()
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return protocol(flatten(to_plain(compose("config", overrides=[f"experiment={self.experiment}"]))))
 
     @property
     def report(self) -> str:
@@ -169,6 +190,12 @@ def read_condition(root: Path, condition: Condition) -> tuple[pd.DataFrame | Non
             "are not trained yet)",
         )
         return None, got.complete
+    if why := coverage.protocol_differs(sweep_dir, got.names, condition.protocol()):
+        raise ConditionsError(
+            f"{sweep_dir} was not trained as experiment={condition.experiment} says ({why}): its column "
+            f"would carry a label its runs do not have; valid: the sweep of python -m sweep.train "
+            f"experiment={condition.experiment}"
+        )
     table = pd.read_csv(path)
     groups = [c for c in table.columns[: list(table.columns).index("claim")]]
     if groups and len(table[groups].drop_duplicates()) > 1:

@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from analysis.collect import Sweep, seed_of
+from sweep.keys import protocol, protocol_diff, shown
 from sweep.results import is_complete, read_complete
 from sweep.status import GRID_FILE, ON_DISK, read_grid, sweep_of
 
@@ -234,6 +235,37 @@ def inputs_differ(sweep_dir: Path, names: Sequence[str], inputs: Path) -> str | 
         if which:
             reasons.append(f"{what}: {len(which)} ({', '.join(which[:3])}{', …' if len(which) > 3 else ''})")
     return "; ".join(reasons) or None
+
+
+def run_protocol(run_dir: Path) -> dict:
+    """The run's protocol keys (:func:`sweep.keys.protocol`: dataset, epochs, loss, evaluation profile)
+    as it was trained and evaluated: its ``run.parquet`` row, the ``eval.*`` keys from ``eval.parquet``'s
+    ``eval/profile`` where it records one (a re-evaluation changes them, not the row)."""
+    row = pq.read_table(Path(run_dir) / "run.parquet").to_pylist()[0]
+    try:  # an unreadable evaluation leaves the run out of its analysis (inputs.csv then lacks it)
+        t = pq.read_table(Path(run_dir) / "eval.parquet", columns=["eval/profile"])
+        text = t.column("eval/profile").to_pylist()[0]
+    except (OSError, KeyError, IndexError, pa.ArrowException):
+        text = None
+    if isinstance(text, str):
+        row.update({f"eval.{k}": v for k, v in json.loads(text).items()})
+    return protocol(row)
+
+
+def protocol_differs(sweep_dir: Path, names: Sequence[str], expected: dict) -> str | None:
+    """Where a run of ``names`` in ``sweep_dir`` was not trained or evaluated as ``expected`` (a
+    protocol, :func:`sweep.keys.protocol`) says: the first such run and the keys that differ; None where
+    every run was."""
+    for name in names:
+        try:
+            diff = protocol_diff(expected, run_protocol(Path(sweep_dir) / name))
+        except (OSError, IndexError, pa.ArrowException) as exc:
+            return f"{name}'s run.parquet cannot be read ({type(exc).__name__})"
+        if diff:
+            keys = "; ".join(f"{k}={shown(got)}, not {shown(want)}" for k, want, got in diff[:4])
+            more = f" (and {len(diff) - 4} more keys)" if len(diff) > 4 else ""
+            return f"{name} has {keys}{more}"
+    return None
 
 
 def _status(run_dir: Path) -> str | None:

@@ -4,12 +4,15 @@ verdict first, the deciding row's numbers, n configurations; the paragraph says 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import json
 import re
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from analysis import claims, conditions, coverage
@@ -69,6 +72,13 @@ def record_inputs(sweep, report, seeds=None) -> None:
     pd.DataFrame({"run_dir": list(names), "sha256": digests}).to_csv(report / coverage.INPUTS, index=False)
 
 
+@functools.cache
+def experiment_protocol(sweep_name: str) -> dict:
+    """The protocol of the condition whose sweep is ``sweep_name``, as its experiment composes it."""
+    (condition,) = {c.sweep: c for c in conditions.CONDITIONS if c.sweep == sweep_name}.values()
+    return condition.protocol()
+
+
 def add_runs(sweep, n_runs, seed=0, status="ok", complete=True) -> list[str]:
     """``n_runs`` run directories of seed ``seed`` in ``sweep`` (complete with ``status``, or started
     only), added to the grid its ``grid.json`` lists."""
@@ -77,6 +87,9 @@ def add_runs(sweep, n_runs, seed=0, status="ok", complete=True) -> list[str]:
     new = [f"L25_dense{len(names) + i + 1}_dense1_s{seed}" for i in range(n_runs)]
     for name in new:
         (sweep / name).mkdir(parents=True)
+        # trained as the condition's experiment says (the protocol its column's label promises)
+        row = {"run_name": name, "status": status, **experiment_protocol(sweep.name)}
+        pq.write_table(pa.Table.from_pylist([row]), sweep / name / "run.parquet")
         (sweep / name / "eval.parquet").write_bytes(
             f"{sweep.name}/{name}".encode()
         )  # the inputs digest reads it
@@ -312,6 +325,53 @@ def test_a_report_not_made_from_its_runs_as_they_are_is_refused(tmp_path, case, 
         assert coverage.done(tmp_path / name).names
     change(tmp_path / "capacity_matched", tmp_path / "reproduce")
     with pytest.raises(conditions.ConditionsError, match=re.escape(says)):
+        conditions.table(tmp_path)
+
+
+def _rewrite_runs(sweep, names, **values) -> None:
+    for name in names:
+        path = sweep / name / "run.parquet"
+        row = {**pq.read_table(path).to_pylist()[0], **values}
+        pq.write_table(pa.Table.from_pylist([row]), path)
+
+
+def _reevaluated(sweep, name, **changed) -> None:
+    profile = {k.removeprefix("eval."): v for k, v in experiment_protocol(sweep.name).items() if k.startswith("eval.")}
+    row = {"eval/profile": json.dumps({**profile, **changed}, sort_keys=True)}
+    pq.write_table(pa.Table.from_pylist([row]), sweep / name / "eval.parquet")
+
+
+@pytest.mark.parametrize(
+    "sweep, change, says",
+    [
+        (  # MNIST runs in the Fashion-MNIST condition's folder (an experiment=reproduce launch there)
+            "reproduce_fashion_mnist",
+            lambda sweep, names: _rewrite_runs(sweep, names, **{"data.name": "mnist"}),
+            "{first} has data.name=mnist, not fashion_mnist",
+        ),
+        (  # one run of the 30-epoch condition trained 2 epochs
+            "reproduce_e30",
+            lambda sweep, names: _rewrite_runs(sweep, names[4:5], epochs=2),
+            "{fifth} has epochs=2, not 30",
+        ),
+        (  # one run re-evaluated with another kNN k: its numbers are of another profile
+            "capacity_matched",
+            lambda sweep, names: _reevaluated(sweep, names[0], knn_k=50),
+            "{first} has eval.knn_k=50, not 5",
+        ),
+    ],
+    ids=["another dataset", "another budget", "another evaluation profile"],
+)
+def test_a_condition_whose_runs_are_not_its_experiments_is_refused(tmp_path, sweep, change, says):
+    """Complete, and its report made from its runs as they are: still refused when those runs were not
+    trained (or evaluated) as the condition's experiment says; its column would carry a wrong label."""
+    write_condition(tmp_path, sweep, runs(), 50)
+    conditions.table(tmp_path)  # as its experiment trains it: accepted
+    names = list(coverage.done(tmp_path / sweep).names)
+    change(tmp_path / sweep, names)
+    record_inputs(tmp_path / sweep, tmp_path / sweep)  # the report made from the runs as they now are
+    says = says.format(first=names[0], fifth=names[4])  # the runs in the order the grid lists them
+    with pytest.raises(conditions.ConditionsError, match=re.escape(f"was not trained as experiment={sweep} says ({says})")):
         conditions.table(tmp_path)
 
 
