@@ -341,6 +341,15 @@ def load_sweep(root: str | Path | list[str | Path]) -> Sweep:
     return counted_once(_load(root))
 
 
+def only_runs(sweep: Sweep, keep) -> Sweep:
+    """``sweep`` restricted to the runs where ``keep`` (booleans, one per row of ``sweep.runs``) holds,
+    with their latent dimensions."""
+    runs = sweep.runs[np.asarray(keep, dtype=bool)].reset_index(drop=True)
+    dirs = set(runs["run_dir"]) if len(runs) else set()
+    dims = sweep.dims[sweep.dims["run_dir"].isin(dirs)].reset_index(drop=True) if len(sweep.dims) else sweep.dims
+    return replace(sweep, runs=runs, dims=dims)
+
+
 def only_seeds(sweep: Sweep, seeds: list[int] | tuple[int, ...]) -> Sweep:
     """``sweep`` restricted to the runs of ``seeds`` (``analysis.figures --seeds``: e.g. the
     reproduction's seed 0 alone, the baseline of a single-seed condition); ValueError naming the stored

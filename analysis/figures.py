@@ -14,6 +14,7 @@ named in a note under each per-run figure, never dropped silently.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -24,9 +25,9 @@ matplotlib.use("Agg")
 
 import pandas as pd  # noqa: E402
 
-from analysis import convergence, coverage, pc_probe, report  # noqa: E402
+from analysis import convergence, coverage, pc_probe, rank, report  # noqa: E402
 from analysis.budget import budget_table, fig_claims_budget  # noqa: E402
-from analysis.collect import Sweep, load_sweep, only_seeds  # noqa: E402
+from analysis.collect import Sweep, load_sweep, only_runs, only_seeds  # noqa: E402
 from analysis.own_figures import (  # noqa: E402
     fig_active_units,
     fig_collapse_by_factor,
@@ -68,6 +69,44 @@ FIGURES = (
     fig_collapse_by_factor,
     fig_claims_budget,
 )
+
+
+# Figures that rank, count or overlay runs without splitting them by protocol group (dataset, epochs,
+# loss, evaluation profile: analysis.rank.protocol_columns): given several groups (two datasets side
+# by side), each is drawn once per group, named and titled by it, never over the runs of all groups
+# pooled (a top 25 % of two datasets is one dataset's best runs; one scatter mixes their scales).
+PER_GROUP = {
+    "fig3_top_recon_vs_kl", "fig4_top_counts", "fig5_top_by_latent", "fig6_pca_top25", "fig7_pca_top50",
+    "rate_distortion", "active_units",
+}  # fmt: skip
+
+
+def protocol_groups(sweep: Sweep) -> list[tuple[str, str, Sweep]]:
+    """(group name, file-name suffix, its runs alone) for each protocol group of the sweep's runs
+    (:func:`analysis.rank.protocol_columns`), e.g. ``("data.name=mnist", "mnist", …)``; [] for one group."""
+    cols = rank.protocol_columns(sweep.runs) if len(sweep.runs) else []
+    out = []
+    for values, group in sweep.runs.groupby(cols, dropna=False, sort=True) if cols else []:
+        values = values if isinstance(values, tuple) else (values,)
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", "_".join(map(str, values)))
+        out.append((rank.arm_name(cols, values), slug, only_runs(sweep, sweep.runs.index.isin(group.index))))
+    return out
+
+
+def _draw(draw: Callable, sweep: Sweep, out_dir: Path) -> dict[str, Path]:
+    """{figure name: PNG path} of one figure: itself, or, for a :data:`PER_GROUP` figure of runs of
+    several protocol groups, one per group (``<name>__<suffix>``, titled with the group)."""
+    name = draw.figure_name
+    groups = protocol_groups(sweep) if name in PER_GROUP else []
+    if not groups:
+        return {name: draw(sweep, out_dir)[0]}
+    out = {}
+    for arm, slug, part in groups:
+        with matplotlib.rc_context(RC):
+            fig = draw.__wrapped__(part)
+            fig.suptitle(f"{fig.get_suptitle() or name}\n{arm} only")
+            out[f"{name} ({arm})"] = save(fig, out_dir, f"{name}__{slug}")[0]
+    return out
 
 
 def _guarded(what: str, make: Callable, fallback: Callable[[str], object]):
@@ -115,7 +154,9 @@ def write_all(sweep: Sweep, out_dir: str | Path) -> tuple[dict[str, Path], dict[
             with matplotlib.rc_context(RC):
                 return save(message_figure(name, f"This figure could not be drawn: {reason}"), out_dir, name)
 
-        figures[name] = _guarded(f"figure {name}", lambda draw=draw: draw(sweep, out_dir), broken)[0]
+        figures.update(
+            _guarded(f"figure {name}", lambda draw=draw: _draw(draw, sweep, out_dir), lambda r, name=name: {name: broken(r)[0]})
+        )
     tables = {}
     made = build_tables(pc_probe.with_pc2_probe(sweep))
     made["claims_budget"] = lambda: budget_table(sweep)

@@ -368,7 +368,8 @@ def _design_blocks(tables: dict[str, pd.DataFrame]) -> list:
 def _figure_blocks(figures: dict[str, Path]) -> list:
     b: list[tuple] = [("h2", "Figures"), ("p", "Each figure is also a PDF beside its PNG.")]
     for name, path in figures.items():
-        b += [("h3", name), ("p", note_for(name, FIGURE_NOTES)), ("figure", name, Path(path))]
+        # a figure drawn per protocol group is named "<figure> (<group>)": its note is the figure's
+        b += [("h3", name), ("p", note_for(name.split(" (")[0], FIGURE_NOTES)), ("figure", name, Path(path))]
     return b
 
 

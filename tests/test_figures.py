@@ -325,3 +325,41 @@ def test_heatmap_gives_each_likelihood_its_own_colour_scale_and_panels(tmp_path)
         assert lo == pytest.approx(mine["test/iwae_nll"].min()) and hi == pytest.approx(mine["test/iwae_nll"].max())
     titles = [ax.get_title() for ax in fig.axes if ax.get_title().startswith("L = ")]
     assert len(titles) == 2 and all(t.count("data.likelihood=") == 1 for t in titles), titles
+
+
+@pytest.fixture(scope="module")
+def two_datasets(tmp_path_factory):
+    """Seed-0 sweeps of both datasets, the Fashion runs planted 300 nats worse: a top set pooled over
+    both would hold MNIST runs only."""
+    root = tmp_path_factory.mktemp("two")
+    mnist = make_sweep(root, seeds=(0,), sweep_name="syn", **SMALL)
+    fashion = make_sweep(
+        root, seeds=(0,), sweep_name="syn_fashion_mnist", dataset="fashion_mnist", rng_seed=1, **SMALL
+    )
+    sweep = load_sweep([mnist, fashion])
+    sweep.runs.loc[sweep.runs["data.name"].eq("fashion_mnist"), "test/distortion"] += 300.0
+    return sweep
+
+
+@pytest.mark.parametrize("draw", [d for d in figures.FIGURES if d.figure_name in figures.PER_GROUP])
+def test_a_figure_that_ranks_or_overlays_runs_is_drawn_per_dataset_never_pooled(two_datasets, tmp_path, draw):
+    name = draw.figure_name
+    made = figures._draw(draw, two_datasets, tmp_path)
+    assert sorted(made) == [f"{name} (data.name=fashion_mnist)", f"{name} (data.name=mnist)"]
+    assert sorted(p.name for p in made.values()) == [f"{name}__fashion_mnist.png", f"{name}__mnist.png"]
+    assert all(p.is_file() and p.with_suffix(".pdf").is_file() for p in made.values())
+    assert not (tmp_path / f"{name}.png").exists()  # no figure of both pooled
+
+
+def test_each_dataset_group_holds_its_own_runs_and_ranks_them_alone(two_datasets):
+    groups = figures.protocol_groups(two_datasets)
+    assert [(arm, slug) for arm, slug, _ in groups] == [
+        ("data.name=fashion_mnist", "fashion_mnist"),
+        ("data.name=mnist", "mnist"),
+    ]
+    for arm, _, part in groups:
+        assert set(part.runs["data.name"]) == {arm.split("=")[1]} and len(part.runs) == 8
+        assert set(part.dims["run_dir"]) == set(part.runs["run_dir"])
+        shown = texts(figures.fig4_top_counts.__wrapped__(part)).replace("\n", " ")
+        assert "the best 2 of 8 ranked runs" in shown, shown  # a quarter of its own 8, not of all 16
+    assert figures.protocol_groups(load_sweep(two_datasets.roots[0])) == []  # one dataset: one group
