@@ -95,7 +95,7 @@ def claims_flags() -> tuple[str, ...]:
 def arms(runs: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     """(arm name, its runs): one arm per dataset × ablation arm, as the claims table splits them."""
     keys = [k for k in ("data.name",) if k in runs.columns and runs[k].astype(str).nunique() > 1]
-    keys += rank.id_columns(runs) if len(runs) else []
+    keys += [k for k in rank.id_columns(runs) if k not in keys] if len(runs) else []  # each key once
     if not keys:
         return [("all", runs)]
     return [

@@ -113,3 +113,15 @@ def test_figure_and_report_section(sweep, tmp_path):
 def test_a_sweep_without_epoch_records_gives_an_empty_table(tmp_path):
     sw = load_sweep(make_sweep(tmp_path, seeds=(0,), latents=(4,), with_epochs=False))
     assert len(budget.budget_table(sw)) == 0
+
+
+def test_an_arm_names_each_key_once():
+    """Two datasets whose configurations share labels: data.name is both the dataset split and an id
+    column; the arm says it once (it read ``data.name=fashion_mnist data.name=fashion_mnist``)."""
+    rows = [
+        {"label": f"L4_DNN1_CNN{i}", "data.name": name, "seed": 0, "latent_dim": 4}
+        for name in ("mnist", "fashion_mnist")
+        for i in (1, 2)
+    ]
+    got = [arm for arm, _ in budget.arms(pd.DataFrame(rows))]
+    assert got == ["data.name=fashion_mnist", "data.name=mnist"]
