@@ -68,7 +68,7 @@ FIGURE_NOTES = {
         "Paper Fig. 6. For each configuration of the top 25 % by mean distortion (best first; at most "
         "{max_panels}, the best, so the figure fits a page): the stored test latent means μ of its run of "
         "the lowest seed, projected on their first two principal components (exact SVD, each component's "
-        "sign fixed so its largest loading is positive), coloured by digit; axis labels give each "
+        "sign fixed so its largest loading is positive), coloured by class (the digit; Fashion-MNIST's garment); axis labels give each "
         "component's share of variance."
     ),
     "fig7_pca_top50": (

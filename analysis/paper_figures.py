@@ -440,7 +440,7 @@ def _pca_figure(data, fraction: float, title: str) -> Figure:
         ScalarMappable(norm=norm, cmap=cmap), ax=axes.tolist(), ticks=range(N_DIGITS), location="top",
         shrink=0.6, aspect=40, fraction=0.4 / fig.get_figheight(), pad=0.15 / fig.get_figheight(),
     )  # fmt: skip
-    bar.set_label("digit")
+    bar.set_label(class_label(runs))
     pct, seed = f"{fraction * 100:g} %", _first_seed(runs)
     which = (
         f"the best {n} of {n_ranked} ranked configurations by mean distortion (the top {pct})"
@@ -489,8 +489,23 @@ def _pca_runs(runs: pd.DataFrame, fraction: float) -> tuple[pd.DataFrame, int, i
     return shown, n_top, len(configs)
 
 
+# what a label is in each dataset (data/fashion_mnist/README.md), for the PCA panels' colour bar
+CLASS_LABELS = {
+    "mnist": "digit",
+    "fashion_mnist": "class: 0 T-shirt/top, 1 trouser, 2 pullover, 3 dress, 4 coat, 5 sandal, 6 shirt, "
+    "7 sneaker, 8 bag, 9 ankle boot",
+}
+
+
+def class_label(runs: pd.DataFrame) -> str:
+    """What the colours of the PCA panels are: the runs' dataset's classes ("digit" for MNIST; a run
+    stored before ``data.name`` existed is MNIST), or "class label" for runs of several datasets."""
+    names = set(runs["data.name"].astype(str)) if "data.name" in runs.columns and len(runs) else {"mnist"}
+    return CLASS_LABELS.get(names.pop(), "class label") if len(names) == 1 else "class label"
+
+
 def _pca_panel(ax, r, got, cmap, norm) -> None:
-    """One run's panel (``r``: its row of the ranking): its projection ``got`` coloured by digit, or why
+    """One run's panel (``r``: its row of the ranking): its projection ``got`` coloured by class, or why
     there is none (no stored latents, or not all of them finite)."""
     ax.set_title(f"#{r['rank']} {r[LABEL]}", fontsize=8)  # the configuration's rank, the run drawn
     ax.set_xticks([])
@@ -520,7 +535,7 @@ def _pca_panel(ax, r, got, cmap, norm) -> None:
 @figure("fig6_pca_top25", palette=True)
 def fig6_pca_top25(data) -> Figure:
     """Fig. 6: 2-D PCA of the stored test latent means of each top-25 % configuration (its lowest seed's
-    run; at most ``PCA_MAX_PANELS``, the best), coloured by digit."""
+    run; at most ``PCA_MAX_PANELS``, the best), coloured by class (digit, garment)."""
     return _pca_figure(
         data, PCA_FRACTIONS["fig6_pca_top25"], "Fig. 6: latent projections of the top 25 % of configurations"
     )

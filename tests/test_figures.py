@@ -370,3 +370,13 @@ def test_each_dataset_group_holds_its_own_runs_and_ranks_them_alone(two_datasets
         shown = texts(figures.fig4_top_counts.__wrapped__(part)).replace("\n", " ")
         assert "the best 2 of 8 ranked runs" in shown, shown  # a quarter of its own 8, not of all 16
     assert figures.protocol_groups(load_sweep(two_datasets.roots[0])) == []  # one dataset: one group
+
+
+def test_the_pca_colours_are_named_by_the_datasets_classes(two_datasets):
+    labels = {}
+    for arm, _, part in figures.protocol_groups(two_datasets):
+        fig = figures.fig6_pca_top25.__wrapped__(part)
+        labels[arm] = [ax.get_xlabel() for ax in fig.axes if "digit" in ax.get_xlabel() or "class" in ax.get_xlabel()]
+    assert labels["data.name=mnist"] == ["digit"]
+    (fashion,) = labels["data.name=fashion_mnist"]
+    assert fashion.startswith("class: 0 T-shirt/top") and fashion.endswith("9 ankle boot")
