@@ -93,11 +93,16 @@ def fig_fid_distortion(data) -> Figure:
         ev = ev.iloc[:0]
     if not len(ev):
         return message_figure(title, "No evaluated run has an FID. " + excluded_note(runs))
-    names = sorted(ev["data.name"].astype(str).unique()) if "data.name" in ev.columns else ["all"]
+    # one panel per dataset, and per feature classifier where several scored them (not one quantity)
+    panel = ev["data.name"].astype(str) if "data.name" in ev.columns else pd.Series("all", index=ev.index)
+    if rank.several_classifiers(ev):
+        panel = panel + ", classifier " + ev[rank.FID_CLASSIFIER].astype(str).str[:12] + "…"
+    ev = ev.assign(_panel=panel)
+    names = sorted(ev["_panel"].unique())
     fig = Figure(figsize=(PAGE_WIDTH, 4.2), layout="constrained")
     axes = fig.subplots(1, len(names), squeeze=False)[0]
     for ax, name in zip(axes, names, strict=True):
-        g = ev[ev["data.name"].astype(str).eq(name)] if "data.name" in ev.columns else ev
+        g = ev[ev["_panel"].eq(name)]
         scatter_by_state(ax, g, lambda h: h["test/distortion"], lambda h: h["test/fid_prior"].astype(float))
         ax.set_yscale("log")
         log_axis(ax.yaxis)

@@ -164,17 +164,28 @@ def ranked_mask(runs: pd.DataFrame, criterion: str = "recon") -> pd.Series:
     return _ok(runs) & pd.Series(np.isfinite(values), index=runs.index)
 
 
+FID_CLASSIFIER = "test/fid_classifier"  # the checksum of the feature classifier an FID was computed with
+
+
+def several_classifiers(runs: pd.DataFrame) -> bool:
+    """Whether ``runs`` hold FIDs of more than one feature classifier (different quantities)."""
+    return FID_CLASSIFIER in runs.columns and runs[FID_CLASSIFIER].dropna().astype(str).nunique() > 1
+
+
 def ranking(runs: pd.DataFrame, criterion: str = "recon") -> pd.DataFrame:
     """Ok runs with a finite metric, ascending by the criterion's metric (ties by ``run_name``), with
-    ``rank`` (1-based, consecutive) and ``criterion`` (the name, e.g. ``recon``) columns."""
+    ``rank`` (1-based, consecutive) and ``criterion`` (the name, e.g. ``recon``) columns. By FID, runs
+    scored with different feature classifiers (``test/fid_classifier``) are ranked apart, each from 1:
+    their FIDs are not one quantity."""
     metric = metric_of(criterion)
     out = runs[ranked_mask(runs, criterion)].copy()
+    apart = criterion == "fid" and several_classifiers(out)
     if len(out):
-        keys = [metric] + (["run_name"] if "run_name" in out.columns else [])
+        keys = ([FID_CLASSIFIER] if apart else []) + [metric] + (["run_name"] if "run_name" in out.columns else [])
         out = out.sort_values(keys, kind="mergesort").reset_index(drop=True)
     else:
         out = out.reset_index(drop=True)
-    out["rank"] = np.arange(1, len(out) + 1)
+    out["rank"] = out.groupby(FID_CLASSIFIER).cumcount().to_numpy() + 1 if apart else np.arange(1, len(out) + 1)
     out["criterion"] = criterion
     return out
 
@@ -184,6 +195,8 @@ def top_set(runs: pd.DataFrame, criterion: str = "recon", fraction: float = TOP_
     if not (isinstance(fraction, int | float) and 0 < fraction <= 1):
         raise ValueError(f"fraction={fraction!r} is out of range; valid: 0 < fraction <= 1")
     ranked = ranking(runs, criterion)
+    if criterion == "fid" and several_classifiers(ranked):
+        raise ValueError("a top set by FID of several feature classifiers: their FIDs are not one quantity")
     # round first: 0.1 × 30 is 3.0000000000000004 in floating point, whose ceil would be 4
     k = math.ceil(round(fraction * len(ranked), 9))
     return ranked.head(k).reset_index(drop=True)

@@ -50,7 +50,8 @@ def build_tables(runs: pd.DataFrame) -> dict[str, Callable[[], pd.DataFrame]]:
 
         def ranked(part: pd.DataFrame, crit=crit) -> pd.DataFrame:
             r = rank.ranking(part, crit)
-            return r[[c for c in RANK_DISPLAY if c in r.columns]]
+            shown = ([rank.FID_CLASSIFIER] if crit == "fid" and rank.several_classifiers(r) else []) + RANK_DISPLAY
+            return r[[c for c in shown if c in r.columns]]
 
         t[f"ranking_{crit}"] = grouped(ranked)
     t["seed_aggregates"] = grouped(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 
 import matplotlib
 import numpy as np
@@ -380,3 +381,13 @@ def test_the_pca_colours_are_named_by_the_datasets_classes(two_datasets):
     assert labels["data.name=mnist"] == ["digit"]
     (fashion,) = labels["data.name=fashion_mnist"]
     assert fashion.startswith("class: 0 T-shirt/top") and fashion.endswith("9 ankle boot")
+
+
+def test_fids_of_two_classifiers_are_never_drawn_in_one_panel(sweep):
+    runs = sweep.runs.copy()
+    runs["test/fid_classifier"] = np.where(runs.index % 2 == 0, "a" * 64, "b" * 64)
+    shown = texts(own_figures.fig_fid_distortion.__wrapped__(runs))
+    n = int(plotting.evaluated_mask(runs).sum())
+    assert re.search(r"mnist, classifier a{12}… \((\d+) runs\)", shown) and "classifier bbbbbbbbbbbb…" in shown
+    counts = [int(x) for x in re.findall(r"classifier [ab]{12}… \((\d+) runs\)", shown)]
+    assert len(counts) == 2 and sum(counts) == n

@@ -74,6 +74,26 @@ def test_ranking_by_iwae_skips_runs_without_an_nll_and_rejects_unknown_criteria(
         rank.ranking(runs, "kl")
 
 
+def test_fids_of_two_feature_classifiers_are_ranked_apart_never_interleaved():
+    runs = table(
+        [
+            {"run_name": "a", "test/fid_prior": 30.0, "test/fid_classifier": "new"},
+            {"run_name": "b", "test/fid_prior": 10.0, "test/fid_classifier": "old"},
+            {"run_name": "c", "test/fid_prior": 20.0, "test/fid_classifier": "new"},
+            {"run_name": "d", "test/fid_prior": 40.0, "test/fid_classifier": "old"},
+            {"run_name": "e", "test/fid_prior": None, "test/fid_classifier": None},  # not evaluated
+        ]
+    )
+    got = rank.ranking(runs, "fid")
+    assert got[["test/fid_classifier", "run_name", "rank"]].values.tolist() == [
+        ["new", "c", 1], ["new", "a", 2], ["old", "b", 1], ["old", "d", 2],
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="several feature classifiers"):
+        rank.top_set(runs, "fid")
+    one = runs[runs["test/fid_classifier"].ne("old")]  # one classifier (and a run without an FID)
+    assert rank.ranking(one, "fid")["rank"].tolist() == [1, 2] and len(rank.top_set(one, "fid", 0.5)) == 1
+
+
 def test_ranking_of_an_empty_table_is_empty():
     got = rank.ranking(table([]).reindex(columns=list(DEFAULTS)))
     assert len(got) == 0 and {"rank", "criterion"} <= set(got.columns)
