@@ -206,6 +206,12 @@ def load_classifier(dataset: str) -> Classifier:
                     f"{d / RECORD} is not a classifier record ({type(exc).__name__}: {exc}); restore it "
                     f"from the repository or {fix}"
                 ) from None
+            if record.get("dataset", dataset) != dataset:  # another dataset's files copied in
+                raise DataError(
+                    f"{d / RECORD} is the {record['dataset']} feature classifier's record, not {dataset}'s: "
+                    f"its FIDs would be measured in another dataset's features; restore it from the "
+                    f"repository or {fix}"
+                )
             weights = (d / WEIGHTS).read_bytes()
             if _sha256(weights) != want:
                 raise DataError(

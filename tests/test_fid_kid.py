@@ -80,6 +80,15 @@ def test_a_corrupted_or_missing_classifier_is_named(tmp_path, monkeypatch):
         fid_kid.load_classifier("mnist")
 
 
+def test_another_datasets_classifier_copied_in_is_named(tmp_path, monkeypatch):
+    shutil.copytree(fid_kid.cache_dir("mnist"), tmp_path / "classifier")  # MNIST's, as if Fashion's
+    monkeypatch.setattr(fid_kid, "cache_dir", lambda dataset: tmp_path / "classifier")
+    monkeypatch.setattr(fid_kid, "_cache", {})
+    with pytest.raises(DataError, match=r"classifier\.json is the mnist feature classifier's record, not fashion_mnist's"):
+        fid_kid.load_classifier("fashion_mnist")
+    assert fid_kid.load_classifier("mnist").record["dataset"] == "mnist"  # its own dataset: loads
+
+
 def test_fid_of_the_test_set_against_itself_is_zero_and_against_noise_large(features, test_x):
     x = test_x[:4000]
     same = _fid(features, x, x)
