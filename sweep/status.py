@@ -373,10 +373,14 @@ def sweeps_below(path: Path) -> tuple[list[Path], list[Path]]:
     if is_run_dir(path):
         return [path], []
     sweeps, runs = ([path] if is_sweep_dir(path) else []), []
+    seen = {path.resolve()}  # a linked directory is walked once: a link to an ancestor ends no walk
     for here, dirs, _ in os.walk(path, followlinks=True):
         keep = []
         for d in sorted(dirs):
             sub = Path(here) / d
+            if sub.resolve() in seen:
+                continue
+            seen.add(sub.resolve())
             if is_run_dir(sub):  # a run holds no sweep: not walked
                 runs.append(sub)
                 continue

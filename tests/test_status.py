@@ -391,5 +391,7 @@ def test_a_directory_of_several_sweeps_shows_each_against_its_own_grid(tmp_path,
     assert f"  interrupted{tmp_path / 'loose' / 'r8'}" in capsys.readouterr().out
     assert main([str(tmp_path / "a")]) == 0  # a sweep with one inside: both
     assert "a: 2 sweeps" in capsys.readouterr().out
+    (tmp_path / "a" / "inner" / "up").symlink_to(tmp_path, target_is_directory=True)  # a cycle
+    assert main([str(tmp_path)]) == 1 and f"{tmp_path}: 3 sweeps" in capsys.readouterr().out  # each once
     assert main([str(tmp_path / "b")]) == 0  # a sweep alone: its table, as ever
     assert capsys.readouterr().out.startswith(f"sweep {tmp_path / 'b'}: 1 runs in the grid")
