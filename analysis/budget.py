@@ -183,7 +183,12 @@ def settling(table: pd.DataFrame) -> dict[str, str]:
             same = test["verdict"].iloc[0] == final
             test_txt = f"; the test-split verdict is {'the same' if same else test['verdict'].iloc[0]}"
         held = len(verdicts) - start
-        if start > 0 and held < HELD_EPOCHS:
+        if start == 0 and held < HELD_EPOCHS:  # a budget shorter than the window: nothing can settle
+            out[name] = (
+                f"{name}: cannot settle within a budget of {held} epoch{'s' if held > 1 else ''} "
+                f"(fewer than {HELD_EPOCHS}; {final} at every epoch){test_txt}."
+            )
+        elif held < HELD_EPOCHS:
             out[name] = (
                 f"{name}: does not settle within the budget: {verdicts[start - 1]} at epoch "
                 f"{epochs[start - 1]}, {final} only from epoch {epochs[start]} of {epochs[-1]} (held "

@@ -233,7 +233,7 @@ def _improving_line(rows: pd.DataFrame) -> str:
     rules = (
         f" Flagged by the best epoch: {int(by_best.sum())}, by the gain: {int((gain > MIN_GAIN).sum())}; "
         f"with a late best epoch but no gain over the last {LAST_EPOCHS} epochs: "
-        f"{int((by_best & ~(gain > 0)).sum())}."
+        f"{int((by_best & (gain <= 0)).sum())}."  # an undefined gain (a record too short) is not "no gain"
         if len(flagged)
         else ""
     )

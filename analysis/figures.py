@@ -76,15 +76,20 @@ FIGURES = (
 # by side), each is drawn once per group, named and titled by it, never over the runs of all groups
 # pooled (a top 25 % of two datasets is one dataset's best runs; one scatter mixes their scales).
 PER_GROUP = {
-    "fig3_top_recon_vs_kl", "fig4_top_counts", "fig5_top_by_latent", "fig6_pca_top25", "fig7_pca_top50",
-    "rate_distortion", "active_units",
+    "fig1_rate_sorted", "fig2_recon_sorted", "fig3_top_recon_vs_kl", "fig4_top_counts",
+    "fig5_top_by_latent", "fig6_pca_top25", "fig7_pca_top50", "rate_distortion", "active_units",
+    "collapse_by_factor",
 }  # fmt: skip
+# protocol columns a figure compares rather than splits by: collapse by loss.reduction is the ablation's
+# question (as the collapse tables keep it inside each group)
+ACROSS = {"collapse_by_factor": ("loss.reduction",)}
 
 
-def protocol_groups(sweep: Sweep) -> list[tuple[str, str, Sweep]]:
+def protocol_groups(sweep: Sweep, across: tuple[str, ...] = ()) -> list[tuple[str, str, Sweep]]:
     """(group name, file-name suffix, its runs alone) for each protocol group of the sweep's runs
-    (:func:`analysis.rank.protocol_columns`), e.g. ``("data.name=mnist", "mnist", …)``; [] for one group."""
-    cols = rank.protocol_columns(sweep.runs) if len(sweep.runs) else []
+    (:func:`analysis.rank.protocol_columns`, but ``across``), e.g. ``("data.name=mnist", "mnist", …)``;
+    [] for one group."""
+    cols = [c for c in rank.protocol_columns(sweep.runs) if c not in across] if len(sweep.runs) else []
     out = []
     for values, group in sweep.runs.groupby(cols, dropna=False, sort=True) if cols else []:
         values = values if isinstance(values, tuple) else (values,)
@@ -97,7 +102,7 @@ def _draw(draw: Callable, sweep: Sweep, out_dir: Path) -> dict[str, Path]:
     """{figure name: PNG path} of one figure: itself, or, for a :data:`PER_GROUP` figure of runs of
     several protocol groups, one per group (``<name>__<suffix>``, titled with the group)."""
     name = draw.figure_name
-    groups = protocol_groups(sweep) if name in PER_GROUP else []
+    groups = protocol_groups(sweep, ACROSS.get(name, ())) if name in PER_GROUP else []
     if not groups:
         return {name: draw(sweep, out_dir)[0]}
     out = {}
@@ -105,7 +110,7 @@ def _draw(draw: Callable, sweep: Sweep, out_dir: Path) -> dict[str, Path]:
         with matplotlib.rc_context(RC):
             fig = draw.__wrapped__(part)
             fig.suptitle(f"{fig.get_suptitle() or name}\n{arm} only")
-            out[f"{name} ({arm})"] = save(fig, out_dir, f"{name}__{slug}")[0]
+            out[f"{name} ({arm})"] = save(fig, out_dir, f"{name}__{slug}", draw.palette)[0]
     return out
 
 

@@ -312,6 +312,7 @@ def figure(name: str, palette: bool = False) -> Callable:
                 return save(draw(data), Path(out_dir), name, palette)
 
         write.figure_name = name
+        write.palette = palette
         return write
 
     return wrap

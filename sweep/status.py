@@ -373,18 +373,25 @@ def sweeps_below(path: Path) -> tuple[list[Path], list[Path]]:
     if is_run_dir(path):
         return [path], []
     sweeps, runs = ([path] if is_sweep_dir(path) else []), []
-    seen = {path.resolve()}  # a linked directory is walked once: a link to an ancestor ends no walk
+    top = path.resolve()
+    seen = {top}  # a linked directory is walked once; a link to the argument or above it, never
     for here, dirs, _ in os.walk(path, followlinks=True):
         keep = []
         for d in sorted(dirs):
             sub = Path(here) / d
-            if sub.resolve() in seen:
+            real = sub.resolve()
+            if real in seen or top.is_relative_to(real):
                 continue
-            seen.add(sub.resolve())
-            if is_run_dir(sub):  # a run holds no sweep: not walked
+            seen.add(real)
+            try:
+                run, sweep = is_run_dir(sub), is_sweep_dir(sub)
+            except OSError as exc:  # e.g. no permission to look inside: named, not a traceback
+                print(f"warning: {sub} cannot be read ({exc.strerror or exc}); skipped", file=sys.stderr)
+                continue
+            if run:  # a run holds no sweep: not walked
                 runs.append(sub)
                 continue
-            if is_sweep_dir(sub):
+            if sweep:
                 sweeps.append(sub)
             keep.append(d)
         dirs[:] = keep
@@ -581,7 +588,7 @@ def render_loose(path: Path, alone: list[Status]) -> str:
     for st in alone:
         for r in st.runs:
             if r.state not in COMPLETE_STATES:
-                lines.append(f"  {r.state:<11}{st.sweep_dir / r.name}  {r.detail or ''}".rstrip())
+                lines.append(f"  {r.state:<12}{st.sweep_dir / r.name}  {r.detail or ''}".rstrip())
     return "\n".join(lines)
 
 

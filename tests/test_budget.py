@@ -94,6 +94,11 @@ def test_settling_names_the_first_epoch_of_the_final_verdict():
     )["C4"]
     assert "does not settle within the budget" in late and "the test-split verdict is reproduced" in late
     assert "settles at epoch 1 of 3" in budget.settling(rows(["reproduced"] * 3).assign(statistic=1.0))["C4"]
+    two = budget.settling(rows(["reproduced"] * 2, test="reproduced").assign(statistic=1.0))["C4"]
+    assert two == (
+        "C4: cannot settle within a budget of 2 epochs (fewer than 3; reproduced at every epoch); the "
+        "test-split verdict is the same."
+    )
     untestable = budget.settling(rows(["inconclusive"] * 3).assign(statistic=float("nan")))["C4"]
     assert untestable.startswith("C4: not testable at any epoch")
 

@@ -5,7 +5,10 @@ still-improving flag on plateaued, improving and late-best curves, the "no later
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from scipy import stats
@@ -215,3 +218,13 @@ def test_the_report_block_follows_the_budget_verdicts(improving):
     assert blocks[0] == ("h3", "Convergence") and blocks[-1][0] == "ul"
     assert blocks[-1][1] == convergence.summary(tables["rank_stability"], tables["still_improving"])
     assert report._convergence_blocks({}) == []
+
+
+def test_an_undefined_gain_is_not_counted_as_no_gain():
+    """A record shorter than the window has no gain (NaN): a late best epoch there is not "no gain"."""
+    rows = pd.DataFrame({
+        "arm": "all", "config": ["a", "b"], "family/encoder": "dense1", "family/decoder": "conv2",
+        "last_epoch": 2, "best_epoch": 2, "gain": [math.nan, -0.5], "still_improving": True,
+    })  # fmt: skip
+    line = convergence.summary(pd.DataFrame(columns=convergence.STABILITY_COLUMNS), rows)[-1]
+    assert line.endswith("Flagged by the best epoch: 2, by the gain: 0; with a late best epoch but no gain over the last 3 epochs: 1.")

@@ -344,8 +344,9 @@ def two_datasets(tmp_path_factory):
 
 # the figures that rank runs (a top set) or overlay them on one scale: never of two datasets pooled
 RANK_OR_OVERLAY = (
-    "fig3_top_recon_vs_kl", "fig4_top_counts", "fig5_top_by_latent", "fig6_pca_top25", "fig7_pca_top50",
-    "rate_distortion", "active_units",
+    "fig1_rate_sorted", "fig2_recon_sorted", "fig3_top_recon_vs_kl", "fig4_top_counts",
+    "fig5_top_by_latent", "fig6_pca_top25", "fig7_pca_top50", "rate_distortion", "active_units",
+    "collapse_by_factor",
 )  # fmt: skip
 
 
@@ -357,6 +358,10 @@ def test_a_figure_that_ranks_or_overlays_runs_is_drawn_per_dataset_never_pooled(
     assert sorted(p.name for p in made.values()) == [f"{name}__fashion_mnist.png", f"{name}__mnist.png"]
     assert all(p.is_file() and p.with_suffix(".pdf").is_file() for p in made.values())
     assert not (tmp_path / f"{name}.png").exists()  # no figure of both pooled
+    if draw.palette:  # the large figures keep their 256-colour PNGs
+        from PIL import Image
+
+        assert {Image.open(p).mode for p in made.values()} == {"P"}
 
 
 def test_each_dataset_group_holds_its_own_runs_and_ranks_them_alone(two_datasets):
@@ -391,3 +396,12 @@ def test_fids_of_two_classifiers_are_never_drawn_in_one_panel(sweep):
     assert re.search(r"mnist, classifier a{12}… \((\d+) runs\)", shown) and "classifier bbbbbbbbbbbb…" in shown
     counts = [int(x) for x in re.findall(r"classifier [ab]{12}… \((\d+) runs\)", shown)]
     assert len(counts) == 2 and sum(counts) == n
+
+
+def test_the_collapse_figure_of_an_ablation_compares_its_arms_in_one_figure(tmp_path):
+    """loss.reduction is the ablation's question: collapse by it stays one figure (as the tables keep
+    it inside each group), while a figure that ranks runs is drawn per arm."""
+    arms = [make_sweep(tmp_path, seeds=(0,), sweep_name=f"abl_{r}", loss_reduction=r, **SMALL) for r in ("sum", "paper")]
+    sweep = load_sweep(arms)
+    assert list(figures._draw(figures.fig_collapse_by_factor, sweep, tmp_path)) == ["collapse_by_factor"]
+    assert len(figures._draw(figures.fig4_top_counts, sweep, tmp_path)) == 2

@@ -388,10 +388,32 @@ def test_a_directory_of_several_sweeps_shows_each_against_its_own_grid(tmp_path,
     assert main([str(tmp_path)]) == 0
     write_run(tmp_path / "loose", "r8", "interrupted")  # a run in no sweep, left to train
     assert main([str(tmp_path)]) == 1
-    assert f"  interrupted{tmp_path / 'loose' / 'r8'}" in capsys.readouterr().out
+    assert f"  interrupted {tmp_path / 'loose' / 'r8'}" in capsys.readouterr().out
     assert main([str(tmp_path / "a")]) == 0  # a sweep with one inside: both
     assert "a: 2 sweeps" in capsys.readouterr().out
     (tmp_path / "a" / "inner" / "up").symlink_to(tmp_path, target_is_directory=True)  # a cycle
     assert main([str(tmp_path)]) == 1 and f"{tmp_path}: 3 sweeps" in capsys.readouterr().out  # each once
+    # from a: the link leads above it, to b and the loose runs, which are not below a
+    assert main([str(tmp_path / "a")]) == 0 and "a: 2 sweeps" in capsys.readouterr().out
     assert main([str(tmp_path / "b")]) == 0  # a sweep alone: its table, as ever
     assert capsys.readouterr().out.startswith(f"sweep {tmp_path / 'b'}: 1 runs in the grid")
+
+
+def test_a_directory_that_cannot_be_read_is_named_and_skipped(tmp_path, capsys, monkeypatch):
+    import sweep.status as status
+
+    make(tmp_path / "a", {"r1": "ok"})
+    make(tmp_path / "b", {"r1": "ok"})
+    (tmp_path / "locked").mkdir()
+    real = status.is_run_dir
+
+    def no_permission(path):  # as a directory without read permission answers to a non-root user
+        if Path(path).name == "locked":
+            raise PermissionError(13, "Permission denied")
+        return real(path)
+
+    monkeypatch.setattr(status, "is_run_dir", no_permission)
+    assert main([str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert f"warning: {tmp_path / 'locked'} cannot be read (Permission denied); skipped" in captured.err
+    assert f"{tmp_path}: 2 sweeps" in captured.out
