@@ -190,7 +190,9 @@ def read_condition(root: Path, condition: Condition) -> tuple[pd.DataFrame | Non
             "are not trained yet)",
         )
         return None, got.complete
-    if why := coverage.protocol_differs(sweep_dir, got.names, condition.protocol()):
+    if why := coverage.protocol_differs(sweep_dir, got.names, condition.protocol()) or coverage.config_differs(
+        sweep_dir, got.names, condition.experiment
+    ):
         raise ConditionsError(
             f"{sweep_dir} was not trained as experiment={condition.experiment} says ({why}): its column "
             f"would carry a label its runs do not have; valid: the sweep of python -m sweep.train "

@@ -268,6 +268,57 @@ def protocol_differs(sweep_dir: Path, names: Sequence[str], expected: dict) -> s
     return None
 
 
+def expected_configs(experiment: str, names: Sequence[str]) -> dict[str, dict]:
+    """{run directory: the config ``experiment=<experiment>`` composes its run name to}, composed once
+    per group choice (encoder, decoder) with the name's other keys set on top, as the grid check
+    composes a grid."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from sweep.config import CONF_DIR, to_plain
+    from sweep.hydra_setup import register
+    from sweep.names import parse_run_name
+
+    register()
+    composed: dict[tuple[str, ...], object] = {}
+    out = {}
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        for name in names:
+            overrides = parse_run_name(Path(name).name).overrides()
+            groups = tuple(o for o in overrides if o.split("=")[0] in ("encoder", "decoder"))
+            if groups not in composed:
+                composed[groups] = compose("config", overrides=[f"experiment={experiment}", *groups])
+            cfg = composed[groups].copy()
+            for o in overrides:
+                if o not in groups:
+                    key, _, value = o.partition("=")
+                    OmegaConf.update(cfg, key, _value(value))
+            out[name] = to_plain(cfg)
+    return out
+
+
+def config_differs(sweep_dir: Path, names: Sequence[str], experiment: str) -> str | None:
+    """Where a run of ``names`` in ``sweep_dir`` did not train what ``experiment=<experiment>`` composes
+    its name to (:func:`sweep.keys.config_diff`: every key that makes what a run trains, widths
+    included, which the protocol leaves out: default widths in the capacity-matched folder): the first
+    such run and its differing keys; None where every run did."""
+    from sweep.config import config_diff
+    from sweep.results import read_stored_config
+
+    for name, want in expected_configs(experiment, names).items():
+        diff = config_diff(read_stored_config(Path(sweep_dir) / name) or {}, want)
+        if diff:
+            return f"{name}: {'; '.join(diff[:4])}" + (f" (and {len(diff) - 4} more)" if len(diff) > 4 else "")
+    return None
+
+
+def _value(text: str):
+    """An override's value as Hydra reads it (``25`` an int, ``batch`` a string)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return OverridesParser.create().parse_overrides([f"x={text}"])[0].value()
+
+
 def _status(run_dir: Path) -> str | None:
     try:
         return read_complete(run_dir).get("status")

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from analysis import claims, conditions, coverage
+from sweep import results
 
 FAMILIES = ("dense1", "dense4", "conv1", "conv2", "conv4")
 ENC = {"dense1": 0.0, "dense4": 8.0, "conv1": -1.5, "conv2": -2.7, "conv4": -0.9}  # planted, nats
@@ -90,6 +91,9 @@ def add_runs(sweep, n_runs, seed=0, status="ok", complete=True) -> list[str]:
         # trained as the condition's experiment says (the protocol its column's label promises)
         row = {"run_name": name, "status": status, **experiment_protocol(sweep.name)}
         pq.write_table(pa.Table.from_pylist([row]), sweep / name / "run.parquet")
+    # and trained what its experiment composes each name to (its stored config)
+    for name, cfg in coverage.expected_configs(sweep.name, new).items():
+        results.write_yaml(sweep / name / ".hydra" / "config.yaml", cfg)
         (sweep / name / "eval.parquet").write_bytes(
             f"{sweep.name}/{name}".encode()
         )  # the inputs digest reads it
@@ -335,6 +339,12 @@ def _rewrite_runs(sweep, names, **values) -> None:
         pq.write_table(pa.Table.from_pylist([row]), path)
 
 
+def _restored(sweep, name, **encoder) -> None:
+    path = sweep / name / ".hydra" / "config.yaml"
+    cfg = results.read_stored_config(sweep / name)
+    results.write_yaml(path, {**cfg, "encoder": {**cfg["encoder"], **encoder}})
+
+
 def _reevaluated(sweep, name, **changed) -> None:
     profile = {k.removeprefix("eval."): v for k, v in experiment_protocol(sweep.name).items() if k.startswith("eval.")}
     row = {"eval/profile": json.dumps({**profile, **changed}, sort_keys=True)}
@@ -359,8 +369,13 @@ def _reevaluated(sweep, name, **changed) -> None:
             lambda sweep, names: _reevaluated(sweep, names[0], knn_k=50),
             "{first} has eval.knn_k=50, not 5",
         ),
+        (  # the reproduction's default widths in the capacity-matched folder: the protocol is the same
+            "capacity_matched",
+            lambda sweep, names: _restored(sweep, names[1], width=512),
+            "{second}: encoder.width: 512 -> ",
+        ),
     ],
-    ids=["another dataset", "another budget", "another evaluation profile"],
+    ids=["another dataset", "another budget", "another evaluation profile", "not capacity-matched"],
 )
 def test_a_condition_whose_runs_are_not_its_experiments_is_refused(tmp_path, sweep, change, says):
     """Complete, and its report made from its runs as they are: still refused when those runs were not
@@ -370,8 +385,8 @@ def test_a_condition_whose_runs_are_not_its_experiments_is_refused(tmp_path, swe
     names = list(coverage.done(tmp_path / sweep).names)
     change(tmp_path / sweep, names)
     record_inputs(tmp_path / sweep, tmp_path / sweep)  # the report made from the runs as they now are
-    says = says.format(first=names[0], fifth=names[4])  # the runs in the order the grid lists them
-    with pytest.raises(conditions.ConditionsError, match=re.escape(f"was not trained as experiment={sweep} says ({says})")):
+    says = says.format(first=names[0], second=names[1], fifth=names[4])  # the runs in the order the grid lists them
+    with pytest.raises(conditions.ConditionsError, match=re.escape(f"was not trained as experiment={sweep} says ({says}")):
         conditions.table(tmp_path)
 
 
