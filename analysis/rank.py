@@ -185,7 +185,9 @@ def ranking(runs: pd.DataFrame, criterion: str = "recon") -> pd.DataFrame:
         out = out.sort_values(keys, kind="mergesort").reset_index(drop=True)
     else:
         out = out.reset_index(drop=True)
-    out["rank"] = out.groupby(FID_CLASSIFIER).cumcount().to_numpy() + 1 if apart else np.arange(1, len(out) + 1)
+    out["rank"] = (
+        out.groupby(FID_CLASSIFIER, dropna=False).cumcount().to_numpy() + 1 if apart else np.arange(1, len(out) + 1)
+    )  # a run without a recorded classifier: a group of its own
     out["criterion"] = criterion
     return out
 

@@ -82,15 +82,17 @@ def test_fids_of_two_feature_classifiers_are_ranked_apart_never_interleaved():
             {"run_name": "c", "test/fid_prior": 20.0, "test/fid_classifier": "new"},
             {"run_name": "d", "test/fid_prior": 40.0, "test/fid_classifier": "old"},
             {"run_name": "e", "test/fid_prior": None, "test/fid_classifier": None},  # not evaluated
+            {"run_name": "f", "test/fid_prior": 5.0, "test/fid_classifier": None},  # classifier not recorded
         ]
     )
     got = rank.ranking(runs, "fid")
-    assert got[["test/fid_classifier", "run_name", "rank"]].values.tolist() == [
-        ["new", "c", 1], ["new", "a", 2], ["old", "b", 1], ["old", "d", 2],
+    assert got[["test/fid_classifier", "run_name", "rank"]].fillna("none").values.tolist() == [
+        ["new", "c", 1], ["new", "a", 2], ["old", "b", 1], ["old", "d", 2], ["none", "f", 1],
     ]  # fmt: skip
+    assert got["rank"].dtype.kind == "i"
     with pytest.raises(ValueError, match="several feature classifiers"):
         rank.top_set(runs, "fid")
-    one = runs[runs["test/fid_classifier"].ne("old")]  # one classifier (and a run without an FID)
+    one = runs[runs["test/fid_classifier"].eq("new") | runs["run_name"].eq("e")]  # one classifier, one run without an FID
     assert rank.ranking(one, "fid")["rank"].tolist() == [1, 2] and len(rank.top_set(one, "fid", 0.5)) == 1
 
 
