@@ -16,7 +16,7 @@ def one_line_ctrl_c() -> None:
     previous = sys.excepthook
 
     def hook(kind, value, tb):
-        if issubclass(kind, KeyboardInterrupt):
+        if issubclass(kind, KeyboardInterrupt) and value.__context__ is None:  # not while handling an error
             print(
                 "interrupted: stopped by Ctrl-C; every file is written whole or not at all, so the same "
                 "command starts again cleanly",

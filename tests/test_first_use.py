@@ -183,6 +183,10 @@ def test_a_ctrl_c_no_tool_catches_is_one_line_under_python_m(package):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode in (-signal.SIGINT, 128 + signal.SIGINT)
     assert done.stderr.startswith("interrupted: stopped by Ctrl-C;") and len(done.stderr.splitlines()) == 1
+    # a Ctrl-C while an error was being handled: Python's report, the error not hidden
+    during = f"import sys; sys.argv = ['-m']; import {package}\ntry:\n    1 / 0\nfinally:\n    raise KeyboardInterrupt"
+    done = subprocess.run([sys.executable, "-c", during], capture_output=True, text=True, cwd=ROOT)
+    assert "ZeroDivisionError" in done.stderr and "Traceback" in done.stderr
     library = f"import sys; import {package}; assert sys.excepthook is sys.__excepthook__"
     assert subprocess.run([sys.executable, "-c", library], cwd=ROOT).returncode == 0
 
