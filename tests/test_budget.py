@@ -109,7 +109,8 @@ def test_figure_and_report_section(sweep, tmp_path):
     from matplotlib.text import Text
 
     shown = "\n".join(t.get_text() for t in budget.fig_claims_budget.__wrapped__(sweep).findobj(Text))
-    assert "settles at epoch" in shown and "C4: smallest gap" in shown
+    # the synthetic runs train 2 epochs, fewer than HELD_EPOCHS: no verdict can show that it holds
+    assert "C4: cannot settle within a budget of 2 epochs" in shown.replace("\n", " ") and "C4: smallest gap" in shown
     assert "needs a sweep directory" in "\n".join(
         t.get_text() for t in budget.fig_claims_budget.__wrapped__(sweep.runs).findobj(Text)
     )
