@@ -51,18 +51,6 @@ class Condition:
         the sweep's name (each condition's sweep is its experiment's ``sweep_name``)."""
         return self.sweep
 
-    def protocol(self) -> dict:
-        """The protocol (:func:`sweep.keys.protocol`) its experiment composes to: what its label promises."""
-        from hydra import compose, initialize_config_dir
-
-        from sweep.config import CONF_DIR, flatten, to_plain
-        from sweep.hydra_setup import register
-        from sweep.keys import protocol
-
-        register()
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return protocol(flatten(to_plain(compose("config", overrides=[f"experiment={self.experiment}"]))))
-
     @property
     def report(self) -> str:
         """The directory of its ``claims.csv``, relative to results/examples/."""
@@ -190,8 +178,9 @@ def read_condition(root: Path, condition: Condition) -> tuple[pd.DataFrame | Non
             "are not trained yet)",
         )
         return None, got.complete
-    if why := coverage.protocol_differs(sweep_dir, got.names, condition.protocol()) or coverage.config_differs(
-        sweep_dir, got.names, condition.experiment
+    expected = coverage.expected_configs(condition.experiment, got.names)  # composed once, for both
+    if why := coverage.protocol_differs(sweep_dir, got.names, expected) or coverage.config_differs(
+        sweep_dir, expected
     ):
         raise ConditionsError(
             f"{sweep_dir} was not trained as experiment={condition.experiment} says ({why}): its column "

@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from analysis.collect import Sweep, seed_of
-from sweep.keys import protocol, protocol_diff, shown
+from sweep.keys import flatten, protocol, protocol_diff, shown
 from sweep.results import is_complete, read_complete
 from sweep.status import GRID_FILE, ON_DISK, read_grid, sweep_of
 
@@ -252,13 +252,14 @@ def run_protocol(run_dir: Path) -> dict:
     return protocol(row)
 
 
-def protocol_differs(sweep_dir: Path, names: Sequence[str], expected: dict) -> str | None:
-    """Where a run of ``names`` in ``sweep_dir`` was not trained or evaluated as ``expected`` (a
-    protocol, :func:`sweep.keys.protocol`) says: the first such run and the keys that differ; None where
-    every run was."""
+def protocol_differs(sweep_dir: Path, names: Sequence[str], expected: dict[str, dict]) -> str | None:
+    """Where a run of ``names`` in ``sweep_dir`` was not trained or evaluated with the protocol
+    (:func:`sweep.keys.protocol`) of its ``expected`` config (:func:`expected_configs`): the first such
+    run and the keys that differ; None where every run was."""
     for name in names:
         try:
-            diff = protocol_diff(expected, run_protocol(Path(sweep_dir) / name))
+            want = protocol(flatten(expected[name]))
+            diff = protocol_diff(want, run_protocol(Path(sweep_dir) / name))
         except (OSError, IndexError, pa.ArrowException) as exc:
             return f"{name}'s run.parquet cannot be read ({type(exc).__name__})"
         if diff:
@@ -271,8 +272,9 @@ def protocol_differs(sweep_dir: Path, names: Sequence[str], expected: dict) -> s
 def expected_configs(experiment: str, names: Sequence[str]) -> dict[str, dict]:
     """{run directory: the config ``experiment=<experiment>`` composes its run name to}, composed once
     per group choice (encoder, decoder) with the name's other keys set on top, as the grid check
-    composes a grid."""
+    composes a grid (:func:`sweep.jobs.job_config`, which needs a launch's config)."""
     from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
     from omegaconf import OmegaConf
 
     from sweep.config import CONF_DIR, to_plain
@@ -289,34 +291,25 @@ def expected_configs(experiment: str, names: Sequence[str]) -> dict[str, dict]:
             if groups not in composed:
                 composed[groups] = compose("config", overrides=[f"experiment={experiment}", *groups])
             cfg = composed[groups].copy()
-            for o in overrides:
-                if o not in groups:
-                    key, _, value = o.partition("=")
-                    OmegaConf.update(cfg, key, _value(value))
+            for o in OverridesParser.create().parse_overrides([o for o in overrides if o not in groups]):
+                OmegaConf.update(cfg, o.key_or_group, o.value())
             out[name] = to_plain(cfg)
     return out
 
 
-def config_differs(sweep_dir: Path, names: Sequence[str], experiment: str) -> str | None:
-    """Where a run of ``names`` in ``sweep_dir`` did not train what ``experiment=<experiment>`` composes
-    its name to (:func:`sweep.keys.config_diff`: every key that makes what a run trains, widths
-    included, which the protocol leaves out: default widths in the capacity-matched folder): the first
-    such run and its differing keys; None where every run did."""
+def config_differs(sweep_dir: Path, expected: dict[str, dict]) -> str | None:
+    """Where a run of ``sweep_dir`` did not train its ``expected`` config (:func:`expected_configs`;
+    :func:`sweep.keys.config_diff`: every key that makes what a run trains, widths included, which the
+    protocol leaves out: default widths in the capacity-matched folder): the first such run and its
+    differing keys; None where every run did."""
     from sweep.config import config_diff
     from sweep.results import read_stored_config
 
-    for name, want in expected_configs(experiment, names).items():
+    for name, want in expected.items():
         diff = config_diff(read_stored_config(Path(sweep_dir) / name) or {}, want)
         if diff:
             return f"{name}: {'; '.join(diff[:4])}" + (f" (and {len(diff) - 4} more)" if len(diff) > 4 else "")
     return None
-
-
-def _value(text: str):
-    """An override's value as Hydra reads it (``25`` an int, ``batch`` a string)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    return OverridesParser.create().parse_overrides([f"x={text}"])[0].value()
 
 
 def _status(run_dir: Path) -> str | None:

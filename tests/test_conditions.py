@@ -17,6 +17,7 @@ import pytest
 
 from analysis import claims, conditions, coverage
 from sweep import results
+from sweep.keys import flatten, protocol
 
 FAMILIES = ("dense1", "dense4", "conv1", "conv2", "conv4")
 ENC = {"dense1": 0.0, "dense4": 8.0, "conv1": -1.5, "conv2": -2.7, "conv4": -0.9}  # planted, nats
@@ -77,7 +78,8 @@ def record_inputs(sweep, report, seeds=None) -> None:
 def experiment_protocol(sweep_name: str) -> dict:
     """The protocol of the condition whose sweep is ``sweep_name``, as its experiment composes it."""
     (condition,) = {c.sweep: c for c in conditions.CONDITIONS if c.sweep == sweep_name}.values()
-    return condition.protocol()
+    (cfg,) = coverage.expected_configs(condition.experiment, ["L25_dense1_dense1_s0"]).values()
+    return protocol(flatten(cfg))
 
 
 def add_runs(sweep, n_runs, seed=0, status="ok", complete=True) -> list[str]:
