@@ -58,11 +58,13 @@ def apply_overrides(cfg: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
     A key the config was stored without because it did not exist yet (``STORED_DEFAULTS``:
     ``encoder.norm``, ``data.name``, …) is there with the default the run trained with, so it can be
-    overridden. An override of a role's ``kind`` (``encoder.kind=…`` or ``encoder={kind: …}``) that
-    leaves its ``width`` alone gives the role the new kind's default width
-    (:data:`sweep.models.DEFAULT_WIDTH`), as composing ``encoder.kind=…`` does: a dense run's 512 units
-    would otherwise become 512 conv channels under a name that shows no width. Where the stored width is
-    not the old kind's default (a capacity-matched run), no default is right: the width must be given."""
+    overridden. A role's stored width follows what it was derived from, as composing does: where an
+    override changes what a width is derived from (:func:`_derived_width`) and leaves the width alone,
+    a default width (:data:`sweep.models.DEFAULT_WIDTH`) becomes the new kind's default (a dense run's
+    512 units would otherwise become 512 conv channels under a name that shows no width), and a
+    capacity-matched width (``experiment=capacity_matched``) becomes the new family's matched width at
+    the new latent size (kept, it would match nothing). A width that is neither stays with a depth or
+    latent change; with a new kind no width follows from it: it must be given."""
     conf = OmegaConf.create(_with_stored_defaults(cfg))
     OmegaConf.set_struct(conf, True)
     parsed = OverridesParser.create().parse_overrides(overrides)
@@ -86,20 +88,61 @@ def apply_overrides(cfg: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             OmegaConf.update(conf, key, o.value(), merge=True)
         except OmegaConfBaseException as exc:
             raise ConfigError(f"override {o.input_line!r} does not apply: {exc}") from exc
-    stored = flatten(cfg)
+    stored = _with_stored_defaults(cfg)
     for role in ("encoder", "decoder"):
-        kind, was = OmegaConf.select(conf, f"{role}.kind", default=None), stored.get(f"{role}.kind")
-        if f"{role}.kind" not in given or kind == was or f"{role}.width" in given or kind not in DEFAULT_WIDTH:
-            continue
-        width = stored.get(f"{role}.width")
-        if width != DEFAULT_WIDTH.get(was):
-            raise ConfigError(
-                f"override {role}.kind={kind} of a stored {role} of {role}.width={width}, not the {was} "
-                f"default {DEFAULT_WIDTH.get(was)} (a capacity-matched width?): no width follows from it; "
-                f"valid: {role}.width=… given too (python -m sweep.capacity prints the matched widths)"
-            )
-        conf[role].width = DEFAULT_WIDTH[kind]
+        if f"{role}.width" not in given and isinstance(stored.get(role), dict):
+            width = _derived_width(role, stored, to_plain(conf))
+            if width is not None:
+                conf[role].width = width
     return to_plain(conf)
+
+
+def _spec(role: str, cfg: dict[str, Any]) -> tuple:
+    """What a role's default or capacity-matched width is derived from: its kind, depth, activation
+    and the latent size."""
+    r = cfg[role]
+    return r.get("kind"), r.get("depth"), r.get("activation"), cfg.get("latent_dim")
+
+
+def _matched(role: str, spec: tuple) -> int | None:
+    """The capacity-matched width of ``spec`` (:func:`sweep.capacity.matched_width`); None where it has none."""
+    from sweep.capacity import CapacityError, matched_width  # torch, as sweep.models already is
+
+    kind, depth, activation, latent_dim = spec
+    try:
+        return matched_width(role, kind, depth, latent_dim, activation)
+    except (CapacityError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _derived_width(role: str, stored: dict[str, Any], new: dict[str, Any]) -> int | None:
+    """The width ``role`` takes after overrides that leave its width alone (None: it keeps its own).
+
+    The stored width is the old kind's default → the new kind's; the old family's matched width (and no
+    default) → the new family's matched one (:class:`ConfigError` where it has none); any other width is
+    kept unless the kind changed, which is refused: no width follows from it."""
+    was, now = _spec(role, stored), _spec(role, new)
+    if was == now or now[0] not in DEFAULT_WIDTH:
+        return None  # nothing a width is derived from changed (or an unknown kind, refused by validation)
+    width, (old_kind, *_), (kind, *_) = stored[role].get("width"), was, now
+    if width == DEFAULT_WIDTH.get(old_kind):
+        return DEFAULT_WIDTH[kind] if kind != old_kind else None
+    if width is not None and width == _matched(role, was):
+        matched = _matched(role, now)
+        if matched is None:
+            raise ConfigError(
+                f"{role} {kind}{now[1]} at latent_dim={now[3]}: the stored {role}.width={width} is the "
+                f"capacity-matched width of {old_kind}{was[1]} at latent_dim={was[3]}, and {kind}{now[1]} has "
+                f"none there; valid: {role}.width=… given too (python -m sweep.capacity prints the matched widths)"
+            )
+        return matched
+    if kind != old_kind:
+        raise ConfigError(
+            f"override {role}.kind={kind} of a stored {role} of {role}.width={width}, not the {old_kind} "
+            f"default {DEFAULT_WIDTH.get(old_kind)} nor its capacity-matched width: no width follows from "
+            f"it; valid: {role}.width=… given too (python -m sweep.capacity prints the matched widths)"
+        )
+    return None
 
 
 def _with_stored_defaults(cfg: dict[str, Any]) -> dict[str, Any]:

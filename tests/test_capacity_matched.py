@@ -16,11 +16,11 @@ from omegaconf.errors import InterpolationResolutionError
 
 from sweep import capacity
 from sweep.capacity import G0_FAMILIES, G0_LATENTS, ROLES, TOLERANCE, CapacityError, matched_width, target
-from sweep.config import CONF_DIR, to_plain
+from sweep.config import CONF_DIR, apply_overrides, to_plain
 from sweep.models import BUILDERS, DEFAULT_WIDTH, Spec, count_params
 from sweep.names import run_name_of
 from sweep.rerun import build_config
-from sweep.rules import validate
+from sweep.rules import ConfigError, validate
 
 FAMILIES = [f"{k}{d}" for k, d in G0_FAMILIES]
 
@@ -213,6 +213,60 @@ def test_a_capacity_matched_run_trains_stores_its_widths_and_reruns_from_its_sto
     before = snapshot(run)
     assert train_in_process(monkeypatch, *args) == 0
     assert snapshot(run) == before
+
+
+RERUN_OVERRIDES = [
+    ["encoder.depth=4"],  # conv2's matched width would be kept by conv4: a model matched to nothing
+    ["latent_dim=100"],  # every family's matched width moves with the latent size
+    ["encoder.kind=dense", "decoder={kind: conv, depth: 4}"],
+    ["encoder.depth=1", "decoder.depth=4", "latent_dim=200"],
+]
+
+
+@pytest.mark.parametrize("overrides", RERUN_OVERRIDES, ids=["+".join(o) for o in RERUN_OVERRIDES])
+def test_overrides_of_a_stored_capacity_matched_run_give_the_widths_the_experiment_composes(overrides):
+    # a stored run of the grid (resolved: integer widths), changed as sweep.rerun changes it, must be
+    # the config the experiment composes with the same overrides: its widths matched for the new family
+    stored = make_cfg(
+        "experiment=capacity_matched", "latent_dim=25", "encoder=conv2", "decoder=dense1", arch=[]
+    )
+    changed = apply_overrides(stored, overrides)
+    composed = make_cfg(
+        "experiment=capacity_matched", "latent_dim=25", "encoder=conv2", "decoder=dense1", *overrides, arch=[]
+    )
+    assert {r: changed[r] for r in ROLES} == {r: composed[r] for r in ROLES}
+    assert changed["latent_dim"] == composed["latent_dim"]
+    assert changed != stored
+
+
+def test_a_stored_width_that_is_neither_default_nor_matched_stays_with_a_depth_change_and_a_new_family_without_one_is_refused(
+    monkeypatch,
+):
+    stored = make_cfg(
+        "experiment=capacity_matched", "latent_dim=25", "encoder=conv2", "decoder=dense1", arch=[]
+    )
+    stored["encoder"]["width"] = 41  # the user's own width: the depth changes, the width is theirs
+    assert apply_overrides(stored, ["encoder.depth=3"])["encoder"]["width"] == 41
+    assert apply_overrides(stored, ["latent_dim=50"])["encoder"]["width"] == 41
+    with pytest.raises(
+        ConfigError, match=r"encoder\.width=41, not the conv default 32 nor its capacity-matched"
+    ):
+        apply_overrides(stored, ["encoder.kind=dense"])
+    # a matched width whose new family has none within the tolerance: refused, naming both
+    stored["encoder"]["width"] = matched_width("encoder", "conv", 2, 25)
+    real = capacity.matched_width
+
+    def none_for_conv3(role, kind, depth, latent_dim, activation="leaky_relu"):
+        if (kind, depth) == ("conv", 3):
+            raise CapacityError(f"{role} conv3 at latent_dim={latent_dim} cannot be capacity-matched")
+        return real(role, kind, depth, latent_dim, activation)
+
+    monkeypatch.setattr(capacity, "matched_width", none_for_conv3)
+    with pytest.raises(
+        ConfigError,
+        match=r"encoder conv3 at latent_dim=25: the stored encoder\.width=\d+ is the capacity-matched width of conv2",
+    ):
+        apply_overrides(stored, ["encoder.depth=3"])
 
 
 def test_the_docs_and_the_experiments_header_give_the_rules_widths():
