@@ -145,6 +145,20 @@ def _begin(out_dir: Path) -> None:
     atomic_write_bytes(out_dir / IN_PROGRESS, note.encode())
 
 
+def _remove_stale(out_dir: Path, written) -> None:
+    """Remove each figure file an earlier run of this command left that this run did not write: a
+    figure drawn once (``<name>.png``/``.pdf``) now drawn per protocol group (``<name>__<group>``), or
+    the other way round, or a group that is gone. Only files named as a :data:`FIGURES` figure are
+    touched (the directory may be a sweep's): a stale pooled figure beside per-group ones reads as
+    this sweep's."""
+    keep = {p.with_suffix(ext).name for p in written for ext in (".png", ".pdf")}
+    for draw in FIGURES:
+        for ext in ("png", "pdf"):
+            for path in (out_dir / f"{draw.figure_name}.{ext}", *out_dir.glob(f"{draw.figure_name}__*.{ext}")):
+                if path.name not in keep and path.is_file():
+                    path.unlink()
+
+
 def write_all(sweep: Sweep, out_dir: str | Path) -> tuple[dict[str, Path], dict[str, pd.DataFrame]]:
     """Every figure (PNG + PDF), every table (CSV + markdown) and the report into ``out_dir``, inside
     an :data:`IN_PROGRESS` marker; returns {figure name: PNG path} and {table name: table}."""
@@ -162,6 +176,7 @@ def write_all(sweep: Sweep, out_dir: str | Path) -> tuple[dict[str, Path], dict[
         figures.update(
             _guarded(f"figure {name}", lambda draw=draw: _draw(draw, sweep, out_dir), lambda r, name=name: {name: broken(r)[0]})
         )
+    _remove_stale(out_dir, figures.values())
     tables = {}
     made = build_tables(pc_probe.with_pc2_probe(sweep))
     made["claims_budget"] = lambda: budget_table(sweep)

@@ -323,7 +323,9 @@ def test_heatmap_gives_each_likelihood_its_own_colour_scale_and_panels(tmp_path)
     for ax in bars:
         lo, hi = sorted(ax.get_ylim())
         mine = gauss if ax.get_ylabel().endswith("gaussian") else bern
-        assert lo == pytest.approx(mine["test/iwae_nll"].min()) and hi == pytest.approx(mine["test/iwae_nll"].max())
+        assert lo == pytest.approx(mine["test/iwae_nll"].min()) and hi == pytest.approx(
+            mine["test/iwae_nll"].max()
+        )
     titles = [ax.get_title() for ax in fig.axes if ax.get_title().startswith("L = ")]
     assert len(titles) == 2 and all(t.count("data.likelihood=") == 1 for t in titles), titles
 
@@ -382,7 +384,9 @@ def test_the_pca_colours_are_named_by_the_datasets_classes(two_datasets):
     labels = {}
     for arm, _, part in figures.protocol_groups(two_datasets):
         fig = figures.fig6_pca_top25.__wrapped__(part)
-        labels[arm] = [ax.get_xlabel() for ax in fig.axes if "digit" in ax.get_xlabel() or "class" in ax.get_xlabel()]
+        labels[arm] = [
+            ax.get_xlabel() for ax in fig.axes if "digit" in ax.get_xlabel() or "class" in ax.get_xlabel()
+        ]
     assert labels["data.name=mnist"] == ["digit"]
     (fashion,) = labels["data.name=fashion_mnist"]
     assert fashion.startswith("class: 0 T-shirt/top") and fashion.endswith("9 ankle boot")
@@ -393,7 +397,9 @@ def test_fids_of_two_classifiers_are_never_drawn_in_one_panel(sweep):
     runs["test/fid_classifier"] = np.where(runs.index % 2 == 0, "a" * 64, "b" * 64)
     shown = texts(own_figures.fig_fid_distortion.__wrapped__(runs))
     n = int(plotting.evaluated_mask(runs).sum())
-    assert re.search(r"mnist, classifier a{12}… \((\d+) runs\)", shown) and "classifier bbbbbbbbbbbb…" in shown
+    assert (
+        re.search(r"mnist, classifier a{12}… \((\d+) runs\)", shown) and "classifier bbbbbbbbbbbb…" in shown
+    )
     counts = [int(x) for x in re.findall(r"classifier [ab]{12}… \((\d+) runs\)", shown)]
     assert len(counts) == 2 and sum(counts) == n
 
@@ -401,7 +407,43 @@ def test_fids_of_two_classifiers_are_never_drawn_in_one_panel(sweep):
 def test_the_collapse_figure_of_an_ablation_compares_its_arms_in_one_figure(tmp_path):
     """loss.reduction is the ablation's question: collapse by it stays one figure (as the tables keep
     it inside each group), while a figure that ranks runs is drawn per arm."""
-    arms = [make_sweep(tmp_path, seeds=(0,), sweep_name=f"abl_{r}", loss_reduction=r, **SMALL) for r in ("sum", "paper")]
+    arms = [
+        make_sweep(tmp_path, seeds=(0,), sweep_name=f"abl_{r}", loss_reduction=r, **SMALL)
+        for r in ("sum", "paper")
+    ]
     sweep = load_sweep(arms)
     assert list(figures._draw(figures.fig_collapse_by_factor, sweep, tmp_path)) == ["collapse_by_factor"]
     assert len(figures._draw(figures.fig4_top_counts, sweep, tmp_path)) == 2
+
+
+def test_a_rerun_into_the_same_directory_removes_the_figures_it_no_longer_draws(
+    two_datasets, tmp_path, monkeypatch
+):
+    """Two datasets drawn per group, then one dataset into the same directory: the per-group files of
+    the first run are gone (a stale figure of another sweep would read as this one's), and back;
+    files not named as a figure stay."""
+    monkeypatch.setattr(figures, "FIGURES", (figures.fig4_top_counts, figures.fig_rate_distortion))
+    monkeypatch.setattr(figures, "build_tables", lambda sweep: {})
+    out = tmp_path / "out"
+    out.mkdir()
+    others = ["grid.json", "fig4_top_counts_notes.txt", "fig4_top_countsX.png", "fig4_top_counts_mnist.png"]
+    for name in others:
+        (out / name).write_text("not this command's figure\n")
+
+    def pngs() -> set[str]:
+        return {p.name for p in out.iterdir() if p.suffix in (".png", ".pdf")} - set(others)
+
+    per_group = {
+        f"{n}__{g}.{e}"
+        for n in ("fig4_top_counts", "rate_distortion")
+        for g in ("mnist", "fashion_mnist")
+        for e in ("png", "pdf")
+    }
+    pooled = {f"{n}.{e}" for n in ("fig4_top_counts", "rate_distortion") for e in ("png", "pdf")}
+    figures.write_all(two_datasets, out)
+    assert per_group <= pngs() and not pooled & pngs()
+    figures.write_all(load_sweep(two_datasets.roots[0]), out)
+    assert pooled <= pngs() and not per_group & pngs()
+    figures.write_all(two_datasets, out)
+    assert per_group <= pngs() and not pooled & pngs()
+    assert all((out / name).read_text() == "not this command's figure\n" for name in others)
