@@ -19,6 +19,7 @@ checkpoint), as in the claims check. Only runs whose status is ``ok`` enter, as 
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 
@@ -201,6 +202,9 @@ def settling(table: pd.DataFrame) -> dict[str, str]:
     return out
 
 
+ARM_MARKERS = ("o", "s", "^", "D", "v", "P")  # one shape per arm when several share the panels
+
+
 @figure("claims_budget")
 def fig_claims_budget(data) -> Figure:
     """Each budget claim's statistic with its bootstrap interval against the epoch (validation split);
@@ -220,6 +224,7 @@ def fig_claims_budget(data) -> Figure:
     axes = fig.subplots(len(BUDGET_CLAIMS), 1, squeeze=False, sharex=True)[:, 0]
     colours = {"reproduced": "#1a9850", "not reproduced": "#d73027", "inconclusive": "#878787"}
     offsets = np.linspace(-0.15, 0.15, len(arms)) if len(arms) > 1 else [0.0]
+    markers = dict(zip(arms, itertools.cycle(ARM_MARKERS)))  # colour is the verdict, shape the arm
     for ax, claim in zip(axes, BUDGET_CLAIMS, strict=True):
         for arm, dx in zip(arms, offsets, strict=True):
             g = table[table["arm"].eq(arm) & table["claim"].eq(claim)]
@@ -230,7 +235,7 @@ def fig_claims_budget(data) -> Figure:
             ax.plot(x, y, color="0.5", lw=0.8, zorder=1)
             ax.errorbar(x, y, yerr=[np.abs(y - lo), np.abs(hi - y)], fmt="none", ecolor="0.4", lw=0.8)
             ax.scatter(x, y, c=[colours.get(v, "black") for v in val["verdict"]], s=22, zorder=3,
-                       edgecolor="black", linewidth=0.3, label=None)  # fmt: skip
+                       marker=markers[arm], edgecolor="black", linewidth=0.3, label=None)  # fmt: skip
             for _, t in test.iterrows():
                 ax.errorbar([t["epoch"] + dx + 0.3], [t["statistic"]], fmt="none", ecolor="black", lw=0.8,
                             yerr=[[abs(t["statistic"] - t["ci_low"])], [abs(t["ci_high"] - t["statistic"])]]
@@ -251,5 +256,13 @@ def fig_claims_budget(data) -> Figure:
         for v, c in colours.items()
     ]
     axes[0].legend(handles=handles, loc="best", fontsize=7, title="verdict", title_fontsize=7)
+    if len(arms) > 1:  # which points are which arm's (each arm's test-split value is its ★ right of them)
+        shapes = [
+            axes[-1].scatter(
+                [], [], marker=markers[a], color="white", edgecolor="black", linewidth=0.5, label=a
+            )
+            for a in arms
+        ]
+        axes[-1].legend(handles=shapes, loc="best", fontsize=7, title="arm (left to right)", title_fontsize=7)
     note(fig, " ".join(settling(table).values()) + (f" Arms: {', '.join(arms)}." if len(arms) > 1 else ""))
     return fig

@@ -110,7 +110,10 @@ def test_figure_and_report_section(sweep, tmp_path):
 
     shown = "\n".join(t.get_text() for t in budget.fig_claims_budget.__wrapped__(sweep).findobj(Text))
     # the synthetic runs train 2 epochs, fewer than HELD_EPOCHS: no verdict can show that it holds
-    assert "C4: cannot settle within a budget of 2 epochs" in shown.replace("\n", " ") and "C4: smallest gap" in shown
+    assert (
+        "C4: cannot settle within a budget of 2 epochs" in shown.replace("\n", " ")
+        and "C4: smallest gap" in shown
+    )
     assert "needs a sweep directory" in "\n".join(
         t.get_text() for t in budget.fig_claims_budget.__wrapped__(sweep.runs).findobj(Text)
     )
@@ -131,3 +134,26 @@ def test_an_arm_names_each_key_once():
     ]
     got = [arm for arm, _ in budget.arms(pd.DataFrame(rows))]
     assert got == ["data.name=fashion_mnist", "data.name=mnist"]
+
+
+def test_the_figure_of_two_arms_tells_their_points_apart(tmp_path):
+    """Two arms' statistics share each panel (side by side at each epoch): each arm has its own marker,
+    named in a legend, so a point is never read as the other arm's."""
+    from matplotlib.collections import PathCollection
+
+    arms = [
+        make_sweep(tmp_path, seeds=(0,), sweep_name=f"abl_{r}", loss_reduction=r, **SMALL)
+        for r in ("sum", "paper")
+    ]
+    fig = budget.fig_claims_budget.__wrapped__(load_sweep(arms))
+    legends = {ax.get_legend().get_title().get_text(): ax.get_legend() for ax in fig.axes if ax.get_legend()}
+    assert set(legends) == {"verdict", "arm (left to right)"}
+    names = [t.get_text() for t in legends["arm (left to right)"].get_texts()]
+    assert len(names) == 2 and {n.split("=")[-1] for n in names} == {"sum", "paper"}
+    first = fig.axes[0]
+    shapes = {
+        tuple(map(tuple, c.get_paths()[0].vertices.round(3)))
+        for c in first.collections
+        if isinstance(c, PathCollection) and len(c.get_offsets()) == 2  # one arm's 2 validation epochs
+    }
+    assert len(shapes) == 2
