@@ -206,8 +206,9 @@ TABLE_NOTES = {
         "(at most log(1.05/0.95): capacity matched by design)."
     ),
     "design": (
-        "One row per test (role: deciding, a Holm family; supporting, −ELBO; descriptive, per norm level "
-        "or rank, never deciding: p_min is the smallest p its exact test can give). " + design.METHOD
+        "One row per test (role: deciding, the Holm family of the questions on distortion; supporting, the "
+        "same on −ELBO and the omnibus F-tests; descriptive, per norm level or rank, never deciding; "
+        "question: direction or change, how a deciding row is decided). " + design.METHOD
     ),
     "claims": (
         "The claims check: one row per test, the fields of analysis.claims.Verdict (decides: the row that "

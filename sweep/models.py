@@ -36,6 +36,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from sweep.names import DEFAULT_WIDTH  # noqa: F401 - re-exported: the builders' widths
+
 IMAGE_SHAPE = (1, 28, 28)
 N_PIXELS = 784
 CONV_MAX_DEPTH = 5
@@ -58,7 +60,7 @@ KINDS = ("dense", "conv", "res")
 # ``width: ${default_width:}``, resolved from the group's own kind, so ``encoder.kind=res`` alone builds
 # what ``encoder=res`` does (a width left at the other kind's default would train a model its run name
 # does not describe: the name holds no width).
-DEFAULT_WIDTH = {"dense": 512, "conv": 32, "res": 32}
+# DEFAULT_WIDTH = {"dense": 512, "conv": 32, "res": 32}: sweep.names's (torch-free, for the analysis too)
 NORMS = ("none", "batch", "layer", "group")
 # GroupNorm's group count: Wu & He (2018, Table 3) find G from 8 to 32 within 0.5 % of each other on
 # ImageNet; 8 is the one that divides the small widths of tests and searches (8, 16, 24, …) as well as

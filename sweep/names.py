@@ -22,6 +22,10 @@ from dataclasses import dataclass
 
 PAPER_KINDS = {"dnn": "dense", "cnn": "conv", "dense": "dense", "conv": "conv", "res": "res"}
 DEFAULT_NORM, DEFAULT_LIKELIHOOD = "none", "bernoulli"
+# The width each kind has unless a config sets one (a run name holds no width): sweep.models builds with
+# it, conf/{encoder,decoder}/<kind>.yaml resolve ``${default_width:}`` to it; here, torch-free, for the
+# analysis too.
+DEFAULT_WIDTH = {"dense": 512, "conv": 32, "res": 32}
 NORM_TAGS = {"batch": "bn", "layer": "ln", "group": "gn"}
 LIKELIHOOD_TAGS = {
     "bce": "bce",

@@ -19,7 +19,7 @@ import pytest
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from analysis import arch_claims, claim_stats, claims, latent_claims, permutation
+from analysis import arch_claims, claim_stats, claims, contrasts, latent_claims, permutation
 
 B = permutation.N_PERM
 FLOOR = 1 / (1 + B)  # the smallest p of B permutations, (1 + 0) / (1 + B)
@@ -786,3 +786,15 @@ def test_c6_separability_is_judged_against_the_dataset_s_own_pixels(dataset, ver
     assert (bar is None) == (dataset not in latent_claims.PIXEL_KNN)
     assert (f"against {bar:.4g}" if bar else "against no bar") in v.why and "pixels" in v.test
     assert v.verdict == verdict  # the kNN degrades (reproduced): the verdict is separability's
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_holm_is_statsmodels_holm_with_nans_ties_and_large_p(seed):
+    rng = np.random.default_rng(seed)
+    p = rng.choice([*rng.uniform(0, 1, 6), 0.01, 0.01, 0.6, np.nan], size=int(rng.integers(1, 12)))
+    got = contrasts.holm(p)
+    finite = np.isfinite(p)
+    assert np.isnan(got[~finite]).all()
+    if finite.any():
+        assert np.allclose(got[finite], multipletests(p[finite], method="holm")[1], rtol=0, atol=1e-15)
+    assert np.array_equal(contrasts.holm([]), np.array([]))
