@@ -28,7 +28,8 @@ rewritten after every epoch, is younger than ``--stale-after`` seconds. Exit cod
 the grid is complete (``ok``, ``diverged`` or ``pruned``: a single run that diverged exits 0 too), 1
 otherwise (a multirun whose runs failed exits 1 as well), 2 on bad usage or a directory that holds
 no sweep (no grid, no run); with ``--watch`` it returns once nothing is
-training or left to train, so a script can wait on it. It imports neither torch nor Hydra, so it
+training or left to train, so a script can wait on it, or once nothing has trained for
+``--idle-after`` seconds (default 30 minutes) with runs left: no launch is training them (exit 1). It imports neither torch nor Hydra, so it
 answers in well under a second (``bench/status.py``).
 
 :class:`sweep.grid.SweepProgress` shows the same counts as one progress line while a multirun trains.
@@ -540,6 +541,12 @@ def main(argv: list[str] | None = None) -> int:
         default=STALE_AFTER,
         help="seconds without a heartbeat after which a holder on another machine counts as gone",
     )
+    p.add_argument(
+        "--idle-after",
+        type=seconds,
+        default=STALE_AFTER,
+        help="--watch: seconds with nothing training, runs left, after which it returns (the launch is gone)",
+    )
     p.error = usage_error
     try:
         args = p.parse_args(argv)
@@ -557,6 +564,7 @@ def main(argv: list[str] | None = None) -> int:
     scanners = [Scanner(d, args.stale_after) for d in sweeps]
     loose_scanners = [Scanner(r, args.stale_after) for r in loose]
     clear = "\033[H\033[J" if sys.stdout.isatty() else ""
+    idle_since = time.monotonic()
     try:
         while True:
             states = [s.scan() for s in scanners]
@@ -569,6 +577,15 @@ def main(argv: list[str] | None = None) -> int:
                 states += alone
             print(clear + text, flush=True)
             if not args.watch or all(st.settled for st in states):
+                break
+            if any(st.count("training") for st in states):
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since >= args.idle_after:
+                print(
+                    f"nothing has trained for {args.idle_after:g} s with runs left: no launch is training "
+                    "them; relaunch the sweep's command (above) to train the rest",
+                    flush=True,
+                )
                 break
             time.sleep(args.interval)
             if not clear:

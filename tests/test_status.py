@@ -417,3 +417,14 @@ def test_a_directory_that_cannot_be_read_is_named_and_skipped(tmp_path, capsys, 
     captured = capsys.readouterr()
     assert f"warning: {tmp_path / 'locked'} cannot be read (Permission denied); skipped" in captured.err
     assert f"{tmp_path}: 2 sweeps" in captured.out
+
+
+def test_watch_returns_when_no_launch_trains_the_runs_left(tmp_path, capsys):
+    """A launcher that died leaves runs interrupted and not started, and nothing trains them: --watch
+    returns (exit 1, naming why) after --idle-after seconds instead of waiting forever."""
+    sweep = make(tmp_path / "s", {"a": "ok", "b": "interrupted"})
+    assert main([str(sweep), "--watch", "--interval", "0.05", "--idle-after", "0.3"]) == 1
+    out = capsys.readouterr().out
+    assert out.count("interrupted       1") >= 2  # it watched, then gave up
+    assert out.rstrip().endswith("relaunch the sweep's command (above) to train the rest")
+    assert "nothing has trained for 0.3 s with runs left" in out
