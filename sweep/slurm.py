@@ -31,6 +31,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,7 @@ from sweep import results
 from sweep.config import to_plain
 from sweep.engine import cohort_key
 from sweep.jobs import job_config, run_dir_of
-from sweep.rules import ConfigError, validate_launcher
+from sweep.rules import ConfigError, refusal, validate_launcher
 
 EXTRA_KEYS = ("runs_per_task",)  # ours; the rest of hydra.launcher goes to submitit as before
 SQUEUE_POLL_S = 30  # at most one squeue every 30 s once a launch has run a while (submitit's sacct: 600 s)
@@ -231,6 +232,27 @@ def make_executor(params: dict[str, Any], executor_name: str) -> tuple[Any, Any]
     return executor, watcher
 
 
+def refused_submission(exc: Exception, params: dict[str, Any]) -> Exception:
+    """A submission ``sbatch`` refused (submitit's ``FailedJobError``: a bad gres, partition, account or
+    time limit where ``sinfo`` could not check them first) as one :class:`ConfigError` line naming what
+    Slurm said and the launcher settings sent; any other exception as it was."""
+    from submitit.core.utils import FailedJobError
+
+    if not isinstance(exc, FailedJobError):
+        return exc
+    said = " ".join(str(exc).split()) or type(exc).__name__
+    sent = ", ".join(
+        f"hydra.launcher.{k}={params[k]!r}"
+        for k in ("partition", "gpus_per_node", "gpus_per_task", "gres", "timeout_min", "account")
+        if params.get(k) not in (None, "")
+    )
+    return ConfigError(
+        f"Slurm refused the submission ({said}); nothing was submitted. Sent: {sent or 'the defaults'}; valid: "
+        "settings this cluster accepts, e.g. hydra.launcher.gpus_per_node=0 for CPU tasks, a partition "
+        "`sinfo` lists (docs/slurm.md)"
+    )
+
+
 def submit(
     executor: Any,
     config: DictConfig,
@@ -309,7 +331,14 @@ def launch(
         return out  # type: ignore[return-value]
 
     executor, watcher = make_executor(params, executor_name)
-    groups, jobs = submit(executor, config, per_run, todo, runs_per_task, initial_job_idx)
+    try:
+        groups, jobs = submit(executor, config, per_run, todo, runs_per_task, initial_job_idx)
+    except Exception as exc:
+        refused = refused_submission(exc, params)
+        if not isinstance(refused, ConfigError):
+            raise
+        print(refusal(refused, "Slurm submission"), file=sys.stderr)  # one error: line, exit 2
+        raise SystemExit(2) from None
     if watcher is not None:  # submitit's class-wide sacct watcher, replaced for these jobs only
         for job in jobs:
             job.watcher = watcher

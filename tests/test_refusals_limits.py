@@ -158,6 +158,31 @@ def test_a_slurm_partition_the_cluster_lacks_or_gpus_it_lacks_are_refused_before
     assert not results_dir.exists()  # no grid.json, no .submitit/*.pkl
 
 
+def test_a_submission_slurm_refuses_is_one_error_line_not_a_traceback(tmp_path, monkeypatch, capsys):
+    """Where ``sinfo`` cannot answer (no controller reachable) the partition check is skipped, and
+    ``sbatch`` itself refuses (here a gres this cluster does not know): one ``error:`` line naming what
+    Slurm said and the settings sent, exit status 2 (it was a 40-line traceback, exit 1)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, script in {
+        "sinfo": "#!/bin/sh\necho 'slurm_load_partitions: Unable to contact slurm controller' >&2\nexit 1\n",
+        "sbatch": "#!/bin/sh\necho 'sbatch: error: Invalid generic resource (gres) specification' >&2\nexit 1\n",
+        "scontrol": "#!/bin/sh\nexit 1\n",
+    }.items():
+        (bin_dir / name).write_text(script)
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    args = ["-m", f"results_dir={tmp_path / 'results'}", *TINY_RUN, "hydra/launcher=slurm", "seed=0,1"]
+    assert train_in_process(monkeypatch, *args, "hydra.launcher.partition=gpu") == 2
+    captured = capsys.readouterr()
+    (line,) = [x for x in (captured.out + captured.err).splitlines() if x.startswith("error:")]
+    assert line.startswith(
+        "error: Slurm refused the submission (sbatch: error: Invalid generic resource (gres) specification); "
+        "nothing was submitted. Sent: hydra.launcher.partition='gpu'"
+    )
+    assert "Traceback" not in captured.err and "hydra.launcher.gpus_per_node=0 for CPU tasks" in line
+
+
 def test_the_partition_check_passes_what_the_cluster_has_and_is_silent_without_sinfo(tmp_path, monkeypatch):
     from sweep import slurm
 
