@@ -145,5 +145,19 @@ def table(latents=G0_LATENTS, families=G0_FAMILIES):
     return pd.DataFrame(rows)
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> int:
+    """``python -m sweep.capacity``: the matched width of every G0 family per role and latent size, with
+    its parameter count, the role's target and the deviation (no options; ``--help`` says so)."""
+    import argparse
+
+    argparse.ArgumentParser(
+        prog="python -m sweep.capacity",
+        description="Print the capacity-matched width of every G0 family per role and latent size, with its "
+        "parameter count, the target and the deviation (docs/protocol.md 'Capacity-matched grid').",
+    ).parse_args(argv)
     print(table().to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -279,3 +279,21 @@ def test_the_docs_and_the_experiments_header_give_the_rules_widths():
     for (role, latent), g in t.groupby(["role", "latent_dim"], sort=False):
         widths = ", ".join(f"{f} {w}" for f, w in zip(g.family, g.width, strict=True))
         assert f"L{latent}: {widths} " in header, (role, latent)
+
+
+def test_the_command_prints_the_table_and_help_says_what_it_prints(capsys):
+    assert capacity.main([]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split() == [
+        "role",
+        "latent_dim",
+        "family",
+        "width",
+        "params",
+        "target",
+        "deviation",
+        "coarsest",
+    ]
+    with pytest.raises(SystemExit) as exit_:
+        capacity.main(["--help"])
+    assert exit_.value.code == 0 and "capacity-matched width of every G0 family" in capsys.readouterr().out
