@@ -191,10 +191,16 @@ def _interrupt(run_dir: Path) -> None:
 
 # (what is done to the first run, what slim says of it): the second run is slimmed either way
 LEFT_RUNS = [
-    (lambda d: _fail(d, "ValueError: boom\nTraceback ..."), "failed (ValueError: boom; python -m sweep.rerun --failed"),
+    (
+        lambda d: _fail(d, "ValueError: boom\nTraceback ..."),
+        "failed (ValueError: boom; python -m sweep.rerun --failed",
+    ),
     (lambda d: _fail(d, None), "failed (no error recorded; python -m sweep.rerun --failed"),
     (_interrupt, "not finished (training, or interrupted: a relaunch resumes it)"),
-    (lambda d: results.write_complete(d, "failed"), "status failed (retried in place by python -m sweep.rerun"),
+    (
+        lambda d: results.write_complete(d, "failed"),
+        "status failed (retried in place by python -m sweep.rerun",
+    ),
 ]
 
 
@@ -238,8 +244,13 @@ def test_cli_dry_run_changes_nothing_and_a_bad_path_is_refused(sweep_copy, capsy
     root, _ = sweep_copy
     before = _files(root)
     assert slim.main([str(root), "--dry-run"]) == 0
-    assert "would slim 2 runs" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "would slim 2 runs" in out and "-> at most " in out
     assert _files(root) == before
+    bound = sum(after for _, _, after in slim.slim(root, dry_run=True)["slimmed"])
+    assert _files(root) == before
+    done = sum(after for _, _, after in slim.slim(root)["slimmed"])
+    assert done <= bound  # the dry run's sizes are an upper bound of what slimming leaves
     assert slim.main([str(root / "nope")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "nope" in err[0]
@@ -306,7 +317,8 @@ def test_readme_states_each_conditions_verdicts_statistics_and_counts():
         want = want[want["decides"]]
         assert sorted(cells) == sorted(want.claim), header
         n_runs = sum(
-            (d / "COMPLETE").is_file() and (condition.seeds is None or parse_run_name(d.name).seed in condition.seeds)
+            (d / "COMPLETE").is_file()
+            and (condition.seeds is None or parse_run_name(d.name).seed in condition.seeds)
             for d in (root / condition.sweep).glob("L*")
         )
         n_configs = int(want.loc[want.claim.eq("C1"), "n_configs"].iloc[0])
