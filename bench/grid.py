@@ -96,13 +96,16 @@ def sweep_dir_of(args: list[str]) -> Path:
     return Path(str(cfg.results_dir)) / "sweeps" / str(cfg.sweep_name)
 
 
+USAGE = "usage: python -m bench.grid --out JSON [--interval S] [--note TEXT] [--timeout S] -- <sweep.train overrides>"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if "--" not in argv and {"-h", "--help"} & set(argv):
+        _parser().print_help()
+        return 0
     if "--" not in argv:
-        print(
-            "usage: python -m bench.grid [--out JSON] [--interval S] -- <sweep.train overrides>",
-            file=sys.stderr,
-        )
+        print(USAGE, file=sys.stderr)
         return 2
     cut = argv.index("--")
     args, train_args = _parser().parse_args(argv[:cut]), argv[cut + 1 :]
@@ -136,7 +139,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bench.grid", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m bench.grid",
+        usage=USAGE.removeprefix("usage: "),
+        description=__doc__.split("\n\n")[0],
+    )
     p.add_argument("--out", type=Path, required=True, help="JSON path")
     p.add_argument("--interval", type=float, default=0.2, help="GPU sampling period in seconds (default 0.2)")
     p.add_argument("--note", default="", help="free text stored with the result")

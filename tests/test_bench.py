@@ -98,6 +98,8 @@ def test_the_grid_benchmark_finds_the_sweep_directory_and_needs_its_separator(tm
     assert bench_grid.sweep_dir_of(args) == tmp_path / "sweeps" / "smoke"
     assert bench_grid.main(["--out", str(tmp_path / "g.json")]) == 2  # no "--": the usage line
     assert "usage: python -m bench.grid" in capsys.readouterr().err
+    assert bench_grid.main(["--help"]) == 0  # help, not the usage error
+    assert "-- <sweep.train overrides>" in capsys.readouterr().out
     sampler = bench_grid.GpuSampler(0.05)
     assert sampler.stop()["available"] is (shutil.which("nvidia-smi") is not None)
 
