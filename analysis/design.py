@@ -87,9 +87,12 @@ METHOD = (
     "level minus at none, and each gap with res2 minus with conv2. These rows on distortion are one "
     f"Holm family: a direction row is reproduced if Holm p < {ALPHA} on the claimed side, not reproduced "
     "if on the other side, else inconclusive; a change row is shown if Holm p < alpha, else "
-    "inconclusive (never absent: its interval bounds it). What it cannot decide: one seed, so the tests "
-    "generalise over this grid's cells and their noise, not over seeds or other architectures; the "
-    "t-tests assume one error variance for every cell (a norm level with noisier runs inflates them); "
+    "inconclusive (never absent: its interval bounds it). The intervals are unadjusted 95 % intervals; "
+    "the verdicts rest on the Holm p, so an interval may exclude 0 where the verdict is inconclusive. "
+    "What it cannot decide: one seed, so the tests are conditional on this grid's cells (its encoder × "
+    "decoder pairs as they are, fixed effects) and their noise, not a statement about other seeds or "
+    "architectures; the t-tests assume one error variance for every cell (a norm level with noisier runs "
+    "makes the rows that involve it over-reject and the others conservative); "
     "one extreme run moves its contrasts by a ninth to a third of its excess; the omnibus F-tests, the "
     "per-norm rows and dense1's rank per norm are descriptive."
 )
@@ -116,9 +119,12 @@ def has_design(runs: pd.DataFrame) -> bool:
 
 def cells(u: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, str]:
     """(one row per cell: ``enc``, ``dec``, ``norm``, ``y`` the mean ``metric`` of its configurations,
-    ``n`` configurations; a note naming the families left out) from the configuration table ``u``. Only
-    finite values; an encoder or decoder family not present at every norm level is not crossed with the
-    norm and is left out."""
+    ``n`` configurations; a note naming what was left out) from the configuration table ``u``. Only
+    finite values. A norm level holding fewer than half the cells of the fullest one (a stray run: a
+    mixed ``none/batch``, another norm) is left out rather than shrinking the grid to its cells; a
+    family other than the design's own (dense1, conv2, res2) not present at every norm level left is
+    not crossed with the norm and is left out (e.g. a reproduction's dense4 runs at norm none); a
+    design family's missing cells stay missing (the model predicts them where it can)."""
     y = numeric(u, metric)
     keep = u[np.isfinite(y)]
     bad = sorted(u.loc[~np.isfinite(y), "run_name"].astype(str)) if "run_name" in u.columns else []
@@ -126,15 +132,19 @@ def cells(u: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, str]:
         "enc": keep[FACTORS["enc"]].astype(str), "dec": keep[FACTORS["dec"]].astype(str),
         "norm": norm_of(keep), "y": y[np.isfinite(y)],
     })  # fmt: skip
+    per_level = df.drop_duplicates(["enc", "dec", "norm"]).groupby("norm").size()
+    sparse = per_level[per_level < per_level.max() / 2] if len(per_level) else per_level
+    dropped = [f"norm {n} ({k} cells of {per_level.max()})" for n, k in sparse.items()]
+    df = df[~df["norm"].isin(sparse.index)]
     levels = df["norm"].nunique()
-    dropped = []
     for k in ("enc", "dec"):
         crossed = df.groupby(k)["norm"].nunique().eq(levels)
+        crossed |= crossed.index.isin((DENSE, CONV, RES))
         dropped += [f"{k} {f}" for f in crossed.index[~crossed]]
         df = df[df[k].map(crossed)]
     out = df.groupby(["enc", "dec", "norm"], sort=True)["y"].agg(y="mean", n="size").reset_index()
     notes = [_named(f"configurations without a finite {metric}", bad)] if bad else []
-    notes += [f"not at every norm level, left out: {', '.join(dropped)}"] if dropped else []
+    notes += [f"not crossed with the norm levels, left out: {', '.join(dropped)}"] if dropped else []
     return out, "; ".join(notes)
 
 
@@ -222,7 +232,8 @@ def questions(g: pd.DataFrame) -> list[tuple[str, str, str, str, np.ndarray]]:
         ))  # fmt: skip
     out.append((
         CHANGE, f"dense1's encoder gap, to {RES} − to {CONV}",
-        f"dense1's gap to {RES} differs from its gap to {CONV} (residual blocks change dense1's place).",
+        f"dense1's gap to {RES} differs from its gap to {CONV} (= {CONV} − {RES} encoders): residual blocks "
+        "change dense1's margin, not necessarily its rank (the direction rows and ranks say whether it stays ahead).",
         ALL, _minus(gap(g, "enc", DENSE, [RES]), gap(g, "enc", DENSE, [CONV])),
     ))  # fmt: skip
     for level in [n for n in _levels(g)["norm"] if n != NO_NORM]:
@@ -233,7 +244,8 @@ def questions(g: pd.DataFrame) -> list[tuple[str, str, str, str, np.ndarray]]:
         ))  # fmt: skip
     out.append((
         CHANGE, f"decoder gap to {DENSE}, {RES} − {CONV}",
-        f"{RES}'s decoder gap to {DENSE} differs from {CONV}'s (residual blocks change the conv-over-dense gap).",
+        f"{RES}'s decoder gap to {DENSE} differs from {CONV}'s (= {RES} − {CONV} decoders): residual blocks "
+        "change the conv-over-dense decoder gap.",
         ALL, _minus(gap(g, "dec", RES, [DENSE]), gap(g, "dec", CONV, [DENSE])),
     ))  # fmt: skip
     return out
@@ -344,6 +356,19 @@ def _by_norm(c: pd.DataFrame):
 def _arm_rows(part: pd.DataFrame, left: list[str]) -> list[dict]:
     """Every row of one arm; ``left`` names what was left out before (runs not ok, other widths)."""
     u = units.config_means(part)
+    twice = (
+        rank.with_config_id(part).duplicated(["config", "seed"], keep=False)
+        if "seed" in part.columns
+        else None
+    )
+    if twice is not None and twice.any():
+        names = sorted(set(part.loc[twice.to_numpy(), "run_name"].astype(str)))
+        left = [
+            *left,
+            _named("configurations trained more than once with one seed (averaged as seeds)", names).replace(
+                ", left out:", ":"
+            ),
+        ]
     rows = []
     for metric in METRICS:
         c, note = cells(u, metric)
@@ -488,6 +513,12 @@ def summary(table: pd.DataFrame) -> list[str]:
     for arm, g in table.groupby("arm", sort=False):
         where = "" if table["arm"].nunique() == 1 else f" ({arm})"
         fam = g[g["decides"].astype(bool)]
+        levels = [n for n in g.loc[g["test"].eq("rank"), "norm"] if n != ALL]
+        if levels:
+            out.append(
+                f"Norm levels analysed{where}: {', '.join(levels)} ({len(fam)} questions: a change per level "
+                "against none, where none is among them)."
+            )
         left = sorted(
             {
                 n
@@ -513,7 +544,8 @@ def summary(table: pd.DataFrame) -> list[str]:
                 for _, r in h.iterrows()
                 if np.isfinite(r["statistic"])
             )
-            out.append(f"{part} per norm{where} (nats, {CI:.0%} t-intervals, descriptive): {cells_}.")
+            if cells_:  # none estimated: its rows say why
+                out.append(f"{part} per norm{where} (nats, {CI:.0%} t-intervals, descriptive): {cells_}.")
         omnibus = g[g["test"].eq("interaction F") & g["metric"].eq(DECIDING_METRIC)]
         tested = [
             f"{r['part']} F({r['df_num']:g}, {r['df_den']:g}) = {fmt3(r['statistic'])}, p {_p(r['p_value'])}"

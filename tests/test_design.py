@@ -318,17 +318,57 @@ def test_a_contrast_the_cells_cannot_estimate_is_not_tested_and_says_so():
         assert np.isfinite(_row(table, part)["statistic"]), part
 
 
-def test_a_gap_to_a_family_left_out_is_no_contrast():
-    """The res2 decoder trained at two norm levels only: it is left out (not crossed with the norm), and
-    a question about it is not tested; it never becomes another question's contrast."""
+def test_a_design_family_missing_at_one_norm_level_stays_and_only_what_needs_those_cells_is_untested():
+    """The res2 decoder not trained at norm layer: it stays in the grid (dropping it turned "dense1's gap
+    to the other encoders" into another question without a word); the rows that need its layer cells
+    are not tested, saying why, the rest are."""
     runs = planted_design(np.random.default_rng(5), **NUISANCE)
     runs.loc[runs["family/decoder"].eq("res2") & runs["encoder.norm"].eq("layer"), "status"] = "failed"
     table = design.design_table(runs)
     for part in ("decoder res2 − dense1", "decoder gap to dense1, res2 − conv2"):
         r = _row(table, part)
-        assert (
-            np.isnan(r["statistic"]) and "not in the grid" in r["note"] and "left out: dec res2" in r["note"]
-        )
+        assert np.isnan(r["statistic"]) and "not estimable" in r["note"], part
+    for part in (
+        "encoder dense1 − res2",
+        "dense1's encoder gap, layer − none",
+        "decoder gap conv2 − dense1, layer − none",
+    ):
+        assert np.isfinite(_row(table, part)["statistic"]), part
+    assert "left out: dec res2" not in " ".join(table["note"])
+
+
+def test_a_stray_norm_level_is_left_out_not_the_grid():
+    """One run with a mixed norm (encoder none, decoder batch) and one at norm group beside the complete
+    27-cell grid: each is a level of one cell, left out and named; the analysis is the grid's (it had
+    dropped every family and tested nothing)."""
+    runs = planted_design(np.random.default_rng(6), **NUISANCE)
+    mixed = runs.iloc[[0]].assign(**{"decoder.norm": "batch", "run_name": "L50_dense1_dense1bn_s0"})
+    group = runs.iloc[[1]].assign(
+        **{"encoder.norm": "group", "decoder.norm": "group", "run_name": "L50_dense1gn_conv2gn_s0"}
+    )
+    table = design.design_table(pd.concat([runs, mixed, group], ignore_index=True))
+    alone = design.design_table(runs)
+    fam, want = (t[t["decides"].astype(bool)] for t in (table, alone))
+    assert fam["part"].tolist() == FAMILY and np.allclose(fam["statistic"], want["statistic"])
+    note = fam["note"].iloc[0]
+    assert "norm none/batch (1 cells of 9)" in note and "norm group (1 cells of 9)" in note
+    assert "Norm levels analysed: none, batch, layer (10 questions" in "\n".join(design.summary(table))
+
+
+def test_a_configuration_trained_twice_with_one_seed_is_named():
+    """Two directories hold L50_dense1_conv2_s0 with different results (not one model counted twice:
+    load_sweep keeps one of identical copies): averaged as if seeds, and the note says so."""
+    runs = planted_design(np.random.default_rng(7), **NUISANCE)
+    twice = runs[runs["run_name"].eq("L50_dense1_conv2_s0")].assign(
+        **{"test/distortion": lambda d: d["test/distortion"] + 5}
+    )
+    table = design.design_table(pd.concat([runs, twice], ignore_index=True))
+    note = table.loc[table["decides"].astype(bool), "note"].iloc[0]
+    assert (
+        "1 configurations trained more than once with one seed (averaged as seeds): L50_dense1_conv2_s0"
+        in note
+    )
+    assert all(not line.endswith(": .") for line in design.summary(table))
 
 
 # ---------------------------------------------------------------------------------- which sweeps
