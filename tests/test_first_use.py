@@ -299,9 +299,12 @@ def test_a_real_ctrl_c_under_the_joblib_launcher_names_the_unfinished_runs(tmp_p
 
     launcher = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
     args = ["sweep.train", "experiment=smoke", "epochs=100", *LAUNCHED, f"results_dir={tmp_path}", *launcher]
+    # SIGINT at its default, as in a terminal: a test run started in the background (`nohup … &`) hands
+    # its children SIGINT ignored, and a Python started so never raises KeyboardInterrupt
+    default_sigint = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
     p = subprocess.Popen(  # its own process group, as a terminal's foreground job: Ctrl-C reaches every process
-        [sys.executable, "-m", *args], cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, start_new_session=True,
+        [sys.executable, "-c", default_sigint, "-m", *args], cwd=ROOT, env=env(), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, start_new_session=True,
     )  # fmt: skip
     sweep = tmp_path / "sweeps" / "smoke"
     deadline = time.monotonic() + 300
