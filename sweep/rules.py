@@ -139,7 +139,12 @@ def auto_or(inner: Check) -> Check:
             try:
                 inner(key, value)
             except ConfigError:
-                _fail(key, value, "is out of range", f"auto, or {getattr(inner, 'valid', '?')}")
+                what = (
+                    "is out of range"
+                    if isinstance(value, int | float) and not isinstance(value, bool)
+                    else "is not auto or a number"
+                )
+                _fail(key, value, what, f"auto, or {getattr(inner, 'valid', '?')}")
 
     check.mixed = True  # type: ignore[attr-defined]  # text or a number: see sweep.config.row_values
     return check
@@ -556,9 +561,9 @@ def _get(cfg: dict[str, Any], key: str) -> Any:
 
 def validate(cfg: dict[str, Any], *, here: bool = False) -> dict[str, Any]:
     """Refuse a bad config before anything is written: every key against its rule (a key without one
-    is refused), then the bundled data and FID classifier the run reads (their checksums), then the
-limits that depend on the data, then, with ``here``, what this machine must
-    provide (the device). Messages name the key, the value and what is valid. Returns ``cfg``."""
+        is refused), then the bundled data and FID classifier the run reads (their checksums), then the
+    limits that depend on the data, then, with ``here``, what this machine must
+        provide (the device). Messages name the key, the value and what is valid. Returns ``cfg``."""
     for key, value in _leaves({k: v for k, v in cfg.items() if k != "hydra"}):
         if key not in RULES:
             raise ConfigError(

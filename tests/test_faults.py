@@ -131,6 +131,7 @@ BAD_CONFIGS = [
     (["eval.seed=-1"], "eval.seed=-1 is out of range; valid: 0..4294967295"),
     (["data.split_seed=x"], "data.split_seed='x' must be an integer; valid: 0..4294967295"),
     (["engine.slots=0"], "engine.slots=0 is out of range; valid: auto, or >= 1"),
+    (["engine.slots=foo"], "engine.slots='foo' is not auto or a number; valid: auto, or >= 1"),
     (["engine.cuda_graphs=maybe"], "engine.cuda_graphs='maybe' must be true or false; valid: true, false"),
     (["progress=sometimes"], "progress='sometimes' is unknown; valid: auto, true, false"),
     (["train.eval_test_each_epoch=1"], "train.eval_test_each_epoch=1 must be true or false"),
