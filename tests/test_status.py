@@ -400,19 +400,19 @@ def test_a_directory_of_several_sweeps_shows_each_against_its_own_grid(tmp_path,
 
 
 def test_a_directory_that_cannot_be_read_is_named_and_skipped(tmp_path, capsys, monkeypatch):
-    import sweep.status as status
+    import sweep.layout as layout
 
     make(tmp_path / "a", {"r1": "ok"})
     make(tmp_path / "b", {"r1": "ok"})
     (tmp_path / "locked").mkdir()
-    real = status.is_run_dir
+    real = layout.is_run_dir
 
     def no_permission(path):  # as a directory without read permission answers to a non-root user
         if Path(path).name == "locked":
             raise PermissionError(13, "Permission denied")
         return real(path)
 
-    monkeypatch.setattr(status, "is_run_dir", no_permission)
+    monkeypatch.setattr(layout, "is_run_dir", no_permission)
     assert main([str(tmp_path)]) == 0
     captured = capsys.readouterr()
     assert f"warning: {tmp_path / 'locked'} cannot be read (Permission denied); skipped" in captured.err
