@@ -69,6 +69,7 @@ from sweep.lock import LOCK_NAME, local_locks, read_note
 from sweep.paths import PathError, readable
 
 COMPLETE_STATES = ("ok", "diverged", "pruned")
+SINGLE = "the single run directory"  # a Status's source where the directory shown is one run's
 # what makes a sweep, and the multirun that trained it, exit 1; "mismatched": a run whose protocol
 # (sweep.keys.protocol) is not the sweep's settings in grid.json
 FAILED_STATES = ("failed", "unreadable", "mismatched")
@@ -277,7 +278,7 @@ class Scanner:
 
     def scan(self) -> Status:
         if self.single is not None:
-            names, source, command = [self.single], f"the single run directory {self.single}", None
+            names, source, command = [self.single], f"{SINGLE} {self.single}", None
         else:
             names, source, command = read_grid(self.sweep_dir)
         settings = read_settings(self.sweep_dir)
@@ -321,7 +322,10 @@ def _epoch(r: Run) -> str:
 def render(st: Status) -> str:
     """The status table as text."""
     n = len(st.runs)
-    lines = [f"sweep {st.sweep_dir}: {n} runs in the grid (from {st.source})"]
+    if st.source.startswith(SINGLE) and n == 1:  # one run's directory, named as itself
+        lines = [f"run {st.sweep_dir / st.runs[0].name}: one run directory, shown alone"]
+    else:
+        lines = [f"sweep {st.sweep_dir}: {n} run{'' if n == 1 else 's'} in the grid (from {st.source})"]
     if st.command:
         lines.append(f"  launched with: {st.command}")
     complete = st.count(*COMPLETE_STATES)

@@ -198,7 +198,7 @@ def _unrelated(d: Path) -> None:
 NOT_SWEEPS = [
     (lambda d: None, 2, "holds no sweep: no grid.json, multirun.yaml or run directory"),
     (_unrelated, 2, "holds no sweep: no grid.json, multirun.yaml or run directory"),
-    (lambda d: write_run(d.parent, d.name, "ok"), 0, "1 runs in the grid (from the single run directory d)"),
+    (lambda d: write_run(d.parent, d.name, "ok"), 0, "/d: one run directory, shown alone"),
     (lambda d: write_run(d.parent, d.name, "failed", error="ValueError: x"), 1, "  failed     d  ValueError: x"),
     (lambda d: write_run(d.parent, d.name, "interrupted"), 1, "  interrupted       1"),
 ]
@@ -380,7 +380,7 @@ def test_a_directory_of_several_sweeps_shows_each_against_its_own_grid(tmp_path,
     out = capsys.readouterr().out
     assert out.startswith(f"{tmp_path}: 3 sweeps, each shown against its own grid")
     for sweep, n in (("a", 2), ("a/inner/c", 1), ("b", 3)):
-        assert f"sweep {tmp_path / sweep}: {n} runs in the grid" in out
+        assert f"sweep {tmp_path / sweep}: {n} run{'s' if n > 1 else ''} in the grid" in out
     assert re.findall(r"not started +(\d+)", out) == ["0", "0", "2"]
     assert out.rstrip().endswith(f"1 run directories below {tmp_path} lie in no sweep: ok 1")
     (tmp_path / "b" / "grid.json").unlink()
@@ -396,7 +396,7 @@ def test_a_directory_of_several_sweeps_shows_each_against_its_own_grid(tmp_path,
     # from a: the link leads above it, to b and the loose runs, which are not below a
     assert main([str(tmp_path / "a")]) == 0 and "a: 2 sweeps" in capsys.readouterr().out
     assert main([str(tmp_path / "b")]) == 0  # a sweep alone: its table, as ever
-    assert capsys.readouterr().out.startswith(f"sweep {tmp_path / 'b'}: 1 runs in the grid")
+    assert capsys.readouterr().out.startswith(f"sweep {tmp_path / 'b'}: 1 run in the grid")
 
 
 def test_a_directory_that_cannot_be_read_is_named_and_skipped(tmp_path, capsys, monkeypatch):
