@@ -20,7 +20,7 @@ from analysis import permutation, rank
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
 MIN_SEEDS = 2  # seeds needed for the per-seed (robustness) t interval
 MIN_CORR_RUNS = 3  # runs a seed needs for a correlation to count
-ALPHA = 0.05  # level of the one-sided permutation tests (C3, C4, C5, C6's degradation)
+ALPHA = 0.05  # family-wise level (Holm) of the two-sided permutation tests (C3, C4, C5, C6)
 UNIT, CORR = (0.0, 1.0), (-1.0, 1.0)  # ranges that intervals are clipped to
 _FAMILY = re.compile(r"^([a-z]+)(\d+)$")
 
@@ -73,20 +73,21 @@ def directional(low, high, null: float, side: str) -> str:
     return REPRODUCED if low > null else NOT_REPRODUCED if high <= null else INCONCLUSIVE
 
 
-def decide(p, low, high, null: float, side: str) -> str:
-    """The verdict of a directional claim from its (adjusted) p-value and bootstrap interval: reproduced
-    when p < ALPHA; not reproduced when the interval lies entirely at or beyond ``null`` on the other
-    side (the statistic is plainly not on the claimed side); else inconclusive."""
-    if p is not None and np.isfinite(p) and p < ALPHA:
-        return REPRODUCED
-    if low is not None and np.isfinite(low) and (high <= null if side == "above" else low >= null):
-        return NOT_REPRODUCED
-    return INCONCLUSIVE
+def decide(p, statistic, null: float, side: str) -> str:
+    """The verdict of a directional claim from its (adjusted) two-sided p-value and the statistic's
+    side of ``null``: reproduced when p < ALPHA with the statistic on the claimed side, not reproduced
+    when p < ALPHA with it on the other side, else inconclusive. One test decides both directions, so
+    one error rate (ALPHA, family-wise after Holm) bounds a wrong verdict either way (Shaffer 1980)."""
+    if p is None or not np.isfinite(p) or p >= ALPHA or statistic is None or not np.isfinite(statistic):
+        return INCONCLUSIVE
+    if statistic == null:
+        return INCONCLUSIVE
+    return REPRODUCED if (statistic > null) == (side == "above") else NOT_REPRODUCED
 
 
 def by_test(res: permutation.Result, null: float, side: str) -> str:
-    """:func:`decide` on a test's raw p-value and interval."""
-    return decide(res.p_value, res.ci_low, res.ci_high, null, side)
+    """:func:`decide` on a test's raw two-sided p-value and statistic."""
+    return decide(res.p_two_sided, res.statistic, null, side)
 
 
 def band(low, high, lo, hi) -> str:
@@ -191,9 +192,9 @@ class Verdict:
     statistic: float | None  # on the configuration table (ablation: rate difference)
     ci_low: float | None  # percentile bootstrap over configurations (ablation: Newcombe)
     ci_high: float | None
-    p_value: float | None  # raw one-sided permutation p (C2: two-sided; ablation: Fisher exact)
+    p_value: float | None  # raw two-sided permutation p (ablation: Fisher exact)
     p_holm: float | None  # Holm-adjusted over the claims family (rows with in_family)
-    p_bound: bool  # the raw p is at the permutation floor 1/(1 + B): a bound, p ≤ that
+    p_bound: bool  # the raw p rests on the permutation floor (2/(1 + B) two-sided): a bound, p ≤ that
     n_configs: int  # configurations the test used: the experimental unit
     n_runs: int  # the runs behind them
     verdict: str  # reproduced | not reproduced | inconclusive
@@ -220,8 +221,8 @@ def row(claim, part, metric, statement, test, why, **kw) -> Verdict:
 def result(claim, part, metric, statement, test, res: permutation.Result, verdict, why, **kw) -> Verdict:
     return row(
         claim, part, metric, statement, test, why, statistic=as_float(res.statistic),
-        ci_low=as_float(res.ci_low), ci_high=as_float(res.ci_high), p_value=as_float(res.p_value),
-        p_bound=permutation.at_floor(res.p_value, res.n_perm), n_configs=res.n_runs, verdict=verdict, **kw,
+        ci_low=as_float(res.ci_low), ci_high=as_float(res.ci_high), p_value=as_float(res.p_two_sided),
+        p_bound=res.two_sided_bound, n_configs=res.n_runs, verdict=verdict, **kw,
     )  # fmt: skip
 
 

@@ -7,7 +7,7 @@ with the runs beside it. Each claim is tested as the paper states it:
 
 * C1, C2: a band on a fraction / a correlation, decided by a percentile bootstrap interval over
   configurations (resampled within latent sizes; Efron & Tibshirani 1993).
-* C3: Spearman rho of distortion and rate within the top 25 % of configurations by distortion, one-sided
+* C3: Spearman rho of distortion and rate within the top 25 % of configurations by distortion, two-sided
   permutation test (distortion shuffled among the top set).
 * C4 (dense1 against each encoder family, joint by intersection-union) and C5a/C5b (conv against dense
   decoders; deep conv against conv1), each on matched cells: :mod:`analysis.arch_claims`.
@@ -15,10 +15,11 @@ with the runs beside it. Each claim is tested as the paper states it:
   :mod:`analysis.latent_claims`.
 
 Every contrast is tested on reconstruction (test/distortion, the paper's measure, which decides) and on
-the likelihood (test/neg_elbo and test/iwae_nll, supporting rows). Every one-sided permutation test is
-one member of the claims family: Holm-adjusted p-values (``p_holm``), and each row's verdict is decided
-on its adjusted p (reproduced if p_holm < ALPHA; not reproduced if the bootstrap interval lies entirely
-on the other side of the null; else inconclusive). p-values at the permutation floor are bounds
+the likelihood (test/neg_elbo and test/iwae_nll, supporting rows). Every permutation test is one
+member of the claims family: two-sided p-values (2 × the smaller tail), Holm-adjusted (``p_holm``), and
+each row's verdict is decided on its adjusted p and the statistic's side (reproduced if p_holm < ALPHA
+with the statistic on the claimed side, not reproduced if p_holm < ALPHA with it on the other side,
+else inconclusive: one error rate bounds a wrong verdict either way). p-values at the permutation floor are bounds
 (``p_bound``). The per-seed Student-t interval (``seed_*``, the former decision) stays as a robustness
 column. The ablation is a pooled 2 × 2 count (collapsed or not × reduction), decided by Fisher's exact
 test with a Newcombe (Wilson-score) interval of the rate difference. Only runs with ``status == "ok"``
@@ -196,8 +197,8 @@ def _c3(ok, u, seeds, note: str) -> Verdict:
     f = rank.TOP_FRACTION
     statement = "Within the top 25 % by reconstruction, lower reconstruction loss goes with higher KL."
     test = (
-        f"Spearman rho(distortion, rate) within the top {f:.0%} of configurations by distortion; one-sided "
-        f"permutation (distortion shuffled among the top set: rho = 0 against rho < 0)."
+        f"Spearman rho(distortion, rate) within the top {f:.0%} of configurations by distortion; two-sided "
+        f"permutation (distortion shuffled among the top set: rho = 0; the claim says rho < 0)."
     )
     per_seed = {}
     for seed, g in seeds:
@@ -231,7 +232,7 @@ def _c3(ok, u, seeds, note: str) -> Verdict:
 
 def top_correlation_test(ranked: pd.DataFrame, **kw) -> permutation.Result:
     """C3's test on the configuration table ``ranked``: Spearman rho(distortion, rate) within the top
-    ``TOP_FRACTION`` by distortion, distortion shuffled among the top set, one-sided (rho < 0)."""
+    ``TOP_FRACTION`` by distortion, distortion shuffled among the top set; the claim's side is rho < 0."""
     d = design(ranked)
     dist = numeric(d, "test/distortion")
     return permutation.correlation(
@@ -320,8 +321,8 @@ def check_claims(runs: pd.DataFrame, only=CLAIMS) -> list[Verdict]:
     """The claims check on ``runs`` (one protocol group): the rows of the claims in ``only`` (default
     all; ``C5`` means C5a and C5b), then the ``ablation`` row when ``loss.reduction`` takes both
     ``paper`` and ``sum`` (and ``only`` is the default). Every test runs on the configuration table
-    (``analysis.units.config_means``); the one-sided tests form one family, Holm-adjusted, and each row's
-    verdict is decided on its adjusted p. Never raises on empty tables, NaN metrics or non-ok runs."""
+    (``analysis.units.config_means``); the permutation tests form one family, two-sided and Holm-adjusted,
+    and each row's verdict is decided on its adjusted p and its statistic's side. Never raises on empty tables, NaN metrics or non-ok runs."""
     wanted = _expand(only)
     status = runs["status"].astype(str) if "status" in runs.columns else pd.Series("ok", index=runs.index)
     ok = runs[status.eq("ok")]
@@ -364,7 +365,7 @@ def _adjust(verdicts: list[Verdict]) -> None:
     ):
         v.p_holm = as_float(p)
         v.verdict = (
-            decide(p, v.ci_low, v.ci_high, v.null, v.side) if v.statistic is not None else INCONCLUSIVE
+            decide(p, v.statistic, v.null, v.side) if v.statistic is not None else INCONCLUSIVE
         )
     arch_claims.decide_joint(verdicts)
 

@@ -11,11 +11,12 @@ when a group holds several families), so the design's other factors cancel insid
 * **Test**: a stratified permutation test of "the group label does not matter within a cell": the labels
   are shuffled within each cell (for one family against one, a sign flip of the cell's difference: the
   paired permutation test; Good 2005, ch. 3), ``permutation.N_PERM`` draws from a fixed seed,
-  p = (1 + #≥)/(1 + B) (Phipson & Smyth 2010), one-sided in the claimed direction.
+  p = (1 + #≥)/(1 + B) (Phipson & Smyth 2010) in each tail; the claims decide on the
+  two-sided p, 2 × the smaller tail.
 * **Interval**: percentile bootstrap over cells, resampled within latent sizes (every resample keeps the
   design's composition), ``permutation.N_BOOT`` resamples.
-* **Multiplicity**: :func:`holm` adjusts the family of one-sided tests the verdicts rest on (Holm 1979,
-  through ``statsmodels``); each verdict is decided on its adjusted p.
+* **Multiplicity**: :func:`holm` adjusts the family of tests the verdicts rest on (Holm 1979; equal to
+  ``statsmodels``'); each verdict is decided on its adjusted p and the statistic's side.
 
     from analysis import contrasts
     res = contrasts.paired(units, "test/distortion", "family/encoder", {"dense1"}, {"conv2"},
@@ -74,14 +75,16 @@ def paired_test(
     null = np.concatenate(
         [diffs(label[perms[i : i + 2000]]).mean(axis=1) for i in range(0, n_perm, 2000)] or [np.array([])]
     )
-    p = permutation.p_value(observed, null, "greater")
+    p, p_other = permutation.tails(observed, null, "greater")
     low = high = math.nan
     cell_latent = pd.Series(permutation.codes(rows, ["latent_dim"])).groupby(cell).first().to_numpy()
     ids = np.arange(len(observed_cells))
     if n_boot and permutation.resamplable(ids, cell_latent):
         w = permutation.cluster_weights(ids, cell_latent, n_boot, gen)
         low, high = permutation.percentile((w * observed_cells).sum(axis=1) / w.sum(axis=1))
-    return permutation.Result(observed, p, low, high, len(rows), n_perm, n_boot, permutation.mc_se(p, n_perm))
+    return permutation.Result(
+        observed, p, low, high, len(rows), n_perm, n_boot, permutation.mc_se(p, n_perm), p_other
+    )
 
 
 def matched(units: pd.DataFrame, metric: str, factor: str, claimed, other, cells: list[str]) -> pd.DataFrame:

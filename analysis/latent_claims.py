@@ -63,8 +63,8 @@ def c6(u, seeds, note: str) -> list[Verdict]:
     rows = []
     for col, name in C6_MEASURES.items():
         test = (
-            f"Spearman rho(latent size, {name}) over the configurations; one-sided permutation (latent sizes "
-            f"shuffled within encoder × decoder: rho = 0 against rho < 0)."
+            f"Spearman rho(latent size, {name}) over the configurations; two-sided permutation (latent sizes "
+            f"shuffled within encoder × decoder: rho = 0; the claim says rho < 0)."
         )
         if col == C6_DECIDING:
             test += (

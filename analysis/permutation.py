@@ -59,11 +59,32 @@ class Result:
     n_perm: int
     n_boot: int
     mc_se: float  # Monte Carlo standard error of the p-value
+    p_other: float = math.nan  # a one-sided test's other tail from the same null, (1 + #≤) / (1 + n_perm)
+
+    @property
+    def p_two_sided(self) -> float:
+        """The two-sided p of a one-sided test, 2 × the smaller tail, at most 1 (a directional decision
+        rests on it and the statistic's sign); ``p_value`` itself where there is no other tail."""
+        if not np.isfinite(self.p_other):
+            return self.p_value
+        return float(min(1.0, 2 * min(self.p_value, self.p_other)))
+
+    @property
+    def two_sided_bound(self) -> bool:
+        """Whether :attr:`p_two_sided` rests on the permutation floor (no permutation reached the
+        statistic in its tail): then it is a bound, p ≤ 2/(1 + B)."""
+        tail = min(self.p_value, self.p_other) if np.isfinite(self.p_other) else self.p_value
+        return at_floor(tail, self.n_perm)
 
     def text(self) -> str:
+        if np.isfinite(self.p_other):
+            bound = self.two_sided_bound
+            p = f"two-sided p {'≤ ' + ceil_text(self.p_two_sided) if bound else f'= {self.p_two_sided:.3g}'}"
+        else:
+            p = p_text(self.p_value, self.n_perm)
         return (
             f"{_g(self.statistic)}, bootstrap 95 % CI [{_g(self.ci_low)}, {_g(self.ci_high)}], permutation "
-            f"{p_text(self.p_value, self.n_perm)} (MC SE {_g(self.mc_se)}; {self.n_perm} permutations, "
+            f"{p} (MC SE {_g(self.mc_se)}; {self.n_perm} permutations, "
             f"{self.n_boot} resamples, {self.n_runs} units)"
         )
 
@@ -172,6 +193,12 @@ def p_value(observed: float, null: np.ndarray, side: str) -> float:
     return float((1 + hits.sum()) / (1 + len(null)))
 
 
+def tails(observed: float, null: np.ndarray, side: str) -> tuple[float, float]:
+    """The p-value on ``side`` ("greater" or "less") and the other tail's, from one null."""
+    other = {"greater": "less", "less": "greater"}[side]
+    return p_value(observed, null, side), p_value(observed, null, other)
+
+
 def mc_se(p: float, n: int) -> float:
     """Monte Carlo standard error of a permutation p-value estimated from ``n`` permutations."""
     return math.sqrt(p * (1 - p) / n) if np.isfinite(p) and n else math.nan
@@ -272,8 +299,8 @@ def lift(
     perms = within(perm_strata, n_perm, gen)
     null = _chunked(lambda idx: stat(np.ones((len(idx), len(d))), m[idx]), perms)
     low, high = _interval(lambda w: stat(w, m), clusters, boot_strata, n_boot, gen)
-    p = p_value(observed, null, side)
-    return Result(observed, p, low, high, len(d), n_perm, n_boot, mc_se(p, n_perm))
+    p, other = _sides(observed, null, side)
+    return Result(observed, p, low, high, len(d), n_perm, n_boot, mc_se(p, n_perm), other)
 
 
 def correlation(
@@ -332,8 +359,8 @@ def correlation(
 
     null = _chunked(null_of, perms)
     low, high = _interval(stat, clusters, boot_strata, n_boot, gen)
-    p = p_value(observed, null, side)
-    return Result(observed, p, low, high, int(inside.sum()), n_perm, n_boot, mc_se(p, n_perm))
+    p, other = _sides(observed, null, side)
+    return Result(observed, p, low, high, int(inside.sum()), n_perm, n_boot, mc_se(p, n_perm), other)
 
 
 def mean(seed, value, clusters, boot_strata, *, n_boot: int = N_BOOT, gen=None) -> Result:
@@ -350,6 +377,11 @@ def mean(seed, value, clusters, boot_strata, *, n_boot: int = N_BOOT, gen=None) 
     observed = float(stat(np.ones((1, len(v))))[0])
     low, high = _interval(stat, clusters, boot_strata, n_boot, gen)
     return Result(observed, math.nan, low, high, len(v), 0, n_boot, math.nan)
+
+
+def _sides(observed: float, null: np.ndarray, side: str) -> tuple[float, float]:
+    """(p on ``side``, the other tail's p, NaN for a two-sided test)."""
+    return tails(observed, null, side) if side != "two-sided" else (p_value(observed, null, side), math.nan)
 
 
 def _chunked(stat, perms: np.ndarray, chunk: int = 2_000) -> np.ndarray:

@@ -144,6 +144,24 @@ def test_c4_names_the_family_that_gave_the_smallest_gap(two):
     assert f"({gaps.idxmin().split(' vs ')[1]} − dense1)" in cells["C4"][headers[2]]
 
 
+def test_c4_not_reproduced_on_another_contrast_than_the_smallest_gap_says_so():
+    # conv2's gap is the smallest (−1.0) but inconclusive; conv1's (−0.5) is the not-reproduced one,
+    # so the joint row carries conv1's numbers (analysis.arch_claims) and the cell must not call them
+    # the smallest gap
+    def contrast(part, stat, verdict, decides=False):
+        return {"claim": "C4", "part": part, "metric": "test/distortion", "statistic": stat, "ci_low": stat - 0.2,
+                "ci_high": stat + 0.2, "p_value": 0.001, "p_holm": 0.004, "p_bound": False, "n_configs": 40,
+                "verdict": verdict, "decides": decides, "why": ""}  # fmt: skip
+    rows = pd.DataFrame([
+        contrast("dense1 vs conv1", -0.5, "not reproduced"), contrast("dense1 vs conv2", -1.0, "inconclusive"),
+        contrast("dense1 vs every family", -0.5, "not reproduced", decides=True),
+    ])  # fmt: skip
+    text = conditions.cell(rows.iloc[2], rows)
+    assert text.startswith("not reproduced: smallest not-reproduced gap (conv1 − dense1) −0.5 [−0.7, −0.3] nats")
+    rows.loc[1, "statistic"] = -0.4  # now conv1's is the smallest gap too
+    assert "not reproduced: smallest gap (conv1 − dense1) −0.5" in conditions.cell(rows.iloc[2], rows)
+
+
 def test_the_paragraph_names_agreeing_and_condition_dependent_verdicts(two):
     root, *_ = two
     text = conditions.agreement(*conditions.table(root))

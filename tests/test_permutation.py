@@ -63,6 +63,27 @@ def test_p_value_counts_the_observed_permutation():
     assert permutation.mc_se(0.05, 10_000) == pytest.approx(0.00218, abs=1e-5)
 
 
+def test_two_sided_p_is_twice_the_smaller_tail_of_one_null_and_a_bound_at_its_floor():
+    null = np.array([0.0, 1.0, 2.0, 3.0])
+    assert permutation.tails(2.0, null, "greater") == pytest.approx((3 / 5, 4 / 5))
+    assert permutation.tails(2.0, null, "less") == pytest.approx((4 / 5, 3 / 5))
+    res = permutation.Result(2.0, 3 / 5, 0.0, 1.0, 4, 4, 0, 0.0, 4 / 5)
+    assert res.p_two_sided == pytest.approx(1.0) and not res.two_sided_bound  # 2 × 3/5, capped at 1
+    low = permutation.Result(-1.0, 1.0, 0.0, 1.0, 4, 4, 0, 0.0, permutation.p_value(-1.0, null, "less"))
+    assert low.p_two_sided == pytest.approx(2 / 5) and low.two_sided_bound  # nothing at or below -1
+    assert "two-sided p ≤ 0.4" in low.text()
+    alone = permutation.Result(2.0, 0.3, 0.0, 1.0, 4, 4, 0, 0.0)  # a two-sided test: no other tail
+    assert alone.p_two_sided == 0.3 and "permutation p = 0.3" in alone.text()
+    # every one-sided test of this module reports both tails of one null: its two-sided p is 2 × the smaller
+    x, y = np.arange(6.0), np.array([0.0, 2.0, 1.0, 3.0, 5.0, 4.0])
+    for side in ("greater", "less"):
+        got = permutation.correlation(
+            np.zeros(6), x, y, np.zeros(6), np.arange(6), np.zeros(6), side=side, n_perm=2_000, n_boot=0,
+        )  # fmt: skip
+        assert got.p_two_sided == pytest.approx(min(1.0, 2 * min(got.p_value, got.p_other)))
+        assert got.p_value + got.p_other >= 1 + 1 / 2001 - 1e-12  # both tails count the ties with the data
+
+
 # ---------------------------------------------------------------- weighted statistics
 def test_weighted_ranks_and_spearman_equal_scipy_on_repeated_rows():
     gen = np.random.default_rng(2)
