@@ -53,7 +53,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 from omegaconf.errors import InterpolationResolutionError
 
-from sweep import results
+from sweep import results, undo
 from sweep.config import CONF_DIR, flatten, to_plain
 from sweep.data import dataset_of
 from sweep.engine import stopped_runs
@@ -418,6 +418,9 @@ class GridCheck(Callback):
             got = check_grid(config)
         except Exception as exc:  # noqa: BLE001 - fail closed
             _refuse("grid", exc)
+        # what the sweep directories hold now: a submission refused after this launch wrote them
+        # (Slurm's sbatch) puts them back (sweep.undo)
+        undo.remember([*got["by_dir"], Path(str(config.hydra.sweep.dir))])
         try:
             record_grid(got, sys.argv)
         except Exception as exc:  # noqa: BLE001 - fail closed

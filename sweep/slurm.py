@@ -41,7 +41,7 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from omegaconf import DictConfig, OmegaConf
 
-from sweep import results
+from sweep import results, undo
 from sweep.config import to_plain
 from sweep.engine import cohort_key
 from sweep.jobs import job_config, run_dir_of
@@ -337,6 +337,7 @@ def launch(
         refused = refused_submission(exc, params)
         if not isinstance(refused, ConfigError):
             raise
+        undo.undo()  # nothing written: grid.json, multirun.yaml, .submitit/ as the launch found them
         print(refusal(refused, "Slurm submission"), file=sys.stderr)  # one error: line, exit 2
         raise SystemExit(2) from None
     if watcher is not None:  # submitit's class-wide sacct watcher, replaced for these jobs only

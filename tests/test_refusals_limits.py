@@ -181,6 +181,16 @@ def test_a_submission_slurm_refuses_is_one_error_line_not_a_traceback(tmp_path, 
         "nothing was submitted. Sent: hydra.launcher.partition='gpu'"
     )
     assert "Traceback" not in captured.err and "hydra.launcher.gpus_per_node=0 for CPU tasks" in line
+    # nothing written: no grid.json, multirun.yaml or .submitit/ of a launch that submitted nothing
+    assert not (tmp_path / "results").exists()
+    # a launch into a trained sweep (seed 0 trained, seeds 0 and 1 launched), refused the same way, leaves
+    # it byte for byte as it was: its grid.json and multirun.yaml the first launch's, no .submitit/ or lock
+    first = [a for a in args if a not in ("hydra/launcher=slurm", "seed=0,1")]
+    assert train_in_process(monkeypatch, *first, "seed=0") == 0
+    before = tree(tmp_path / "results")
+    assert any(p.endswith("grid.json") for p in before) and any(p.endswith("multirun.yaml") for p in before)
+    assert train_in_process(monkeypatch, *args, "hydra.launcher.partition=gpu") == 2
+    assert tree(tmp_path / "results") == before
 
 
 def test_the_partition_check_passes_what_the_cluster_has_and_is_silent_without_sinfo(tmp_path, monkeypatch):
