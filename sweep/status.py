@@ -367,7 +367,11 @@ def render(st: Status) -> str:
         if len(training) > SHOW_TRAINING and r is training[SHOW_TRAINING - 1]:
             lines.append(f"  {'training':<11}… and {len(training) - SHOW_TRAINING} more")
     if st.outside:
-        lines.append(f"{len(st.outside)} run directories on disk are not in this grid (earlier launches)")
+        n = len(st.outside)
+        lines.append(
+            f"{n} run director{'ies' if n != 1 else 'y'} on disk {'are' if n != 1 else 'is'} not in this grid "
+            "(earlier launches)"
+        )
     if st.count("failed"):
         lines.append(
             f"retry only the failed runs: python -m sweep.rerun --failed {shlex.quote(str(st.sweep_dir))}"
@@ -467,7 +471,8 @@ def render_loose(path: Path, alone: list[Status]) -> str:
     runs = [r for st in alone for r in st.runs]
     states = (*COMPLETE_STATES, "failed", "training", "interrupted", "not started", "unreadable")
     counts = " · ".join(f"{s} {n}" for s in states if (n := sum(r.state == s for r in runs)))
-    lines = [f"{len(runs)} run directories below {path} lie in no sweep: {counts}"]
+    n = len(runs)
+    lines = [f"{n} run director{'ies' if n != 1 else 'y'} below {path} li{'e' if n != 1 else 'es'} in no sweep: {counts}"]
     for st in alone:
         for r in st.runs:
             if r.state not in COMPLETE_STATES:

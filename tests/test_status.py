@@ -230,7 +230,7 @@ def test_without_grid_json_the_runs_on_disk_are_the_grid_and_others_are_counted(
     st = scan(sweep2)
     assert by_state(st) == {"ok": ["a"], "not started": ["new"]} and st.outside == ["old"]
     main([str(sweep2)])
-    assert "1 run directories on disk are not in this grid" in capsys.readouterr().out
+    assert "1 run directory on disk is not in this grid" in capsys.readouterr().out
 
 
 def test_without_grid_json_the_grid_comes_from_hydras_multirun_yaml(tmp_path):
@@ -382,7 +382,7 @@ def test_a_directory_of_several_sweeps_shows_each_against_its_own_grid(tmp_path,
     for sweep, n in (("a", 2), ("a/inner/c", 1), ("b", 3)):
         assert f"sweep {tmp_path / sweep}: {n} run{'s' if n > 1 else ''} in the grid" in out
     assert re.findall(r"not started +(\d+)", out) == ["0", "0", "2"]
-    assert out.rstrip().endswith(f"1 run directories below {tmp_path} lie in no sweep: ok 1")
+    assert out.rstrip().endswith(f"1 run directory below {tmp_path} lies in no sweep: ok 1")
     (tmp_path / "b" / "grid.json").unlink()
     write_grid_file(tmp_path / "b", [tmp_path / "b" / "r1"], ["sweep/train.py", "experiment=x"])
     assert main([str(tmp_path)]) == 0
