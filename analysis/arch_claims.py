@@ -133,7 +133,7 @@ def c4(u, seeds, note) -> list[Verdict]:
         "Intersection-union over the distortion contrasts dense1 vs each other encoder family: reproduced "
         "if every one is (Holm p < alpha, dense1 better), not reproduced if any is not (Holm p < alpha, "
         "dense1 worse), else inconclusive; statistic: the smallest gap, p: the largest; when not reproduced, "
-        "both of the not-reproduced contrast with the smallest gap."
+        "statistic, interval and p are those of the not-reproduced contrast with the smallest gap."
     )
     rows.append(
         row(
@@ -187,6 +187,10 @@ def _deep_conv(df: pd.DataFrame) -> pd.Series:
     return kind.eq("conv") & (depth >= C5_MIN_DEPTH)
 
 
+def _largest(ps: list) -> float | None:
+    return None if any(p is None for p in ps) else max(ps)
+
+
 def decide_joint(verdicts: list[Verdict]) -> None:
     """C4's joint row (intersection-union) from its Holm-decided distortion contrasts: reproduced if
     dense1 beats every family, not reproduced if any contrast is, else inconclusive; its statistic is the
@@ -216,9 +220,11 @@ def decide_joint(verdicts: list[Verdict]) -> None:
         joint.statistic, joint.ci_low, joint.ci_high = worst.statistic, worst.ci_low, worst.ci_high
         if against:
             joint.p_value, joint.p_holm, joint.p_bound = worst.p_value, worst.p_holm, worst.p_bound
+            joint.tail = worst.tail
         else:
-            joint.p_value = max(v.p_value for v in defined)
-            joint.p_holm = max(v.p_holm for v in defined)
+            # the intersection-union p: the largest, undefined where a contrast has none
+            joint.p_value = _largest([v.p_value for v in defined])
+            joint.p_holm = _largest([v.p_holm for v in defined])
             joint.p_bound = all(v.p_bound for v in defined)
         # n of the contrast whose gap is the statistic (an incomplete grid gives the contrasts other n)
         joint.n_configs, joint.n_runs = worst.n_configs, worst.n_runs

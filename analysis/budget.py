@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from analysis import claims, rank  # noqa: E402
+from analysis import claims, pc_probe, rank  # noqa: E402
 from analysis.collect import Sweep, collect  # noqa: E402
 from analysis.plotting import MAX_FIGURE_INCHES, PAGE_WIDTH, figure, message_figure, note  # noqa: E402
 from sweep.thresholds import COLLAPSE_RATE_THRESHOLD, PAPER_COLLAPSE_THRESHOLD  # noqa: E402
@@ -140,6 +140,7 @@ def budget_table(sweep: Sweep) -> pd.DataFrame:
         return _CACHE["table"]
     runs = sweep.runs
     epochs = epochs_of(sweep) if len(runs) else pd.DataFrame()
+    probed = pc_probe.with_pc2_probe(sweep) if len(epochs) and "run_dir" in runs.columns else runs
     rows: list[dict] = []
     if len(epochs) and "run_dir" in runs.columns:
         last = int(epochs["epoch"].max())
@@ -150,8 +151,9 @@ def budget_table(sweep: Sweep) -> pd.DataFrame:
                     rows += _rows(arm, claims.check_claims(frame, only=BUDGET_CLAIMS), e, SPLIT, frame)
             ok = part[part["status"].astype(str).eq("ok")] if "status" in part.columns else part
             final = ok.assign(**{"test/rate": pd.to_numeric(ok.get("test/rate"), errors="coerce")})
-            # the test split as the claims check decides it: the whole family (claims.csv's verdicts)
-            rows += _rows(arm, claims.check_claims(part), last, "test", final)
+            # the test split as the claims check decides it: the whole family (claims.csv's verdicts),
+            # the 2-D PCA probe's row included, as analysis.figures gives the claims table
+            rows += _rows(arm, claims.check_claims(probed.loc[part.index]), last, "test", final)
     table = pd.DataFrame(rows, columns=COLUMNS)
     _CACHE.clear()
     _CACHE.update(sweep=sweep, table=table)

@@ -73,21 +73,36 @@ def directional(low, high, null: float, side: str) -> str:
     return REPRODUCED if low > null else NOT_REPRODUCED if high <= null else INCONCLUSIVE
 
 
-def decide(p, statistic, null: float, side: str) -> str:
-    """The verdict of a directional claim from its (adjusted) two-sided p-value and the statistic's
-    side of ``null``: reproduced when p < ALPHA with the statistic on the claimed side, not reproduced
-    when p < ALPHA with it on the other side, else inconclusive. One test decides both directions, so
-    one error rate (ALPHA, family-wise after Holm) bounds a wrong verdict either way (Shaffer 1980)."""
+def decide(p, statistic, null: float, side: str, tail: str = "") -> str:
+    """The verdict of a directional claim from its (adjusted) two-sided p-value, the tail that gave it
+    (``tail``: "claimed" or "other"; "" where the test has one p only) and the statistic's side of
+    ``null``: reproduced when p < ALPHA in the claimed tail with the statistic on the claimed side, not
+    reproduced when p < ALPHA in the other tail with the statistic on the other side, else inconclusive
+    (a permutation null need not centre on ``null``: a lift's does not where strata are unbalanced, so
+    the tail and the statistic's side can disagree, and then nothing is decided). One test decides both
+    directions, so one error rate (ALPHA, family-wise after Holm) bounds a wrong verdict either way
+    (Shaffer 1980)."""
     if p is None or not np.isfinite(p) or p >= ALPHA or statistic is None or not np.isfinite(statistic):
         return INCONCLUSIVE
     if statistic == null:
         return INCONCLUSIVE
-    return REPRODUCED if (statistic > null) == (side == "above") else NOT_REPRODUCED
+    claimed = (statistic > null) == (side == "above")
+    if tail and (tail == "claimed") != claimed:
+        return INCONCLUSIVE
+    return REPRODUCED if claimed else NOT_REPRODUCED
 
 
 def by_test(res: permutation.Result, null: float, side: str) -> str:
     """:func:`decide` on a test's raw two-sided p-value and statistic."""
-    return decide(res.p_two_sided, res.statistic, null, side)
+    return decide(res.p_two_sided, res.statistic, null, side, tail_of(res))
+
+
+def tail_of(res: permutation.Result) -> str:
+    """The smaller tail of a one-sided test (its ``p_value`` is the claimed side's): "claimed" or
+    "other"; "" for a test without the other tail or with both equal."""
+    if not (np.isfinite(res.p_value) and np.isfinite(res.p_other)) or res.p_value == res.p_other:
+        return ""
+    return "claimed" if res.p_value < res.p_other else "other"
 
 
 def band(low, high, lo, hi) -> str:
@@ -203,6 +218,7 @@ class Verdict:
     why: str  # one sentence, always filled
     null: float | None = None  # the claim's null value of the statistic
     side: str = ""  # "above" or "below": where the claim puts the statistic
+    tail: str = ""  # the permutation test's smaller tail: "claimed" or "other" ("" without a one-sided test)
     n_seeds: int = 0  # seeds with a per-seed value (robustness columns)
     seed_ci_low: float | None = None  # robustness: Student-t 95 % interval of the per-seed values
     seed_ci_high: float | None = None
@@ -222,7 +238,7 @@ def result(claim, part, metric, statement, test, res: permutation.Result, verdic
     return row(
         claim, part, metric, statement, test, why, statistic=as_float(res.statistic),
         ci_low=as_float(res.ci_low), ci_high=as_float(res.ci_high), p_value=as_float(res.p_two_sided),
-        p_bound=res.two_sided_bound, n_configs=res.n_runs, verdict=verdict, **kw,
+        p_bound=res.two_sided_bound, n_configs=res.n_runs, verdict=verdict, tail=tail_of(res), **kw,
     )  # fmt: skip
 
 

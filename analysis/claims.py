@@ -15,11 +15,12 @@ with the runs beside it. Each claim is tested as the paper states it:
   :mod:`analysis.latent_claims`.
 
 Every contrast is tested on reconstruction (test/distortion, the paper's measure, which decides) and on
-the likelihood (test/neg_elbo and test/iwae_nll, supporting rows). Every permutation test is one
-member of the claims family: two-sided p-values (2 × the smaller tail), Holm-adjusted (``p_holm``), and
-each row's verdict is decided on its adjusted p and the statistic's side (reproduced if p_holm < ALPHA
-with the statistic on the claimed side, not reproduced if p_holm < ALPHA with it on the other side,
-else inconclusive: one error rate bounds a wrong verdict either way). p-values at the permutation floor are bounds
+the likelihood (test/neg_elbo and test/iwae_nll, supporting rows). Every directional permutation test
+(C3, C4, C5, C6; not C2's, decided by its interval) is one member of the claims family: two-sided
+p-values (2 × the smaller tail), Holm-adjusted (``p_holm``), and each row's verdict is decided on its
+adjusted p, the tail it came from and the statistic's side (reproduced if p_holm < ALPHA in the claimed
+tail with the statistic on the claimed side, not reproduced if p_holm < ALPHA in the other tail with it on
+the other side, else inconclusive: one error rate bounds a wrong verdict either way). p-values at the permutation floor are bounds
 (``p_bound``). The per-seed Student-t interval (``seed_*``, the former decision) stays as a robustness
 column. The ablation is a pooled 2 × 2 count (collapsed or not × reduction), decided by Fisher's exact
 test with a Newcombe (Wilson-score) interval of the rate difference. Only runs with ``status == "ok"``
@@ -321,7 +322,7 @@ def check_claims(runs: pd.DataFrame, only=CLAIMS) -> list[Verdict]:
     """The claims check on ``runs`` (one protocol group): the rows of the claims in ``only`` (default
     all; ``C5`` means C5a and C5b), then the ``ablation`` row when ``loss.reduction`` takes both
     ``paper`` and ``sum`` (and ``only`` is the default). Every test runs on the configuration table
-    (``analysis.units.config_means``); the permutation tests form one family, two-sided and Holm-adjusted,
+    (``analysis.units.config_means``); the directional permutation tests form one family, two-sided and Holm-adjusted,
     and each row's verdict is decided on its adjusted p and its statistic's side. Never raises on empty tables, NaN metrics or non-ok runs."""
     wanted = _expand(only)
     status = runs["status"].astype(str) if "status" in runs.columns else pd.Series("ok", index=runs.index)
@@ -365,7 +366,7 @@ def _adjust(verdicts: list[Verdict]) -> None:
     ):
         v.p_holm = as_float(p)
         v.verdict = (
-            decide(p, v.statistic, v.null, v.side) if v.statistic is not None else INCONCLUSIVE
+            decide(p, v.statistic, v.null, v.side, v.tail) if v.statistic is not None else INCONCLUSIVE
         )
     arch_claims.decide_joint(verdicts)
 

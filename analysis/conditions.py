@@ -137,8 +137,9 @@ def cell(row: pd.Series, rows: pd.DataFrame) -> str:
             & ~rows["decides"].astype(bool)
         ]
         # the smallest gap of all, or (not reproduced) of the not-reproduced contrasts: arch_claims
-        smallest = len(worst) and row["statistic"] <= worst["statistic"].min()
-        what = "smallest gap" if smallest else "smallest not-reproduced gap"
+        against = worst["verdict"].eq("not reproduced") if "verdict" in worst.columns else worst["statistic"].isna()
+        smallest = verdict != "not reproduced" or not len(worst) or row["statistic"] <= worst["statistic"].min()
+        what = "smallest gap" if smallest or not against.any() else "smallest not-reproduced gap"
         worst = worst[np.isclose(worst["statistic"], row["statistic"], rtol=0, atol=0)]
         what = f"{what} ({_gap(worst['part'].iloc[0])})" if len(worst) else what
         text = f"{what} {stat} {ci} nats"

@@ -35,12 +35,19 @@ def accuracy(xy: np.ndarray, labels: np.ndarray) -> float:
     return float(cross_val_score(LinearDiscriminantAnalysis(), xy, labels, cv=folds).mean())
 
 
+_CACHE: dict = {}  # the last sweep's result: the claims table and the budget's test rows share it
+
+
 def with_pc2_probe(sweep) -> pd.DataFrame:
-    """``sweep.runs`` with ``COLUMN`` added (NaN where a run stored no latents)."""
+    """``sweep.runs`` with ``COLUMN`` added (NaN where a run stored no latents); a copy each call."""
+    if _CACHE.get("sweep") is sweep:
+        return _CACHE["runs"].copy()
     runs = sweep.runs.copy()
     values = []
     for run_dir in runs["run_dir"] if "run_dir" in runs.columns else []:
         proj = sweep.projection(str(run_dir))
         values.append(np.nan if proj is None else accuracy(proj.xy, proj.labels))
     runs[COLUMN] = pd.Series(values, index=runs.index, dtype=float)
-    return runs
+    _CACHE.clear()
+    _CACHE.update(sweep=sweep, runs=runs)
+    return runs.copy()

@@ -58,7 +58,7 @@ class Result:
     n_runs: int  # runs the statistic used
     n_perm: int
     n_boot: int
-    mc_se: float  # Monte Carlo standard error of the p-value
+    mc_se: float  # Monte Carlo standard error of ``p_value``
     p_other: float = math.nan  # a one-sided test's other tail from the same null, (1 + #≤) / (1 + n_perm)
 
     @property
@@ -76,6 +76,13 @@ class Result:
         tail = min(self.p_value, self.p_other) if np.isfinite(self.p_other) else self.p_value
         return at_floor(tail, self.n_perm)
 
+    @property
+    def mc_se_two_sided(self) -> float:
+        """Monte Carlo standard error of :attr:`p_two_sided`: twice the smaller tail's."""
+        if not np.isfinite(self.p_other):
+            return self.mc_se
+        return 2 * mc_se(min(self.p_value, self.p_other), self.n_perm)
+
     def text(self) -> str:
         if np.isfinite(self.p_other):
             bound = self.two_sided_bound
@@ -84,7 +91,7 @@ class Result:
             p = p_text(self.p_value, self.n_perm)
         return (
             f"{_g(self.statistic)}, bootstrap 95 % CI [{_g(self.ci_low)}, {_g(self.ci_high)}], permutation "
-            f"{p} (MC SE {_g(self.mc_se)}; {self.n_perm} permutations, "
+            f"{p} (MC SE {_g(self.mc_se_two_sided)}; {self.n_perm} permutations, "
             f"{self.n_boot} resamples, {self.n_runs} units)"
         )
 

@@ -218,7 +218,7 @@ def _claims_method() -> str:
         "(C4, C5a, C5b) average the gap between two groups of families over the cells that hold the other "
         "factors fixed, labels shuffled within cells (the paired permutation test). Intervals are "
         f"percentile bootstraps over configurations (cells for a contrast) within latent sizes, "
-        f"{claims.permutation.N_BOOT} resamples (Efron & Tibshirani 1993). The tests form one family: "
+        f"{claims.permutation.N_BOOT} resamples (Efron & Tibshirani 1993). The directional tests (C3–C6) form one family: "
         "p-values are Holm-adjusted (Holm 1979) and every verdict of a test in the family is decided on "
         f"its adjusted p and the statistic's side: reproduced if it is below {claims.ALPHA} with the "
         "statistic on the claimed side, not reproduced if below with it on the other side, else "

@@ -232,7 +232,7 @@ def make_executor(params: dict[str, Any], executor_name: str) -> tuple[Any, Any]
     return executor, watcher
 
 
-def refused_submission(exc: Exception, params: dict[str, Any]) -> Exception:
+def refused_submission(exc: Exception, params: dict[str, Any], earlier: bool = False) -> Exception:
     """A submission ``sbatch`` refused (submitit's ``FailedJobError``: a bad gres, partition, account or
     time limit where ``sinfo`` could not check them first) as one :class:`ConfigError` line naming what
     Slurm said and the launcher settings sent; any other exception as it was."""
@@ -247,7 +247,9 @@ def refused_submission(exc: Exception, params: dict[str, Any]) -> Exception:
         if params.get(k) not in (None, "")
     )
     return ConfigError(
-        f"Slurm refused the submission ({said}); nothing was submitted. Sent: {sent or 'the defaults'}; valid: "
+        f"Slurm refused the submission ({said}); "
+        + ("this batch was not submitted (earlier batches were, and run on)" if earlier else "nothing was submitted")
+        + f". Sent: {sent or 'the defaults'}; valid: "
         "settings this cluster accepts, e.g. hydra.launcher.gpus_per_node=0 for CPU tasks, a partition "
         "`sinfo` lists (docs/slurm.md)"
     )
@@ -330,16 +332,21 @@ def launch(
     if not todo:
         return out  # type: ignore[return-value]
 
+    undo.wrote()  # what this launch wrote before submitting: a refused submission puts it back
+    folder = str(params["submitit_folder"]).split("%j")[0]  # submitit's files go below, named per call
     executor, watcher = make_executor(params, executor_name)
+    earlier = undo.submitted()
+    undo.submitting(folder)
     try:
         groups, jobs = submit(executor, config, per_run, todo, runs_per_task, initial_job_idx)
     except Exception as exc:
-        refused = refused_submission(exc, params)
+        refused = refused_submission(exc, params, earlier)
         if not isinstance(refused, ConfigError):
             raise
         undo.undo()  # nothing written: grid.json, multirun.yaml, .submitit/ as the launch found them
         print(refusal(refused, "Slurm submission"), file=sys.stderr)  # one error: line, exit 2
         raise SystemExit(2) from None
+    undo.forget()
     if watcher is not None:  # submitit's class-wide sacct watcher, replaced for these jobs only
         for job in jobs:
             job.watcher = watcher

@@ -347,12 +347,12 @@ def render(st: Status) -> str:
         lines.append(f"  {label:<13}{count:>6}   {note}".rstrip())
     median, eta = st.median_seconds(), st.eta_seconds()
     timing = (
-        f"median {median:.1f} s per ok run ({st.count('ok')} runs)"
+        f"median {median:.1f} s per ok run ({_runs(st.count('ok'))})"
         if median is not None
         else "no run finished ok yet"
     )
     if eta is not None:
-        timing += f" · ETA {hms(eta)} at {st.count('training')} runs at a time"
+        timing += f" · ETA {hms(eta)} at {_runs(st.count('training'))} at a time"
     elif st.count("interrupted", "not started") and not st.count("training"):
         timing += " · no run is training now: no ETA"
     lines.append(timing)
@@ -463,6 +463,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     return 0 if all(st.finished for st in states) else 1
+
+
+def _runs(n: int) -> str:
+    return f"{n} run{'s' if n != 1 else ''}"
 
 
 def render_loose(path: Path, alone: list[Status]) -> str:

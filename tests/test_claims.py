@@ -357,6 +357,28 @@ def test_lift_strata_hold_the_latent_size_fixed():
     assert naive.p_value == pytest.approx(exact, abs=mc_tol(exact)) and naive.p_value < claims.ALPHA
 
 
+def test_a_verdict_needs_the_tail_and_the_statistic_on_one_side():
+    # latent stratum 25 (50 configurations, 25 dense1) beats stratum 50 (50, 5 dense1), so the top 25 all
+    # come from it; there dense1 ranks low: 9 of its top 25. The lift, 9/25 over 30/100 = 1.2 > 1, is
+    # above the claim's null of 1, yet below the permutation null's centre (shuffled within strata, the
+    # top set holds 12.5 dense1 on average): the small tail is the other one. Neither verdict then
+    rows = []
+    for i, mem in enumerate([1] * 8 + [0] * 17 + [1] * 17 + [0] * 8):
+        rows.append({"latent_dim": 25, "family/encoder": "dense1" if mem else "conv4",
+                     "family/decoder": f"dense{i + 1}", "test/distortion": 10 + 0.01 * i})  # fmt: skip
+    for i in range(50):
+        rows.append({"latent_dim": 50, "family/encoder": "dense1" if i < 5 else "conv4",
+                     "family/decoder": f"dense{i + 1}", "test/distortion": 20 + 0.01 * i})  # fmt: skip
+    v = row(check(table(rows), "C4"), "C4", "lift in the top 25%")
+    assert v.statistic > 1 and v.tail == "other" and v.p_holm < claims.ALPHA
+    assert v.verdict == "inconclusive"
+    # the rule itself: a p under alpha decides only where tail and statistic agree
+    assert claim_stats.decide(0.01, 1.2, 1.0, "above", "other") == "inconclusive"
+    assert claim_stats.decide(0.01, 1.2, 1.0, "above", "claimed") == "reproduced"
+    assert claim_stats.decide(0.01, 0.8, 1.0, "above", "other") == "not reproduced"
+    assert claim_stats.decide(0.01, 0.8, 1.0, "above", "claimed") == "inconclusive"
+
+
 def test_lift_rows_are_inconclusive_with_one_level_of_the_factor():
     # no dense1 encoder, no deep conv decoder
     got = check(table([{"family/encoder": f"conv{i + 1}", "family/decoder": "conv1", "test/distortion": float(i)}
@@ -558,6 +580,16 @@ def test_c4_joint_row_not_reproduced_reports_the_contrast_that_decides_it():
     assert got_numbers == (
         vs_conv1.statistic, vs_conv1.ci_low, vs_conv1.ci_high, vs_conv1.p_value, vs_conv1.p_holm, vs_conv1.n_configs
     )
+    assert joint.tail == vs_conv1.tail == "other"
+
+
+def test_c4_joint_row_p_is_undefined_where_a_contrast_has_none():
+    got = check(g0_runs(), "C4")
+    vs_conv1 = row(got, "C4", "dense1 vs conv1")
+    vs_conv1.p_value = vs_conv1.p_holm = None  # a contrast without a p (no permutations)
+    arch_claims.decide_joint(got)
+    joint = decider(got, "C4")
+    assert joint.p_value is None and joint.p_holm is None and joint.statistic is not None
 
 
 def test_c4_joint_row_is_inconclusive_when_a_family_has_no_matched_cell():
@@ -748,7 +780,7 @@ def test_verdicts_table_has_the_verdict_fields_as_columns_in_order(g0):
     got = claims.verdicts_table(g0)
     assert list(got.columns) == [
         "claim", "part", "metric", "statement", "test", "statistic", "ci_low", "ci_high", "p_value", "p_holm",
-        "p_bound", "n_configs", "n_runs", "verdict", "decides", "in_family", "why", "null", "side", "n_seeds",
+        "p_bound", "n_configs", "n_runs", "verdict", "decides", "in_family", "why", "null", "side", "tail", "n_seeds",
         "seed_ci_low", "seed_ci_high", "seed_p_value", "seed_verdict",
     ]  # fmt: skip
     assert len(got) == len(g0)

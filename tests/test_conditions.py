@@ -160,6 +160,9 @@ def test_c4_not_reproduced_on_another_contrast_than_the_smallest_gap_says_so():
     assert text.startswith("not reproduced: smallest not-reproduced gap (conv1 − dense1) −0.5 [−0.7, −0.3] nats")
     rows.loc[1, "statistic"] = -0.4  # now conv1's is the smallest gap too
     assert "not reproduced: smallest gap (conv1 − dense1) −0.5" in conditions.cell(rows.iloc[2], rows)
+    # a reproduced joint row is the smallest gap, with or without its contrast rows beside it
+    won = rows.iloc[[2]].assign(verdict="reproduced", statistic=0.5, ci_low=0.3, ci_high=0.7)
+    assert conditions.cell(won.iloc[0], won).startswith("reproduced: smallest gap 0.5 [0.3, 0.7] nats")
 
 
 def test_the_paragraph_names_agreeing_and_condition_dependent_verdicts(two):

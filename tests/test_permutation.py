@@ -72,6 +72,10 @@ def test_two_sided_p_is_twice_the_smaller_tail_of_one_null_and_a_bound_at_its_fl
     low = permutation.Result(-1.0, 1.0, 0.0, 1.0, 4, 4, 0, 0.0, permutation.p_value(-1.0, null, "less"))
     assert low.p_two_sided == pytest.approx(2 / 5) and low.two_sided_bound  # nothing at or below -1
     assert "two-sided p ≤ 0.4" in low.text()
+    mid = permutation.Result(0.5, 0.98, 0.0, 1.0, 4, 10_000, 0, permutation.mc_se(0.98, 10_000), 0.03)
+    # its Monte Carlo error is the two-sided p's, twice the smaller tail's, not the claimed tail's
+    assert mid.mc_se_two_sided == pytest.approx(2 * math.sqrt(0.03 * 0.97 / 10_000))
+    assert f"MC SE {mid.mc_se_two_sided:.3g}" in mid.text() and f"{mid.mc_se:.3g}" not in mid.text()
     alone = permutation.Result(2.0, 0.3, 0.0, 1.0, 4, 4, 0, 0.0)  # a two-sided test: no other tail
     assert alone.p_two_sided == 0.3 and "permutation p = 0.3" in alone.text()
     # every one-sided test of this module reports both tails of one null: its two-sided p is 2 × the smaller

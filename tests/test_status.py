@@ -82,6 +82,8 @@ def test_a_complete_sweep_counts_its_runs_and_exits_zero(tmp_path, capsys):
     )
     assert "ok 3 · diverged 0 · pruned 0" in out and "median 20.0 s per ok run (3 runs)" in out
     assert "retry" not in out
+    one = make(tmp_path / "one", {"r0": "ok"}, r0={"seconds": 10})
+    assert main([str(one)]) == 0 and "median 10.0 s per ok run (1 run)" in capsys.readouterr().out
 
 
 def test_failed_and_diverged_runs_are_named_with_their_first_error_line_and_the_retry_command(
@@ -132,7 +134,7 @@ def test_a_run_locked_by_a_live_process_is_training_with_host_pid_and_epoch(tmp_
         )
         # left: a quarter of b, and c and d, at one run at a time, at the median 100 s per run
         assert st.eta_seconds() == pytest.approx(100 * (0.25 + 2))
-        assert "ETA 0:03:45 at 1 runs at a time" in render(st)
+        assert "ETA 0:03:45 at 1 run at a time" in render(st)
         assert main([str(sweep)]) == 1
         (sweep / "b" / ".lock").write_text("garbled\n")  # the kernel's lock table still says it is held
         (b,) = [r for r in scan(sweep).runs if r.name == "b"]

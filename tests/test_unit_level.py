@@ -157,7 +157,8 @@ def test_configuration_level_tests_hold_their_level_with_near_copy_seeds_and_kee
     low, high = BAND
     got = rejections(test, DRAWS, seed=7)
     # the lift counts configurations in a top set: a discrete statistic whose exact level lies below
-    # alpha (measured 0.0225 over 400 draws), so only its upper side is bounded by the level; the others are continuous
+    # alpha (measured 0.02 over 400 draws, two-sided), so only its upper side is bounded by the level; the
+    # others are continuous (contrast 0.0525, top rho 0.05)
     assert (got <= high) if test is unit_lift else (low <= got <= high), (got, BAND)
     # power with a planted effect of one configuration sd (measured over 100 draws in the test). C3's rho
     # on the top 25 configurations is the weakest: one-sided it found 52 of these 100, two-sided (the
