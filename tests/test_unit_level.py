@@ -20,7 +20,7 @@ import pytest
 from scipy import stats
 
 from analysis import arch_claims, claims, contrasts, permutation, rank, units
-from analysis.claim_stats import NOT_REPRODUCED, REPRODUCED, decide, design, numeric, strata
+from analysis.claim_stats import NOT_REPRODUCED, REPRODUCED, decide, design, numeric, strata, tail_of
 
 LATENTS = {25: 0.0, 50: -0.5, 100: -0.8, 200: -0.6}  # latent-size shifts: the strata matter
 FAMILIES = ("dense1", "dense4", "conv1", "conv2", "conv4")
@@ -112,7 +112,9 @@ def family_verdicts(runs: pd.DataFrame, n_perm: int = 999) -> list[str]:
         (claims.top_correlation_test(ranked, n_perm=n_perm, n_boot=0), 0.0, "below"),
     ]
     adjusted = contrasts.holm([r.p_two_sided for r, _, _ in tests])
-    return [decide(p, r.statistic, null, side) for p, (r, null, side) in zip(adjusted, tests, strict=True)]
+    return [
+        decide(p, r.statistic, null, side, tail_of(r)) for p, (r, null, side) in zip(adjusted, tests, strict=True)
+    ]
 
 
 def rejections(test, draws: int, seed: int, **planted) -> int:
