@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -49,7 +50,7 @@ COLUMNS = [
 NULL = {"C1": None, "C3": 0.0, "C4": 0.0, "C5a": 0.0, "C5b": 0.0}
 STAT_NAME = {
     "C1": "paper-collapsed fraction",
-    "C3": "Spearman rho, top 25 %",
+    "C3": "Spearman ρ, top 25\u00a0%",
     "C4": "smallest gap, other − dense1 (nats)",
     "C5a": "dense − conv decoders (nats)",
     "C5b": "conv1 − deep conv (nats)",
@@ -249,7 +250,7 @@ def fig_claims_budget(data) -> Figure:
         if claim == "C1":
             for b in claims.C1_BAND:
                 ax.axhline(b, color="0.3", ls=":", lw=0.8)
-        ax.set_ylabel(f"{claim}: {STAT_NAME[claim]}", fontsize=8)
+        ax.set_ylabel("\n".join(textwrap.wrap(f"{claim}: {STAT_NAME[claim]}", 22)), fontsize=8)  # fits its panel
         ax.grid(lw=0.3)
     axes[-1].set_xlabel("epoch (training budget)")
     fig.suptitle(title)

@@ -3,11 +3,17 @@ a planted capacity effect, and on designs that cannot separate the two."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 from synthetic import DECODER_EFFECT, planted_table
 
+import analysis
 from analysis import capacity
 
 C4, C5 = capacity.QUANTITIES["C4"], capacity.QUANTITIES["C5"]
@@ -169,3 +175,53 @@ def test_the_summary_speaks_for_each_protocol_group_of_a_grouped_table():
     text = capacity.summary(grouped)
     assert len(text) == 2 * len(capacity.summary(parts[0]))
     assert sum("epochs=10" in t for t in text) == sum("epochs=30" in t for t in text) == len(text) // 2
+
+
+# --- the BLAS kernel pin (analysis/__init__.py): the capacity model's last digits follow the kernel ---
+
+def _cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    return set(next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), []))
+
+
+def _kernel_after_import(env_value: str | None) -> list[str]:
+    """In a fresh interpreter: import analysis, then numpy and scipy; the OPENBLAS_CORETYPE it ends with
+    and the kernel each OpenBLAS reports."""
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+    if env_value is not None:
+        env["OPENBLAS_CORETYPE"] = env_value
+    code = (
+        "import analysis, os, numpy, scipy.linalg\n"
+        "from threadpoolctl import threadpool_info\n"
+        "print(os.environ.get('OPENBLAS_CORETYPE'))\n"
+        "print(*sorted({i['architecture'] for i in threadpool_info() if i['internal_api'] == 'openblas'}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return out.stdout.split()
+
+
+@pytest.mark.skipif(not analysis.KERNEL_NEEDS <= _cpu_flags(), reason="the CPU cannot run the pinned kernel")
+def test_importing_analysis_first_pins_one_openblas_kernel_on_any_x86_cpu_and_keeps_a_users_choice():
+    assert _kernel_after_import(None) == [analysis.BLAS_KERNEL, analysis.BLAS_KERNEL]
+    if "avx" in _cpu_flags():  # Sandybridge needs AVX: a user's own choice is kept, not overwritten
+        assert _kernel_after_import("Sandybridge") == ["Sandybridge", "Sandybridge"]
+
+
+def test_the_pin_is_only_set_where_it_takes_effect_and_the_cpu_runs_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "placeholder")  # restored after the test, whatever happens
+    monkeypatch.delenv("OPENBLAS_CORETYPE")
+    monkeypatch.delitem(sys.modules, "numpy")  # as before numpy loads (restored after the test)
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx\n")  # no AVX2: the kernel would not run
+    assert analysis.pin_blas_kernel(info) is None and "OPENBLAS_CORETYPE" not in os.environ
+    assert analysis.pin_blas_kernel(tmp_path / "absent") is None and "OPENBLAS_CORETYPE" not in os.environ
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n")
+    assert analysis.pin_blas_kernel(info) == "Haswell" and os.environ["OPENBLAS_CORETYPE"] == "Haswell"
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Sandybridge")
+    assert analysis.pin_blas_kernel(info) is None and os.environ["OPENBLAS_CORETYPE"] == "Sandybridge"
+    monkeypatch.delenv("OPENBLAS_CORETYPE")
+    monkeypatch.setitem(sys.modules, "numpy", np)  # numpy loaded: too late to pin, so nothing is set
+    assert analysis.pin_blas_kernel(info) is None and "OPENBLAS_CORETYPE" not in os.environ
