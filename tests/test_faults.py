@@ -91,6 +91,10 @@ BAD_CONFIGS = [
         ["decoder.norm=group", "decoder.width=12"],
         "decoder.width=12 is not divisible by GroupNorm's 8 groups (decoder.norm=group); valid: a multiple of 8",
     ),
+    (
+        ["encoder=dense", "encoder.width=8", "norm=group"],
+        "encoder.width=8 leaves encoder.norm=group at most two features per group on a dense layer",
+    ),
     (["norm=batch", "batch_size=1"], "batch_size=1 with encoder.norm=batch gives a batch of 1"),
     (
         ["decoder.norm=batch", "batch_size=199"],

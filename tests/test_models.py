@@ -289,7 +289,7 @@ def _hidden_layers(module: nn.Module) -> list[nn.Module]:
 @pytest.mark.parametrize("norm", ["batch", "layer", "group"])
 @pytest.mark.parametrize(("kind", "depth"), [("dense", 2), ("conv", 3), ("res", 2)])
 def test_a_norm_sits_after_every_hidden_layer_before_its_activation(kind, depth, norm):
-    s = Spec(kind, depth, 16, "elu", norm)
+    s = Spec(kind, depth, 24, "elu", norm)
     vae = VAE(s, s, 4)
     for part in (vae.encoder, vae.decoder):
         layers = _hidden_layers(part)
@@ -390,6 +390,14 @@ def test_flops_are_recorded_for_every_kind_and_norm(kind, norm):
         (Spec("res", 6, 8), "encoder.depth=6 is out of range for res; valid: 1..5"),
         (Spec("conv", 2, 12, norm="group"), "encoder.width=12 is not divisible by GroupNorm's 8 groups"),
         (Spec("dense", 2, 8, norm="instance"), "encoder.norm='instance' is unknown; valid: none, batch"),
+        (
+            Spec("dense", 1, 16, norm="group"),
+            "encoder.width=16 leaves encoder.norm=group at most two features per group",
+        ),
+        (
+            Spec("dense", 1, 2, norm="layer"),
+            "encoder.width=2 leaves encoder.norm=layer at most two features per group",
+        ),
     ],
 )
 def test_bad_norms_and_res_depths_are_refused_by_name(spec_, needle):
@@ -405,3 +413,27 @@ def test_a_learned_likelihood_scale_is_one_parameter_of_the_model(likelihood, ex
 
     s = Spec("dense", 1, 16)
     assert model_params(s, s, 4, likelihood) == model_params(s, s, 4) + extra
+
+
+@pytest.mark.parametrize(("kind", "width"), [("dense", 24), ("conv", 8)])
+def test_the_narrowest_dense_norm_layers_and_any_conv_width_are_accepted_and_not_constant(kind, width):
+    """Three features per group on a dense layer (24 for group, 3 for layer) is the least that is more
+    than a constant or a sign; a conv's groups also span the positions, so its width only has to divide."""
+    for norm, w in (("group", width), ("layer", 3 if kind == "dense" else width)):
+        s = Spec(kind, 1, w, norm=norm).validate("encoder")
+        mu, _ = VAE(s, Spec("dense", 1, 16), 4).encoder(torch.rand(8, 1, 28, 28))
+        assert float(mu.std(0).min()) > 1e-4, (norm, w)  # each latent mean varies with the input
+
+
+@pytest.mark.parametrize(("kind", "depth"), [("dense", 2), ("conv", 3), ("res", 2)])
+def test_under_batch_norm_no_hidden_layer_has_a_bias_and_the_outputs_do(kind, depth):
+    """A bias ahead of a BatchNorm is cancelled by its batch mean (sweep.models._bias): the hidden
+    linear and conv layers have none, the Gaussian head and the decoder's last layer keep theirs; other
+    norms keep every bias."""
+    for norm in ("batch", "layer", "none"):
+        vae = VAE(Spec(kind, depth, 16, norm=norm), Spec(kind, depth, 16, norm=norm), 4)
+        layers = [m for m in vae.modules() if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d))]
+        outputs = {id(vae.encoder.head.linear), id(layers[-1])}  # the head; the decoder's logits layer
+        assert all(m.bias is not None for m in layers if id(m) in outputs)
+        hidden = [m.bias is None for m in layers if id(m) not in outputs]
+        assert hidden and all(hidden) if norm == "batch" else not any(hidden), (norm, hidden)
