@@ -65,7 +65,7 @@ class Condition:
 
 
 # README's columns, in order. The reproduction's seed 0 alone is the baseline of the seed-0 conditions:
-# each differs from it in one factor (the 30-epoch runs' epochs 1-10 are its runs: tests/test_slim.py), where
+# each differs from it in one factor (the 30-epoch runs are its configurations: tests/test_slim.py), where
 # against the three-seed column a verdict could also change with the seeds
 CONDITIONS = (
     Condition("MNIST, 10 epochs, 3 seeds", "reproduce", runs=300),
