@@ -35,7 +35,7 @@ from sweep.fid_kid import check_classifier
 from sweep.keys import comparable, identity_digest
 from sweep.lock import holder, note_holder, run_lock
 from sweep.paths import writable
-from sweep.provenance import GIT_FIELDS
+from sweep.provenance import GIT_FIELDS, machine
 from sweep.rules import validate
 from sweep.tblog import RunLogger
 
@@ -77,12 +77,21 @@ def _move_aside(path: Path) -> Path:
     raise FileExistsError(f"too many {path.name}.corrupt* files next to {path}")
 
 
+def machines(history: list[dict[str, Any]]) -> str | None:
+    """The machines that trained a run's epochs (``machine`` of its train rows), in order, each once,
+    joined by `` + ``; an epoch stored before the column existed (resumed from such a checkpoint) counts
+    as ``unknown``. None before its first epoch."""
+    seen = dict.fromkeys(r.get("machine") or "unknown" for r in history if r.get("split") == "train")
+    return " + ".join(seen) or None
+
+
 class Member:
     """One run inside a cohort: its directory, lock, history, best checkpoint and result row."""
 
     def __init__(self, job: Job, name: str, prov: dict[str, Any], device: torch.device, index: int = 0):
         self.job, self.cfg, self.name, self.out_dir, self.index = job, job.cfg, name, Path(job.out_dir), index
         self.identity = identity_digest(job.cfg)  # stamped on each of its parquet files
+        self.machine = machine(device)  # on each epoch row: a resumed run may have trained on several
         self.row: dict[str, Any] = {
             "run_name": name,
             "status": "failed",
@@ -195,7 +204,7 @@ class Member:
         """Record one epoch (``rows``: train, val[, test]); returns 'diverged', 'done' or 'continue'.
         May raise :class:`StopRun` (from ``on_epoch``) or an ``OSError`` (a file it could not write)."""
         for r in rows:
-            r.update(run_name=self.name, lr=self.cfg["lr"])
+            r.update(run_name=self.name, lr=self.cfg["lr"], machine=self.machine)
         self.history.extend(rows)
         results.write_parquet(
             self.out_dir / "epochs.parquet", self.history, results.EPOCH_COLUMNS, identity=self.identity
@@ -267,6 +276,7 @@ class Member:
             if "wall_seconds" not in self.out:  # it did not get to the end: this session's time only
                 row["wall_seconds"] = time.perf_counter() - self.session_start
             row["finished_at"] = _now()
+            row["machines"] = machines(self.history)
             flat = row_values(flatten(self.cfg))
             flat["device.requested"] = flat.pop("device")  # the row's ``device`` is the one actually used
             row = {**dict.fromkeys(results.RUN_COLUMNS), **row, **flat}

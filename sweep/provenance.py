@@ -1,5 +1,6 @@
 """What a run records about the code and the machine that made it: git commit, whether the code had
-uncommitted changes and a hash that tells those changes apart, versions, host.
+uncommitted changes and a hash that tells those changes apart, versions, host, and the machine that
+computed each epoch (:func:`machine`).
 
 The harness writes its results into its own checkout (``results/``, where ``results/examples/`` is
 tracked), so a plain ``git status`` calls every run that writes there dirty. The code state is read
@@ -109,3 +110,27 @@ def provenance(results_dirs: Iterable[str | Path] = ()) -> dict[str, Any]:
         "hostname": socket.gethostname(),
         "argv": " ".join(sys.argv),
     }
+
+
+def machine(device: Any) -> str:
+    """What computed a run's numbers, as far as their last bits go: on CUDA the GPU's name, else the
+    CPU's model and the instruction set torch dispatches its CPU kernels to
+    (``torch.backends.cpu.get_cpu_capability()``: ``AVX2``, ``AVX512``, …). One config and seed repeat
+    to the bit on the same kernels only; on others float rounding, grown by training, parts two runs by
+    up to the seed-to-seed scale (README: measured between Intel and AMD machines)."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
+    if device.type != "cpu":
+        return device.type
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                model = " ".join(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        pass
+    return f"{model} ({torch.backends.cpu.get_cpu_capability()})"

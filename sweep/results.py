@@ -46,6 +46,7 @@ EPOCH_COLUMNS = [
     "seconds",
     "lr",
     "beta",
+    "machine",
 ]
 # run.parquet always has these, then the flattened config (``encoder.depth``, ``loss.reduction``, …).
 RUN_COLUMNS = [
@@ -72,6 +73,7 @@ RUN_COLUMNS = [
     "torch_version",
     "python_version",
     "hostname",
+    "machines",
     "git_commit",
     "git_dirty",
     "git_diff_sha256",

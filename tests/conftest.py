@@ -46,6 +46,7 @@ RUN_VOLATILE = {
     "started_at",
     "finished_at",
     "hostname",
+    "machines",
     "git_commit",
     "git_dirty",
     "git_diff_sha256",

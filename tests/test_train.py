@@ -11,9 +11,10 @@ import pytest
 import torch
 from conftest import make_cfg
 
+import sweep.member as member_mod
 import sweep.slot as slot_mod
 import sweep.stack as stack_mod
-from sweep import results
+from sweep import provenance, results
 from sweep.train import ConfigMismatchError, train
 
 README = Path(__file__).resolve().parent.parent / "results" / "README.md"
@@ -238,3 +239,43 @@ def test_batch_norm_evaluates_each_image_alone_with_its_running_statistics():
         float(one(x[:14], False) - one(x[7:14], False)), rel=1e-5
     )
     assert float(one(x[:7], True)) != pytest.approx(float(one(x[:14], True) - one(x[7:14], True)), rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "legacy", [False, True], ids=["resumed-elsewhere", "resumed-from-an-older-checkpoint"]
+)
+def test_each_epoch_records_the_machine_that_computed_it_and_the_run_every_one(tmp_path, monkeypatch, legacy):
+    """A run resumed on another machine (here: another name for it) was computed by both: each epoch row
+    names its own, run.parquet names them in order; epochs of a checkpoint written before the column
+    existed read unknown."""
+    cfg = make_cfg("epochs=3")
+    real_epoch = slot_mod.train_epoch
+
+    def killed_in_third_epoch(cohort, epoch):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return real_epoch(cohort, epoch)
+
+    monkeypatch.setattr(slot_mod, "train_epoch", killed_in_third_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "run")
+    here = provenance.machine("cpu")
+    assert here and "(" in here  # a CPU's model and its kernels' instruction set
+    last = tmp_path / "run" / "last.pt"
+    if legacy:  # as written before epochs recorded their machine
+        state = torch.load(last, weights_only=False)
+        state["history"] = [{k: v for k, v in r.items() if k != "machine"} for r in state["history"]]
+        torch.save(state, last)
+    monkeypatch.setattr(slot_mod, "train_epoch", real_epoch)
+    monkeypatch.setattr(member_mod, "machine", lambda device: "Other CPU (AVX512)")
+    train(cfg, tmp_path / "run")
+    epochs = pd.read_parquet(tmp_path / "run" / "epochs.parquet")
+    first = None if legacy else here
+    epochs["machine"] = epochs["machine"].astype(object).where(epochs["machine"].notna(), None)
+    assert epochs.groupby("epoch")["machine"].agg(lambda m: set(m.tolist())).tolist() == [
+        {first},
+        {first},
+        {"Other CPU (AVX512)"},
+    ]
+    got = pd.read_parquet(tmp_path / "run" / "run.parquet")["machines"].tolist()
+    assert got == [f"{'unknown' if legacy else here} + Other CPU (AVX512)"]
