@@ -10,6 +10,8 @@ import os
 import sys
 from pathlib import Path
 
+from sweep.provenance import cpu_info  # no numpy: the pin must come before it loads
+
 BLAS_KERNEL = "Haswell"  # AVX2 + FMA: every x86-64 CPU of the last decade runs it, AVX-512 ones included
 KERNEL_NEEDS = frozenset({"avx2", "fma"})
 
@@ -22,12 +24,7 @@ def pin_blas_kernel(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
     or a CPU (or an OS without /proc/cpuinfo) that cannot be shown to run the kernel."""
     if "OPENBLAS_CORETYPE" in os.environ or "numpy" in sys.modules:
         return None
-    try:
-        text = cpuinfo.read_text(errors="replace")
-    except OSError:
-        return None
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-    if not KERNEL_NEEDS <= set(flags):
+    if not KERNEL_NEEDS <= set((cpu_info("flags", cpuinfo) or "").split()):
         return None
     os.environ["OPENBLAS_CORETYPE"] = BLAS_KERNEL
     return BLAS_KERNEL

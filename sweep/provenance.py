@@ -125,12 +125,20 @@ def machine(device: Any) -> str:
         return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
     if device.type != "cpu":
         return device.type
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
-            if line.startswith("model name"):
-                model = " ".join(line.split(":", 1)[1].split())
-                break
-    except OSError:
-        pass
+    model = cpu_info("model name") or platform.processor() or platform.machine()
     return f"{model} ({torch.backends.cpu.get_cpu_capability()})"
+
+
+def cpu_info(key: str, path: Path = Path("/proc/cpuinfo")) -> str | None:
+    """The value of ``key`` (``model name``, ``flags``) for the first CPU in ``path``, its whitespace
+    collapsed; None where the file cannot be read (not Linux) or has no such line. Imports nothing
+    heavy: :mod:`analysis` reads the flags before numpy loads."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        name, sep, value = line.partition(":")
+        if sep and name.strip() == key:
+            return " ".join(value.split())
+    return None

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,6 +14,7 @@ from synthetic import DECODER_EFFECT, planted_table
 
 import analysis
 from analysis import capacity
+from sweep.provenance import cpu_info
 
 C4, C5 = capacity.QUANTITIES["C4"], capacity.QUANTITIES["C5"]
 
@@ -180,11 +180,7 @@ def test_the_summary_speaks_for_each_protocol_group_of_a_grouped_table():
 # --- the BLAS kernel pin (analysis/__init__.py): the capacity model's last digits follow the kernel ---
 
 def _cpu_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    return set(next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), []))
+    return set((cpu_info("flags") or "").split())
 
 
 def _kernel_after_import(env_value: str | None) -> list[str]:
