@@ -3,11 +3,17 @@
 # session, run from the repository root:
 #
 #   OUT=/some/dir bash bench/device_session.sh                      # the GPU measurements (bench/results/h200*.json)
-#   OUT=/some/dir STEPS="reproduce e30" bash bench/device_session.sh   # the reproduction's missing runs, then seed 0 at 30 epochs
+#   OUT=/some/dir STEPS="e30 fmnist design" bash bench/device_session.sh   # the open sweeps' missing runs, in this order
+#
+# The sweep steps, each its committed experiment relaunched over its committed runs under results/examples:
+#   reproduce  experiment=reproduce                  (complete: 300 of 300)
+#   e30        experiment=reproduce_e30              seed 0 of G0 at 30 epochs
+#   fmnist     experiment=reproduce_fashion_mnist    seed 0 of G0 on Fashion-MNIST
+#   design     experiment=design                     the 27-run design grid
 #
 # The reproduction steps train, in one cohort launch each, whatever of the sweep is not complete until
 # the deadline, slim it, and pack only the runs that became complete into $OUT/<sweep>_new_<k>.tar
-# (at most 150 slimmed runs, ~11 MB, per file). Back here: docs/gpu.md "The reproduction on a lent GPU".
+# (at most 150 slimmed runs, ~11 MB, per file). Back here: docs/gpu.md "The open sweeps on a lent GPU".
 #
 # Hydra is not on that machine: its wheels travel in .whl/ (git-ignored), made here with
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 --platform any -d .whl \
@@ -55,6 +61,7 @@ reproduce() {  # reproduce <sweep dir> <overrides...>: train the missing runs, s
     complete "$dir" COMPLETE >"$before"
     step rest-${REPRO_RESERVE:-90} python3 -m sweep.train "$@" hydra/launcher=cohort \
         eval.iwae_image_chunk=100 eval.iwae_sample_chunk=500
+    [ -d "$dir" ] || { echo "== $name: not begun"  | tee -a "$LOG"; return 0; }
     find "$dir" -name .lock -delete 2>/dev/null
     step 60 python3 -m sweep.slim "$dir"
     complete "$dir" SLIMMED | comm -13 "$before" - >"$new"
@@ -68,12 +75,12 @@ reproduce() {  # reproduce <sweep dir> <overrides...>: train the missing runs, s
     done
     rm -f "$OUT/.${name}"_*
 }
-REPRO_DIR=${REPRO_DIR:-results/examples/reproduce}
-# R. the reproduction (conf/experiment/reproduce.yaml): its missing runs, on this GPU
-has reproduce && reproduce "$REPRO_DIR" ${REPRO_ARGS:-experiment=reproduce}
-# E. the issue's extension: seed 0 again at 30 epochs, its own sweep, with what time is left
-has e30 && reproduce "${REPRO_DIR}_e30" ${REPRO_ARGS:-experiment=reproduce} \
-    seed=0 epochs=30 sweep_name=$(basename "$REPRO_DIR")_e30
+# The sweeps (conf/experiment/<name>.yaml), in the order the issues train them: each takes what time
+# the ones before it left. The directory is the experiment's own (hydra.sweep.dir).
+has reproduce && reproduce results/examples/reproduce experiment=reproduce
+has e30 && reproduce results/examples/reproduce_e30 experiment=reproduce_e30
+has fmnist && reproduce results/examples/reproduce_fashion_mnist experiment=reproduce_fashion_mnist
+has design && reproduce results/examples/design experiment=design
 
 # 0. how fast this machine's disk takes a fsync'ed write (checkpoints are written that way)
 has disk && step 30 dd if=/dev/zero of=/tmp/ddtest bs=1M count=1024 conv=fsync
