@@ -92,8 +92,8 @@ def _contrast_rows(claim, statement, factor, claimed, others, cells, u, note) ->
             part = f"{'+'.join(sorted(claimed))} vs {label}"
             test = (
                 f"Mean over matched ({', '.join(cells)}) cells of {mname}({label}) − "
-                f"{mname}({'+'.join(sorted(claimed))}); two-sided permutation (labels shuffled within "
-                f"cells: 0; the claim says > 0)."
+                f"{mname}({'+'.join(sorted(claimed))}); two-sided sign-flip test (each cell's gap flipped at "
+                f"random: 0; the claim says > 0)."
             )
             used = contrasts.matched(u, metric, factor, claimed, other, cells)  # the configurations it uses
             res = contrasts.paired_test(used, metric, factor, other, cells, gen=permutation.rng())

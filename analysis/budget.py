@@ -210,7 +210,7 @@ ARM_MARKERS = ("o", "s", "^", "D", "v", "P")  # one shape per arm when several s
 
 @figure("claims_budget")
 def fig_claims_budget(data) -> Figure:
-    """Each budget claim's statistic with its bootstrap interval against the epoch (validation split);
+    """Each budget claim's statistic with its interval (the claims check's) against the epoch (validation split);
     the stored test-split value marked at the last epoch."""
     title = "Verdicts against the training budget (validation split per epoch; ★ test split)"
     if not isinstance(data, Sweep):

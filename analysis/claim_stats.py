@@ -205,7 +205,7 @@ class Verdict:
     statement: str  # the claim in one sentence
     test: str  # the statistic and the decision rule in one or two sentences (the method: the report)
     statistic: float | None  # on the configuration table (ablation: rate difference)
-    ci_low: float | None  # percentile bootstrap over configurations (ablation: Newcombe)
+    ci_low: float | None  # percentile bootstrap over configurations (contrasts: the inverted permutation test; ablation: Newcombe)
     ci_high: float | None
     p_value: float | None  # raw two-sided permutation p (ablation: Fisher exact)
     p_holm: float | None  # Holm-adjusted over the claims family (rows with in_family)

@@ -130,6 +130,8 @@ def cell(row: pd.Series, rows: pd.DataFrame) -> str:
         what = STATISTIC.get(claim, "the contrast")
         return f"{verdict}: {what} undefined ({str(row['why']).split(':')[0].strip()})"
     stat, ci = num(row["statistic"]), f"[{num(row['ci_low'])}, {num(row['ci_high'])}]"
+    if pd.isna(row["ci_low"]) or pd.isna(row["ci_high"]):
+        ci = "[no interval: too few configurations to reject any value]"
     if claim == "C4":
         worst = rows[
             rows["metric"].eq(DECIDING_METRIC)

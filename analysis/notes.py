@@ -99,7 +99,7 @@ FIGURE_NOTES = {
         "is below the paper's floor), C3 (rho in the top {pct}), C4 (the smallest dense1 contrast), C5a "
         "and C5b (the decoder contrasts), each claim's deciding row recomputed at every epoch from each ok "
         "run's validation reconstruction and KL (epochs.parquet) with the claims check's "
-        "configuration-level tests (Holm over the budget claims' tests of that epoch); dots coloured by verdict with the bootstrap interval, "
+        "configuration-level tests (Holm over the budget claims' tests of that epoch); dots coloured by verdict with the claims check's interval (a contrast's: its sign-flip test inverted; C1's, C3's: bootstrap), "
         "stars the stored test-split evaluation (best-by-validation checkpoint); dashed: the null value, "
         "dotted: C1's band. The note says at which epoch each verdict settles."
     ),

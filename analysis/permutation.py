@@ -53,13 +53,15 @@ class Result:
 
     statistic: float  # mean over seeds of the per-seed statistic, on the real data
     p_value: float  # stratified permutation p-value, (1 + #≥) / (1 + n_perm)
-    ci_low: float  # percentile bootstrap interval (NaN when too few resamples define the statistic)
+    ci_low: float  # the interval (``interval``; NaN when too few resamples or permutations define it)
     ci_high: float
     n_runs: int  # runs the statistic used
     n_perm: int
     n_boot: int
     mc_se: float  # Monte Carlo standard error of ``p_value``
     p_other: float = math.nan  # a one-sided test's other tail from the same null, (1 + #≤) / (1 + n_perm)
+    interval: str = "bootstrap"  # how ci_low, ci_high were made: "bootstrap" (percentile), or another method's name
+    exact: bool = False  # the null is every arrangement once (complete enumeration): p exact, never a bound
 
     @property
     def p_two_sided(self) -> float:
@@ -74,12 +76,12 @@ class Result:
         """Whether :attr:`p_two_sided` rests on the permutation floor (no permutation reached the
         statistic in its tail): then it is a bound, p ≤ 2/(1 + B)."""
         tail = min(self.p_value, self.p_other) if np.isfinite(self.p_other) else self.p_value
-        return at_floor(tail, self.n_perm)
+        return not self.exact and at_floor(tail, self.n_perm)
 
     @property
     def mc_se_two_sided(self) -> float:
         """Monte Carlo standard error of :attr:`p_two_sided`: twice the smaller tail's."""
-        if not np.isfinite(self.p_other):
+        if self.exact or not np.isfinite(self.p_other):
             return self.mc_se
         return 2 * mc_se(min(self.p_value, self.p_other), self.n_perm)
 
@@ -90,9 +92,10 @@ class Result:
         else:
             p = p_text(self.p_value, self.n_perm)
         return (
-            f"{_g(self.statistic)}, bootstrap 95 % CI [{_g(self.ci_low)}, {_g(self.ci_high)}], permutation "
-            f"{p} (MC SE {_g(self.mc_se_two_sided)}; {self.n_perm} permutations, "
-            f"{self.n_boot} resamples, {self.n_runs} units)"
+            f"{_g(self.statistic)}, {self.interval} 95 % CI [{_g(self.ci_low)}, {_g(self.ci_high)}], permutation "
+            f"{p} ({'exact' if self.exact else f'MC SE {_g(self.mc_se_two_sided)}'}; "
+            f"{f'all {self.n_perm + 1} arrangements' if self.exact else f'{self.n_perm} permutations'}, "
+            f"{f'{self.n_boot} resamples, ' if self.n_boot else ''}{self.n_runs} units)"
         )
 
 

@@ -419,9 +419,16 @@ def test_c4_contrast_against_the_exact_sign_flip_null(gaps):
     v = row(check(paired_runs(gaps), "C4"), "C4", "dense1 vs conv2")
     exact = sign_flip_p(gaps)  # all k cells for dense1: 1/2^k
     assert v.statistic == pytest.approx(np.mean(gaps))
-    assert v.p_value == pytest.approx(exact, abs=mc_tol2(exact)) and not v.p_bound
+    # 2^k − 1 <= 10,000 sign patterns: every one is counted once, so the p is the exact one, not a bound
+    assert v.p_value == pytest.approx(exact, rel=1e-12) and not v.p_bound
     assert (v.n_configs, v.n_runs, v.null, v.side) == (2 * len(gaps), 2 * len(gaps), 0.0, "above")
-    assert min(gaps) - 1e-9 <= v.ci_low <= v.ci_high <= max(gaps) + 1e-9  # means of resampled cells
+    # the interval is the test inverted: with k <= 5 cells no sign pattern is rarer than 2/2^k > 0.05,
+    # so no shift is rejected and there is no interval; else every shift outside the gaps' range makes
+    # all signs agree (p = 2/2^k < 0.05) and the mean (statistic 0: p = 1) is inside
+    if 2 / 2 ** len(gaps) > claim_stats.ALPHA:
+        assert v.ci_low is None and v.ci_high is None
+    else:
+        assert min(gaps) - 1e-9 <= v.ci_low <= np.mean(gaps) <= v.ci_high <= max(gaps) + 1e-9
 
 
 def test_c4_contrast_rests_on_the_permutation_floor_when_two_to_the_k_exceeds_b():
@@ -642,31 +649,55 @@ def c5_runs(dense=(110.0, 111.0), encoders=("conv1",), latents=(25, 50)):
     ])  # fmt: skip
 
 
-def test_c5_contrasts_against_their_exact_nulls():
-    # C5a: 2 of 5 decoders are dense in each of 2 cells; the data put them at the two worst of C(5, 2) =
-    # 10 placements, so p = 2 × 1/10^2 (two-sided). C5b: conv1 is the worst of 3 conv decoders: 2 × 1/3^2
-    got = check(c5_runs(), "C5")
+def c5_gap_runs(a_gaps, b_gaps, spread: float = 0.5):
+    """One cell (latent × encoder) per pair of gaps: conv4 and conv2 at 100 ∓ ``spread`` and conv1 at 100 +
+    b (C5b's gap: conv1 − mean(conv2, conv4) = b), dense4 and dense1 at m ∓ 1 with m − mean(conv) = a
+    (C5a's gap)."""
+    rows = []
+    for i, (a, b) in enumerate(zip(a_gaps, b_gaps, strict=True)):
+        conv = {"conv4": 100.0 - spread, "conv2": 100.0 + spread, "conv1": 100.0 + b}
+        m = np.mean(list(conv.values())) + a
+        cell = {"latent_dim": (25, 50, 100, 200)[i % 4], "family/encoder": FAMILIES[i // 4]}
+        rows += [
+            {**cell, "family/decoder": d, "test/distortion": x}
+            for d, x in (conv | {"dense4": m - 1.0, "dense1": m + 1.0}).items()
+        ]
+    return table(rows)
+
+
+def test_c5_contrasts_are_sign_flip_tests_of_the_cell_gaps():
+    # the null is the claim's, the groups' means equal: each cell's gap keeps or flips its sign, so the
+    # exact p comes from the gaps alone (all 2^8 signs), whatever the families of one group do
+    a_gaps, b_gaps = [9.5, 3.0, -2.0, 5.0, 1.0, 7.0, 0.5, 4.0], [1.5, -1.0, 2.0, 0.5, 3.0, -0.5, 1.0, 2.0]
+    got = check(c5_gap_runs(a_gaps, b_gaps), "C5")
     assert {v.claim for v in got} == {"C5a", "C5b"}
     a, b = decider(got, "C5a"), decider(got, "C5b")
-    assert a.statistic == pytest.approx(110.5 - 101.0) and b.statistic == pytest.approx(102.0 - 100.5)
-    assert a.p_value == pytest.approx(2 / 100, abs=mc_tol2(2 / 100))
-    assert b.p_value == pytest.approx(2 / 9, abs=mc_tol2(2 / 9))
-    assert (a.n_configs, b.n_configs) == (10, 6)
-    # the lift of deep conv decoders: the top 3 of 10 are conv4, conv4, conv2, 4 of the 10 deep conv
-    lift = row(got, "C5b", "lift in the top 25%")
-    assert lift.statistic == pytest.approx((3 / 3) / (4 / 10)) and not lift.decides and lift.in_family
+    assert a.statistic == pytest.approx(np.mean(a_gaps)) and b.statistic == pytest.approx(np.mean(b_gaps))
+    for v, gaps in ((a, a_gaps), (b, b_gaps)):
+        exact = sign_flip_p(gaps)
+        assert v.p_value == pytest.approx(exact, abs=mc_tol2(exact))
+        assert min(gaps) <= v.ci_low <= np.mean(gaps) <= v.ci_high <= max(gaps)  # 2/2^8 < 0.05 outside
+    assert (a.n_configs, b.n_configs) == (40, 24)
+    # conv2 and conv4 20 nats apart instead of 1: neither group's mean moves, nor does any test
+    apart = check(c5_gap_runs(a_gaps, b_gaps, spread=10.0), "C5")
+    for claim in ("C5a", "C5b"):
+        v, w = decider(got, claim), decider(apart, claim)
+        assert (w.statistic, w.p_value, w.ci_low, w.ci_high) == pytest.approx((v.statistic, v.p_value, v.ci_low, v.ci_high))
+    # the lift of deep conv decoders in the top 25 % is a test of its own (not a contrast)
+    assert not row(got, "C5b", "lift in the top 25%").decides
 
 
 def test_c5b_ignores_dense_decoders_and_c5a_reads_them():
-    best = check(c5_runs(dense=(90.0, 91.0), encoders=("conv1", "dense1"), latents=(25, 50, 100)), "C5")
-    none = check(c5_runs(dense=None, encoders=("conv1", "dense1"), latents=(25, 50, 100)), "C5b")
+    encoders = ("conv1", "dense1", "conv2")  # 9 cells: C5a's sign flip reaches 2/2^9 before Holm
+    best = check(c5_runs(dense=(90.0, 91.0), encoders=encoders, latents=(25, 50, 100)), "C5")
+    none = check(c5_runs(dense=None, encoders=encoders, latents=(25, 50, 100)), "C5b")
     for metric in arch_claims.METRICS:
         with_dense = row(best, "C5b", "conv2+conv4 vs conv1", metric)
         without = row(none, "C5b", "conv2+conv4 vs conv1", metric)
         assert (with_dense.statistic, with_dense.p_value, with_dense.ci_low, with_dense.ci_high) == (
             without.statistic, without.p_value, without.ci_low, without.ci_high,
         )  # fmt: skip
-    assert decider(best, "C5b").p_value == pytest.approx(2 / 3**6, abs=mc_tol2(2 / 3**6))
+    assert decider(best, "C5b").p_value == pytest.approx(2 / 2**9, abs=mc_tol2(2 / 2**9))  # conv1 worst in all 9
     a = decider(best, "C5a")  # dense decoders 10 nats better in every cell
     assert a.statistic == pytest.approx(90.5 - 101.0) and a.ci_high <= 0 and a.verdict == "not reproduced"
     # one decoder kind: C5a has no cell holding both
