@@ -205,9 +205,9 @@ class Verdict:
     statement: str  # the claim in one sentence
     test: str  # the statistic and the decision rule in one or two sentences (the method: the report)
     statistic: float | None  # on the configuration table (ablation: rate difference)
-    ci_low: float | None  # percentile bootstrap over configurations (contrasts: the inverted permutation test; ablation: Newcombe)
+    ci_low: float | None  # percentile bootstrap over configurations (contrasts: the sign-flip test inverted; ablation: Newcombe)
     ci_high: float | None
-    p_value: float | None  # raw two-sided permutation p (ablation: Fisher exact)
+    p_value: float | None  # raw two-sided permutation (contrasts: sign-flip) p (ablation: Fisher exact)
     p_holm: float | None  # Holm-adjusted over the claims family (rows with in_family)
     p_bound: bool  # the raw p rests on the permutation floor (2/(1 + B) two-sided): a bound, p ≤ that
     n_configs: int  # configurations the test used: the experimental unit
