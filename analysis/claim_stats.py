@@ -73,6 +73,9 @@ def directional(low, high, null: float, side: str) -> str:
     return REPRODUCED if low > null else NOT_REPRODUCED if high <= null else INCONCLUSIVE
 
 
+MC_SPAN = 2.0  # Monte Carlo standard errors each raw p is moved either way in the stability check
+
+
 def decide(p, statistic, null: float, side: str, tail: str = "") -> str:
     """The verdict of a directional claim from its (adjusted) two-sided p-value, the tail that gave it
     (``tail``: "claimed" or "other"; "" where the test has one p only) and the statistic's side of
@@ -224,6 +227,10 @@ class Verdict:
     seed_ci_high: float | None = None
     seed_p_value: float | None = None  # two-sided one-sample t-test against the claim's null
     seed_verdict: str | None = None  # the same rule applied to the t interval (inconclusive with 1 seed)
+    p_mc_se: float | None = None  # Monte Carlo standard error of p_value (0: exact; None: not a permutation p)
+    p_holm_mc_low: float | None = None  # Holm p with every raw p of the family 2 MC SE lower (MC_SPAN)
+    p_holm_mc_high: float | None = None  # ... and 2 MC SE higher: Holm p is monotone in each raw p
+    mc_stable: bool | None = None  # the verdict is the same at both: it does not rest on Monte Carlo noise
 
 
 def row(claim, part, metric, statement, test, why, **kw) -> Verdict:
@@ -238,7 +245,8 @@ def result(claim, part, metric, statement, test, res: permutation.Result, verdic
     return row(
         claim, part, metric, statement, test, why, statistic=as_float(res.statistic),
         ci_low=as_float(res.ci_low), ci_high=as_float(res.ci_high), p_value=as_float(res.p_two_sided),
-        p_bound=res.two_sided_bound, n_configs=res.n_runs, verdict=verdict, tail=tail_of(res), **kw,
+        p_bound=res.two_sided_bound, n_configs=res.n_runs, verdict=verdict, tail=tail_of(res),
+        p_mc_se=as_float(res.mc_se_two_sided), **kw,
     )  # fmt: skip
 
 

@@ -46,6 +46,7 @@ from analysis.claim_stats import (
     ALPHA,
     CORR,
     INCONCLUSIVE,
+    MC_SPAN,
     MIN_CORR_RUNS,
     MIN_SEEDS,
     NOT_REPRODUCED,
@@ -361,13 +362,17 @@ def _adjust(verdicts: list[Verdict]) -> None:
     """Holm over the family (``in_family`` rows), each such row's verdict decided on its adjusted p,
     then C4's joint row from its distortion contrasts."""
     family = [v for v in verdicts if v.in_family]
-    for v, p in zip(
-        family, contrasts.holm([np.nan if v.p_value is None else v.p_value for v in family]), strict=True
-    ):
-        v.p_holm = as_float(p)
-        v.verdict = (
-            decide(p, v.statistic, v.null, v.side, v.tail) if v.statistic is not None else INCONCLUSIVE
-        )
+    raw = np.array([np.nan if v.p_value is None else v.p_value for v in family], dtype=float)
+    se = np.array([0.0 if v.p_mc_se is None or not np.isfinite(v.p_mc_se) else v.p_mc_se for v in family])
+    low = contrasts.holm(np.clip(raw - MC_SPAN * se, 0.0, 1.0))
+    high = contrasts.holm(np.clip(raw + MC_SPAN * se, 0.0, 1.0))
+    for v, p, lo, hi in zip(family, contrasts.holm(raw), low, high, strict=True):
+        v.p_holm, v.p_holm_mc_low, v.p_holm_mc_high = as_float(p), as_float(lo), as_float(hi)
+        rule = functools.partial(decide, statistic=v.statistic, null=v.null, side=v.side, tail=v.tail)
+        v.verdict = rule(p) if v.statistic is not None else INCONCLUSIVE
+        # Holm's p rises with every raw p, so these two bound it over the box: the verdict rests on
+        # Monte Carlo noise where they disagree
+        v.mc_stable = v.statistic is None or rule(lo) == rule(hi)
     arch_claims.decide_joint(verdicts)
 
 

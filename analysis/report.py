@@ -275,6 +275,34 @@ def _test_words(v: pd.Series) -> str:
     return f"not tested here: {v.get('why')}"
 
 
+def monte_carlo_text(verdicts: pd.DataFrame) -> str:
+    """Whether any verdict of the Holm family rests on Monte Carlo noise: the rows whose verdict differs
+    between every raw p moved ``MC_SPAN`` standard errors down and up (``mc_stable``), with that range
+    of their Holm p."""
+    span = f"{claims.MC_SPAN:g} Monte Carlo standard errors (√(p(1 − p)/B); 0 for an exact p)"
+    if "mc_stable" not in verdicts.columns:
+        return "Monte Carlo: not checked (a claims table written before the check)."
+    fam = verdicts[verdicts["in_family"].astype(bool) & verdicts["p_holm"].notna()]
+    shaky = fam[fam["mc_stable"].eq(False)]
+    if not len(shaky):
+        return (
+            f"Monte Carlo: every verdict of the family ({len(fam)} tests) holds with each raw p moved {span} "
+            "either way: none rests on the permutations drawn."
+        )
+    rows = []
+    for _, v in shaky.iterrows():
+        arm = f", arm {v['arm']}" if str(v.get("arm", "all")) != "all" else ""
+        rows.append(
+            f"{v['claim']} {v['part']} · {v['metric']} ({v['verdict']}{arm}: Holm p {fmt(v['p_holm'])}, "
+            f"{fmt(v['p_holm_mc_low'])}–{fmt(v['p_holm_mc_high'])} within the span)"
+        )
+    return (
+        f"Monte Carlo: with each raw p moved {span} either way, {len(shaky)} of the family's {len(fam)} "
+        f"verdicts could change: {'; '.join(rows)}. More permutations (`N_PERM`) would settle {'it' if len(rows) == 1 else 'them'}; "
+        "no other verdict rests on the permutations drawn."
+    )
+
+
 def _claims_blocks(tables: dict[str, pd.DataFrame]) -> list:
     """The claims check: one table of the verdicts, the supporting tests, the method once, then the
     verdicts by budget, capacity and dataset."""
@@ -293,6 +321,7 @@ def _claims_blocks(tables: dict[str, pd.DataFrame]) -> list:
             "`claims.csv` (`why`).",
         ))  # fmt: skip
         b.append(("table", claims_overview(verdicts, False)))
+        b.append(("p", monte_carlo_text(verdicts)))
     else:
         b.append(("p", _claims_method()))
         b.append(("p", "The claims check could not be computed (see the `claims` table)."))

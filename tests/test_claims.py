@@ -812,7 +812,8 @@ def test_verdicts_table_has_the_verdict_fields_as_columns_in_order(g0):
     assert list(got.columns) == [
         "claim", "part", "metric", "statement", "test", "statistic", "ci_low", "ci_high", "p_value", "p_holm",
         "p_bound", "n_configs", "n_runs", "verdict", "decides", "in_family", "why", "null", "side", "tail", "n_seeds",
-        "seed_ci_low", "seed_ci_high", "seed_p_value", "seed_verdict",
+        "seed_ci_low", "seed_ci_high", "seed_p_value", "seed_verdict", "p_mc_se", "p_holm_mc_low", "p_holm_mc_high",
+        "mc_stable",
     ]  # fmt: skip
     assert len(got) == len(g0)
     for (_, r), v in zip(got.iterrows(), g0, strict=True):
@@ -902,3 +903,36 @@ def test_holm_is_statsmodels_holm_with_nans_ties_and_large_p(seed):
     if finite.any():
         assert np.allclose(got[finite], multipletests(p[finite], method="holm")[1], rtol=0, atol=1e-15)
     assert np.array_equal(contrasts.holm([]), np.array([]))
+
+
+# ------------------------------------------------------------------------------------------ Monte Carlo
+def _family_row(p: float, se: float, statistic: float = 1.0) -> claims.Verdict:
+    return claim_stats.row(
+        "C3", f"p {p}", DIST, "", "", "", statistic=statistic, p_value=p, p_mc_se=se, in_family=True,
+        null=0.0, side="above", tail="claimed",
+    )  # fmt: skip
+
+
+def test_a_verdict_within_monte_carlo_error_of_alpha_is_flagged_and_no_other():
+    # three tests: Holm multiplies the smallest p by 3. 0.0164 × 3 = 0.049 (reproduced), but with each
+    # raw p 2 MC SE lower or higher it spans 0.037-0.061: flagged. The others are inconclusive either way
+    rows = [_family_row(0.0164, 0.002), _family_row(0.5, 0.005), _family_row(0.2, 0.004)]
+    claims._adjust(rows)
+    shaky, far, mid = rows
+    assert shaky.verdict == claim_stats.REPRODUCED and shaky.mc_stable is False
+    assert shaky.p_holm_mc_low == pytest.approx(3 * (0.0164 - 0.004))
+    assert shaky.p_holm_mc_high == pytest.approx(3 * (0.0164 + 0.004))
+    assert far.mc_stable and mid.mc_stable and far.p_holm_mc_low < far.p_holm < far.p_holm_mc_high
+    # 0.001 (± 0.0006) stays far below alpha; an exact p (SE 0) does not move
+    sure = [_family_row(0.001, 0.0003), _family_row(0.5, 0.005), _family_row(0.2, 0.004)]
+    claims._adjust(sure)
+    assert sure[0].verdict == claim_stats.REPRODUCED and all(v.mc_stable for v in sure)
+    exact = [_family_row(0.0164, 0.0), _family_row(0.5, 0.0), _family_row(0.2, 0.0)]
+    claims._adjust(exact)
+    assert all(v.mc_stable and v.p_holm_mc_low == v.p_holm == v.p_holm_mc_high for v in exact)
+    # the report names the flagged row with its Holm p and the range, and says when there is none
+    from analysis import report
+
+    text = report.monte_carlo_text(claims.verdicts_table(rows).assign(arm="all"))
+    assert "1 of the family's 3 verdicts could change: C3 p 0.0164" in text and "settle it" in text
+    assert "none rests on the permutations drawn" in report.monte_carlo_text(claims.verdicts_table(sure))
