@@ -453,3 +453,15 @@ def test_a_root_without_any_condition_is_refused_and_nothing_written(tmp_path, c
         and "holds none of the conditions' sweeps" in err[0]
     )
     assert "kept" in readme.read_text()
+
+
+def test_a_contrast_without_an_interval_says_so_instead_of_nan():
+    # too few cells for the sign-flip test to reject any shift: claims.csv holds no interval (NaN)
+    row = pd.Series({
+        "claim": "C5b", "part": "conv2+conv4 vs conv1", "metric": "test/distortion", "statistic": 1.5,
+        "ci_low": np.nan, "ci_high": np.nan, "p_value": 0.5, "p_holm": 1.0, "p_bound": False, "n_configs": 6,
+        "verdict": "inconclusive", "decides": True, "why": "",
+    })  # fmt: skip
+    text = conditions.cell(row, row.to_frame().T)
+    assert "no interval: too few configurations" in text and "nan" not in text, text
+    assert text.startswith("inconclusive: conv1 − (conv2, conv4) 1.5 [no interval")
