@@ -228,6 +228,7 @@ class Verdict:
     seed_p_value: float | None = None  # two-sided one-sample t-test against the claim's null
     seed_verdict: str | None = None  # the same rule applied to the t interval (inconclusive with 1 seed)
     p_mc_se: float | None = None  # Monte Carlo standard error of p_value (0: exact; None: not a permutation p)
+    p_draws: int | None = None  # permutations (or, exact, sign patterns) behind p_value; more where refined
     p_holm_mc_low: float | None = None  # Holm p with every raw p of the family 2 MC SE lower (MC_SPAN)
     p_holm_mc_high: float | None = None  # ... and 2 MC SE higher: Holm p is monotone in each raw p
     mc_stable: bool | None = None  # the verdict is the same at both: it does not rest on Monte Carlo noise
@@ -246,7 +247,7 @@ def result(claim, part, metric, statement, test, res: permutation.Result, verdic
         claim, part, metric, statement, test, why, statistic=as_float(res.statistic),
         ci_low=as_float(res.ci_low), ci_high=as_float(res.ci_high), p_value=as_float(res.p_two_sided),
         p_bound=res.two_sided_bound, n_configs=res.n_runs, verdict=verdict, tail=tail_of(res),
-        p_mc_se=as_float(res.mc_se_two_sided), **kw,
+        p_mc_se=as_float(res.mc_se_two_sided), p_draws=int(res.n_perm) if res.n_perm else None, **kw,
     )  # fmt: skip
 
 

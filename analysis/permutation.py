@@ -30,8 +30,11 @@ Every statistic is vectorised over the B permutations or resamples (``(B, n)`` a
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,6 +48,24 @@ CI_LEVEL = 0.95
 MIN_FINITE = 0.5  # a bootstrap interval needs at least this share of resamples with a defined statistic
 MIN_CORR_WEIGHT = 3  # a correlation needs at least this many runs (counted with multiplicity)
 SIDES = ("greater", "less", "two-sided")
+_DRAWS = contextvars.ContextVar("permutation_draws", default=N_PERM)
+
+
+def draws() -> int:
+    """Permutations a test draws where its caller names none: ``N_PERM``, or what :func:`more_draws`
+    set around the call."""
+    return _DRAWS.get()
+
+
+@contextlib.contextmanager
+def more_draws(n_perm: int) -> Iterator[None]:
+    """Every test called inside draws ``n_perm`` permutations (the claims check's refinement of a
+    verdict that rests on the draws)."""
+    token = _DRAWS.set(int(n_perm))
+    try:
+        yield
+    finally:
+        _DRAWS.reset(token)
 
 
 @dataclass
@@ -276,15 +297,17 @@ def _seed_mean(per_seed: list[np.ndarray]) -> np.ndarray:
 # ----------------------------------------------------------------------------------------- the tests
 def lift(
     seed, distortion, member, perm_strata, clusters, boot_strata, *, fraction: float,
-    n_perm: int = N_PERM, n_boot: int = N_BOOT, side: str = "greater", gen: np.random.Generator | None = None,
+    n_perm: int | None = None, n_boot: int = N_BOOT, side: str = "greater", gen: np.random.Generator | None = None,
 ) -> Result:  # fmt: skip
     """Lift of ``member`` rows in each seed's top ``fraction`` by ``distortion`` (share of the top set /
     share of the seed's runs), mean over seeds. Rows must be ranked runs in tie-break order (the caller
     sorts by run name), so a stable sort by distortion gives ``rank.ranking``'s order.
 
     Permutation: ``member`` is shuffled within ``perm_strata`` (which must nest in seeds); the top sets
-    stay. Bootstrap: clusters resampled within ``boot_strata``, top sets recomputed."""
+    stay. Bootstrap: clusters resampled within ``boot_strata``, top sets recomputed. ``n_perm``:
+    :func:`draws` where None."""
     gen = gen or rng()
+    n_perm = draws() if n_perm is None else n_perm
     seed, d = np.asarray(seed), np.asarray(distortion, dtype=float)
     m = np.asarray(member, dtype=float)
     order = np.lexsort((d, seed))  # by seed, then distortion (stable: the caller's tie-break order)
@@ -315,7 +338,7 @@ def lift(
 
 def correlation(
     seed, x, y, perm_strata, clusters, boot_strata, *, method: str = "pearson", top_by=None,
-    fraction: float = 1.0, n_perm: int = N_PERM, n_boot: int = N_BOOT, side: str = "two-sided",
+    fraction: float = 1.0, n_perm: int | None = None, n_boot: int = N_BOOT, side: str = "two-sided",
     gen: np.random.Generator | None = None,
 ) -> Result:  # fmt: skip
     """Pearson or Spearman correlation of x and y within each seed, mean over seeds. With ``top_by``,
@@ -324,7 +347,8 @@ def correlation(
 
     Permutation: ``x`` is shuffled within ``perm_strata`` (nested in seeds) among the rows that enter;
     the null is "x and y unrelated within strata". Bootstrap: clusters resampled within
-    ``boot_strata``; top sets and ranks recomputed on each resample."""
+    ``boot_strata``; top sets and ranks recomputed on each resample. ``n_perm``: :func:`draws` where None."""
+    n_perm = draws() if n_perm is None else n_perm
     if method not in ("pearson", "spearman"):
         raise ValueError(f"method={method!r} is unknown; valid: pearson, spearman")
     gen = gen or rng()

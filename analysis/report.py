@@ -214,10 +214,12 @@ def _claims_method() -> str:
         "labels within the strata the claim holds fixed (Good 2005; Pesarin & Salmaso 2010), "
         f"{claims.permutation.N_PERM} permutations from a fixed seed, p = (1 + #≥)/(1 + B) in each tail "
         "(Phipson & Smyth 2010), two-sided: 2 × the smaller tail, a bound (≤) where no permutation reached "
-        "the observed value. Matched contrasts "
+        f"the observed value; a claim whose verdict would rest on the permutations drawn is tested again with "
+        f"{claims.REFINE} times the draws, up to {claims.MAX_DRAWS:,} (`p_draws`). Matched contrasts "
         "(C4, C5a, C5b) average the gap between two groups of families over the cells that hold the other "
-        "factors fixed, tested by flipping the sign of each cell's gap at random (the paired sign-flip test, "
-        "whose null is the claim's: the groups' means do not differ); its interval is the test inverted: "
+        "factors fixed, tested by flipping the sign of each cell's gap (the paired sign-flip test, "
+        "whose null is the claim's: the groups' means do not differ), every one of the 2^k sign patterns of "
+        f"k ≤ {claims.contrasts.EXACT_CELLS} cells (an exact p), random ones beyond; its interval is the test inverted: "
         "the shifts of the other group the two-sided test does not reject at 0.05, from the same draws "
         "(Ernst 2004), so it excludes 0 exactly where the raw two-sided p is at most 0.05. "
         f"Other intervals are percentile bootstraps over configurations within latent sizes, "
@@ -284,10 +286,19 @@ def monte_carlo_text(verdicts: pd.DataFrame) -> str:
         return "Monte Carlo: not checked (a claims table written before the check)."
     fam = verdicts[verdicts["in_family"].astype(bool) & verdicts["p_holm"].notna()]
     shaky = fam[fam["mc_stable"].eq(False)]
+    draws = pd.to_numeric(fam.get("p_draws", pd.Series(index=fam.index, dtype=float)), errors="coerce")
+    refined = fam[draws.gt(claims.permutation.N_PERM) & pd.to_numeric(fam["p_mc_se"], errors="coerce").gt(0)]
+    again = (
+        " (tested again with more permutations so that it does not: "
+        + "; ".join(f"{v['claim']} {v['part']} · {v['metric']}, {int(v['p_draws']):,}" for _, v in refined.iterrows())
+        + ")"
+        if len(refined)
+        else ""
+    )
     if not len(shaky):
         return (
             f"Monte Carlo: every verdict of the family ({len(fam)} tests) holds with each raw p moved {span} "
-            "either way: none rests on the permutations drawn."
+            f"either way{again}: none rests on the permutations drawn."
         )
     rows = []
     for _, v in shaky.iterrows():
@@ -298,7 +309,7 @@ def monte_carlo_text(verdicts: pd.DataFrame) -> str:
         )
     return (
         f"Monte Carlo: with each raw p moved {span} either way, {len(shaky)} of the family's {len(fam)} "
-        f"verdicts could change: {'; '.join(rows)}. More permutations (`N_PERM`) would settle {'it' if len(rows) == 1 else 'them'}; "
+        f"verdicts could change, even at {claims.MAX_DRAWS:,} permutations: {'; '.join(rows)}; "
         "no other verdict rests on the permutations drawn."
     )
 

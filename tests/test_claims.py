@@ -412,14 +412,16 @@ def sign_flip_p(gaps) -> float:
 
 @pytest.mark.parametrize(
     "gaps",
-    [[1.0, 2.0, 3.0, 4.0, 5.0], [0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5], [3.0, 2.0, -1.0, 4.0, 0.5, 1.5], [1.0, -2.0, 0.5, -1.5]],
-    ids=["five-for", "seven-equal", "one-against", "mixed"],
+    [[1.0, 2.0, 3.0, 4.0, 5.0], [0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5], [3.0, 2.0, -1.0, 4.0, 0.5, 1.5], [1.0, -2.0, 0.5, -1.5],
+     [0.3, -1.1, 0.8, 0.25, 1.4, -0.2, 0.6, 0.9, -0.7, 0.45, 1.2, 0.1, -0.35, 0.7, 0.05, 0.55, -0.15]],
+    ids=["five-for", "seven-equal", "one-against", "mixed", "seventeen"],
 )  # fmt: skip
 def test_c4_contrast_against_the_exact_sign_flip_null(gaps):
     v = row(check(paired_runs(gaps), "C4"), "C4", "dense1 vs conv2")
     exact = sign_flip_p(gaps)  # all k cells for dense1: 1/2^k
     assert v.statistic == pytest.approx(np.mean(gaps))
-    # 2^k − 1 <= 10,000 sign patterns: every one is counted once, so the p is the exact one, not a bound
+    # k <= EXACT_CELLS: every one of the 2^k − 1 sign patterns is counted once, so the p is the exact one,
+    # not a bound (the 17 cells' 131,071 patterns are more than the 10,000 a random test would draw)
     assert v.p_value == pytest.approx(exact, rel=1e-12) and not v.p_bound
     assert (v.n_configs, v.n_runs, v.null, v.side) == (2 * len(gaps), 2 * len(gaps), 0.0, "above")
     # the interval is the test inverted: with k <= 5 cells no sign pattern is rarer than 2/2^k > 0.05,
@@ -431,11 +433,29 @@ def test_c4_contrast_against_the_exact_sign_flip_null(gaps):
         assert min(gaps) - 1e-9 <= v.ci_low <= np.mean(gaps) <= v.ci_high <= max(gaps) + 1e-9
 
 
-def test_c4_contrast_rests_on_the_permutation_floor_when_two_to_the_k_exceeds_b():
-    # 2^20 sign patterns against 10,000 draws: the one pattern that reaches the data is hardly ever drawn
-    v = row(check(paired_runs([1.0] * 20), "C4"), "C4", "dense1 vs conv2")
+def test_c4_contrast_counts_every_sign_pattern_up_to_the_exact_limit_and_draws_beyond():
+    k = contrasts.EXACT_CELLS
+    # all 2^k patterns counted: only the identity and the all-flipped one reach |mean gap|, p = 2/2^k exactly
+    v = row(check(paired_runs([1.0] * k), "C4"), "C4", "dense1 vs conv2")
+    assert v.p_value == pytest.approx(2 / 2**k, rel=1e-12) and not v.p_bound and v.p_mc_se == 0.0
+    assert v.p_draws == 2**k - 1 and "exact" in v.why and v.verdict == "reproduced"
+    # one cell more: 10,000 random patterns, and the one that reaches the data is hardly ever drawn, so
+    # the p rests on the permutation floor, a bound
+    v = row(check(paired_runs([1.0] * (k + 1)), "C4"), "C4", "dense1 vs conv2")
     assert v.p_value == pytest.approx(FLOOR2) and v.p_bound and "≤" in claim_stats.p_fmt(v.p_value, v.p_bound)
-    assert v.verdict == "reproduced"
+    assert v.p_draws == permutation.N_PERM and v.verdict == "reproduced"
+
+
+@pytest.mark.parametrize("k", [1, 2, 5, 8, 11, 16])
+def test_every_sign_pattern_is_each_pattern_once(k):
+    # meet in the middle against the 2^k × k sign matrix itself, odd and even k: the same multiset of
+    # (statistic, slope) pairs, the identity left out
+    gaps = np.random.default_rng(k).normal(size=k)
+    signs = np.array(list(itertools.product((1.0, -1.0), repeat=k)))[1:]  # the first row is the identity
+    want = np.sort(np.round(np.c_[signs @ gaps / k, signs.mean(axis=1)], 9).view(complex).ravel())
+    null, slope = contrasts.every_pattern(gaps)
+    got = np.sort(np.round(np.c_[null, slope], 9).view(complex).ravel())
+    assert len(null) == 2**k - 1 and np.array_equal(got, want)
 
 
 def test_the_configuration_means_decide_where_the_seeds_disagree():
@@ -447,7 +467,7 @@ def test_the_configuration_means_decide_where_the_seeds_disagree():
         assert alone.verdict == want
     v = row(got, "C4", "dense1 vs conv2")
     assert v.statistic == pytest.approx(1.0) and (v.n_configs, v.n_runs) == (40, 80)
-    assert v.verdict == "reproduced" and v.p_bound
+    assert v.verdict == "reproduced" and v.p_value == pytest.approx(2 / 2**20, rel=1e-12) and not v.p_bound
 
 
 def test_holm_adjusts_the_family_and_the_verdict_follows_the_adjusted_p():
@@ -530,7 +550,8 @@ def test_g0_decides_each_contrast_on_the_configuration_table(g0):
         v = row(g0, "C4", f"dense1 vs {other}")
         assert v.statistic == pytest.approx(ENC_ADVANTAGE["dense1"] - ENC_ADVANTAGE[other])
         assert (v.n_configs, v.n_runs, v.verdict) == (40, 40, "reproduced")
-        assert v.p_value == pytest.approx(FLOOR2) and v.p_bound  # 20 cells: 2^20 sign patterns > B
+        # 20 cells, every gap alike: of the 2^20 sign patterns only the identity and its mirror reach it
+        assert v.p_value == pytest.approx(2 / 2**20, rel=1e-12) and not v.p_bound
         assert row(g0, "C4", f"dense1 vs {other}", "test/iwae_nll").verdict == "reproduced"
         elbo = row(g0, "C4", f"dense1 vs {other}", "test/neg_elbo")  # no encoder effect on -ELBO
         assert elbo.statistic == pytest.approx(0.0) and elbo.verdict == "inconclusive" and not elbo.decides
@@ -812,8 +833,8 @@ def test_verdicts_table_has_the_verdict_fields_as_columns_in_order(g0):
     assert list(got.columns) == [
         "claim", "part", "metric", "statement", "test", "statistic", "ci_low", "ci_high", "p_value", "p_holm",
         "p_bound", "n_configs", "n_runs", "verdict", "decides", "in_family", "why", "null", "side", "tail", "n_seeds",
-        "seed_ci_low", "seed_ci_high", "seed_p_value", "seed_verdict", "p_mc_se", "p_holm_mc_low", "p_holm_mc_high",
-        "mc_stable",
+        "seed_ci_low", "seed_ci_high", "seed_p_value", "seed_verdict", "p_mc_se", "p_draws", "p_holm_mc_low",
+        "p_holm_mc_high", "mc_stable",
     ]  # fmt: skip
     assert len(got) == len(g0)
     for (_, r), v in zip(got.iterrows(), g0, strict=True):
@@ -934,5 +955,40 @@ def test_a_verdict_within_monte_carlo_error_of_alpha_is_flagged_and_no_other():
     from analysis import report
 
     text = report.monte_carlo_text(claims.verdicts_table(rows).assign(arm="all"))
-    assert "1 of the family's 3 verdicts could change: C3 p 0.0164" in text and "settle it" in text
+    assert "1 of the family's 3 verdicts could change, even at 1,000,000 permutations: C3 p 0.0164" in text
     assert "none rests on the permutations drawn" in report.monte_carlo_text(claims.verdicts_table(sure))
+
+
+def _draws_row(p: float, claim: str = "C3") -> claims.Verdict:
+    """A family row whose p carries the Monte Carlo SE of the draws in force when it is computed."""
+    n = permutation.draws()
+    row = _family_row(p, math.sqrt(p * (1 - p) / n))
+    row.claim, row.p_draws = claim, n
+    return row
+
+
+def test_a_claim_resting_on_the_draws_is_tested_again_with_more_until_it_does_not():
+    # one row at p 0.049 against alpha 0.05 (a one-test family: Holm p = raw p): 2 SE is 0.0043 at
+    # 10,000 draws and 0.0014 at 100,000, both across 0.05; 0.00043 at 1,000,000 is not
+    calls = {"C3": [], "C4": []}
+
+    def make(claim, p):
+        def once():
+            calls[claim].append(permutation.draws())
+            return [_draws_row(p, claim)] if claim == "C3" else [claim_stats.row("C4", "", DIST, "", "", "")]
+        return once
+
+    got = claims._refined(("C3", "C4"), {"C3": make("C3", 0.049), "C4": make("C4", 0.0)})
+    assert calls == {"C3": [10_000, 100_000, 1_000_000], "C4": [10_000]}  # only the shaky claim again
+    assert got[0].p_draws == claims.MAX_DRAWS and got[0].mc_stable and got[0].verdict == claim_stats.REPRODUCED
+    assert permutation.draws() == permutation.N_PERM  # the context is left as found
+    # a p on the bar itself never settles: tested up to MAX_DRAWS, then left flagged
+    calls = {"C3": [], "C4": []}
+    got = claims._refined(("C3",), {"C3": make("C3", 0.05)})
+    assert calls["C3"] == [10_000, 100_000, 1_000_000] and got[0].mc_stable is False
+    # the report names the rows tested again and how many draws they took
+    from analysis import report
+
+    text = report.monte_carlo_text(claims.verdicts_table(
+        claims._refined(("C3",), {"C3": make("C3", 0.049)})).assign(arm="all"))  # fmt: skip
+    assert "tested again with more permutations so that it does not: C3 p 0.049 · test/distortion, 1,000,000" in text
