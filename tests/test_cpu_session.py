@@ -1,0 +1,83 @@
+"""bench/cpu_session.sh, the open sweeps on a CPU machine: two workers walk one queue of sweeps, share
+each sweep through the per-run locks (no run trained twice), stop on SIGTERM to their process groups and
+resume from the runs' checkpoints; a bad command is refused in one line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.conftest import ROOT, one_error_line
+
+SCRIPT = ROOT / "bench" / "cpu_session.sh"
+
+
+def session(tmp_path: Path, command: str, **extra: str) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ, "PY": sys.executable, "SWEEPS": "smoke", "RESULTS": str(tmp_path / "results"),
+        "RUNTREE": str(tmp_path / "tree"), "LOGS": str(tmp_path / "logs"), **extra,
+    }  # fmt: skip
+    return subprocess.run(
+        ["bash", str(SCRIPT), command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.mark.parametrize("command", ["bogus", "stop"])
+def test_an_unknown_command_or_a_stop_without_workers_is_refused_in_one_line(tmp_path, command):
+    got = session(tmp_path, command)
+    line = one_error_line(got.stdout + got.stderr)
+    assert got.returncode == 2 and ("'bogus'" in line if command == "bogus" else "stop after start" in line)
+    assert "valid:" in line and not (tmp_path / "results").exists() and not (tmp_path / "tree").exists()
+
+
+def _wait(predicate, timeout: float = 600.0) -> None:
+    end = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(1.0)
+
+
+@pytest.mark.slow
+def test_two_workers_share_a_sweep_stop_and_resume_without_training_a_run_twice(tmp_path):
+    sweep = tmp_path / "results" / "sweeps" / "smoke"
+    complete = lambda: sorted(p.parent.name for p in sweep.glob("*/COMPLETE"))  # noqa: E731
+    # epochs=6: long enough that the stop finds runs in flight
+    started = session(tmp_path, "start", OVERRIDES="epochs=6")
+    assert started.returncode == 0 and "started 2 workers" in started.stdout, started.stdout + started.stderr
+    again = session(tmp_path, "start")
+    assert again.returncode == 2 and "already running" in one_error_line(again.stdout + again.stderr)
+    _wait(lambda: len(complete()) >= 1)
+    stopped = session(tmp_path, "stop")
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    listed = stopped.stdout.split("resume):")[-1].split()
+    unfinished = sorted(p.name for p in sweep.glob("L*") if not (p / "COMPLETE").exists())
+    assert (
+        unfinished and listed == unfinished
+    )  # what stop names is what is left, and no worker lives on to finish it
+    time.sleep(2.0)
+    assert sorted(p.name for p in sweep.glob("L*") if not (p / "COMPLETE").exists()) == unfinished
+    assert not (tmp_path / "tree").exists()
+    checkpointed = [name for name in unfinished if (sweep / name / "last.pt").exists()]
+    # relaunched, the two finish the grid: every run once, each epoch trained once
+    assert session(tmp_path, "start", OVERRIDES="epochs=6").returncode == 0
+    logs = tmp_path / "logs"
+    _wait(lambda: "experiment=smoke exited" in "".join(p.read_text() for p in logs.glob("worker*.log"))
+          and len(complete()) == 4)  # fmt: skip
+    _wait(lambda: session(tmp_path, "status").stdout.startswith("workers: \n"), timeout=120)
+    assert len(complete()) == 4
+    for run in sweep.glob("L*"):
+        epochs = pd.read_parquet(run / "epochs.parquet")
+        assert sorted(set(epochs["epoch"])) == list(range(1, 7)), run.name
+        assert not epochs.duplicated(subset=["epoch", "split"]).any(), run.name
+    text = "".join(p.read_text() for p in logs.glob("worker*.log"))
+    trained = [line.split(":")[0] for line in text.splitlines() if ": ok; results in" in line]
+    assert sorted(trained) == complete()  # each run trained to the end by exactly one worker
+    for name in checkpointed:  # a run stopped after an epoch resumed from its checkpoint
+        assert f"{name}: resuming after epoch" in text, name
+    assert session(tmp_path, "stop").returncode == 0
