@@ -57,7 +57,12 @@ status)
     done
     for e in $SWEEPS; do
         d=$(ls -d "$RESULTS"/*/"$e" 2>/dev/null | head -1)
-        [ -n "$d" ] && echo "$e: $(ls "$d"/*/COMPLETE 2>/dev/null | wc -l) runs complete in $d"
+        [ -n "$d" ] || continue
+        echo "$e: $(ls "$d"/*/COMPLETE 2>/dev/null | wc -l) runs complete in $d"
+        for r in "$d"/*/epochs.parquet; do  # the runs in flight or stopped, with their last epoch
+            [ -e "$r" ] && [ ! -e "$(dirname "$r")/COMPLETE" ] && "$PY" -c 'import sys, pyarrow.parquet as pq
+print("  %s: epoch %d done" % (sys.argv[2], max(pq.read_table(sys.argv[1], columns=["epoch"]).column(0).to_pylist())))' "$r" "$(basename "$(dirname "$r")")"
+        done
     done
     ;;
 stop)
