@@ -32,6 +32,10 @@ pids() { [ -s "$LOGS/workers" ] && while read -r p; do kill -0 "$p" 2>/dev/null 
 
 case ${1:-} in
 start)
+    [ -x "$PY" ] || { echo "error: PY=$PY is not an executable python; valid: the venv's (README set-up: python3 -m venv .venv)"; exit 2; }
+    for e in $SWEEPS; do
+        [ -f "conf/experiment/$e.yaml" ] || { echo "error: SWEEPS names experiment '$e', which conf/experiment lacks; valid: $(cd conf/experiment && ls *.yaml | sed 's/\.yaml$//' | xargs)"; exit 2; }
+    done
     if [ -n "$(pids)" ]; then echo "error: workers already running (process groups $(pids | xargs)); valid: stop them first"; exit 2; fi
     mkdir -p "$LOGS" && : >"$LOGS/workers"
     git worktree prune

@@ -36,6 +36,18 @@ def test_an_unknown_command_or_a_stop_without_workers_is_refused_in_one_line(tmp
     assert "valid:" in line and not (tmp_path / "results").exists() and not (tmp_path / "tree").exists()
 
 
+@pytest.mark.parametrize(
+    "extra, needle",
+    [({"SWEEPS": "smoke nosuch"}, "experiment 'nosuch', which conf/experiment lacks; valid: "),
+     ({"PY": "/nonexistent/python"}, "PY=/nonexistent/python is not an executable python")],
+    ids=["unknown-experiment", "no-python"],
+)  # fmt: skip
+def test_a_start_that_could_not_train_is_refused_before_any_worker_starts(tmp_path, extra, needle):
+    got = session(tmp_path, "start", **extra)
+    assert got.returncode == 2 and needle in one_error_line(got.stdout + got.stderr)
+    assert not (tmp_path / "logs").exists() and not (tmp_path / "tree").exists()
+
+
 def _wait(predicate, timeout: float = 600.0) -> None:
     end = time.monotonic() + timeout
     while not predicate():
