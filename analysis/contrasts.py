@@ -68,14 +68,18 @@ def paired_test(
     rows: pd.DataFrame, metric: str, factor: str, other, cells: list[str], *,
     n_perm: int | None = None, gen: np.random.Generator | None = None,
 ) -> permutation.Result:  # fmt: skip
-    """:func:`paired` on rows :func:`matched` already chose (a caller that also needs them)."""
+    """:func:`paired` on rows :func:`matched` already chose (a caller that also needs them). ``n_perm``
+    None (the claims): exact up to ``EXACT_CELLS`` cells, :func:`permutation.draws` random patterns
+    beyond; a number: that many random patterns, exact only where 2^k − 1 <= n_perm."""
     gen = gen or permutation.rng()
-    n_perm = permutation.draws() if n_perm is None else n_perm
+    chosen, n_perm = n_perm is not None, permutation.draws() if n_perm is None else n_perm
     if not len(rows):
         return _empty(n_perm)
     gaps = cell_gaps(rows, metric, factor, other, cells)
     observed, k = float(gaps.mean()), len(gaps)
-    exact = k <= EXACT_CELLS or 2**k - 1 <= n_perm
+    # the claims' rule: every pattern up to EXACT_CELLS cells; a caller naming n_perm (a simulation of
+    # the test, drawn thousands of times) gets n_perm random patterns unless those would cover them all
+    exact = 2**k - 1 <= n_perm or (not chosen and k <= EXACT_CELLS)
     if exact:  # every sign pattern once, the identity (all kept) left out: (1 + #≥)/2^k is the exact p
         null, slope = every_pattern(gaps)
     else:  # each cell's gap keeps or flips its sign, independently, with probability 1/2

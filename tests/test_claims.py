@@ -19,7 +19,7 @@ import pytest
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from analysis import arch_claims, claim_stats, claims, contrasts, latent_claims, permutation
+from analysis import arch_claims, claim_stats, claims, contrasts, latent_claims, permutation, units
 
 B = permutation.N_PERM
 FLOOR = 1 / (1 + B)  # the smallest p of B permutations, (1 + 0) / (1 + B)
@@ -444,6 +444,18 @@ def test_c4_contrast_counts_every_sign_pattern_up_to_the_exact_limit_and_draws_b
     v = row(check(paired_runs([1.0] * (k + 1)), "C4"), "C4", "dense1 vs conv2")
     assert v.p_value == pytest.approx(FLOOR2) and v.p_bound and "≤" in claim_stats.p_fmt(v.p_value, v.p_bound)
     assert v.p_draws == permutation.N_PERM and v.verdict == "reproduced"
+
+
+def test_a_contrast_given_a_number_of_draws_draws_them_unless_they_cover_every_pattern():
+    # a simulation of the test names n_perm: random patterns, as before the exact rule, unless 2^k − 1 fit
+    u = units.config_means(paired_runs([1.0] * 20))
+    cells = ["latent_dim", "family/decoder"]
+    drawn = contrasts.paired(u, DIST, "family/encoder", {"dense1"}, {"conv2"}, cells, n_perm=999)
+    assert not drawn.exact and drawn.n_perm == 999 and drawn.p_two_sided == pytest.approx(2 / 1000)
+    exact = contrasts.paired(u, DIST, "family/encoder", {"dense1"}, {"conv2"}, cells)
+    assert exact.exact and exact.n_perm == 2**20 - 1 and exact.p_two_sided == pytest.approx(2 / 2**20)
+    small = contrasts.paired(units.config_means(paired_runs([1.0] * 9)), DIST, "family/encoder", {"dense1"}, {"conv2"}, cells, n_perm=999)
+    assert small.exact and small.n_perm == 2**9 - 1  # 511 patterns <= 999 draws: every one, once
 
 
 @pytest.mark.parametrize("k", [1, 2, 5, 8, 11, 16])

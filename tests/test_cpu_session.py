@@ -59,8 +59,8 @@ def _wait(predicate, timeout: float = 600.0) -> None:
 def test_two_workers_share_a_sweep_stop_and_resume_without_training_a_run_twice(tmp_path):
     sweep = tmp_path / "results" / "sweeps" / "smoke"
     complete = lambda: sorted(p.parent.name for p in sweep.glob("*/COMPLETE"))  # noqa: E731
-    # epochs=6: long enough that the stop finds runs in flight
-    started = session(tmp_path, "start", OVERRIDES="epochs=6")
+    # epochs=4: long enough that the stop finds runs in flight
+    started = session(tmp_path, "start", OVERRIDES="epochs=4")
     assert started.returncode == 0 and "started 2 workers" in started.stdout, started.stdout + started.stderr
     again = session(tmp_path, "start")
     assert again.returncode == 2 and "already running" in one_error_line(again.stdout + again.stderr)
@@ -77,7 +77,7 @@ def test_two_workers_share_a_sweep_stop_and_resume_without_training_a_run_twice(
     assert not (tmp_path / "tree").exists()
     checkpointed = [name for name in unfinished if (sweep / name / "last.pt").exists()]
     # relaunched, the two finish the grid: every run once, each epoch trained once
-    assert session(tmp_path, "start", OVERRIDES="epochs=6").returncode == 0
+    assert session(tmp_path, "start", OVERRIDES="epochs=4").returncode == 0
     logs = tmp_path / "logs"
     _wait(lambda: "experiment=smoke exited" in "".join(p.read_text() for p in logs.glob("worker*.log"))
           and len(complete()) == 4)  # fmt: skip
@@ -85,7 +85,7 @@ def test_two_workers_share_a_sweep_stop_and_resume_without_training_a_run_twice(
     assert len(complete()) == 4
     for run in sweep.glob("L*"):
         epochs = pd.read_parquet(run / "epochs.parquet")
-        assert sorted(set(epochs["epoch"])) == list(range(1, 7)), run.name
+        assert sorted(set(epochs["epoch"])) == list(range(1, 5)), run.name
         assert not epochs.duplicated(subset=["epoch", "split"]).any(), run.name
     text = "".join(p.read_text() for p in logs.glob("worker*.log"))
     trained = [line.split(":")[0] for line in text.splitlines() if ": ok; results in" in line]
