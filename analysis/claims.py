@@ -367,19 +367,22 @@ def _refined(wanted: tuple[str, ...], make: dict) -> list[Verdict]:
     claim with a row whose verdict rests on the permutations drawn (``mc_stable`` false: it differs
     between the family's raw p moved ``MC_SPAN`` Monte Carlo SE down and up) is computed again with
     ``REFINE`` times the draws (:func:`permutation.more_draws`), the family adjusted again, until no
-    verdict rests on the draws or a test would draw more than ``MAX_DRAWS``. The other claims keep
-    their rows, so a verdict is refined only where it needs it; each row says its draws (``p_draws``)."""
+    verdict rests on the draws or a test would draw more than ``MAX_DRAWS``. The claims drawn again
+    are those whose family rows carry Monte Carlo error (an exact p, such as a contrast's, has none and
+    is kept); each row says its draws (``p_draws``)."""
     rows = {c: make[c]() for c in wanted}
     n = permutation.draws()
     while True:
         verdicts = [r for c in wanted for r in rows[c]]
         _adjust(verdicts)
-        shaky = [c for c in wanted if any(r.mc_stable is False for r in rows[c])]
-        if not shaky or n * REFINE > MAX_DRAWS:
+        if all(v.mc_stable is not False for v in verdicts) or n * REFINE > MAX_DRAWS:
             return verdicts
+        # Holm couples the family: a row is shaky through any row's Monte Carlo error, its own or
+        # another's, so the claims drawn again are those whose family rows carry that error
+        noisy = [c for c in wanted if any(r.in_family and (r.p_mc_se or 0) > 0 for r in rows[c])]
         n *= REFINE
         with permutation.more_draws(n):
-            rows.update({c: make[c]() for c in shaky})
+            rows.update({c: make[c]() for c in noisy})
 
 
 def _adjust(verdicts: list[Verdict]) -> None:

@@ -991,9 +991,23 @@ def test_a_claim_resting_on_the_draws_is_tested_again_with_more_until_it_does_no
         return once
 
     got = claims._refined(("C3", "C4"), {"C3": make("C3", 0.049), "C4": make("C4", 0.0)})
-    assert calls == {"C3": [10_000, 100_000, 1_000_000], "C4": [10_000]}  # only the shaky claim again
+    assert calls == {"C3": [10_000, 100_000, 1_000_000], "C4": [10_000]}  # only the noisy claim again
     assert got[0].p_draws == claims.MAX_DRAWS and got[0].mc_stable and got[0].verdict == claim_stats.REPRODUCED
     assert permutation.draws() == permutation.N_PERM  # the context is left as found
+    # an exact row (C4, p 0.03) made shaky by another claim's Monte Carlo error: Holm gives it
+    # max(2 × C3's p, 0.03), and C3's p 0.0235 spans 2 × [0.0205, 0.0265] across 0.05 at 10,000 draws,
+    # 2 × [0.0225, 0.0245] below it at 100,000. The noisy claim is drawn again, the exact one is not
+    calls = {"C3": [], "C4": []}
+
+    def exact_row():
+        calls["C4"].append(permutation.draws())
+        row = _family_row(0.03, 0.0)
+        row.claim = "C4"
+        return [row]
+
+    got = claims._refined(("C3", "C4"), {"C3": make("C3", 0.0235), "C4": exact_row})
+    assert calls["C3"][:2] == [10_000, 100_000] and calls["C4"] == [10_000]
+    assert all(v.mc_stable for v in got)
     # a p on the bar itself never settles: tested up to MAX_DRAWS, then left flagged
     calls = {"C3": [], "C4": []}
     got = claims._refined(("C3",), {"C3": make("C3", 0.05)})
