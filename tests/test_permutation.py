@@ -41,6 +41,18 @@ def test_within_permutes_only_inside_strata_and_uniformly():
     assert np.array_equal(perms, again)  # a fixed seed gives the same plan
 
 
+def test_within_blocks_are_within_drawn_a_block_at_a_time():
+    # the same draws in the same order (so a correlation's p and interval did not move), each block
+    # holding at most `chunk` permutations: memory chunk × n however many permutations a test draws
+    strata = np.array([2, 0, 0, 1, 2, 0, 1])
+    whole = permutation.within(strata, 5001, np.random.default_rng(3))
+    blocks = list(permutation.within_blocks(strata, 5001, np.random.default_rng(3), chunk=777))
+    assert [len(b) for b in blocks] == [777] * 6 + [5001 - 6 * 777]
+    assert np.array_equal(np.concatenate(blocks), whole)
+    assert permutation.within(strata, 0, np.random.default_rng(3)).shape == (0, 7)
+    assert permutation.within(np.array([], dtype=int), 4, np.random.default_rng(3)).shape == (4, 0)
+
+
 def test_cluster_weights_resample_whole_clusters_within_strata():
     clusters = np.array([0, 0, 1, 1, 2, 2, 3])  # cluster = configuration, its rows = its seeds
     strata = np.array([0, 0, 0, 0, 1, 1, 1])
@@ -171,6 +183,67 @@ def test_lift_test_holds_its_level_under_the_null_and_finds_a_planted_lift_of_1_
     # the estimator is centred on the planted value (finite top sets: within 0.1)
     assert np.mean([r.statistic for r in planted]) == pytest.approx(1.5, abs=0.1)
     assert np.mean([r.statistic for r in null]) == pytest.approx(1.0, abs=0.1)
+
+
+def _tiny_lift_design():
+    """Two seeds of 9 runs, strata of 4 and 5 runs in each, 2 members per stratum; distortions put
+    members and non-members at chosen ranks (the top 25 % of 9 runs: 3 runs)."""
+    seed = np.repeat([0, 1], 9)
+    strata = np.array([0] * 4 + [1] * 5 + [2] * 4 + [3] * 5)
+    member = np.array([1, 1, 0, 0, 1, 1, 0, 0, 0] * 2, dtype=float)
+    distortion = np.array([1.0, 5, 2, 9, 3, 7, 8, 4, 6, 2, 1, 9, 8, 7, 3, 5, 4, 6])
+    return seed, distortion, member, strata
+
+
+def _exact_lift_null(seed, distortion, member, strata, fraction=0.25):
+    """Every arrangement of the member labels within the strata (C(4,2)·C(5,2) per seed, 3,600 in
+    all, equally likely under the shuffle), and the lift of each: the permutation null, enumerated."""
+    order = np.lexsort((distortion, seed))
+    seed, member, strata = seed[order], member[order], strata[order]
+    levels = np.unique(strata)
+    per_stratum = []
+    for s in levels:
+        rows = np.flatnonzero(strata == s)
+        per_stratum.append([rows[list(c)] for c in itertools.combinations(range(len(rows)), int(member[rows].sum()))])
+    lifts = []
+    for choice in itertools.product(*per_stratum):
+        lab = np.zeros(len(member))
+        lab[np.concatenate(choice)] = 1
+        per_seed = []
+        for s in np.unique(seed):
+            g = np.flatnonzero(seed == s)
+            k = math.ceil(fraction * len(g))
+            per_seed.append(lab[g][:k].mean() / lab[g].mean())
+        lifts.append(np.mean(per_seed))
+    return np.array(lifts)
+
+
+def test_lift_null_drawn_by_hypergeometric_counts_is_the_label_shuffles_null():
+    # the lift's null is drawn as the number of members landing in the top set per stratum; on a
+    # design small enough to enumerate every shuffle, its p is the exact permutation p (within 4 Monte
+    # Carlo SE at 200,000 draws) and its distribution is the enumerated one (chi-square)
+    seed, distortion, member, strata = _tiny_lift_design()
+    exact = _exact_lift_null(seed, distortion, member, strata)
+    got = permutation.lift(seed, distortion, member, strata, np.arange(18), strata, fraction=0.25,
+                           n_perm=200_000, n_boot=0)  # fmt: skip
+    # seed 0's top 3 hold 2 of its 4 members, seed 1's all 3: lifts (2/3)/(4/9) and 1/(4/9)
+    assert got.statistic == pytest.approx(np.mean([2 / 3 / (4 / 9), 1 / (4 / 9)]))
+    for p, tail in ((got.p_value, exact >= got.statistic - 1e-9), (got.p_other, exact <= got.statistic + 1e-9)):
+        want = tail.mean()
+        assert abs(p - want) < 4 * math.sqrt(want * (1 - want) / 200_000) + 1e-5, (p, want)
+    # the whole distribution: the drawn null's frequencies against the enumerated probabilities
+    order = np.lexsort((distortion, seed))
+    in_top = np.zeros(18)
+    for s in (0, 1):
+        in_top[np.flatnonzero(seed[order] == s)[:3]] = 1
+    groups = [np.flatnonzero(seed[order] == s) for s in (0, 1)]
+    drawn = permutation._lift_null(member[order], in_top, strata[order], groups, 20_000, np.random.default_rng(5))
+    values, probs = np.unique(np.round(exact, 9), return_counts=True)
+    counts = pd.Series(np.round(drawn, 9)).value_counts().reindex(values, fill_value=0).to_numpy()
+    assert counts.sum() == 20_000  # no drawn value outside the enumerated support
+    assert stats.chisquare(counts, probs / probs.sum() * 20_000).pvalue > 0.001
+    with pytest.raises(ValueError, match="0 or 1"):
+        permutation.lift(seed, distortion, member * 0.5, strata, np.arange(18), strata, fraction=0.25, n_perm=10)
 
 
 def test_lift_bootstrap_interval_covers_the_planted_lift():
