@@ -44,6 +44,8 @@ from scipy import stats
 N_PERM = 10_000  # permutations per test: Monte Carlo SE of p 0.0022 at p = 0.05
 N_BOOT = 2_000  # bootstrap resamples per interval (Efron & Tibshirani 1993 ask for >= 1,000 for percentiles)
 RNG_SEED = 20  # every test draws from its own Generator(PCG64(RNG_SEED)): deterministic, order-free
+# (a test's bootstrap draws from a generator spawned from it, so an interval does not move with the
+# number of permutations drawn before it: the refinement's extra draws leave the intervals as they were)
 CI_LEVEL = 0.95
 MIN_FINITE = 0.5  # a bootstrap interval needs at least this share of resamples with a defined statistic
 MIN_CORR_WEIGHT = 3  # a correlation needs at least this many runs (counted with multiplicity)
@@ -324,6 +326,7 @@ def lift(
     300 runs, and 1,000,000 draws fit in memory). Bootstrap: clusters resampled within
     ``boot_strata``, top sets recomputed. ``n_perm``: :func:`draws` where None."""
     gen = gen or rng()
+    boot = gen.spawn(1)[0]  # the bootstrap's own stream: the interval does not depend on n_perm
     n_perm = draws() if n_perm is None else n_perm
     seed, d = np.asarray(seed), np.asarray(distortion, dtype=float)
     m = np.asarray(member, dtype=float)
@@ -352,7 +355,7 @@ def lift(
     for g in groups:
         in_top[g] = top_weights(ones[:, g], fraction)[0]
     null = _lift_null(m, in_top, np.asarray(perm_strata), groups, n_perm, gen)
-    low, high = _interval(lambda w: stat(w, m), clusters, boot_strata, n_boot, gen)
+    low, high = _interval(lambda w: stat(w, m), clusters, boot_strata, n_boot, boot)
     p, other = _sides(observed, null, side)
     return Result(observed, p, low, high, len(d), n_perm, n_boot, mc_se(p, n_perm), other)
 
@@ -396,6 +399,7 @@ def correlation(
     if method not in ("pearson", "spearman"):
         raise ValueError(f"method={method!r} is unknown; valid: pearson, spearman")
     gen = gen or rng()
+    boot = gen.spawn(1)[0]  # the bootstrap's own stream: the interval does not depend on n_perm
     seed = np.asarray(seed)
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     key = np.zeros(len(x)) if top_by is None else np.asarray(top_by, dtype=float)
@@ -434,7 +438,7 @@ def correlation(
         return _seed_mean([weighted_pearson(xr[idx[:, g]], yr[g], w[:, g]) for g in sub_groups])
 
     null = _chunked(null_of, within_blocks(perm_strata[rows], n_perm, gen))
-    low, high = _interval(stat, clusters, boot_strata, n_boot, gen)
+    low, high = _interval(stat, clusters, boot_strata, n_boot, boot)
     p, other = _sides(observed, null, side)
     return Result(observed, p, low, high, int(inside.sum()), n_perm, n_boot, mc_se(p, n_perm), other)
 

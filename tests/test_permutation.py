@@ -246,6 +246,21 @@ def test_lift_null_drawn_by_hypergeometric_counts_is_the_label_shuffles_null():
         permutation.lift(seed, distortion, member * 0.5, strata, np.arange(18), strata, fraction=0.25, n_perm=10)
 
 
+def test_an_interval_does_not_move_with_the_permutations_drawn_before_it():
+    # the bootstrap draws from a generator spawned from the test's own: refining a p with more
+    # permutations (the claims' refinement) leaves the interval where it was, for a lift as for a rho
+    seed, distortion, member, strata = _tiny_lift_design()
+    x = np.sin(np.arange(18.0))
+    got = {}
+    for n_perm in (99, 1000):
+        lift = permutation.lift(seed, distortion, member, strata, np.arange(18), strata, fraction=0.5,
+                                n_perm=n_perm, n_boot=300, gen=np.random.default_rng(4))  # fmt: skip
+        rho = permutation.correlation(seed, x, distortion, strata, np.arange(18), strata, method="spearman",
+                                      n_perm=n_perm, n_boot=300, gen=np.random.default_rng(4))  # fmt: skip
+        got[n_perm] = (lift.ci_low, lift.ci_high, rho.ci_low, rho.ci_high)
+    assert got[99] == got[1000] and all(np.isfinite(got[99])), got
+
+
 def test_lift_bootstrap_interval_covers_the_planted_lift():
     gen = np.random.default_rng(12)
     got = [_lift_draw(gen, PLANTED_SHIFT, n_boot=400) for _ in range(100)]
