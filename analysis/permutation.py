@@ -214,10 +214,12 @@ def resamplable(clusters, strata) -> bool:
 
 def _interval(stat, clusters, strata, n_boot, gen) -> tuple[float, float]:
     """The percentile interval of ``stat(weights)`` over the cluster resamples; NaNs if none varies
-    (or ``n_boot`` is 0: a caller that needs only the p-value)."""
+    (or ``n_boot`` is 0: a caller that needs only the p-value). The resamples come from the test's
+    generator's first spawned child (``gen.spawn``), which depends on the generator's seed and not on
+    what it has drawn: the interval does not move with the number of permutations drawn before it."""
     if not n_boot or not resamplable(clusters, strata):
         return math.nan, math.nan
-    return percentile(stat(cluster_weights(clusters, strata, n_boot, gen)))
+    return percentile(stat(cluster_weights(clusters, strata, n_boot, gen.spawn(1)[0])))
 
 
 def p_value(observed: float, null: np.ndarray, side: str) -> float:
@@ -326,7 +328,6 @@ def lift(
     300 runs, and 1,000,000 draws fit in memory). Bootstrap: clusters resampled within
     ``boot_strata``, top sets recomputed. ``n_perm``: :func:`draws` where None."""
     gen = gen or rng()
-    boot = gen.spawn(1)[0]  # the bootstrap's own stream: the interval does not depend on n_perm
     n_perm = draws() if n_perm is None else n_perm
     seed, d = np.asarray(seed), np.asarray(distortion, dtype=float)
     m = np.asarray(member, dtype=float)
@@ -355,7 +356,7 @@ def lift(
     for g in groups:
         in_top[g] = top_weights(ones[:, g], fraction)[0]
     null = _lift_null(m, in_top, np.asarray(perm_strata), groups, n_perm, gen)
-    low, high = _interval(lambda w: stat(w, m), clusters, boot_strata, n_boot, boot)
+    low, high = _interval(lambda w: stat(w, m), clusters, boot_strata, n_boot, gen)
     p, other = _sides(observed, null, side)
     return Result(observed, p, low, high, len(d), n_perm, n_boot, mc_se(p, n_perm), other)
 
@@ -399,7 +400,6 @@ def correlation(
     if method not in ("pearson", "spearman"):
         raise ValueError(f"method={method!r} is unknown; valid: pearson, spearman")
     gen = gen or rng()
-    boot = gen.spawn(1)[0]  # the bootstrap's own stream: the interval does not depend on n_perm
     seed = np.asarray(seed)
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     key = np.zeros(len(x)) if top_by is None else np.asarray(top_by, dtype=float)
@@ -438,7 +438,7 @@ def correlation(
         return _seed_mean([weighted_pearson(xr[idx[:, g]], yr[g], w[:, g]) for g in sub_groups])
 
     null = _chunked(null_of, within_blocks(perm_strata[rows], n_perm, gen))
-    low, high = _interval(stat, clusters, boot_strata, n_boot, boot)
+    low, high = _interval(stat, clusters, boot_strata, n_boot, gen)
     p, other = _sides(observed, null, side)
     return Result(observed, p, low, high, int(inside.sum()), n_perm, n_boot, mc_se(p, n_perm), other)
 

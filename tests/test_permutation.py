@@ -261,6 +261,33 @@ def test_an_interval_does_not_move_with_the_permutations_drawn_before_it():
     assert got[99] == got[1000] and all(np.isfinite(got[99])), got
 
 
+def test_every_tests_interval_comes_from_the_one_spawned_stream():
+    # one mechanism for all three tests: the resamples are those of the generator's first spawned
+    # child, whatever the generator drew before (a mean draws no permutations, but a caller's
+    # generator may have been used; the interval is the same)
+    seed, distortion, member, strata = _tiny_lift_design()
+    x = np.sin(np.arange(18.0))
+
+    def used(n):
+        gen = np.random.default_rng(4)
+        gen.random(n)
+        return gen
+
+    intervals = {}
+    for n in (0, 7):
+        m = permutation.mean(seed, distortion, np.arange(18), strata, n_boot=300, gen=used(n))
+        lift = permutation.lift(seed, distortion, member, strata, np.arange(18), strata, fraction=0.5,
+                                n_perm=99, n_boot=300, gen=used(n))  # fmt: skip
+        rho = permutation.correlation(seed, x, distortion, strata, np.arange(18), strata, n_perm=99,
+                                      n_boot=300, gen=used(n))  # fmt: skip
+        weights = permutation.cluster_weights(np.arange(18), strata, 300, np.random.default_rng(4).spawn(1)[0])
+        per_seed = [(weights[:, seed == s] * distortion[seed == s]).sum(1) / weights[:, seed == s].sum(1)
+                    for s in np.unique(seed)]  # fmt: skip
+        assert (m.ci_low, m.ci_high) == permutation.percentile(np.mean(per_seed, axis=0)), n
+        intervals[n] = (lift.ci_low, lift.ci_high, rho.ci_low, rho.ci_high)
+    assert intervals[0] == intervals[7] and all(np.isfinite(intervals[0])), intervals
+
+
 def test_lift_bootstrap_interval_covers_the_planted_lift():
     gen = np.random.default_rng(12)
     got = [_lift_draw(gen, PLANTED_SHIFT, n_boot=400) for _ in range(100)]
