@@ -57,7 +57,10 @@ start)
 status)
     echo "workers: $(pids | xargs)"
     for w in $(seq 1 "$WORKERS"); do
-        [ -f "$LOGS/worker$w.log" ] && echo "worker $w: $(grep -E '^== |: ok; |resuming|^L[0-9]' "$LOGS/worker$w.log" | tail -1)"
+        # its last event: a run launched (the one it is on now, until a line about it follows), a run
+        # resumed, finished or skipped (another worker holds it), or a sweep begun or ended
+        [ -f "$LOGS/worker$w.log" ] && echo "worker $w: $(grep -E '^== |: ok; |resuming|^L[0-9]|\[HYDRA\][[:space:]]+#[0-9]+ : ' "$LOGS/worker$w.log" | tail -1 |
+            sed -E 's/^\[[^]]*\]\[HYDRA\][[:space:]]+(#[0-9]+) : /on \1: /; s/ (experiment|num_threads|results_dir)=[^ ]*//g')"
     done
     for e in $SWEEPS; do
         d=$(ls -d "$RESULTS"/*/"$e" 2>/dev/null | head -1)

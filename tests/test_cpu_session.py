@@ -93,3 +93,20 @@ def test_two_workers_share_a_sweep_stop_and_resume_without_training_a_run_twice(
     for name in checkpointed:  # a run stopped after an epoch resumed from its checkpoint
         assert f"{name}: resuming after epoch" in text, name
     assert session(tmp_path, "stop").returncode == 0
+
+
+def test_status_names_the_run_each_worker_is_on(tmp_path):
+    # a worker's last event is the run it launched last (a "skipped" line about an earlier run, whose
+    # lock another worker held, must not be what status shows), then a result line once one follows
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    launch = "[2026-12-06 18:11:04,301][HYDRA] \t#{} : seed=0 latent_dim=200 encoder={} decoder=dense1 experiment=smoke num_threads=1 results_dir=/r"
+    held = "L200_conv2_dense1_s0: being trained by another process (vm 5139), skipped: /r/L200_conv2_dense1_s0"
+    (logs / "worker1.log").write_text("\n".join(["== 2026-12-06T17:25:39Z worker 1: experiment=smoke",
+                                                  launch.format(94, "conv2"), held, launch.format(95, "conv4")]) + "\n")  # fmt: skip
+    (logs / "worker2.log").write_text(launch.format(93, "conv1") + "\nL200_conv1_dense1_s0: ok; results in /r\n")
+    got = session(tmp_path, "status")
+    lines = got.stdout.splitlines()
+    assert got.returncode == 0 and lines[0] == "workers: ", got.stdout + got.stderr
+    assert lines[1] == "worker 1: on #95: seed=0 latent_dim=200 encoder=conv4 decoder=dense1", lines
+    assert lines[2] == "worker 2: L200_conv1_dense1_s0: ok; results in /r", lines
