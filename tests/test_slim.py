@@ -8,6 +8,7 @@ import contextlib
 import io
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -388,3 +389,49 @@ def test_the_30_epoch_runs_are_the_reproduction_s_seed_0_configurations_but_for_
         b = pd.read_parquet(short_run / "epochs.parquet", columns=["epoch", "split"])
         assert sorted(map(tuple, a[a["epoch"] <= 10].to_numpy())) == sorted(map(tuple, b.to_numpy()))
         assert sorted(a["epoch"].unique()) == list(range(1, 31)), long_run.name
+
+
+RUN_FILES = ("COMPLETE", "epochs.parquet", "run.parquet", ".hydra/config.yaml", "last.pt", "best.pt")
+NOT_SLIM = re.compile(r"(\.pt|latents\.parquet|events\.out\.tfevents\.[^/]*)$")
+
+
+def unfinished_or_unslimmed(paths: list[str]) -> list[str]:
+    """Of the run directories among ``paths`` (files as ``git ls-files`` lists them; a run directory
+    holds any file of :data:`RUN_FILES`), those that are not complete and slimmed: no ``COMPLETE`` or no
+    ``SLIMMED`` marker, or a file slimming drops (a checkpoint, an event file, the latents)."""
+    runs: dict[str, set[str]] = {}
+    for path in paths:
+        for name in RUN_FILES:
+            if path.endswith("/" + name):
+                runs.setdefault(path[: -len(name) - 1], set())
+    bad = set()
+    for path in paths:
+        for run, files in runs.items():
+            if path.startswith(run + "/"):
+                files.add(path[len(run) + 1 :])
+                if NOT_SLIM.search(path):
+                    bad.add(run)
+    return sorted(bad | {run for run, files in runs.items() if not {"COMPLETE", "SLIMMED"} <= files})
+
+
+def test_every_committed_run_is_complete_and_slimmed():
+    """What git holds under results/examples is finished, slimmed runs only: a run directory added while
+    it trained (``git add <sweep dir>`` beside the workers) would publish a partial run, to be read as one
+    of the sweep's, and tens of MB of checkpoints. .gitignore keeps what slimming drops out of any add;
+    this catches a run committed without its markers."""
+    slim_run = ["s/L1_a_b_s0/" + f for f in ("COMPLETE", "SLIMMED", "epochs.parquet", ".hydra/config.yaml")]
+    assert unfinished_or_unslimmed(slim_run) == []
+    training = ["s/L1_a_b_s1/epochs.parquet", "s/L1_a_b_s1/.hydra/config.yaml", "s/L1_a_b_s1/last.pt"]
+    unslimmed = ["s/L1_a_b_s2/" + f for f in ("COMPLETE", "run.parquet", "latents.parquet")]
+    checkpoint = [*(p.replace("_s0", "_s3") for p in slim_run), "s/L1_a_b_s3/prev.pt"]
+    assert unfinished_or_unslimmed(slim_run + training + unslimmed + checkpoint) == [
+        "s/L1_a_b_s1", "s/L1_a_b_s2", "s/L1_a_b_s3"
+    ]  # fmt: skip
+    try:
+        listed = subprocess.run(
+            ["git", "ls-files", "results/examples"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.splitlines()
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("not a git checkout: no committed runs to read")
+    assert len([p for p in listed if p.endswith("/COMPLETE")]) >= 300  # the reproduction at least
+    assert unfinished_or_unslimmed(listed) == []
