@@ -435,3 +435,62 @@ def test_every_committed_run_is_complete_and_slimmed():
         pytest.skip("not a git checkout: no committed runs to read")
     assert len([p for p in listed if p.endswith("/COMPLETE")]) >= 300  # the reproduction at least
     assert unfinished_or_unslimmed(listed) == []
+
+
+E30 = REPRODUCE.parent / "reproduce_e30"
+
+
+def _settles(verdicts: pd.Series) -> int:
+    """The first epoch from which a claim's verdict (indexed by epoch) holds to the last."""
+    last = verdicts.iloc[-1]
+    changed = verdicts.index[verdicts.ne(last)]
+    return int(changed.max() + 1) if len(changed) else int(verdicts.index.min())
+
+
+@pytest.mark.skipif(not (E30 / "claims.csv").is_file(), reason="no committed 30-epoch report yet")
+def test_readme_s_30_epoch_paragraph_states_its_reports_numbers_in_order():
+    """README's paragraph on the 30-epoch condition writes numbers copied by hand from its report: each is
+    recomputed here from the committed tables (claims, rank stability, still improving, verdicts per
+    epoch, runs; the 10-epoch baseline from the reproduction's seed 0) and must be written, to the
+    precision written, in the paragraph's order."""
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("**Trained three times longer")
+    written = _numbers(readme[start : readme.index("\n\n", start)])
+    claims = pd.read_csv(E30 / "claims.csv").query("decides").set_index("claim")
+    seed0 = pd.read_csv(REPRODUCE / "seed0" / "claims.csv").query("decides").set_index("claim")
+    rank = pd.read_csv(E30 / "rank_stability.csv")
+    still = pd.read_csv(E30 / "still_improving.csv")
+    budget = pd.read_csv(E30 / "claims_budget.csv").query("split == 'val'")
+    settles = {c: _settles(b.set_index("epoch")["verdict"]) for c, b in budget.groupby("claim")}
+    e30 = pd.read_csv(E30 / "runs.csv").set_index("label")
+    e10 = pd.read_csv(REPRODUCE / "runs.csv").query("seed == 0").set_index("label").reindex(e30.index)
+    gain = {m: e10[f"test/{m}"] - e30[f"test/{m}"] for m in ("neg_elbo", "distortion")}
+
+    def overall(criterion):
+        row = rank[rank.criterion.eq(criterion) & rank.group.eq("all")].iloc[0]
+        return [row.rho, row.ci_low, row.ci_high]
+
+    def within(criterion):
+        rho = rank[rank.criterion.eq(criterion) & rank.group.ne("all")].rho
+        return [rho.min(), rho.max()]
+
+    def row(claim, sign=1.0):
+        return [sign * claims.at[claim, "statistic"], *sorted(sign * claims.loc[claim, ["ci_low", "ci_high"]])]
+
+    want = [
+        gain["neg_elbo"].median(), gain["neg_elbo"].min(), gain["neg_elbo"].max(),
+        gain["distortion"].median(), gain["distortion"].min(), gain["distortion"].max(),
+        gain["distortion"][e30["family/decoder"].eq("dense4")].median(),
+        *overall("distortion"), *overall("neg_elbo"), *within("distortion"), *within("neg_elbo"),
+        *row("C5a"), seed0.at["C5a", "statistic"], *row("C4", -1.0), -seed0.at["C4", "statistic"],
+        *row("C5b"), seed0.at["C5b", "statistic"],
+        settles["C1"], settles["C5b"], settles["C3"],
+        int(still.still_improving.sum()), len(still), int(budget.epoch.max()), still.gain.median(),
+        e30["test/distortion"].min(), e30["test/iwae_nll"].min(),
+    ]  # fmt: skip
+    assert settles["C1"] == settles["C4"] == settles["C5a"]  # "C1, C4 and C5a at epoch 1"
+    at = iter(written)
+    for k, value in enumerate(want):  # each in turn, after the one before it; a count as an integer,
+        integer = isinstance(value, int)  # any other value with its decimals (an integer is 0.5 wide)
+        found = any(abs(x - value) <= half and (half == 0.5) == integer for x, half in at)
+        assert found, f"README's 30-epoch paragraph lacks value {k} of the report's, {value:.4g}, in its place"
