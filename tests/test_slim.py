@@ -544,7 +544,8 @@ def test_readme_s_capacity_matched_paragraph_states_its_reports_numbers_in_order
 def test_readme_s_paragraphs_on_the_reproduction_state_its_reports_numbers_in_order():
     """The same for README's hand-written lines on the reproduction: why verdicts changed (its claims.csv;
     the earlier per-seed analysis's numbers, not in any report now, are passed over) and its verdicts
-    against the training budget (claims_budget.csv, still_improving.csv, capacity.csv)."""
+    against the training budget (claims_budget.csv, still_improving.csv, capacity.csv), and what else the
+    sweep says (seed_aggregates.csv: the best reconstructions and the best and worst likelihoods)."""
     claims = pd.read_csv(REPRODUCE / "claims.csv")
 
     def row(part, metric="test/distortion", cols=("statistic", "ci_low", "ci_high")):
@@ -570,4 +571,9 @@ def test_readme_s_paragraphs_on_the_reproduction_state_its_reports_numbers_in_or
         int(budget.epoch.max()), settles["C1"], settles["C3"], int(c5b.epoch.min()), int(c5b.epoch.max()),
         float(c5b.statistic.mean()), int(closed), int(still.still_improving.sum()), int(budget.epoch.max()),
         float(r2.min()),
+    ])  # fmt: skip
+    means = pd.read_csv(REPRODUCE / "seed_aggregates.csv").set_index("config")
+    recon, iwae = means["test/distortion/mean"].sort_values(), means["test/iwae_nll/mean"].sort_values()
+    _states_in_order("What else the sweep says", [
+        recon.iloc[0], recon.iloc[1], iwae.iloc[0], iwae.iloc[-2], iwae.iloc[-1],
     ])  # fmt: skip
