@@ -65,10 +65,14 @@ status)
     for e in $SWEEPS; do
         d=$(ls -d "$RESULTS"/*/"$e" 2>/dev/null | head -1)
         [ -n "$d" ] || continue
-        echo "$e: $(ls "$d"/*/COMPLETE 2>/dev/null | wc -l) runs complete in $d"
+        n=$(ls "$d"/*/COMPLETE 2>/dev/null | wc -l)  # of the grid its last launch recorded (grid.json), if any
+        [ -f "$d/grid.json" ] && n="$n of $("$PY" -c 'import json, sys; print(len(json.load(open(sys.argv[1]))["runs"]))' "$d/grid.json")"
+        echo "$e: $n runs complete in $d"
         for r in "$d"/*/epochs.parquet; do  # the runs in flight or stopped, with their last epoch
-            [ -e "$r" ] && [ ! -e "$(dirname "$r")/COMPLETE" ] && "$PY" -c 'import sys, pyarrow.parquet as pq
+            if [ -e "$r" ] && [ ! -e "$(dirname "$r")/COMPLETE" ]; then  # (an if: no run in flight is no error)
+                "$PY" -c 'import sys, pyarrow.parquet as pq
 print("  %s: epoch %d done" % (sys.argv[2], max(pq.read_table(sys.argv[1], columns=["epoch"]).column(0).to_pylist())))' "$r" "$(basename "$(dirname "$r")")"
+            fi
         done
     done
     ;;

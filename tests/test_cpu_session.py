@@ -4,6 +4,7 @@ resume from the runs' checkpoints; a bad command is refused in one line."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -105,8 +106,13 @@ def test_status_names_the_run_each_worker_is_on(tmp_path):
     (logs / "worker1.log").write_text("\n".join(["== 2026-12-06T17:25:39Z worker 1: experiment=smoke",
                                                   launch.format(94, "conv2"), held, launch.format(95, "conv4")]) + "\n")  # fmt: skip
     (logs / "worker2.log").write_text(launch.format(93, "conv1") + "\nL200_conv1_dense1_s0: ok; results in /r\n")
+    sweep = tmp_path / "results" / "examples" / "smoke"  # one of its launched grid's 4 runs complete
+    (sweep / "L2_dense1_dense1_s0").mkdir(parents=True)
+    (sweep / "L2_dense1_dense1_s0" / "COMPLETE").write_text("{}")
+    (sweep / "grid.json").write_text(json.dumps({"runs": [f"L2_dense1_dense1_s{s}" for s in range(4)]}))
     got = session(tmp_path, "status")
     lines = got.stdout.splitlines()
     assert got.returncode == 0 and lines[0] == "workers: ", got.stdout + got.stderr
+    assert lines[3] == f"smoke: 1 of 4 runs complete in {sweep}", lines
     assert lines[1] == "worker 1: on #95: seed=0 latent_dim=200 encoder=conv4 decoder=dense1", lines
     assert lines[2] == "worker 2: L200_conv1_dense1_s0: ok; results in /r", lines
