@@ -282,3 +282,39 @@ def test_sweep_cost_refuses_a_directory_that_is_not_a_sweep(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and "is not a sweep" in err[0]
     assert not (tmp_path / "c.json").exists()
+
+
+# ---------------------------------------------------------------------------------------- sweep cost
+def test_the_cost_of_each_complete_sweep_in_the_readmes_is_sweep_cost_json_s():
+    """bench/results/README.md's sweep_cost paragraph, and results/examples/README.md's section of each
+    complete sweep, state its measured cost as bench/results/sweep_cost.json holds it: summed hours and
+    hours on the workers (to the 0.1 h written), and in the bench paragraph the median training minutes
+    by decoder, in order. A sweep still training is left out: its numbers change with every session."""
+    families = ("dense1", "dense4", "conv1", "conv2", "conv4")
+    import re
+
+    root = Path(__file__).resolve().parent.parent
+    cost = json.loads((root / "bench" / "results" / "sweep_cost.json").read_text())
+
+    def numbers(text):
+        return [float(x) for x in re.findall(r"\d+(?:\.\d+)?", text.replace(",", ""))]
+
+    bench = (root / "bench" / "results" / "README.md").read_text()
+    bench = bench[bench.index("## `sweep_cost.json`") :]
+    bench = bench[: bench.index("\n## ", 1)]
+    examples = (root / "results" / "examples" / "README.md").read_text()
+    complete = [s for s in cost["sweeps"] if s["complete_runs"] == s["grid_runs"]]
+    assert complete, "no complete sweep in sweep_cost.json"
+    for sweep in complete:
+        name = Path(sweep["sweep"]).name
+        part = bench[bench.index(f"`{name}`") :]
+        by_decoder = sweep["median_train_minutes_by_decoder"]  # written dense first, as the grid lists them
+        want = [sweep["summed_hours"], sweep["hours_on_workers"], *(by_decoder[f] for f in families)]
+        at = iter(numbers(part))
+        for value in want:  # each in turn, written to one decimal
+            assert any(abs(x - value) <= 0.05 + 1e-9 for x in at), (name, value)
+        section = examples[examples.index(f"## `{name}/`") :]
+        section = section[: section.index("\n## ", 1)]
+        written = numbers(section)
+        for value in (sweep["summed_hours"], sweep["hours_on_workers"]):
+            assert any(abs(x - value) <= 0.05 + 1e-9 for x in written), (name, value)
