@@ -259,7 +259,9 @@ def agreement(headers: list[str], cells: dict[str, dict[str, str]]) -> str:
             differ.append(f"{claim} ({each})")
     names = "; ".join(_label(h) for h in decided)
     grids = "its grid is" if len(pending) == 1 else "their grids are"
-    pending_text = f" Pending: {'; '.join(_label(h) for h in pending)} ({grids} not complete yet)." if pending else ""
+    pending_text = (
+        f" Pending: {'; '.join(_label(h) for h in pending)} ({grids} not complete yet)." if pending else ""
+    )
     if len(decided) == 1:
         return (
             f"Only one condition is decided so far ({names}); no verdict can yet be said to hold across "
