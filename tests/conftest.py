@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import functools
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -284,3 +285,22 @@ def tiered(cases: list[tuple], ids: list[str], default: set[str]) -> list:
         pytest.param(*case, id=i, marks=() if i in default else pytest.mark.slow)
         for case, i in zip(cases, ids, strict=True)
     ]
+
+
+def written_numbers(text: str) -> list[tuple[float, float]]:
+    """Each number written in ``text`` (``−`` or ``-`` signed, thousands commas dropped) with half a unit
+    of its last digit: what a prose number stands for."""
+    found = re.findall(r"[−+-]?\d+(?:\.\d+)?", text.replace(",", ""))
+    return [(float(x.replace("−", "-")), 0.5 * 10.0 ** -len((x.split(".") + [""])[1])) for x in found]
+
+
+def states_in_order(text: str, want: list) -> int | None:
+    """The index of the first of ``want`` that ``text`` does not write after the one before it (None: it
+    writes them all, in order), each to the precision written: a count (int) as an integer, any other value
+    with its decimals (an integer token is 0.5 wide and would match almost anything)."""
+    at = iter(written_numbers(text))
+    for k, value in enumerate(want):
+        integer = isinstance(value, int)
+        if not any(abs(x - value) <= half and (half == 0.5) == integer for x, half in at):
+            return k
+    return None

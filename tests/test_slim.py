@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from conftest import make_cfg, spy_epochs
+from conftest import make_cfg, spy_epochs, states_in_order, written_numbers
 from omegaconf import OmegaConf
 
 from analysis import figures, tables
@@ -288,12 +288,6 @@ def test_each_committed_condition_regenerates_its_verdicts(condition):
             assert got[col].tolist() == want[col].tolist(), col
 
 
-def _numbers(text: str) -> list[tuple[float, float]]:
-    """Each number written in ``text`` (``−`` or ``-`` signed) with half a unit of its last digit."""
-    found = re.findall(r"[−+-]?\d+(?:\.\d+)?", text.replace(",", ""))
-    return [(float(x.replace("−", "-")), 0.5 * 10.0 ** -len((x.split(".") + [""])[1])) for x in found]
-
-
 @pytest.mark.skipif(not (REPRODUCE / "claims.csv").is_file(), reason="no committed reproduction report yet")
 def test_readme_states_each_conditions_verdicts_statistics_and_counts():
     """README's "What the study finds" is the published answer, one column per condition: its block is
@@ -328,7 +322,7 @@ def test_readme_states_each_conditions_verdicts_statistics_and_counts():
         for _, claim in want.iterrows():
             cell = cells[claim.claim][header]
             assert re.match(re.escape(claim.verdict) + r":", cell), (header, claim.claim, cell)
-            written = _numbers(cell)
+            written = written_numbers(cell)
             for key in ("statistic", "ci_low", "ci_high"):
                 if np.isfinite(claim[key]):
                     assert any(abs(x - claim[key]) <= half for x, half in written), (header, claim.claim, key)
@@ -490,16 +484,11 @@ def test_readme_s_30_epoch_paragraph_states_its_reports_numbers_in_order():
 
 
 def _states_in_order(opening: str, want: list) -> None:
-    """README's paragraph that opens with ``opening`` writes each of ``want`` in turn, each after the one
-    before it, to the precision written: a count (int) as an integer, any other value with its decimals
-    (an integer token is 0.5 wide and would match almost anything)."""
+    """README's paragraph that opens with ``opening`` writes each of ``want`` in turn (:func:`states_in_order`)."""
     readme = (ROOT / "README.md").read_text()
     start = readme.index(opening)
-    at = iter(_numbers(readme[start : readme.index("\n\n", start)]))
-    for k, value in enumerate(want):
-        integer = isinstance(value, int)
-        found = any(abs(x - value) <= half and (half == 0.5) == integer for x, half in at)
-        assert found, f"README's paragraph {opening!r} lacks value {k} of its report's, {value:.4g}, in its place"
+    missing = states_in_order(readme[start : readme.index("\n\n", start)], want)
+    assert missing is None, f"README's paragraph {opening!r} lacks value {missing} of its report's, {want[missing]:.4g}"
 
 
 CAPACITY = REPRODUCE.parent / "capacity_matched"
