@@ -115,8 +115,13 @@ class Result:
             p = f"two-sided p {'≤ ' + ceil_text(self.p_two_sided) if bound else f'= {self.p_two_sided:.3g}'}"
         else:
             p = p_text(self.p_value, self.n_perm)
+        if np.isfinite(self.ci_low) and np.isfinite(self.ci_high):
+            ci = f"{self.interval} 95 % CI [{_g(self.ci_low)}, {_g(self.ci_high)}]"
+        else:  # too few arrangements or resamples define a bound: say so, never "[nan, nan]"
+            why = f"its {self.n_perm + 1} arrangements cannot reject any shift" if self.exact else "too few units"
+            ci = f"no {self.interval} 95 % CI ({why})"
         return (
-            f"{_g(self.statistic)}, {self.interval} 95 % CI [{_g(self.ci_low)}, {_g(self.ci_high)}], permutation "
+            f"{_g(self.statistic)}, {ci}, permutation "
             f"{p} ({'exact' if self.exact else f'MC SE {_g(self.mc_se_two_sided)}'}; "
             f"{f'all {self.n_perm + 1} arrangements' if self.exact else f'{self.n_perm} permutations'}, "
             f"{f'{self.n_boot} resamples, ' if self.n_boot else ''}{self.n_runs} units)"

@@ -6,7 +6,8 @@
 #   bash bench/cpu_session.sh status    # what each worker is training, and each sweep's count
 #   bash bench/cpu_session.sh stop      # SIGTERM both; a run in flight keeps its last epoch's checkpoint
 #
-# The queue (SWEEPS, experiment names): reproduce_e30 → reproduce_fashion_mnist → design. Each worker
+# The queue (SWEEPS, experiment names): reproduce_fashion_mnist → design (reproduce_e30, complete, left the
+# queue; SWEEPS="reproduce_e30 ..." relaunches it, which trains nothing). Each worker
 # relaunches every experiment in turn with the plain launcher and one torch thread (num_threads=1, what
 # joblib with n_jobs=2 gives each run: the same arithmetic); the per-run flock makes the two share
 # one sweep (a run the other holds is skipped, never trained twice), and a worker that finds nothing left
@@ -22,7 +23,7 @@ set -u
 ROOT=$(git rev-parse --show-toplevel) || exit 2
 cd "$ROOT"
 PY=${PY:-$ROOT/.venv/bin/python}
-SWEEPS=${SWEEPS:-"reproduce_e30 reproduce_fashion_mnist design"}
+SWEEPS=${SWEEPS:-"reproduce_fashion_mnist design"}
 WORKERS=${WORKERS:-2}
 RUNTREE=${RUNTREE:-/tmp/vae-sweep-runtree}
 LOGS=${LOGS:-/tmp/vae-sweep-logs}

@@ -429,8 +429,11 @@ def test_c4_contrast_against_the_exact_sign_flip_null(gaps):
     # all signs agree (p = 2/2^k < 0.05) and the mean (statistic 0: p = 1) is inside
     if 2 / 2 ** len(gaps) > claim_stats.ALPHA:
         assert v.ci_low is None and v.ci_high is None
+        # and its words say so, never "[nan, nan]"
+        assert f"no inverted sign-flip test 95 % CI (its {2 ** len(gaps)} arrangements" in v.why and "nan" not in v.why
     else:
         assert min(gaps) - 1e-9 <= v.ci_low <= np.mean(gaps) <= v.ci_high <= max(gaps) + 1e-9
+        assert "inverted sign-flip test 95 % CI [" in v.why
 
 
 def test_c4_contrast_counts_every_sign_pattern_up_to_the_exact_limit_and_draws_beyond():
