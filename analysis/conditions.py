@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import coverage
+from analysis import coverage, transfer
 from analysis.arch_claims import DECIDING_METRIC
 from analysis.claim_stats import fmt3, p_fmt
 from sweep.results import atomic_write_bytes
@@ -74,6 +74,7 @@ CONDITIONS = (
     Condition("capacity-matched, seed 0", "capacity_matched"),
     Condition("Fashion-MNIST, 10 epochs, seed 0", "reproduce_fashion_mnist"),
 )
+BASELINE = CONDITIONS[1].label  # the seed-0 conditions' baseline: rankings are compared with it (analysis.transfer)
 # the paper's words for each claim (the table's second column)
 PAPER = {
     "C1": "nearly half the runs collapse",
@@ -302,9 +303,37 @@ def _seeds_sentence(decided: list[str], cells: dict[str, dict[str, str]]) -> str
     return out
 
 
+def rankings(root: Path, headers: list[str]) -> list[str]:
+    """README's lines on how far the configurations' ranking carries over (:mod:`analysis.transfer`):
+    each decided seed-0 condition, and each other seed of the baseline's own condition (the replicate
+    ceiling), against ``BASELINE``; read from their reports' ``runs.csv``. None where the baseline
+    is not decided."""
+    decided = {_label(h) for h in headers if h != _label(h)}  # a decided column's header counts its runs
+    if BASELINE not in decided:
+        return []
+    baseline = next(c for c in CONDITIONS if c.label == BASELINE)
+    runs = lambda c: pd.read_csv(root / c.report / "runs.csv")  # noqa: E731
+    base = transfer.config_values(runs(baseline))
+    compared: list[tuple[str, pd.DataFrame | None, bool]] = []
+    for c in CONDITIONS:
+        if c == baseline:
+            continue
+        if c.sweep == baseline.sweep and c.seeds is None:  # the baseline's condition: its other seeds
+            if c.label in decided:
+                every = runs(c)
+                for s in sorted(set(every["seed"].astype(int)) - set(baseline.seeds)):
+                    label = BASELINE.replace(f"seed {baseline.seeds[0]}", f"seed {s}")
+                    compared.append((label, transfer.config_values(every, [s]), True))
+            continue
+        compared.append((c.label, transfer.config_values(runs(c)) if c.label in decided else None, False))
+    return transfer.markdown(transfer.table(base, compared), BASELINE, PENDING)
+
+
 def markdown(root: Path) -> str:
-    """README's block: the claim × condition table and the agreement paragraph, between the markers."""
+    """README's block: the claim × condition table, the agreement paragraph and the rankings' table
+    (:func:`rankings`), between the markers."""
     headers, cells = table(root)
+    ranks = rankings(root, headers)
     lines = [
         BEGIN,
         "| claim | the paper says | " + " | ".join(headers) + " |",
@@ -312,6 +341,7 @@ def markdown(root: Path) -> str:
         *(f"| {c} | {PAPER[c]} | " + " | ".join(cells[c][h] for h in headers) + " |" for c in PAPER),
         "",
         agreement(headers, cells),
+        *(["", *ranks] if ranks else []),
         END,
     ]
     return "\n".join(lines)

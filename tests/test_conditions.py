@@ -14,6 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from scipy import stats
 
 from analysis import claims, conditions, coverage
 from sweep import results
@@ -24,9 +25,10 @@ ENC = {"dense1": 0.0, "dense4": 8.0, "conv1": -1.5, "conv2": -2.7, "conv4": -0.9
 DEC = {"dense1": 7.0, "dense4": 7.5, "conv1": 0.0, "conv2": 0.3, "conv4": 0.1}
 
 
-def runs(enc=ENC, dec=DEC) -> pd.DataFrame:
-    """A seed-0 G0-shaped run table (latent 25 and 50) with planted encoder and decoder effects."""
-    rng = np.random.default_rng(0)
+def runs(enc=ENC, dec=DEC, noise=0) -> pd.DataFrame:
+    """A seed-0 G0-shaped run table (latent 25 and 50) with planted encoder and decoder effects (the
+    noise drawn from seed ``noise``)."""
+    rng = np.random.default_rng(noise)
     rows = []
     for latent, e, d in itertools.product((25, 50), FAMILIES, FAMILIES):
         dist = 90.0 + enc[e] + dec[d] + rng.normal(0, 0.3)
@@ -61,6 +63,7 @@ def write_condition(root, name, run_table, n_runs, seed=0, report=None) -> pd.Da
     out.mkdir(parents=True, exist_ok=True)
     table = claims.verdicts_table(claims.check_claims(run_table))
     table.to_csv(out / "claims.csv", index=False)
+    run_table.to_csv(out / "runs.csv", index=False)  # analysis.figures writes both
     add_runs(root / name, n_runs, seed)
     record_inputs(root / name, out, None if report is None else (seed,))
     return pd.read_csv(out / "claims.csv")
@@ -209,6 +212,41 @@ def test_the_seed_0_baseline_counts_its_own_runs_and_is_compared_with_all_seeds(
     assert f"MNIST, 10 epochs, seed 0, the seed-0 runs of MNIST, 10 epochs, 3 seeds, {says}" in text
     if "other" in says:  # dense1 planted best in seed 0 alone: C4 differs
         assert "in C4 (reproduced against not reproduced)" in text
+
+
+def test_rankings_compare_each_decided_condition_and_the_baseline_s_other_seeds_with_the_baseline(
+    tmp_path, monkeypatch
+):
+    grid_runs(monkeypatch, lambda c: 150 if c.sweep == "reproduce" and c.seeds is None else 50)
+    seeds = {s: runs(noise=s).assign(seed=s) for s in (0, 1, 2)}  # the same configurations, each its own noise
+    write_condition(tmp_path, "reproduce", pd.concat(seeds.values(), ignore_index=True), 50, seed=0)
+    for seed in (1, 2):
+        add_runs(tmp_path / "reproduce", 50, seed)
+    record_inputs(tmp_path / "reproduce", tmp_path / "reproduce")
+    write_condition(tmp_path, "reproduce", seeds[0], 0, report="reproduce/seed0")
+    e30 = runs(enc={**ENC, "dense1": -5.0}, noise=7)
+    write_condition(tmp_path, "reproduce_e30", e30, 50)
+    headers, _ = conditions.table(tmp_path)
+    lines = conditions.rankings(tmp_path, headers)
+    rows = {line.split(" | ")[0][2:]: line for line in lines if line.startswith("| ") and "---" not in line}
+    assert list(rows) == [
+        "against MNIST, 10 epochs, seed 0", "MNIST, 10 epochs, seed 1 (replicate)",
+        "MNIST, 10 epochs, seed 2 (replicate)", "MNIST, 30 epochs, seed 0", "capacity-matched, seed 0",
+        "Fashion-MNIST, 10 epochs, seed 0",
+    ]  # fmt: skip
+    # each ρ is scipy's Spearman of the two conditions' distortions, configuration by configuration
+    for name, other in (("MNIST, 10 epochs, seed 1 (replicate)", seeds[1]), ("MNIST, 30 epochs, seed 0", e30)):
+        rho = stats.spearmanr(seeds[0]["test/distortion"], other["test/distortion"]).statistic
+        assert rows[name].startswith(f"| {name} | 50 | {conditions.num(rho)} ["), rows[name]
+    assert rows["capacity-matched, seed 0"].endswith("| pending | pending | pending | pending |")
+    assert "\n".join(lines) in conditions.markdown(tmp_path)
+    # no baseline decided: no rankings at all
+    assert conditions.rankings(tmp_path, [h for h in headers if not h.startswith("MNIST, 10 epochs, seed 0")]) == []
+
+
+def test_no_rankings_without_the_baseline(two):
+    root, *_ = two
+    assert "How far the configurations' ranking" not in conditions.markdown(root)
 
 
 # a condition whose grid is not complete stays pending, one whose report is older than its runs is refused
