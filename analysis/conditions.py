@@ -312,7 +312,12 @@ def rankings(root: Path, headers: list[str]) -> list[str]:
     if BASELINE not in decided:
         return []
     baseline = next(c for c in CONDITIONS if c.label == BASELINE)
-    runs = lambda c: pd.read_csv(root / c.report / "runs.csv")  # noqa: E731
+    def runs(c: Condition) -> pd.DataFrame:
+        path = root / c.report / "runs.csv"
+        if not path.is_file():  # a report is its tables together: claims.csv without runs.csv is a part
+            raise ConditionsError(f"{path} is missing beside its claims.csv; regenerate the report: {c.command}")
+        return pd.read_csv(path)
+
     base = transfer.config_values(runs(baseline))
     compared: list[tuple[str, pd.DataFrame | None, bool]] = []
     for c in CONDITIONS:

@@ -240,6 +240,10 @@ def test_rankings_compare_each_decided_condition_and_the_baseline_s_other_seeds_
         assert rows[name].startswith(f"| {name} | 50 | {conditions.num(rho)} ["), rows[name]
     assert rows["capacity-matched, seed 0"].endswith("| pending | pending | pending | pending |")
     assert "\n".join(lines) in conditions.markdown(tmp_path)
+    # a decided report without its runs.csv: refused, with the command that regenerates it
+    (tmp_path / "reproduce_e30" / "runs.csv").unlink()
+    with pytest.raises(conditions.ConditionsError, match=r"runs.csv is missing .*python -m analysis.figures results/examples/reproduce_e30"):
+        conditions.rankings(tmp_path, headers)
     # no baseline decided: no rankings at all
     assert conditions.rankings(tmp_path, [h for h in headers if not h.startswith("MNIST, 10 epochs, seed 0")]) == []
 
