@@ -77,6 +77,11 @@ def sigmas(runs: pd.DataFrame) -> dict[str, float]:
     by = ok.groupby(["family/encoder", "family/decoder"])[DIST]
     n, var = by.size(), by.var(ddof=1)
     several = n > 1
+    if not several.any() or len(n) < 9:  # 9: 5 + 5 − 1 main-effect terms leave no df below
+        raise ValueError(
+            f"{len(n)} configurations at latent {LATENT}, {int(several.sum())} with several seeds: the proxies "
+            f"need the reproduction's grid there with several seeds; valid: results/examples/reproduce"
+        )
     seed = math.sqrt(float(((n[several] - 1) * var[several]).sum() / (n[several] - 1).sum()))
     means = by.mean().rename("y").reset_index()
     fit = design.smf.ols("y ~ C(Q('family/encoder')) + C(Q('family/decoder'))", data=means).fit()
@@ -109,7 +114,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {path} does not exist; valid: a report directory with runs.csv, e.g. "
               "results/examples/reproduce", file=sys.stderr)  # fmt: skip
         return 2
-    out = table(pd.read_csv(path)).round(3)
+    try:
+        out = table(pd.read_csv(path)).round(3)
+    except ValueError as exc:
+        print(f"error: {path}: {exc}", file=sys.stderr)
+        return 2
     print(markdown_table(out))
     return 0
 

@@ -77,10 +77,18 @@ def test_the_sigma_proxies_recover_a_planted_seed_noise_and_interaction():
     assert design_power.sigmas(planted_runs(seed_sd=0.7, gamma=0.0))["interaction"] == pytest.approx(0.0, abs=1e-9)
 
 
-def test_a_missing_run_table_is_one_error_line_and_exit_2(tmp_path, capsys):
+def test_a_missing_run_table_or_one_seed_is_one_error_line_and_exit_2(tmp_path, capsys):
     assert design_power.main([str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "runs.csv" in err[0]
+    one_seed = planted_runs(0.7, 0.5)
+    one_seed[one_seed["seed"].ne(1)].to_csv(tmp_path / "runs.csv", index=False)  # seed 0 and 2: still several
+    assert design_power.main([str(tmp_path)]) == 0
+    capsys.readouterr()
+    one_seed[one_seed["seed"].eq(0)].to_csv(tmp_path / "runs.csv", index=False)  # a single-seed sweep
+    assert design_power.main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "0 with several seeds" in err[0] and "valid: results/examples/reproduce" in err[0]
 
 
 @pytest.mark.skipif(not (REPRODUCE / "runs.csv").is_file(), reason="no committed reproduction report")
