@@ -306,12 +306,13 @@ def _seeds_sentence(decided: list[str], cells: dict[str, dict[str, str]]) -> str
 def rankings(root: Path, headers: list[str]) -> list[str]:
     """README's lines on how far the configurations' ranking carries over (:mod:`analysis.transfer`):
     each decided seed-0 condition, and each other seed of the baseline's own condition (the replicate
-    ceiling), against ``BASELINE``; read from their reports' ``runs.csv``. None where the baseline
+    ceiling), against ``BASELINE``; read from their reports' ``runs.csv``. Empty where the baseline
     is not decided."""
     decided = {_label(h) for h in headers if h != _label(h)}  # a decided column's header counts its runs
     if BASELINE not in decided:
         return []
     baseline = next(c for c in CONDITIONS if c.label == BASELINE)
+
     def runs(c: Condition) -> pd.DataFrame:
         path = root / c.report / "runs.csv"
         if not path.is_file():  # a report is its tables together: claims.csv without runs.csv is a part
