@@ -70,9 +70,9 @@ def _ok_runs_and_epochs(sweep: Sweep) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 # ---------------------------------------------------------------------------------- rank stability
-def _rho(both: pd.DataFrame, ref: str, last: str) -> tuple[float, float, float]:
-    """Spearman's ρ of two columns over configurations (rows), with the percentile bootstrap interval
-    over configurations within latent sizes; NaN where fewer than 3 configurations define it, the
+def spearman(both: pd.DataFrame, ref: str, last: str) -> tuple[float, float, float]:
+    """Spearman's ρ of two columns over configurations (rows, with ``latent_dim``), with the percentile
+    bootstrap interval over configurations within latent sizes (also ``analysis.transfer``'s); NaN where fewer than 3 configurations define it, the
     interval NaN where fewer than ``MIN_CI_N`` do."""
     if len(both) < MIN_N:
         return math.nan, math.nan, math.nan
@@ -130,7 +130,7 @@ def rank_stability(sweep: Sweep) -> pd.DataFrame:
                 (g, str(v), sub) for g in GROUPS for v, sub in both.groupby(g, sort=True)
             ]
             for group, family, sub in groups:
-                rho, lo, hi = _rho(sub, "ref", "last")
+                rho, lo, hi = spearman(sub, "ref", "last")
                 n = len(sub)
                 rows.append({
                     **base, "criterion": crit, "group": group, "family": family, "rho": rho, "ci_low": lo,

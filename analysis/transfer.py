@@ -31,14 +31,13 @@ import math
 import numpy as np
 import pandas as pd
 
-from analysis import permutation
+from analysis import convergence
 from analysis.claim_stats import fmt3
 from analysis.rank import BASE_CONFIG, TOP_FRACTION
 
 CRITERIA = {"distortion": "test/distortion", "−ELBO": "test/neg_elbo"}  # the first also picks the top set
 TOP_CRITERION = "distortion"
-MIN_N = permutation.MIN_CORR_WEIGHT  # configurations a correlation needs
-MIN_CI_N = 10  # configurations a bootstrap interval of ρ needs (analysis.convergence: fewer repeat ranks)
+MIN_N, MIN_CI_N = convergence.MIN_N, convergence.MIN_CI_N  # configurations a ρ, and its interval, need
 COLUMNS = ["condition", "replicate", "criterion", "rho", "ci_low", "ci_high", "n_configs", "top_k", "top_kept", "chance"]
 
 
@@ -72,16 +71,8 @@ def compare(base: pd.DataFrame, other: pd.DataFrame, metric: str) -> dict:
     both = pd.concat([base[metric].rename("base"), other[metric].rename("other")], axis=1, join="inner")
     both = both[np.isfinite(both["base"]) & np.isfinite(both["other"])]
     n = len(both)
-    out = {"rho": math.nan, "ci_low": math.nan, "ci_high": math.nan, "n_configs": n}
-    if n >= MIN_N:
-        latent = both.index.get_level_values(BASE_CONFIG[0]).to_numpy()
-        res = permutation.correlation(
-            np.zeros(n), both["base"].to_numpy(float), both["other"].to_numpy(float), np.zeros(n),
-            np.arange(n), latent, method="spearman", n_perm=0,
-        )  # fmt: skip
-        out["rho"] = res.statistic
-        if n >= MIN_CI_N:
-            out["ci_low"], out["ci_high"] = res.ci_low, res.ci_high
+    rho, low, high = convergence.spearman(both.reset_index(), "base", "other")
+    out = {"rho": rho, "ci_low": low, "ci_high": high, "n_configs": n}
     top_base, top_other = _top(both["base"]), _top(both["other"])
     k = len(top_base)
     out |= {"top_k": k, "top_kept": len(top_base & top_other), "chance": k * k / n if n else math.nan}
