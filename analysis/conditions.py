@@ -89,7 +89,7 @@ STATISTIC = {  # what each claim's deciding statistic is, in a cell
     "C1": "paper-collapsed fraction",
     "C2": "r(collapsed fraction, distortion)",
     "C3": "ρ(distortion, KL) in the top 25 %",
-    "C6": "ρ(latent, kNN accuracy)",
+    "C6": "mean within-architecture ρ(latent, kNN accuracy)",
 }
 PENDING = "pending"  # a condition whose report is not committed: results/examples/README.md says how far
 BEGIN, END = "<!-- conditions: begin (python -m analysis.conditions) -->", "<!-- conditions: end -->"

@@ -71,11 +71,25 @@ def paired_test(
     """:func:`paired` on rows :func:`matched` already chose (a caller that also needs them). ``n_perm``
     None (the claims): exact up to ``EXACT_CELLS`` cells, :func:`permutation.draws` random patterns
     beyond; a number: that many random patterns, exact only where 2^k − 1 <= n_perm."""
+    if not len(rows):
+        return _empty(permutation.draws() if n_perm is None else n_perm)
+    gaps = cell_gaps(rows, metric, factor, other, cells)
+    return sign_flip(gaps, len(rows), n_perm=n_perm, gen=gen)
+
+
+def sign_flip(
+    gaps, n_units: int, *, side: str = "greater", n_perm: int | None = None,
+    gen: np.random.Generator | None = None,
+) -> permutation.Result:  # fmt: skip
+    """The sign-flip test of the mean of ``gaps`` (one value per cell, each symmetric about 0 under the
+    null) and its inverted interval, as the module docstring says; ``p_value`` is ``side``'s tail
+    ("greater" or "less") and ``p_other`` the other; ``n_units``: the configurations behind the gaps.
+    ``n_perm`` as in :func:`paired_test`."""
     gen = gen or permutation.rng()
     chosen, n_perm = n_perm is not None, permutation.draws() if n_perm is None else n_perm
-    if not len(rows):
+    gaps = np.asarray(gaps, dtype=float)
+    if not len(gaps):
         return _empty(n_perm)
-    gaps = cell_gaps(rows, metric, factor, other, cells)
     observed, k = float(gaps.mean()), len(gaps)
     # the claims' rule: every pattern up to EXACT_CELLS cells; a caller naming n_perm (a simulation of
     # the test, drawn thousands of times) gets n_perm random patterns unless those would cover them all
@@ -85,10 +99,10 @@ def paired_test(
     else:  # each cell's gap keeps or flips its sign, independently, with probability 1/2
         signs = 1.0 - 2.0 * gen.integers(0, 2, size=(n_perm, k))
         null, slope = signs @ gaps / k, signs.mean(axis=1)  # a shift δ moves draw b's statistic by −δ·slope
-    p, p_other = permutation.tails(observed, null, "greater")
+    p, p_other = permutation.tails(observed, null, side)
     low, high = inverted_interval(observed, null, slope)
     return permutation.Result(
-        observed, p, low, high, len(rows), len(null), 0, 0.0 if exact else permutation.mc_se(p, len(null)),
+        observed, p, low, high, n_units, len(null), 0, 0.0 if exact else permutation.mc_se(p, len(null)),
         p_other, interval=INTERVAL, exact=exact,
     )  # fmt: skip
 
@@ -138,7 +152,10 @@ def inverted_interval(
     if m <= 0 or m > len(t):
         return math.nan, math.nan
     t = np.partition(t, [m - 1, len(t) - m])  # the two order statistics, without sorting 2^20 values
-    return float(t[m - 1]), float(t[len(t) - m])
+    # a bound that is 0 in exact arithmetic (gaps on a lattice, as rank correlations are) comes out as
+    # rounding error, 1e-16, beside a p just above 0.05: it is 0, and the interval then holds 0
+    tiny = 1e-12 * max(abs(observed), float(np.abs(null).max()))
+    return tuple(0.0 if abs(b) <= tiny else float(b) for b in (t[m - 1], t[len(t) - m]))
 
 
 def cell_gaps(rows: pd.DataFrame, metric: str, factor: str, other, cells: list[str]) -> np.ndarray:

@@ -754,14 +754,17 @@ DEGRADING = {25: 0.97, 50: 0.95, 100: 0.93, 200: 0.80}
 RISING = {25: 0.91, 50: 0.93, 100: 0.95, 200: 0.97}
 
 
+C6_FAMILIES = ("dense1", "conv1", "conv2")  # 9 encoder × decoder cells: 2^9 sign patterns, p down to 2/512
+
+
 def c6_runs(knn, probe=RISING, seeds=2):
-    """Per seed, encoder × decoder (conv1, conv2)² × the latent sizes of ``knn``; kNN accuracy and the
+    """Per seed, encoder × decoder (``C6_FAMILIES``)² × the latent sizes of ``knn``; kNN accuracy and the
     full-latent probe from the given tables, shifted per seed and per cell; plus a diverged run with a
     stale kNN score that would change rho if it were used."""
     rows = []
     for seed in range(seeds):
         for size in knn:
-            for j, (e, d) in enumerate(itertools.product(("conv1", "conv2"), repeat=2)):
+            for j, (e, d) in enumerate(itertools.product(C6_FAMILIES, repeat=2)):
                 rows.append({
                     "seed": seed, "latent_dim": size, "family/encoder": e, "family/decoder": d,
                     "latent/knn_acc": knn[size] + 0.004 * seed - 0.003 * j,
@@ -776,15 +779,58 @@ def test_c6_decides_on_knn_where_the_full_latent_probe_rises():
     probe_acc = "latent/linear_probe_acc"
     v, probe = decider(got, "C6"), row(got, "C6", latent_claims.C6_MEASURES[probe_acc], probe_acc)
     assert (v.metric, v.verdict) == (latent_claims.C6_DECIDING, "reproduced") and "separability: reproduced" in v.why
-    sizes = [s for s in DEGRADING for _ in range(4)]
-    means = [DEGRADING[s] + 0.002 - 0.003 * j for s in DEGRADING for j in range(4)]
-    assert v.statistic == pytest.approx(stats.spearmanr(sizes, means)[0])
-    # latent sizes shuffled within 4 encoder × decoder cells; each cell's 4 accuracies fall with the size,
-    # the one order of 24 (rearrangement inequality) that reaches the data: p = 2 × 24^-4 < 2/(1 + B)
-    assert v.p_value == pytest.approx(FLOOR2) and v.p_bound and (v.n_configs, v.n_runs) == (16, 32)
-    assert probe.statistic > 0 and probe.ci_low >= 0 and not probe.decides
+    # within each of the 9 cells the kNN accuracy falls with the size: every cell's rho is -1, the mean
+    # too, and of the 2^9 sign patterns (exact) only the identity reaches it: two-sided p = 2/2^9
+    assert v.statistic == pytest.approx(-1.0) and v.p_value == pytest.approx(2 / 2**9) and not v.p_bound
+    assert (v.n_configs, v.n_runs) == (36, 72) and "over 9 cells" in v.why
+    assert probe.statistic == pytest.approx(1.0) and probe.ci_low >= 0 and not probe.decides
     assert probe.verdict == "not reproduced"  # the probe's input grows with the latent size
     assert "excluded 2 diverged runs" in v.why
+
+
+def test_c6_statistic_is_the_mean_within_cell_rho_not_the_pooled_one():
+    # cells far apart (a cell offset of 0.1 dwarfs the latent effect), the latent effect alike in every
+    # cell: rho pooled over the configurations is diluted by the spread between cells; the mean of the
+    # within-cell rhos is the latent effect, as each architecture sees it, and the test and the interval agree
+    gen = np.random.default_rng(3)
+    rows = []
+    for j, (e, d) in enumerate(itertools.product(FAMILIES, repeat=2)):
+        for size, drop in {25: 0.0, 50: -0.002, 100: -0.004, 200: -0.006}.items():
+            rows.append({"latent_dim": size, "family/encoder": e, "family/decoder": d,
+                         "latent/knn_acc": 0.5 + 0.1 * (j % 5) + drop + gen.normal(0, 0.003)})  # fmt: skip
+    runs = table(rows)
+    v = decider(check(runs, "C6"), "C6")
+    within = [stats.spearmanr(g.latent_dim, g["latent/knn_acc"])[0] for _, g in runs.groupby(latent_claims.C6_CELLS)]
+    pooled = stats.spearmanr(runs.latent_dim, runs["latent/knn_acc"])[0]
+    assert v.statistic == pytest.approx(np.mean(within)) and abs(pooled) < abs(v.statistic) / 2
+    assert v.ci_high < 0 and v.p_value < 0.05 and "mean within-cell rho" in v.why
+    assert "sign-flip" in v.test and "inverted" in v.why
+
+
+def test_c6_interval_excludes_0_exactly_where_the_test_rejects():
+    # 200 draws of noisy 25-cell grids, some with a planted within-cell effect, some without: the
+    # interval (the sign-flip test inverted) excludes 0 iff the raw two-sided p is at most 0.05
+    gen = np.random.default_rng(4)
+    agree = 0
+    for i in range(40):
+        rhos = np.clip(gen.normal(-0.3 * (i % 2), 0.6, 25), -1, 1)
+        res = contrasts.sign_flip(rhos, 100, side="less", n_perm=4000, gen=np.random.default_rng(i))
+        agree += (res.ci_high < 0 or res.ci_low > 0) == (res.p_two_sided <= 0.05)
+    assert agree == 40
+
+
+def test_an_interval_bound_that_is_0_in_exact_arithmetic_is_0():
+    # rank correlations lie on a lattice (multiples of 0.2 for 4 points), so a bound of the inverted
+    # test can be exactly 0; in floats it came out as ±1e-16 (2 of 600 bounds here), an interval
+    # "excluding" 0 beside a p above 0.05. Every bound is now 0.0 or clearly away from it, and 0 lies
+    # outside the interval exactly where the test rejects
+    gen = np.random.default_rng(0)
+    bounds, zeros = [], 0
+    for _ in range(300):
+        res = contrasts.sign_flip(gen.integers(-5, 6, size=9) * 0.2, 9)
+        bounds += [res.ci_low, res.ci_high]
+        assert (res.ci_low > 0 or res.ci_high < 0) == (res.p_two_sided <= 0.05)
+    assert all(b == 0.0 or abs(b) > 1e-9 for b in bounds) and bounds.count(0.0) >= 5
 
 
 @pytest.mark.parametrize(

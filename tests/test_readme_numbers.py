@@ -128,6 +128,9 @@ def test_readme_s_paragraphs_on_the_reproduction_state_its_reports_numbers_in_or
         *row("dense1 vs dense4"), *(row(f"dense1 vs {f}", cols=["statistic"])[0] for f in ("conv1", "conv2", "conv4")),
         *row(deep, "test/neg_elbo"), *row(deep, "test/iwae_nll", ["statistic"]),
         lift.statistic, lift.ci_low, lift.ci_high, lift.p_value, lift.p_holm, lift.p_holm_mc_low, lift.p_holm_mc_high,
+        *row("kNN accuracy", "latent/knn_acc", ["statistic", "ci_low", "ci_high", "p_value"]),
+        *row("silhouette of the 2-D PCA projection", "latent/pca_silhouette",
+             ["statistic", "ci_low", "ci_high", "p_value", "p_holm"]),
     ])  # fmt: skip
     budget = pd.read_csv(REPRODUCE / "claims_budget.csv").query("split == 'val'")
     settles = {c: _settles(b.set_index("epoch")["verdict"]) for c, b in budget.groupby("claim")}
