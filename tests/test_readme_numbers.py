@@ -150,3 +150,52 @@ def test_readme_s_paragraphs_on_the_reproduction_state_its_reports_numbers_in_or
     _states_in_order("What else the sweep says", [
         recon.iloc[0], recon.iloc[1], iwae.iloc[0], iwae.iloc[-2], iwae.iloc[-1],
     ])  # fmt: skip
+
+
+FASHION = REPRODUCE.parent / "reproduce_fashion_mnist"
+
+
+@pytest.mark.skipif(not (FASHION / "claims.csv").is_file(), reason="no committed Fashion-MNIST report yet")
+def test_readme_s_fashion_mnist_paragraph_states_its_reports_numbers_in_order():
+    """The same for README's paragraph on the Fashion-MNIST condition, against its report (claims, runs),
+    the reproduction's seed 0 (the bracketed baseline: the same configurations, seed and schedule on
+    MNIST), the ranking's carry-over (analysis.transfer, as README's table computes it) and the sweep's
+    measured cost (bench/results/sweep_cost.json)."""
+    import json
+
+    from analysis import conditions, transfer
+
+    fm, seed0 = (pd.read_csv(d / "claims.csv") for d in (FASHION, REPRODUCE / "seed0"))
+    fm_runs, seed0_runs = pd.read_csv(FASHION / "runs.csv"), pd.read_csv(REPRODUCE / "seed0" / "runs.csv")
+
+    def row(table, part, metric="test/distortion", sign=1.0, cols=("statistic", "ci_low", "ci_high")):
+        r = table[table.part.eq(part) & table.metric.eq(metric)].iloc[0]
+        values = [sign * r[c] for c in cols]
+        return [values[0], *sorted(values[1:3]), *values[3:]] if len(values) >= 3 else values
+
+    def decider(table, claim, sign=1.0, cols=("statistic", "ci_low", "ci_high")):
+        r = table[table.claim.eq(claim) & table.decides].iloc[0]
+        return row(table, r.part, r.metric, sign, cols)
+
+    sep = conditions._SEPARABLE.search(fm[fm.claim.eq("C6") & fm.decides].why.iloc[0])
+    base, other = transfer.config_values(seed0_runs), transfer.config_values(fm_runs)
+    by = {crit: transfer.compare(base, other, metric) for crit, metric in transfer.CRITERIA.items()}
+    cost = json.loads((ROOT / "bench" / "results" / "sweep_cost.json").read_text())
+    cost = next(s for s in cost["sweeps"] if s["sweep"].endswith("reproduce_fashion_mnist"))
+    assert cost["complete_runs"] == cost["grid_runs"]  # the cost of the whole sweep, not of a part
+    deep = "conv2+conv4 vs conv1"
+    want = [
+        fm_runs["test/neg_elbo"].median(), seed0_runs["test/neg_elbo"].median(),
+        fm_runs["test/distortion"].median(), seed0_runs["test/distortion"].median(),
+        *decider(fm, "C5a"), *decider(seed0, "C5a", cols=["statistic"]),
+        *decider(fm, "C4", -1.0), *decider(seed0, "C4", -1.0, cols=["statistic"]),
+        *decider(fm, "C5b"), *decider(seed0, "C5b", cols=["statistic"]),
+        *row(fm, deep, "test/neg_elbo"), *row(seed0, deep, "test/neg_elbo", cols=["statistic"]),
+        *decider(fm, "C6", cols=["statistic", "ci_low", "ci_high", "p_value"]),
+        *decider(seed0, "C6", cols=["statistic"]),
+        float(sep.group(2)), float(sep.group(3)), float(sep.group(4)), float(sep.group(5)),
+        by["distortion"]["rho"], by["distortion"]["ci_low"], by["distortion"]["ci_high"], by["−ELBO"]["rho"],
+        int(by["distortion"]["top_kept"]), int(by["distortion"]["top_k"]),
+        cost["summed_hours"], cost["hours_on_workers"], cost["ratio_to_baseline"]["median"],
+    ]  # fmt: skip
+    _states_in_order("**On Fashion-MNIST", want)
