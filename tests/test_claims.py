@@ -825,7 +825,7 @@ def test_an_interval_bound_that_is_0_in_exact_arithmetic_is_0():
     # "excluding" 0 beside a p above 0.05. Every bound is now 0.0 or clearly away from it, and 0 lies
     # outside the interval exactly where the test rejects
     gen = np.random.default_rng(0)
-    bounds, zeros = [], 0
+    bounds = []
     for _ in range(300):
         res = contrasts.sign_flip(gen.integers(-5, 6, size=9) * 0.2, 9)
         bounds += [res.ci_low, res.ci_high]
