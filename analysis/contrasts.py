@@ -71,9 +71,7 @@ def paired_test(
     """:func:`paired` on rows :func:`matched` already chose (a caller that also needs them). ``n_perm``
     None (the claims): exact up to ``EXACT_CELLS`` cells, :func:`permutation.draws` random patterns
     beyond; a number: that many random patterns, exact only where 2^k − 1 <= n_perm."""
-    if not len(rows):
-        return _empty(permutation.draws() if n_perm is None else n_perm)
-    gaps = cell_gaps(rows, metric, factor, other, cells)
+    gaps = cell_gaps(rows, metric, factor, other, cells) if len(rows) else []
     return sign_flip(gaps, len(rows), n_perm=n_perm, gen=gen)
 
 
