@@ -3,12 +3,12 @@
 # session, run from the repository root:
 #
 #   OUT=/some/dir bash bench/device_session.sh                      # the GPU measurements (bench/results/h200*.json)
-#   OUT=/some/dir STEPS="fmnist design" bash bench/device_session.sh   # the open sweeps' missing runs, in this order
+#   OUT=/some/dir STEPS="design" bash bench/device_session.sh             # the open sweeps' missing runs, in this order
 #
 # The sweep steps, each its committed experiment relaunched over its committed runs under results/examples:
 #   reproduce  experiment=reproduce                  (complete: 300 of 300)
 #   e30        experiment=reproduce_e30              (complete: 100 of 100)
-#   fmnist     experiment=reproduce_fashion_mnist    seed 0 of G0 on Fashion-MNIST
+#   fmnist     experiment=reproduce_fashion_mnist    (complete: 100 of 100)
 #   design     experiment=design                     the 27-run design grid
 #
 # The reproduction steps train, in one cohort launch each, whatever of the sweep is not complete until
