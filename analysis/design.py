@@ -29,7 +29,9 @@ have one error control), else inconclusive; a change row is ``shown`` if Holm p 
 inconclusive: a test never shows that a change is absent; its interval bounds how large it can be).
 Beside them, not deciding: the same contrasts on −ELBO; the omnibus F-tests of encoder × norm and
 decoder × norm (any change of any encoder's effect, not only dense1's); per norm level the gaps and
-pairwise contrasts with their intervals, and the share of decoder cells where dense1 is the best encoder.
+pairwise contrasts with their intervals, the share of decoder cells where dense1 is the best encoder, and
+the error σ̂ (the model's residual sd) with its χ² interval, which every contrast's standard error scales
+with (analysis/design_power.py states, before the grid trains, the gaps it can detect at a bracket of σ).
 A sweep that pools other latent sizes or ablation arms is analysed per arm (``arm``); families not
 trained at every norm level, runs not ok, configurations without a finite value and runs of a
 non-default width are left out, each named in ``note``.
@@ -47,6 +49,7 @@ import numpy as np
 import pandas as pd
 import statsmodels.api as sm
 import statsmodels.formula.api as smf
+from scipy import stats
 from statsmodels.stats.anova import anova_lm
 from statsmodels.tools.sm_exceptions import SingularMatrixWarning
 
@@ -67,6 +70,12 @@ TERMS = {
 }
 DENSE, CONV, RES = "dense1", "conv2", "res2"
 DIRECTION, CHANGE = "direction", "change"  # how a deciding row is decided (module docstring)
+ERROR_SD = "error σ̂"
+ERROR_STATEMENT = (
+    "The model's residual standard deviation (the encoder × decoder × norm interaction plus one seed's "
+    "noise), with its χ² 95 % interval on the error df: every contrast's standard error is it times a "
+    "factor of the grid."
+)
 SHOWN = "shown"  # a change row's verdict where Holm p < ALPHA (else inconclusive: never "absent")
 COLUMNS = [
     "arm", "role", "test", "question", "part", "metric", "norm", "statement", "statistic", "ci_low",
@@ -94,7 +103,7 @@ METHOD = (
     "architectures; the t-tests assume one error variance for every cell (a norm level with noisier runs "
     "makes the rows that involve it over-reject and the others conservative); "
     "one extreme run moves its contrasts by a ninth to a third of its excess; the omnibus F-tests, the "
-    "per-norm rows and dense1's rank per norm are descriptive."
+    "per-norm rows, dense1's rank per norm and the error σ̂ (with its χ² 95 % interval) are descriptive."
 )
 
 
@@ -321,6 +330,17 @@ class Model:
             "df_den": float(self.fit.df_resid), "p_value": float(np.squeeze(t.pvalue)), "note": "",
         }  # fmt: skip
 
+    def error_sd(self) -> dict:
+        """{statistic, ci_low, ci_high, df_den, note}: the error σ̂ (the residual standard deviation: the
+        encoder × decoder × norm interaction plus one seed's noise), with its χ² interval on the error df
+        (normal errors); every contrast's standard error is σ̂ times a factor of the grid alone."""
+        nan = dict.fromkeys(("statistic", "ci_low", "ci_high", "df_den"), math.nan)
+        if self.fit is None:
+            return nan | {"note": self.why}
+        df, s2 = float(self.fit.df_resid), float(self.fit.scale)
+        high, low = (math.sqrt(df * s2 / stats.chi2.ppf(q, df)) for q in ((1 - CI) / 2, (1 + CI) / 2))
+        return {"statistic": math.sqrt(s2), "ci_low": low, "ci_high": high, "df_den": df, "note": ""}
+
 
 def _row(**kw) -> dict:
     base = dict.fromkeys(COLUMNS, math.nan) | {"arm": ALL, "norm": ALL, "verdict": "", "decides": False}
@@ -390,6 +410,12 @@ def _arm_rows(part: pd.DataFrame, left: list[str]) -> list[dict]:
                 part=label, metric=metric, norm=norm, statement=statement, df_num=1.0, decides=deciding,
                 n_configs=n_configs, n_units=n_cells, **res | {"note": "; ".join(n for n in (res["note"], why) if n)},
             ))  # fmt: skip
+        res = model.error_sd()
+        rows.append(_row(
+            role="descriptive", test="error sd", part=ERROR_SD, metric=metric, statement=ERROR_STATEMENT,
+            n_configs=int(c["n"].sum()), n_units=len(c),
+            **res | {"note": "; ".join(n for n in ("descriptive", res["note"], why) if n)},
+        ))  # fmt: skip
         for term, res in interaction_tests(c).items():
             label, statement = TERMS[term]
             rows.append(_row(
@@ -546,6 +572,14 @@ def summary(table: pd.DataFrame) -> list[str]:
             )
             if cells_:  # none estimated: its rows say why
                 out.append(f"{part} per norm{where} (nats, {CI:.0%} t-intervals, descriptive): {cells_}.")
+        sd = g[g["test"].eq("error sd") & g["metric"].eq(DECIDING_METRIC)]
+        for _, r in sd[np.isfinite(sd["statistic"].astype(float))].iterrows():
+            out.append(
+                f"Error σ̂{where} ({METRICS[DECIDING_METRIC]}: the encoder × decoder × norm interaction plus one "
+                f"seed's noise): {fmt3(r['statistic'])} [{fmt3(r['ci_low'])}, {fmt3(r['ci_high'])}] nats on "
+                f"{r['df_den']:g} df ({CI:.0%} χ² interval); each question's standard error is σ̂ times a factor "
+                "of the grid (analysis/design_power.py)."
+            )
         omnibus = g[g["test"].eq("interaction F") & g["metric"].eq(DECIDING_METRIC)]
         tested = [
             f"{r['part']} F({r['df_num']:g}, {r['df_den']:g}) = {fmt3(r['statistic'])}, p {_p(r['p_value'])}"

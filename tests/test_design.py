@@ -25,7 +25,7 @@ from analysis.tables import build_tables
 DIST = design.DECIDING_METRIC
 DRAWS = 200
 BAND = stats.binom.interval(0.99, DRAWS, ALPHA)  # rejections under the null: [3, 19] of 200
-COVER = stats.binom.interval(0.99, DRAWS, 0.95)  # a 95 % interval covering the truth: [187, 197]
+COVER = stats.binom.interval(0.99, DRAWS, 0.95)  # a 95 % interval covering the truth: [181, 197]
 # nuisance structure every draw carries: main effects, and an encoder × decoder interaction the model
 # must keep out of the error term
 NUISANCE = {"decoder": {"dense1": 10.0}, "norm": {"layer": 8.0, "batch": -3.0}, "enc_dec_sd": 2.0}
@@ -125,6 +125,10 @@ def test_a_missing_cell_is_the_formula_models_prediction():
     assert "1 runs not ok, left out: L50_dense1_conv2_s0 (diverged)" in r["note"]
     assert "1 of 27 cells not trained: their means are the model's predictions" in r["note"]
     assert r["n_units"] == 17  # the trained cells it averages over
+    sd = table[table["test"].eq("error sd") & table["metric"].eq(DIST)].iloc[0]
+    assert (
+        sd["statistic"] == pytest.approx(np.sqrt(fit.scale), rel=1e-9) and sd["df_den"] == fit.df_resid == 7
+    )
 
 
 # ---------------------------------------------------------------------------------- planted truth
@@ -190,14 +194,18 @@ def test_residual_blocks_and_a_decoder_gap_change_are_found():
     assert _row(wrong, "encoder dense1 − conv2")["verdict"] == NOT_REPRODUCED  # decided on the other side
 
 
+def _model(runs: pd.DataFrame) -> design.Model:
+    """design_table's model of one complete planted grid's distortion."""
+    return design.Model(pd.DataFrame({
+        "enc": runs["family/encoder"], "dec": runs["family/decoder"], "norm": runs["encoder.norm"],
+        "y": runs["test/distortion"], "n": 1,
+    }))  # fmt: skip
+
+
 def _family(runs: pd.DataFrame) -> pd.DataFrame:
     """The deciding contrasts of one complete planted grid, as design_table computes them (its Model and
     questions, Holm p and verdicts) without the rows beside them: the draws below are many."""
-    c = pd.DataFrame({
-        "enc": runs["family/encoder"], "dec": runs["family/decoder"], "norm": runs["encoder.norm"],
-        "y": runs["test/distortion"], "n": 1,
-    })  # fmt: skip
-    model = design.Model(c)
+    model = _model(runs)
     rows = {part: {"kind": kind, **model.contrast(w)} for kind, part, _, _, w in design.questions(model.g)}
     t = pd.DataFrame.from_dict(rows, orient="index")
     t["p_holm"] = design.contrasts.holm(t["p_value"])
@@ -226,14 +234,19 @@ def test_without_any_effect_every_row_holds_its_level_and_its_interval_its_cover
     estimator on the same grid without noise: the encoder × decoder draws give the pooled contrasts a
     true value of their own) in the 99 % binomial band around 95 %; each norm-change row (true value 0)
     rejects at ALPHA in the band around ALPHA · DRAWS, and the Holm family decides any of them in at
-    most the band's top; each omnibus F-test holds its level too."""
+    most the band's top; each omnibus F-test holds its level too; the error σ̂'s χ² interval covers the
+    planted noise sd (the encoder × decoder draws are the model's, not its error's) in the band around
+    95 %, the truth below it and above it each in at most the band's top around 2.5 %."""
     changes = [p for p in FAMILY if " − none" in p]
     reject, cover = dict.fromkeys(changes, 0), dict.fromkeys(FAMILY, 0)
     f_reject = dict.fromkeys(design.TERMS, 0)
-    any_decided = 0
+    any_decided, sd_side = 0, {"below": 0, "above": 0}
     for seed in range(DRAWS):
         runs = planted_design(np.random.default_rng(seed), **NUISANCE)
         fam = _family(runs)
+        sd = _model(runs).error_sd()
+        sd_side["below"] += 1.0 <= sd["ci_low"]  # the planted noise sd (planted_design's default)
+        sd_side["above"] += sd["ci_high"] <= 1.0
         truth = _family(planted_design(np.random.default_rng(seed), **NUISANCE, noise=0.0))["statistic"]
         for p in FAMILY:
             cover[p] += fam.at[p, "ci_low"] < truth[p] < fam.at[p, "ci_high"]
@@ -251,6 +264,9 @@ def test_without_any_effect_every_row_holds_its_level_and_its_interval_its_cover
     assert any_decided <= BAND[1]
     for t, k in f_reject.items():
         assert BAND[0] <= k <= BAND[1], (t, k, BAND)
+    assert COVER[0] <= DRAWS - sum(sd_side.values()) <= COVER[1], (sd_side, COVER)
+    tail = stats.binom.interval(0.99, DRAWS, (1 - design.CI) / 2)[1]
+    assert max(sd_side.values()) <= tail, (sd_side, tail)
 
 
 # ---------------------------------------------------------------------------------- the family
@@ -441,8 +457,11 @@ def test_the_report_has_a_design_section_only_for_a_design_sweep(design_sweep, t
         "- Omnibus F-tests (any encoder's or decoder's effect, descriptive): encoder × norm F(4, 8) = "
         in section
     )
+    assert (
+        "- Error σ̂ (distortion: the encoder × decoder × norm interaction plus one seed's noise): " in section
+    )
     table = tables["design"]
-    assert len(table) == 43 and list(table.columns) == design.COLUMNS  # one protocol: no group columns
+    assert len(table) == 45 and list(table.columns) == design.COLUMNS  # one protocol: no group columns
 
 
 def test_each_protocol_group_is_analysed_alone_its_columns_first():
