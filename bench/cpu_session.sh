@@ -6,8 +6,9 @@
 #   bash bench/cpu_session.sh status    # what each worker is training, and each sweep's count
 #   bash bench/cpu_session.sh stop      # SIGTERM both; a run in flight keeps its last epoch's checkpoint
 #
-# The queue (SWEEPS, experiment names): reproduce_fashion_mnist → design (reproduce_e30, complete, left the
-# queue; SWEEPS="reproduce_e30 ..." relaunches it, which trains nothing). Each worker
+# The queue (SWEEPS, experiment names): reproduce_fashion_mnist → design, both complete since 2026-12-07,
+# so a start trains nothing (reproduce_e30, complete, left the queue; SWEEPS="reproduce_e30 ..." relaunches
+# it, which trains nothing); a new sweep joins it through SWEEPS. Each worker
 # relaunches every experiment in turn with the plain launcher and one torch thread (num_threads=1, what
 # joblib with n_jobs=2 gives each run: the same arithmetic); the per-run flock makes the two share
 # one sweep (a run the other holds is skipped, never trained twice), and a worker that finds nothing left

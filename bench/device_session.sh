@@ -3,13 +3,13 @@
 # session, run from the repository root:
 #
 #   OUT=/some/dir bash bench/device_session.sh                      # the GPU measurements (bench/results/h200*.json)
-#   OUT=/some/dir STEPS="design" bash bench/device_session.sh             # the open sweeps' missing runs, in this order
+#   OUT=/some/dir STEPS="design" bash bench/device_session.sh             # a sweep's missing runs (none open now)
 #
 # The sweep steps, each its committed experiment relaunched over its committed runs under results/examples:
 #   reproduce  experiment=reproduce                  (complete: 300 of 300)
 #   e30        experiment=reproduce_e30              (complete: 100 of 100)
 #   fmnist     experiment=reproduce_fashion_mnist    (complete: 100 of 100)
-#   design     experiment=design                     the 27-run design grid
+#   design     experiment=design                     (complete: 27 of 27)
 #
 # The reproduction steps train, in one cohort launch each, whatever of the sweep is not complete until
 # the deadline, slim it, and pack only the runs that became complete into $OUT/<sweep>_new_<k>.tar

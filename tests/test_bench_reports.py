@@ -289,8 +289,14 @@ def test_the_cost_of_each_complete_sweep_in_the_readmes_is_sweep_cost_json_s():
     """bench/results/README.md's sweep_cost paragraph, and results/examples/README.md's section of each
     complete sweep, state its measured cost as bench/results/sweep_cost.json holds it: summed hours and
     hours on the workers (to the 0.1 h written), and in the bench paragraph the median training minutes
-    by decoder, in order. A sweep still training is left out: its numbers change with every session."""
-    families = ("dense1", "dense4", "conv1", "conv2", "conv4")
+    by decoder, in the grid's order (dense, conv, res; shallow first). A sweep still training is left out:
+    its numbers change with every session."""
+    kinds = ("dense", "conv", "res")
+
+    def grid_order(family: str) -> tuple[int, int]:
+        kind = family.rstrip("0123456789")
+        return kinds.index(kind), int(family[len(kind) :])
+
     root = Path(__file__).resolve().parent.parent
     cost = json.loads((root / "bench" / "results" / "sweep_cost.json").read_text())
     bench = (root / "bench" / "results" / "README.md").read_text()
@@ -301,9 +307,9 @@ def test_the_cost_of_each_complete_sweep_in_the_readmes_is_sweep_cost_json_s():
     assert complete, "no complete sweep in sweep_cost.json"
     for sweep in complete:
         name = Path(sweep["sweep"]).name
-        by_decoder = sweep["median_train_minutes_by_decoder"]  # written dense first, as the grid lists them
+        by_decoder = sweep["median_train_minutes_by_decoder"]
         hours = [sweep["summed_hours"], sweep["hours_on_workers"]]
-        want = [*hours, *(by_decoder[f] for f in families)]
+        want = [*hours, *(by_decoder[f] for f in sorted(by_decoder, key=grid_order))]
         assert states_in_order(bench[bench.index(f"`{name}`") :], want) is None, (name, want)
         section = examples[examples.index(f"## `{name}/`") :]
         assert states_in_order(section[: section.index("\n## ", 1)], hours) is None, (name, hours)

@@ -199,3 +199,78 @@ def test_readme_s_fashion_mnist_paragraph_states_its_reports_numbers_in_order():
         cost["summed_hours"], cost["hours_on_workers"], cost["ratio_to_baseline"]["median"],
     ]  # fmt: skip
     _states_in_order("**On Fashion-MNIST", want)
+
+
+DESIGN = REPRODUCE.parent / "design"
+
+
+@pytest.mark.skipif(not (DESIGN / "design.csv").is_file(), reason="no committed design report yet")
+def test_readme_s_design_paragraph_states_its_reports_numbers_in_order():
+    """The same for README's paragraph on the design grid, against its report (design.csv's rows: the
+    Holm family, the −ELBO rows beside it, dense1's rank, the per-norm decoder gaps, the error σ̂), its
+    runs (the decoder means per norm), the bracket of σ the protocol stated before the grid trained
+    (analysis.design_power on the reproduction) with the gaps detectable at it and at σ̂, and the grid's
+    measured cost (bench/results/sweep_cost.json)."""
+    import json
+
+    from analysis import design, design_power
+    from analysis.claim_stats import ALPHA
+
+    table, runs = pd.read_csv(DESIGN / "design.csv"), pd.read_csv(DESIGN / "runs.csv")
+
+    def row(part, metric=design.DECIDING_METRIC, sign=1.0, cols=("statistic", "ci_low", "ci_high"), **where):
+        t = table[table.part.eq(part) & table.metric.eq(metric)]
+        for k, v in where.items():
+            t = t[t[k].eq(v)]
+        t = t if where else t[t.role.ne("descriptive")]  # by default the Holm family's row or its −ELBO twin
+        r = t.iloc[0]
+        values = [sign * r[c] for c in cols]
+        return [values[0], *sorted(values[1:3]), *values[3:]] if len(values) >= 3 else values
+
+    fam = table[table.decides.astype(bool)]
+    assert len(fam) == 10 and fam.df_den.eq(8).all()  # "the ten questions", "on 8 df"
+    enc_gap, dec_gap = "dense1's encoder gap, {} − none", "decoder gap conv2 − dense1, {} − none"
+    rank = table[table.test.eq("rank") & table.norm.eq(design.ALL)].iloc[0]
+    norm_changes = fam[fam.part.isin([enc_gap.format(n) for n in ("batch", "layer")])]
+    dec = runs.assign(norm=design.norm_of(runs)).groupby(["norm", "family/decoder"])["test/distortion"].mean()
+    sd = table[table.test.eq("error sd") & table.metric.eq(design.DECIDING_METRIC)].iloc[0]
+    bracket = design_power.sigmas(pd.read_csv(REPRODUCE / "runs.csv"))
+    factors = design_power.se_factors()
+
+    def detectable(sigma, kinds):  # the Holm worst case (each question at ALPHA / 10) over these rows
+        f = factors[factors.part.isin(kinds)]
+        holm = ALPHA / len(factors)
+        return [design_power.detectable(sigma * x, d, holm) for x, d in zip(f.se_factor, f.df, strict=True)]
+
+    direction = list(factors.part[factors.kind.eq(design.DIRECTION)]) + [
+        "dense1's encoder gap, to res2 − to conv2", "decoder gap to dense1, res2 − conv2"]  # fmt: skip
+    groups = (direction, *([gap.format(n) for n in ("batch", "layer")] for gap in (enc_gap, dec_gap)))
+    at_sd = [max(detectable(sd.statistic, g)) for g in groups]
+    ends = ((bracket["seed noise"], min), (bracket["interaction"], max))  # the bracket's two ends
+    stated = [f(detectable(s, g)) for g in groups for s, f in ends]
+    cost = json.loads((ROOT / "bench" / "results" / "sweep_cost.json").read_text())
+    cost = next(s for s in cost["sweeps"] if s["sweep"].endswith("design"))
+    assert cost["complete_runs"] == cost["grid_runs"] == len(runs) == 27
+    want = [
+        *row("encoder dense1 − conv2"), *row("encoder dense1 − conv2", cols=["p_holm"]),
+        *row("encoder dense1 − res2"),
+        int(round(rank.statistic * rank.n_units)), int(rank.n_units),
+        *row(enc_gap.format("batch")), *row(enc_gap.format("layer")),
+        float(norm_changes[["ci_low", "ci_high"]].abs().max().max()),
+        *row("dense1's encoder gap, to res2 − to conv2", cols=["statistic", "ci_low", "ci_high", "p_holm"]),
+        *row("decoder conv2 − dense1", sign=-1), *row("decoder res2 − dense1", sign=-1),
+        *row(dec_gap.format("batch"), cols=["statistic", "ci_low", "ci_high", "p_holm"]),
+        *row("decoder conv2 − dense1", sign=-1, cols=["statistic"], norm="none", test="contrast"),
+        *row("decoder conv2 − dense1", sign=-1, cols=["statistic"], norm="batch", test="contrast"),
+        dec["none", "dense1"] - dec["batch", "dense1"], dec["batch", "conv2"] - dec["none", "conv2"],
+        *row(dec_gap.format("layer")),
+        *row(dec_gap.format("batch"), "test/neg_elbo"), *row(dec_gap.format("layer"), "test/neg_elbo"),
+        *row("decoder gap to dense1, res2 − conv2", sign=-1),
+        *row("decoder gap to dense1, res2 − conv2", cols=["p_holm"]),
+        sd.statistic, sd.ci_low, sd.ci_high, int(sd.df_den), bracket["seed noise"], bracket["interaction"],
+        *at_sd, *stated,
+        cost["summed_hours"], cost["hours_on_workers"],
+    ]  # fmt: skip
+    tiny = ["encoder dense1 − res2", "decoder conv2 − dense1", "decoder res2 − dense1"]
+    assert fam[fam.part.isin(tiny)].p_holm.lt(1e-4).all()  # "Holm p < 0.0001"
+    _states_in_order("**Design choices", want)
