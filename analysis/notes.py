@@ -5,7 +5,7 @@ Used by :mod:`analysis.report`.
 
 from __future__ import annotations
 
-from analysis import convergence, design, mi, rank
+from analysis import convergence, design, design_sensitivity, mi, rank
 from sweep.thresholds import THRESHOLDS
 
 PCT = f"{rank.TOP_FRACTION:.0%}"
@@ -209,6 +209,13 @@ TABLE_NOTES = {
         "One row per test (role: deciding, the Holm family of the questions on distortion; supporting, the "
         "same on −ELBO and the omnibus F-tests; descriptive, per norm level or rank, never deciding; "
         "question: direction or change, how a deciding row is decided). " + design.METHOD
+    ),
+    "design_sensitivity": (
+        "Each deciding row of `design` with one configuration of its arm left out at a time (its cell's "
+        "mean then the model's prediction, the error one df smaller): the full grid's verdict and "
+        "estimate, the least and greatest estimate over the drops (drop_low, drop_high: does one cell "
+        "carry the effect?), the drops tried and those that keep the verdict (kept), and the "
+        "configurations whose drop changes it (changed_by). " + design_sensitivity.DESCRIPTIVE
     ),
     "claims": (
         "The claims check: one row per test, the fields of analysis.claims.Verdict (decides: the row that "

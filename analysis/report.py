@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import budget, capacity, claims, convergence, coverage, design, mi, rank
+from analysis import budget, capacity, claims, convergence, coverage, design, design_sensitivity, mi, rank
 from analysis.collect import Sweep
 from analysis.notes import FIGURE_NOTES, TABLE_NOTES, note_for
 from analysis.tables import NO_RUNS
@@ -393,6 +393,9 @@ def _convergence_blocks(tables: dict[str, pd.DataFrame]) -> list:
     ]
 
 
+_NONE = pd.DataFrame(columns=design_sensitivity.COLUMNS)
+
+
 def _design_blocks(tables: dict[str, pd.DataFrame]) -> list:
     """Design choices (analysis/design.py), where the sweep has a design axis: the deciding rows, the
     method and its limits, the descriptive per-norm rows in words."""
@@ -408,7 +411,7 @@ def _design_blocks(tables: dict[str, pd.DataFrame]) -> list:
         ),
         ("table", design.overview(table)),
         ("p", design.METHOD),
-        ("ul", design.summary(table)),
+        ("ul", design.summary(table) + design_sensitivity.summary(tables.get("design_sensitivity", _NONE))),
     ]
 
 

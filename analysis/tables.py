@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 
 import pandas as pd  # noqa: E402
 
-from analysis import capacity, claims, collapse, design, mi, rank  # noqa: E402
+from analysis import capacity, claims, collapse, design, design_sensitivity, mi, rank  # noqa: E402
 from analysis.plotting import (  # noqa: E402
     collapse_factors,
 )
@@ -76,6 +76,7 @@ def build_tables(runs: pd.DataFrame) -> dict[str, Callable[[], pd.DataFrame]]:
     t["capacity"] = grouped(capacity.capacity_table)
     if design.has_design(runs):  # a norm axis or residual blocks (experiment=design)
         t["design"] = grouped(design.design_table)
+        t["design_sensitivity"] = grouped(design_sensitivity.leave_one_out)
     if len(datasets(runs)) > 1:
         t["claims_by_dataset"] = lambda: claims_by_dataset(t["claims"]())
     if "seed" in runs.columns and runs["seed"].nunique() > 1:  # (claims_by_seed keeps the seeds with ok runs)
