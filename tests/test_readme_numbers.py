@@ -228,6 +228,8 @@ def test_readme_s_design_paragraph_states_its_reports_numbers_in_order():
         return [values[0], *sorted(values[1:3]), *values[3:]] if len(values) >= 3 else values
 
     fam = table[table.decides.astype(bool)]
+    drops = pd.read_csv(DESIGN / "design_sensitivity.csv").set_index("part")
+    marginal = ["decoder gap conv2 − dense1, batch − none", "decoder gap to dense1, res2 − conv2"]
     assert len(fam) == 10 and fam.df_den.eq(8).all()  # "the ten questions", "on 8 df"
     enc_gap, dec_gap = "dense1's encoder gap, {} − none", "decoder gap conv2 − dense1, {} − none"
     rank = table[table.test.eq("rank") & table.norm.eq(design.ALL)].iloc[0]
@@ -267,10 +269,14 @@ def test_readme_s_design_paragraph_states_its_reports_numbers_in_order():
         *row(dec_gap.format("batch"), "test/neg_elbo"), *row(dec_gap.format("layer"), "test/neg_elbo"),
         *row("decoder gap to dense1, res2 − conv2", sign=-1),
         *row("decoder gap to dense1, res2 − conv2", cols=["p_holm"]),
+        int(drops.drops.max()), *(int(drops.at[p, "kept"]) for p in marginal), int(drops.drops.max()),
+        *drops.loc[marginal[0], ["drop_low", "drop_high"]],
+        *sorted(-drops.loc[marginal[1], ["drop_low", "drop_high"]]),
         sd.statistic, sd.ci_low, sd.ci_high, int(sd.df_den), bracket["seed noise"], bracket["interaction"],
         *at_sd, *stated,
         cost["summed_hours"], cost["hours_on_workers"],
     ]  # fmt: skip
+    assert set(drops.index[drops.kept.lt(drops.drops)]) == set(marginal) and drops.drops.eq(27).all()
     tiny = ["encoder dense1 − res2", "decoder conv2 − dense1", "decoder res2 − dense1"]
     assert fam[fam.part.isin(tiny)].p_holm.lt(1e-4).all()  # "Holm p < 0.0001"
     _states_in_order("**Design choices", want)
