@@ -452,7 +452,7 @@ def _default_width(part: pd.DataFrame) -> tuple[pd.Series, list[str]]:
     return keep, sorted(names)
 
 
-def _arms(runs: pd.DataFrame):
+def arms(runs: pd.DataFrame):
     """(arm, runs) per latent size and per other config key that tells configurations of one label apart
     (an ablation's arm), the norm keys (the design's own axis) and widths (a kind's default: runs of
     another width are left out, :func:`_default_width`) aside."""
@@ -487,7 +487,7 @@ def design_table(runs: pd.DataFrame) -> pd.DataFrame:
     others are named in the notes."""
     status = runs["status"].astype(str) if "status" in runs.columns else pd.Series("ok", index=runs.index)
     frames = []
-    for arm, part in _arms(runs) if has_design(runs[status.eq("ok")]) else []:
+    for arm, part in arms(runs) if has_design(runs[status.eq("ok")]) else []:
         ok = status.loc[part.index].eq("ok")
         wide, other_width = _default_width(part)
         if not has_design(part[ok & wide]):

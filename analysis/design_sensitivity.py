@@ -35,31 +35,22 @@ def _deciding(table: pd.DataFrame) -> pd.DataFrame:
     return table[table["decides"].astype(bool)].set_index("part")
 
 
-def _labels(part: pd.DataFrame, config: pd.Series) -> dict[str, str]:
-    """{configuration id: what to call it}: its run name less the seed where runs are named (one seed per
-    cell in the design grid), else the id."""
-    if "run_name" not in part.columns:
-        return {c: c for c in config.unique()}
-    names = part["run_name"].astype(str).str.replace(r"_s\d+$", "", regex=True)
-    return names.groupby(config).first().to_dict()
-
-
 def leave_one_out(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per deciding row of :func:`design.design_table` (``COLUMNS``): its full-grid ``verdict``
     and ``statistic``; ``drop_low``/``drop_high`` the least and greatest estimate with one configuration
     of its arm left out (all of that configuration's seeds); ``drops`` the configurations tried,
-    ``kept`` the drops that leave the verdict as it is; ``changed_by`` the others (``config: verdict``).
+    ``kept`` the drops that leave the verdict as it is; ``changed_by`` the others (``config: verdict``,
+    the configuration as :func:`rank.with_config_id` names it).
     Empty (with the columns) where ``runs`` hold no design axis."""
     full = design.design_table(runs)
     if not len(full):
         return pd.DataFrame(columns=COLUMNS)
     rows = []
-    for arm, part in design._arms(runs):  # the arms design_table decides, each alone
+    for arm, part in design.arms(runs):  # the arms design_table decides, each alone
         base = _deciding(full[full["arm"].eq(arm)])
         if not len(base):
             continue
         config = rank.with_config_id(part)["config"]
-        label = _labels(part, config)
         estimates: dict[str, list[float]] = {p: [] for p in base.index}
         changed: dict[str, list[str]] = {p: [] for p in base.index}
         names = sorted(config.unique())
@@ -71,7 +62,7 @@ def leave_one_out(runs: pd.DataFrame) -> pd.DataFrame:
                     estimates[p].append(float(d["statistic"]))
                 verdict = d["verdict"] if d is not None else "not tested"
                 if verdict != r["verdict"]:
-                    changed[p].append(f"{label[name]}: {verdict}")
+                    changed[p].append(f"{name}: {verdict}")
         for p, r in base.iterrows():
             est, moved = estimates[p], changed[p]
             rows.append({

@@ -393,9 +393,6 @@ def _convergence_blocks(tables: dict[str, pd.DataFrame]) -> list:
     ]
 
 
-_NONE = pd.DataFrame(columns=design_sensitivity.COLUMNS)
-
-
 def _design_blocks(tables: dict[str, pd.DataFrame]) -> list:
     """Design choices (analysis/design.py), where the sweep has a design axis: the deciding rows, the
     method and its limits, the descriptive per-norm rows in words."""
@@ -411,7 +408,9 @@ def _design_blocks(tables: dict[str, pd.DataFrame]) -> list:
         ),
         ("table", design.overview(table)),
         ("p", design.METHOD),
-        ("ul", design.summary(table) + design_sensitivity.summary(tables.get("design_sensitivity", _NONE))),
+        ("ul", design.summary(table) + (
+            design_sensitivity.summary(tables["design_sensitivity"]) if "design_sensitivity" in tables else []
+        )),
     ]
 
 

@@ -291,11 +291,7 @@ def test_the_cost_of_each_complete_sweep_in_the_readmes_is_sweep_cost_json_s():
     hours on the workers (to the 0.1 h written), and in the bench paragraph the median training minutes
     by decoder, in the grid's order (dense, conv, res; shallow first). A sweep still training is left out:
     its numbers change with every session."""
-    kinds = ("dense", "conv", "res")
-
-    def grid_order(family: str) -> tuple[int, int]:
-        kind = family.rstrip("0123456789")
-        return kinds.index(kind), int(family[len(kind) :])
+    from analysis.plotting import family_key
 
     root = Path(__file__).resolve().parent.parent
     cost = json.loads((root / "bench" / "results" / "sweep_cost.json").read_text())
@@ -309,7 +305,7 @@ def test_the_cost_of_each_complete_sweep_in_the_readmes_is_sweep_cost_json_s():
         name = Path(sweep["sweep"]).name
         by_decoder = sweep["median_train_minutes_by_decoder"]
         hours = [sweep["summed_hours"], sweep["hours_on_workers"]]
-        want = [*hours, *(by_decoder[f] for f in sorted(by_decoder, key=grid_order))]
+        want = [*hours, *(by_decoder[f] for f in sorted(by_decoder, key=family_key))]
         assert states_in_order(bench[bench.index(f"`{name}`") :], want) is None, (name, want)
         section = examples[examples.index(f"## `{name}/`") :]
         assert states_in_order(section[: section.index("\n## ", 1)], hours) is None, (name, hours)
